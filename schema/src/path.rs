@@ -1,0 +1,170 @@
+//! `EntryPath`: an absolute, normalized path inside a root. Built only valid,
+//! so nothing below the parser re-checks it.
+
+use std::fmt;
+
+/// An absolute, normalized path relative to a root: starts with `/`, no `.`,
+/// `..` or empty component, no trailing slash, not `/` itself, no NUL.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryPath(String);
+
+/// Why a string is not an [`EntryPath`]; the message says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path must be absolute (start with /)")]
+    NotAbsolute,
+    #[error("path must not be / itself")]
+    IsRoot,
+    #[error("path must not end with /")]
+    TrailingSlash,
+    #[error("path must not contain an empty component (//)")]
+    EmptyComponent,
+    #[error("path must not contain a . or .. component")]
+    DotComponent,
+    #[error("path must not contain a NUL byte")]
+    Nul,
+}
+
+impl EntryPath {
+    pub fn parse(s: &str) -> Result<Self, PathError> {
+        let rest = s.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+        if rest.is_empty() {
+            return Err(PathError::IsRoot);
+        }
+        if s.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        if rest.ends_with('/') {
+            return Err(PathError::TrailingSlash);
+        }
+        for c in rest.split('/') {
+            match c {
+                "" => return Err(PathError::EmptyComponent),
+                "." | ".." => return Err(PathError::DotComponent),
+                _ => {}
+            }
+        }
+        Ok(EntryPath(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The components below the root, in order (`/a/b` gives `a`, `b`).
+    pub fn components(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.0[1..].split('/')
+    }
+
+    /// Number of components: `/a` is 1, `/a/b` is 2.
+    pub fn depth(&self) -> usize {
+        self.0.bytes().filter(|&b| b == b'/').count()
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        match self.0.rfind('/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    /// The parent path, or `None` for a top-level path such as `/etc`.
+    pub fn parent(&self) -> Option<EntryPath> {
+        let i = self.0.rfind('/')?;
+        (i > 0).then(|| EntryPath(self.0[..i].to_owned()))
+    }
+
+    /// Every proper ancestor, shallowest first (`/a/b/c` gives `/a`, `/a/b`).
+    pub fn ancestors(&self) -> Vec<EntryPath> {
+        let mut out = Vec::new();
+        for (i, b) in self.0.bytes().enumerate().skip(1) {
+            if b == b'/' {
+                out.push(EntryPath(self.0[..i].to_owned()));
+            }
+        }
+        out
+    }
+
+    /// `self` joined with one component; `name` must be a valid component.
+    pub fn join(&self, name: &str) -> Result<EntryPath, PathError> {
+        EntryPath::parse(&format!("{}/{}", self.0, name))
+    }
+
+    /// A top-level path `/name`.
+    pub fn top(name: &str) -> Result<EntryPath, PathError> {
+        EntryPath::parse(&format!("/{name}"))
+    }
+
+    /// True when `self` lies strictly below `other`.
+    pub fn is_under(&self, other: &EntryPath) -> bool {
+        self.0.len() > other.0.len()
+            && self.0.starts_with(&other.0)
+            && self.0.as_bytes()[other.0.len()] == b'/'
+    }
+}
+
+impl fmt::Display for EntryPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EntryPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl serde::Serialize for EntryPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EntryPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EntryPath::parse(&s).map_err(|e| serde::de::Error::custom(format!("{s}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        let ok = ["/a", "/etc/motd", "/a/b/c.d", "/a/.hidden", "/a/..b"];
+        for s in ok {
+            assert_eq!(EntryPath::parse(s).map(|p| p.to_string()), Ok(s.to_owned()), "{s}");
+        }
+        let bad = [
+            ("", PathError::NotAbsolute),
+            ("etc", PathError::NotAbsolute),
+            ("/", PathError::IsRoot),
+            ("/etc/", PathError::TrailingSlash),
+            ("/etc//x", PathError::EmptyComponent),
+            ("/etc/./x", PathError::DotComponent),
+            ("/etc/../x", PathError::DotComponent),
+            ("/a\0b", PathError::Nul),
+        ];
+        for (s, e) in bad {
+            assert_eq!(EntryPath::parse(s), Err(e), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn relations() {
+        let p = EntryPath::parse("/a/b/c").unwrap();
+        assert_eq!(p.depth(), 3);
+        assert_eq!(p.file_name(), "c");
+        assert_eq!(p.parent().unwrap().as_str(), "/a/b");
+        assert_eq!(EntryPath::parse("/a").unwrap().parent(), None);
+        let anc: Vec<String> = p.ancestors().iter().map(|a| a.to_string()).collect();
+        assert_eq!(anc, ["/a", "/a/b"]);
+        assert!(p.is_under(&EntryPath::parse("/a").unwrap()));
+        assert!(!EntryPath::parse("/ab").unwrap().is_under(&EntryPath::parse("/a").unwrap()));
+        assert!(!p.is_under(&p));
+    }
+}
