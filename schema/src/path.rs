@@ -137,7 +137,11 @@ mod tests {
     fn parse_table() {
         let ok = ["/a", "/etc/motd", "/a/b/c.d", "/a/.hidden", "/a/..b"];
         for s in ok {
-            assert_eq!(EntryPath::parse(s).map(|p| p.to_string()), Ok(s.to_owned()), "{s}");
+            assert_eq!(
+                EntryPath::parse(s).map(|p| p.to_string()),
+                Ok(s.to_owned()),
+                "{s}"
+            );
         }
         let bad = [
             ("", PathError::NotAbsolute),
@@ -164,7 +168,11 @@ mod tests {
         let anc: Vec<String> = p.ancestors().iter().map(|a| a.to_string()).collect();
         assert_eq!(anc, ["/a", "/a/b"]);
         assert!(p.is_under(&EntryPath::parse("/a").unwrap()));
-        assert!(!EntryPath::parse("/ab").unwrap().is_under(&EntryPath::parse("/a").unwrap()));
+        assert!(
+            !EntryPath::parse("/ab")
+                .unwrap()
+                .is_under(&EntryPath::parse("/a").unwrap())
+        );
         assert!(!p.is_under(&p));
     }
 }

@@ -1,1 +1,630 @@
-//! Content-addressed blob store (placeholder; being written).
+//! Content-addressed blob store: the place where sysgen keeps every file's
+//! content, once, whatever path or generation refers to it.
+//!
+//! # Invariants
+//!
+//! - An object's key is the BLAKE3-256 of its raw content, never of the
+//!   compressed form, so the key survives any change of codec or level.
+//! - Objects are zstd frames (level 3) of the raw bytes.
+//! - An object appears under its final name only complete and durable: it is
+//!   written to a temp file, synced, renamed into place, and the directory is
+//!   synced ([`Store::put_bytes`], [`Store::put_file`]); [`Batch`] does the same
+//!   with one `syncfs` before and one after all its renames.
+//! - Every read is verified against the key ([`StoreError::Corrupt`] otherwise).
+//! - Content is never written twice: a put of content already present is a no-op.
+//! - Permissions are set with `fchmod`/`chmod`, so they never depend on the umask.
+//!
+//! The store knows nothing of paths in a managed root; callers map paths to
+//! hashes. The library never prints, reads the environment or the clock.
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! <dir>/objects/<2 hex>/<62 hex>   public objects: dirs 0755, files 0444
+//! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
+//! <dir>/tmp/<pid>-<n>-<16 hex>     temp files of puts in progress: dir 0700, files 0600
+//! ```
+//!
+//! The fan-out directories are created lazily, on the first object that needs
+//! them. The two areas are independent: the same content may be in both.
+//! Anything in `tmp/` is a leftover of an interrupted put and is removed by
+//! [`Store::clean_temp`].
+
+mod batch;
+mod error;
+mod hash;
+
+use std::cell::Cell;
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use batch::{Batch, BatchOutcome};
+pub use error::StoreError;
+pub use hash::{Hash, hash_file};
+
+use hash::STREAM_BUF;
+
+/// zstd level for objects at rest: level 3 (zstd's default) compresses text well
+/// at several hundred MB/s, which keeps ingest I/O bound rather than CPU bound.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Files up to this size are read whole (one read, hash and compress from
+/// memory); larger ones are streamed so memory does not grow with file size.
+pub const SMALL_FILE_LIMIT: u64 = 1024 * 1024;
+
+const PUBLIC_DIR_MODE: u32 = 0o755;
+const PUBLIC_FILE_MODE: u32 = 0o444;
+const PRIVATE_DIR_MODE: u32 = 0o700;
+const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Makes temp names unique across every `Store` and `Batch` in this process;
+/// the pid makes them unique across processes.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Which half of the store an object lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Area {
+    /// Objects anyone may read (files 0444).
+    Public,
+    /// Secrets, and backups of files sysgen found on the host: only root may
+    /// read them (directories 0700, files 0600).
+    Secret,
+}
+
+impl Area {
+    fn dir_mode(self) -> u32 {
+        match self {
+            Area::Public => PUBLIC_DIR_MODE,
+            Area::Secret => PRIVATE_DIR_MODE,
+        }
+    }
+
+    fn file_mode(self) -> u32 {
+        match self {
+            Area::Public => PUBLIC_FILE_MODE,
+            Area::Secret => PRIVATE_FILE_MODE,
+        }
+    }
+}
+
+/// A content-addressed store rooted at one directory. `Send + Sync`: share it
+/// by reference between threads.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    objects: PathBuf,
+    secret: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A compressed object written to `tmp/`, not yet in its final place.
+pub(crate) struct Staged {
+    pub(crate) temp: TempFile,
+    pub(crate) stored_len: u64,
+}
+
+/// A temp file that removes itself unless [`TempFile::keep`] is called, so an
+/// error on any path leaves no leftover behind.
+pub(crate) struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    pub(crate) fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Stops the file from being removed on drop: it has been renamed away.
+    pub(crate) fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: this runs on error paths that already report an
+            // error, and clean_temp removes whatever is left.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// What a file turned out to be once opened: small files are already in memory.
+pub(crate) enum Prepared {
+    Small(Vec<u8>),
+    Large { file: File, hash: Hash, size: u64 },
+}
+
+impl Store {
+    /// Opens the store at `dir`, creating `dir` and its layout if missing.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(PUBLIC_DIR_MODE)
+            .create(dir)
+            .map_err(StoreError::io(dir))?;
+        let store = Store {
+            dir: dir.to_owned(),
+            objects: dir.join("objects"),
+            secret: dir.join("secret"),
+            tmp: dir.join("tmp"),
+        };
+        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
+        // These two hold content only root may read, so their mode is enforced
+        // even when they already exist.
+        ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
+        ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn area_dir(&self, area: Area) -> &Path {
+        match area {
+            Area::Public => &self.objects,
+            Area::Secret => &self.secret,
+        }
+    }
+
+    /// Where the object `hash` lives in `area` (whether or not it exists).
+    pub fn object_path(&self, hash: &Hash, area: Area) -> PathBuf {
+        let hex = hash.to_hex();
+        self.area_dir(area).join(&hex[..2]).join(&hex[2..])
+    }
+
+    pub fn contains(&self, hash: &Hash, area: Area) -> bool {
+        fs::symlink_metadata(self.object_path(hash, area)).is_ok_and(|m| m.is_file())
+    }
+
+    /// Stores `bytes` durably right now (temp, fsync, rename, fsync dir). For
+    /// one-offs; use [`Store::batch`] for many objects.
+    pub fn put_bytes(&self, bytes: &[u8], area: Area) -> Result<Hash, StoreError> {
+        let hash = Hash::of(bytes);
+        if !self.contains(&hash, area) {
+            let staged = self.stage_bytes(&hash, bytes, area, true)?;
+            self.install(staged.temp, &hash, area, true)?;
+        }
+        Ok(hash)
+    }
+
+    /// Stores the content of the regular file at `path` (read from the host
+    /// filesystem) durably right now; returns its hash and size.
+    pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
+        let (hash, size, staged) = match prepare_file(path)? {
+            Prepared::Small(bytes) => {
+                let hash = Hash::of(&bytes);
+                if self.contains(&hash, area) {
+                    return Ok((hash, bytes.len() as u64));
+                }
+                let staged = self.stage_bytes(&hash, &bytes, area, true)?;
+                (hash, bytes.len() as u64, staged)
+            }
+            Prepared::Large { file, hash, size } => {
+                if self.contains(&hash, area) {
+                    return Ok((hash, size));
+                }
+                let staged = self.stage_file(&hash, size, file, path, area, true)?;
+                (hash, size, staged)
+            }
+        };
+        self.install(staged.temp, &hash, area, true)?;
+        Ok((hash, size))
+    }
+
+    /// Starts a batch of bulk writes made durable together by [`Batch::commit`].
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    /// The whole object, verified against `hash`.
+    pub fn read(&self, hash: &Hash, area: Area) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        self.stream(hash, area, &mut |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams the decompressed object into `out`, hashing as it goes; returns
+    /// the byte count. A hash mismatch is reported as [`StoreError::Corrupt`]
+    /// only after the bytes were written (they cannot be known bad earlier), so
+    /// `out` must be a temp file that the caller discards on error.
+    pub fn copy_to(&self, hash: &Hash, area: Area, out: &mut dyn Write) -> Result<u64, StoreError> {
+        self.stream(hash, area, &mut |chunk| out.write_all(chunk))
+    }
+
+    /// Removes an object; Ok if it is already absent.
+    ///
+    /// The directory is not synced: an object that comes back after a crash is
+    /// still valid content, and the next gc removes it again.
+    pub fn remove(&self, hash: &Hash, area: Area) -> Result<(), StoreError> {
+        let path = self.object_path(hash, area);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// Every object hash in `area`, sorted. Names that are not object names
+    /// are ignored.
+    pub fn list(&self, area: Area) -> Result<Vec<Hash>, StoreError> {
+        let area_dir = self.area_dir(area);
+        let mut out = Vec::new();
+        for fan in fs::read_dir(area_dir).map_err(StoreError::io(area_dir))? {
+            let fan = fan.map_err(StoreError::io(area_dir))?;
+            let Some(prefix) = fan.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if prefix.len() != 2 || !fan.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let fan_path = fan.path();
+            for entry in fs::read_dir(&fan_path).map_err(StoreError::io(&fan_path))? {
+                let entry = entry.map_err(StoreError::io(&fan_path))?;
+                let Some(rest) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let text = format!("{prefix}{rest}");
+                // Only canonical (lowercase) names: anything else would not be
+                // found again by object_path.
+                if let Ok(hash) = Hash::from_hex(&text)
+                    && hash.to_hex() == text
+                {
+                    out.push(hash);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Bytes the object takes on disk (compressed).
+    pub fn disk_size(&self, hash: &Hash, area: Area) -> Result<u64, StoreError> {
+        let path = self.object_path(hash, area);
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound { hash: *hash })
+            }
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// Decompresses and rehashes one object: Ok(false) if it is corrupt.
+    pub fn check(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
+        match self.stream(hash, area, &mut |_| Ok(())) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes leftovers of interrupted puts and batches from `tmp/`.
+    ///
+    /// Call it only while no put or batch is in progress on this store, in
+    /// this process or another (sysgen holds its lock when it does): it
+    /// removes every temp file, including those of live batches.
+    pub fn clean_temp(&self) -> Result<(), StoreError> {
+        for entry in fs::read_dir(&self.tmp).map_err(StoreError::io(&self.tmp))? {
+            let entry = entry.map_err(StoreError::io(&self.tmp))?;
+            let path = entry.path();
+            let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Decompresses the object, passing each chunk to `sink` and hashing it.
+    fn stream(
+        &self,
+        hash: &Hash,
+        area: Area,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        let path = self.object_path(hash, area);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { hash: *hash });
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        // zstd reports a damaged frame and a failed read alike as io::Error;
+        // this flag tells them apart so a disk error is not called corruption.
+        let read_failed = Cell::new(false);
+        let source = TrackedReader {
+            inner: file,
+            failed: &read_failed,
+        };
+        let mut decoder =
+            zstd::stream::read::Decoder::new(source).map_err(StoreError::io(&path))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; STREAM_BUF];
+        let mut total = 0u64;
+        loop {
+            let n = match decoder.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if read_failed.get() => return Err(StoreError::Io { path, source: e }),
+                Err(_) => return Err(StoreError::Corrupt { hash: *hash }),
+            };
+            hasher.update(&buf[..n]);
+            sink(&buf[..n]).map_err(|source| StoreError::Output {
+                hash: *hash,
+                source,
+            })?;
+            total += n as u64;
+        }
+        if Hash::from(hasher.finalize()) != *hash {
+            return Err(StoreError::Corrupt { hash: *hash });
+        }
+        Ok(total)
+    }
+
+    /// Creates a new, uniquely named temp file (0600) in `tmp/`.
+    fn create_temp(&self, hash: &Hash) -> Result<(File, TempFile), StoreError> {
+        let pid = std::process::id();
+        let short = &hash.to_hex()[..16];
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = self.tmp.join(format!("{pid}-{n}-{short}"));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE_MODE)
+                .open(&path)
+            {
+                Ok(file) => return Ok((file, TempFile { path: Some(path) })),
+                // A leftover of an earlier process that had the same pid:
+                // take the next number.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            }
+        }
+    }
+
+    /// Compresses `bytes` into a temp file with the final mode of `area`;
+    /// fsyncs it if `sync`.
+    pub(crate) fn stage_bytes(
+        &self,
+        hash: &Hash,
+        bytes: &[u8],
+        area: Area,
+        sync: bool,
+    ) -> Result<Staged, StoreError> {
+        let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
+        let (mut file, temp) = self.create_temp(hash)?;
+        let io_err = StoreError::io(temp.path());
+        let result = (|| {
+            file.write_all(&compressed)?;
+            finish_temp(&file, area, sync)
+        })();
+        result.map_err(io_err)?;
+        Ok(Staged {
+            temp,
+            stored_len: compressed.len() as u64,
+        })
+    }
+
+    /// Compresses the open file `file` (from its start) into a temp file,
+    /// hashing again as it reads: if the content is not the `hash`/`size`
+    /// found by the first pass, the file changed in between and nothing is
+    /// stored.
+    pub(crate) fn stage_file(
+        &self,
+        hash: &Hash,
+        size: u64,
+        mut file: File,
+        path: &Path,
+        area: Area,
+        sync: bool,
+    ) -> Result<Staged, StoreError> {
+        file.rewind().map_err(StoreError::io(path))?;
+        let (out, temp) = self.create_temp(hash)?;
+        let mut source = HashingReader {
+            inner: file,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            failed: false,
+        };
+        let temp_err = StoreError::io(temp.path());
+        let copied = (|| {
+            let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+            encoder.set_pledged_src_size(Some(size))?;
+            io::copy(&mut source, &mut encoder)?;
+            encoder.finish()
+        })();
+        let out = match copied {
+            Ok(out) => out,
+            // Read errors belong to the source file, the rest to the temp file;
+            // a size different from the pledged one means the file changed.
+            Err(e) if source.failed => {
+                return Err(StoreError::Io {
+                    path: path.into(),
+                    source: e,
+                });
+            }
+            Err(_) if source.size != size => return Err(StoreError::Changed { path: path.into() }),
+            Err(e) => return Err(temp_err(e)),
+        };
+        if source.size != size || Hash::from(source.hasher.finalize()) != *hash {
+            return Err(StoreError::Changed { path: path.into() });
+        }
+        let stored_len = out.metadata().map_err(StoreError::io(temp.path()))?.len();
+        finish_temp(&out, area, sync).map_err(StoreError::io(temp.path()))?;
+        Ok(Staged { temp, stored_len })
+    }
+
+    /// Renames a staged temp file to its final name, creating the fan-out
+    /// directory if needed; if `durable`, fsyncs the directories the rename
+    /// (and a new fan-out directory) changed.
+    pub(crate) fn install(
+        &self,
+        temp: TempFile,
+        hash: &Hash,
+        area: Area,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let dest = self.object_path(hash, area);
+        let fan_dir = dest.parent().unwrap_or(&self.dir).to_owned();
+        let created = ensure_dir(&fan_dir, area.dir_mode(), false)?;
+        fs::rename(temp.path(), &dest).map_err(StoreError::io(&dest))?;
+        temp.keep();
+        if durable {
+            sync_dir(&fan_dir)?;
+            if created {
+                sync_dir(self.area_dir(area))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written to the store's filesystem (one syscall for
+    /// any number of files).
+    pub(crate) fn syncfs(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.dir).map_err(StoreError::io(&self.dir))?;
+        nix::unistd::syncfs(&dir).map_err(|e| StoreError::Io {
+            path: self.dir.clone(),
+            source: e.into(),
+        })
+    }
+}
+
+/// Opens `path` and reads it whole if small, or hashes it in a streaming pass
+/// if large (keeping it open for the compress pass).
+pub(crate) fn prepare_file(path: &Path) -> Result<Prepared, StoreError> {
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let len = file.metadata().map_err(StoreError::io(path))?.len();
+    if len <= SMALL_FILE_LIMIT {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes).map_err(StoreError::io(path))?;
+        Ok(Prepared::Small(bytes))
+    } else {
+        let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
+        Ok(Prepared::Large { file, hash, size })
+    }
+}
+
+thread_local! {
+    // A zstd context costs more to set up than compressing a small file does;
+    // ingest stores many small files per thread, so each thread keeps one.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(bytes)
+    })
+}
+
+/// Sets the final mode (explicitly: the umask must not matter) and syncs if asked.
+fn finish_temp(file: &File, area: Area, sync: bool) -> io::Result<()> {
+    file.set_permissions(Permissions::from_mode(area.file_mode()))?;
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Creates `path` with `mode` if missing (returns whether it did); with
+/// `enforce`, also corrects the mode of an existing directory.
+fn ensure_dir(path: &Path, mode: u32, enforce: bool) -> Result<bool, StoreError> {
+    let created = match DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.into(),
+                source: e,
+            });
+        }
+    };
+    if created || enforce {
+        let meta = fs::symlink_metadata(path).map_err(StoreError::io(path))?;
+        if !meta.is_dir() {
+            return Err(StoreError::Io {
+                path: path.into(),
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "not a directory"),
+            });
+        }
+        if meta.permissions().mode() & 0o7777 != mode {
+            fs::set_permissions(path, Permissions::from_mode(mode))
+                .map_err(StoreError::io(path))?;
+        }
+    }
+    Ok(created)
+}
+
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(path))
+}
+
+/// A reader that remembers whether the underlying read failed.
+struct TrackedReader<'a, R> {
+    inner: R,
+    failed: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for TrackedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed.set(true);
+            }
+        })
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    size: u64,
+    failed: bool,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Running one timed child process, and the statistics over several runs.
+
+use crate::Result;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// One timed run of one child process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub wall_s: f64,
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// Peak resident set of the child (and of the descendants it waited for), KiB.
+    pub maxrss_kib: u64,
+    /// Exit status, or 128 + signal number.
+    pub status: i32,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.status == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The last few lines of stderr, for error reports.
+    pub fn stderr_tail(&self) -> String {
+        let s = fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(4)..].join(" | ")
+    }
+}
+
+fn tv_secs(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
+}
+
+/// Flush dirty pages, so that the write-back of one run is not billed to the next.
+pub fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// Run `cmd` to completion with stdout/stderr captured into `log_base.out`/`.err`;
+/// time it from spawn to reap and take its rusage from wait4(2).
+pub fn run(mut cmd: Command, log_base: &Path) -> Result<Run> {
+    let stdout = log_base.with_extension("out");
+    let stderr = log_base.with_extension("err");
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout)?)
+        .stderr(fs::File::create(&stderr)?);
+    let t0 = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: `pid` is our own unreaped child; `status` and `ru` are valid for writes.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break rc;
+    };
+    let wall_s = t0.elapsed().as_secs_f64();
+    // We reaped it ourselves: std must not wait for it again.
+    drop(child);
+    if rc != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()).into());
+    }
+    let status = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    };
+    Ok(Run {
+        wall_s,
+        user_s: tv_secs(ru.ru_utime),
+        sys_s: tv_secs(ru.ru_stime),
+        maxrss_kib: ru.ru_maxrss as u64,
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Median and spread of a sample.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+pub fn summarize(xs: &[f64]) -> Option<Summary> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Summary {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
+}
+
+/// Disk usage of a tree like `du -s` (allocated blocks, hard links counted once), bytes.
+pub fn disk_usage(root: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        total += m.blocks() * 512;
+        if m.is_dir()
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    total
+}
+
+/// Sum of the sizes of the regular files under `root` (apparent size).
+pub fn apparent_file_bytes(root: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_file() {
+            total += m.len();
+        } else if m.is_dir()
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        let s = summarize(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = summarize(&[4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 10.0));
+        let s = summarize(&[5.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (5.0, 5.0, 5.0));
+        assert!(summarize(&[]).is_none());
+    }
+
+    #[test]
+    fn run_reports_status_and_rss() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo hi; exit 3"]);
+        let r = run(c, &d.path().join("x")).unwrap();
+        assert_eq!(r.status, 3);
+        assert_eq!(r.stdout_text(), "hi\n");
+        assert!(r.maxrss_kib > 0);
+        assert!(r.wall_s >= 0.0);
+    }
+
+    #[test]
+    fn du_counts_hardlinks_once() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a"), vec![1u8; 64 * 1024]).unwrap();
+        let one = disk_usage(d.path());
+        fs::hard_link(d.path().join("a"), d.path().join("b")).unwrap();
+        assert_eq!(disk_usage(d.path()), one);
+        assert_eq!(apparent_file_bytes(d.path()), 128 * 1024);
+    }
+}

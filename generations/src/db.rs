@@ -1,0 +1,612 @@
+//! The state database: one SQLite file (`<state>/sysgen.db`).
+//!
+//! It records manifests and their Merkle nodes, the numbered generations,
+//! the append-only activation history (rollback adds a row, never rewrites
+//! one), the ledger of what was on the root before sysgen managed a path,
+//! copies of files saved before `--force` overwrote them, and the stat cache
+//! of build sources. The schema is versioned with `PRAGMA user_version`; each
+//! migration runs once, in a transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sysgen_schema::EntryPath;
+use sysgen_store::Hash;
+
+use crate::Error;
+use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
+
+/// Each entry upgrades the schema by one version. Never edit a released one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE manifests (
+    id BLOB PRIMARY KEY,
+    body BLOB NOT NULL,
+    config TEXT,
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    built_at INTEGER NOT NULL
+);
+CREATE TABLE nodes (id BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE generations (
+    number INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    collected_at INTEGER
+);
+CREATE TABLE activations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    number INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    how TEXT NOT NULL
+);
+CREATE TABLE ledger (path TEXT PRIMARY KEY, origin TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE saved (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    why TEXT NOT NULL
+);
+CREATE TABLE stat_cache (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL
+) WITHOUT ROWID;
+"#];
+
+/// What was on the root at a path before sysgen first managed it. A path
+/// that has no record was absent: sysgen created it and removes it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "was", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Origin {
+    /// A file, saved in the secret area of the store (it may be anything,
+    /// `/etc/shadow` included, so only root may read the copy).
+    File {
+        hash: Hash,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        target: String,
+        uid: u32,
+        gid: u32,
+    },
+    /// A directory: never removed by sysgen; its attributes are put back.
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// A numbered generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GenRow {
+    pub number: u64,
+    pub id: GenerationId,
+    pub created_at: i64,
+    pub pinned: bool,
+    /// Set once gc deleted it; the row stays so messages can say so.
+    pub collected_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ManifestInfo {
+    pub config: Option<String>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub built_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheRow {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub hash: Hash,
+}
+
+/// A file saved in the store before sysgen overwrote or removed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub path: EntryPath,
+    pub hash: Hash,
+    pub why: String,
+}
+
+/// Everything an activation changes, committed in one transaction.
+pub struct Activation<'a> {
+    pub number: u64,
+    pub id: GenerationId,
+    pub at: i64,
+    pub how: &'a str,
+    pub ledger_add: &'a [(EntryPath, Origin)],
+    pub ledger_remove: &'a [EntryPath],
+}
+
+pub struct Db {
+    conn: Connection,
+}
+
+fn sql(e: rusqlite::Error) -> Error {
+    Error::Db(e.to_string())
+}
+
+fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
+    let b: Vec<u8> = row.get(i)?;
+    let arr: [u8; 32] = b.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            "hash is not 32 bytes".into(),
+        )
+    })?;
+    Ok(Hash::from_bytes(arr))
+}
+
+fn gen_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GenRow> {
+    Ok(GenRow {
+        number: row.get::<_, i64>(0)? as u64,
+        id: GenerationId(hash_col(row, 1)?),
+        created_at: row.get(2)?,
+        pinned: row.get::<_, i64>(3)? != 0,
+        collected_at: row.get(4)?,
+    })
+}
+
+const GEN_COLS: &str = "number, id, created_at, pinned, collected_at";
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, Error> {
+        let conn = Connection::open(path).map_err(sql)?;
+        // WAL for concurrent readers; FULL so a commit is on disk when it returns.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(sql)?;
+        let mut db = Db { conn };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<(), Error> {
+        let version: usize = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        if version > MIGRATIONS.len() {
+            return Err(Error::Db(format!(
+                "the state database has schema version {version}, newer than this sysgen knows ({}); use a newer sysgen",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction().map_err(sql)?;
+            tx.execute_batch(m).map_err(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        Ok(())
+    }
+
+    // ---- manifests and nodes ----
+
+    pub fn insert_nodes(&mut self, nodes: &[(NodeId, Vec<u8>)]) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR IGNORE INTO nodes (id, body) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            for (id, body) in nodes {
+                st.execute(params![id.0.as_bytes().as_slice(), body])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    pub fn put_manifest(
+        &mut self,
+        m: &Manifest,
+        info: &ManifestInfo,
+    ) -> Result<GenerationId, Error> {
+        let id = m.id();
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO manifests (id, body, config, entries, bytes, built_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id.0.as_bytes().as_slice(),
+                    m.encode(),
+                    info.config,
+                    info.entries as i64,
+                    info.bytes as i64,
+                    info.built_at
+                ],
+            )
+            .map_err(sql)?;
+        Ok(id)
+    }
+
+    pub fn manifest(&self, id: &GenerationId) -> Result<Option<(Manifest, ManifestInfo)>, Error> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT body, config, entries, bytes, built_at FROM manifests WHERE id = ?1",
+                params![id.0.as_bytes().as_slice()],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        ManifestInfo {
+                            config: r.get(1)?,
+                            entries: r.get::<_, i64>(2)? as u64,
+                            bytes: r.get::<_, i64>(3)? as u64,
+                            built_at: r.get(4)?,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql)?;
+        match row {
+            None => Ok(None),
+            Some((body, info)) => {
+                let m: Manifest = serde_json::from_slice(&body)
+                    .map_err(|e| Error::CorruptManifest(format!("manifest {id}: {e}")))?;
+                if m.id() != *id {
+                    return Err(Error::CorruptManifest(format!(
+                        "manifest {id} does not match its id"
+                    )));
+                }
+                Ok(Some((m, info)))
+            }
+        }
+    }
+
+    /// Manifest ids whose hex starts with `prefix`.
+    pub fn manifests_with_prefix(&self, prefix: &str) -> Result<Vec<GenerationId>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM manifests")
+            .map_err(sql)?;
+        let ids = st
+            .query_map([], |r| hash_col(r, 0))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(ids
+            .into_iter()
+            .filter(|h| h.to_hex().starts_with(prefix))
+            .map(GenerationId)
+            .collect())
+    }
+
+    pub fn all_manifest_ids(&self) -> Result<Vec<GenerationId>, Error> {
+        self.manifests_with_prefix("")
+    }
+
+    // ---- generations and activations ----
+
+    pub fn generations(&self) -> Result<Vec<GenRow>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {GEN_COLS} FROM generations ORDER BY number"
+            ))
+            .map_err(sql)?;
+        st.query_map([], gen_row)
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)
+    }
+
+    pub fn generation(&self, number: u64) -> Result<Option<GenRow>, Error> {
+        self.conn
+            .query_row(
+                &format!("SELECT {GEN_COLS} FROM generations WHERE number = ?1"),
+                params![number as i64],
+                gen_row,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    pub fn generation_of(&self, id: &GenerationId) -> Result<Option<GenRow>, Error> {
+        self.conn
+            .query_row(
+                &format!("SELECT {GEN_COLS} FROM generations WHERE id = ?1"),
+                params![id.0.as_bytes().as_slice()],
+                gen_row,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    pub fn next_number(&self) -> Result<u64, Error> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(MAX(number), 0) FROM generations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        Ok(n as u64 + 1)
+    }
+
+    /// The active generation: the one of the newest activation.
+    pub fn active(&self) -> Result<Option<GenRow>, Error> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {GEN_COLS} FROM generations WHERE number = (SELECT number FROM activations ORDER BY seq DESC LIMIT 1)"
+                ),
+                [],
+                gen_row,
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    /// The generation that was active before the current one.
+    pub fn previous(&self) -> Result<Option<u64>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT number FROM activations ORDER BY seq DESC")
+            .map_err(sql)?;
+        let numbers = st.query_map([], |r| r.get::<_, i64>(0)).map_err(sql)?;
+        let mut current = None;
+        for n in numbers {
+            let n = n.map_err(sql)? as u64;
+            match current {
+                None => current = Some(n),
+                Some(c) if c != n => return Ok(Some(n)),
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits an activation: the generation row (when new), the history
+    /// record and the ledger changes, atomically. This is the moment a
+    /// switch takes effect.
+    pub fn activate(&mut self, a: &Activation<'_>) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO generations (number, id, created_at) VALUES (?1, ?2, ?3)",
+            params![a.number as i64, a.id.0.as_bytes().as_slice(), a.at],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO activations (number, at, how) VALUES (?1, ?2, ?3)",
+            params![a.number as i64, a.at, a.how],
+        )
+        .map_err(sql)?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM ledger WHERE path = ?1")
+                .map_err(sql)?;
+            for p in a.ledger_remove {
+                del.execute(params![p.as_str()]).map_err(sql)?;
+            }
+            let mut ins = tx
+                .prepare_cached("INSERT OR REPLACE INTO ledger (path, origin) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            for (p, o) in a.ledger_add {
+                let body = serde_json::to_string(o).map_err(|e| Error::Db(e.to_string()))?;
+                ins.execute(params![p.as_str(), body]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    pub fn set_pinned(&mut self, number: u64, pinned: bool) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE generations SET pinned = ?2 WHERE number = ?1",
+                params![number as i64, pinned as i64],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    // ---- ledger and saved files ----
+
+    pub fn ledger(&self) -> Result<BTreeMap<EntryPath, Origin>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, origin FROM ledger")
+            .map_err(sql)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        rows.into_iter()
+            .map(|(p, o)| {
+                let path = EntryPath::parse(&p)
+                    .map_err(|e| Error::Db(format!("ledger path {p:?}: {e}")))?;
+                let origin = serde_json::from_str(&o)
+                    .map_err(|e| Error::Db(format!("ledger entry {p}: {e}")))?;
+                Ok((path, origin))
+            })
+            .collect()
+    }
+
+    pub fn insert_saved(&mut self, saved: &[Saved], at: i64) -> Result<(), Error> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO saved (path, hash, at, why) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql)?;
+            for s in saved {
+                st.execute(params![
+                    s.path.as_str(),
+                    s.hash.as_bytes().as_slice(),
+                    at,
+                    s.why
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    pub fn saved_hashes(&self) -> Result<Vec<Hash>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT hash FROM saved")
+            .map_err(sql)?;
+        st.query_map([], |r| hash_col(r, 0))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)
+    }
+
+    // ---- stat cache ----
+
+    pub fn stat_cache(&self) -> Result<HashMap<String, CacheRow>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, dev, ino, size, mtime_ns, ctime_ns, hash FROM stat_cache")
+            .map_err(sql)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    CacheRow {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        ctime_ns: r.get(5)?,
+                        hash: hash_col(r, 6)?,
+                    },
+                ))
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<HashMap<_, _>, _>>().map_err(sql)
+    }
+
+    pub fn update_stat_cache(&mut self, rows: &[(String, CacheRow)]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO stat_cache (path, dev, ino, size, mtime_ns, ctime_ns, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql)?;
+            for (p, c) in rows {
+                st.execute(params![
+                    p,
+                    c.dev as i64,
+                    c.ino as i64,
+                    c.size as i64,
+                    c.mtime_ns,
+                    c.ctime_ns,
+                    c.hash.as_bytes().as_slice()
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    // ---- gc ----
+
+    /// Marks generations as collected and deletes every manifest that no
+    /// remaining generation uses (built but never switched to included),
+    /// then every node no remaining manifest reaches. Rows go before
+    /// objects: the caller deletes store objects only after this commits.
+    pub fn collect(
+        &mut self,
+        numbers: &[u64],
+        at: i64,
+        live_nodes: &std::collections::HashSet<NodeId>,
+        keep_manifests: &[GenerationId],
+    ) -> Result<(u64, u64), Error> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut st = tx
+                .prepare_cached("UPDATE generations SET collected_at = ?2 WHERE number = ?1")
+                .map_err(sql)?;
+            for n in numbers {
+                st.execute(params![*n as i64, at]).map_err(sql)?;
+            }
+        }
+        let keep: std::collections::HashSet<Vec<u8>> = keep_manifests
+            .iter()
+            .map(|g| g.0.as_bytes().to_vec())
+            .collect();
+        let all: Vec<Vec<u8>> = {
+            let mut st = tx.prepare_cached("SELECT id FROM manifests").map_err(sql)?;
+            st.query_map([], |r| r.get(0))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?
+        };
+        let mut manifests = 0;
+        for id in all.iter().filter(|id| !keep.contains(*id)) {
+            manifests += tx
+                .execute("DELETE FROM manifests WHERE id = ?1", params![id])
+                .map_err(sql)? as u64;
+        }
+        let nodes: Vec<Vec<u8>> = {
+            let mut st = tx.prepare_cached("SELECT id FROM nodes").map_err(sql)?;
+            st.query_map([], |r| r.get(0))
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?
+        };
+        let live: std::collections::HashSet<&[u8]> = live_nodes
+            .iter()
+            .map(|n| n.0.as_bytes().as_slice())
+            .collect();
+        let mut removed_nodes = 0;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM nodes WHERE id = ?1")
+                .map_err(sql)?;
+            for id in nodes.iter().filter(|id| !live.contains(id.as_slice())) {
+                removed_nodes += del.execute(params![id]).map_err(sql)? as u64;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok((manifests, removed_nodes))
+    }
+}
+
+impl NodeSource for Db {
+    fn node(&self, id: &NodeId) -> Result<Node, Error> {
+        let body: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT body FROM nodes WHERE id = ?1",
+                params![id.0.as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        let body = body.ok_or(Error::MissingNode(*id))?;
+        if Node::id_of(&body) != *id {
+            return Err(Error::CorruptManifest(format!(
+                "node {:?} does not match its id",
+                id
+            )));
+        }
+        Node::decode(&body).map_err(|e| Error::CorruptManifest(format!("node {id:?}: {e}")))
+    }
+}

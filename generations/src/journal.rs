@@ -1,0 +1,120 @@
+//! The journal: a switch's intent, written durably before its first change
+//! and removed after the activation commits. While it exists, the switch is
+//! under way or was interrupted; `recover` reads it to finish or undo the
+//! switch, and every other mutating command refuses.
+//!
+//! It holds the whole plan (so `recover` needs nothing that could have
+//! changed since) and the generation it started from.
+
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::GenerationId;
+use crate::plan::Plan;
+use crate::{Error, io_err};
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    pub version: u32,
+    /// "switch" or "rollback": recorded in the activation history.
+    pub how: String,
+    /// The generation active when the switch began.
+    pub from: Option<(u64, GenerationId)>,
+    pub to_number: u64,
+    pub to: GenerationId,
+    pub started_at: i64,
+    pub plan: Plan,
+}
+
+impl Journal {
+    pub fn new(
+        how: &str,
+        from: Option<(u64, GenerationId)>,
+        to_number: u64,
+        to: GenerationId,
+        started_at: i64,
+        plan: Plan,
+    ) -> Journal {
+        Journal {
+            version: VERSION,
+            how: how.into(),
+            from,
+            to_number,
+            to,
+            started_at,
+            plan,
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<Option<Journal>, Error> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: path.to_owned(),
+                    source: e,
+                });
+            }
+        };
+        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(ErrorKind::InvalidData, format!("unreadable journal: {e}")),
+        })?;
+        if j.version != VERSION {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "journal version {} is not {VERSION}; use the sysgen that wrote it",
+                        j.version
+                    ),
+                ),
+            });
+        }
+        Ok(Some(j))
+    }
+
+    /// Writes the journal atomically and durably: temp, fsync, rename, fsync dir.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec(self).map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&body).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))
+    }
+
+    /// Removes the journal durably: the switch is over.
+    pub fn remove(path: &Path) -> Result<(), Error> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    path: path.to_owned(),
+                    source: e,
+                });
+            }
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))
+    }
+}

@@ -1,0 +1,236 @@
+//! The precheck: before a switch changes anything, read the live root at
+//! every path the switch touches.
+//!
+//! - A managed path whose live state differs from what the active
+//!   generation wrote (drift) stops the switch, unless `--force`, which
+//!   first saves the changed file in the store.
+//! - A path the target newly manages that already holds a file or symlink
+//!   is saved in the store, to be put back when the path leaves the
+//!   configuration; a directory there is recorded and never removed.
+//! - Anything the switch cannot handle without losing data (a directory
+//!   with unmanaged files where a file must go, a socket, a path reached
+//!   only through a symlink) stops the switch with every such path named.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use sysgen_schema::EntryPath;
+use sysgen_store::{Area, Hash, Store};
+
+use crate::db::{Origin, Saved};
+use crate::manifest::{Change, Entry};
+use crate::plan::Facts;
+use crate::rootfs::{Live, RootDir};
+use crate::{Drift, Error, io_err};
+
+#[derive(Debug, Default)]
+pub struct Precheck {
+    pub facts: Facts,
+    pub drift: Vec<Drift>,
+    pub conflicts: Vec<String>,
+    /// Changed files saved before `--force` overwrites or removes them.
+    pub saved: Vec<Saved>,
+}
+
+/// Compares one live path with the entry sysgen wrote there; `None` if equal.
+pub fn drift_of(
+    root: &RootDir,
+    p: &EntryPath,
+    want: &Entry,
+    live: &Live,
+) -> Result<Option<String>, Error> {
+    Ok(match (want, live) {
+        (_, Live::Absent) => Some("missing".into()),
+        (
+            Entry::File {
+                hash,
+                mode,
+                uid,
+                gid,
+                ..
+            },
+            Live::File(m),
+        ) => {
+            if m.mode != *mode {
+                Some(format!("mode {:04o}, expected {mode:04o}", m.mode))
+            } else if uid.is_some_and(|u| u != m.uid) || gid.is_some_and(|g| g != m.gid) {
+                Some(format!(
+                    "owner {}:{}, expected {}:{}",
+                    m.uid,
+                    m.gid,
+                    show(uid),
+                    show(gid)
+                ))
+            } else {
+                let (h, _) = root.hash_file(p)?;
+                (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
+            }
+        }
+        (Entry::Symlink { target }, Live::Symlink { target: t, .. }) => {
+            (t != target).then(|| format!("symlink points to {t}, expected {target}"))
+        }
+        (Entry::Dir { mode, uid, gid }, Live::Dir(m)) => {
+            if mode.is_some_and(|x| x != m.mode) {
+                Some(format!(
+                    "mode {:04o}, expected {:04o}",
+                    m.mode,
+                    mode.unwrap_or_default()
+                ))
+            } else if uid.is_some_and(|u| u != m.uid) || gid.is_some_and(|g| g != m.gid) {
+                Some(format!(
+                    "owner {}:{}, expected {}:{}",
+                    m.uid,
+                    m.gid,
+                    show(uid),
+                    show(gid)
+                ))
+            } else {
+                None
+            }
+        }
+        (want, live) => Some(format!("is a {}, expected a {}", live.kind(), want.kind())),
+    })
+}
+
+fn show(id: &Option<u32>) -> String {
+    id.map_or("*".into(), |i| i.to_string())
+}
+
+/// Runs the precheck of `changes` (active → target). `since` names the
+/// active generation in messages.
+pub fn precheck(
+    root: &RootDir,
+    store: &Store,
+    changes: &[Change],
+    force: bool,
+) -> Result<Precheck, Error> {
+    let mut out = Precheck::default();
+    // Paths this switch puts a directory at, replacing what is there: a
+    // blocked path below one of them is fine, the blocker goes first.
+    let replaced: BTreeSet<&EntryPath> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Added(p, e) | Change::Changed(p, _, e) if e.is_dir() => Some(p),
+            _ => None,
+        })
+        .collect();
+    let removed: BTreeSet<&EntryPath> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Removed(p, _) => Some(p),
+            _ => None,
+        })
+        .collect();
+
+    for c in changes {
+        let p = c.path();
+        let live = root.inspect(p)?;
+        if let Live::Blocked { at, what } = &live {
+            if !replaced.contains(at) {
+                out.conflicts.push(format!(
+                    "{p}: {at} is a {what} on the root, and sysgen never writes through one; remove it or declare {at} as a directory"
+                ));
+            }
+            continue;
+        }
+        match c {
+            Change::Removed(_, old) | Change::Changed(_, old, _) => {
+                // A directory's drift loses no data: it is only removed when empty.
+                if old.is_dir() && matches!(live, Live::Dir(_)) {
+                    if let Change::Changed(_, _, new) = c {
+                        if !new.is_dir() {
+                            check_empty_for_retype(root, p, &removed, &mut out)?;
+                        }
+                    }
+                    continue;
+                }
+                if let Some(what) = drift_of(root, p, old, &live)? {
+                    if matches!(live, Live::Absent) {
+                        // Nothing there to lose: the switch just writes or skips it.
+                        continue;
+                    }
+                    if let Live::Dir(_) = live {
+                        out.conflicts.push(format!(
+                            "{p}: a directory replaced the managed {} on the root; move it away first",
+                            old.kind()
+                        ));
+                        continue;
+                    }
+                    if let Live::Special(kind) = live {
+                        out.conflicts.push(format!("{p}: a {kind} replaced the managed {} on the root; remove it first", old.kind()));
+                        continue;
+                    }
+                    if force {
+                        if let Live::File(_) = live {
+                            let hash = save(root, store, p)?;
+                            out.saved.push(Saved {
+                                path: p.clone(),
+                                hash,
+                                why: format!("{what}; saved before --force replaced it"),
+                            });
+                        }
+                    }
+                    out.drift.push(Drift { path: p.to_string(), what });
+                }
+            }
+            Change::Added(_, new) => match (&live, new) {
+                (Live::Absent, _) => {}
+                (Live::File(m), _) => {
+                    let hash = save(root, store, p)?;
+                    out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid });
+                    if new.is_dir() {
+                        out.facts.in_the_way.insert(p.clone());
+                    }
+                }
+                (Live::Symlink { target, uid, gid }, _) => {
+                    out.facts.origins.insert(p.clone(), Origin::Symlink { target: target.clone(), uid: *uid, gid: *gid });
+                    if new.is_dir() {
+                        out.facts.in_the_way.insert(p.clone());
+                    }
+                }
+                (Live::Dir(m), Entry::Dir { .. }) => {
+                    out.facts.origins.insert(p.clone(), Origin::Dir { mode: m.mode, uid: m.uid, gid: m.gid });
+                }
+                (Live::Dir(_), _) => out.conflicts.push(format!(
+                    "{p}: is a directory on the root, but the configuration declares a {} there; move the directory away or declare it as a directory",
+                    new.kind()
+                )),
+                (Live::Special(kind), _) => {
+                    out.conflicts.push(format!("{p}: is a {kind} on the root; sysgen does not replace those, remove it first"))
+                }
+                (Live::Blocked { .. }, _) => {}
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// A directory that becomes a file or symlink must hold nothing but
+/// entries this switch removes.
+fn check_empty_for_retype(
+    root: &RootDir,
+    p: &EntryPath,
+    removed: &BTreeSet<&EntryPath>,
+    out: &mut Precheck,
+) -> Result<(), Error> {
+    for name in root.list_dir(p)? {
+        let child = name.to_str().and_then(|n| p.join(n).ok());
+        if !child.as_ref().is_some_and(|c| removed.contains(c)) {
+            out.conflicts.push(format!(
+                "{p}: the directory holds {} which sysgen does not manage, and the configuration puts a file there; move it away first",
+                name.to_string_lossy()
+            ));
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Saves the live file at `p` in the secret area of the store.
+fn save(root: &RootDir, store: &Store, p: &EntryPath) -> Result<Hash, Error> {
+    let mut bytes = Vec::new();
+    root.open_file(p)?
+        .read_to_end(&mut bytes)
+        .map_err(io_err(root.display(p)))?;
+    Ok(store.put_bytes(&bytes, Area::Secret)?)
+}

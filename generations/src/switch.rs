@@ -1,0 +1,251 @@
+//! Switch: the one orchestrator that makes a generation active.
+//!
+//! 1. refuse while an earlier switch is interrupted;
+//! 2. diff the active manifest against the target (Merkle: only what changed);
+//! 3. precheck the live root (drift, what is already there) — refuse with
+//!    every offending path named before anything changes;
+//! 4. plan (pure); with `--dry-run`, stop here and return the plan;
+//! 5. write the journal durably;
+//! 6. apply the steps, the last of which syncs and commits the activation;
+//! 7. remove the journal.
+//!
+//! Rollback is the same switch to an older generation: history is
+//! append-only, so it adds an activation record and never a number.
+
+use std::io::Read;
+
+use serde::Serialize;
+use sysgen_schema::EntryPath;
+
+use crate::apply::{ApplyOptions, ApplyOutcome, apply};
+use crate::db::{GenRow, Saved};
+use crate::journal::Journal;
+use crate::manifest::{Change, GenerationId, diff};
+use crate::plan::{Plan, plan};
+use crate::precheck::precheck;
+use crate::rootfs::Live;
+use crate::{Error, Progress, State};
+
+pub struct SwitchOptions<'a> {
+    pub force: bool,
+    pub dry_run: bool,
+    pub now: i64,
+    pub fault_after: Option<u64>,
+    /// "switch" or "rollback", recorded in the history.
+    pub how: &'a str,
+    pub progress: &'a dyn Progress,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchOutcome {
+    pub from: Option<u64>,
+    pub number: u64,
+    pub id: GenerationId,
+    /// True when the target was already active: nothing was done.
+    pub unchanged: bool,
+    pub dry_run: bool,
+    pub plan: Plan,
+    pub applied: ApplyOutcome,
+    pub saved: Vec<Saved>,
+    /// Drifted paths that `--force` overwrote.
+    pub forced: Vec<crate::Drift>,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+}
+
+/// Makes the generation `id` (already built) the active one.
+pub fn switch_to(
+    state: &mut State,
+    id: GenerationId,
+    opts: &SwitchOptions<'_>,
+) -> Result<SwitchOutcome, Error> {
+    state.refuse_if_interrupted()?;
+    let (target, _) = state.db.manifest(&id)?.ok_or_else(|| {
+        Error::NoSuchGeneration(format!(
+            "no generation has id {id}; `sysgen list` shows them"
+        ))
+    })?;
+    let existing = state.db.generation_of(&id)?;
+    if let Some(GenRow {
+        number,
+        collected_at: Some(_),
+        ..
+    }) = existing
+    {
+        return Err(Error::Collected(number));
+    }
+    let active = state.db.active()?;
+    let number = match &existing {
+        Some(g) => g.number,
+        None => state.db.next_number()?,
+    };
+    let from = active.as_ref().map(|a| a.number);
+    if active.as_ref().is_some_and(|a| a.id == id) {
+        return Ok(SwitchOutcome {
+            from,
+            number,
+            id,
+            unchanged: true,
+            dry_run: opts.dry_run,
+            plan: Plan {
+                steps: Vec::new(),
+                ledger_add: Vec::new(),
+                ledger_remove: Vec::new(),
+            },
+            applied: ApplyOutcome::default(),
+            saved: Vec::new(),
+            forced: Vec::new(),
+            added: 0,
+            removed: 0,
+            changed: 0,
+        });
+    }
+    if let (Some(want), false) = (&target.host, opts.force) {
+        check_host(state, want)?;
+    }
+    let old_root = match &active {
+        Some(a) => Some(
+            state
+                .db
+                .manifest(&a.id)?
+                .ok_or_else(|| {
+                    Error::CorruptManifest(format!(
+                        "the active generation {}'s manifest is missing",
+                        a.number
+                    ))
+                })?
+                .0
+                .root,
+        ),
+        None => None,
+    };
+    let changes = diff(&state.db, old_root, Some(target.root))?;
+    let pre = precheck(&state.root, &state.store, &changes, opts.force)?;
+    if !pre.conflicts.is_empty() {
+        return Err(Error::Conflict(pre.conflicts));
+    }
+    if !pre.drift.is_empty() && !opts.force {
+        return Err(Error::Drift {
+            since: from.unwrap_or(0),
+            paths: pre.drift,
+        });
+    }
+    let ledger = state.db.ledger()?;
+    let plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let (added, removed, changed) = count(&changes);
+    let mut outcome = SwitchOutcome {
+        from,
+        number,
+        id,
+        unchanged: false,
+        dry_run: opts.dry_run,
+        plan,
+        applied: ApplyOutcome::default(),
+        saved: pre.saved,
+        forced: pre.drift,
+        added,
+        removed,
+        changed,
+    };
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    // The saved copies are already durable in the store; record them before
+    // any change, so nothing the admin wrote is ever unaccounted for.
+    state.db.insert_saved(&outcome.saved, opts.now)?;
+    let journal = Journal::new(
+        opts.how,
+        active.as_ref().map(|a| (a.number, a.id)),
+        number,
+        id,
+        opts.now,
+        outcome.plan.clone(),
+    );
+    journal.write(&state.journal_path())?;
+    outcome.applied = apply(
+        &state.root,
+        &state.store,
+        &mut state.db,
+        &journal,
+        &ApplyOptions {
+            now: opts.now,
+            fault_after: opts.fault_after,
+            progress: opts.progress,
+        },
+    )?;
+    Journal::remove(&state.journal_path())?;
+    Ok(outcome)
+}
+
+fn count(changes: &[Change]) -> (u64, u64, u64) {
+    let mut n = (0, 0, 0);
+    for c in changes {
+        match c {
+            Change::Added(..) => n.0 += 1,
+            Change::Removed(..) => n.1 += 1,
+            Change::Changed(..) => n.2 += 1,
+        }
+    }
+    n
+}
+
+fn check_host(state: &State, want: &str) -> Result<(), Error> {
+    let p = EntryPath::parse("/etc/hostname").map_err(|e| Error::Invalid(e.to_string()))?;
+    if !matches!(state.root.inspect(&p)?, Live::File(_)) {
+        return Ok(());
+    }
+    let mut have = String::new();
+    state
+        .root
+        .open_file(&p)?
+        .read_to_string(&mut have)
+        .map_err(crate::io_err(state.root.display(&p)))?;
+    let have = have.trim();
+    if !have.is_empty() && have != want {
+        return Err(Error::HostMismatch {
+            want: want.to_owned(),
+            have: have.to_owned(),
+            root: state
+                .root
+                .path()
+                .display()
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Resolves a generation given as a number, an id or an id prefix.
+pub fn resolve(state: &State, what: &str) -> Result<GenerationId, Error> {
+    if let Ok(n) = what.parse::<u64>() {
+        if what.len() < 12 {
+            return match state.db.generation(n)? {
+                Some(g) if g.collected_at.is_some() => Err(Error::Collected(n)),
+                Some(g) => Ok(g.id),
+                None => Err(Error::NoSuchGeneration(format!(
+                    "there is no generation {n}; `sysgen list` shows them"
+                ))),
+            };
+        }
+    }
+    let hex = what.to_ascii_lowercase();
+    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::NoSuchGeneration(format!(
+            "{what:?} is neither a generation number nor an id (at least 4 hex digits); `sysgen list` shows them"
+        )));
+    }
+    let found = state.db.manifests_with_prefix(&hex)?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::NoSuchGeneration(format!(
+            "no generation id starts with {hex}; `sysgen list` shows them"
+        ))),
+        many => Err(Error::NoSuchGeneration(format!(
+            "{hex} is ambiguous: {} ids start with it; give more digits",
+            many.len()
+        ))),
+    }
+}

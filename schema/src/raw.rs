@@ -1,0 +1,397 @@
+//! The configuration file exactly as written (SPEC §2), for serde and
+//! schemars. Checks that need only one value (a mode, an owner) happen while
+//! deserializing, so their errors carry a line and column; checks that need
+//! the key, other fields or the file system happen in `load`.
+//!
+//! `json_schema()` is derived from these types, so the schema editors see is
+//! the format `load` accepts. Doc comments become schema descriptions.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use crate::{Mode, Principal};
+
+/// Pattern of a mode string in the schema; `parse_mode` is the authority.
+pub(crate) const MODE_PATTERN: &str = "^[0-7]{3,4}$";
+
+/// A sysgen host configuration file (format version 1).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "sysgen configuration")]
+pub(crate) struct RawConfig {
+    /// Format version. Optional; the only accepted value is 1.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1))]
+    pub sysgen: Option<i64>,
+
+    /// Host name. When set, switch refuses (unless --force) if the target
+    /// root's /etc/hostname names another host.
+    #[serde(default)]
+    #[schemars(pattern(
+        r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+    ))]
+    pub host: Option<String>,
+
+    /// Other configuration files (.json or .toml), relative to this one or
+    /// absolute. A declaration here overrides the same key declared in an
+    /// included file.
+    #[serde(default)]
+    pub include: Vec<String>,
+
+    /// Regular files, keyed by absolute path.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub files: BTreeMap<String, RawFile>,
+
+    /// Directories, keyed by absolute path.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub directories: BTreeMap<String, RawDirectory>,
+
+    /// Symbolic links: absolute path of the link to its target, verbatim.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    #[schemars(inner(length(min = 1)))]
+    pub symlinks: BTreeMap<String, String>,
+
+    /// Directory trees copied from a source directory, keyed by absolute path.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub trees: BTreeMap<String, RawTree>,
+
+    /// Packages to install.
+    #[serde(default)]
+    pub packages: RawPackages,
+
+    /// Directories, btrfs subvolumes or zfs datasets, keyed by absolute path.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub datasets: BTreeMap<String, RawDataset>,
+
+    /// systemd units, keyed by unit name (for example nginx.service).
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = {
+        "pattern": r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount)$"
+    }))]
+    pub services: BTreeMap<String, RawService>,
+}
+
+/// A regular file: exactly one of `content` or `source`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "File")]
+#[schemars(extend("oneOf" = [{ "required": ["content"] }, { "required": ["source"] }]))]
+pub(crate) struct RawFile {
+    /// The file's content, as text.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// A file whose content to copy, relative to this configuration file or
+    /// absolute. It must exist when the configuration is loaded.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub source: Option<String>,
+    /// Octal permission bits; default "0644", or "0600" when secret.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// Owner: a user name or a uid. When absent, ownership is not managed.
+    #[serde(default)]
+    pub owner: Option<RawPrincipal>,
+    /// Group: a group name or a gid. When absent, ownership is not managed.
+    #[serde(default)]
+    pub group: Option<RawPrincipal>,
+    /// The content is never printed and is stored where only root can read it.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// A directory.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Directory")]
+pub(crate) struct RawDirectory {
+    /// Octal permission bits; default "0755".
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// Owner: a user name or a uid. When absent, ownership is not managed.
+    #[serde(default)]
+    pub owner: Option<RawPrincipal>,
+    /// Group: a group name or a gid. When absent, ownership is not managed.
+    #[serde(default)]
+    pub group: Option<RawPrincipal>,
+}
+
+/// A tree: every file, directory and symlink under `source` is declared at
+/// the matching path, with the source's permission bits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Tree")]
+pub(crate) struct RawTree {
+    /// A directory, relative to this configuration file or absolute. It must
+    /// exist when the configuration is loaded.
+    #[schemars(length(min = 1))]
+    pub source: String,
+    /// Overrides the mode of every regular file of the tree.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+}
+
+/// Packages, by package manager.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Packages")]
+pub(crate) struct RawPackages {
+    /// Debian package names, each optionally `name=version`.
+    #[serde(default)]
+    #[schemars(inner(pattern(r"^[a-z0-9][a-z0-9+.-]+(=[0-9A-Za-z.+~:-]+)?$")))]
+    pub apt: Vec<String>,
+}
+
+/// The kind of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "DatasetType")]
+pub(crate) enum RawDatasetType {
+    /// A plain directory.
+    Directory,
+    /// A btrfs subvolume.
+    Btrfs,
+    /// A zfs dataset; needs `name`.
+    Zfs,
+}
+
+/// A dataset: a directory, btrfs subvolume or zfs dataset.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Dataset")]
+pub(crate) struct RawDataset {
+    /// What to create at the path.
+    #[serde(rename = "type")]
+    pub kind: RawDatasetType,
+    /// The zfs dataset name, "pool/dataset"; only with type zfs.
+    #[serde(default)]
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)+$"))]
+    pub name: Option<String>,
+    /// Take a read-only snapshot at every switch. Default false.
+    #[serde(default)]
+    pub snapshot: bool,
+    /// Octal permission bits of the dataset's top directory.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// Owner: a user name or a uid.
+    #[serde(default)]
+    pub owner: Option<RawPrincipal>,
+    /// Group: a group name or a gid.
+    #[serde(default)]
+    pub group: Option<RawPrincipal>,
+}
+
+/// A systemd unit.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Service")]
+pub(crate) struct RawService {
+    /// Enable the unit (and start it); default true. false disables it.
+    #[serde(default = "yes")]
+    pub enable: bool,
+    /// Absolute paths whose change in a switch restarts the unit.
+    #[serde(default)]
+    #[schemars(inner(pattern("^/")))]
+    pub restart_on: Vec<String>,
+    /// Absolute paths whose change in a switch reloads the unit.
+    #[serde(default)]
+    #[schemars(inner(pattern("^/")))]
+    pub reload_on: Vec<String>,
+    /// A shell command that must succeed after the unit (re)starts, or the
+    /// switch is rolled back.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub check: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Only to find the format version before the full parse, so a file of a
+/// newer format gets "unsupported version" rather than "unknown field".
+#[derive(Deserialize)]
+pub(crate) struct VersionProbe {
+    #[serde(default)]
+    pub sysgen: Option<i64>,
+}
+
+/// A mode string, checked while deserializing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawMode(pub Mode);
+
+/// `"644"`, `"0644"`, `"2755"`: three or four octal digits.
+pub(crate) fn parse_mode(s: &str) -> Option<Mode> {
+    if !(3..=4).contains(&s.len()) || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    Mode::new(u32::from_str_radix(s, 8).ok()?)
+}
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal mode string such as \"0644\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawMode, E> {
+                parse_mode(s).map(RawMode).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid mode {s:?}: write 3 or 4 octal digits as a string, such as \"0644\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl JsonSchema for RawMode {
+    fn schema_name() -> Cow<'static, str> {
+        "Mode".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Octal permission bits as a string of 3 or 4 digits, such as \"0644\" or \"2755\".",
+            "type": "string",
+            "pattern": MODE_PATTERN,
+        })
+    }
+}
+
+/// An owner or group: a name, a number, or a string of digits (a number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawPrincipal(pub Principal);
+
+fn principal_from_str(s: &str) -> Result<Principal, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u32>()
+            .map(Principal::Id)
+            .map_err(|_| format!("invalid id {s}: an id must be at most 4294967295"));
+    }
+    let bad = |c: char| c == ':' || c == '/' || c == '\0' || c.is_whitespace();
+    if s.is_empty() || s.chars().any(bad) {
+        return Err(format!(
+            "invalid user or group name {s:?}: write a name without ':', '/' or whitespace, or a number"
+        ));
+    }
+    Ok(Principal::Name(s.to_owned()))
+}
+
+impl<'de> Deserialize<'de> for RawPrincipal {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawPrincipal;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a user or group name, or a number")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPrincipal, E> {
+                principal_from_str(s).map(RawPrincipal).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawPrincipal, E> {
+                u32::try_from(n)
+                    .map(|n| RawPrincipal(Principal::Id(n)))
+                    .map_err(|_| {
+                        E::custom(format!("invalid id {n}: an id must be at most 4294967295"))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawPrincipal, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("invalid id {n}: an id must not be negative")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for RawPrincipal {
+    fn schema_name() -> Cow<'static, str> {
+        "Principal".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A user or group name (resolved in the target root's /etc/passwd or /etc/group), or a numeric id.",
+            "oneOf": [
+                { "type": "string", "minLength": 1, "pattern": "^[^:/\\s]+$" },
+                { "type": "integer", "minimum": 0, "maximum": 4294967295u32 }
+            ]
+        })
+    }
+}
+
+/// A map that rejects a key written twice: serde_json would silently keep
+/// the last one, which hides a mistake. (TOML rejects duplicates itself.)
+fn unique_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct M<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for M<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(k) = a.next_key::<String>()? {
+                if out.contains_key(&k) {
+                    return Err(de::Error::custom(format!(
+                        "duplicate key {k:?}: declare it once"
+                    )));
+                }
+                let v = a.next_value()?;
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(M(PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        for (s, bits) in [
+            ("644", 0o644),
+            ("0644", 0o644),
+            ("2755", 0o2755),
+            ("0000", 0),
+        ] {
+            assert_eq!(parse_mode(s).map(Mode::bits), Some(bits), "{s}");
+        }
+        for s in ["0999", "rw-", "64", "06444", "", "+644", "0x1f"] {
+            assert_eq!(parse_mode(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn principals() {
+        assert_eq!(
+            principal_from_str("root"),
+            Ok(Principal::Name("root".into()))
+        );
+        assert_eq!(principal_from_str("33"), Ok(Principal::Id(33)));
+        assert!(principal_from_str("").is_err());
+        assert!(principal_from_str("a:b").is_err());
+        assert!(principal_from_str("99999999999").is_err());
+    }
+}

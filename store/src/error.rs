@@ -1,0 +1,46 @@
+use std::path::PathBuf;
+
+use crate::Hash;
+
+/// Everything that can go wrong in the store; each variant names its subject.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not access {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("store object {hash} is missing; run `sysgen verify --store`")]
+    NotFound { hash: Hash },
+
+    #[error(
+        "store object {hash} is corrupt (its content no longer matches its hash); run `sysgen verify --store`"
+    )]
+    Corrupt { hash: Hash },
+
+    #[error("`{text}` is not a hash; expected 64 hex characters")]
+    BadHash { text: String },
+
+    /// The file's content differed between the pass that hashed it and the pass
+    /// that stored it, so no consistent copy exists to store.
+    #[error("{} changed while it was being stored; retry once nothing is writing to it", path.display())]
+    Changed { path: PathBuf },
+
+    /// Writing a verified object out to the caller's writer failed.
+    #[error("could not write out store object {hash}: {source}")]
+    Output {
+        hash: Hash,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Builds the `map_err` closure for an I/O error on `path`.
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, source }
+    }
+}
