@@ -273,8 +273,17 @@ fn git(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) -> Result<()> {
             n,
             &mut |_| Ok(()),
             &mut |i| {
-                let mut c = git_cmd(&gd, Some(&last));
-                c.args(["checkout", "-q", "--detach", target(i)]);
+                // In the worktree itself, so that git uses the worktree's own index.
+                let mut c = Command::new("git");
+                git_env(&mut c);
+                c.arg("-C").arg(&last).args([
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "-q",
+                    "--detach",
+                    target(i),
+                ]);
                 Ok(c)
             },
         );

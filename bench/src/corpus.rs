@@ -361,7 +361,8 @@ fn file_name(rng: &mut Rng, kind: Kind, used: &mut HashSet<String>) -> String {
         let mut w = (*rng.pick(NAMES)).to_string();
         if rng.chance(0.5) {
             w.push(*rng.pick(&['-', '_', '.']));
-            w.push_str(rng.pick(NAMES));
+            let second = *rng.pick(NAMES);
+            w.push_str(second);
         }
         if rng.chance(0.3) {
             w.push_str(&rng.range(0, 99).to_string());

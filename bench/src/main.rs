@@ -20,6 +20,7 @@ use std::time::Instant;
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Clone, Copy, Debug, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Preset {
     /// 10,000 files, 5 runs per operation
     Small,

@@ -119,7 +119,10 @@ pub fn comparisons(rec: &Recorder, sizes: &Sizes) -> Vec<Row> {
         .filter_map(|o| o.maxrss_kib.map(|k| (k, o.label.clone())))
         .max();
     rows.push(Row {
-        operation: "peak RSS of sysgen".into(),
+        operation: match &rss {
+            Some((_, l)) => format!("peak RSS of sysgen (in: {l})"),
+            None => "peak RSS of sysgen".into(),
+        },
         unit: "MiB",
         sysgen: rss.as_ref().map(|(k, _)| *k as f64 / 1024.0),
         sysgen_min: None,
@@ -129,7 +132,7 @@ pub fn comparisons(rec: &Recorder, sizes: &Sizes) -> Vec<Row> {
         ratio: None,
         target: "< 100 MiB".into(),
         met: rss.as_ref().map(|(k, _)| (*k as f64 / 1024.0) < 100.0),
-        note: rss.map(|(_, l)| format!("in: {l}")),
+        note: None,
     });
     // Store size on disk.
     let (store, what) = match (
@@ -218,7 +221,7 @@ pub fn human(rec: &Recorder, rows: &[Row], sizes: &Sizes, meta: &serde_json::Val
         sizes.corpus_bytes as f64 / MIB,
         meta["runs"],
         meta["cpus"],
-        meta["filesystem"]
+        meta["filesystem"].as_str().unwrap_or("?")
     );
     let _ = writeln!(out, "\nMeasurements (wall time over successful runs)\n");
     let mut t = vec![vec![
@@ -348,7 +351,7 @@ pub fn markdown(rows: &[Row], meta: &serde_json::Value) -> String {
             anchor.replace('|', "\\|"),
             fmt_val(r.anchor_value, r.unit),
             r.ratio.map_or("—".into(), |x| format!("{x:.2}")),
-            r.target.replace('<', "&lt;"),
+            r.target,
             fmt_met(r.met),
         );
     }

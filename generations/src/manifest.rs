@@ -115,7 +115,6 @@ impl Entry {
 #[serde(deny_unknown_fields)]
 pub struct NodeEntry {
     pub name: String,
-    #[serde(flatten)]
     pub entry: Entry,
     /// For a directory: the node of its contents.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -146,8 +146,8 @@ impl fmt::Display for Step {
                 hash,
             } => {
                 let verb = match why {
-                    Why::Add | Why::Replace => "create",
-                    Why::Change | Why::Remove => "replace",
+                    Why::Add => "create",
+                    Why::Change | Why::Remove | Why::Replace => "replace",
                     Why::Restore => "restore",
                 };
                 let content = if *secret {
@@ -159,7 +159,11 @@ impl fmt::Display for Step {
                     f,
                     "{verb} file {path} ({content}, {})",
                     meta_text(Some(*mode), *uid, *gid)
-                )
+                )?;
+                if *why == Why::Replace {
+                    write!(f, "; what was there is saved in the store")?;
+                }
+                Ok(())
             }
             Step::PutSymlink {
                 path, why, target, ..
@@ -169,7 +173,11 @@ impl fmt::Display for Step {
                 } else {
                     "link"
                 };
-                write!(f, "{verb} symlink {path} -> {target}")
+                write!(f, "{verb} symlink {path} -> {target}")?;
+                if *why == Why::Replace {
+                    write!(f, "; what was there is saved in the store")?;
+                }
+                Ok(())
             }
             Step::MakeDir {
                 path,
@@ -286,7 +294,12 @@ pub fn plan(
                         kind: kind.into(),
                     });
                 }
-                creations.push(create(p, new, Why::Add));
+                // Replacing an unmanaged file or symlink that was saved first.
+                let why = match facts.origins.get(p) {
+                    Some(Origin::File { .. } | Origin::Symlink { .. }) => Why::Replace,
+                    _ => Why::Add,
+                };
+                creations.push(create(p, new, why));
             }
         }
     }

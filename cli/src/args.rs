@@ -1,0 +1,160 @@
+//! The command line (SPEC §3), apart from the code that runs it. Global
+//! options may stand before or after the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sysgen",
+    version,
+    about = "Generations for ordinary Linux hosts: switch exactly, roll back, collect garbage",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The root directory sysgen manages
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where generations, the store and the database live [default: <root>/var/lib/sysgen]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Say more (every step of a switch)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Realize a configuration into the store and print its generation id; the root is not changed
+    Build {
+        /// The configuration file (.json or .toml)
+        config: PathBuf,
+    },
+    /// Build if needed, then make the generation active, applying exactly the difference
+    Switch {
+        /// A configuration file, or a generation number, id or id prefix
+        target: String,
+        /// Print the plan (every step, in order) and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite managed files changed on the root (each is saved in the store first); ignore a host mismatch
+        #[arg(long)]
+        force: bool,
+    },
+    /// Switch to an older generation (default: the one active before the current one)
+    Rollback {
+        /// The generation number to switch to
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+        /// Also restore datasets from that generation's snapshots
+        #[arg(long)]
+        with_data: bool,
+        /// Print the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite managed files changed on the root (each is saved in the store first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// What switching from A to B adds, removes and changes (default: previous against current)
+    Diff {
+        /// A generation number, id, id prefix, or a configuration file
+        a: Option<String>,
+        /// A generation number, id, id prefix, or a configuration file [default: the active one]
+        b: Option<String>,
+    },
+    /// List generations: number, id, date, active and pinned markers
+    List,
+    /// The active generation, an interrupted switch if any, and a drift summary
+    Status,
+    /// Compare the root with the active generation
+    Verify {
+        /// Also rehash every store object
+        #[arg(long)]
+        store: bool,
+    },
+    /// Delete old generations (never the active or pinned ones) and unreferenced store objects
+    Gc {
+        /// Keep the N newest generations
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Delete only generations older than this (e.g. 30d, 12h, 90m, 2w)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Option<i64>,
+        /// Print what would be deleted and delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep generation N from gc
+    Pin { number: u64 },
+    /// Let gc delete generation N again
+    Unpin { number: u64 },
+    /// Finish an interrupted switch, or undo it with --rollback
+    Recover {
+        /// Go back to the generation active before the interrupted switch
+        #[arg(long)]
+        rollback: bool,
+    },
+    /// Print the JSON Schema of the configuration format
+    Schema,
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w` (or a bare number of seconds) to seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a duration; write a number and a unit: 45s, 90m, 12h, 30d, 2w")
+    })?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}; use s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(30 * 86400));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+
+    #[test]
+    fn global_options_before_or_after_the_command() {
+        let a = Cli::try_parse_from(["sysgen", "--root", "/r", "switch", "c.json"]).unwrap();
+        let b = Cli::try_parse_from(["sysgen", "switch", "-v", "--root", "/r", "c.json"]).unwrap();
+        assert_eq!(a.global.root, b.global.root);
+        assert!(b.global.verbose);
+    }
+}

@@ -1,0 +1,222 @@
+//! Test support for sysgen: a scratch root and configuration directory per
+//! test ([`TestEnv`]), a runner for the real binary, and [`dump_tree`], which
+//! renders a whole tree (type, mode, owner, content hash or link target) so
+//! tests compare entire roots rather than spot-check a few paths.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch world: `root/` is the managed root, `cfg/` holds configurations
+/// and their sources. The state dir is the default, `root/var/lib/sysgen`.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// True when the process died of a signal (an injected fault aborts).
+    pub killed: bool,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            killed: o.status.signal().is_some(),
+        }
+    }
+
+    /// Panics with the whole output unless the exit status is `code`.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        self.expect(0)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// A fresh root with a minimal `/etc` (passwd, group) and an empty `cfg/`.
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = TestEnv { dir };
+        fs::create_dir_all(env.root().join("etc")).expect("mkdir etc");
+        fs::create_dir_all(env.cfg()).expect("mkdir cfg");
+        env.write_root(
+            "/etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
+        );
+        env.write_root("/etc/group", "root:x:0:\nwww-data:x:33:\n");
+        env
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root().join("var/lib/sysgen")
+    }
+
+    /// Path of a file under the root, from its absolute in-root path.
+    pub fn at(&self, p: &str) -> PathBuf {
+        self.root().join(p.trim_start_matches('/'))
+    }
+
+    /// Writes a file on the root directly (as an admin would), parents included.
+    pub fn write_root(&self, p: &str, content: &str) {
+        let path = self.at(p);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, content).expect("write root file");
+    }
+
+    /// Writes a file under `cfg/` (a configuration or a source), parents included.
+    pub fn write_cfg(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.cfg().join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, content).expect("write cfg file");
+        path
+    }
+
+    /// Writes `cfg/<name>` from a JSON value.
+    pub fn config(&self, name: &str, v: serde_json::Value) -> PathBuf {
+        self.write_cfg(name, &serde_json::to_string_pretty(&v).expect("json"))
+    }
+
+    /// The binary under test: the real CLI built with this package.
+    /// Cargo builds a package's binaries before its integration tests and
+    /// puts them one level above the test executables (`target/*/deps/..`).
+    pub fn sysgen_bin() -> PathBuf {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe.parent().and_then(Path::parent).expect("target dir");
+        let bin = dir.join("sysgen-under-test");
+        assert!(
+            bin.exists(),
+            "{} is missing; run the tests with `cargo test -p sysgen-tests`",
+            bin.display()
+        );
+        bin
+    }
+
+    /// A command for the binary with `--root` set to this root.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(Self::sysgen_bin());
+        c.arg("--root").arg(self.root()).args(args);
+        c.env_remove("SYSGEN_FAULT_AFTER_STEPS");
+        c
+    }
+
+    /// Runs the binary with `--root` set, and returns what it did.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run sysgen"))
+    }
+
+    /// Runs with `SYSGEN_FAULT_AFTER_STEPS=k`.
+    pub fn run_with_fault(&self, k: u64, args: &[&str]) -> Run {
+        Run::from(
+            self.cmd(args)
+                .env("SYSGEN_FAULT_AFTER_STEPS", k.to_string())
+                .output()
+                .expect("run sysgen"),
+        )
+    }
+
+    /// The whole root, less sysgen's own state directory.
+    pub fn tree(&self) -> String {
+        dump_tree(&self.root(), &[self.state()])
+    }
+}
+
+/// Renders every entry below `dir` (excluding `skip` and what is under it),
+/// one line each, sorted: `path type mode uid:gid blake3|target`.
+pub fn dump_tree(dir: &Path, skip: &[PathBuf]) -> String {
+    let mut lines = BTreeMap::new();
+    walk(dir, dir, skip, &mut lines);
+    lines.into_values().collect::<Vec<_>>().join("\n")
+}
+
+fn walk(base: &Path, dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, String>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for ent in rd {
+        let ent = ent.expect("read_dir entry");
+        let path = ent.path();
+        if skip.iter().any(|s| path.starts_with(s)) {
+            continue;
+        }
+        let rel = format!(
+            "/{}",
+            path.strip_prefix(base).expect("under base").display()
+        );
+        let md = fs::symlink_metadata(&path).expect("lstat");
+        let mode = md.permissions().mode() & 0o7777;
+        let owner = format!("{}:{}", md.uid(), md.gid());
+        let line = if md.file_type().is_symlink() {
+            format!(
+                "{rel} symlink {owner} -> {}",
+                fs::read_link(&path).expect("readlink").display()
+            )
+        } else if md.is_dir() {
+            walk(base, &path, skip, out);
+            format!("{rel} dir {mode:04o} {owner}")
+        } else {
+            let bytes = fs::read(&path).expect("read");
+            format!(
+                "{rel} file {mode:04o} {owner} {}",
+                blake3::hash(&bytes).to_hex()
+            )
+        };
+        out.insert(rel, line);
+    }
+}
+
+/// Whether a directory (recursively) holds a file with exactly `needle`.
+pub fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let p = e.path();
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => any_file_contains(&p, needle),
+            Ok(md) if md.is_file() => {
+                fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            }
+            _ => false,
+        }
+    })
+}
