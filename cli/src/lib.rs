@@ -192,18 +192,19 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 out.line("no generations yet; `sysgen switch CONFIG` makes the first one");
             }
             for g in &gens {
-                out.line(format!(
-                    "{:>4}  {}  {}  {}{}",
+                let marks = [(Some(g.number) == active, "active"), (g.pinned, "pinned")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, m)| *m)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let line = format!(
+                    "{:>4}  {}  {}  {marks}",
                     g.number,
                     g.id.short(),
-                    utc(g.created_at),
-                    if Some(g.number) == active {
-                        "active"
-                    } else {
-                        "      "
-                    },
-                    if g.pinned { "  pinned" } else { "" }
-                ));
+                    utc(g.created_at)
+                );
+                out.line(line.trim_end());
             }
             out.doc(json!({
                 "ok": true,
@@ -315,8 +316,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 )
             };
             out.line(format!(
-                "{verb} {gens}, {} store objects ({})",
+                "{verb} {gens}, {} store object{} ({})",
                 g.objects,
+                if g.objects == 1 { "" } else { "s" },
                 human_bytes(g.bytes_freed)
             ));
             out.doc(json!({ "ok": true, "gc": g }));
@@ -557,11 +559,11 @@ fn cmd_diff(
 /// even a hash of its content leaves the store.
 fn shown(e: &Entry) -> serde_json::Value {
     let mut v = serde_json::to_value(e).unwrap_or_default();
-    if e.is_secret() {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("hash");
-            o.remove("size");
-        }
+    if e.is_secret()
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("hash");
+        o.remove("size");
     }
     v
 }

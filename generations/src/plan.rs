@@ -150,7 +150,9 @@ impl fmt::Display for Step {
                     Why::Change | Why::Remove | Why::Replace => "replace",
                     Why::Restore => "restore",
                 };
-                let content = if *secret {
+                let content = if *why == Why::Restore {
+                    "the copy saved when sysgen took the path over".to_owned()
+                } else if *secret {
                     "secret".to_owned()
                 } else {
                     format!("{size} bytes, {}", &hash.to_hex()[..12])
@@ -518,7 +520,7 @@ mod tests {
         let plan = plan(&changes, &ledger, &Facts::default(), 3, gid());
         assert!(
             ops(&plan)[0]
-                .starts_with("restore file /etc/hosts (secret, mode 0640, owner 0, group 4)")
+                .starts_with("restore file /etc/hosts (the copy saved when sysgen took the path over, mode 0640, owner 0, group 4)")
         );
         assert_eq!(plan.ledger_remove, vec![p("/etc/hosts")]);
     }

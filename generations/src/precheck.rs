@@ -137,11 +137,10 @@ pub fn precheck(
             Change::Removed(_, old) | Change::Changed(_, old, _) => {
                 // A directory's drift loses no data: it is only removed when empty.
                 if old.is_dir() && matches!(live, Live::Dir(_)) {
-                    if let Change::Changed(_, _, new) = c {
-                        if !new.is_dir() {
+                    if let Change::Changed(_, _, new) = c
+                        && !new.is_dir() {
                             check_empty_for_retype(root, p, &removed, &mut out)?;
                         }
-                    }
                     continue;
                 }
                 if let Some(what) = drift_of(root, p, old, &live)? {
@@ -160,8 +159,8 @@ pub fn precheck(
                         out.conflicts.push(format!("{p}: a {kind} replaced the managed {} on the root; remove it first", old.kind()));
                         continue;
                     }
-                    if force {
-                        if let Live::File(_) = live {
+                    if force
+                        && let Live::File(_) = live {
                             let hash = save(root, store, p)?;
                             out.saved.push(Saved {
                                 path: p.clone(),
@@ -169,7 +168,6 @@ pub fn precheck(
                                 why: format!("{what}; saved before --force replaced it"),
                             });
                         }
-                    }
                     out.drift.push(Drift { path: p.to_string(), what });
                 }
             }

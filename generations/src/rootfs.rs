@@ -322,10 +322,10 @@ impl RootDir {
     fn touch(&self, dir: &OwnedFd) {
         if let Ok(st) = fstat(dir.as_fd()) {
             let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            if !t.contains_key(&st.st_dev) {
-                if let Ok(fd) = nix::unistd::dup(dir.as_fd()) {
-                    t.insert(st.st_dev, fd);
-                }
+            if !t.contains_key(&st.st_dev)
+                && let Ok(fd) = nix::unistd::dup(dir.as_fd())
+            {
+                t.insert(st.st_dev, fd);
             }
         }
     }
@@ -389,17 +389,17 @@ impl RootDir {
         let parent = self.parent(p).map_err(|e| err(p, "open parent", e))?;
         let tmp = self.tmp_name(p);
         symlinkat(target, parent.as_fd(), tmp.as_str()).map_err(|e| err(p, "create symlink", e))?;
-        if owner.uid.is_some() || owner.gid.is_some() {
-            if let Err(e) = fchownat(
+        if (owner.uid.is_some() || owner.gid.is_some())
+            && let Err(e) = fchownat(
                 parent.as_fd(),
                 tmp.as_str(),
                 owner.uid.map(Uid::from_raw),
                 owner.gid.map(Gid::from_raw),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-                return Err(err(p, "chown symlink", e));
-            }
+            )
+        {
+            let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "chown symlink", e));
         }
         if let Err(e) = renameat(parent.as_fd(), tmp.as_str(), parent.as_fd(), p.file_name()) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);

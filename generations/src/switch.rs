@@ -220,16 +220,16 @@ fn check_host(state: &State, want: &str) -> Result<(), Error> {
 
 /// Resolves a generation given as a number, an id or an id prefix.
 pub fn resolve(state: &State, what: &str) -> Result<GenerationId, Error> {
-    if let Ok(n) = what.parse::<u64>() {
-        if what.len() < 12 {
-            return match state.db.generation(n)? {
-                Some(g) if g.collected_at.is_some() => Err(Error::Collected(n)),
-                Some(g) => Ok(g.id),
-                None => Err(Error::NoSuchGeneration(format!(
-                    "there is no generation {n}; `sysgen list` shows them"
-                ))),
-            };
-        }
+    if let Ok(n) = what.parse::<u64>()
+        && what.len() < 12
+    {
+        return match state.db.generation(n)? {
+            Some(g) if g.collected_at.is_some() => Err(Error::Collected(n)),
+            Some(g) => Ok(g.id),
+            None => Err(Error::NoSuchGeneration(format!(
+                "there is no generation {n}; `sysgen list` shows them"
+            ))),
+        };
     }
     let hex = what.to_ascii_lowercase();
     if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
