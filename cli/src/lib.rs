@@ -259,10 +259,18 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             for d in &v.drift {
                 out.line(format!("drift: {}: {}", d.path, d.what));
             }
+            if v.corrupt_secret_objects > 0 {
+                out.line(format!(
+                    "corrupt: {} objects in the secret area of the store (not named: their names are hashes of secrets)",
+                    v.corrupt_secret_objects
+                ));
+            }
             for h in &v.corrupt_objects {
                 out.line(format!("corrupt: store object {h}"));
             }
-            let bad = !v.drift.is_empty() || !v.corrupt_objects.is_empty();
+            let bad = !v.drift.is_empty()
+                || !v.corrupt_objects.is_empty()
+                || v.corrupt_secret_objects > 0;
             match v.active {
                 None => out.line("no active generation; nothing to verify"),
                 Some(n) if !bad => out.line(format!(
@@ -469,9 +477,15 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
             ));
         }
         for s in &o.saved {
+            // Not even a hash of a secret leaves the store.
+            let name = if s.secret {
+                "a secret object".to_owned()
+            } else {
+                s.hash.to_string()
+            };
             out.line(format!(
-                "saved {} in the store as {} ({})",
-                s.path, s.hash, s.why
+                "saved {} in the store as {name} ({})",
+                s.path, s.why
             ));
         }
     }
@@ -486,7 +500,11 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
         "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
         "kept": o.applied.kept,
-        "saved": o.saved,
+        "saved": o.saved.iter().map(|s| json!({
+            "path": s.path,
+            "hash": (!s.secret).then(|| s.hash.to_string()),
+            "why": s.why,
+        })).collect::<Vec<_>>(),
     }));
 }
 

@@ -124,7 +124,10 @@ fn run(
             gid,
             ..
         } => {
-            if !matches!(root.inspect(path)?, Live::Absent) {
+            if matches!(
+                root.inspect(path)?,
+                Live::File(_) | Live::Dir(_) | Live::Symlink { .. }
+            ) {
                 root.set_meta(path, *mode, owner(*uid, *gid))?;
             }
         }
@@ -133,28 +136,33 @@ fn run(
                 path: root.path().to_owned(),
                 source: e,
             })?;
-            activate(db, journal, *number, *id, now)?;
+            activate(db, journal, Some((*number, *id)), now)?;
+        }
+        Step::Deactivate => {
+            root.sync().map_err(|e| Error::Io {
+                path: root.path().to_owned(),
+                source: e,
+            })?;
+            activate(db, journal, None, now)?;
         }
     }
     Ok(())
 }
 
-/// Commits the activation unless it already did (a re-run by `recover`), or
-/// unless the target is the generation that is active already (undoing an
-/// interrupted switch, which has nothing to record).
+/// Commits the activation unless the target is active already: a re-run
+/// by `recover`, or the undoing of a switch that never committed, which
+/// has nothing to record.
 fn activate(
     db: &mut Db,
     journal: &Journal,
-    number: u64,
-    id: crate::GenerationId,
+    target: Option<(u64, crate::GenerationId)>,
     now: i64,
 ) -> Result<(), Error> {
-    if db.active()?.is_some_and(|a| a.id == id) {
+    if db.active()?.map(|a| a.id) == target.map(|t| t.1) {
         return Ok(());
     }
     db.activate(&Activation {
-        number,
-        id,
+        target,
         at: now,
         how: &journal.how,
         ledger_add: &journal.plan.ledger_add,

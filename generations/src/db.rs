@@ -122,16 +122,19 @@ pub struct Saved {
     pub path: EntryPath,
     pub hash: Hash,
     pub why: String,
+    /// The path holds a secret: its hash is never shown.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// Everything an activation changes, committed in one transaction.
 pub struct Activation<'a> {
-    pub number: u64,
-    pub id: GenerationId,
+    /// `None`: no generation is active any more (the first switch was undone).
+    pub target: Option<(u64, GenerationId)>,
     pub at: i64,
     pub how: &'a str,
     pub ledger_add: &'a [(EntryPath, Origin)],
-    pub ledger_remove: &'a [EntryPath],
+    pub ledger_remove: &'a [(EntryPath, Origin)],
 }
 
 pub struct Db {
@@ -370,7 +373,8 @@ impl Db {
             let n = n.map_err(sql)? as u64;
             match current {
                 None => current = Some(n),
-                Some(c) if c != n => return Ok(Some(n)),
+                // 0 records that nothing was active: never a target.
+                Some(c) if c != n && n != 0 => return Ok(Some(n)),
                 Some(_) => {}
             }
         }
@@ -382,21 +386,31 @@ impl Db {
     /// switch takes effect.
     pub fn activate(&mut self, a: &Activation<'_>) -> Result<(), Error> {
         let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO generations (number, id, created_at) VALUES (?1, ?2, ?3)",
-            params![a.number as i64, a.id.0.as_bytes().as_slice(), a.at],
-        )
-        .map_err(sql)?;
+        // Number 0 in the history means "no generation active".
+        let number = a.target.map_or(0, |(n, _)| n as i64);
+        if let Some((n, id)) = a.target {
+            tx.execute(
+                "INSERT OR IGNORE INTO generations (number, id, created_at) VALUES (?1, ?2, ?3)",
+                params![n as i64, id.0.as_bytes().as_slice(), a.at],
+            )
+            .map_err(sql)?;
+            // A generation gc had deleted and that was built again is live again.
+            tx.execute(
+                "UPDATE generations SET collected_at = NULL WHERE number = ?1",
+                params![n as i64],
+            )
+            .map_err(sql)?;
+        }
         tx.execute(
             "INSERT INTO activations (number, at, how) VALUES (?1, ?2, ?3)",
-            params![a.number as i64, a.at, a.how],
+            params![number, a.at, a.how],
         )
         .map_err(sql)?;
         {
             let mut del = tx
                 .prepare_cached("DELETE FROM ledger WHERE path = ?1")
                 .map_err(sql)?;
-            for p in a.ledger_remove {
+            for (p, _) in a.ledger_remove {
                 del.execute(params![p.as_str()]).map_err(sql)?;
             }
             let mut ins = tx

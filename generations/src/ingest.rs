@@ -282,7 +282,11 @@ pub fn build(
     state
         .db
         .update_stat_cache(&new_cache.into_inner().unwrap_or_else(|e| e.into_inner()))?;
-    let number = state.db.generation_of(&id)?.map(|g| g.number);
+    let number = state
+        .db
+        .generation_of(&id)?
+        .filter(|g| g.collected_at.is_none())
+        .map(|g| g.number);
     Ok(BuildOutcome {
         id,
         number,
@@ -297,26 +301,30 @@ pub fn build(
 /// Packages, datasets and services are parsed and validated, but this
 /// version cannot realize them yet: refuse rather than ignore them.
 fn unsupported(spec: &HostSpec) -> Result<(), Error> {
-    let mut parts = Vec::new();
-    if !spec.packages.apt.is_empty() {
-        parts.push("packages");
+    let first = [
+        spec.packages.apt.values().next().map(|p| {
+            (
+                "packages",
+                format!("packages.apt.{}", p.name),
+                &p.declared_in,
+            )
+        }),
+        spec.datasets
+            .iter()
+            .next()
+            .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in)),
+        spec.services
+            .iter()
+            .next()
+            .map(|(u, s)| ("services", format!("services.{u}"), &s.declared_in)),
+    ];
+    match first.into_iter().flatten().next() {
+        None => Ok(()),
+        Some((section, key, file)) => Err(Error::Invalid(format!(
+            "{}: {key}: {section} are not supported by this version of sysgen yet; remove the {section} section",
+            file.display()
+        ))),
     }
-    if !spec.datasets.is_empty() {
-        parts.push("datasets");
-    }
-    if !spec.services.is_empty() {
-        parts.push("services");
-    }
-    if parts.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Invalid(format!(
-        "{}: {} {} not supported by this version of sysgen yet; remove {} from the configuration",
-        spec.config.display(),
-        parts.join(", "),
-        if parts.len() == 1 { "is" } else { "are" },
-        if parts.len() == 1 { "it" } else { "them" }
-    )))
 }
 
 fn cache_row(md: &std::fs::Metadata, hash: Option<Hash>) -> CacheRow {

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,14 @@ impl Journal {
             path: tmp.clone(),
             source: e.into(),
         })?;
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        // Root only: the plan holds hashes of secret files.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         f.write_all(&body).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);

@@ -94,6 +94,9 @@ pub enum Step {
     },
     /// Make every change durable, then record the generation as active.
     Activate { number: u64, id: GenerationId },
+    /// Make every change durable, then record that no generation is active
+    /// (undoing the first switch: the root is as it was before sysgen).
+    Deactivate,
 }
 
 impl Step {
@@ -104,7 +107,7 @@ impl Step {
             | Step::PutSymlink { path, .. }
             | Step::MakeDir { path, .. }
             | Step::SetMeta { path, .. } => Some(path),
-            Step::Activate { .. } => None,
+            Step::Activate { .. } | Step::Deactivate => None,
         }
     }
 }
@@ -215,6 +218,7 @@ impl fmt::Display for Step {
             Step::Activate { number, id } => {
                 write!(f, "activate generation {number} ({})", id.short())
             }
+            Step::Deactivate => write!(f, "record that no generation is active"),
         }
     }
 }
@@ -235,8 +239,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Ledger records to add when the activation commits.
     pub ledger_add: Vec<(EntryPath, Origin)>,
-    /// Ledger records to drop when the activation commits.
-    pub ledger_remove: Vec<EntryPath>,
+    /// Ledger records to drop when the activation commits (kept whole, so
+    /// that undoing the switch can put them back).
+    pub ledger_remove: Vec<(EntryPath, Origin)>,
 }
 
 /// Plans the switch described by `changes` (old → new) to generation
@@ -258,7 +263,7 @@ pub fn plan(
             Change::Removed(p, old) => {
                 match ledger.get(p) {
                     Some(origin) => {
-                        ledger_remove.push(p.clone());
+                        ledger_remove.push((p.clone(), origin.clone()));
                         if let Some(s) = restore(p, old, origin) {
                             removals.push(s);
                         }
@@ -522,7 +527,7 @@ mod tests {
             ops(&plan)[0]
                 .starts_with("restore file /etc/hosts (the copy saved when sysgen took the path over, mode 0640, owner 0, group 4)")
         );
-        assert_eq!(plan.ledger_remove, vec![p("/etc/hosts")]);
+        assert_eq!(plan.ledger_remove[0].0, p("/etc/hosts"));
     }
 
     #[test]

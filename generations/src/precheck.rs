@@ -96,11 +96,11 @@ fn show(id: &Option<u32>) -> String {
     id.map_or("*".into(), |i| i.to_string())
 }
 
-/// Runs the precheck of `changes` (active → target). `since` names the
-/// active generation in messages.
+/// Runs the precheck of `changes` (active → target). `store` is where what
+/// must be kept goes; `None` for a dry run, which keeps nothing.
 pub fn precheck(
     root: &RootDir,
-    store: &Store,
+    store: Option<&Store>,
     changes: &[Change],
     force: bool,
 ) -> Result<Precheck, Error> {
@@ -128,7 +128,7 @@ pub fn precheck(
         if let Live::Blocked { at, what } = &live {
             if !replaced.contains(at) {
                 out.conflicts.push(format!(
-                    "{p}: {at} is a {what} on the root, and sysgen never writes through one; remove it or declare {at} as a directory"
+                    "{p}: {at} is a {what} on the root, and sysgen never writes through one; move it away, then switch again"
                 ));
             }
             continue;
@@ -159,15 +159,25 @@ pub fn precheck(
                         out.conflicts.push(format!("{p}: a {kind} replaced the managed {} on the root; remove it first", old.kind()));
                         continue;
                     }
-                    if force
-                        && let Live::File(_) = live {
-                            let hash = save(root, store, p)?;
+                    if force {
+                        let kept = match &live {
+                            Live::File(_) => Some((save(root, store, p)?, what.clone())),
+                            // A symlink's content is its target: keep that.
+                            Live::Symlink { target, .. } => Some((
+                                keep_bytes(store, target.as_bytes())?,
+                                format!("{what}; it pointed to {target}"),
+                            )),
+                            _ => None,
+                        };
+                        if let Some((hash, why)) = kept {
                             out.saved.push(Saved {
                                 path: p.clone(),
                                 hash,
-                                why: format!("{what}; saved before --force replaced it"),
+                                secret: old.is_secret(),
+                                why: format!("{why}; saved before --force replaced it"),
                             });
                         }
+                    }
                     out.drift.push(Drift { path: p.to_string(), what });
                 }
             }
@@ -224,11 +234,24 @@ fn check_empty_for_retype(
     Ok(())
 }
 
-/// Saves the live file at `p` in the secret area of the store.
-fn save(root: &RootDir, store: &Store, p: &EntryPath) -> Result<Hash, Error> {
+/// Saves the live file at `p` in the secret area of the store, and returns
+/// its hash. Without a store (a dry run) it only hashes: a dry run writes
+/// nothing anywhere.
+fn save(root: &RootDir, store: Option<&Store>, p: &EntryPath) -> Result<Hash, Error> {
+    let Some(store) = store else {
+        let (h, _) = root.hash_file(p)?;
+        return Ok(Hash::from_bytes(*h.as_bytes()));
+    };
     let mut bytes = Vec::new();
     root.open_file(p)?
         .read_to_end(&mut bytes)
         .map_err(io_err(root.display(p)))?;
-    Ok(store.put_bytes(&bytes, Area::Secret)?)
+    keep_bytes(Some(store), &bytes)
+}
+
+fn keep_bytes(store: Option<&Store>, bytes: &[u8]) -> Result<Hash, Error> {
+    match store {
+        Some(store) => Ok(store.put_bytes(bytes, Area::Secret)?),
+        None => Ok(Hash::of(bytes)),
+    }
 }

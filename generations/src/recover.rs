@@ -15,7 +15,6 @@ use crate::apply::{ApplyOptions, apply};
 use crate::journal::Journal;
 use crate::manifest::diff;
 use crate::plan::{Facts, plan};
-use crate::switch::{SwitchOptions, switch_to};
 use crate::{Error, Progress, State};
 
 pub struct RecoverOptions<'a> {
@@ -70,34 +69,10 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         });
     }
 
-    if committed {
-        // The switch took effect before the crash; undoing it is a rollback.
-        Journal::remove(&state.journal_path())?;
-        let Some((from, from_id)) = journal.from else {
-            return Err(Error::NoSuchGeneration(
-                "the interrupted switch was the first one, and it completed; there is no generation to go back to".into(),
-            ));
-        };
-        let out = switch_to(
-            state,
-            from_id,
-            &SwitchOptions {
-                force: true,
-                dry_run: false,
-                now: opts.now,
-                fault_after: opts.fault_after,
-                how: "rollback",
-                progress: opts.progress,
-            },
-        )?;
-        return Ok(RecoverOutcome {
-            interrupted: true,
-            active: Some(from),
-            direction: "rollback",
-            steps: out.applied.steps,
-        });
-    }
-
+    // Undo: plan from the target back to the generation the switch left,
+    // knowing every ledger record involved: those in the database, those
+    // the switch would add (what it found on the root and saved), and those
+    // it dropped (already gone from the database if it committed).
     let (to, _) = state.db.manifest(&journal.to)?.ok_or_else(|| {
         Error::CorruptManifest(format!(
             "the manifest of generation {} is missing",
@@ -120,22 +95,29 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     let changes = diff(&state.db, Some(to.root), from_root)?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
+    ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
     if journal.from.is_none() {
-        // Back to the state before sysgen: there is no generation to activate.
-        back.steps
-            .retain(|s| !matches!(s, crate::plan::Step::Activate { .. }));
+        // Back to the state before sysgen: no generation is active.
+        if let Some(last) = back.steps.last_mut() {
+            *last = crate::plan::Step::Deactivate;
+        }
     }
-    // Undoing commits nothing to the ledger: the switch never did.
-    back.ledger_add.clear();
-    back.ledger_remove.clear();
+    // If the switch committed, its ledger changes are reversed with the
+    // activation of the old generation; if not, there is nothing to reverse.
+    (back.ledger_add, back.ledger_remove) = if committed {
+        (
+            journal.plan.ledger_remove.clone(),
+            journal.plan.ledger_add.clone(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    // The journal stays the original switch's until the undo is complete, so
+    // a crash during the undo is recovered either way, like the switch.
     let undo = Journal::new("rollback", journal.from, number, id, opts.now, back);
     let out = apply(&state.root, &state.store, &mut state.db, &undo, &apply_opts)?;
-    state.root.sync().map_err(|e| Error::Io {
-        path: state.root.path().to_owned(),
-        source: e,
-    })?;
     Journal::remove(&state.journal_path())?;
     Ok(RecoverOutcome {
         interrupted: true,

@@ -479,7 +479,12 @@ impl RootDir {
     pub fn remove(&self, p: &EntryPath) -> Result<Removed> {
         let parent = match self.parent(p) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(Removed::WasAbsent),
+            // No directory chain leads to `p` inside the root (an ancestor is
+            // absent, a file, or a symlink that is never followed): nothing
+            // there to remove. Converging after a crash relies on this.
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => {
+                return Ok(Removed::WasAbsent);
+            }
             Err(e) => return Err(err(p, "open parent", e)),
         };
         let is_dir = match fstatat(parent.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {

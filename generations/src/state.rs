@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -18,7 +19,7 @@ use sysgen_store::Store;
 
 use crate::db::Db;
 use crate::journal::Journal;
-use crate::rootfs::RootDir;
+use crate::rootfs::{Live, Owner, RootDir};
 use crate::{Error, io_err};
 
 pub struct State {
@@ -42,13 +43,22 @@ impl State {
     /// naming the holder's pid, when another command holds it.
     pub fn open(root: &Path, state_dir: &Path, access: Access) -> Result<State, Error> {
         let root_dir = RootDir::open(root).map_err(io_err(root))?;
-        std::fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
+        ensure_state_dir(&root_dir, root, state_dir)?;
         let lock = match access {
             Access::Read => None,
             Access::Write => Some(take_lock(state_dir)?),
         };
         let store = Store::open(&state_dir.join("store"))?;
-        let db = Db::open(&state_dir.join("sysgen.db"))?;
+        let db_path = state_dir.join("sysgen.db");
+        // The database holds hashes of secret files: root only, from the first byte.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db_path)
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)))
+            .map_err(io_err(&db_path))?;
+        let db = Db::open(&db_path)?;
         if lock.is_some() {
             // With the lock held, anything in the store's temp area is a leftover.
             store.clean_temp()?;
@@ -91,6 +101,50 @@ pub fn reserved_path(root: &Path, state_dir: &Path) -> Option<EntryPath> {
     let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
     let rel = state.strip_prefix(&root).ok()?;
     EntryPath::parse(&format!("/{}", rel.to_str()?)).ok()
+}
+
+/// Creates the state directory (mode 0700: it holds hashes of secrets).
+/// Inside the root, it is made through the root's handle one component at
+/// a time, so a symlink planted at `/var` or `/var/lib` is refused rather
+/// than followed out of the root.
+fn ensure_state_dir(root: &RootDir, root_path: &Path, state_dir: &Path) -> Result<(), Error> {
+    match state_dir.strip_prefix(root_path) {
+        Ok(rel) => {
+            let mut cur: Option<EntryPath> = None;
+            for comp in rel.components() {
+                let name = comp.as_os_str().to_str().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{}: the state directory's path is not UTF-8; use --state-dir",
+                        state_dir.display()
+                    ))
+                })?;
+                let p = match &cur {
+                    None => EntryPath::top(name),
+                    Some(c) => c.join(name),
+                }
+                .map_err(|e| {
+                    Error::Invalid(format!("{}: {e}; use --state-dir", state_dir.display()))
+                })?;
+                match root.inspect(&p)? {
+                    Live::Dir(_) => {}
+                    Live::Absent => {
+                        root.make_dir(&p, None, Owner::default())?;
+                    }
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "{}: is a {} on the root, and sysgen keeps its state below it; it never follows a symlink out of the root, so remove it or choose --state-dir",
+                            root.display(&p),
+                            other.kind()
+                        )));
+                    }
+                }
+                cur = Some(p);
+            }
+        }
+        Err(_) => std::fs::create_dir_all(state_dir).map_err(io_err(state_dir))?,
+    }
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err(state_dir))
 }
 
 fn take_lock(state_dir: &Path) -> Result<Flock<File>, Error> {

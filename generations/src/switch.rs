@@ -18,7 +18,7 @@ use serde::Serialize;
 use sysgen_schema::EntryPath;
 
 use crate::apply::{ApplyOptions, ApplyOutcome, apply};
-use crate::db::{GenRow, Saved};
+use crate::db::Saved;
 use crate::journal::Journal;
 use crate::manifest::{Change, GenerationId, diff};
 use crate::plan::{Plan, plan};
@@ -66,15 +66,9 @@ pub fn switch_to(
             "no generation has id {id}; `sysgen list` shows them"
         ))
     })?;
+    // A generation gc deleted whose manifest is here again (its configuration
+    // was built anew) comes back under its number: one content, one generation.
     let existing = state.db.generation_of(&id)?;
-    if let Some(GenRow {
-        number,
-        collected_at: Some(_),
-        ..
-    }) = existing
-    {
-        return Err(Error::Collected(number));
-    }
     let active = state.db.active()?;
     let number = match &existing {
         Some(g) => g.number,
@@ -121,7 +115,8 @@ pub fn switch_to(
         None => None,
     };
     let changes = diff(&state.db, old_root, Some(target.root))?;
-    let pre = precheck(&state.root, &state.store, &changes, opts.force)?;
+    let keep = (!opts.dry_run).then_some(&state.store);
+    let pre = precheck(&state.root, keep, &changes, opts.force)?;
     if !pre.conflicts.is_empty() {
         return Err(Error::Conflict(pre.conflicts));
     }

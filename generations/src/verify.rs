@@ -18,6 +18,9 @@ pub struct VerifyOutcome {
     /// With `--store`: objects checked and those whose content no longer matches.
     pub objects_checked: u64,
     pub corrupt_objects: Vec<String>,
+    /// Corrupt objects of the secret area: counted, never named (their
+    /// names are hashes of secrets).
+    pub corrupt_secret_objects: u64,
 }
 
 pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<VerifyOutcome, Error> {
@@ -70,7 +73,10 @@ pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<Ver
             out.objects_checked += list.len() as u64;
             for b in bad {
                 if let Some(h) = b? {
-                    out.corrupt_objects.push(h);
+                    match area {
+                        Area::Public => out.corrupt_objects.push(h),
+                        Area::Secret => out.corrupt_secret_objects += 1,
+                    }
                 }
             }
         }

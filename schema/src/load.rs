@@ -547,6 +547,7 @@ fn check_file(
         let pkg = AptPackage {
             name: name.to_owned(),
             version: version.map(str::to_owned),
+            declared_in: origin.clone(),
         };
         d.apt.insert(name.to_owned(), pkg);
     }
@@ -650,7 +651,7 @@ impl SameDecl for String {
 
 impl SameDecl for AptPackage {
     fn same(&self, other: &Self) -> bool {
-        self == other
+        self.name == other.name && self.version == other.version
     }
 }
 

@@ -90,6 +90,8 @@ pub struct AptPackage {
     pub name: String,
     /// `name=version`: the exact version asked for.
     pub version: Option<String>,
+    /// The configuration file whose declaration won.
+    pub declared_in: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -896,6 +896,11 @@ fn json_and_toml_load_alike() {
         .services
         .values_mut()
         .for_each(|s| fix(&mut s.declared_in));
+    from_toml
+        .packages
+        .apt
+        .values_mut()
+        .for_each(|s| fix(&mut s.declared_in));
     assert_eq!(from_json, from_toml);
 }
 

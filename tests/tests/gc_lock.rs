@@ -128,7 +128,6 @@ fn gc_keep_deletes_old_unpinned_generations_and_frees_their_objects() {
 }
 
 #[test]
-#[ignore = "bug: a config whose content equals a gc-collected generation can never be switched to again (`generation N was deleted by gc`)"]
 fn a_config_whose_generation_was_collected_can_be_switched_to_again() {
     let env = TestEnv::new();
     let mut trees = Vec::new();

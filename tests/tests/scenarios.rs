@@ -425,7 +425,6 @@ fn drift_stops_the_switch_and_force_keeps_the_edit_in_the_store() {
 }
 
 #[test]
-#[ignore = "doubtful: --force over a managed file that the admin replaced by a symlink keeps no record of the symlink (saved is empty)"]
 fn force_over_a_drifted_symlink_keeps_a_record_of_it() {
     let env = TestEnv::new();
     let c1 = env.config(

@@ -1,0 +1,616 @@
+//! Every bad-input rule of SPEC §2: exit status 2, an error on stderr that
+//! starts with "error:", is a few lines long, names the file and the
+//! location (line:column for syntax and type errors, the declared path for
+//! the others), one JSON document with "ok": false under --json, never a
+//! panic, and nothing changed: the whole root, the generation list and the
+//! store are identical before and after, on a root that already has an
+//! active generation.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a failed test with its message"
+)]
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde_json::json;
+use sysgen_tests::{Run, TestEnv, dump_tree};
+
+/// One bad configuration.
+struct Case {
+    name: &'static str,
+    /// Files written under cfg/ (name, text); the first is the one run.
+    files: &'static [(&'static str, &'static str)],
+    /// Every string the error message must hold (file names, line:column,
+    /// the declared path, a word saying what is wrong).
+    want: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "JSON syntax error",
+        files: &[(
+            "c.json",
+            "{\n  \"files\": {\n    \"/etc/motd\": { \"content\": \"x\" },\n  }\n}\n",
+        )],
+        want: &["c.json:4:"],
+    },
+    Case {
+        name: "TOML syntax error",
+        files: &[(
+            "c.toml",
+            "[files.\"/etc/motd\"]\ncontent = \"x\"\nmode = \"0644\n",
+        )],
+        want: &["c.toml:3:"],
+    },
+    Case {
+        name: "unknown top-level key",
+        files: &[("c.json", "{\n  \"sysgen\": 1,\n  \"filez\": {}\n}\n")],
+        want: &["c.json:3:", "filez"],
+    },
+    Case {
+        name: "unknown top-level key (TOML)",
+        files: &[("c.toml", "sysgen = 1\n\n[filez]\n")],
+        want: &["c.toml:3:", "filez"],
+    },
+    Case {
+        name: "unknown key in a file entry",
+        files: &[(
+            "c.json",
+            "{\n \"files\": {\n  \"/etc/motd\": {\n   \"content\": \"x\",\n   \"colour\": \"red\"\n  }\n }\n}\n",
+        )],
+        want: &["c.json:5:", "colour"],
+    },
+    Case {
+        name: "mode as a number",
+        files: &[(
+            "c.json",
+            "{\n \"files\": {\n  \"/etc/motd\": {\n   \"content\": \"x\",\n   \"mode\": 644\n  }\n }\n}\n",
+        )],
+        want: &["c.json:5:"],
+    },
+    Case {
+        name: "content as a number",
+        files: &[(
+            "c.json",
+            "{\n \"files\": {\n  \"/etc/motd\": {\n   \"content\": 42\n  }\n }\n}\n",
+        )],
+        want: &["c.json:4:"],
+    },
+    Case {
+        name: "mode as a number (TOML)",
+        files: &[(
+            "c.toml",
+            "[files.\"/etc/motd\"]\ncontent = \"x\"\nmode = 644\n",
+        )],
+        want: &["c.toml:3:"],
+    },
+    Case {
+        name: "format version 2",
+        files: &[(
+            "c.json",
+            "{\n \"sysgen\": 2,\n \"files\": { \"/etc/motd\": { \"content\": \"x\" } }\n}\n",
+        )],
+        want: &["c.json", "version", "2"],
+    },
+    Case {
+        name: "relative path",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "etc/motd": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "etc/motd"],
+    },
+    Case {
+        name: "trailing slash",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/motd/": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "/etc/motd/"],
+    },
+    Case {
+        name: "a . component",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/./motd": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "/etc/./motd"],
+    },
+    Case {
+        name: "a .. component",
+        files: &[("c.json", r#"{ "directories": { "/srv/../etc/app": {} } }"#)],
+        want: &["c.json", "/srv/../etc/app"],
+    },
+    Case {
+        name: "an empty component",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc//motd": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "/etc//motd"],
+    },
+    Case {
+        name: "/ itself",
+        files: &[(
+            "c.json",
+            r#"{ "directories": { "/": { "mode": "0755" } } }"#,
+        )],
+        want: &["c.json", "directories./"],
+    },
+    Case {
+        name: "a path in a service's restart_on that is not normalized",
+        files: &[(
+            "c.json",
+            r#"{ "services": { "nginx.service": { "restart_on": ["/etc/nginx/"] } } }"#,
+        )],
+        want: &["c.json", "/etc/nginx/"],
+    },
+    Case {
+        name: "a path inside the state directory",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/var/lib/sysgen/x": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "/var/lib/sysgen/x"],
+    },
+    Case {
+        name: "the state directory itself",
+        files: &[("c.json", r#"{ "directories": { "/var/lib/sysgen": {} } }"#)],
+        want: &["c.json", "/var/lib/sysgen"],
+    },
+    Case {
+        name: "a file above the state directory",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/var/lib": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "/var/lib"],
+    },
+    Case {
+        name: "the same path in two sections",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/x": { "content": "x" } }, "directories": { "/etc/x": {} } }"#,
+        )],
+        want: &["c.json", "/etc/x", "files", "directories"],
+    },
+    Case {
+        name: "the same path in two sections of two files",
+        files: &[
+            (
+                "c.json",
+                r#"{ "include": ["roles/r.json"], "symlinks": { "/etc/x": "/y" } }"#,
+            ),
+            (
+                "roles/r.json",
+                r#"{ "files": { "/etc/x": { "content": "x" } } }"#,
+            ),
+        ],
+        want: &["c.json", "r.json", "/etc/x"],
+    },
+    Case {
+        name: "a path under a declared file",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/motd": { "content": "x" }, "/etc/motd/y": { "content": "y" } } }"#,
+        )],
+        want: &["c.json", "/etc/motd/y", "/etc/motd"],
+    },
+    Case {
+        name: "a path under a declared symlink",
+        files: &[(
+            "c.json",
+            r#"{ "symlinks": { "/etc/l": "/tmp" }, "directories": { "/etc/l/d": {} } }"#,
+        )],
+        want: &["c.json", "/etc/l/d", "/etc/l"],
+    },
+    Case {
+        name: "a tree under a declared file",
+        files: &[
+            (
+                "c.json",
+                r#"{ "files": { "/srv": { "content": "x" } }, "trees": { "/srv/www": { "source": "site" } } }"#,
+            ),
+            ("site/index.html", "hi\n"),
+        ],
+        want: &["c.json", "/srv/www", "/srv"],
+    },
+    Case {
+        name: "both content and source",
+        files: &[
+            (
+                "c.json",
+                r#"{ "files": { "/etc/motd": { "content": "x", "source": "motd" } } }"#,
+            ),
+            ("motd", "m\n"),
+        ],
+        want: &["c.json", "/etc/motd", "content", "source"],
+    },
+    Case {
+        name: "neither content nor source",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/motd": { "mode": "0644" } } }"#,
+        )],
+        want: &["c.json", "/etc/motd", "content", "source"],
+    },
+    Case {
+        name: "a missing source file",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/motd": { "source": "files/nope" } } }"#,
+        )],
+        want: &["c.json", "/etc/motd", "files/nope"],
+    },
+    Case {
+        name: "a source that is a directory",
+        files: &[
+            (
+                "c.json",
+                r#"{ "files": { "/etc/motd": { "source": "files" } } }"#,
+            ),
+            ("files/x", "x\n"),
+        ],
+        want: &["c.json", "/etc/motd", "files"],
+    },
+    Case {
+        name: "bad mode 0999",
+        files: &[(
+            "c.json",
+            "{ \"files\": {\n  \"/etc/motd\": { \"content\": \"x\", \"mode\": \"0999\" } } }",
+        )],
+        want: &["c.json:2:", "0999"],
+    },
+    Case {
+        name: "bad directory mode",
+        files: &[(
+            "c.json",
+            "{ \"directories\": {\n  \"/srv/app\": { \"mode\": \"rwxr-xr-x\" } } }",
+        )],
+        want: &["c.json:2:", "rwxr-xr-x"],
+    },
+    Case {
+        name: "an owner not in the root's /etc/passwd",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/motd": { "content": "x", "owner": "nosuchuser" } } }"#,
+        )],
+        want: &["c.json", "/etc/motd", "nosuchuser"],
+    },
+    Case {
+        name: "a group not in the root's /etc/group",
+        files: &[(
+            "c.json",
+            r#"{ "directories": { "/srv/app": { "group": "nosuchgroup" } } }"#,
+        )],
+        want: &["c.json", "/srv/app", "nosuchgroup"],
+    },
+    Case {
+        name: "an include cycle",
+        files: &[
+            ("c.json", r#"{ "include": ["a.json"] }"#),
+            (
+                "a.json",
+                r#"{ "include": ["b.json"], "files": { "/etc/a": { "content": "a" } } }"#,
+            ),
+            ("b.json", r#"{ "include": ["a.json"] }"#),
+        ],
+        want: &["a.json", "b.json", "cycle"],
+    },
+    Case {
+        name: "a file including itself",
+        files: &[("c.json", r#"{ "include": ["c.json"] }"#)],
+        want: &["c.json", "cycle"],
+    },
+    Case {
+        name: "a missing include",
+        files: &[("c.json", r#"{ "include": ["roles/none.json"] }"#)],
+        want: &["c.json", "roles/none.json"],
+    },
+    Case {
+        name: "a syntax error in an included file",
+        files: &[
+            ("c.json", r#"{ "include": ["roles/r.json"] }"#),
+            (
+                "roles/r.json",
+                "{\n  \"files\": {\n    \"/etc/x\": { \"content\": }\n  }\n}\n",
+            ),
+        ],
+        want: &["roles/r.json:3:"],
+    },
+    Case {
+        name: "two sibling includes declaring one file differently",
+        files: &[
+            (
+                "c.json",
+                r#"{ "include": ["roles/r1.json", "roles/r2.json"] }"#,
+            ),
+            (
+                "roles/r1.json",
+                r#"{ "files": { "/etc/motd": { "content": "one" } } }"#,
+            ),
+            (
+                "roles/r2.json",
+                r#"{ "files": { "/etc/motd": { "content": "two" } } }"#,
+            ),
+        ],
+        want: &["r1.json", "r2.json", "/etc/motd"],
+    },
+    Case {
+        name: "two sibling includes declaring one directory differently",
+        files: &[
+            ("c.json", r#"{ "include": ["r1.json", "r2.toml"] }"#),
+            (
+                "r1.json",
+                r#"{ "directories": { "/srv/app": { "mode": "0750" } } }"#,
+            ),
+            ("r2.toml", "[directories.\"/srv/app\"]\nmode = \"0700\"\n"),
+        ],
+        want: &["r1.json", "r2.toml", "/srv/app"],
+    },
+    Case {
+        name: "an unsupported extension",
+        files: &[("c.yaml", "files:\n  /etc/motd:\n    content: x\n")],
+        want: &["c.yaml", ".json"],
+    },
+    Case {
+        name: "an include with an unsupported extension",
+        files: &[
+            ("c.json", r#"{ "include": ["r.yaml"] }"#),
+            ("r.yaml", "files: {}\n"),
+        ],
+        want: &["c.json", "r.yaml"],
+    },
+    Case {
+        name: "a missing tree source",
+        files: &[(
+            "c.json",
+            r#"{ "trees": { "/srv/www": { "source": "site-missing" } } }"#,
+        )],
+        want: &["c.json", "/srv/www", "site-missing"],
+    },
+    Case {
+        name: "a tree source that is a file",
+        files: &[
+            (
+                "c.json",
+                r#"{ "trees": { "/srv/www": { "source": "site" } } }"#,
+            ),
+            ("site", "not a dir\n"),
+        ],
+        want: &["c.json", "/srv/www", "site"],
+    },
+    Case {
+        name: "packages declared",
+        files: &[("c.json", r#"{ "packages": { "apt": ["nginx"] } }"#)],
+        want: &["c.json", "packages", "not supported"],
+    },
+    Case {
+        name: "datasets declared",
+        files: &[(
+            "c.json",
+            r#"{ "datasets": { "/srv/data": { "type": "directory" } } }"#,
+        )],
+        want: &["c.json", "datasets", "not supported"],
+    },
+    Case {
+        name: "services declared",
+        files: &[(
+            "c.json",
+            r#"{ "services": { "nginx.service": { "enable": true } } }"#,
+        )],
+        want: &["c.json", "services", "not supported"],
+    },
+    Case {
+        name: "a bad package name",
+        files: &[("c.json", r#"{ "packages": { "apt": ["Nginx"] } }"#)],
+        want: &["c.json", "Nginx"],
+    },
+];
+
+/// Everything a failed command must leave alone: the whole root (state
+/// directory included, less the lock file whose content is the last pid),
+/// and the generation list.
+fn world(env: &TestEnv) -> String {
+    let lock = env.state().join("lock");
+    let root = dump_tree(&env.root(), &[lock]);
+    let list = env.run(&["--json", "list"]).ok().stdout;
+    format!("{root}\n--- list\n{list}")
+}
+
+/// A root with an active generation (and one older one), holding an
+/// unmanaged file too.
+fn setup() -> TestEnv {
+    let env = TestEnv::new();
+    env.write_root("/etc/hostname", "web1\n");
+    env.write_root("/etc/unmanaged", "admin's\n");
+    let g1 = env.config(
+        "good1.json",
+        json!({ "files": { "/etc/motd": { "content": "good one\n" } } }),
+    );
+    let g2 = env.config(
+        "good2.json",
+        json!({
+            "files": { "/etc/motd": { "content": "good two\n" } },
+            "directories": { "/srv/app": { "mode": "0750" } }
+        }),
+    );
+    env.run(&["switch", g1.to_str().unwrap()]).ok();
+    env.run(&["switch", g2.to_str().unwrap()]).ok();
+    env
+}
+
+#[track_caller]
+fn check_error(case: &Case, how: &str, r: &Run) {
+    let ctx = format!(
+        "case {:?}, {how}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
+        case.name, r.code, r.stdout, r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{ctx}");
+    assert_eq!(r.code, Some(2), "exit status must be 2: {ctx}");
+    assert!(
+        r.stderr.starts_with("error:"),
+        "stderr must start with error: {ctx}"
+    );
+    let lines = r.stderr.trim_end().lines().count();
+    assert!(lines <= 4, "the error must be a few lines ({lines}): {ctx}");
+    for w in case.want {
+        assert!(r.stderr.contains(w), "stderr must name {w:?}: {ctx}");
+    }
+}
+
+/// Runs one case on a fresh root; returns the failed checks.
+fn run_case(case: &Case) -> Vec<String> {
+    let mut failures = Vec::new();
+    let env = setup();
+    for (name, text) in case.files {
+        env.write_cfg(name, text);
+    }
+    let cfg: PathBuf = env.cfg().join(case.files[0].0);
+    let cfg = cfg.to_str().unwrap();
+    let before = world(&env);
+    let runs: [(&str, Vec<&str>); 6] = [
+        ("switch", vec!["switch", cfg]),
+        ("switch --dry-run", vec!["switch", "--dry-run", cfg]),
+        ("switch --force", vec!["switch", "--force", cfg]),
+        ("build", vec!["build", cfg]),
+        ("diff", vec!["diff", cfg]),
+        ("--json switch", vec!["--json", "switch", cfg]),
+    ];
+    for (how, args) in &runs {
+        let r = env.run(args);
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_error(case, how, &r);
+            if how.starts_with("--json") {
+                let doc = r.json();
+                assert_eq!(doc["ok"], false, "{doc}");
+                assert!(
+                    doc["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{doc}"
+                );
+            } else {
+                assert!(r.stdout.is_empty(), "stdout must be empty: {}", r.stdout);
+            }
+            let after = world(&env);
+            assert_eq!(
+                after, before,
+                "case {:?}, {how}: something changed",
+                case.name
+            );
+        }));
+        if let Err(e) = res {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            failures.push(msg);
+        }
+    }
+    failures
+}
+
+#[test]
+fn every_bad_input_rule_exits_2_names_the_place_and_changes_nothing() {
+    // Cases are independent (one temp root each): run them side by side.
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = CASES
+            .chunks(CASES.len().div_ceil(8))
+            .map(|chunk| s.spawn(move || chunk.iter().flat_map(run_case).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The refusal of packages (datasets, services) names the top-level file,
+/// not the role that declares them.
+#[test]
+fn unsupported_section_in_a_role_names_the_role() {
+    let case = Case {
+        name: "packages declared in an included role",
+        files: &[
+            ("c.json", r#"{ "include": ["roles/web.json"] }"#),
+            ("roles/web.json", r#"{ "packages": { "apt": ["nginx"] } }"#),
+        ],
+        want: &["roles/web.json", "packages"],
+    };
+    let failures = run_case(&case);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Checks the harness: on the same setup a good configuration succeeds
+/// with nothing on stderr, and `world` sees the change, so "nothing
+/// changed" in the table is a real check.
+#[test]
+fn a_good_configuration_on_the_same_setup_succeeds_and_is_seen() {
+    let env = setup();
+    let before = world(&env);
+    let c = env.config(
+        "c.json",
+        json!({ "files": { "/etc/issue": { "content": "x\n" } } }),
+    );
+    let r = env.run(&["switch", c.to_str().unwrap()]).ok();
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    assert!(env.at("/etc/issue").is_file());
+    assert_ne!(world(&env), before);
+}
+
+/// A bad global option or command line is also status 2, without a panic.
+#[test]
+fn bad_command_lines_exit_2() {
+    let env = setup();
+    let before = world(&env);
+    let missing = env.cfg().join("missing.json");
+    for args in [
+        vec!["frobnicate"],
+        vec!["switch"],
+        vec!["rollback", "--to", "nine"],
+        vec!["gc", "--keep", "-1"],
+        vec!["switch", "no-such-generation-id"],
+        vec!["rollback", "--to", "99"],
+        vec!["diff", "1", "99"],
+        vec!["pin", "99"],
+        vec!["switch", missing.to_str().unwrap()],
+    ] {
+        let r = env.run(&args);
+        assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+        assert_eq!(
+            r.code,
+            Some(2),
+            "{args:?}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            !r.stderr.trim().is_empty(),
+            "{args:?}: an error must say something"
+        );
+        assert_eq!(world(&env), before, "{args:?} changed something");
+    }
+    let r = env.run(&["switch", missing.to_str().unwrap()]);
+    assert!(
+        r.stderr.starts_with("error:") && r.stderr.contains("missing.json"),
+        "{}",
+        r.stderr
+    );
+    // A root that does not exist.
+    let r = std::process::Command::new(TestEnv::sysgen_bin())
+        .args(["--root", "/nonexistent/root/dir", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(!std::path::Path::new("/nonexistent").exists());
+    // The lock file aside, the state directory is untouched by all of these.
+    assert!(fs::metadata(env.state().join("sysgen.db")).is_ok());
+}
