@@ -285,7 +285,7 @@ pub fn plan(
                         kind: old.kind().into(),
                     });
                 }
-                if let Some(s) = change(p, old, new, retype) {
+                if let Some(s) = change(p, old, new, retype, ledger.get(p)) {
                     creations.push(s);
                 }
             }
@@ -306,7 +306,9 @@ pub fn plan(
                     Some(Origin::File { .. } | Origin::Symlink { .. }) => Why::Replace,
                     _ => Why::Add,
                 };
-                creations.push(create(p, new, why));
+                let step =
+                    create_or_make(p, new, why, facts.origins.get(p).or_else(|| ledger.get(p)));
+                creations.push(step);
             }
         }
     }
@@ -330,6 +332,29 @@ pub fn plan(
             .map(|(p, o)| (p.clone(), o.clone()))
             .collect(),
         ledger_remove,
+    }
+}
+
+/// Like [`create`], but a parent directory that was not on the root before
+/// (sysgen creates it) gets an explicit 0755: a re-run after a crash between
+/// mkdir and chmod then still converges.
+fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>) -> Step {
+    match (new, origin) {
+        (
+            Entry::Dir {
+                mode: None,
+                uid: None,
+                gid: None,
+            },
+            None | Some(Origin::File { .. } | Origin::Symlink { .. }),
+        ) => Step::MakeDir {
+            path: p.clone(),
+            why,
+            mode: Some(0o755),
+            uid: None,
+            gid: None,
+        },
+        _ => create(p, new, why),
     }
 }
 
@@ -369,13 +394,35 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> Step {
     }
 }
 
-fn change(p: &EntryPath, old: &Entry, new: &Entry, retype: bool) -> Option<Step> {
+/// The attributes an entry has when sysgen does not manage them: what was
+/// there before sysgen (`origin`), or what sysgen gives what it creates
+/// (0755, root). A switch that stops managing an attribute resets it to
+/// this, so the root does not depend on the generations it went through.
+fn unmanaged_attrs(origin: Option<&Origin>) -> (u32, u32, u32) {
+    match origin {
+        Some(Origin::Dir { mode, uid, gid }) => (*mode, *uid, *gid),
+        _ => (0o755, 0, 0),
+    }
+}
+
+fn change(
+    p: &EntryPath,
+    old: &Entry,
+    new: &Entry,
+    retype: bool,
+    origin: Option<&Origin>,
+) -> Option<Step> {
     if retype {
-        return Some(create(p, new, Why::Change));
+        return Some(create_or_make(p, new, Why::Change, origin));
     }
     match (old, new) {
         (
-            Entry::File { hash: h1, .. },
+            Entry::File {
+                hash: h1,
+                uid: u1,
+                gid: g1,
+                ..
+            },
             Entry::File {
                 hash: h2,
                 mode,
@@ -388,25 +435,38 @@ fn change(p: &EntryPath, old: &Entry, new: &Entry, retype: bool) -> Option<Step>
             path: p.clone(),
             why: Why::Change,
             mode: Some(*mode),
-            uid: *uid,
-            gid: *gid,
+            // An owner no longer managed goes back to the one a fresh write gives.
+            uid: uid.or(u1.map(|_| 0)),
+            gid: gid.or(g1.map(|_| 0)),
         }),
-        // A directory whose attributes are no longer managed keeps them as they are.
         (
-            Entry::Dir { .. },
             Entry::Dir {
-                mode: None,
-                uid: None,
-                gid: None,
+                mode: m1,
+                uid: u1,
+                gid: g1,
             },
-        ) => None,
-        (Entry::Dir { .. }, Entry::Dir { mode, uid, gid }) => Some(Step::SetMeta {
-            path: p.clone(),
-            why: Why::Change,
-            mode: *mode,
-            uid: *uid,
-            gid: *gid,
-        }),
+            Entry::Dir {
+                mode: m2,
+                uid: u2,
+                gid: g2,
+            },
+        ) => {
+            let (dm, du, dg) = unmanaged_attrs(origin);
+            let mode = m2.or(m1.map(|_| dm));
+            let uid = u2.or(u1.map(|_| du));
+            let gid = g2.or(g1.map(|_| dg));
+            if mode.is_none() && uid.is_none() && gid.is_none() {
+                return None;
+            }
+            let managed = m2.is_some() || u2.is_some() || g2.is_some();
+            Some(Step::SetMeta {
+                path: p.clone(),
+                why: if managed { Why::Change } else { Why::Restore },
+                mode,
+                uid,
+                gid,
+            })
+        }
         _ => Some(create(p, new, Why::Change)),
     }
 }
@@ -500,7 +560,7 @@ mod tests {
         assert_eq!(got[0], "remove file /a/b/c");
         assert_eq!(got[1], "remove directory /a/b if empty");
         assert_eq!(got[2], "remove directory /a if empty");
-        assert_eq!(got[3], "ensure directory /d");
+        assert_eq!(got[3], "create directory /d (mode 0755)");
         assert!(
             got[4].starts_with("create file /d/e (1 bytes"),
             "{}",
@@ -545,7 +605,7 @@ mod tests {
             ops(&plan)[..2],
             [
                 "remove file /x".to_owned(),
-                "ensure directory /x".to_owned()
+                "create directory /x (mode 0755)".to_owned()
             ]
         );
     }

@@ -46,7 +46,7 @@ fn mode(env: &TestEnv, p: &str, m: u32) {
 }
 
 /// A host as sysgen finds it: `/var/lib` exists (the state directory goes
-/// there), and some files and a symlink an admin wrote.
+/// there), so the pre-sysgen tree is comparable with the tree after undoing.
 fn host(env: &TestEnv) {
     fs::create_dir_all(env.at("/var/lib")).unwrap();
 }
@@ -466,45 +466,43 @@ fn crash_every_step(sc: Scenario, then: Then) {
 }
 
 fn crash_at(sc: &Scenario, refs: &Refs, k: u64, then: Then) {
-    {
-        let ctx = format!(
-            "{}, crash after step {k} of {}, then {then:?}",
-            sc.name, refs.n
-        );
-        let env = crashed(sc, refs, k);
-        match then {
-            Then::Recover => {
-                recover(&env, &["recover"], &ctx);
-                assert_at_to(&env, sc, refs, &ctx);
-            }
-            Then::RecoverRollback => {
-                recover(&env, &["recover", "--rollback"], &ctx);
-                assert_at_from(&env, sc, refs, &ctx);
-            }
-            Then::CrashInRecover => {
-                let r = env.run_with_fault(1, &["recover"]);
-                assert!(r.killed, "{ctx}: recover was not killed: {r:?}");
-                assert_interrupted(&env, sc, k);
-                recover(&env, &["recover"], &ctx);
-                assert_at_to(&env, sc, refs, &ctx);
-            }
-            Then::CrashInRecoverRollback => {
-                let r = env.run_with_fault(1, &["recover", "--rollback"]);
-                assert!(r.killed, "{ctx}: recover --rollback was not killed: {r:?}");
-                let st = env.run(&["--json", "status"]).ok().json();
-                assert!(
-                    !st["interrupted"].is_null(),
-                    "{ctx}: a crashed recover --rollback left no interrupted switch: {st}"
-                );
-                recover(&env, &["recover", "--rollback"], &ctx);
-                assert_at_from(&env, sc, refs, &ctx);
-            }
+    let ctx = format!(
+        "{}, crash after step {k} of {}, then {then:?}",
+        sc.name, refs.n
+    );
+    let env = crashed(sc, refs, k);
+    match then {
+        Then::Recover => {
+            recover(&env, &["recover"], &ctx);
+            assert_at_to(&env, sc, refs, &ctx);
         }
-        // The root is usable again: the next mutating command works.
-        let c1 = env.cfg().join("c1.json");
-        env.run(&["switch", c1.to_str().unwrap()]).ok();
-        env.run(&["verify"]).ok();
+        Then::RecoverRollback => {
+            recover(&env, &["recover", "--rollback"], &ctx);
+            assert_at_from(&env, sc, refs, &ctx);
+        }
+        Then::CrashInRecover => {
+            let r = env.run_with_fault(1, &["recover"]);
+            assert!(r.killed, "{ctx}: recover was not killed: {r:?}");
+            assert_interrupted(&env, sc, k);
+            recover(&env, &["recover"], &ctx);
+            assert_at_to(&env, sc, refs, &ctx);
+        }
+        Then::CrashInRecoverRollback => {
+            let r = env.run_with_fault(1, &["recover", "--rollback"]);
+            assert!(r.killed, "{ctx}: recover --rollback was not killed: {r:?}");
+            let st = env.run(&["--json", "status"]).ok().json();
+            assert!(
+                !st["interrupted"].is_null(),
+                "{ctx}: a crashed recover --rollback left no interrupted switch: {st}"
+            );
+            recover(&env, &["recover", "--rollback"], &ctx);
+            assert_at_from(&env, sc, refs, &ctx);
+        }
     }
+    // The root is usable again: the next mutating command works.
+    let c1 = env.cfg().join("c1.json");
+    env.run(&["switch", c1.to_str().unwrap()]).ok();
+    env.run(&["verify"]).ok();
 }
 
 /// A fault point past the last step never fires: the command completes.
@@ -608,7 +606,6 @@ fn first_switch_crash_at_every_step_then_recover() {
 }
 
 #[test]
-#[ignore = "bug: after a first switch crashed past its activation, `recover --rollback` exits 2 and drops the journal instead of going back to the state before sysgen (recover.rs, committed branch)"]
 fn first_switch_crash_at_every_step_then_recover_rollback() {
     crash_every_step(FIRST, Then::RecoverRollback);
 }
@@ -619,31 +616,26 @@ fn first_switch_crash_at_every_step_then_crash_in_recover() {
 }
 
 #[test]
-#[ignore = "bug: after a first switch crashed past its activation, `recover --rollback` exits 2 and drops the journal instead of going back to the state before sysgen (recover.rs, committed branch)"]
 fn first_switch_crash_at_every_step_then_crash_in_recover_rollback() {
     crash_every_step(FIRST, Then::CrashInRecoverRollback);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn change_switch_crash_at_every_step_then_recover() {
     crash_every_step(CHANGE, Then::Recover);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn change_switch_crash_at_every_step_then_recover_rollback() {
     crash_every_step(CHANGE, Then::RecoverRollback);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn change_switch_crash_at_every_step_then_crash_in_recover() {
     crash_every_step(CHANGE, Then::CrashInRecover);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn change_switch_crash_at_every_step_then_crash_in_recover_rollback() {
     crash_every_step(CHANGE, Then::CrashInRecoverRollback);
 }
@@ -664,31 +656,26 @@ fn simple_change_crash_at_every_step_then_crash_in_recover() {
 }
 
 #[test]
-#[ignore = "bug: a crash inside `recover --rollback` after the activation committed leaves a new journal, and a second `recover --rollback` undoes the undo (lands on the target)"]
 fn simple_change_crash_at_every_step_then_crash_in_recover_rollback() {
     crash_every_step(SIMPLE, Then::CrashInRecoverRollback);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn rollback_crash_at_every_step_then_recover() {
     crash_every_step(ROLLBACK, Then::Recover);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn rollback_crash_at_every_step_then_recover_rollback() {
     crash_every_step(ROLLBACK, Then::RecoverRollback);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn rollback_crash_at_every_step_then_crash_in_recover() {
     crash_every_step(ROLLBACK, Then::CrashInRecover);
 }
 
 #[test]
-#[ignore = "bug: recover fails with `open parent: Not a directory` when a Remove step's parent is now a file (rootfs.rs remove() treats only ENOENT as absent)"]
 fn rollback_crash_at_every_step_then_crash_in_recover_rollback() {
     crash_every_step(ROLLBACK, Then::CrashInRecoverRollback);
 }

@@ -224,7 +224,6 @@ fn check(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>) -> Result<(), T
 /// A directory declared with a mode in `a` that is only an implicit parent
 /// in `b` keeps `a`'s mode after a → b, but is 0755 after b alone.
 #[test]
-#[ignore = "bug: a directory that goes from declared-with-mode to implicit keeps the old mode (plan.rs change(): (Dir, Dir{None..}) => None)"]
 fn declared_then_implicit_directory_mode_does_not_depend_on_history() {
     let a: BTreeMap<String, Node> = [("/x/y".into(), Node::Dir { mode: 2 })].into();
     let b: BTreeMap<String, Node> = [(
@@ -241,7 +240,6 @@ fn declared_then_implicit_directory_mode_does_not_depend_on_history() {
 /// The same history dependence, with a directory that was on the root
 /// before sysgen: its own mode never comes back once it went implicit.
 #[test]
-#[ignore = "bug: a pre-existing directory's mode is not restored when it leaves via an implicit-parent generation (plan.rs restore(): Origin::Dir with old Dir{None..} => None)"]
 fn pre_existing_directory_mode_is_restored_whatever_the_path() {
     use std::os::unix::fs::PermissionsExt;
     let envs = [TestEnv::new(), TestEnv::new()];
@@ -280,7 +278,6 @@ proptest! {
 
     /// The whole property, directory modes included.
     #[test]
-    #[ignore = "bug: directory modes depend on history, see declared_then_implicit_directory_mode_does_not_depend_on_history"]
     fn switch_result_depends_only_on_the_target_with_directory_modes(a in config(4), b in config(4)) {
         check(&a, &b)?;
     }
