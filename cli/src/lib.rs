@@ -222,10 +222,10 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let v = verify(&state, false, &bar)?;
             match state.db.active()? {
                 Some(a) => out.line(format!(
-                    "active: generation {} ({}), switched {}",
+                    "active: generation {} ({}), since {}",
                     a.number,
                     a.id.short(),
-                    utc(a.created_at)
+                    utc(state.db.active_since()?.unwrap_or(a.created_at))
                 )),
                 None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
             }
@@ -524,6 +524,9 @@ fn cmd_diff(
     } else {
         Access::Read
     })?;
+    if needs_build {
+        state.refuse_if_interrupted()?;
+    }
     let prev = state.db.previous()?;
     let cur = state.db.active()?.map(|g| g.number);
     let mut pick =
@@ -589,11 +592,8 @@ fn shown(e: &Entry) -> serde_json::Value {
 fn entry_text(e: &Entry) -> String {
     match e {
         Entry::File {
-            size,
-            mode,
-            secret: true,
-            ..
-        } => format!("file ({mode:04o}, secret, {size} bytes)"),
+            mode, secret: true, ..
+        } => format!("file ({mode:04o}, secret)"),
         Entry::File { size, mode, .. } => format!("file ({mode:04o}, {size} bytes)"),
         Entry::Dir { mode: Some(m), .. } => format!("directory ({m:04o})"),
         Entry::Dir { mode: None, .. } => "directory".into(),

@@ -361,6 +361,18 @@ impl Db {
             .map_err(sql)
     }
 
+    /// When the active generation became active (its latest activation).
+    pub fn active_since(&self) -> Result<Option<i64>, Error> {
+        self.conn
+            .query_row(
+                "SELECT at FROM activations ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)
+    }
+
     /// The generation that was active before the current one.
     pub fn previous(&self) -> Result<Option<u64>, Error> {
         let mut st = self
@@ -395,9 +407,10 @@ impl Db {
             )
             .map_err(sql)?;
             // A generation gc had deleted and that was built again is live again.
+            // Its age starts again, so `gc --older-than` does not take it at once.
             tx.execute(
-                "UPDATE generations SET collected_at = NULL WHERE number = ?1",
-                params![n as i64],
+                "UPDATE generations SET collected_at = NULL, created_at = ?2 WHERE number = ?1 AND collected_at IS NOT NULL",
+                params![n as i64, a.at],
             )
             .map_err(sql)?;
         }

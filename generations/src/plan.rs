@@ -262,6 +262,23 @@ pub fn plan(
         match c {
             Change::Removed(p, old) => {
                 match ledger.get(p) {
+                    // A directory that was there before, which a later generation
+                    // turned into a file or symlink: that goes, the directory comes back.
+                    Some(origin @ Origin::Dir { mode, uid, gid }) if !old.is_dir() => {
+                        ledger_remove.push((p.clone(), origin.clone()));
+                        removals.push(Step::Remove {
+                            path: p.clone(),
+                            why: Why::Remove,
+                            kind: old.kind().into(),
+                        });
+                        creations.push(Step::MakeDir {
+                            path: p.clone(),
+                            why: Why::Restore,
+                            mode: Some(*mode),
+                            uid: Some(*uid),
+                            gid: Some(*gid),
+                        });
+                    }
                     Some(origin) => {
                         ledger_remove.push((p.clone(), origin.clone()));
                         if let Some(s) = restore(p, old, origin) {

@@ -489,7 +489,12 @@ impl RootDir {
         };
         let is_dir = match fstatat(parent.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits(),
-            Err(Errno::ENOENT) => return Ok(Removed::WasAbsent),
+            Err(Errno::ENOENT) => {
+                // Gone already (perhaps by the run a crash cut short): make sure
+                // that removal reaches the disk with this run's.
+                self.touch(&parent);
+                return Ok(Removed::WasAbsent);
+            }
             Err(e) => return Err(err(p, "stat", e)),
         };
         let flag = if is_dir {
@@ -560,6 +565,9 @@ impl RootDir {
     /// Makes everything written through this handle durable: one `syncfs`
     /// per filesystem touched.
     pub fn sync(&self) -> io::Result<()> {
+        // The root's own filesystem always: a re-run after a crash may find
+        // its changes already made, and must still make them durable.
+        syncfs(self.fd.as_fd())?;
         let t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
         for fd in t.values() {
             syncfs(fd.as_fd())?;

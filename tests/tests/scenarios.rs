@@ -835,3 +835,33 @@ fn global_options_work_after_the_command() {
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "-q printed {:?}", out.stdout);
 }
+
+/// A directory that was on the root before sysgen, declared, then turned into
+/// a file by a later generation, comes back as the same directory (mode and
+/// owner) when the path leaves the configuration: the root ends exactly as
+/// it began.
+#[test]
+fn preexisting_directory_turned_into_a_file_comes_back_when_dropped() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.at("/opt/pre")).unwrap();
+    std::fs::set_permissions(env.at("/opt/pre"), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::os::unix::fs::chown(env.at("/opt/pre"), Some(33), Some(33)).unwrap();
+    // The state directory's parents appear with the first switch; not ours to compare.
+    std::fs::create_dir_all(env.at("/var/lib")).unwrap();
+    let before = env.tree();
+    let c1 = env.config(
+        "c1.json",
+        json!({ "directories": { "/opt/pre": { "mode": "0750" } } }),
+    );
+    let c2 = env.config(
+        "c2.json",
+        json!({ "files": { "/opt/pre": { "content": "now a file\n" } } }),
+    );
+    let c3 = env.config("c3.json", json!({}));
+    env.run(&["switch", c1.to_str().unwrap()]).ok();
+    env.run(&["switch", c2.to_str().unwrap()]).ok();
+    assert!(env.at("/opt/pre").is_file());
+    env.run(&["switch", c3.to_str().unwrap()]).ok();
+    assert_eq!(env.tree(), before);
+}
