@@ -98,6 +98,9 @@ pub struct Store {
     objects: PathBuf,
     secret: PathBuf,
     tmp: PathBuf,
+    /// Fan-out directories known to exist (256 per area), so that a batch of
+    /// 100k objects does not try 100k mkdirs. The store never removes them.
+    fanout_ready: Vec<std::sync::atomic::AtomicBool>,
 }
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -152,6 +155,9 @@ impl Store {
             objects: dir.join("objects"),
             secret: dir.join("secret"),
             tmp: dir.join("tmp"),
+            fanout_ready: (0..512)
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
         };
         ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         // These two hold content only root may read, so their mode is enforced
@@ -484,7 +490,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let dest = self.object_path(hash, area);
         let fan_dir = dest.parent().unwrap_or(&self.dir).to_owned();
-        let created = ensure_dir(&fan_dir, area.dir_mode(), false)?;
+        let slot = usize::from(hash.as_bytes()[0]) + if area == Area::Secret { 256 } else { 0 };
+        let created = if self.fanout_ready[slot].load(Ordering::Relaxed) {
+            false
+        } else {
+            let created = ensure_dir(&fan_dir, area.dir_mode(), false)?;
+            self.fanout_ready[slot].store(true, Ordering::Relaxed);
+            created
+        };
         fs::rename(temp.path(), &dest).map_err(StoreError::io(&dest))?;
         temp.keep();
         if durable {
