@@ -40,7 +40,9 @@ pub struct BuildOutcome {
 /// Where a file's bytes come from, before hashing.
 enum Src {
     Inline(Vec<u8>),
-    Path(PathBuf),
+    /// A file on the build host, with its stat when the tree walk already
+    /// took it (so it is not taken twice).
+    Path(PathBuf, Option<CacheRow>),
 }
 
 struct PendingFile {
@@ -131,7 +133,7 @@ pub fn build(
         let what = format!("{}: files.{p}", f.declared_in.display());
         let src = match &f.content {
             FileContent::Inline(s) => Src::Inline(s.as_bytes().to_vec()),
-            FileContent::Source(path) => Src::Path(path.clone()),
+            FileContent::Source(path) => Src::Path(path.clone(), None),
         };
         pending.insert(
             p.clone(),
@@ -197,10 +199,12 @@ pub fn build(
             let area = if f.secret { Area::Secret } else { Area::Public };
             let (hash, size) = match &f.src {
                 Src::Inline(bytes) => (batch.put_bytes(bytes, area)?, bytes.len() as u64),
-                Src::Path(path) => {
+                Src::Path(path, walked) => {
                     let key = path.to_string_lossy().into_owned();
-                    let md = std::fs::metadata(path).map_err(io_err(path))?;
-                    let row = cache_row(&md, None);
+                    let row = match walked {
+                        Some(row) => *row,
+                        None => cache_row(&std::fs::metadata(path).map_err(io_err(path))?, None),
+                    };
                     match cache.get(&key) {
                         Some(c) if same_file(c, &row) && state.store.contains(&c.hash, area) => {
                             cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -238,19 +242,22 @@ pub fn build(
         })
         .collect();
     opts.progress.finish();
+    let files_hashed =
+        (files.len() as u64).saturating_sub(cached.load(std::sync::atomic::Ordering::Relaxed));
+    // Memory grows with the number of entries: free what is done with first.
+    drop(files);
+    drop(cache);
 
     let mut entries: BTreeMap<EntryPath, Entry> = BTreeMap::new();
     for r in hashed {
         let (p, e) = r?;
         entries.insert(p, e);
     }
-    for (p, e) in &pending {
+    for (p, e) in pending {
         if let Pending::Ready(e) = e {
-            entries.insert(p.clone(), e.clone());
+            entries.insert(p, e);
         }
     }
-    let files_hashed =
-        (files.len() as u64).saturating_sub(cached.load(std::sync::atomic::Ordering::Relaxed));
     let written = batch.commit()?;
     // Objects are durable before anything refers to them.
     let bytes = entries
@@ -265,6 +272,7 @@ pub fn build(
         .sum();
     let (root, nodes) = build_tree(&entries);
     state.db.insert_nodes(&nodes)?;
+    drop(nodes);
     let manifest = Manifest {
         sysgen: 1,
         host: spec.host.clone(),
@@ -409,7 +417,7 @@ fn expand_tree(
                 })
             } else if ft.is_file() {
                 Pending::File(PendingFile {
-                    src: Src::Path(src.clone()),
+                    src: Src::Path(src.clone(), Some(cache_row(&md, None))),
                     mode: tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
                     uid: None,
                     gid: None,
