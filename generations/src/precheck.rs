@@ -53,14 +53,8 @@ pub fn drift_of(
         ) => {
             if m.mode != *mode {
                 Some(format!("mode {:04o}, expected {mode:04o}", m.mode))
-            } else if uid.is_some_and(|u| u != m.uid) || gid.is_some_and(|g| g != m.gid) {
-                Some(format!(
-                    "owner {}:{}, expected {}:{}",
-                    m.uid,
-                    m.gid,
-                    show(uid),
-                    show(gid)
-                ))
+            } else if let Some(d) = owner_drift(*uid, *gid, m) {
+                Some(d)
             } else {
                 let (h, _) = root.hash_file(p)?;
                 (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
@@ -76,19 +70,25 @@ pub fn drift_of(
                     m.mode,
                     mode.unwrap_or_default()
                 ))
-            } else if uid.is_some_and(|u| u != m.uid) || gid.is_some_and(|g| g != m.gid) {
-                Some(format!(
-                    "owner {}:{}, expected {}:{}",
-                    m.uid,
-                    m.gid,
-                    show(uid),
-                    show(gid)
-                ))
             } else {
-                None
+                owner_drift(*uid, *gid, m)
             }
         }
         (want, live) => Some(format!("is a {}, expected a {}", live.kind(), want.kind())),
+    })
+}
+
+/// The owner or group differs from the one declared (an undeclared one
+/// is not managed, so it never drifts).
+fn owner_drift(uid: Option<u32>, gid: Option<u32>, m: &crate::rootfs::Meta) -> Option<String> {
+    (uid.is_some_and(|u| u != m.uid) || gid.is_some_and(|g| g != m.gid)).then(|| {
+        format!(
+            "owner {}:{}, expected {}:{}",
+            m.uid,
+            m.gid,
+            show(&uid),
+            show(&gid)
+        )
     })
 }
 
