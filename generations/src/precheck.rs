@@ -11,7 +11,7 @@
 //!   with unmanaged files where a file must go, a socket, a path reached
 //!   only through a symlink) stops the switch with every such path named.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use sysgen_schema::EntryPath;
@@ -102,6 +102,7 @@ pub fn precheck(
     root: &RootDir,
     store: Option<&Store>,
     changes: &[Change],
+    ledger: &BTreeMap<EntryPath, Origin>,
     force: bool,
 ) -> Result<Precheck, Error> {
     let mut out = Precheck::default();
@@ -137,10 +138,15 @@ pub fn precheck(
             Change::Removed(_, old) | Change::Changed(_, old, _) => {
                 // A directory's drift loses no data: it is only removed when empty.
                 if old.is_dir() && matches!(live, Live::Dir(_)) {
-                    if let Change::Changed(_, _, new) = c
-                        && !new.is_dir() {
-                            check_empty_for_retype(root, p, &removed, &mut out)?;
-                        }
+                    // The directory must give way to a file or symlink: the new
+                    // entry, or what was there before sysgen and comes back.
+                    let replaced = match c {
+                        Change::Changed(_, _, new) => !new.is_dir(),
+                        _ => matches!(ledger.get(p), Some(Origin::File { .. } | Origin::Symlink { .. })),
+                    };
+                    if replaced {
+                        check_empty_for_retype(root, p, &removed, &mut out)?;
+                    }
                     continue;
                 }
                 if let Some(what) = drift_of(root, p, old, &live)? {
@@ -225,7 +231,7 @@ fn check_empty_for_retype(
         let child = name.to_str().and_then(|n| p.join(n).ok());
         if !child.as_ref().is_some_and(|c| removed.contains(c)) {
             out.conflicts.push(format!(
-                "{p}: the directory holds {} which sysgen does not manage, and the configuration puts a file there; move it away first",
+                "{p}: the directory holds {} which sysgen does not manage, and a file must take its place; move it away first",
                 name.to_string_lossy()
             ));
             return Ok(());

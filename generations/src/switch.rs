@@ -116,7 +116,8 @@ pub fn switch_to(
     };
     let changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
-    let pre = precheck(&state.root, keep, &changes, opts.force)?;
+    let ledger = state.db.ledger()?;
+    let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
     if !pre.conflicts.is_empty() {
         return Err(Error::Conflict(pre.conflicts));
     }
@@ -126,7 +127,6 @@ pub fn switch_to(
             paths: pre.drift,
         });
     }
-    let ledger = state.db.ledger()?;
     let plan = plan(&changes, &ledger, &pre.facts, number, id);
     let (added, removed, changed) = count(&changes);
     let mut outcome = SwitchOutcome {
