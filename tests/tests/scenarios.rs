@@ -877,13 +877,20 @@ fn file_under_a_directory_that_must_give_way_to_a_restored_file_stops_the_switch
     env.write_root("/opt/x", "the admin's file\n");
     fs::create_dir_all(env.at("/var/lib")).unwrap();
     let before = env.tree();
-    let c1 = env.config("c1.json", json!({ "directories": { "/opt/x": { "mode": "0755" } } }));
+    let c1 = env.config(
+        "c1.json",
+        json!({ "directories": { "/opt/x": { "mode": "0755" } } }),
+    );
     let c2 = env.config("c2.json", json!({}));
     switch(&env, &c1);
     env.write_root("/opt/x/user.txt", "made by hand\n");
     let during = env.tree();
     let r = env.run(&["switch", s(&c2)]).expect(1);
-    assert!(r.stderr.contains("/opt/x") && r.stderr.contains("user.txt"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/opt/x") && r.stderr.contains("user.txt"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(env.tree(), during);
     fs::remove_file(env.at("/opt/x/user.txt")).unwrap();
     switch(&env, &c2);
