@@ -9,8 +9,12 @@
 //! builds so crash tests exercise the real binary.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use sysgen_store::{Area, Store};
+use rayon::prelude::*;
+
+use sysgen_schema::EntryPath;
+use sysgen_store::{Area, Hash, Store};
 
 use crate::db::{Activation, Db};
 use crate::journal::Journal;
@@ -40,19 +44,118 @@ pub fn apply(
     opts: &ApplyOptions<'_>,
 ) -> Result<ApplyOutcome, Error> {
     let mut out = ApplyOutcome::default();
-    opts.progress
-        .start("applying", journal.plan.steps.len() as u64);
-    for step in &journal.plan.steps {
-        run(root, store, db, journal, step, opts.now, &mut out)?;
-        out.steps += 1;
+    let steps = &journal.plan.steps;
+    opts.progress.start("applying", steps.len() as u64);
+    let done = AtomicU64::new(0);
+    let step_done = || {
+        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
         opts.progress.advance(1);
-        if opts.fault_after == Some(out.steps) {
+        if opts.fault_after == Some(n) {
             // A simulated power cut: no unwinding, no cleanup, no flush.
             std::process::abort();
         }
+    };
+    let mut i = 0;
+    while i < steps.len() {
+        let puts: Vec<Put<'_>> = steps[i..].iter().map_while(Put::of).collect();
+        if puts.len() == 1 {
+            puts[0].run(root, store)?;
+            step_done();
+            i += 1;
+        } else if puts.len() > 1 {
+            // Writing files is most of a large switch; the steps of such a
+            // run write distinct paths whose parents earlier steps made, so
+            // they can run in any order, on every core.
+            puts.par_iter().try_for_each(|p| -> Result<(), Error> {
+                p.run(root, store)?;
+                step_done();
+                Ok(())
+            })?;
+            i += puts.len();
+        } else {
+            run(root, store, db, journal, &steps[i], opts.now, &mut out)?;
+            step_done();
+            i += 1;
+        }
     }
+    out.steps = done.into_inner();
     opts.progress.finish();
     Ok(out)
+}
+
+/// A step that writes one file or symlink, touching no other path.
+enum Put<'a> {
+    File {
+        path: &'a EntryPath,
+        hash: &'a Hash,
+        mode: u32,
+        owner: Owner,
+        area: Area,
+    },
+    Symlink {
+        path: &'a EntryPath,
+        target: &'a str,
+        owner: Owner,
+    },
+}
+
+impl<'a> Put<'a> {
+    fn of(step: &'a Step) -> Option<Put<'a>> {
+        match step {
+            Step::PutFile {
+                path,
+                hash,
+                mode,
+                uid,
+                gid,
+                secret,
+                ..
+            } => Some(Put::File {
+                path,
+                hash,
+                mode: *mode,
+                owner: owner(*uid, *gid),
+                area: if *secret { Area::Secret } else { Area::Public },
+            }),
+            Step::PutSymlink {
+                path,
+                target,
+                uid,
+                gid,
+                ..
+            } => Some(Put::Symlink {
+                path,
+                target,
+                owner: owner(*uid, *gid),
+            }),
+            _ => None,
+        }
+    }
+
+    fn run(&self, root: &RootDir, store: &Store) -> Result<(), Error> {
+        match *self {
+            // The store verifies the content against its hash while it is
+            // copied; on a mismatch the temp file is discarded, never renamed.
+            Put::File {
+                path,
+                hash,
+                mode,
+                owner,
+                area,
+            } => root.put_file(path, mode, owner, &mut |w| {
+                store
+                    .copy_to(hash, area, w)
+                    .map(|_| ())
+                    .map_err(io::Error::other)
+            })?,
+            Put::Symlink {
+                path,
+                target,
+                owner,
+            } => root.put_symlink(path, target, owner)?,
+        }
+        Ok(())
+    }
 }
 
 fn owner(uid: Option<u32>, gid: Option<u32>) -> Owner {
@@ -74,35 +177,11 @@ fn run(
                 out.kept.push(path.to_string());
             }
         }
-        Step::PutFile {
-            path,
-            hash,
-            mode,
-            uid,
-            gid,
-            secret,
-            ..
-        } => {
-            clear_dir(root, path)?;
-            let area = if *secret { Area::Secret } else { Area::Public };
-            // The store verifies the content against its hash while it is
-            // copied; on a mismatch the temp file is discarded, never renamed.
-            root.put_file(path, *mode, owner(*uid, *gid), &mut |w| {
-                store
-                    .copy_to(hash, area, w)
-                    .map(|_| ())
-                    .map_err(io::Error::other)
-            })?;
-        }
-        Step::PutSymlink {
-            path,
-            target,
-            uid,
-            gid,
-            ..
-        } => {
-            clear_dir(root, path)?;
-            root.put_symlink(path, target, owner(*uid, *gid))?;
+        // `apply` runs these through `Put` before they get here.
+        Step::PutFile { .. } | Step::PutSymlink { .. } => {
+            if let Some(p) = Put::of(step) {
+                p.run(root, store)?;
+            }
         }
         Step::MakeDir {
             path,
@@ -168,14 +247,4 @@ fn activate(
         ledger_add: &journal.plan.ledger_add,
         ledger_remove: &journal.plan.ledger_remove,
     })
-}
-
-/// An empty directory where a file or symlink must go (left by an
-/// interrupted plan) is removed; one with contents is an error, reported by
-/// the rename that follows.
-fn clear_dir(root: &RootDir, path: &sysgen_schema::EntryPath) -> Result<(), Error> {
-    if let Live::Dir(_) = root.inspect(path)? {
-        root.remove(path)?;
-    }
-    Ok(())
 }

@@ -141,6 +141,13 @@ pub struct RootDir {
 
 const TMP_PREFIX: &str = ".sysgen-tmp.";
 
+thread_local! {
+    // verify and precheck hash every managed file: one buffer per thread,
+    // not one allocated and zeroed per file.
+    static HASH_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; 64 * 1024].into_boxed_slice());
+}
+
 impl RootDir {
     pub fn open(path: &Path) -> io::Result<RootDir> {
         let fd = openat(
@@ -289,17 +296,21 @@ impl RootDir {
     pub fn hash_file(&self, p: &EntryPath) -> Result<(blake3::Hash, u64)> {
         let mut f = self.open_file(p)?;
         let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 64 * 1024];
         let mut n = 0u64;
-        loop {
-            let k = f.read(&mut buf).map_err(|e| err(p, "read", e))?;
-            if k == 0 {
-                break;
+        HASH_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            loop {
+                let k = match f.read(&mut buf[..]) {
+                    Ok(0) => break,
+                    Ok(k) => k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(err(p, "read", e)),
+                };
+                n += k as u64;
+                h.update(&buf[..k]);
             }
-            n += k as u64;
-            h.update(&buf[..k]);
-        }
-        Ok((h.finalize(), n))
+            Ok((h.finalize(), n))
+        })
     }
 
     /// Names in the directory `p`, excluding `.` and `..`.
@@ -336,8 +347,9 @@ impl RootDir {
     }
 
     /// Replaces whatever file or symlink is at `p` with a regular file whose
-    /// content `fill` writes, with exactly `mode` and `owner`. A directory at
-    /// `p` is an error (the plan removes it first).
+    /// content `fill` writes, with exactly `mode` and `owner`. An empty
+    /// directory at `p` is replaced; one with entries is an error (the plan
+    /// removes it first).
     pub fn put_file(
         &self,
         p: &EntryPath,
@@ -376,12 +388,31 @@ impl RootDir {
             return Err(err(p, "write", e));
         }
         drop(f);
-        if let Err(e) = renameat(parent.as_fd(), tmp.as_str(), parent.as_fd(), p.file_name()) {
+        if let Err(e) = self.rename_into_place(&parent, &tmp, p) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "rename into place", e));
         }
         self.touch(&parent);
         Ok(())
+    }
+
+    /// Renames the temp entry `tmp` over `p`. An empty directory at `p` (left
+    /// by an interrupted plan that was replacing a directory with a file)
+    /// is removed first; one that holds entries stays, and the rename fails.
+    /// Checked on failure rather than before: nearly always there is none.
+    fn rename_into_place(
+        &self,
+        parent: &OwnedFd,
+        tmp: &str,
+        p: &EntryPath,
+    ) -> std::result::Result<(), Errno> {
+        match renameat(parent.as_fd(), tmp, parent.as_fd(), p.file_name()) {
+            Err(Errno::EISDIR) => {
+                unlinkat(parent.as_fd(), p.file_name(), UnlinkatFlags::RemoveDir)?;
+                renameat(parent.as_fd(), tmp, parent.as_fd(), p.file_name())
+            }
+            other => other,
+        }
     }
 
     /// Replaces whatever file or symlink is at `p` with a symlink to `target`.
@@ -401,7 +432,7 @@ impl RootDir {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "chown symlink", e));
         }
-        if let Err(e) = renameat(parent.as_fd(), tmp.as_str(), parent.as_fd(), p.file_name()) {
+        if let Err(e) = self.rename_into_place(&parent, &tmp, p) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "rename into place", e));
         }

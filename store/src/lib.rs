@@ -344,13 +344,20 @@ impl Store {
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<u64, StoreError> {
         let path = self.object_path(hash, area);
-        let file = match File::open(&path) {
+        let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::NotFound { hash: *hash });
             }
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
+        let stored_len = file.metadata().map_err(StoreError::io(&path))?.len();
+        if stored_len <= SMALL_FILE_LIMIT {
+            if let Some(n) = stream_small(&mut file, &path, hash, sink)? {
+                return Ok(n);
+            }
+            file.rewind().map_err(StoreError::io(&path))?;
+        }
         // zstd reports a damaged frame and a failed read alike as io::Error;
         // this flag tells them apart so a disk error is not called corruption.
         let read_failed = Cell::new(false);
@@ -540,6 +547,76 @@ thread_local! {
     // ingest stores many small files per thread, so each thread keeps one.
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// The largest content that [`stream_small`] decompresses in memory;
+/// small stored frames of highly compressible content can be far larger.
+const SMALL_OBJECT_PLAIN_LIMIT: u64 = 8 * SMALL_FILE_LIMIT;
+
+/// Per-thread state for reading small objects: a decompression context and
+/// two buffers that keep their capacity from one object to the next.
+#[derive(Default)]
+struct SmallBufs {
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    compressed: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+thread_local! {
+    static SMALL_BUFS: std::cell::RefCell<SmallBufs> = std::cell::RefCell::new(SmallBufs::default());
+}
+
+/// [`Store::stream`] for a small object: one read, one decompression with
+/// the thread's reused context. Most objects are small config files, and
+/// setting up a streaming decoder (its context and buffers) costs more than
+/// decompressing one of them. `None`: the content is too large to hold in
+/// memory (a small frame of very compressible data); stream it instead.
+fn stream_small(
+    file: &mut File,
+    path: &Path,
+    hash: &Hash,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<Option<u64>, StoreError> {
+    SMALL_BUFS.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        let SmallBufs {
+            decompressor,
+            compressed,
+            plain,
+        } = &mut *bufs;
+        compressed.clear();
+        file.read_to_end(compressed).map_err(StoreError::io(path))?;
+        // Every object is written with its content size in the frame header
+        // (bulk compression records it, streaming pledges it).
+        let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
+            Ok(Some(n)) if n <= SMALL_OBJECT_PLAIN_LIMIT => n as usize,
+            Ok(_) => return Ok(None),
+            Err(_) => return Err(StoreError::Corrupt { hash: *hash }),
+        };
+        let d = match decompressor {
+            Some(d) => d,
+            None => {
+                decompressor.insert(zstd::bulk::Decompressor::new().map_err(StoreError::io(path))?)
+            }
+        };
+        plain.clear();
+        plain.reserve(size);
+        match d.decompress_to_buffer(compressed.as_slice(), plain) {
+            Ok(n) if n == size => {}
+            _ => return Err(StoreError::Corrupt { hash: *hash }),
+        }
+        if Hash::of(plain) != *hash {
+            return Err(StoreError::Corrupt { hash: *hash });
+        }
+        sink(plain).map_err(|source| StoreError::Output {
+            hash: *hash,
+            source,
+        })?;
+        let n = plain.len() as u64;
+        // Keep the buffers of an ordinary small object, not of the largest one seen.
+        plain.shrink_to(SMALL_FILE_LIMIT as usize);
+        Ok(Some(n))
+    })
 }
 
 fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {

@@ -452,3 +452,42 @@ fn content_changed_between_passes_is_refused() {
     }
     assert_eq!(tmp_entries(&store), 0);
 }
+
+#[test]
+fn small_frame_of_large_content_is_streamed() {
+    // 9 MiB of one byte compresses to a frame of a few hundred bytes: the
+    // in-memory fast path must hand it to the streaming reader, not refuse it.
+    let (_dir, store) = store();
+    let data = vec![7u8; 9 * 1024 * 1024];
+    let hash = store.put_bytes(&data, Area::Public).unwrap();
+    let stored = fs::metadata(store.object_path(&hash, Area::Public))
+        .unwrap()
+        .len();
+    assert!(
+        stored < 4096,
+        "the frame should be small, it is {stored} bytes"
+    );
+    assert!(store.read(&hash, Area::Public).unwrap() == data);
+    assert!(store.check(&hash, Area::Public).unwrap());
+}
+
+#[test]
+fn frame_without_content_size_is_read() {
+    // A frame whose header does not record the size (a streaming encoder
+    // without a pledged size) is valid zstd and must still be readable.
+    let (_dir, store) = store();
+    let data = noise(3000, 4);
+    let hash = store.put_bytes(&data, Area::Public).unwrap();
+    let path = store.object_path(&hash, Area::Public);
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_contentsize(false).unwrap();
+    enc.write_all(&data).unwrap();
+    let frame = enc.finish().unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&frame).unwrap(),
+        None
+    );
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&path, frame).unwrap();
+    assert_eq!(store.read(&hash, Area::Public).unwrap(), data);
+}
