@@ -19,7 +19,7 @@ use sysgen_store::{Area, Hash, Store};
 use crate::db::{Activation, Db};
 use crate::journal::Journal;
 use crate::plan::Step;
-use crate::rootfs::{Live, Owner, Removed, RootDir};
+use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir};
 use crate::{Error, Progress};
 
 pub struct ApplyOptions<'a> {
@@ -59,17 +59,31 @@ pub fn apply(
     while i < steps.len() {
         let puts: Vec<Put<'_>> = steps[i..].iter().map_while(Put::of).collect();
         if puts.len() == 1 {
-            puts[0].run(root, store)?;
+            puts[0].run_in(root, None, store)?;
             step_done();
             i += 1;
         } else if puts.len() > 1 {
             // Writing files is most of a large switch; the steps of such a
             // run write distinct paths whose parents earlier steps made, so
             // they can run in any order, on every core.
-            puts.par_iter().try_for_each(|p| -> Result<(), Error> {
-                p.run(root, store)?;
-                step_done();
-                Ok(())
+            // Entries of one directory go together, through one handle on it.
+            let groups: Vec<&[Put<'_>]> = puts
+                .chunk_by(|a, b| a.path().parent() == b.path().parent())
+                .flat_map(|g| g.chunks(PUT_GROUP))
+                .collect();
+            groups.par_iter().try_for_each(|g| -> Result<(), Error> {
+                let parent = root.open_parent(g[0].path())?;
+                let mut result = Ok(());
+                for p in *g {
+                    result = p.run_in(root, Some(&parent), store);
+                    if result.is_err() {
+                        break;
+                    }
+                    step_done();
+                }
+                // Even after an error: what was written must reach the disk.
+                root.touched(&parent);
+                result
             })?;
             i += puts.len();
         } else {
@@ -82,6 +96,10 @@ pub fn apply(
     opts.progress.finish();
     Ok(out)
 }
+
+/// The most entries of one directory written by one task: a directory of
+/// thousands of files still spreads over every core.
+const PUT_GROUP: usize = 64;
 
 /// A step that writes one file or symlink, touching no other path.
 enum Put<'a> {
@@ -132,7 +150,19 @@ impl<'a> Put<'a> {
         }
     }
 
-    fn run(&self, root: &RootDir, store: &Store) -> Result<(), Error> {
+    fn path(&self) -> &'a EntryPath {
+        match self {
+            Put::File { path, .. } | Put::Symlink { path, .. } => path,
+        }
+    }
+
+    /// Runs the step through `parent`, or through a handle of its own.
+    fn run_in(
+        &self,
+        root: &RootDir,
+        parent: Option<&ParentDir>,
+        store: &Store,
+    ) -> Result<(), Error> {
         match *self {
             // The store verifies the content against its hash while it is
             // copied; on a mismatch the temp file is discarded, never renamed.
@@ -142,17 +172,26 @@ impl<'a> Put<'a> {
                 mode,
                 owner,
                 area,
-            } => root.put_file(path, mode, owner, &mut |w| {
-                store
-                    .copy_to(hash, area, w)
-                    .map(|_| ())
-                    .map_err(io::Error::other)
-            })?,
+            } => {
+                let fill = &mut |w: &mut dyn io::Write| {
+                    store
+                        .copy_to(hash, area, w)
+                        .map(|_| ())
+                        .map_err(io::Error::other)
+                };
+                match parent {
+                    Some(d) => root.put_file_in(d, path, mode, owner, fill)?,
+                    None => root.put_file(path, mode, owner, fill)?,
+                }
+            }
             Put::Symlink {
                 path,
                 target,
                 owner,
-            } => root.put_symlink(path, target, owner)?,
+            } => match parent {
+                Some(d) => root.put_symlink_in(d, path, target, owner)?,
+                None => root.put_symlink(path, target, owner)?,
+            },
         }
         Ok(())
     }
@@ -180,7 +219,7 @@ fn run(
         // `apply` runs these through `Put` before they get here.
         Step::PutFile { .. } | Step::PutSymlink { .. } => {
             if let Some(p) = Put::of(step) {
-                p.run(root, store)?;
+                p.run_in(root, None, store)?;
             }
         }
         Step::MakeDir {

@@ -130,6 +130,14 @@ pub struct Owner {
     pub gid: Option<u32>,
 }
 
+/// An open directory of the root, for writing several of its entries
+/// without resolving its path again for each ([`RootDir::open_parent`]).
+pub struct ParentDir {
+    fd: OwnedFd,
+    /// The directory's path (`None`: the root), checked against each entry.
+    path: Option<EntryPath>,
+}
+
 /// A handle on a root directory; the only way sysgen touches a root.
 pub struct RootDir {
     fd: OwnedFd,
@@ -350,6 +358,8 @@ impl RootDir {
     /// content `fill` writes, with exactly `mode` and `owner`. An empty
     /// directory at `p` is replaced; one with entries is an error (the plan
     /// removes it first).
+    ///
+    /// `fill` should write in large chunks: the file is not buffered.
     pub fn put_file(
         &self,
         p: &EntryPath,
@@ -357,7 +367,49 @@ impl RootDir {
         owner: Owner,
         fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<()> {
-        let parent = self.parent(p).map_err(|e| err(p, "open parent", e))?;
+        let parent = self.open_parent(p)?;
+        self.put_file_in(&parent, p, mode, owner, fill)?;
+        self.touch(&parent.fd);
+        Ok(())
+    }
+
+    /// Opens the parent directory of `p`, for several `*_in` calls on
+    /// entries of that one directory. The caller calls [`RootDir::touched`]
+    /// after writing through it.
+    pub fn open_parent(&self, p: &EntryPath) -> Result<ParentDir> {
+        Ok(ParentDir {
+            fd: self.parent(p).map_err(|e| err(p, "open parent", e))?,
+            path: p.parent(),
+        })
+    }
+
+    /// Records that entries were written through `parent`, for [`RootDir::sync`].
+    pub fn touched(&self, parent: &ParentDir) {
+        self.touch(&parent.fd);
+    }
+
+    fn check_parent(parent: &ParentDir, p: &EntryPath) -> Result<()> {
+        if parent.path != p.parent() {
+            return Err(err(
+                p,
+                "open parent",
+                io::Error::new(io::ErrorKind::InvalidInput, "wrong parent directory handle"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`RootDir::put_file`] through a parent handle from [`RootDir::open_parent`].
+    pub fn put_file_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        mode: u32,
+        owner: Owner,
+        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        Self::check_parent(parent, p)?;
+        let parent = &parent.fd;
         let tmp = self.tmp_name(p);
         let fd = openat(
             parent.as_fd(),
@@ -368,10 +420,7 @@ impl RootDir {
         .map_err(|e| err(p, "create temporary file", e))?;
         let mut f = File::from(fd);
         let written = (|| -> io::Result<()> {
-            let mut w = io::BufWriter::with_capacity(128 * 1024, &mut f);
-            fill(&mut w)?;
-            w.flush()?;
-            drop(w);
+            fill(&mut f)?;
             if owner.uid.is_some() || owner.gid.is_some() {
                 nix::unistd::fchown(
                     f.as_fd(),
@@ -388,11 +437,10 @@ impl RootDir {
             return Err(err(p, "write", e));
         }
         drop(f);
-        if let Err(e) = self.rename_into_place(&parent, &tmp, p) {
+        if let Err(e) = self.rename_into_place(parent, &tmp, p) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "rename into place", e));
         }
-        self.touch(&parent);
         Ok(())
     }
 
@@ -417,7 +465,22 @@ impl RootDir {
 
     /// Replaces whatever file or symlink is at `p` with a symlink to `target`.
     pub fn put_symlink(&self, p: &EntryPath, target: &str, owner: Owner) -> Result<()> {
-        let parent = self.parent(p).map_err(|e| err(p, "open parent", e))?;
+        let parent = self.open_parent(p)?;
+        self.put_symlink_in(&parent, p, target, owner)?;
+        self.touch(&parent.fd);
+        Ok(())
+    }
+
+    /// [`RootDir::put_symlink`] through a parent handle from [`RootDir::open_parent`].
+    pub fn put_symlink_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        target: &str,
+        owner: Owner,
+    ) -> Result<()> {
+        Self::check_parent(parent, p)?;
+        let parent = &parent.fd;
         let tmp = self.tmp_name(p);
         symlinkat(target, parent.as_fd(), tmp.as_str()).map_err(|e| err(p, "create symlink", e))?;
         if (owner.uid.is_some() || owner.gid.is_some())
@@ -432,11 +495,10 @@ impl RootDir {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "chown symlink", e));
         }
-        if let Err(e) = self.rename_into_place(&parent, &tmp, p) {
+        if let Err(e) = self.rename_into_place(parent, &tmp, p) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "rename into place", e));
         }
-        self.touch(&parent);
         Ok(())
     }
 
