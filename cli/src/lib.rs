@@ -552,7 +552,8 @@ fn cmd_diff(
             .0
             .root)
     };
-    let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
+    let (ra, rb) = (root_of(&ida)?, root_of(&idb)?);
+    let changes = state.db.reading(|db| diff(db, Some(ra), Some(rb)))?;
     for c in &changes {
         out.line(describe(c));
     }

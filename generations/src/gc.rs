@@ -72,11 +72,14 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     let mut nodes: HashSet<NodeId> = HashSet::new();
     let mut public: HashSet<Hash> = HashSet::new();
     let mut secret: HashSet<Hash> = HashSet::new();
-    for id in &kept {
-        if let Some((m, _)) = state.db.manifest(id)? {
-            mark(&state.db, m.root, &mut nodes, &mut public, &mut secret)?;
+    state.db.reading(|db| {
+        for id in &kept {
+            if let Some((m, _)) = db.manifest(id)? {
+                mark(db, m.root, &mut nodes, &mut public, &mut secret)?;
+            }
         }
-    }
+        Ok(())
+    })?;
     for o in state.db.ledger()?.values() {
         if let Origin::File { hash, .. } = o {
             secret.insert(*hash);

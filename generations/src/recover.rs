@@ -92,7 +92,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         ),
         None => None,
     };
-    let changes = diff(&state.db, Some(to.root), from_root)?;
+    let changes = state.db.reading(|db| diff(db, Some(to.root), from_root))?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());

@@ -114,7 +114,9 @@ pub fn switch_to(
         ),
         None => None,
     };
-    let changes = diff(&state.db, old_root, Some(target.root))?;
+    let changes = state
+        .db
+        .reading(|db| diff(db, old_root, Some(target.root)))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
     let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;

@@ -33,7 +33,7 @@ pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<Ver
                 active.number
             ))
         })?;
-        let entries = walk(&state.db, m.root)?;
+        let entries = state.db.reading(|db| walk(db, m.root))?;
         out.entries = entries.len() as u64;
         progress.start("verifying", entries.len() as u64);
         let root = &state.root;
