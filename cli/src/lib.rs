@@ -15,7 +15,9 @@ use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
+use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
+use sysgen_generations::services::ServiceOptions;
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
 use sysgen_generations::verify::verify;
@@ -57,6 +59,8 @@ struct Env {
     state_dir: PathBuf,
     now: i64,
     fault_after: Option<u64>,
+    /// systemd on this root: whether it runs, which systemctl to use.
+    services: ServiceOptions,
 }
 
 impl Env {
@@ -85,6 +89,11 @@ impl Env {
             state_dir,
             now,
             fault_after,
+            services: ServiceOptions {
+                systemctl: PathBuf::from("systemctl"),
+                runtime: systemd_runs_on(&g.root),
+                rollback_on_failure: true,
+            },
         })
     }
 
@@ -101,6 +110,14 @@ impl Env {
             &sysgen_schema::LoadOptions { reserved },
         )?)
     }
+}
+
+/// Runtime service steps (start, restart, reload, check) run only on the
+/// running system: the root is `/` and systemd is PID 1 there (the test
+/// `sd_booted()` uses). A chroot or image gets the offline part only.
+fn systemd_runs_on(root: &Path) -> bool {
+    root.canonicalize().is_ok_and(|r| r == Path::new("/"))
+        && Path::new("/run/systemd/system").is_dir()
 }
 
 fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
@@ -135,6 +152,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             target,
             dry_run,
             force,
+            no_rollback_on_failure,
         } => {
             let mut state = env.open(Access::Write)?;
             state.refuse_if_interrupted()?;
@@ -142,16 +160,23 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let o = switch_to(
                 &mut state,
                 id,
-                &switch_opts(&env, *force, *dry_run, "switch", &bar),
+                &switch_opts(
+                    &env,
+                    *force,
+                    *dry_run,
+                    !*no_rollback_on_failure,
+                    "switch",
+                    &bar,
+                ),
             )?;
-            show_switch(out, &o);
-            Ok(0)
+            Ok(show_switch(out, &o))
         }
         Command::Rollback {
             to,
             with_data,
             dry_run,
             force,
+            no_rollback_on_failure,
         } => {
             let mut state = env.open(Access::Write)?;
             state.refuse_if_interrupted()?;
@@ -173,10 +198,16 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let o = switch_to(
                 &mut state,
                 id,
-                &switch_opts(&env, *force, *dry_run, "rollback", &bar),
+                &switch_opts(
+                    &env,
+                    *force,
+                    *dry_run,
+                    !*no_rollback_on_failure,
+                    "rollback",
+                    &bar,
+                ),
             )?;
-            show_switch(out, &o);
-            Ok(0)
+            Ok(show_switch(out, &o))
         }
         Command::Diff { a, b } => cmd_diff(&env, out, a.as_deref(), b.as_deref(), &bar),
         Command::List => {
@@ -358,8 +389,12 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     now: env.now,
                     fault_after: env.fault_after,
                     progress: &bar,
+                    services: env.services.clone(),
                 },
             )?;
+            for f in &r.failed {
+                eprintln!("error: {f}");
+            }
             if !r.interrupted {
                 out.line("nothing to recover: no switch was interrupted");
             } else {
@@ -374,8 +409,8 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     )),
                 }
             }
-            out.doc(json!({ "ok": true, "recover": r }));
-            Ok(0)
+            out.doc(json!({ "ok": r.failed.is_empty(), "recover": r }));
+            Ok(if r.failed.is_empty() { 0 } else { 1 })
         }
     }
 }
@@ -384,6 +419,7 @@ fn switch_opts<'a>(
     env: &Env,
     force: bool,
     dry_run: bool,
+    rollback_on_failure: bool,
     how: &'a str,
     bar: &'a output::Bar,
 ) -> SwitchOptions<'a> {
@@ -394,6 +430,10 @@ fn switch_opts<'a>(
         fault_after: env.fault_after,
         how,
         progress: bar,
+        services: ServiceOptions {
+            rollback_on_failure,
+            ..env.services.clone()
+        },
     }
 }
 
@@ -449,8 +489,17 @@ fn show_build(out: &Out, b: &BuildOutcome) {
     out.doc(json!({ "ok": true, "id": b.id.to_string(), "build": b }));
 }
 
-fn show_switch(out: &Out, o: &SwitchOutcome) {
+/// Prints a switch's outcome; returns the exit status (1 when a unit did
+/// not come up and the switch was told not to roll back).
+fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
     let name = format!("generation {} ({})", o.number, o.id.short());
+    let skipped: Vec<String> = o
+        .plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Service(s) if s.is_skipped()))
+        .map(|s| s.to_string())
+        .collect();
     if o.unchanged {
         out.line(format!("{name} is already active; nothing to do"));
     } else if o.dry_run {
@@ -488,9 +537,19 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
                 s.path, s.why
             ));
         }
+        if !skipped.is_empty() {
+            out.line(format!(
+                "systemd is not running on this root: skipped {} runtime step{} (`-v` lists them)",
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" }
+            ));
+        }
+        for f in &o.applied.failed {
+            eprintln!("error: {f}");
+        }
     }
     out.doc(json!({
-        "ok": true,
+        "ok": o.applied.failed.is_empty(),
         "from": o.from,
         "number": o.number,
         "id": o.id.to_string(),
@@ -500,12 +559,15 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
         "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
         "kept": o.applied.kept,
+        "skipped": skipped,
+        "failed": o.applied.failed,
         "saved": o.saved.iter().map(|s| json!({
             "path": s.path,
             "hash": (!s.secret).then(|| s.hash.to_string()),
             "why": s.why,
         })).collect::<Vec<_>>(),
     }));
+    if o.applied.failed.is_empty() { 0 } else { 1 }
 }
 
 fn cmd_diff(
