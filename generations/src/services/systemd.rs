@@ -181,15 +181,21 @@ pub fn apply_step(
             let args = [root_arg(root), verb.into(), "--".into(), unit.clone()];
             let (code, _, err) = systemctl(opts, &args)?;
             // Disabling a unit whose file is gone leaves nothing enabled:
-            // that is the state asked for.
+            // that is the state asked for. A unit that cannot be enabled
+            // (no unit file, masked) fails like one that cannot start, so
+            // the switch is rolled back rather than left half done.
             if code != 0 && !(verb == "disable" && err.contains("does not exist")) {
-                return Err(ServiceError::Tool {
-                    command: command_text(&opts.systemctl, &args),
-                    why: format!("exit status {code}: {err}"),
-                }
-                .into());
+                Err(Failure {
+                    unit: unit.clone(),
+                    what: format!(
+                        "`{}` exited with status {code}: {err}",
+                        command_text(&opts.systemctl, &args)
+                    ),
+                    log: Vec::new(),
+                })
+            } else {
+                Ok(())
             }
-            Ok(())
         }
         ServiceStep::Runtime { skipped: true, .. } => Ok(()),
         ServiceStep::Runtime { action, .. } => run_action(opts, action)?,
