@@ -229,3 +229,52 @@ fn runtime_steps_are_planned_around_the_file_steps_and_reported_as_skipped() {
     assert!(enabled(&env, "new.service") && enabled(&env, "vendor.service"));
     assert!(enabled(&env, "admin.service") && !enabled(&env, "app.service"));
 }
+
+/// A declared unit with no unit file cannot be enabled: the switch fails
+/// (exit 1) naming the unit, and is undone, so the root is as before.
+#[test]
+fn a_unit_that_cannot_be_enabled_fails_the_switch_and_changes_nothing() {
+    let env = TestEnv::new();
+    host(&env);
+    let c1 = env.config("c1.json", gen1());
+    env.run(&["switch", c1.to_str().unwrap()]).ok();
+    let before = env.tree();
+    let mut v = gen1();
+    v["files"]["/etc/app.conf"] = json!({ "content": "v2\n" });
+    v["services"]["missing.service"] = json!({});
+    let c = env.config("c.json", v);
+    let r = env.run(&["switch", c.to_str().unwrap()]).expect(1);
+    assert!(
+        r.stderr
+            .starts_with("error: missing.service failed: `systemctl --root="),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("enable -- missing.service` exited with status 1"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("generation 1 is active again"), "{r:?}");
+    assert_eq!(env.tree(), before);
+    let list = env.run(&["--json", "list"]).ok().json();
+    assert_eq!(list["active"], json!(1));
+    env.run(&["verify"]).ok();
+}
+
+/// `sysgen schema` describes the service keys, `check_timeout` included.
+#[test]
+fn the_schema_describes_services() {
+    let env = TestEnv::new();
+    let s = env.run(&["schema"]).ok().json();
+    let service = &s["$defs"]["Service"]["properties"];
+    for k in [
+        "enable",
+        "restart_on",
+        "reload_on",
+        "check",
+        "check_timeout",
+    ] {
+        assert!(service.get(k).is_some(), "{k} missing: {service}");
+    }
+    assert_eq!(service["check_timeout"]["maximum"], json!(3600));
+}
