@@ -17,7 +17,7 @@ use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
 use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
-use sysgen_generations::services::ServiceOptions;
+use sysgen_generations::services::{self, ServiceOptions};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
 use sysgen_generations::verify::verify;
@@ -606,19 +606,28 @@ fn cmd_diff(
         (Some(a), None) => (pick(Some(a), None, "")?, pick(None, cur, "active")?),
         (Some(a), Some(b)) => (pick(Some(a), None, "")?, pick(Some(b), None, "")?),
     };
-    let root_of = |id: &GenerationId| -> Result<_, Error> {
+    let manifest_of = |id: &GenerationId| -> Result<_, Error> {
         Ok(state
             .db
             .manifest(id)?
             .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
-            .0
-            .root)
+            .0)
     };
-    let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
+    let (ma, mb) = (manifest_of(&ida)?, manifest_of(&idb)?);
+    let changes = diff(&state.db, Some(ma.root), Some(mb.root))?;
     for c in &changes {
         out.line(describe(c));
     }
-    if changes.is_empty() {
+    let units = services::diff(&ma.services, &mb.services);
+    for u in &units {
+        let sign = match u.change {
+            "added" => '+',
+            "removed" => '-',
+            _ => '~',
+        };
+        out.line(format!("{sign} service {}  {}", u.unit, u.what()));
+    }
+    if changes.is_empty() && units.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -634,6 +643,7 @@ fn cmd_diff(
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),
             Change::Changed(p, o, n) => json!({"path": p, "change": "changed", "old": shown(o), "new": shown(n), "what": what_changed(o, n)}),
         }).collect::<Vec<_>>(),
+        "services": units,
     }));
     Ok(0)
 }

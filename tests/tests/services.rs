@@ -278,3 +278,35 @@ fn the_schema_describes_services() {
     }
     assert_eq!(service["check_timeout"]["maximum"], json!(3600));
 }
+
+/// `diff` shows units that a switch adds, removes and changes.
+#[test]
+fn diff_shows_unit_changes() {
+    let env = TestEnv::new();
+    host(&env);
+    let mut v = gen1();
+    env.run(&["switch", env.config("c1.json", v.clone()).to_str().unwrap()])
+        .ok();
+    v["services"]["vendor.service"] = json!({ "enable": true });
+    v["services"]["app.service"] = json!({ "restart_on": ["/etc/app.conf"] });
+    v["services"]
+        .as_object_mut()
+        .unwrap()
+        .remove("admin.service");
+    v["services"]["new.service"] = json!({ "enable": false });
+    env.run(&["switch", env.config("c2.json", v).to_str().unwrap()])
+        .ok();
+    let r = env.run(&["diff"]).ok();
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "- service admin.service  enabled",
+            "~ service app.service  check",
+            "+ service new.service  disabled",
+            "~ service vendor.service  enable false -> true",
+        ]
+    );
+    let j = env.run(&["--json", "diff"]).ok().json();
+    assert_eq!(j["services"][0]["unit"], "admin.service");
+    assert_eq!(j["services"][0]["change"], "removed");
+}

@@ -220,6 +220,69 @@ impl fmt::Display for ServiceStep {
     }
 }
 
+/// How a unit differs between two generations (for `sysgen diff`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnitChange {
+    pub unit: String,
+    /// "added", "removed" or "changed".
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Unit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Unit>,
+}
+
+impl UnitChange {
+    /// "enable true -> false, restart_on, check": what changed.
+    pub fn what(&self) -> String {
+        let (Some(o), Some(n)) = (&self.old, &self.new) else {
+            let u = self.new.as_ref().or(self.old.as_ref());
+            return if u.is_some_and(|u| u.enable) {
+                "enabled".into()
+            } else {
+                "disabled".into()
+            };
+        };
+        let mut w = Vec::new();
+        if o.enable != n.enable {
+            w.push(format!("enable {} -> {}", o.enable, n.enable));
+        }
+        if o.restart_on != n.restart_on {
+            w.push("restart_on".into());
+        }
+        if o.reload_on != n.reload_on {
+            w.push("reload_on".into());
+        }
+        if o.check != n.check {
+            w.push("check".into());
+        }
+        w.join(", ")
+    }
+}
+
+/// Every unit that differs from `a` to `b`, by name.
+pub fn diff(a: &Services, b: &Services) -> Vec<UnitChange> {
+    let units: BTreeSet<&String> = a.0.keys().chain(b.0.keys()).collect();
+    units
+        .into_iter()
+        .filter_map(|u| {
+            let (old, new) = (a.0.get(u), b.0.get(u));
+            let change = match (old, new) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(x), Some(y)) if x != y => "changed",
+                _ => return None,
+            };
+            Some(UnitChange {
+                unit: u.clone(),
+                change,
+                old: old.cloned(),
+                new: new.cloned(),
+            })
+        })
+        .collect()
+}
+
 /// The directories systemd reads unit files from, most specific first.
 const UNIT_DIRS: [&str; 5] = [
     "/etc/systemd/system",
