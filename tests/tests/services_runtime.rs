@@ -244,3 +244,29 @@ fn a_unit_that_cannot_start_undoes_the_first_switch() {
     let list = sd.sysgen(&["--json", "list"]).ok().json();
     assert!(list["active"].is_null(), "{list}");
 }
+
+/// A oneshot unit that ran and exited is "inactive", not failed: the
+/// switch goes through and its check runs.
+#[test]
+fn a_oneshot_unit_that_ran_is_not_a_failure() {
+    let sd = Booted::boot();
+    let c = sd.config(
+        "c.json",
+        json!({
+            "files": {
+                "/etc/systemd/system/once.service": { "content":
+                    "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo ran >> /var/log/once.events'\n\n[Install]\nWantedBy=multi-user.target\n" }
+            },
+            "services": { "once.service": { "check": "grep -q ran /var/log/once.events" } }
+        }),
+    );
+    let r = sd.sysgen(&["--json", "switch", &c]).ok();
+    assert!(
+        steps(&r)
+            .iter()
+            .any(|s| s.starts_with("check once.service")),
+        "{r:?}"
+    );
+    assert_eq!(sd.events("once"), ["ran"]);
+    assert_eq!(sd.prop("once.service", "ActiveState"), "inactive");
+}

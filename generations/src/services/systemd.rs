@@ -255,15 +255,24 @@ fn run_action(opts: &ServiceOptions, action: &Action) -> Result<Result<(), Failu
                     Vec::new(),
                 )));
             }
-            // A unit that exits at once passes `start` (Type=simple): look
-            // again, so a dead unit is not reported as started.
+            // A unit that dies at once passes `start` (Type=simple): look
+            // again, so a dead unit is not reported as started. Only
+            // "failed" counts: a oneshot unit that ran is "inactive".
             if verb == "start" || verb == "restart" {
-                let (_, state, _) = systemctl(opts, &[s("is-active"), s("--"), unit.clone()])?;
-                if state != "active" && state != "activating" && state != "reloading" {
+                let args = [
+                    s("show"),
+                    s("-p"),
+                    s("ActiveState"),
+                    s("--value"),
+                    s("--"),
+                    unit.clone(),
+                ];
+                let (_, state, _) = systemctl(opts, &args)?;
+                if state == "failed" {
                     return Ok(Err(failure(
                         opts,
                         unit,
-                        format!("it is {state} after `systemctl {verb}`"),
+                        format!("it is failed after `systemctl {verb}`"),
                         Vec::new(),
                     )));
                 }
@@ -378,4 +387,25 @@ fn anonymous_file() -> std::io::Result<File> {
     let fd =
         nix::sys::memfd::memfd_create(c"sysgen-check", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
     Ok(File::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_pass_fail_and_time_out_with_their_output() {
+        assert_eq!(run_check("true", Duration::from_secs(5)), Ok(()));
+        let (what, out) = run_check("echo one; echo two >&2; exit 3", Duration::from_secs(5))
+            .expect_err("exit 3 fails");
+        assert!(what.contains("exited with status 3"), "{what}");
+        assert_eq!(out, ["check: one", "check: two"]);
+        // A check that leaves a process behind holding its output, and one
+        // that outlives its timeout: neither keeps sysgen waiting.
+        let start = Instant::now();
+        assert_eq!(run_check("sleep 3 & true", Duration::from_secs(5)), Ok(()));
+        let (what, _) = run_check("sleep 4", Duration::from_secs(1)).expect_err("times out");
+        assert!(what.contains("did not finish within 1s"), "{what}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
 }
