@@ -17,7 +17,7 @@ use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
 use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
-use sysgen_generations::services::{self, ServiceOptions};
+use sysgen_generations::services::{self, ServiceError, ServiceOptions};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
 use sysgen_generations::verify::verify;
@@ -47,7 +47,27 @@ pub fn main() -> i32 {
         Err(e) => {
             let code = if e.is_invalid_input() { 2 } else { 1 };
             eprintln!("error: {e}");
-            out.doc(json!({ "ok": false, "error": e.to_string(), "exit": code }));
+            let mut doc = json!({ "ok": false, "error": e.to_string(), "exit": code });
+            // A unit that failed: which, why, its log, and where the
+            // automatic rollback landed.
+            match &e {
+                Error::Service(ServiceError::Failed {
+                    failure,
+                    rolled_back,
+                }) => {
+                    doc["failed"] = json!([failure]);
+                    doc["rolled_back"] = json!(rolled_back.is_some());
+                    if let Some(active) = rolled_back {
+                        doc["active"] = json!(active);
+                    }
+                }
+                Error::Service(ServiceError::RollbackFailed { failure, .. }) => {
+                    doc["failed"] = json!([failure]);
+                    doc["rolled_back"] = json!(false);
+                }
+                _ => {}
+            }
+            out.doc(doc);
             code
         }
     }

@@ -177,7 +177,11 @@ fn a_failing_check_rolls_the_switch_back() {
     let pid1 = sd.prop("app.service", "MainPID");
 
     let c2 = sd.config("c2.json", config("bad\n", "e\n", "o2\n", check.clone()));
-    let r = sd.sysgen(&["switch", &c2]).expect(1);
+    let r = sd.sysgen(&["--json", "switch", &c2]).expect(1);
+    let doc = r.json();
+    assert_eq!(doc["failed"][0]["unit"], "app.service", "{doc}");
+    assert_eq!(doc["rolled_back"], true, "{doc}");
+    assert_eq!(doc["active"], 1, "{doc}");
     assert!(r.stderr.contains("app.service failed: its check"), "{r:?}");
     assert!(r.stderr.contains("exited with status 1"), "{r:?}");
     assert!(r.stderr.contains("check: app.conf is not good"), "{r:?}");
