@@ -174,11 +174,20 @@ impl Booted {
 
     /// Runs a program inside the namespaces, chrooted into the scratch root.
     pub fn inside(&self, program: &str, args: &[&str]) -> Run {
-        let out = Command::new("nsenter")
+        self.inside_with_fault(None, program, args)
+    }
+
+    /// [`Booted::inside`], with `SYSGEN_FAULT_AFTER_STEPS=k` when `fault` is set.
+    fn inside_with_fault(&self, fault: Option<u64>, program: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new("nsenter");
+        cmd.env_remove("SYSGEN_FAULT_AFTER_STEPS");
+        if let Some(k) = fault {
+            cmd.env("SYSGEN_FAULT_AFTER_STEPS", k.to_string());
+        }
+        let out = cmd
             .args(["-t", &self.pid.to_string(), "-m", "-p", "-u", "-r", "-w"])
             .arg(program)
             .args(args)
-            .env_remove("SYSGEN_FAULT_AFTER_STEPS")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::null())
             .output()
@@ -191,6 +200,13 @@ impl Booted {
         let mut all = vec!["--root", "/"];
         all.extend(args);
         self.inside("/sysgen-test/sysgen", &all)
+    }
+
+    /// The binary under test, aborted after its k-th applied step.
+    pub fn sysgen_with_fault(&self, k: u64, args: &[&str]) -> Run {
+        let mut all = vec!["--root", "/"];
+        all.extend(args);
+        self.inside_with_fault(Some(k), "/sysgen-test/sysgen", &all)
     }
 
     pub fn systemctl(&self, args: &[&str]) -> Run {

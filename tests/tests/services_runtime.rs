@@ -274,3 +274,80 @@ fn a_oneshot_unit_that_ran_is_not_a_failure() {
     assert_eq!(sd.events("once"), ["ran"]);
     assert_eq!(sd.prop("once.service", "ActiveState"), "inactive");
 }
+
+/// What the units look like: per unit, active state and enablement.
+fn units(sd: &Booted, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|u| {
+            format!(
+                "{u} {} {}",
+                sd.prop(u, "ActiveState"),
+                sd.systemctl(&["is-enabled", u]).stdout.trim()
+            )
+        })
+        .collect()
+}
+
+/// A crash after every step of a live switch (stop, disable, files,
+/// enable, daemon-reload, start, restart, check): `recover` reaches the
+/// target and `recover --rollback` the start, files and units alike.
+#[test]
+fn crash_at_every_step_of_a_live_switch_then_recover() {
+    let sd = Booted::boot();
+    let names = ["app.service", "old.service", "new.service"];
+    let v1 = config("v1\n", "e\n", "o\n", json!({}));
+    let mut v1 = v1;
+    v1["files"]["/etc/systemd/system/old.service"] = json!({ "content": logging_unit("old") });
+    v1["services"]["old.service"] = json!({});
+    let mut v2 = config("v2\n", "e\n", "o\n", json!({}));
+    v2["files"]["/etc/systemd/system/new.service"] = json!({ "content": logging_unit("new") });
+    v2["services"]["new.service"] = json!({ "check": "systemctl is-active new.service" });
+    v2["services"]["app.service"]["check"] = json!("systemctl is-active app.service");
+    let c1 = sd.config("c1.json", v1);
+    let c2 = sd.config("c2.json", v2);
+
+    sd.sysgen(&["switch", &c1]).ok();
+    let (tree1, units1) = (sd.etc_tree(), units(&sd, &names));
+    let n = sd
+        .sysgen(&["--json", "switch", "--dry-run", &c2])
+        .ok()
+        .json()["steps"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    sd.sysgen(&["switch", &c2]).ok();
+    let (tree2, units2) = (sd.etc_tree(), units(&sd, &names));
+    assert_ne!(units1, units2);
+    assert_eq!(
+        units2[1], "old.service inactive ",
+        "stopped, and its file is gone"
+    );
+    sd.sysgen(&["switch", &c1]).ok();
+    assert_eq!(
+        (sd.etc_tree(), units(&sd, &names)),
+        (tree1.clone(), units1.clone())
+    );
+
+    for k in 1..=n {
+        for back in [false, true] {
+            let ctx = format!("crash after step {k} of {n}, recover (rollback: {back})");
+            let r = sd.sysgen_with_fault(k, &["switch", &c2]);
+            assert!(r.code.is_none() || r.killed, "{ctx}: not killed: {r:?}");
+            let mut args = vec!["recover"];
+            if back {
+                args.push("--rollback");
+            }
+            sd.sysgen(&args).ok();
+            let want = if back {
+                (tree1.clone(), units1.clone())
+            } else {
+                (tree2.clone(), units2.clone())
+            };
+            assert_eq!((sd.etc_tree(), units(&sd, &names)), want, "{ctx}");
+            sd.sysgen(&["verify"]).ok();
+            // Back to generation 1 for the next crash.
+            sd.sysgen(&["switch", &c1]).ok();
+        }
+    }
+}
