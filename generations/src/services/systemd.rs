@@ -37,8 +37,9 @@ impl Default for ServiceOptions {
     }
 }
 
-/// A unit that did not come up: it failed to start or restart, or its
-/// check failed.
+/// A unit that did not come up: it failed to start, restart, reload or
+/// stop, to be enabled or disabled, or its check failed (`unit` is
+/// "systemd" when `daemon-reload` failed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     pub unit: String,
@@ -63,7 +64,7 @@ impl std::fmt::Display for Failure {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// `systemctl` could not be run, or refused a command.
+    /// `systemctl` could not be run at all.
     #[error("`{command}` failed: {why}")]
     Tool { command: String, why: String },
     /// A unit failed; `rolled_back` says where the automatic rollback
@@ -114,18 +115,6 @@ fn systemctl(
         String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     ))
-}
-
-/// Runs `systemctl ARGS` and requires success.
-fn systemctl_ok(opts: &ServiceOptions, args: &[String]) -> Result<(), ServiceError> {
-    let (code, _, err) = systemctl(opts, args)?;
-    if code == 0 {
-        return Ok(());
-    }
-    Err(ServiceError::Tool {
-        command: command_text(&opts.systemctl, args),
-        why: format!("exit status {code}: {err}"),
-    })
 }
 
 fn root_arg(root: &Path) -> String {
@@ -214,23 +203,32 @@ pub fn apply_step(
     }
 }
 
-/// `Ok(Err(failure))`: the unit did not come up; `Err`: systemctl itself
-/// could not be run or refused.
+/// `Ok(Err(failure))`: the unit (or systemd) did not do as asked; `Err`:
+/// systemctl itself could not be run.
 fn run_action(opts: &ServiceOptions, action: &Action) -> Result<Result<(), Failure>, ServiceError> {
     let s = |v: &str| v.to_owned();
     match action {
-        Action::DaemonReload => systemctl_ok(opts, &[s("daemon-reload")]).map(Ok),
-        Action::Stop { unit } => {
-            let args = [s("stop"), s("--"), unit.clone()];
+        Action::DaemonReload => {
+            let args = [s("daemon-reload")];
             let (code, _, err) = systemctl(opts, &args)?;
+            Ok((code == 0).then_some(()).ok_or_else(|| Failure {
+                unit: "systemd".into(),
+                what: format!("`systemctl daemon-reload` exited with status {code}: {err}"),
+                log: Vec::new(),
+            }))
+        }
+        Action::Stop { unit } => {
+            let (code, _, err) = systemctl(opts, &[s("stop"), s("--"), unit.clone()])?;
             // 5: the unit is not loaded, so it is not running either.
             if code == 0 || code == 5 {
                 return Ok(Ok(()));
             }
-            Err(ServiceError::Tool {
-                command: command_text(&opts.systemctl, &args),
-                why: format!("exit status {code}: {err}"),
-            })
+            Ok(Err(failure(
+                opts,
+                unit,
+                format!("`systemctl stop {unit}` exited with status {code}: {err}"),
+                Vec::new(),
+            )))
         }
         Action::Start { unit } | Action::Restart { unit, .. } | Action::Reload { unit, .. } => {
             let verb = match action {
