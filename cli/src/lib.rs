@@ -20,7 +20,7 @@ use sysgen_generations::recover::{RecoverOptions, recover};
 use sysgen_generations::services::{self, ServiceError, ServiceOptions};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
-use sysgen_generations::verify::verify;
+use sysgen_generations::verify::{VerifyOutcome, verify};
 use sysgen_generations::{Error, State};
 
 use crate::args::{Cli, Command, Global};
@@ -270,7 +270,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Status => {
             let state = env.open(Access::Read)?;
             let journal = state.journal()?;
-            let v = verify(&state, false, &bar)?;
+            let v = verify_with_units(&env, &state, false, &bar)?;
             match state.db.active()? {
                 Some(a) => out.line(format!(
                     "active: generation {} ({}), since {}",
@@ -306,7 +306,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         }
         Command::Verify { store } => {
             let state = env.open(Access::Read)?;
-            let v = verify(&state, *store, &bar)?;
+            let v = verify_with_units(&env, &state, *store, &bar)?;
             for d in &v.drift {
                 out.line(format!("drift: {}: {}", d.path, d.what));
             }
@@ -433,6 +433,26 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             Ok(if r.failed.is_empty() { 0 } else { 1 })
         }
     }
+}
+
+/// `verify`, plus the enablement of the active generation's units.
+fn verify_with_units(
+    env: &Env,
+    state: &State,
+    store: bool,
+    bar: &output::Bar,
+) -> Result<VerifyOutcome, Error> {
+    let mut v = verify(state, store, bar)?;
+    if let Some(a) = state.db.active()?
+        && let Some((m, _)) = state.db.manifest(&a.id)?
+    {
+        v.drift.extend(services::enablement_drift(
+            &env.services,
+            state.root.path(),
+            &m.services,
+        )?);
+    }
+    Ok(v)
 }
 
 fn switch_opts<'a>(

@@ -310,3 +310,32 @@ fn diff_shows_unit_changes() {
     assert_eq!(j["services"][0]["unit"], "admin.service");
     assert_eq!(j["services"][0]["change"], "removed");
 }
+
+/// `verify` (and `status`) report a unit whose enablement was changed
+/// behind sysgen's back; the next switch that touches it puts it right.
+#[test]
+fn verify_reports_enablement_drift() {
+    let env = TestEnv::new();
+    host(&env);
+    let c1 = env.config("c1.json", gen1());
+    env.run(&["switch", c1.to_str().unwrap()]).ok();
+    env.run(&["verify"]).ok();
+    systemctl(&env, &["disable", "app.service"]);
+    systemctl(&env, &["enable", "vendor.service"]);
+    let r = env.run(&["verify"]).expect(1);
+    assert_eq!(
+        r.stdout.lines().take(2).collect::<Vec<_>>(),
+        [
+            "drift: app.service: disabled, the generation enables it",
+            "drift: vendor.service: enabled, the generation disables it",
+        ],
+        "{r:?}"
+    );
+    let st = env.run(&["--json", "status"]).ok().json();
+    assert_eq!(st["drift"], json!(2), "{st}");
+    // Rolling forth and back re-enables and re-disables them.
+    env.run(&["switch", env.config("c2.json", gen2()).to_str().unwrap()])
+        .ok();
+    env.run(&["rollback"]).ok();
+    env.run(&["verify"]).ok();
+}

@@ -31,7 +31,9 @@ use sysgen_schema::{EntryPath, HostSpec};
 use crate::manifest::Change;
 use crate::plan::{Plan, Step};
 
-pub use systemd::{Failure, ServiceError, ServiceOptions, apply_step, origins_on_root};
+pub use systemd::{
+    Failure, ServiceError, ServiceOptions, apply_step, enablement_drift, origins_on_root,
+};
 
 /// The services section of a manifest: the declared units, by name.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]

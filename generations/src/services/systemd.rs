@@ -145,6 +145,52 @@ pub fn origins_on_root(
     Ok(out)
 }
 
+/// Units of the active generation whose enablement on the root is not what
+/// the generation says (for `verify` and `status`). A unit declared
+/// enabled drifts when it is disabled, masked or gone; one declared
+/// disabled, when it is enabled. Static units (no `[Install]`) cannot be
+/// either and never drift. Whether units run is not compared: that is
+/// systemd's to keep.
+pub fn enablement_drift(
+    opts: &ServiceOptions,
+    root: &Path,
+    services: &Services,
+) -> Result<Vec<crate::Drift>, ServiceError> {
+    let mut out = Vec::new();
+    for (unit, u) in &services.0 {
+        let args = [
+            root_arg(root),
+            "is-enabled".into(),
+            "--".into(),
+            unit.clone(),
+        ];
+        let (_, state, _) = systemctl(opts, &args)?;
+        let drifted = if u.enable {
+            matches!(
+                state.as_str(),
+                "disabled" | "masked" | "masked-runtime" | ""
+            )
+        } else {
+            state == "enabled"
+        };
+        if drifted {
+            let state = if state.is_empty() {
+                "not found"
+            } else {
+                &state
+            };
+            out.push(crate::Drift {
+                path: unit.clone(),
+                what: format!(
+                    "{state}, the generation {} it",
+                    if u.enable { "enables" } else { "disables" }
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Runs one service step on `root`. A unit that does not come up is an
 /// error when `opts.rollback_on_failure`, else it is added to `failed` and
 /// the plan goes on.
