@@ -55,6 +55,9 @@ pub enum Command {
         /// Overwrite managed files changed on the root (each is saved in the store first); ignore a host mismatch
         #[arg(long)]
         force: bool,
+        /// When a unit fails to start or fails its check, keep the new generation and report the unit (exit 1) instead of rolling back
+        #[arg(long)]
+        no_rollback_on_failure: bool,
     },
     /// Switch to an older generation (default: the one active before the current one)
     Rollback {
@@ -70,6 +73,9 @@ pub enum Command {
         /// Overwrite managed files changed on the root (each is saved in the store first)
         #[arg(long)]
         force: bool,
+        /// When a unit fails to start or fails its check, keep the generation and report the unit (exit 1) instead of rolling back
+        #[arg(long)]
+        no_rollback_on_failure: bool,
     },
     /// What switching from A to B adds, removes and changes (default: previous against current)
     Diff {

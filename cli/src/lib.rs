@@ -15,10 +15,12 @@ use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
+use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
+use sysgen_generations::services::{self, ServiceError, ServiceOptions};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
-use sysgen_generations::verify::verify;
+use sysgen_generations::verify::{VerifyOutcome, verify};
 use sysgen_generations::{Error, State};
 
 use crate::args::{Cli, Command, Global};
@@ -45,7 +47,27 @@ pub fn main() -> i32 {
         Err(e) => {
             let code = if e.is_invalid_input() { 2 } else { 1 };
             eprintln!("error: {e}");
-            out.doc(json!({ "ok": false, "error": e.to_string(), "exit": code }));
+            let mut doc = json!({ "ok": false, "error": e.to_string(), "exit": code });
+            // A unit that failed: which, why, its log, and where the
+            // automatic rollback landed.
+            match &e {
+                Error::Service(ServiceError::Failed {
+                    failure,
+                    rolled_back,
+                }) => {
+                    doc["failed"] = json!([failure]);
+                    doc["rolled_back"] = json!(rolled_back.is_some());
+                    if let Some(active) = rolled_back {
+                        doc["active"] = json!(active);
+                    }
+                }
+                Error::Service(ServiceError::RollbackFailed { failure, .. }) => {
+                    doc["failed"] = json!([failure]);
+                    doc["rolled_back"] = json!(false);
+                }
+                _ => {}
+            }
+            out.doc(doc);
             code
         }
     }
@@ -57,6 +79,8 @@ struct Env {
     state_dir: PathBuf,
     now: i64,
     fault_after: Option<u64>,
+    /// systemd on this root: whether it runs, which systemctl to use.
+    services: ServiceOptions,
 }
 
 impl Env {
@@ -85,6 +109,11 @@ impl Env {
             state_dir,
             now,
             fault_after,
+            services: ServiceOptions {
+                systemctl: PathBuf::from("systemctl"),
+                runtime: systemd_runs_on(&g.root),
+                rollback_on_failure: true,
+            },
         })
     }
 
@@ -101,6 +130,14 @@ impl Env {
             &sysgen_schema::LoadOptions { reserved },
         )?)
     }
+}
+
+/// Runtime service steps (start, restart, reload, check) run only on the
+/// running system: the root is `/` and systemd is PID 1 there (the test
+/// `sd_booted()` uses). A chroot or image gets the offline part only.
+fn systemd_runs_on(root: &Path) -> bool {
+    root.canonicalize().is_ok_and(|r| r == Path::new("/"))
+        && Path::new("/run/systemd/system").is_dir()
 }
 
 fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
@@ -135,6 +172,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             target,
             dry_run,
             force,
+            no_rollback_on_failure,
         } => {
             let mut state = env.open(Access::Write)?;
             state.refuse_if_interrupted()?;
@@ -142,16 +180,23 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let o = switch_to(
                 &mut state,
                 id,
-                &switch_opts(&env, *force, *dry_run, "switch", &bar),
+                &switch_opts(
+                    &env,
+                    *force,
+                    *dry_run,
+                    !*no_rollback_on_failure,
+                    "switch",
+                    &bar,
+                ),
             )?;
-            show_switch(out, &o);
-            Ok(0)
+            Ok(show_switch(out, &o))
         }
         Command::Rollback {
             to,
             with_data,
             dry_run,
             force,
+            no_rollback_on_failure,
         } => {
             let mut state = env.open(Access::Write)?;
             state.refuse_if_interrupted()?;
@@ -173,10 +218,16 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let o = switch_to(
                 &mut state,
                 id,
-                &switch_opts(&env, *force, *dry_run, "rollback", &bar),
+                &switch_opts(
+                    &env,
+                    *force,
+                    *dry_run,
+                    !*no_rollback_on_failure,
+                    "rollback",
+                    &bar,
+                ),
             )?;
-            show_switch(out, &o);
-            Ok(0)
+            Ok(show_switch(out, &o))
         }
         Command::Diff { a, b } => cmd_diff(&env, out, a.as_deref(), b.as_deref(), &bar),
         Command::List => {
@@ -219,7 +270,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Status => {
             let state = env.open(Access::Read)?;
             let journal = state.journal()?;
-            let v = verify(&state, false, &bar)?;
+            let v = verify_with_units(&env, &state, false, &bar)?;
             match state.db.active()? {
                 Some(a) => out.line(format!(
                     "active: generation {} ({}), since {}",
@@ -255,7 +306,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         }
         Command::Verify { store } => {
             let state = env.open(Access::Read)?;
-            let v = verify(&state, *store, &bar)?;
+            let v = verify_with_units(&env, &state, *store, &bar)?;
             for d in &v.drift {
                 out.line(format!("drift: {}: {}", d.path, d.what));
             }
@@ -358,8 +409,12 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     now: env.now,
                     fault_after: env.fault_after,
                     progress: &bar,
+                    services: env.services.clone(),
                 },
             )?;
+            for f in &r.failed {
+                eprintln!("error: {f}");
+            }
             if !r.interrupted {
                 out.line("nothing to recover: no switch was interrupted");
             } else {
@@ -374,16 +429,37 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     )),
                 }
             }
-            out.doc(json!({ "ok": true, "recover": r }));
-            Ok(0)
+            out.doc(json!({ "ok": r.failed.is_empty(), "recover": r }));
+            Ok(if r.failed.is_empty() { 0 } else { 1 })
         }
     }
+}
+
+/// `verify`, plus the enablement of the active generation's units.
+fn verify_with_units(
+    env: &Env,
+    state: &State,
+    store: bool,
+    bar: &output::Bar,
+) -> Result<VerifyOutcome, Error> {
+    let mut v = verify(state, store, bar)?;
+    if let Some(a) = state.db.active()?
+        && let Some((m, _)) = state.db.manifest(&a.id)?
+    {
+        v.drift.extend(services::enablement_drift(
+            &env.services,
+            state.root.path(),
+            &m.services,
+        )?);
+    }
+    Ok(v)
 }
 
 fn switch_opts<'a>(
     env: &Env,
     force: bool,
     dry_run: bool,
+    rollback_on_failure: bool,
     how: &'a str,
     bar: &'a output::Bar,
 ) -> SwitchOptions<'a> {
@@ -394,6 +470,10 @@ fn switch_opts<'a>(
         fault_after: env.fault_after,
         how,
         progress: bar,
+        services: ServiceOptions {
+            rollback_on_failure,
+            ..env.services.clone()
+        },
     }
 }
 
@@ -449,8 +529,17 @@ fn show_build(out: &Out, b: &BuildOutcome) {
     out.doc(json!({ "ok": true, "id": b.id.to_string(), "build": b }));
 }
 
-fn show_switch(out: &Out, o: &SwitchOutcome) {
+/// Prints a switch's outcome; returns the exit status (1 when a unit did
+/// not come up and the switch was told not to roll back).
+fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
     let name = format!("generation {} ({})", o.number, o.id.short());
+    let skipped: Vec<String> = o
+        .plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Service(s) if s.is_skipped()))
+        .map(|s| s.to_string())
+        .collect();
     if o.unchanged {
         out.line(format!("{name} is already active; nothing to do"));
     } else if o.dry_run {
@@ -488,9 +577,19 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
                 s.path, s.why
             ));
         }
+        if !skipped.is_empty() {
+            out.line(format!(
+                "systemd is not running on this root: skipped {} runtime step{} (`-v` lists them)",
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" }
+            ));
+        }
+        for f in &o.applied.failed {
+            eprintln!("error: {f}");
+        }
     }
     out.doc(json!({
-        "ok": true,
+        "ok": o.applied.failed.is_empty(),
         "from": o.from,
         "number": o.number,
         "id": o.id.to_string(),
@@ -500,12 +599,15 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
         "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
         "kept": o.applied.kept,
+        "skipped": skipped,
+        "failed": o.applied.failed,
         "saved": o.saved.iter().map(|s| json!({
             "path": s.path,
             "hash": (!s.secret).then(|| s.hash.to_string()),
             "why": s.why,
         })).collect::<Vec<_>>(),
     }));
+    if o.applied.failed.is_empty() { 0 } else { 1 }
 }
 
 fn cmd_diff(
@@ -544,20 +646,30 @@ fn cmd_diff(
         (Some(a), None) => (pick(Some(a), None, "")?, pick(None, cur, "active")?),
         (Some(a), Some(b)) => (pick(Some(a), None, "")?, pick(Some(b), None, "")?),
     };
-    let root_of = |id: &GenerationId| -> Result<_, Error> {
+    let manifest_of = |id: &GenerationId| -> Result<_, Error> {
         Ok(state
             .db
             .manifest(id)?
             .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
-            .0
-            .root)
+            .0)
     };
-    let (ra, rb) = (root_of(&ida)?, root_of(&idb)?);
-    let changes = state.db.reading(|db| diff(db, Some(ra), Some(rb)))?;
+    let (ma, mb) = (manifest_of(&ida)?, manifest_of(&idb)?);
+    let changes = state
+        .db
+        .reading(|db| diff(db, Some(ma.root), Some(mb.root)))?;
     for c in &changes {
         out.line(describe(c));
     }
-    if changes.is_empty() {
+    let units = services::diff(&ma.services, &mb.services);
+    for u in &units {
+        let sign = match u.change {
+            "added" => '+',
+            "removed" => '-',
+            _ => '~',
+        };
+        out.line(format!("{sign} service {}  {}", u.unit, u.what()));
+    }
+    if changes.is_empty() && units.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -573,6 +685,7 @@ fn cmd_diff(
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),
             Change::Changed(p, o, n) => json!({"path": p, "change": "changed", "old": shown(o), "new": shown(n), "what": what_changed(o, n)}),
         }).collect::<Vec<_>>(),
+        "services": units,
     }));
     Ok(0)
 }

@@ -24,6 +24,7 @@ use crate::{Error, Progress};
 
 pub struct ApplyOptions<'a> {
     pub now: i64,
+    pub services: &'a crate::services::ServiceOptions,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
 }
@@ -33,6 +34,9 @@ pub struct ApplyOutcome {
     pub steps: u64,
     /// Directories that left the configuration but still hold unmanaged files.
     pub kept: Vec<String>,
+    /// Units that did not come up (only when the switch does not roll back
+    /// on a failure).
+    pub failed: Vec<crate::services::Failure>,
 }
 
 /// Runs every step of the journal's plan, the activation included.
@@ -87,7 +91,7 @@ pub fn apply(
             })?;
             i += puts.len();
         } else {
-            run(root, store, db, journal, &steps[i], opts.now, &mut out)?;
+            run(root, store, db, journal, &steps[i], opts, &mut out)?;
             step_done();
             i += 1;
         }
@@ -207,9 +211,10 @@ fn run(
     db: &mut Db,
     journal: &Journal,
     step: &Step,
-    now: i64,
+    opts: &ApplyOptions<'_>,
     out: &mut ApplyOutcome,
 ) -> Result<(), Error> {
+    let now = opts.now;
     match step {
         Step::Remove { path, .. } => {
             if root.remove(path)? == Removed::KeptNotEmpty {
@@ -248,6 +253,9 @@ fn run(
             ) {
                 root.set_meta(path, *mode, owner(*uid, *gid))?;
             }
+        }
+        Step::Service(s) => {
+            crate::services::apply_step(root.path(), db, opts.services, s, &mut out.failed)?;
         }
         Step::Activate { number, id } => {
             root.sync().map_err(|e| Error::Io {

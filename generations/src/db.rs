@@ -19,7 +19,8 @@ use crate::Error;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
 /// Each entry upgrades the schema by one version. Never edit a released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE manifests (
     id BLOB PRIMARY KEY,
     body BLOB NOT NULL,
@@ -59,7 +60,13 @@ CREATE TABLE stat_cache (
     ctime_ns INTEGER NOT NULL,
     hash BLOB NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // Whether each unit sysgen manages was enabled before sysgen first managed
+    // it: what the unit goes back to when it leaves the configuration.
+    r#"
+CREATE TABLE unit_origins (unit TEXT PRIMARY KEY, enabled INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+];
 
 /// What was on the root at a path before sysgen first managed it. A path
 /// that has no record was absent: sysgen created it and removes it again.
@@ -445,6 +452,32 @@ impl Db {
             .execute(
                 "UPDATE generations SET pinned = ?2 WHERE number = ?1",
                 params![number as i64, pinned as i64],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    // ---- units ----
+
+    /// Whether each unit was enabled before sysgen first managed it.
+    pub fn unit_origins(&self) -> Result<BTreeMap<String, bool>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT unit, enabled FROM unit_origins")
+            .map_err(sql)?;
+        st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+        })
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
+    }
+
+    pub fn set_unit_origin(&mut self, unit: &str, enabled: bool) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO unit_origins (unit, enabled) VALUES (?1, ?2)",
+                params![unit, enabled as i64],
             )
             .map_err(sql)?;
         Ok(())

@@ -277,6 +277,7 @@ pub fn build(
         sysgen: 1,
         host: spec.host.clone(),
         root,
+        services: crate::services::Services::from_spec(spec),
     };
     let id = state.db.put_manifest(
         &manifest,
@@ -321,10 +322,6 @@ fn unsupported(spec: &HostSpec) -> Result<(), Error> {
             .iter()
             .next()
             .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in)),
-        spec.services
-            .iter()
-            .next()
-            .map(|(u, s)| ("services", format!("services.{u}"), &s.declared_in)),
     ];
     match first.into_iter().flatten().next() {
         None => Ok(()),

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod precheck;
 pub mod recover;
 pub mod rootfs;
+pub mod services;
 pub mod state;
 pub mod switch;
 pub mod verify;
@@ -100,6 +101,8 @@ pub enum Error {
     NoSuchGeneration(String),
     #[error("generation {0} was deleted by gc; `sysgen list` shows the generations that remain")]
     Collected(u64),
+    #[error(transparent)]
+    Service(#[from] services::ServiceError),
 }
 
 fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {

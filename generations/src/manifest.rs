@@ -153,6 +153,10 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub root: NodeId,
+    /// Declared systemd units; absent when there are none, so the ids of
+    /// generations without services do not change.
+    #[serde(default, skip_serializing_if = "crate::services::Services::is_empty")]
+    pub services: crate::services::Services,
 }
 
 impl Manifest {

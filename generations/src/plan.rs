@@ -92,6 +92,8 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
     },
+    /// Enable, disable, stop, start, restart, reload or check a unit.
+    Service(crate::services::ServiceStep),
     /// Make every change durable, then record the generation as active.
     Activate { number: u64, id: GenerationId },
     /// Make every change durable, then record that no generation is active
@@ -107,7 +109,7 @@ impl Step {
             | Step::PutSymlink { path, .. }
             | Step::MakeDir { path, .. }
             | Step::SetMeta { path, .. } => Some(path),
-            Step::Activate { .. } | Step::Deactivate => None,
+            Step::Activate { .. } | Step::Deactivate | Step::Service(_) => None,
         }
     }
 }
@@ -219,6 +221,7 @@ impl fmt::Display for Step {
                 write!(f, "activate generation {number} ({})", id.short())
             }
             Step::Deactivate => write!(f, "record that no generation is active"),
+            Step::Service(s) => write!(f, "{s}"),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::apply::{ApplyOptions, apply};
 use crate::journal::Journal;
 use crate::manifest::diff;
 use crate::plan::{Facts, plan};
+use crate::services;
 use crate::{Error, Progress, State};
 
 pub struct RecoverOptions<'a> {
@@ -22,6 +23,7 @@ pub struct RecoverOptions<'a> {
     pub now: i64,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    pub services: crate::services::ServiceOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +35,8 @@ pub struct RecoverOutcome {
     /// "forward" or "rollback".
     pub direction: &'static str,
     pub steps: u64,
+    /// Units that did not come up while recovering.
+    pub failed: Vec<services::Failure>,
 }
 
 pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOutcome, Error> {
@@ -42,14 +46,22 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             active: state.db.active()?.map(|a| a.number),
             direction: "none",
             steps: 0,
+            failed: Vec::new(),
         });
     };
     clean_temps(state, &journal)?;
     let committed = state.db.active()?.is_some_and(|a| a.id == journal.to);
+    // Recovering goes to its end: a unit that fails is reported, and the
+    // root still lands on one generation.
+    let service_opts = services::ServiceOptions {
+        rollback_on_failure: false,
+        ..opts.services.clone()
+    };
     let apply_opts = ApplyOptions {
         now: opts.now,
         fault_after: opts.fault_after,
         progress: opts.progress,
+        services: &service_opts,
     };
 
     if !opts.rollback {
@@ -66,6 +78,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             active: Some(journal.to_number),
             direction: "forward",
             steps: out.steps,
+            failed: out.failed,
         });
     }
 
@@ -79,7 +92,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             journal.to_number
         ))
     })?;
-    let from_root = match &journal.from {
+    let from = match &journal.from {
         Some((_, id)) => Some(
             state
                 .db
@@ -87,17 +100,29 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
                 .ok_or_else(|| {
                     Error::CorruptManifest(format!("the manifest of generation {id} is missing"))
                 })?
-                .0
-                .root,
+                .0,
         ),
         None => None,
     };
+    let from_root = from.as_ref().map(|m| m.root);
+    let from_services = from.map(|m| m.services).unwrap_or_default();
     let changes = state.db.reading(|db| diff(db, Some(to.root), from_root))?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
+    let origins = services::undo_origins(state.db.unit_origins()?, &journal.plan);
+    services::insert(
+        &mut back,
+        services::plan(
+            &to.services,
+            &from_services,
+            &changes,
+            &origins,
+            opts.services.runtime,
+        ),
+    );
     if journal.from.is_none() {
         // Back to the state before sysgen: no generation is active.
         if let Some(last) = back.steps.last_mut() {
@@ -124,6 +149,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         active: journal.from.map(|f| f.0),
         direction: "rollback",
         steps: out.steps,
+        failed: out.failed,
     })
 }
 

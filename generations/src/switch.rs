@@ -23,7 +23,9 @@ use crate::journal::Journal;
 use crate::manifest::{Change, GenerationId, diff};
 use crate::plan::{Plan, plan};
 use crate::precheck::precheck;
+use crate::recover::{RecoverOptions, recover};
 use crate::rootfs::Live;
+use crate::services::{self, ServiceError, ServiceOptions};
 use crate::{Error, Progress, State};
 
 pub struct SwitchOptions<'a> {
@@ -34,6 +36,7 @@ pub struct SwitchOptions<'a> {
     /// "switch" or "rollback", recorded in the history.
     pub how: &'a str,
     pub progress: &'a dyn Progress,
+    pub services: crate::services::ServiceOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +101,7 @@ pub fn switch_to(
     if let (Some(want), false) = (&target.host, opts.force) {
         check_host(state, want)?;
     }
-    let old_root = match &active {
+    let old = match &active {
         Some(a) => Some(
             state
                 .db
@@ -109,11 +112,12 @@ pub fn switch_to(
                         a.number
                     ))
                 })?
-                .0
-                .root,
+                .0,
         ),
         None => None,
     };
+    let old_root = old.as_ref().map(|m| m.root);
+    let old_services = old.map(|m| m.services).unwrap_or_default();
     let changes = state
         .db
         .reading(|db| diff(db, old_root, Some(target.root)))?;
@@ -129,7 +133,26 @@ pub fn switch_to(
             paths: pre.drift,
         });
     }
-    let plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
+    // What each unit goes back to when it leaves: recorded for the units
+    // sysgen manages, read from the root for those it starts to manage.
+    let mut origins = state.db.unit_origins()?;
+    origins.extend(services::origins_on_root(
+        &opts.services,
+        state.root.path(),
+        &old_services,
+        &target.services,
+    )?);
+    services::insert(
+        &mut plan,
+        services::plan(
+            &old_services,
+            &target.services,
+            &changes,
+            &origins,
+            opts.services.runtime,
+        ),
+    );
     let (added, removed, changed) = count(&changes);
     let mut outcome = SwitchOutcome {
         from,
@@ -160,7 +183,7 @@ pub fn switch_to(
         outcome.plan.clone(),
     );
     journal.write(&state.journal_path())?;
-    outcome.applied = apply(
+    let applied = apply(
         &state.root,
         &state.store,
         &mut state.db,
@@ -169,10 +192,52 @@ pub fn switch_to(
             now: opts.now,
             fault_after: opts.fault_after,
             progress: opts.progress,
+            services: &opts.services,
         },
-    )?;
+    );
+    outcome.applied = match applied {
+        // A unit did not come up: undo the switch as `recover --rollback`
+        // would (the journal is still there), then report the unit.
+        Err(Error::Service(ServiceError::Failed {
+            failure,
+            rolled_back: None,
+        })) => return Err(roll_back_after(state, failure, opts)),
+        other => other?,
+    };
     Journal::remove(&state.journal_path())?;
     Ok(outcome)
+}
+
+fn roll_back_after(
+    state: &mut State,
+    failure: services::Failure,
+    opts: &SwitchOptions<'_>,
+) -> Error {
+    let undo = recover(
+        state,
+        &RecoverOptions {
+            rollback: true,
+            now: opts.now,
+            fault_after: None,
+            progress: opts.progress,
+            // The old generation's units are started as well as they can
+            // be; one that fails there too is reported, not undone again.
+            services: ServiceOptions {
+                rollback_on_failure: false,
+                ..opts.services.clone()
+            },
+        },
+    );
+    match undo {
+        Ok(r) => Error::Service(ServiceError::Failed {
+            failure,
+            rolled_back: Some(r.active),
+        }),
+        Err(e) => Error::Service(ServiceError::RollbackFailed {
+            failure,
+            why: e.to_string(),
+        }),
+    }
 }
 
 fn count(changes: &[Change]) -> (u64, u64, u64) {

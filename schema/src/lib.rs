@@ -61,7 +61,13 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);
         assert!(text.contains(crate::raw::MODE_PATTERN));
-        for nested in ["restart_on", "reload_on", "secret"] {
+        for nested in [
+            "restart_on",
+            "reload_on",
+            "secret",
+            "check",
+            "check_timeout",
+        ] {
             assert!(text.contains(nested), "{nested} missing from the schema");
         }
     }

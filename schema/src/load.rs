@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{LoadError, LoadErrorKind as Kind};
 use crate::raw::{self, RawConfig, RawDatasetType, VersionProbe};
 use crate::{
-    AptPackage, DatasetKind, DatasetSpec, DirSpec, EntryPath, FileContent, FileSpec, HostSpec,
-    Mode, Packages, PathError, ServiceSpec, SymlinkSpec, TreeSpec,
+    AptPackage, Check, DEFAULT_CHECK_TIMEOUT_SECS, DatasetKind, DatasetSpec, DirSpec, EntryPath,
+    FileContent, FileSpec, HostSpec, Mode, Packages, PathError, ServiceSpec, SymlinkSpec, TreeSpec,
 };
 
 /// The only format version this build reads.
@@ -512,11 +512,28 @@ fn check_file(
                 "services.{unit}.check: the command is empty; write a command or remove check"
             )));
         }
+        let check = match (&s.check, s.check_timeout) {
+            (None, Some(_)) => {
+                return Err(invalid(format!(
+                    "services.{unit}.check_timeout: there is no check to time; add check or remove check_timeout"
+                )));
+            }
+            (_, Some(t)) if !(1..=3600).contains(&t) => {
+                return Err(invalid(format!(
+                    "services.{unit}.check_timeout: {t} is out of range; give 1 to 3600 seconds"
+                )));
+            }
+            (None, None) => None,
+            (Some(c), t) => Some(Check {
+                command: c.clone(),
+                timeout_secs: t.unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
+            }),
+        };
         let spec = ServiceSpec {
             enable: s.enable,
             restart_on: paths("restart_on", &s.restart_on)?,
             reload_on: paths("reload_on", &s.reload_on)?,
-            check: s.check.clone(),
+            check,
             declared_in: origin.clone(),
         };
         d.services.insert(unit.clone(), spec);
@@ -592,6 +609,12 @@ fn valid_unit(u: &str) -> Result<(), String> {
     if stem.is_empty() || u.len() > 255 || !u.bytes().all(ok) {
         return Err(
             "invalid unit name; use letters, digits and : _ . \\ @ - before the suffix".to_owned(),
+        );
+    }
+    if stem.starts_with('@') || u.matches('@').count() > 1 {
+        return Err(
+            "invalid unit name; a template instance is written name@instance.service, with one @"
+                .to_owned(),
         );
     }
     Ok(())
@@ -820,9 +843,19 @@ mod tests {
         ] {
             assert!(valid_unit(u).is_ok(), "{u}");
         }
-        for u in ["nginx", ".service", "a b.service", "a.slice", "a/b.service"] {
+        for u in [
+            "nginx",
+            ".service",
+            "a b.service",
+            "a.slice",
+            "a/b.service",
+            "@x.service",
+            "a@b@c.service",
+        ] {
             assert!(valid_unit(u).is_err(), "{u}");
         }
+        assert!(valid_unit(&format!("{}.service", "a".repeat(247))).is_ok());
+        assert!(valid_unit(&format!("{}.service", "a".repeat(248))).is_err());
         for n in ["nginx", "g++", "libc6", "0ad", "python3.11"] {
             assert!(valid_deb_name(n), "{n}");
         }

@@ -212,6 +212,11 @@ pub(crate) struct RawService {
     #[serde(default)]
     #[schemars(length(min = 1))]
     pub check: Option<String>,
+    /// Seconds the check may run before it counts as failed; default 30.
+    /// Only with `check`.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 3600))]
+    pub check_timeout: Option<u64>,
 }
 
 fn yes() -> bool {

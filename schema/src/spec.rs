@@ -122,9 +122,20 @@ pub struct ServiceSpec {
     pub enable: bool,
     pub restart_on: Vec<EntryPath>,
     pub reload_on: Vec<EntryPath>,
-    pub check: Option<String>,
+    pub check: Option<Check>,
     pub declared_in: PathBuf,
 }
+
+/// An activation check: a shell command that must exit 0 within `timeout_secs`
+/// after its unit started or restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub command: String,
+    pub timeout_secs: u64,
+}
+
+/// How long a check may run when `check_timeout` is not given.
+pub const DEFAULT_CHECK_TIMEOUT_SECS: u64 = 30;
 
 /// A whole host configuration, includes merged, every rule checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

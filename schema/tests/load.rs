@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use sysgen_schema::{
-    DatasetKind, EntryPath, FileContent, HostSpec, LoadError, LoadErrorKind, LoadOptions, Mode,
-    Principal, load,
+    Check, DEFAULT_CHECK_TIMEOUT_SECS, DatasetKind, EntryPath, FileContent, HostSpec, LoadError,
+    LoadErrorKind, LoadOptions, Mode, Principal, load,
 };
 
 struct Fixture {
@@ -339,6 +339,10 @@ fn semantic_errors_name_the_file_and_the_key() {
             invalid("c.json", &["services.my app.service: invalid unit name"])),
         ("empty check", r#"{"services": {"a.service": {"check": " "}}}"#,
             invalid("c.json", &["services.a.service.check: the command is empty"])),
+        ("check_timeout alone", r#"{"services": {"a.service": {"check_timeout": 5}}}"#,
+            invalid("c.json", &["services.a.service.check_timeout: there is no check to time"])),
+        ("check_timeout zero", r#"{"services": {"a.service": {"check": "true", "check_timeout": 0}}}"#,
+            invalid("c.json", &["services.a.service.check_timeout: 0 is out of range", "1 to 3600"])),
         ("host", r#"{"host": "web_1"}"#,
             invalid("c.json", &["host: invalid host name \"web_1\""])),
     ];
@@ -640,6 +644,27 @@ fn including_file_overrides() {
     let nginx = &spec.services["nginx.service"];
     assert!(!nginx.enable);
     assert_eq!(nginx.declared_in, f.real("roles/web.json"));
+}
+
+#[test]
+fn service_checks_get_a_timeout() {
+    let f = Fixture::new(&[(
+        "c.json",
+        r#"{"services": {"a.service": {"check": "curl -f http://localhost/"},
+                         "b.service": {"check": "true", "check_timeout": 5},
+                         "c.service": {}}}"#,
+    )]);
+    let spec = f.load("c.json").unwrap();
+    let check = |u: &str| spec.services[u].check.clone();
+    assert_eq!(
+        check("a.service"),
+        Some(Check {
+            command: "curl -f http://localhost/".into(),
+            timeout_secs: DEFAULT_CHECK_TIMEOUT_SECS
+        })
+    );
+    assert_eq!(check("b.service").map(|c| c.timeout_secs), Some(5));
+    assert_eq!(check("c.service"), None);
 }
 
 #[test]

@@ -9,6 +9,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod services;
+
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
 /// and their sources. The state dir is the default, `root/var/lib/sysgen`.
 pub struct TestEnv {
@@ -26,7 +28,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output) -> Run {
+    pub(crate) fn from(o: Output) -> Run {
         use std::os::unix::process::ExitStatusExt;
         Run {
             code: o.status.code(),

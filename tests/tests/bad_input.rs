@@ -396,12 +396,33 @@ const CASES: &[Case] = &[
         want: &["c.json", "datasets", "not supported"],
     },
     Case {
-        name: "services declared",
+        name: "a unit name without a unit suffix",
         files: &[(
             "c.json",
-            r#"{ "services": { "nginx.service": { "enable": true } } }"#,
+            r#"{ "services": { "nginx": { "enable": true } } }"#,
         )],
-        want: &["c.json", "services", "not supported"],
+        want: &["c.json", "services.nginx", "not a unit name", ".service"],
+    },
+    Case {
+        name: "a unit name with two @",
+        files: &[("c.json", r#"{ "services": { "a@b@c.service": {} } }"#)],
+        want: &["c.json", "services.a@b@c.service", "one @"],
+    },
+    Case {
+        name: "a check timeout without a check",
+        files: &[(
+            "c.json",
+            r#"{ "services": { "a.service": { "check_timeout": 10 } } }"#,
+        )],
+        want: &["c.json", "services.a.service.check_timeout", "add check"],
+    },
+    Case {
+        name: "a check timeout that is not a number",
+        files: &[(
+            "c.json",
+            r#"{ "services": { "a.service": { "check": "true", "check_timeout": "10s" } } }"#,
+        )],
+        want: &["c.json:1:", "invalid type: string \"10s\""],
     },
     Case {
         name: "a bad package name",

@@ -34,4 +34,12 @@ fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
         "{stdout}"
     );
     assert!(stdout.contains("deleted generation 2"), "{stdout}");
+    // The service step: enabled offline, runtime steps reported as skipped.
+    assert!(
+        stdout.contains("enable app.service: newly declared")
+            && stdout.contains("skip start app.service")
+            && stdout.contains("skipped 3 runtime steps"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\napp.service\n"), "{stdout}");
 }
