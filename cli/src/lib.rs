@@ -544,19 +544,23 @@ fn cmd_diff(
         (Some(a), None) => (pick(Some(a), None, "")?, pick(None, cur, "active")?),
         (Some(a), Some(b)) => (pick(Some(a), None, "")?, pick(Some(b), None, "")?),
     };
-    let root_of = |id: &GenerationId| -> Result<_, Error> {
+    let manifest_of = |id: &GenerationId| -> Result<_, Error> {
         Ok(state
             .db
             .manifest(id)?
             .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
-            .0
-            .root)
+            .0)
     };
-    let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
+    let (ma, mb) = (manifest_of(&ida)?, manifest_of(&idb)?);
+    let changes = diff(&state.db, Some(ma.root), Some(mb.root))?;
     for c in &changes {
         out.line(describe(c));
     }
-    if changes.is_empty() {
+    let package_changes = sysgen_generations::packages::diff(&ma.packages, &mb.packages);
+    for c in &package_changes {
+        out.line(c.to_string());
+    }
+    if changes.is_empty() && package_changes.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -572,6 +576,7 @@ fn cmd_diff(
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),
             Change::Changed(p, o, n) => json!({"path": p, "change": "changed", "old": shown(o), "new": shown(n), "what": what_changed(o, n)}),
         }).collect::<Vec<_>>(),
+        "packages": package_changes,
     }));
     Ok(0)
 }

@@ -131,6 +131,7 @@ fn run(
                 root.set_meta(path, *mode, owner(*uid, *gid))?;
             }
         }
+        Step::Package(s) => crate::packages::apply(root, store, db, s)?,
         Step::Activate { number, id } => {
             root.sync().map_err(|e| Error::Io {
                 path: root.path().to_owned(),

@@ -19,7 +19,8 @@ use crate::Error;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
 /// Each entry upgrades the schema by one version. Never edit a released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE manifests (
     id BLOB PRIMARY KEY,
     body BLOB NOT NULL,
@@ -59,7 +60,23 @@ CREATE TABLE stat_cache (
     ctime_ns INTEGER NOT NULL,
     hash BLOB NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE package_owned (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (manager, name)
+) WITHOUT ROWID;
+CREATE TABLE package_files (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (manager, name, version, arch)
+) WITHOUT ROWID;
+"#,
+];
 
 /// What was on the root at a path before sysgen first managed it. A path
 /// that has no record was absent: sysgen created it and removes it again.
@@ -201,6 +218,11 @@ impl Db {
             tx.commit().map_err(sql)?;
         }
         Ok(())
+    }
+
+    /// For the packages module, which keeps its own tables (migration 2).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     // ---- manifests and nodes ----

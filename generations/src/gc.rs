@@ -75,6 +75,7 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     for id in &kept {
         if let Some((m, _)) = state.db.manifest(id)? {
             mark(&state.db, m.root, &mut nodes, &mut public, &mut secret)?;
+            crate::packages::mark_files(&state.db, std::iter::once(&m.packages), &mut public)?;
         }
     }
     for o in state.db.ledger()?.values() {
@@ -106,6 +107,12 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     }
     let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &nodes, &kept)?;
     out.nodes = removed_nodes;
+    let gone: Vec<Hash> = garbage
+        .iter()
+        .filter(|(_, a)| *a == Area::Public)
+        .map(|(h, _)| *h)
+        .collect();
+    crate::packages::forget_files(&state.db, &gone)?;
     for (h, area) in garbage {
         state.store.remove(&h, area)?;
     }

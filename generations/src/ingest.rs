@@ -126,6 +126,9 @@ pub fn build(
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
     unsupported(spec)?;
+    // First, as it can fail on the configuration (an unknown package) and
+    // it is quick next to hashing.
+    let packages = crate::packages::resolve(state, &spec.packages)?;
     let ids = Ids::read(state)?;
     let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
 
@@ -277,6 +280,7 @@ pub fn build(
         sysgen: 1,
         host: spec.host.clone(),
         root,
+        packages,
     };
     let id = state.db.put_manifest(
         &manifest,
@@ -310,13 +314,6 @@ pub fn build(
 /// version cannot realize them yet: refuse rather than ignore them.
 fn unsupported(spec: &HostSpec) -> Result<(), Error> {
     let first = [
-        spec.packages.apt.values().next().map(|p| {
-            (
-                "packages",
-                format!("packages.apt.{}", p.name),
-                &p.declared_in,
-            )
-        }),
         spec.datasets
             .iter()
             .next()

@@ -153,6 +153,8 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub root: NodeId,
+    #[serde(default, skip_serializing_if = "crate::packages::PackageSet::is_empty")]
+    pub packages: crate::packages::PackageSet,
 }
 
 impl Manifest {

@@ -92,6 +92,8 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
     },
+    /// Install, upgrade, downgrade or remove packages (`packages` module).
+    Package(crate::packages::PackageStep),
     /// Make every change durable, then record the generation as active.
     Activate { number: u64, id: GenerationId },
     /// Make every change durable, then record that no generation is active
@@ -107,7 +109,7 @@ impl Step {
             | Step::PutSymlink { path, .. }
             | Step::MakeDir { path, .. }
             | Step::SetMeta { path, .. } => Some(path),
-            Step::Activate { .. } | Step::Deactivate => None,
+            Step::Activate { .. } | Step::Deactivate | Step::Package(_) => None,
         }
     }
 }
@@ -219,6 +221,7 @@ impl fmt::Display for Step {
                 write!(f, "activate generation {number} ({})", id.short())
             }
             Step::Deactivate => write!(f, "record that no generation is active"),
+            Step::Package(s) => write!(f, "{s}"),
         }
     }
 }

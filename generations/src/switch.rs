@@ -98,7 +98,7 @@ pub fn switch_to(
     if let (Some(want), false) = (&target.host, opts.force) {
         check_host(state, want)?;
     }
-    let old_root = match &active {
+    let old = match &active {
         Some(a) => Some(
             state
                 .db
@@ -109,11 +109,11 @@ pub fn switch_to(
                         a.number
                     ))
                 })?
-                .0
-                .root,
+                .0,
         ),
         None => None,
     };
+    let old_root = old.as_ref().map(|m| m.root);
     let changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
@@ -127,7 +127,12 @@ pub fn switch_to(
             paths: pre.drift,
         });
     }
-    let plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let old_packages = old.map(|m| m.packages).unwrap_or_default();
+    let pk = crate::packages::plan(state, &old_packages, &target.packages, keep)?;
+    let mut saved = pre.saved;
+    saved.extend(pk.saved.iter().cloned());
+    crate::packages::insert_steps(&mut plan, pk);
     let (added, removed, changed) = count(&changes);
     let mut outcome = SwitchOutcome {
         from,
@@ -137,7 +142,7 @@ pub fn switch_to(
         dry_run: opts.dry_run,
         plan,
         applied: ApplyOutcome::default(),
-        saved: pre.saved,
+        saved,
         forced: pre.drift,
         added,
         removed,
@@ -146,6 +151,9 @@ pub fn switch_to(
     if opts.dry_run {
         return Ok(outcome);
     }
+    // Package files go into the store before the journal: a download that
+    // fails changes nothing, and the journal's plan then runs offline.
+    crate::packages::fetch(state, &mut outcome.plan)?;
     // The saved copies are already durable in the store; record them before
     // any change, so nothing the admin wrote is ever unaccounted for.
     state.db.insert_saved(&outcome.saved, opts.now)?;
