@@ -98,6 +98,8 @@ pub struct Pkg<'a> {
     pub conffiles: &'a [&'a str],
     /// A postinst script body, if any.
     pub postinst: Option<&'a str>,
+    /// More control fields (`Conflicts: x\n`).
+    pub control: &'a str,
 }
 
 impl<'a> Pkg<'a> {
@@ -109,6 +111,7 @@ impl<'a> Pkg<'a> {
             files: &[],
             conffiles: &[],
             postinst: None,
+            control: "",
         }
     }
 }
@@ -154,6 +157,7 @@ impl DebEnv {
         if !p.depends.is_empty() {
             control.push_str(&format!("Depends: {}\n", p.depends));
         }
+        control.push_str(p.control);
         fs::write(work.join("DEBIAN/control"), control).expect("control");
         for (path, content) in p.files {
             let f = work.join(path.trim_start_matches('/'));

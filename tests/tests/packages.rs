@@ -51,6 +51,19 @@ fn published() -> DebEnv {
         postinst: Some("echo 'sg-broken: cannot configure' >&2\nexit 1"),
         ..Pkg::new("sg-broken", "1.0")
     });
+    d.build(&Pkg {
+        depends: "sg-libhello",
+        files: &[("/usr/share/sg-uses-lib/u.txt", "uses lib\n")],
+        ..Pkg::new("sg-uses-lib", "1.0")
+    });
+    d.build(&Pkg {
+        control: "Conflicts: sg-tool\n",
+        ..Pkg::new("sg-conflict", "1.0")
+    });
+    d.build(&Pkg {
+        depends: "sg-nowhere",
+        ..Pkg::new("sg-needy", "1.0")
+    });
     d.publish();
     d
 }
@@ -152,6 +165,82 @@ fn a_package_installed_by_hand_stays_when_it_leaves_the_configuration() {
 }
 
 #[test]
+fn a_dependency_still_needed_by_a_hand_installed_package_stays() {
+    let d = published();
+    let before = d.packages();
+    let c1 = cfg(&d, "one.json", &["sg-hello"], "x\n");
+    let c2 = cfg(&d, "two.json", &[], "x\n");
+    d.env.run(&["switch", &c1]).ok();
+    // The admin installs something that needs sysgen's sg-libhello.
+    d.chroot(&["apt-get", "install", "-y", "-q", "sg-uses-lib"]);
+    d.env.run(&["switch", &c2]).ok();
+    let after = d.packages();
+    let added: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    assert_eq!(
+        added,
+        ["sg-libhello 1.0 ii auto", "sg-uses-lib 1.0 ii manual"],
+        "sg-hello is purged; its dependency stays for sg-uses-lib"
+    );
+}
+
+#[test]
+fn a_declared_package_that_a_hand_installed_one_needs_is_not_purged() {
+    let d = published();
+    let c1 = cfg(&d, "one.json", &["sg-libhello"], "x\n");
+    let c2 = cfg(&d, "two.json", &[], "y\n");
+    d.env.run(&["switch", &c1]).ok();
+    d.chroot(&["apt-get", "install", "-y", "-q", "sg-uses-lib"]);
+    let before = (d.packages(), d.tree());
+    let out = d.env.run(&["switch", &c2]).expect(1);
+    assert!(
+        out.stderr.contains(
+            "purging sg-libhello would also remove sg-uses-lib, which sysgen did not install"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        (d.packages(), d.tree()),
+        before,
+        "refused before any change"
+    );
+}
+
+#[test]
+fn dependency_conflicts_are_refused_naming_the_packages() {
+    let d = published();
+    d.chroot(&["apt-get", "install", "-y", "-q", "sg-tool"]);
+    let before = (d.packages(), d.tree());
+    let c = cfg(&d, "c.json", &["sg-conflict"], "x\n");
+    let out = d.env.run(&["switch", &c]).expect(1);
+    assert!(
+        out.stderr.contains(
+            "installing sg-conflict would remove sg-tool, which is installed on the root"
+        ),
+        "{}",
+        out.stderr
+    );
+    let c = cfg(&d, "n.json", &["sg-needy"], "x\n");
+    let out = d.env.run(&["switch", &c]).expect(1);
+    assert!(
+        out.stderr.contains(
+            "apt cannot install the declared packages together (sg-needy has a dependency problem)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("sg-nowhere"),
+        "apt's own words: {}",
+        out.stderr
+    );
+    assert_eq!((d.packages(), d.tree()), before);
+}
+
+#[test]
 fn an_admin_edited_conffile_is_saved_in_the_store_and_reported_before_the_purge() {
     let d = published();
     let c1 = cfg(&d, "one.json", &["sg-hello"], "x\n");
@@ -162,7 +251,7 @@ fn an_admin_edited_conffile_is_saved_in_the_store_and_reported_before_the_purge(
     let dry = d.env.run(&["switch", &c2, "--dry-run"]).ok();
     assert!(
         dry.stdout.contains(
-            "apt purge: sg-hello 2.0, sg-libhello 1.0 (dependency no longer needed) (changed conffiles saved in the store first: /etc/sg-hello.conf)"
+            "apt purge: sg-hello 2.0, sg-libhello 1.0 (dependency, if nothing else needs it) (changed conffiles saved in the store first: /etc/sg-hello.conf)"
         ),
         "{}",
         dry.stdout
@@ -367,7 +456,7 @@ fn crash_after_every_step_then_recover_lands_on_one_generation() {
     let to = (reference.packages(), reference.tree());
     assert_ne!(from, to);
 
-    for k in 1..n {
+    for k in 1..=n {
         for back in [false, true] {
             let d = published();
             let c1 = cfg(&d, "one.json", &["sg-hello=1.0"], "one\n");

@@ -393,6 +393,22 @@ impl PackageManager for Apt {
             .collect())
     }
 
+    fn unneeded_after(&self, names: &[String]) -> Result<BTreeSet<String>, Error> {
+        let mut args = vec!["-s", "-q"];
+        if names.is_empty() {
+            args.push("autoremove");
+        } else {
+            args.extend(["--autoremove", "purge"]);
+        }
+        args.extend(NO_CACHE);
+        args.extend(names.iter().map(String::as_str));
+        let out = self.run("apt-get", None, &args)?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        Ok(out.stdout.lines().filter_map(parse_remv).collect())
+    }
+
     fn changed_conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error> {
         // `dpkg --verify` compares each conffile with the checksum dpkg
         // recorded; a changed one shows `??5?????? c /etc/…`. It exits 1

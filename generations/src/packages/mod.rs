@@ -122,6 +122,9 @@ pub trait PackageManager {
     -> Result<(), Error>;
     /// Packages that purging `names` would remove besides them.
     fn removal_extras(&self, names: &[String]) -> Result<Vec<String>, Error>;
+    /// Every package that purging `names` leaves unneeded (installed
+    /// automatically, nothing installed depends on it), `names` included.
+    fn unneeded_after(&self, names: &[String]) -> Result<BTreeSet<String>, Error>;
     /// Conffiles of an installed package that differ from what it shipped.
     fn changed_conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error>;
     /// Removes the packages with their configuration.
@@ -327,7 +330,7 @@ impl fmt::Display for PackageStep {
                     .iter()
                     .map(|p| {
                         let dep = if p.dependency {
-                            " (dependency no longer needed)"
+                            " (dependency, if nothing else needs it)"
                         } else {
                             ""
                         };
@@ -533,9 +536,10 @@ fn plan_with(
                 hint: "wait for that apt or dpkg to finish (or stop it), then run the command again; nothing was changed".into(),
             }));
         }
+        // With nothing installed first, the root is already as the purge
+        // will find it: check now, before any file changes.
         if changes.is_empty() {
-            let names: Vec<String> = gone.iter().map(|g| g.name.clone()).collect();
-            refuse_extras(pm, &names)?;
+            purge_set(pm, &gone)?;
         }
     }
     if !changes.is_empty() {
@@ -574,6 +578,34 @@ pub fn insert_steps(plan: &mut Plan, pk: PackagePlan) {
     for (k, s) in pk.remove.into_iter().enumerate() {
         plan.steps.insert(last + k, Step::Package(s));
     }
+}
+
+/// Which of `gone` (packages sysgen installed, present on the root) to
+/// purge: every declared one, and each dependency that nothing left on
+/// the root needs once they are gone (a package installed by hand may
+/// need it, or the admin marked it as installed on purpose: then it
+/// stays). Refuses when the purge would take a package sysgen did not
+/// install with it.
+fn purge_set(pm: &dyn PackageManager, gone: &[PkgGone]) -> Result<Vec<String>, Error> {
+    let declared: Vec<String> = gone
+        .iter()
+        .filter(|g| !g.dependency)
+        .map(|g| g.name.clone())
+        .collect();
+    let deps: Vec<&PkgGone> = gone.iter().filter(|g| g.dependency).collect();
+    let mut names = declared.clone();
+    if !deps.is_empty() {
+        let unneeded = pm.unneeded_after(&declared)?;
+        names.extend(
+            deps.iter()
+                .filter(|d| unneeded.contains(&d.name))
+                .map(|d| d.name.clone()),
+        );
+    }
+    if !names.is_empty() {
+        refuse_extras(pm, &names)?;
+    }
+    Ok(names)
 }
 
 fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error> {
@@ -706,17 +738,21 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
         } => {
             let apt = Apt::for_root(root)?;
             let installed = apt.installed()?;
-            let present: Vec<String> = packages
+            let present: Vec<PkgGone> = packages
                 .iter()
                 .filter(|p| installed.contains_key(&p.name))
-                .map(|p| p.name.clone())
+                .cloned()
                 .collect();
-            if !present.is_empty() {
-                refuse_extras(&apt, &present)?;
-                apt.purge(&present)?;
+            let names = purge_set(&apt, &present)?;
+            if !names.is_empty() {
+                apt.purge(&names)?;
             }
+            // A dependency that stays (something else needs it) stays
+            // sysgen's: a later generation that drops it may remove it.
             for p in packages {
-                own(db, manager, &p.name, false)?;
+                if !installed.contains_key(&p.name) || names.contains(&p.name) {
+                    own(db, manager, &p.name, false)?;
+                }
             }
             Ok(())
         }
@@ -871,7 +907,7 @@ mod tests {
         );
         assert_eq!(
             steps[1].to_string(),
-            "apt purge: sg-libhello 1.0 (dependency no longer needed) (changed conffiles saved in the store first: /etc/sg.conf)"
+            "apt purge: sg-libhello 1.0 (dependency, if nothing else needs it) (changed conffiles saved in the store first: /etc/sg.conf)"
         );
     }
 }
