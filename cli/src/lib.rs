@@ -15,6 +15,7 @@ use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
+use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::switch::{SwitchOptions, SwitchOutcome, resolve, switch_to};
@@ -471,6 +472,14 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
             "{name} is active: {} added, {} removed, {} changed ({} steps)",
             o.added, o.removed, o.changed, o.applied.steps
         ));
+        // What happened to packages is news even without -v.
+        if !out.verbose {
+            for s in &o.plan.steps {
+                if let Step::Package(p) = s {
+                    out.line(p.to_string());
+                }
+            }
+        }
         for k in &o.applied.kept {
             out.line(format!(
                 "kept {k}: it still holds files sysgen does not manage"
@@ -499,6 +508,10 @@ fn show_switch(out: &Out, o: &SwitchOutcome) {
         "added": o.added, "removed": o.removed, "changed": o.changed,
         "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
+        "packages": o.plan.steps.iter().filter_map(|s| match s {
+            Step::Package(p) => Some(p),
+            _ => None,
+        }).collect::<Vec<_>>(),
         "kept": o.applied.kept,
         "saved": o.saved.iter().map(|s| json!({
             "path": s.path,

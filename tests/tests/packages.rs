@@ -121,8 +121,31 @@ fn switch_installs_then_purges_package_and_only_the_dependency_it_pulled_in() {
     assert_eq!(added, ["sg-hello 1.0 ii manual", "sg-libhello 1.0 ii auto"]);
 
     // The configuration of generation 1 again: it becomes active again.
+    let ok = d.env.run(&["verify"]).ok();
+    assert!(
+        ok.stdout
+            .contains("ok: the root matches generation 2 (4 entries)"),
+        "2 paths and 2 packages: {}",
+        ok.stdout
+    );
+    // A package removed by hand is drift.
+    d.chroot(&["dpkg", "--purge", "sg-hello"]);
+    let drift = d.env.run(&["verify"]).expect(1);
+    assert!(
+        drift
+            .stdout
+            .contains("drift: package sg-hello: not installed"),
+        "{}",
+        drift.stdout
+    );
     let out = d.env.run(&["switch", &c0]).ok();
     assert!(out.stdout.contains("generation 1"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("apt purge: sg-libhello 1.0 (dependency"),
+        "the summary names the package steps: {}",
+        out.stdout
+    );
     assert_eq!(
         d.packages(),
         before_pkgs,

@@ -423,6 +423,36 @@ pub fn diff(a: &PackageSet, b: &PackageSet) -> Vec<PkgDiff> {
     out
 }
 
+// ------------------------------------------------------------------ verify
+
+/// Packages of the generation that are not installed as it records them
+/// (removed, another version, or left half-installed), for `verify`.
+pub fn drift(state: &State, set: &PackageSet) -> Result<Vec<crate::Drift>, Error> {
+    if set.is_empty() {
+        return Ok(Vec::new());
+    }
+    let installed = Apt::for_root(&state.root)?.installed()?;
+    Ok(set
+        .apt
+        .iter()
+        .filter_map(|(name, pin)| {
+            let what = match installed.get(name) {
+                None => "not installed".to_owned(),
+                Some(i) if i.version != pin.version => format!(
+                    "version {} installed, the generation has {}",
+                    i.version, pin.version
+                ),
+                Some(i) if !i.healthy => "not completely installed or configured".to_owned(),
+                Some(_) => return None,
+            };
+            Some(crate::Drift {
+                path: format!("package {name}"),
+                what,
+            })
+        })
+        .collect())
+}
+
 // ------------------------------------------------------------------ plan
 
 /// The package part of a switch's plan.
