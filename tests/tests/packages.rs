@@ -452,7 +452,9 @@ fn a_root_without_apt_is_refused_with_what_to_do() {
     let c = env.config("p.json", json!({ "packages": { "apt": ["hello"] } }));
     let out = env.run(&["switch", c.to_str().unwrap()]).expect(2);
     assert!(
-        out.stderr.contains("has no /usr/bin/apt-get") && out.stderr.contains("debootstrap"),
+        out.stderr.contains("p.json: packages.apt: the root")
+            && out.stderr.contains("has no /usr/bin/apt-get")
+            && out.stderr.contains("debootstrap"),
         "{}",
         out.stderr
     );

@@ -138,10 +138,15 @@ pub trait PackageManager {
 /// The exact packages a configuration means on this root (see the module
 /// doc). Runs only simulations and queries: nothing on the root changes.
 pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageSet, Error> {
-    if spec.apt.is_empty() {
+    let Some(first) = spec.apt.values().next() else {
         return Ok(PackageSet::default());
-    }
-    let apt = Apt::for_root(&state.root)?;
+    };
+    // A root without apt is a fault of this configuration on this root:
+    // name the file that declares packages.
+    let apt = Apt::for_root(&state.root).map_err(|e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", first.declared_in.display())),
+        e => e,
+    })?;
     let wanted: Vec<Want> = spec
         .apt
         .values()
