@@ -115,6 +115,32 @@ impl Apt {
         })
     }
 
+    /// Runs an apt-get command that changes packages. When an earlier dpkg
+    /// run was cut short (a crash, a power cut), apt refuses until
+    /// `dpkg --configure -a` has finished it: do that, once, then retry,
+    /// so `recover` works after a crash inside dpkg too.
+    fn transaction(&self, args: &[&str]) -> Result<Output, Error> {
+        let out = self.run("apt-get", None, args)?;
+        if out.ok || !out.stderr.contains("dpkg was interrupted") {
+            return Ok(out);
+        }
+        let fix = self.run("dpkg", None, &["--configure", "-a"])?;
+        if !fix.ok {
+            return Err(Error::Package(PackageError {
+                package: failed_package(&fix),
+                what: format!(
+                    "an earlier dpkg run in the root {} was interrupted, and `dpkg --configure -a` cannot finish it:{}",
+                    self.root_display,
+                    fix.tail()
+                ),
+                hint:
+                    "fix the cause and run `dpkg --configure -a` in the root, then `sysgen recover`"
+                        .into(),
+            }));
+        }
+        self.run("apt-get", None, args)
+    }
+
     fn dpkg_lock_error(&self, out: &Output) -> Option<Error> {
         let text = format!("{}{}", out.stderr, out.stdout);
         let line = text.lines().find(|l| {
@@ -142,13 +168,20 @@ struct Output {
 }
 
 impl Output {
-    /// The last lines of the output, for an error message.
+    /// The last lines of the output, for an error message, less the
+    /// chatter that says nothing about the failure.
     fn tail(&self) -> String {
+        const NOISE: [&str; 4] = [
+            "debconf: delaying package configuration",
+            "E: Can not write log",
+            "(Reading database",
+            "Reading package lists",
+        ];
         let all: Vec<&str> = self
             .stdout
             .lines()
             .chain(self.stderr.lines())
-            .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.trim().is_empty() && !NOISE.iter().any(|n| l.starts_with(n)))
             .collect();
         let start = all.len().saturating_sub(12);
         all[start..]
@@ -348,12 +381,12 @@ impl PackageManager for Apt {
             .collect();
             args.extend(files.iter().map(|f| f.to_string()));
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = self.run("apt-get", None, &argv)?;
+            let out = self.transaction(&argv)?;
             if !out.ok {
                 return Err(self.dpkg_lock_error(&out).unwrap_or_else(|| {
                     let pkg = failed_package(&out);
                     Error::Package(PackageError {
-                        what: format!("apt-get install failed{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), out.tail()),
+                        what: format!("apt-get install failed{}{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), script_failure(&out), out.tail()),
                         package: pkg,
                         hint: "fix the cause (or remove the package from the configuration), then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it".into(),
                     })
@@ -440,12 +473,12 @@ impl PackageManager for Apt {
             "purge",
         ];
         args.extend(names.iter().map(String::as_str));
-        let out = self.run("apt-get", None, &args)?;
+        let out = self.transaction(&args)?;
         if !out.ok {
             return Err(self.dpkg_lock_error(&out).unwrap_or_else(|| {
                 let pkg = failed_package(&out);
                 Error::Package(PackageError {
-                    what: format!("apt-get purge failed{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), out.tail()),
+                    what: format!("apt-get purge failed{}{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), script_failure(&out), out.tail()),
                     package: pkg,
                     hint: "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it".into(),
                 })
@@ -553,6 +586,23 @@ fn failed_package(out: &Output) -> Option<String> {
         let name = name.rsplit('/').next().unwrap_or(name);
         Some(name.split(['_', ':']).next().unwrap_or(name).to_owned())
     })
+}
+
+/// ": its post-installation script failed (exit status 1)" when dpkg says
+/// that a maintainer script failed.
+fn script_failure(out: &Output) -> String {
+    out.stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" package ")?;
+            let (script, status) = rest.split_once(" subprocess returned error exit status ")?;
+            Some(format!(
+                ": its {script} failed (exit status {})",
+                status.trim()
+            ))
+        })
+        .unwrap_or_default()
 }
 
 fn tool_failed(out: &Output, package: Option<String>) -> Error {
