@@ -56,6 +56,17 @@ fn published() -> DebEnv {
         files: &[("/usr/share/sg-uses-lib/u.txt", "uses lib\n")],
         ..Pkg::new("sg-uses-lib", "1.0")
     });
+    for v in ["1.0", "2.0"] {
+        d.build(&Pkg::new("sg-base", v));
+    }
+    d.build(&Pkg {
+        depends: "sg-base",
+        ..Pkg::new("sg-keeper", "1.0")
+    });
+    d.build(&Pkg {
+        depends: "sg-base (>= 2.0)",
+        ..Pkg::new("sg-top", "1.0")
+    });
     d.build(&Pkg {
         control: "Conflicts: sg-tool\n",
         ..Pkg::new("sg-conflict", "1.0")
@@ -209,6 +220,35 @@ fn a_dependency_still_needed_by_a_hand_installed_package_stays() {
         added,
         ["sg-libhello 1.0 ii auto", "sg-uses-lib 1.0 ii manual"],
         "sg-hello is purged; its dependency stays for sg-uses-lib"
+    );
+}
+
+#[test]
+fn a_package_sysgen_upgrades_but_did_not_install_keeps_its_mark_and_stays() {
+    let d = published();
+    // sg-base 1.0 came as a dependency of something the admin installed.
+    d.chroot(&["apt-get", "install", "-y", "-q", "sg-base=1.0", "sg-keeper"]);
+    d.chroot(&["apt-mark", "auto", "sg-base"]);
+    let c1 = cfg(&d, "one.json", &["sg-top"], "x\n");
+    let c2 = cfg(&d, "two.json", &[], "x\n");
+    let out = d.env.run(&["switch", &c1]).ok();
+    assert!(
+        out.stdout.contains(
+            "apt transaction: upgrade sg-base 1.0 -> 2.0 (dependency), install sg-top 1.0"
+        ),
+        "{}",
+        out.stdout
+    );
+    let pkgs = d.packages();
+    assert!(
+        pkgs.contains("sg-base 2.0 ii auto"),
+        "still automatic: {pkgs}"
+    );
+    d.env.run(&["switch", &c2]).ok();
+    let pkgs = d.packages();
+    assert!(
+        pkgs.contains("sg-base 2.0 ii auto") && !pkgs.contains("sg-top"),
+        "sg-top goes; sg-base is not sysgen's, it stays: {pkgs}"
     );
 }
 

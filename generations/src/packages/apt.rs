@@ -262,6 +262,18 @@ impl PackageManager for Apt {
         Ok(map)
     }
 
+    fn auto_marked(&self) -> Result<BTreeSet<String>, Error> {
+        let out = self.run("apt-mark", None, &["showauto"])?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or(l).to_owned())
+            .collect())
+    }
+
     fn resolve(&self, wanted: &[Want]) -> Result<Resolved, Error> {
         let mut args: Vec<String> = [
             "-s",

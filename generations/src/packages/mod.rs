@@ -108,6 +108,8 @@ pub trait PackageManager {
     fn root_display(&self) -> &str;
     /// Every package present on the root.
     fn installed(&self) -> Result<BTreeMap<String, Installed>, Error>;
+    /// The packages marked as installed automatically (as dependencies).
+    fn auto_marked(&self) -> Result<BTreeSet<String>, Error>;
     /// Simulates installing `wanted`; changes nothing.
     fn resolve(&self, wanted: &[Want]) -> Result<Resolved, Error>;
     /// Every package name the hard dependencies of `names` can reach.
@@ -754,14 +756,27 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
                     })?;
                     staged.push(path);
                 }
-                let pick = |dep: bool| -> Vec<String> {
-                    changes
-                        .iter()
-                        .filter(|c| c.owned && c.dependency == dep)
-                        .map(|c| c.name.clone())
-                        .collect()
-                };
-                apt.install(&staged, &pick(false), &pick(true))
+                // apt marks every package given as a file as installed by
+                // hand: sysgen's dependencies go back to automatic, and so
+                // does a package sysgen does not own that was automatic.
+                let was_auto = apt.auto_marked()?;
+                let manual: Vec<String> = changes
+                    .iter()
+                    .filter(|c| c.owned && !c.dependency)
+                    .map(|c| c.name.clone())
+                    .collect();
+                let auto: Vec<String> = changes
+                    .iter()
+                    .filter(|c| {
+                        if c.owned {
+                            c.dependency
+                        } else {
+                            was_auto.contains(&c.name)
+                        }
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                apt.install(&staged, &manual, &auto)
             })();
             for p in &staged {
                 root.remove(p)?;
