@@ -457,8 +457,20 @@ fn a_failing_postinst_stops_the_switch_and_recover_rollback_undoes_it() {
     let st = d.env.run(&["status"]).ok();
     assert!(st.stdout.contains("interrupted"), "{}", st.stdout);
     d.env.run(&["switch", &c1]).expect(1);
+    // With the dpkg lock held, apt itself refuses inside the journalled
+    // plan: the message says so, and the switch stays recoverable.
+    let lock = d.hold_dpkg_lock();
+    let held = d.env.run(&["recover"]).expect(1);
+    assert!(
+        held.stderr.contains("the dpkg lock of the root")
+            && held.stderr.contains("is held by another program: Could not get lock"),
+        "{}",
+        held.stderr
+    );
+    drop(lock);
     // Forward cannot finish while the script fails…
-    d.env.run(&["recover"]).expect(1);
+    let again = d.env.run(&["recover"]).expect(1);
+    assert!(again.stderr.contains("sg-broken"), "{}", again.stderr);
     // …undoing lands exactly on generation 1.
     d.env.run(&["recover", "--rollback"]).ok();
     assert_eq!((d.packages(), d.tree()), before);
