@@ -557,19 +557,28 @@ fn cmd_diff(
         (Some(a), None) => (pick(Some(a), None, "")?, pick(None, cur, "active")?),
         (Some(a), Some(b)) => (pick(Some(a), None, "")?, pick(Some(b), None, "")?),
     };
-    let manifest_of = |id: &GenerationId| -> Result<_, Error> {
+    let root_of = |id: &GenerationId| -> Result<_, Error> {
         Ok(state
             .db
             .manifest(id)?
             .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
-            .0)
+            .0
+            .root)
     };
-    let (ma, mb) = (manifest_of(&ida)?, manifest_of(&idb)?);
-    let changes = diff(&state.db, Some(ma.root), Some(mb.root))?;
+    let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
     for c in &changes {
         out.line(describe(c));
     }
-    let package_changes = sysgen_generations::packages::diff(&ma.packages, &mb.packages);
+
+    let packages_of = |id: &GenerationId| -> Result<_, Error> {
+        Ok(state
+            .db
+            .manifest(id)?
+            .map(|(m, _)| m.packages)
+            .unwrap_or_default())
+    };
+    let package_changes =
+        sysgen_generations::packages::diff(&packages_of(&ida)?, &packages_of(&idb)?);
     for c in &package_changes {
         out.line(c.to_string());
     }

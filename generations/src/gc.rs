@@ -75,7 +75,6 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     for id in &kept {
         if let Some((m, _)) = state.db.manifest(id)? {
             mark(&state.db, m.root, &mut nodes, &mut public, &mut secret)?;
-            crate::packages::mark_files(&state.db, std::iter::once(&m.packages), &mut public)?;
         }
     }
     for o in state.db.ledger()?.values() {
@@ -84,6 +83,12 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         }
     }
     secret.extend(state.db.saved_hashes()?);
+    // The .deb files of the kept generations' packages.
+    for id in &kept {
+        if let Some((m, _)) = state.db.manifest(id)? {
+            crate::packages::mark_files(&state.db, std::iter::once(&m.packages), &mut public)?;
+        }
+    }
 
     let mut out = GcOutcome {
         dry_run: opts.dry_run,

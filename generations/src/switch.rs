@@ -98,7 +98,7 @@ pub fn switch_to(
     if let (Some(want), false) = (&target.host, opts.force) {
         check_host(state, want)?;
     }
-    let old = match &active {
+    let old_root = match &active {
         Some(a) => Some(
             state
                 .db
@@ -109,11 +109,11 @@ pub fn switch_to(
                         a.number
                     ))
                 })?
-                .0,
+                .0
+                .root,
         ),
         None => None,
     };
-    let old_root = old.as_ref().map(|m| m.root);
     let changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
@@ -128,7 +128,14 @@ pub fn switch_to(
         });
     }
     let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
-    let old_packages = old.map(|m| m.packages).unwrap_or_default();
+    let old_packages = match &active {
+        Some(a) => state
+            .db
+            .manifest(&a.id)?
+            .map(|(m, _)| m.packages)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
     let pk = crate::packages::plan(state, &old_packages, &target.packages, keep)?;
     let mut saved = pre.saved;
     saved.extend(pk.saved.iter().cloned());

@@ -463,7 +463,9 @@ fn a_failing_postinst_stops_the_switch_and_recover_rollback_undoes_it() {
     let held = d.env.run(&["recover"]).expect(1);
     assert!(
         held.stderr.contains("the dpkg lock of the root")
-            && held.stderr.contains("is held by another program: Could not get lock"),
+            && held
+                .stderr
+                .contains("is held by another program: Could not get lock"),
         "{}",
         held.stderr
     );
