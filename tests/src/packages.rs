@@ -313,7 +313,7 @@ impl DebEnv {
     }
 }
 
-/// Writes `line` to stderr so that a skip is visible in test output.
+/// Prints why a test did not run, on stderr, so that the skip is visible.
 pub fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {reason}");
 }
