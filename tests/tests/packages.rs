@@ -253,6 +253,30 @@ fn a_package_sysgen_upgrades_but_did_not_install_keeps_its_mark_and_stays() {
 }
 
 #[test]
+fn a_package_that_goes_from_declared_to_dependency_is_purged_with_its_dependent() {
+    let d = published();
+    let before = d.packages();
+    let c1 = cfg(&d, "one.json", &["sg-libhello"], "x\n");
+    let c2 = cfg(&d, "two.json", &["sg-hello"], "x\n");
+    let c3 = cfg(&d, "three.json", &[], "x\n");
+    let none = cfg(&d, "none.json", &[], "x\n");
+    d.env.run(&["switch", &none]).ok();
+    let files_only = d.tree();
+    d.env.run(&["switch", &c1]).ok();
+    let out = d.env.run(&["switch", &c2]).ok();
+    assert!(
+        out.stdout
+            .contains("apt transaction: install sg-hello 2.0, mark sg-libhello as a dependency"),
+        "{}",
+        out.stdout
+    );
+    assert!(d.packages().contains("sg-libhello 1.0 ii auto"));
+    d.env.run(&["switch", &c3]).ok();
+    assert_eq!(d.packages(), before);
+    assert_eq!(d.tree(), files_only);
+}
+
+#[test]
 fn a_declared_package_that_a_hand_installed_one_needs_is_not_purged() {
     let d = published();
     let c1 = cfg(&d, "one.json", &["sg-libhello"], "x\n");

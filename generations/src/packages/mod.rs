@@ -251,6 +251,11 @@ pub enum PackageStep {
     Install {
         manager: String,
         changes: Vec<PkgChange>,
+        /// Packages sysgen owns, already at their version, that go from
+        /// declared to dependency or back: only their apt mark changes (so
+        /// that a dependency is purged once nothing needs it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remark: Vec<Remark>,
     },
     /// Purge these packages (all installed by sysgen), after saving their
     /// changed conffiles (done while planning).
@@ -290,6 +295,13 @@ pub struct PkgChange {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Remark {
+    pub name: String,
+    pub dependency: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PkgGone {
     pub name: String,
     pub version: String,
@@ -313,8 +325,12 @@ impl PkgChange {
 impl fmt::Display for PackageStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PackageStep::Install { manager, changes } => {
-                let parts: Vec<String> = changes
+            PackageStep::Install {
+                manager,
+                changes,
+                remark,
+            } => {
+                let mut parts: Vec<String> = changes
                     .iter()
                     .map(|c| {
                         let dep = if c.dependency { " (dependency)" } else { "" };
@@ -326,6 +342,13 @@ impl fmt::Display for PackageStep {
                         }
                     })
                     .collect();
+                parts.extend(remark.iter().map(|r| {
+                    if r.dependency {
+                        format!("mark {} as a dependency", r.name)
+                    } else {
+                        format!("mark {} as declared", r.name)
+                    }
+                }));
                 write!(f, "{manager} transaction: {}", parts.join(", "))
             }
             PackageStep::Remove {
@@ -579,10 +602,27 @@ fn plan_with(
             purge_set(pm, &gone)?;
         }
     }
-    if !changes.is_empty() {
+    let remark: Vec<Remark> = new
+        .apt
+        .iter()
+        .filter(|(name, pin)| {
+            owned.contains(*name)
+                && !changes.iter().any(|c| &c.name == *name)
+                && old
+                    .apt
+                    .get(*name)
+                    .is_some_and(|o| o.dependency != pin.dependency)
+        })
+        .map(|(name, pin)| Remark {
+            name: name.clone(),
+            dependency: pin.dependency,
+        })
+        .collect();
+    if !changes.is_empty() || !remark.is_empty() {
         out.install = Some(PackageStep::Install {
             manager: pm.name().into(),
             changes,
+            remark,
         });
     }
     if !gone.is_empty() {
@@ -673,10 +713,7 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
 /// manager, keeps it in the store, and records it. Runs before the journal
 /// is written: a failure here changes nothing.
 pub fn fetch(state: &mut State, plan: &mut Plan) -> Result<(), Error> {
-    let Some(Step::Package(PackageStep::Install {
-        manager: _,
-        changes,
-    })) = plan
+    let Some(Step::Package(PackageStep::Install { changes, .. })) = plan
         .steps
         .iter_mut()
         .find(|s| matches!(s, Step::Package(PackageStep::Install { .. })))
@@ -718,7 +755,11 @@ pub fn fetch(state: &mut State, plan: &mut Plan) -> Result<(), Error> {
 pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> Result<(), Error> {
     match step {
         PackageStep::Keep { .. } => Ok(()),
-        PackageStep::Install { manager, changes } => {
+        PackageStep::Install {
+            manager,
+            changes,
+            remark,
+        } => {
             let apt = Apt::for_root(root)?;
             // Ownership is recorded before apt runs: if the switch is cut
             // short, undoing it knows these packages are sysgen's to remove.
@@ -760,12 +801,12 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
                 // hand: sysgen's dependencies go back to automatic, and so
                 // does a package sysgen does not own that was automatic.
                 let was_auto = apt.auto_marked()?;
-                let manual: Vec<String> = changes
+                let mut manual: Vec<String> = changes
                     .iter()
                     .filter(|c| c.owned && !c.dependency)
                     .map(|c| c.name.clone())
                     .collect();
-                let auto: Vec<String> = changes
+                let mut auto: Vec<String> = changes
                     .iter()
                     .filter(|c| {
                         if c.owned {
@@ -776,6 +817,13 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
                     })
                     .map(|c| c.name.clone())
                     .collect();
+                for r in remark {
+                    if r.dependency {
+                        auto.push(r.name.clone());
+                    } else {
+                        manual.push(r.name.clone());
+                    }
+                }
                 apt.install(&staged, &manual, &auto)
             })();
             for p in &staged {
@@ -1202,6 +1250,10 @@ mod tests {
                     owned: true,
                     deb: Some(Hash::of(b"deb")),
                 }],
+                remark: vec![Remark {
+                    name: "sg-libhello".into(),
+                    dependency: true,
+                }],
             }),
             Step::Package(PackageStep::Remove {
                 manager: "apt".into(),
@@ -1218,7 +1270,7 @@ mod tests {
         assert_eq!(back, steps);
         assert_eq!(
             steps[0].to_string(),
-            "apt transaction: downgrade sg-hello 2.0 -> 1.0"
+            "apt transaction: downgrade sg-hello 2.0 -> 1.0, mark sg-libhello as a dependency"
         );
         assert_eq!(
             steps[1].to_string(),
