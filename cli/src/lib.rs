@@ -560,6 +560,14 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
             "{name} is active: {} added, {} removed, {} changed ({} steps)",
             o.added, o.removed, o.changed, o.applied.steps
         ));
+        // What happened to packages is news even without -v.
+        if !out.verbose {
+            for s in &o.plan.steps {
+                if let Step::Package(p) = s {
+                    out.line(p.to_string());
+                }
+            }
+        }
         for k in &o.applied.kept {
             out.line(format!(
                 "kept {k}: it still holds files sysgen does not manage"
@@ -598,6 +606,10 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
         "added": o.added, "removed": o.removed, "changed": o.changed,
         "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
+        "packages": o.plan.steps.iter().filter_map(|s| match s {
+            Step::Package(p) => Some(p),
+            _ => None,
+        }).collect::<Vec<_>>(),
         "kept": o.applied.kept,
         "skipped": skipped,
         "failed": o.applied.failed,
@@ -660,6 +672,10 @@ fn cmd_diff(
     for c in &changes {
         out.line(describe(c));
     }
+    let package_changes = sysgen_generations::packages::diff(&ma.packages, &mb.packages);
+    for c in &package_changes {
+        out.line(c.to_string());
+    }
     let units = services::diff(&ma.services, &mb.services);
     for u in &units {
         let sign = match u.change {
@@ -669,7 +685,7 @@ fn cmd_diff(
         };
         out.line(format!("{sign} service {}  {}", u.unit, u.what()));
     }
-    if changes.is_empty() && units.is_empty() {
+    if changes.is_empty() && package_changes.is_empty() && units.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -685,6 +701,7 @@ fn cmd_diff(
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),
             Change::Changed(p, o, n) => json!({"path": p, "change": "changed", "old": shown(o), "new": shown(n), "what": what_changed(o, n)}),
         }).collect::<Vec<_>>(),
+        "packages": package_changes,
         "services": units,
     }));
     Ok(0)

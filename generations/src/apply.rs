@@ -257,6 +257,7 @@ fn run(
         Step::Service(s) => {
             crate::services::apply_step(root.path(), db, opts.services, s, &mut out.failed)?;
         }
+        Step::Package(s) => crate::packages::apply(root, store, db, s)?,
         Step::Activate { number, id } => {
             root.sync().map_err(|e| Error::Io {
                 path: root.path().to_owned(),

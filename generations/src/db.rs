@@ -66,6 +66,23 @@ CREATE TABLE stat_cache (
     r#"
 CREATE TABLE unit_origins (unit TEXT PRIMARY KEY, enabled INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    // Which packages sysgen installed (and so may remove), and the .deb
+    // files it keeps in the store for exact, offline rollback.
+    r#"
+CREATE TABLE package_owned (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (manager, name)
+) WITHOUT ROWID;
+CREATE TABLE package_files (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (manager, name, version, arch)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// What was on the root at a path before sysgen first managed it. A path
@@ -211,6 +228,11 @@ impl Db {
             tx.commit().map_err(sql)?;
         }
         Ok(())
+    }
+
+    /// For the packages module, which keeps its own tables (migration 2).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     // ---- manifests and nodes ----

@@ -86,6 +86,12 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         }
     }
     secret.extend(state.db.saved_hashes()?);
+    // The .deb files of the kept generations' packages.
+    for id in &kept {
+        if let Some((m, _)) = state.db.manifest(id)? {
+            crate::packages::mark_files(&state.db, std::iter::once(&m.packages), &mut public)?;
+        }
+    }
 
     let mut out = GcOutcome {
         dry_run: opts.dry_run,
@@ -109,6 +115,12 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     }
     let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &nodes, &kept)?;
     out.nodes = removed_nodes;
+    let gone: Vec<Hash> = garbage
+        .iter()
+        .filter(|(_, a)| *a == Area::Public)
+        .map(|(h, _)| *h)
+        .collect();
+    crate::packages::forget_files(&state.db, &gone)?;
     for (h, area) in garbage {
         state.store.remove(&h, area)?;
     }

@@ -126,6 +126,9 @@ pub fn build(
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
     unsupported(spec)?;
+    // First, as it can fail on the configuration (an unknown package) and
+    // it is quick next to hashing.
+    let packages = crate::packages::resolve(state, &spec.packages)?;
     let ids = Ids::read(state)?;
     let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
 
@@ -278,6 +281,7 @@ pub fn build(
         host: spec.host.clone(),
         root,
         services: crate::services::Services::from_spec(spec),
+        packages,
     };
     let id = state.db.put_manifest(
         &manifest,
@@ -310,19 +314,11 @@ pub fn build(
 /// Packages, datasets and services are parsed and validated, but this
 /// version cannot realize them yet: refuse rather than ignore them.
 fn unsupported(spec: &HostSpec) -> Result<(), Error> {
-    let first = [
-        spec.packages.apt.values().next().map(|p| {
-            (
-                "packages",
-                format!("packages.apt.{}", p.name),
-                &p.declared_in,
-            )
-        }),
-        spec.datasets
-            .iter()
-            .next()
-            .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in)),
-    ];
+    let first = [spec
+        .datasets
+        .iter()
+        .next()
+        .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in))];
     match first.into_iter().flatten().next() {
         None => Ok(()),
         Some((section, key, file)) => Err(Error::Invalid(format!(

@@ -17,6 +17,7 @@ pub mod gc;
 pub mod ingest;
 pub mod journal;
 pub mod manifest;
+pub mod packages;
 pub mod plan;
 pub mod precheck;
 pub mod recover;
@@ -103,6 +104,29 @@ pub enum Error {
     Collected(u64),
     #[error(transparent)]
     Service(#[from] services::ServiceError),
+    /// A package manager refused or failed.
+    #[error("{0}")]
+    Package(PackageError),
+}
+
+/// A failure of the package manager: what went wrong (with the tool's own
+/// last lines), the package at fault when known, and what to do.
+#[derive(Debug)]
+pub struct PackageError {
+    pub package: Option<String>,
+    pub what: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for PackageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}
+{}",
+            self.what, self.hint
+        )
+    }
 }
 
 fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {

@@ -157,6 +157,8 @@ pub struct Manifest {
     /// generations without services do not change.
     #[serde(default, skip_serializing_if = "crate::services::Services::is_empty")]
     pub services: crate::services::Services,
+    #[serde(default, skip_serializing_if = "crate::packages::PackageSet::is_empty")]
+    pub packages: crate::packages::PackageSet,
 }
 
 impl Manifest {

@@ -94,6 +94,8 @@ pub enum Step {
     },
     /// Enable, disable, stop, start, restart, reload or check a unit.
     Service(crate::services::ServiceStep),
+    /// Install, upgrade, downgrade or remove packages (`packages` module).
+    Package(crate::packages::PackageStep),
     /// Make every change durable, then record the generation as active.
     Activate { number: u64, id: GenerationId },
     /// Make every change durable, then record that no generation is active
@@ -109,7 +111,7 @@ impl Step {
             | Step::PutSymlink { path, .. }
             | Step::MakeDir { path, .. }
             | Step::SetMeta { path, .. } => Some(path),
-            Step::Activate { .. } | Step::Deactivate | Step::Service(_) => None,
+            Step::Activate { .. } | Step::Deactivate | Step::Service(_) | Step::Package(_) => None,
         }
     }
 }
@@ -222,6 +224,7 @@ impl fmt::Display for Step {
             }
             Step::Deactivate => write!(f, "record that no generation is active"),
             Step::Service(s) => write!(f, "{s}"),
+            Step::Package(s) => write!(f, "{s}"),
         }
     }
 }

@@ -112,6 +112,18 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
+    let from_packages = match &journal.from {
+        Some((_, id)) => state
+            .db
+            .manifest(id)?
+            .map(|(m, _)| m.packages)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let pk = crate::packages::plan(state, &to.packages, &from_packages, Some(&state.store))?;
+    state.db.insert_saved(&pk.saved, opts.now)?;
+    crate::packages::insert_steps(&mut back, pk);
+    crate::packages::fetch(state, &mut back)?;
     let origins = services::undo_origins(state.db.unit_origins()?, &journal.plan);
     services::insert(
         &mut back,

@@ -134,6 +134,18 @@ pub fn switch_to(
         });
     }
     let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let old_packages = match &active {
+        Some(a) => state
+            .db
+            .manifest(&a.id)?
+            .map(|(m, _)| m.packages)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let pk = crate::packages::plan(state, &old_packages, &target.packages, keep)?;
+    let mut saved = pre.saved;
+    saved.extend(pk.saved.iter().cloned());
+    crate::packages::insert_steps(&mut plan, pk);
     // What each unit goes back to when it leaves: recorded for the units
     // sysgen manages, read from the root for those it starts to manage.
     let mut origins = state.db.unit_origins()?;
@@ -162,7 +174,7 @@ pub fn switch_to(
         dry_run: opts.dry_run,
         plan,
         applied: ApplyOutcome::default(),
-        saved: pre.saved,
+        saved,
         forced: pre.drift,
         added,
         removed,
@@ -171,6 +183,9 @@ pub fn switch_to(
     if opts.dry_run {
         return Ok(outcome);
     }
+    // Package files go into the store before the journal: a download that
+    // fails changes nothing, and the journal's plan then runs offline.
+    crate::packages::fetch(state, &mut outcome.plan)?;
     // The saved copies are already durable in the store; record them before
     // any change, so nothing the admin wrote is ever unaccounted for.
     state.db.insert_saved(&outcome.saved, opts.now)?;

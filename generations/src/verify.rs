@@ -1,6 +1,7 @@
 //! verify: compare the root with the active generation, entry by entry
 //! (type, content, mode, and ownership where managed), files hashed in
-//! parallel; with `--store`, also rehash every store object.
+//! parallel; the packages against what is installed; with `--store`, also
+//! rehash every store object.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -55,6 +56,9 @@ pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<Ver
                 out.drift.push(d);
             }
         }
+        out.entries += m.packages.apt.len() as u64;
+        out.drift
+            .extend(crate::packages::drift(state, &m.packages)?);
     }
     if store {
         for area in [Area::Public, Area::Secret] {

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod packages;
 pub mod services;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations

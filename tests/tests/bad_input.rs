@@ -383,9 +383,9 @@ const CASES: &[Case] = &[
         want: &["c.json", "/srv/www", "site"],
     },
     Case {
-        name: "packages declared",
+        name: "packages declared on a root without apt",
         files: &[("c.json", r#"{ "packages": { "apt": ["nginx"] } }"#)],
-        want: &["c.json", "packages", "not supported"],
+        want: &["c.json", "packages.apt", "has no /usr/bin/apt-get"],
     },
     Case {
         name: "datasets declared",
