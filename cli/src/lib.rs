@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use serde_json::json;
+use sysgen_generations::datasets::{DatasetReport, report};
 use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
@@ -57,6 +58,7 @@ struct Env {
     state_dir: PathBuf,
     now: i64,
     fault_after: Option<u64>,
+    tools: sysgen_generations::datasets::Tools,
 }
 
 impl Env {
@@ -85,6 +87,10 @@ impl Env {
             state_dir,
             now,
             fault_after,
+            tools: sysgen_generations::datasets::Tools {
+                btrfs: find_tool(&g.btrfs),
+                zfs: find_tool(&g.zfs),
+            },
         })
     }
 
@@ -165,16 +171,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 })?,
             };
             let id = resolve(&state, &n.to_string())?;
-            if *with_data {
-                out.detail(
-                    "--with-data: this configuration format version has no datasets to restore yet",
-                );
-            }
-            let o = switch_to(
-                &mut state,
-                id,
-                &switch_opts(&env, *force, *dry_run, "rollback", &bar),
-            )?;
+            let mut opts = switch_opts(&env, *force, *dry_run, "rollback", &bar);
+            opts.datasets.with_data = *with_data;
+            let o = switch_to(&mut state, id, &opts)?;
             show_switch(out, &o);
             Ok(0)
         }
@@ -206,9 +205,12 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 );
                 out.line(line.trim_end());
             }
+            let datasets = report(&state, &env.tools)?;
+            dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
                 "active": active,
+                "datasets": datasets,
                 "generations": gens.iter().map(|g| json!({
                     "number": g.number, "id": g.id.to_string(), "created_at": g.created_at,
                     "date": utc(g.created_at), "active": Some(g.number) == active, "pinned": g.pinned,
@@ -244,8 +246,11 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     v.entries
                 ));
             }
+            let datasets = report(&state, &env.tools)?;
+            dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
+                "datasets": datasets,
                 "active": state.db.active()?.map(|a| json!({"number": a.number, "id": a.id.to_string()})),
                 "interrupted": journal.map(|j| json!({"to": j.to_number, "from": j.from.map(|f| f.0), "started_at": j.started_at})),
                 "entries": v.entries,
@@ -307,6 +312,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     older_than: *older_than,
                     dry_run: *dry_run,
                     now: env.now,
+                    tools: env.tools.clone(),
                 },
             )?;
             let verb = if *dry_run { "would delete" } else { "deleted" };
@@ -329,6 +335,16 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 if g.objects == 1 { "" } else { "s" },
                 human_bytes(g.bytes_freed)
             ));
+            for d in &g.datasets {
+                out.line(format!(
+                    "{verb} {} of dataset {} ({}): {} ({})",
+                    d.what,
+                    d.path,
+                    d.kind,
+                    d.location,
+                    human_bytes(d.bytes)
+                ));
+            }
             out.doc(json!({ "ok": true, "gc": g }));
             Ok(0)
         }
@@ -358,6 +374,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     now: env.now,
                     fault_after: env.fault_after,
                     progress: &bar,
+                    tools: env.tools.clone(),
                 },
             )?;
             if !r.interrupted {
@@ -380,6 +397,57 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
     }
 }
 
+/// A tool given as a path is used if it exists; a bare name is looked up
+/// in `PATH`. `None`: not installed (the library says so when it needs it).
+fn find_tool(t: &Path) -> Option<PathBuf> {
+    if t.components().count() > 1 {
+        return t.is_file().then(|| t.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(t))
+            .find(|p| p.is_file())
+    })
+}
+
+/// One line per dataset sysgen knows, then one per snapshot of it.
+fn dataset_lines(out: &Out, datasets: &[DatasetReport]) {
+    for d in datasets {
+        let gens = if d.generations.is_empty() {
+            "no remaining generation has it".to_owned()
+        } else {
+            format!(
+                "in generation{} {}",
+                if d.generations.len() == 1 { "" } else { "s" },
+                d.generations
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        out.line(format!(
+            "dataset {} ({}): {} at {}, {gens}, {} snapshot{}",
+            d.path,
+            d.kind,
+            d.state,
+            d.location,
+            d.snapshots.len(),
+            if d.snapshots.len() == 1 { "" } else { "s" }
+        ));
+        for s in &d.snapshots {
+            out.line(format!(
+                "  snapshot {} ({}, generation {}, {}): {}",
+                s.name,
+                s.why,
+                s.generation,
+                utc(s.taken_at),
+                s.location
+            ));
+        }
+    }
+}
+
 fn switch_opts<'a>(
     env: &Env,
     force: bool,
@@ -394,6 +462,10 @@ fn switch_opts<'a>(
         fault_after: env.fault_after,
         how,
         progress: bar,
+        datasets: sysgen_generations::datasets::DatasetOptions {
+            tools: env.tools.clone(),
+            with_data: false,
+        },
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ApplyOptions<'a> {
     pub now: i64,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    /// Where btrfs and zfs are, for dataset steps.
+    pub tools: &'a crate::datasets::Tools,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -43,7 +45,7 @@ pub fn apply(
     opts.progress
         .start("applying", journal.plan.steps.len() as u64);
     for step in &journal.plan.steps {
-        run(root, store, db, journal, step, opts.now, &mut out)?;
+        run(root, store, db, journal, step, opts, &mut out)?;
         out.steps += 1;
         opts.progress.advance(1);
         if opts.fault_after == Some(out.steps) {
@@ -65,9 +67,10 @@ fn run(
     db: &mut Db,
     journal: &Journal,
     step: &Step,
-    now: i64,
+    opts: &ApplyOptions<'_>,
     out: &mut ApplyOutcome,
 ) -> Result<(), Error> {
+    let now = opts.now;
     match step {
         Step::Remove { path, .. } => {
             if root.remove(path)? == Removed::KeptNotEmpty {
@@ -131,6 +134,7 @@ fn run(
                 root.set_meta(path, *mode, owner(*uid, *gid))?;
             }
         }
+        Step::Dataset(d) => crate::datasets::apply_step(root, db, opts.tools, d, now)?,
         Step::Activate { number, id } => {
             root.sync().map_err(|e| Error::Io {
                 path: root.path().to_owned(),

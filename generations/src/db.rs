@@ -59,6 +59,24 @@ CREATE TABLE stat_cache (
     ctime_ns INTEGER NOT NULL,
     hash BLOB NOT NULL
 ) WITHOUT ROWID;
+"#, r#"
+-- Datasets sysgen attached (created, adopted or re-attached) at some point,
+-- whatever their state now; gc destroys what no remaining generation has.
+CREATE TABLE datasets (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Snapshots sysgen took of them, recorded as soon as they exist.
+CREATE TABLE dataset_snapshots (
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    taken_at INTEGER NOT NULL,
+    PRIMARY KEY (path, name)
+) WITHOUT ROWID;
 "#];
 
 /// What was on the root at a path before sysgen first managed it. A path
@@ -180,6 +198,11 @@ impl Db {
         let mut db = Db { conn };
         db.migrate()?;
         Ok(db)
+    }
+
+    /// The connection, for the dataset records (`datasets::backend`).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     fn migrate(&mut self) -> Result<(), Error> {

@@ -168,6 +168,20 @@ pub fn build(
     for (p, t) in &spec.trees {
         expand_tree(p, t, &mut pending)?;
     }
+    let datasets = crate::datasets::from_spec(spec, &mut |p, d| {
+        let what = format!("{}: datasets.{p}", d.declared_in.display());
+        // The dataset's top directory: the file steps give it its mode and
+        // owner, and `verify` checks them.
+        pending.insert(
+            p.clone(),
+            Pending::Ready(Entry::Dir {
+                mode: d.mode.map(|m| m.bits()),
+                uid: ids.resolve(&d.owner, false, &what)?,
+                gid: ids.resolve(&d.group, true, &what)?,
+            }),
+        );
+        Ok(())
+    })?;
     // Every ancestor of a declared path is a directory sysgen makes sure exists.
     let paths: Vec<EntryPath> = pending.keys().cloned().collect();
     for p in &paths {
@@ -277,6 +291,7 @@ pub fn build(
         sysgen: 1,
         host: spec.host.clone(),
         root,
+        datasets,
     };
     let id = state.db.put_manifest(
         &manifest,
@@ -317,10 +332,6 @@ fn unsupported(spec: &HostSpec) -> Result<(), Error> {
                 &p.declared_in,
             )
         }),
-        spec.datasets
-            .iter()
-            .next()
-            .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in)),
         spec.services
             .iter()
             .next()

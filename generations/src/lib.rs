@@ -12,6 +12,7 @@
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
 pub mod apply;
+pub mod datasets;
 pub mod db;
 pub mod gc;
 pub mod ingest;
@@ -100,6 +101,9 @@ pub enum Error {
     NoSuchGeneration(String),
     #[error("generation {0} was deleted by gc; `sysgen list` shows the generations that remain")]
     Collected(u64),
+    /// A dataset tool (btrfs, zfs) failed, with its stderr.
+    #[error("{0}")]
+    Dataset(String),
 }
 
 fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {

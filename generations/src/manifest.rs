@@ -153,6 +153,8 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub root: NodeId,
+    #[serde(default, skip_serializing_if = "crate::datasets::Datasets::is_empty")]
+    pub datasets: crate::datasets::Datasets,
 }
 
 impl Manifest {

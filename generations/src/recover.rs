@@ -22,6 +22,8 @@ pub struct RecoverOptions<'a> {
     pub now: i64,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    /// Where btrfs and zfs are, for dataset steps.
+    pub tools: crate::datasets::Tools,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +52,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         now: opts.now,
         fault_after: opts.fault_after,
         progress: opts.progress,
+        tools: &opts.tools,
     };
 
     if !opts.rollback {
@@ -92,12 +95,15 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         ),
         None => None,
     };
-    let changes = diff(&state.db, Some(to.root), from_root)?;
+    let mut changes = diff(&state.db, Some(to.root), from_root)?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
+    let dp = undo_datasets(state, &journal, &to.datasets, &changes, &ledger, opts)?;
+    crate::datasets::filter_changes(&mut changes, &dp);
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
+    crate::datasets::splice(&mut back.steps, dp);
     if journal.from.is_none() {
         // Back to the state before sysgen: no generation is active.
         if let Some(last) = back.steps.last_mut() {
@@ -125,6 +131,52 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         direction: "rollback",
         steps: out.steps,
     })
+}
+
+/// The dataset steps that undo the journal's (see [`crate::datasets::undo`]).
+fn undo_datasets(
+    state: &State,
+    journal: &Journal,
+    to: &crate::datasets::Datasets,
+    changes: &[crate::manifest::Change],
+    ledger: &std::collections::BTreeMap<sysgen_schema::EntryPath, crate::db::Origin>,
+    opts: &RecoverOptions<'_>,
+) -> Result<crate::datasets::DatasetPlan, Error> {
+    use crate::datasets::{self, backend};
+    let from = match &journal.from {
+        Some((_, id)) => backend::of_generation(&state.db, id)?,
+        None => datasets::Datasets::default(),
+    };
+    let steps: Vec<datasets::DatasetStep> = journal
+        .plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            crate::plan::Step::Dataset(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    let known = backend::known(&state.db)?;
+    let taken = backend::taken(&state.db)?;
+    let dopts = datasets::DatasetOptions {
+        tools: opts.tools.clone(),
+        with_data: false,
+    };
+    let cx = datasets::Context {
+        changes,
+        ledger,
+        known: &known,
+        opts: &dopts,
+    };
+    let restores = Default::default();
+    let names = datasets::Names {
+        from: Some(journal.to_number),
+        to: journal.from.map_or(0, |f| f.0),
+        taken: &taken,
+        restores: &restores,
+        now: opts.now,
+    };
+    Ok(datasets::undo(&steps, to, &from, &cx, &names))
 }
 
 /// Removes the temporary files an interrupted write may have left next to

@@ -34,6 +34,8 @@ pub struct SwitchOptions<'a> {
     /// "switch" or "rollback", recorded in the history.
     pub how: &'a str,
     pub progress: &'a dyn Progress,
+    /// Dataset tools and `--with-data`.
+    pub datasets: crate::datasets::DatasetOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,20 +116,26 @@ pub fn switch_to(
         ),
         None => None,
     };
-    let changes = diff(&state.db, old_root, Some(target.root))?;
+    let mut changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
+    let dp = plan_datasets(state, active.as_ref().map(|a| (a.number, a.id)), &target, number, &changes, &ledger, opts)?;
+    crate::datasets::filter_changes(&mut changes, &dp.0);
     let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
-    if !pre.conflicts.is_empty() {
-        return Err(Error::Conflict(pre.conflicts));
+    let mut conflicts = pre.conflicts;
+    conflicts.extend(dp.1);
+    if !conflicts.is_empty() {
+        return Err(Error::Conflict(conflicts));
     }
+    let dp = dp.0;
     if !pre.drift.is_empty() && !opts.force {
         return Err(Error::Drift {
             since: from.unwrap_or(0),
             paths: pre.drift,
         });
     }
-    let plan = plan(&changes, &ledger, &pre.facts, number, id);
+    let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
+    crate::datasets::splice(&mut plan.steps, dp);
     let (added, removed, changed) = count(&changes);
     let mut outcome = SwitchOutcome {
         from,
@@ -167,10 +175,55 @@ pub fn switch_to(
             now: opts.now,
             fault_after: opts.fault_after,
             progress: opts.progress,
+            tools: &opts.datasets.tools,
         },
     )?;
     Journal::remove(&state.journal_path())?;
     Ok(outcome)
+}
+
+/// The dataset part of a switch from `from` to `target`: its precheck (the
+/// conflicts come back with the plan) and its steps.
+fn plan_datasets(
+    state: &State,
+    from: Option<(u64, GenerationId)>,
+    target: &crate::manifest::Manifest,
+    number: u64,
+    changes: &[Change],
+    ledger: &std::collections::BTreeMap<EntryPath, crate::db::Origin>,
+    opts: &SwitchOptions<'_>,
+) -> Result<(crate::datasets::DatasetPlan, Vec<String>), Error> {
+    use crate::datasets::{self, backend};
+    let old = match from {
+        Some((_, id)) => backend::of_generation(&state.db, &id)?,
+        None => datasets::Datasets::default(),
+    };
+    let new = &target.datasets;
+    if old.is_empty() && new.is_empty() {
+        return Ok(Default::default());
+    }
+    let known = backend::known(&state.db)?;
+    let taken = backend::taken(&state.db)?;
+    let restores = if opts.datasets.with_data {
+        backend::restores(&state.db, number, new)?
+    } else {
+        Default::default()
+    };
+    let cx = datasets::Context {
+        changes,
+        ledger,
+        known: &known,
+        opts: &opts.datasets,
+    };
+    let (facts, conflicts) = datasets::precheck(&state.root, &old, new, &restores, &cx)?;
+    let names = datasets::Names {
+        from: from.map(|f| f.0),
+        to: number,
+        taken: &taken,
+        restores: &restores,
+        now: opts.now,
+    };
+    Ok((datasets::plan(&old, new, &facts, &cx, &names), conflicts))
 }
 
 fn count(changes: &[Change]) -> (u64, u64, u64) {
