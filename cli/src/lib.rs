@@ -336,14 +336,12 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 human_bytes(g.bytes_freed)
             ));
             for d in &g.datasets {
-                out.line(format!(
-                    "{verb} {} of dataset {} ({}): {} ({})",
-                    d.what,
-                    d.path,
-                    d.kind,
-                    d.location,
-                    human_bytes(d.bytes)
-                ));
+                let what = if d.what == "snapshot" {
+                    format!("snapshot {} of dataset {}", d.location, d.path)
+                } else {
+                    format!("detached dataset {} ({}) at {}", d.path, d.kind, d.location)
+                };
+                out.line(format!("{verb} {what} ({})", human_bytes(d.bytes)));
             }
             out.doc(json!({ "ok": true, "gc": g }));
             Ok(0)

@@ -9,6 +9,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod datasets;
+
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
 /// and their sources. The state dir is the default, `root/var/lib/sysgen`.
 pub struct TestEnv {

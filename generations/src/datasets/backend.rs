@@ -137,6 +137,7 @@ fn is_dir(root: &RootDir, p: &EntryPath) -> Result<bool, Error> {
 fn fs_name(magic: i64) -> String {
     match magic {
         0xef53 => "ext4".into(),
+        BTRFS_MAGIC => "btrfs".into(),
         0x0102_1994 => "tmpfs".into(),
         0x5846_5342 => "xfs".into(),
         0x2fc1_2fc1 => "zfs".into(),
@@ -491,6 +492,8 @@ pub fn apply_step(
                         run(zfs, &[os("set"), os("mountpoint=none"), os(name)])?;
                         run(zfs, &[os("rename"), os(name), os(&detached_zfs_name(name))])?;
                     }
+                    // zfs leaves the empty mountpoint directory behind.
+                    root.remove(path)?;
                 }
                 _ => {
                     if is_dir(root, path)? {
