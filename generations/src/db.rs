@@ -19,7 +19,8 @@ use crate::Error;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
 /// Each entry upgrades the schema by one version. Never edit a released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE manifests (
     id BLOB PRIMARY KEY,
     body BLOB NOT NULL,
@@ -59,7 +60,8 @@ CREATE TABLE stat_cache (
     ctime_ns INTEGER NOT NULL,
     hash BLOB NOT NULL
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 -- Datasets sysgen attached (created, adopted or re-attached) at some point,
 -- whatever their state now; gc destroys what no remaining generation has.
 CREATE TABLE datasets (
@@ -77,7 +79,8 @@ CREATE TABLE dataset_snapshots (
     taken_at INTEGER NOT NULL,
     PRIMARY KEY (path, name)
 ) WITHOUT ROWID;
-"#];
+"#,
+];
 
 /// What was on the root at a path before sysgen first managed it. A path
 /// that has no record was absent: sysgen created it and removes it again.

@@ -598,8 +598,12 @@ impl RootDir {
             .map_err(|e| err(src, "open directory", e))?;
         let st = fstat(from.as_fd()).map_err(|e| err(src, "stat", e))?;
         let parent = self.parent(dst).map_err(|e| err(dst, "open parent", e))?;
-        mkdirat(parent.as_fd(), dst.file_name(), NixMode::from_bits_truncate(0o700))
-            .map_err(|e| err(dst, "create directory", e))?;
+        mkdirat(
+            parent.as_fd(),
+            dst.file_name(),
+            NixMode::from_bits_truncate(0o700),
+        )
+        .map_err(|e| err(dst, "create directory", e))?;
         let to = self
             .open_dir(Some(dst))
             .map_err(|e| err(dst, "open directory", e))?;
@@ -618,7 +622,8 @@ impl RootDir {
             Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(err(p, "open parent", e)),
         };
-        remove_all(&parent, std::ffi::OsStr::new(p.file_name())).map_err(|e| err(p, "remove", e))?;
+        remove_all(&parent, std::ffi::OsStr::new(p.file_name()))
+            .map_err(|e| err(p, "remove", e))?;
         self.touch(&parent);
         Ok(())
     }
@@ -641,8 +646,8 @@ impl RootDir {
         loop {
             match self.open_dir(at.as_ref()) {
                 Ok(fd) => {
-                    let sf = nix::sys::statfs::fstatfs(fd.as_fd())
-                        .map_err(|e| err(p, "statfs", e))?;
+                    let sf =
+                        nix::sys::statfs::fstatfs(fd.as_fd()).map_err(|e| err(p, "statfs", e))?;
                     return Ok((sf.filesystem_type().0 as i64, at));
                 }
                 Err(Errno::ENOENT) => at = at.and_then(|a| a.parent()),
@@ -716,11 +721,12 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd) -> io::Result<()> {
         let st = fstatat(from.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
         match kind_of(&st) {
             SFlag::S_IFDIR => {
-                mkdirat(to.as_fd(), name.as_os_str(), NixMode::from_bits_truncate(0o700))?;
-                let (f, t) = (
-                    open_child_dir(from, &name)?,
-                    open_child_dir(to, &name)?,
-                );
+                mkdirat(
+                    to.as_fd(),
+                    name.as_os_str(),
+                    NixMode::from_bits_truncate(0o700),
+                )?;
+                let (f, t) = (open_child_dir(from, &name)?, open_child_dir(to, &name)?);
                 copy_dir(&f, &t)?;
                 set_attrs(&t, &st)?;
             }
@@ -734,7 +740,11 @@ fn copy_dir(from: &OwnedFd, to: &OwnedFd) -> io::Result<()> {
                 let dst = openat(
                     to.as_fd(),
                     name.as_os_str(),
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
                     NixMode::from_bits_truncate(0o600),
                 )?;
                 let (mut src, mut dst) = (File::from(src), File::from(dst));

@@ -119,7 +119,15 @@ pub fn switch_to(
     let mut changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
-    let dp = plan_datasets(state, active.as_ref().map(|a| (a.number, a.id)), &target, number, &changes, &ledger, opts)?;
+    let dp = plan_datasets(
+        state,
+        active.as_ref().map(|a| (a.number, a.id)),
+        &target,
+        number,
+        &changes,
+        &ledger,
+        opts,
+    )?;
     crate::datasets::filter_changes(&mut changes, &dp.0);
     let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
     let mut conflicts = pre.conflicts;

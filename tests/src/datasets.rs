@@ -103,7 +103,14 @@ impl Tmpfs {
         fs::create_dir_all(mnt).expect("mkdir mount point");
         must(
             "mount",
-            &["-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", &mnt.to_string_lossy()],
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=64m,mode=0755",
+                "tmpfs",
+                &mnt.to_string_lossy(),
+            ],
         );
         Tmpfs {
             mnt: mnt.to_owned(),
@@ -150,7 +157,12 @@ pub fn is_subvolume(p: &Path) -> bool {
 
 /// The `ro` property of a btrfs subvolume.
 pub fn is_read_only(p: &Path) -> bool {
-    must("btrfs", &["property", "get", "-ts", &p.to_string_lossy(), "ro"]).trim() == "ro=true"
+    must(
+        "btrfs",
+        &["property", "get", "-ts", &p.to_string_lossy(), "ro"],
+    )
+    .trim()
+        == "ro=true"
 }
 
 /// Creates a btrfs subvolume (as an admin would, before sysgen).

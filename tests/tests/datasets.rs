@@ -21,7 +21,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use sysgen_tests::datasets::{Backing, Tmpfs, is_read_only, is_subvolume, make_subvolume, zfs_stand_in};
+use sysgen_tests::datasets::{
+    Backing, Tmpfs, is_read_only, is_subvolume, make_subvolume, zfs_stand_in,
+};
 use sysgen_tests::{Run, TestEnv};
 
 fn read(env: &TestEnv, p: &str) -> String {
@@ -100,7 +102,11 @@ fn lifecycle(what: &str) {
     let Some(_backing) = backing(&env, what) else {
         return;
     };
-    let ty = if what == "btrfs" { "btrfs" } else { "directory" };
+    let ty = if what == "btrfs" {
+        "btrfs"
+    } else {
+        "directory"
+    };
     let btrfs = ty == "btrfs";
     let (c1, c1b, c2) = configs(&env, ty);
     let keep = |rel: &str| env.at(&format!("/srv/.sysgen-data/data/{rel}"));
@@ -131,12 +137,19 @@ fn lifecycle(what: &str) {
     let r = env.run(&["--json", "switch", s(&c1b)]).ok();
     let st = steps(&r);
     assert!(
-        st[0].starts_with("snapshot dataset /srv/data") && st[0].contains("gen-1 (leaving generation 1)"),
+        st[0].starts_with("snapshot dataset /srv/data")
+            && st[0].contains("gen-1 (leaving generation 1)"),
         "{st:#?}"
     );
     assert!(!has_step(&st, "snapshot dataset /srv/keep"), "{st:#?}");
-    assert_eq!(fs::read_to_string(keep("snapshots/gen-1/db")).unwrap(), "v1\n");
-    assert_eq!(fs::read_to_string(keep("snapshots/gen-1/README")).unwrap(), "managed\n");
+    assert_eq!(
+        fs::read_to_string(keep("snapshots/gen-1/db")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(
+        fs::read_to_string(keep("snapshots/gen-1/README")).unwrap(),
+        "managed\n"
+    );
     if btrfs {
         assert!(is_read_only(&keep("snapshots/gen-1")));
     }
@@ -144,13 +157,27 @@ fn lifecycle(what: &str) {
     env.write_root("/srv/data/db", "v2\n");
 
     // 3. rollback --with-data: current contents kept as a snapshot first
-    let dry = env.run(&["--json", "rollback", "--with-data", "--dry-run"]).ok();
+    let dry = env
+        .run(&["--json", "rollback", "--with-data", "--dry-run"])
+        .ok();
     let before = env.tree();
     let r = env.run(&["--json", "rollback", "--with-data"]).ok();
-    assert_eq!(steps(&r), steps(&dry), "--dry-run did not print the plan that ran");
-    assert!(has_step(&steps(&r), "restore dataset /srv/data"), "{:#?}", steps(&r));
+    assert_eq!(
+        steps(&r),
+        steps(&dry),
+        "--dry-run did not print the plan that ran"
+    );
+    assert!(
+        has_step(&steps(&r), "restore dataset /srv/data"),
+        "{:#?}",
+        steps(&r)
+    );
     assert_ne!(before, env.tree());
-    assert_eq!(read(&env, "/srv/data/db"), "v1\n", "not restored from gen-1");
+    assert_eq!(
+        read(&env, "/srv/data/db"),
+        "v1\n",
+        "not restored from gen-1"
+    );
     let pre: Vec<_> = fs::read_dir(keep("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -166,7 +193,11 @@ fn lifecycle(what: &str) {
         assert!(is_read_only(&keep(&format!("snapshots/{}", pre[0]))));
         assert!(is_subvolume(&env.at("/srv/data")));
     }
-    assert_eq!(tree_outside_keep(&env), t1.replace("\n", "\n").to_string(), "not generation 1's tree");
+    assert_eq!(
+        tree_outside_keep(&env),
+        t1,
+        "not generation 1's tree"
+    );
     env.run(&["verify"]).ok();
 
     // 4. rollback without --with-data never touches the contents
@@ -178,7 +209,10 @@ fn lifecycle(what: &str) {
     let r = env.run(&["--json", "switch", s(&c2)]).ok();
     let st = steps(&r);
     let last_but_one = &st[st.len() - 2];
-    assert!(last_but_one.starts_with("detach dataset /srv/data"), "{st:#?}");
+    assert!(
+        last_but_one.starts_with("detach dataset /srv/data"),
+        "{st:#?}"
+    );
     assert!(!env.at("/srv/data").exists());
     assert_eq!(fs::read_to_string(keep("detached/db")).unwrap(), "v3\n");
     if btrfs {
@@ -219,14 +253,32 @@ fn lifecycle(what: &str) {
     env.run(&["switch", s(&c2)]).ok();
     let t3b = env.tree();
     assert_eq!(
-        t3.lines().filter(|l| !l.contains("/snapshots/")).collect::<Vec<_>>(),
-        t3b.lines().filter(|l| !l.contains("/snapshots/")).collect::<Vec<_>>()
+        t3.lines()
+            .filter(|l| !l.contains("/snapshots/"))
+            .collect::<Vec<_>>(),
+        t3b.lines()
+            .filter(|l| !l.contains("/snapshots/"))
+            .collect::<Vec<_>>()
     );
     let g = env.run(&["--json", "gc"]).ok().json();
-    assert_eq!(g["gc"]["datasets"], json!([]), "gc without flags destroyed data: {g}");
-    let g = env.run(&["--json", "gc", "--keep", "2", "--dry-run"]).ok().json();
-    assert_eq!(g["gc"]["datasets"], json!([]), "generation 2 still has it: {g}");
-    let dry = env.run(&["--json", "gc", "--keep", "1", "--dry-run"]).ok().json();
+    assert_eq!(
+        g["gc"]["datasets"],
+        json!([]),
+        "gc without flags destroyed data: {g}"
+    );
+    let g = env
+        .run(&["--json", "gc", "--keep", "2", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(
+        g["gc"]["datasets"],
+        json!([]),
+        "generation 2 still has it: {g}"
+    );
+    let dry = env
+        .run(&["--json", "gc", "--keep", "1", "--dry-run"])
+        .ok()
+        .json();
     assert_eq!(env.tree(), t3b, "gc --dry-run changed the root");
     let items = dry["gc"]["datasets"].as_array().unwrap();
     assert!(items.iter().all(|d| d["path"] == "/srv/data"), "{dry}");
@@ -238,19 +290,37 @@ fn lifecycle(what: &str) {
     assert!(snaps >= 5, "{dry}");
     let text = env.run(&["gc", "--keep", "1", "--dry-run"]).ok();
     assert!(
-        text.stdout.contains("would delete detached dataset /srv/data")
-            && text.stdout.contains("would delete snapshot /srv/.sysgen-data/data/snapshots/gen-1 of dataset /srv/data"),
+        text.stdout
+            .contains("would delete detached dataset /srv/data")
+            && text.stdout.contains(
+                "would delete snapshot /srv/.sysgen-data/data/snapshots/gen-1 of dataset /srv/data"
+            ),
         "{}",
         text.stdout
     );
     let done = env.run(&["--json", "gc", "--keep", "1"]).ok().json();
-    assert_eq!(done["gc"]["datasets"], dry["gc"]["datasets"], "gc did not do what --dry-run said");
-    let want: Vec<&str> = t3b.lines().filter(|l| !l.contains("/.sysgen-data")).collect();
-    assert_eq!(env.tree().lines().collect::<Vec<_>>(), want, "gc destroyed too much or too little");
+    assert_eq!(
+        done["gc"]["datasets"], dry["gc"]["datasets"],
+        "gc did not do what --dry-run said"
+    );
+    let want: Vec<&str> = t3b
+        .lines()
+        .filter(|l| !l.contains("/.sysgen-data"))
+        .collect();
+    assert_eq!(
+        env.tree().lines().collect::<Vec<_>>(),
+        want,
+        "gc destroyed too much or too little"
+    );
     assert_eq!(read(&env, "/srv/keep/k"), "kept\n");
     let st = env.run(&["--json", "status"]).ok().json();
     assert_eq!(
-        st["datasets"].as_array().unwrap().iter().map(|d| d["path"].clone()).collect::<Vec<_>>(),
+        st["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].clone())
+            .collect::<Vec<_>>(),
         [json!("/srv/keep")],
         "{st}"
     );
@@ -278,7 +348,11 @@ fn adopt(what: &str) {
     let Some(_backing) = backing(&env, what) else {
         return;
     };
-    let ty = if what == "btrfs" { "btrfs" } else { "directory" };
+    let ty = if what == "btrfs" {
+        "btrfs"
+    } else {
+        "directory"
+    };
     // The state directory goes there: comparable trees before and after.
     fs::create_dir_all(env.at("/var/lib")).unwrap();
     if ty == "btrfs" {
@@ -293,9 +367,16 @@ fn adopt(what: &str) {
         "c.json",
         json!({ "datasets": { "/srv/data": { "type": ty, "mode": "0750", "snapshot": true } } }),
     );
-    let bare = env.config("bare.json", json!({ "files": { "/etc/motd": { "content": "m\n" } } }));
+    let bare = env.config(
+        "bare.json",
+        json!({ "files": { "/etc/motd": { "content": "m\n" } } }),
+    );
     let r = env.run(&["--json", "switch", s(&c)]).ok();
-    assert!(has_step(&steps(&r), "adopt dataset /srv/data"), "{:#?}", steps(&r));
+    assert!(
+        has_step(&steps(&r), "adopt dataset /srv/data"),
+        "{:#?}",
+        steps(&r)
+    );
     assert!(!has_step(&steps(&r), "create dataset"), "{:#?}", steps(&r));
     assert_eq!(read(&env, "/srv/data/old.db"), "the admin's data\n");
     assert_eq!(
@@ -306,13 +387,21 @@ fn adopt(what: &str) {
     // Leaving the configuration, an adopted dataset stays where it was,
     // with its contents and its original mode.
     let r = env.run(&["--json", "switch", s(&bare)]).ok();
-    assert!(has_step(&steps(&r), "stop managing dataset /srv/data"), "{:#?}", steps(&r));
+    assert!(
+        has_step(&steps(&r), "stop managing dataset /srv/data"),
+        "{:#?}",
+        steps(&r)
+    );
     assert_eq!(read(&env, "/srv/data/old.db"), "the admin's data\n");
     assert!(env.tree().contains("/srv/data dir 0700"), "{}", env.tree());
     // gc never destroys it (only its snapshots, once no generation has it).
     let g = env.run(&["--json", "gc", "--keep", "1"]).ok().json();
     assert!(
-        g["gc"]["datasets"].as_array().unwrap().iter().all(|d| d["what"] == "snapshot"),
+        g["gc"]["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["what"] == "snapshot"),
         "{g}"
     );
     assert_eq!(read(&env, "/srv/data/old.db"), "the admin's data\n");
@@ -340,17 +429,32 @@ fn refused(env: &TestEnv, args: &[&str], code: i32, needle: &str) {
     let gens = env.run(&["--json", "list"]).ok().json()["generations"].clone();
     let before = env.tree();
     let r = env.run(args).expect(code);
-    assert!(r.stderr.contains(needle), "{needle:?} not in:\n{}", r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "{needle:?} not in:\n{}",
+        r.stderr
+    );
     assert_eq!(env.tree(), before, "a refused switch changed the root");
-    assert_eq!(env.run(&["--json", "list"]).ok().json()["generations"], gens);
+    assert_eq!(
+        env.run(&["--json", "list"]).ok().json()["generations"],
+        gens
+    );
 }
 
 #[test]
 fn btrfs_on_a_filesystem_that_is_not_btrfs_is_refused() {
     let env = TestEnv::new();
     fs::create_dir_all(env.at("/srv")).unwrap();
-    let c = env.config("c.json", json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }));
-    refused(&env, &["switch", s(&c)], 1, "type btrfs needs a btrfs filesystem, but /srv is on");
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }),
+    );
+    refused(
+        &env,
+        &["switch", s(&c)],
+        1,
+        "type btrfs needs a btrfs filesystem, but /srv is on",
+    );
 }
 
 #[test]
@@ -361,8 +465,16 @@ fn a_plain_directory_is_not_adopted_as_a_subvolume() {
     };
     fs::create_dir(env.at("/srv/data")).unwrap();
     env.write_root("/srv/data/x", "x\n");
-    let c = env.config("c.json", json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }));
-    refused(&env, &["switch", s(&c)], 1, "is a plain directory on btrfs, not a btrfs subvolume");
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }),
+    );
+    refused(
+        &env,
+        &["switch", s(&c)],
+        1,
+        "is a plain directory on btrfs, not a btrfs subvolume",
+    );
 }
 
 #[test]
@@ -371,30 +483,55 @@ fn a_missing_tool_is_refused() {
     let Some(_b) = backing(&env, "btrfs") else {
         return;
     };
-    let c = env.config("c.json", json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }));
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/data": { "type": "btrfs" } } }),
+    );
     refused(
         &env,
         &["--btrfs", "/nonexistent/btrfs", "switch", s(&c)],
         1,
         "btrfs datasets need the `btrfs` command, which is not installed",
     );
-    let z = env.config("z.json", json!({ "datasets": { "/srv/z": { "type": "zfs", "name": "tank/z" } } }));
-    refused(&env, &["--zfs", "/nonexistent/zfs", "switch", s(&z)], 1, "install zfsutils-linux");
+    let z = env.config(
+        "z.json",
+        json!({ "datasets": { "/srv/z": { "type": "zfs", "name": "tank/z" } } }),
+    );
+    refused(
+        &env,
+        &["--zfs", "/nonexistent/zfs", "switch", s(&z)],
+        1,
+        "install zfsutils-linux",
+    );
 }
 
 #[test]
 fn a_file_in_the_way_is_a_name_clash() {
     let env = TestEnv::new();
     env.write_root("/srv/data", "a file\n");
-    let c = env.config("c.json", json!({ "datasets": { "/srv/data": { "type": "directory" } } }));
-    refused(&env, &["switch", s(&c)], 1, "/srv/data: is a file on the root, where a dataset (directory) must go (name clash)");
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/data": { "type": "directory" } } }),
+    );
+    refused(
+        &env,
+        &["switch", s(&c)],
+        1,
+        "/srv/data: is a file on the root, where a dataset (directory) must go (name clash)",
+    );
 }
 
 #[test]
 fn a_busy_mount_is_refused_before_any_change() {
     let env = TestEnv::new();
-    let c = env.config("c.json", json!({ "datasets": { "/srv/data": { "type": "directory" } } }));
-    let bare = env.config("bare.json", json!({ "files": { "/etc/motd": { "content": "m\n" } } }));
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/data": { "type": "directory" } } }),
+    );
+    let bare = env.config(
+        "bare.json",
+        json!({ "files": { "/etc/motd": { "content": "m\n" } } }),
+    );
     env.run(&["switch", s(&c)]).ok();
     let busy = Tmpfs::mount(&env.at("/srv/data"));
     fs::write(busy.mnt.join("live"), "in use\n").unwrap();
@@ -410,7 +547,12 @@ fn nested_datasets_are_invalid() {
         "c.json",
         json!({ "datasets": { "/srv/a": { "type": "directory" }, "/srv/a/b": { "type": "directory" } } }),
     );
-    refused(&env, &["switch", s(&c)], 2, "datasets.\u{2f}srv/a/b: lies inside the dataset /srv/a");
+    refused(
+        &env,
+        &["switch", s(&c)],
+        2,
+        "datasets.\u{2f}srv/a/b: lies inside the dataset /srv/a",
+    );
 }
 
 // --------------------------------------------------------------------- zfs
@@ -418,7 +560,10 @@ fn nested_datasets_are_invalid() {
 /// The stand-in's calls that change something (every call but `list`).
 fn zfs_calls(env: &TestEnv) -> Vec<String> {
     let log = fs::read_to_string(env.dir.path().join("zfs/calls.log")).unwrap_or_default();
-    assert!(!log.contains("INVALID"), "sysgen called zfs with arguments zfs(8) refuses:\n{log}");
+    assert!(
+        !log.contains("INVALID"),
+        "sysgen called zfs with arguments zfs(8) refuses:\n{log}"
+    );
     log.lines()
         .filter(|l| !l.starts_with("zfs list "))
         .map(|l| l.replace(env.root().to_str().unwrap(), "<root>"))
@@ -449,11 +594,21 @@ fn zfs_backend_against_the_zfs_stand_in() {
         "c1.json",
         json!({ "datasets": { "/srv/db": { "type": "zfs", "name": "tank/db", "snapshot": true, "mode": "0750" } } }),
     );
-    let c2 = env.config("c2.json", json!({ "files": { "/etc/motd": { "content": "m\n" } } }));
+    let c2 = env.config(
+        "c2.json",
+        json!({ "files": { "/etc/motd": { "content": "m\n" } } }),
+    );
 
     zfs_run(&env, &["switch", s(&c1)]).ok();
-    assert_eq!(zfs_calls(&env), ["zfs create -p -o mountpoint=<root>/srv/db tank/db"]);
-    assert!(env.tree().contains("/srv/db dir 0750 0:0"), "{}", env.tree());
+    assert_eq!(
+        zfs_calls(&env),
+        ["zfs create -p -o mountpoint=<root>/srv/db tank/db"]
+    );
+    assert!(
+        env.tree().contains("/srv/db dir 0750 0:0"),
+        "{}",
+        env.tree()
+    );
     env.write_root("/srv/db/rows", "1\n");
     let t1 = env.tree();
 
@@ -469,7 +624,10 @@ fn zfs_backend_against_the_zfs_stand_in() {
     assert!(!env.at("/srv/db").exists(), "{}", env.tree());
     let st = zfs_run(&env, &["--json", "status"]).ok().json();
     assert_eq!(st["datasets"][0]["state"], "detached", "{st}");
-    assert_eq!(st["datasets"][0]["location"], "tank/db-sysgen-detached", "{st}");
+    assert_eq!(
+        st["datasets"][0]["location"], "tank/db-sysgen-detached",
+        "{st}"
+    );
 
     zfs_run(&env, &["rollback"]).ok();
     assert_eq!(
@@ -483,19 +641,36 @@ fn zfs_backend_against_the_zfs_stand_in() {
     assert_eq!(read(&env, "/srv/db/rows"), "1\n");
 
     zfs_run(&env, &["switch", s(&c2)]).ok();
-    let dry = zfs_run(&env, &["--json", "gc", "--keep", "1", "--dry-run"]).ok().json();
+    let dry = zfs_run(&env, &["--json", "gc", "--keep", "1", "--dry-run"])
+        .ok()
+        .json();
     let items: Vec<(String, String)> = dry["gc"]["datasets"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["what"].as_str().unwrap().into(), d["location"].as_str().unwrap().into()))
+        .map(|d| {
+            (
+                d["what"].as_str().unwrap().into(),
+                d["location"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(items.contains(&("dataset".into(), "tank/db-sysgen-detached".into())), "{dry}");
+    assert!(
+        items.contains(&("dataset".into(), "tank/db-sysgen-detached".into())),
+        "{dry}"
+    );
     let n = zfs_calls(&env).len();
     zfs_run(&env, &["gc", "--keep", "1"]).ok();
     let calls = zfs_calls(&env);
-    assert_eq!(calls.last().unwrap(), "zfs destroy -r tank/db-sysgen-detached", "{calls:#?}");
-    assert!(calls[n..].iter().all(|c| c.starts_with("zfs destroy")), "{calls:#?}");
+    assert_eq!(
+        calls.last().unwrap(),
+        "zfs destroy -r tank/db-sysgen-detached",
+        "{calls:#?}"
+    );
+    assert!(
+        calls[n..].iter().all(|c| c.starts_with("zfs destroy")),
+        "{calls:#?}"
+    );
     let state: Value =
         serde_json::from_slice(&fs::read(env.dir.path().join("zfs/state.json")).unwrap()).unwrap();
     assert_eq!(state["datasets"], json!({ "tank": "none" }), "{state}");
@@ -519,17 +694,36 @@ fn zfs_name_clash_and_adoption() {
     .unwrap();
     fs::create_dir_all(&mine).unwrap();
     fs::write(mine.join("data"), "already there\n").unwrap();
-    let c = env.config("c.json", json!({ "datasets": { "/srv/x": { "type": "zfs", "name": "tank/other" } } }));
+    let c = env.config(
+        "c.json",
+        json!({ "datasets": { "/srv/x": { "type": "zfs", "name": "tank/other" } } }),
+    );
     zfs_run(&env, &["list"]).ok();
     let before = env.tree();
     let r = zfs_run(&env, &["switch", s(&c)]).expect(1);
-    assert!(r.stderr.contains("tank/other already exists with mountpoint /elsewhere (name clash)"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("tank/other already exists with mountpoint /elsewhere (name clash)"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(env.tree(), before);
     assert_eq!(zfs_calls(&env), Vec::<String>::new());
 
-    let a = env.config("a.json", json!({ "datasets": { "/srv/mine": { "type": "zfs", "name": "tank/mine" } } }));
+    let a = env.config(
+        "a.json",
+        json!({ "datasets": { "/srv/mine": { "type": "zfs", "name": "tank/mine" } } }),
+    );
     let r = zfs_run(&env, &["--json", "switch", s(&a)]).ok();
-    assert!(has_step(&steps(&r), "adopt dataset /srv/mine"), "{:#?}", steps(&r));
-    assert_eq!(zfs_calls(&env), Vec::<String>::new(), "adoption changed the dataset");
+    assert!(
+        has_step(&steps(&r), "adopt dataset /srv/mine"),
+        "{:#?}",
+        steps(&r)
+    );
+    assert_eq!(
+        zfs_calls(&env),
+        Vec::<String>::new(),
+        "adoption changed the dataset"
+    );
     assert_eq!(read(&env, "/srv/mine/data"), "already there\n");
 }

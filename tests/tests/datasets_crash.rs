@@ -143,7 +143,9 @@ fn norm(tree: &str) -> String {
         .map(|l| match l.find("pre-rollback-2-") {
             Some(i) => {
                 let rest = &l[i + "pre-rollback-2-".len()..];
-                let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 format!("{}pre-rollback-2-T{}", &l[..i], &rest[end..])
             }
             None => l.to_owned(),
@@ -171,7 +173,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 fn fresh(sc: &Scenario, what: &str) -> Option<(TestEnv, Backing, Vec<String>)> {
     let env = TestEnv::new();
     let backing = Backing::at_srv(&env, what)?;
-    let ty = if what == "btrfs" { "btrfs" } else { "directory" };
+    let ty = if what == "btrfs" {
+        "btrfs"
+    } else {
+        "directory"
+    };
     let cmd = (sc.setup)(&env, ty);
     Some((env, backing, cmd))
 }
@@ -209,18 +215,30 @@ fn crash_every_step(sc: Scenario, what: &str) {
     let mut failed = Vec::new();
     for k in 1..=n {
         for rollback in [false, true] {
-            let ctx = format!("{} on {what}, crash after step {k} of {n}, recover{}", sc.name, if rollback { " --rollback" } else { "" });
+            let ctx = format!(
+                "{} on {what}, crash after step {k} of {n}, recover{}",
+                sc.name,
+                if rollback { " --rollback" } else { "" }
+            );
             let one = std::panic::catch_unwind(|| {
                 let (env, _b, cmd) = fresh(&sc, what).unwrap();
                 let r = env.run_with_fault(k, &strs(&cmd));
                 assert!(r.killed, "{ctx}: not killed: {r:?}");
                 let st = env.run(&["--json", "status"]).ok().json();
                 assert_eq!(st["interrupted"]["to"], json!(sc.to), "{ctx}: {st}");
-                let args: &[&str] = if rollback { &["recover", "--rollback"] } else { &["recover"] };
+                let args: &[&str] = if rollback {
+                    &["recover", "--rollback"]
+                } else {
+                    &["recover"]
+                };
                 env.run(args).ok();
                 let got = norm(&env.tree());
                 if rollback {
-                    assert_eq!(outside_keep(&got), outside_keep(&from_tree), "{ctx}: not back where it started");
+                    assert_eq!(
+                        outside_keep(&got),
+                        outside_keep(&from_tree),
+                        "{ctx}: not back where it started"
+                    );
                     assert_eq!(active(&env), sc.from, "{ctx}");
                     assert_files(&env, sc.before, &ctx);
                 } else {
@@ -244,7 +262,12 @@ fn crash_every_step(sc: Scenario, what: &str) {
             }
         }
     }
-    assert!(failed.is_empty(), "{} crash points fail:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} crash points fail:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]

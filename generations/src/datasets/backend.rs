@@ -101,7 +101,14 @@ pub(crate) fn is_mount_point(root: &RootDir, mounts: &HashSet<PathBuf>, p: &Entr
 }
 
 fn zfs_exists(zfs: &Path, name: &str) -> Result<Option<(String, u64)>, Error> {
-    let args = [os("list"), os("-H"), os("-p"), os("-o"), os("name,mountpoint,used"), os(name)];
+    let args = [
+        os("list"),
+        os("-H"),
+        os("-p"),
+        os("-o"),
+        os("name,mountpoint,used"),
+        os(name),
+    ];
     let out = Command::new(zfs)
         .args(args)
         .stdin(Stdio::null())
@@ -234,7 +241,12 @@ pub(crate) fn arrival(
 }
 
 /// Whether the dataset is at its path now.
-pub(crate) fn present(root: &RootDir, p: &EntryPath, kind: &Kind, tools: &Tools) -> Result<bool, Error> {
+pub(crate) fn present(
+    root: &RootDir,
+    p: &EntryPath,
+    kind: &Kind,
+    tools: &Tools,
+) -> Result<bool, Error> {
     match kind {
         Kind::Zfs { name } => match &tools.zfs {
             Some(zfs) => Ok(zfs_exists(zfs, name)?.is_some()),
@@ -357,7 +369,13 @@ pub fn apply_step(
                             let (from, to) = (host(root, path), host(root, &to));
                             run(
                                 req(tool)?,
-                                &[os("subvolume"), os("snapshot"), os("-r"), from.as_os_str(), to.as_os_str()],
+                                &[
+                                    os("subvolume"),
+                                    os("snapshot"),
+                                    os("-r"),
+                                    from.as_os_str(),
+                                    to.as_os_str(),
+                                ],
                             )?;
                         } else {
                             copy_snapshot(root, path, &to)?;
@@ -376,7 +394,9 @@ pub fn apply_step(
                     let detached = detached_zfs_name(name);
                     if zfs_exists(zfs, name)?.is_some() {
                         // Adopted, or re-attached by the run a crash cut short.
-                        if zfs_exists(zfs, name)?.is_some_and(|(m, _)| Path::new(&m) != host(root, path)) {
+                        if zfs_exists(zfs, name)?
+                            .is_some_and(|(m, _)| Path::new(&m) != host(root, path))
+                        {
                             run(zfs, &[os("set"), os(&mp), os(name)])?;
                         }
                     } else if zfs_exists(zfs, &detached)?.is_some() {
@@ -430,7 +450,12 @@ pub fn apply_step(
                     let (from, to) = (host(root, &snap_p), host(root, &staging));
                     run(
                         req(tool)?,
-                        &[os("subvolume"), os("snapshot"), from.as_os_str(), to.as_os_str()],
+                        &[
+                            os("subvolume"),
+                            os("snapshot"),
+                            from.as_os_str(),
+                            to.as_os_str(),
+                        ],
                     )?;
                 } else {
                     copy_snapshot(root, &snap_p, &staging)?;
@@ -443,7 +468,17 @@ pub fn apply_step(
             }
             if *kind == Kind::Btrfs && is_subvolume(root, &pre_p)? {
                 let h = host(root, &pre_p);
-                run(req(tool)?, &[os("property"), os("set"), os("-ts"), h.as_os_str(), os("ro"), os("true")])?;
+                run(
+                    req(tool)?,
+                    &[
+                        os("property"),
+                        os("set"),
+                        os("-ts"),
+                        h.as_os_str(),
+                        os("ro"),
+                        os("true"),
+                    ],
+                )?;
             }
             // 3. the copy takes the dataset's place
             if is_dir(root, &staging)? && !is_dir(root, path)? {
@@ -463,7 +498,17 @@ pub fn apply_step(
             if is_dir(root, &pre_p)? {
                 if *kind == Kind::Btrfs && is_subvolume(root, &pre_p)? {
                     let h = host(root, &pre_p);
-                    run(req(tool)?, &[os("property"), os("set"), os("-ts"), h.as_os_str(), os("ro"), os("false")])?;
+                    run(
+                        req(tool)?,
+                        &[
+                            os("property"),
+                            os("set"),
+                            os("-ts"),
+                            h.as_os_str(),
+                            os("ro"),
+                            os("false"),
+                        ],
+                    )?;
                 }
                 if is_dir(root, path)? {
                     root.rename(path, &aside_p)?;
@@ -502,7 +547,10 @@ pub fn apply_step(
                             // A subvolume's rmdir leaves nothing; a directory's too.
                             root.remove(path)?;
                             db.conn()
-                                .execute("DELETE FROM datasets WHERE path = ?1", params![path.as_str()])
+                                .execute(
+                                    "DELETE FROM datasets WHERE path = ?1",
+                                    params![path.as_str()],
+                                )
                                 .map_err(sql)?;
                             prune_keep(root, path)?;
                         } else {
@@ -554,9 +602,10 @@ fn snapshot_rows(db: &Db) -> Result<BTreeMap<EntryPath, Vec<(Kind, SnapshotRow)>
         .map_err(sql)?;
     let mut out: BTreeMap<EntryPath, Vec<(Kind, SnapshotRow)>> = BTreeMap::new();
     for (p, name, kind, generation, why, taken_at) in rows {
-        let path = EntryPath::parse(&p).map_err(|e| Error::Db(format!("dataset snapshot path {p:?}: {e}")))?;
-        let kind: Kind =
-            serde_json::from_str(&kind).map_err(|e| Error::Db(format!("dataset snapshot {p}: {e}")))?;
+        let path = EntryPath::parse(&p)
+            .map_err(|e| Error::Db(format!("dataset snapshot path {p:?}: {e}")))?;
+        let kind: Kind = serde_json::from_str(&kind)
+            .map_err(|e| Error::Db(format!("dataset snapshot {p}: {e}")))?;
         let location = super::snapshot_location(&path, &kind, &name);
         out.entry(path).or_default().push((
             kind,
@@ -585,8 +634,10 @@ pub fn known(db: &Db) -> Result<BTreeMap<EntryPath, Kind>, Error> {
         .map_err(sql)?;
     rows.into_iter()
         .map(|(p, k)| {
-            let path = EntryPath::parse(&p).map_err(|e| Error::Db(format!("dataset path {p:?}: {e}")))?;
-            let kind = serde_json::from_str(&k).map_err(|e| Error::Db(format!("dataset {p}: {e}")))?;
+            let path =
+                EntryPath::parse(&p).map_err(|e| Error::Db(format!("dataset path {p:?}: {e}")))?;
+            let kind =
+                serde_json::from_str(&k).map_err(|e| Error::Db(format!("dataset {p}: {e}")))?;
             Ok((path, kind))
         })
         .collect()
@@ -771,7 +822,9 @@ pub fn gc_datasets(
                     .transpose()?
                     .flatten()
                     .map_or(0, |(_, u)| u),
-                _ => state.root.tree_size(&keep_path(p, &["snapshots", &s.name])?)?,
+                _ => state
+                    .root
+                    .tree_size(&keep_path(p, &["snapshots", &s.name])?)?,
             };
             out.push(GcDataset {
                 path: p.clone(),
@@ -847,7 +900,12 @@ fn gc_one(state: &crate::State, tools: &Tools, g: &GcDataset) -> Result<(), Erro
             delete_dataset_row(db, &g.path)?;
         }
         (_, Some(name)) => {
-            destroy(root, tools, &g.kind, &keep_path(&g.path, &["snapshots", name])?)?;
+            destroy(
+                root,
+                tools,
+                &g.kind,
+                &keep_path(&g.path, &["snapshots", name])?,
+            )?;
             delete_snapshot_row(db, &g.path, name)?;
             prune_keep(root, &g.path)?;
         }

@@ -36,12 +36,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
+use crate::Error;
 use crate::db::Origin;
 use crate::manifest::Change;
 use crate::rootfs::RootDir;
-use crate::Error;
 
-pub use backend::{apply_step, gc_datasets, report, GcDataset, DatasetReport};
+pub use backend::{DatasetReport, GcDataset, apply_step, gc_datasets, report};
 
 /// What backs a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -318,7 +318,9 @@ pub fn keep_dir(p: &EntryPath) -> Result<EntryPath, Error> {
 pub(crate) fn keep_path(p: &EntryPath, rel: &[&str]) -> Result<EntryPath, Error> {
     let mut out = keep_dir(p)?;
     for c in rel {
-        out = out.join(c).map_err(|e| Error::Invalid(format!("{p}: {e}")))?;
+        out = out
+            .join(c)
+            .map_err(|e| Error::Invalid(format!("{p}: {e}")))?;
     }
     Ok(out)
 }
@@ -338,7 +340,8 @@ fn snapshot_location(p: &EntryPath, kind: &Kind, snap: &str) -> String {
 fn detached_location(p: &EntryPath, kind: &Kind) -> String {
     match kind {
         Kind::Zfs { name } => format!("{} (unmounted)", detached_zfs_name(name)),
-        _ => keep_path(p, &["detached"]).map_or_else(|_| "its retention area".into(), |s| s.to_string()),
+        _ => keep_path(p, &["detached"])
+            .map_or_else(|_| "its retention area".into(), |s| s.to_string()),
     }
 }
 
@@ -646,7 +649,10 @@ pub fn undo(
                 path: path.clone(),
                 kind: kind.clone(),
                 pre: pre.clone(),
-                aside: unique(names.taken.get(path), &format!("undone-{}-{}", of, names.now)),
+                aside: unique(
+                    names.taken.get(path),
+                    &format!("undone-{}-{}", of, names.now),
+                ),
                 of: *of,
             });
         }

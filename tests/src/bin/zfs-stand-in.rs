@@ -113,7 +113,11 @@ impl Zfs {
 
     fn save(&self) {
         let v = json!({"datasets": self.datasets, "snapshots": self.snapshots});
-        fs::write(self.dir.join("state.json"), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        fs::write(
+            self.dir.join("state.json"),
+            serde_json::to_vec_pretty(&v).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Where an unmounted dataset's files are kept.
@@ -131,8 +135,15 @@ impl Zfs {
     fn mount(&self, name: &str) -> Result<(), String> {
         let mp = PathBuf::from(&self.datasets[name]);
         if mp.exists() {
-            if fs::read_dir(&mp).map_err(|e| e.to_string())?.next().is_some() {
-                return Err(format!("cannot mount '{}': directory is not empty", mp.display()));
+            if fs::read_dir(&mp)
+                .map_err(|e| e.to_string())?
+                .next()
+                .is_some()
+            {
+                return Err(format!(
+                    "cannot mount '{}': directory is not empty",
+                    mp.display()
+                ));
             }
             fs::remove_dir(&mp).map_err(|e| e.to_string())?;
         }
@@ -144,7 +155,8 @@ impl Zfs {
     fn unmount(&self, name: &str) -> Result<(), String> {
         let mp = PathBuf::from(&self.datasets[name]);
         fs::create_dir_all(self.dir.join("data")).map_err(|e| e.to_string())?;
-        fs::rename(&mp, self.aside(name)).map_err(|e| format!("cannot unmount '{}': {e}", mp.display()))?;
+        fs::rename(&mp, self.aside(name))
+            .map_err(|e| format!("cannot unmount '{}': {e}", mp.display()))?;
         // zfs leaves the (empty) mountpoint directory behind.
         fs::create_dir(&mp).map_err(|e| e.to_string())
     }
@@ -171,7 +183,9 @@ impl Zfs {
                                 Some(("mountpoint", v)) if valid_mountpoint(v) => {
                                     mountpoint = Some(v.to_owned())
                                 }
-                                _ => return usage("create -o takes mountpoint=<abs path>|none here"),
+                                _ => {
+                                    return usage("create -o takes mountpoint=<abs path>|none here");
+                                }
                             }
                         }
                         _ => return usage("create [-p] [-o property=value]... <filesystem>"),
@@ -185,7 +199,9 @@ impl Zfs {
                     return usage("not a filesystem name");
                 }
                 if self.datasets.contains_key(*name) {
-                    return Err(Ok(format!("cannot create '{name}': dataset already exists")));
+                    return Err(Ok(format!(
+                        "cannot create '{name}': dataset already exists"
+                    )));
                 }
                 let parent = &name[..name.rfind('/').unwrap()];
                 if !self.datasets.contains_key(parent) {
@@ -194,8 +210,10 @@ impl Zfs {
                     }
                     self.datasets.insert(parent.to_owned(), "none".into());
                 }
-                self.datasets
-                    .insert(name.to_string(), mountpoint.unwrap_or_else(|| "none".into()));
+                self.datasets.insert(
+                    name.to_string(),
+                    mountpoint.unwrap_or_else(|| "none".into()),
+                );
                 fs::create_dir_all(self.aside(name)).unwrap();
                 if self.datasets[*name] != "none" {
                     self.mount(name).map_err(Ok)?;
@@ -211,9 +229,14 @@ impl Zfs {
                     return Err(Ok(Self::missing(fs_name)));
                 }
                 if self.snapshots.contains(*s) {
-                    return Err(Ok(format!("cannot create snapshot '{s}': dataset already exists")));
+                    return Err(Ok(format!(
+                        "cannot create snapshot '{s}': dataset already exists"
+                    )));
                 }
-                copy_dir(&self.files(fs_name), &self.dir.join("snaps").join(s.replace('/', "%")));
+                copy_dir(
+                    &self.files(fs_name),
+                    &self.dir.join("snaps").join(s.replace('/', "%")),
+                );
                 self.snapshots.insert(s.to_string());
                 Ok(String::new())
             }
@@ -248,7 +271,9 @@ impl Zfs {
                 };
                 if self.datasets.contains_key(*to) {
                     self.datasets.insert(from.to_string(), mp);
-                    return Err(Ok(format!("cannot rename to '{to}': dataset already exists")));
+                    return Err(Ok(format!(
+                        "cannot rename to '{to}': dataset already exists"
+                    )));
                 }
                 if mp == "none" {
                     fs::rename(self.aside(from), self.aside(to)).unwrap();
@@ -264,8 +289,11 @@ impl Zfs {
                     self.snapshots.remove(&s);
                     let new = format!("{to}{}", &s[from.len()..]);
                     let snaps = self.dir.join("snaps");
-                    fs::rename(snaps.join(s.replace('/', "%")), snaps.join(new.replace('/', "%")))
-                        .unwrap();
+                    fs::rename(
+                        snaps.join(s.replace('/', "%")),
+                        snaps.join(new.replace('/', "%")),
+                    )
+                    .unwrap();
                     self.snapshots.insert(new);
                 }
                 Ok(String::new())
@@ -283,7 +311,8 @@ impl Zfs {
                     if !self.snapshots.remove(name) {
                         return Err(Ok(Self::missing(name)));
                     }
-                    fs::remove_dir_all(self.dir.join("snaps").join(name.replace('/', "%"))).unwrap();
+                    fs::remove_dir_all(self.dir.join("snaps").join(name.replace('/', "%")))
+                        .unwrap();
                     return Ok(String::new());
                 }
                 if !valid_fs(name) {
