@@ -193,11 +193,7 @@ fn lifecycle(what: &str) {
         assert!(is_read_only(&keep(&format!("snapshots/{}", pre[0]))));
         assert!(is_subvolume(&env.at("/srv/data")));
     }
-    assert_eq!(
-        tree_outside_keep(&env),
-        t1,
-        "not generation 1's tree"
-    );
+    assert_eq!(tree_outside_keep(&env), t1, "not generation 1's tree");
     env.run(&["verify"]).ok();
 
     // 4. rollback without --with-data never touches the contents

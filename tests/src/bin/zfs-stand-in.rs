@@ -184,7 +184,9 @@ impl Zfs {
                                     mountpoint = Some(v.to_owned())
                                 }
                                 _ => {
-                                    return usage("create -o takes mountpoint=<abs path>|none here");
+                                    return usage(
+                                        "create -o takes mountpoint=<abs path>|none here",
+                                    );
                                 }
                             }
                         }
