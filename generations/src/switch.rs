@@ -128,6 +128,8 @@ pub fn switch_to(
         &ledger,
         opts,
     )?;
+    // Counted before the dataset steps take over some removals.
+    let (added, removed, changed) = count(&changes);
     crate::datasets::filter_changes(&mut changes, &dp.0);
     let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
     let mut conflicts = pre.conflicts;
@@ -144,7 +146,6 @@ pub fn switch_to(
     }
     let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
     crate::datasets::splice(&mut plan.steps, dp);
-    let (added, removed, changed) = count(&changes);
     let mut outcome = SwitchOutcome {
         from,
         number,

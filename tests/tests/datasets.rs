@@ -138,7 +138,8 @@ fn lifecycle(what: &str) {
     let st = steps(&r);
     assert!(
         st[0].starts_with("snapshot dataset /srv/data")
-            && st[0].contains("gen-1 (leaving generation 1)"),
+            && st[0].contains("/srv/.sysgen-data/data/snapshots/gen-1, ")
+            && st[0].ends_with("(leaving generation 1)"),
         "{st:#?}"
     );
     assert!(!has_step(&st, "snapshot dataset /srv/keep"), "{st:#?}");

@@ -194,8 +194,14 @@ impl fmt::Display for DatasetStep {
                 of,
             } => write!(
                 f,
-                "snapshot dataset {path} ({kind}) read-only as {} (leaving generation {of})",
-                snapshot_location(path, kind, snap)
+                "snapshot dataset {path} ({kind}) as {}{} (leaving generation {of})",
+                snapshot_location(path, kind, snap),
+                // A directory has no snapshots of its own: sysgen copies it.
+                if *kind == Kind::Directory {
+                    ", a copy"
+                } else {
+                    ", read-only"
+                }
             ),
             DatasetStep::Attach { path, kind, how } => match how {
                 How::Create => write!(f, "create dataset {path} ({kind})"),
@@ -580,7 +586,7 @@ pub fn plan(
                 kind: d.kind.clone(),
             });
         } else {
-            out.not_removed.insert(p.clone());
+            not_removed(&mut out, p, cx.ledger);
             out.detach.push(DatasetStep::Detach {
                 path: p.clone(),
                 kind: d.kind.clone(),
@@ -589,6 +595,19 @@ pub fn plan(
         }
     }
     out
+}
+
+/// A detached dataset's path is not removed by the file steps, and
+/// neither are the directories sysgen created above it: its retention area
+/// lives in its parent, so they stay (an `rmdir` would only fail and
+/// report them as kept).
+fn not_removed(out: &mut DatasetPlan, p: &EntryPath, ledger: &BTreeMap<EntryPath, Origin>) {
+    out.not_removed.insert(p.clone());
+    for a in p.ancestors() {
+        if !ledger.contains_key(&a) {
+            out.not_removed.insert(a);
+        }
+    }
 }
 
 /// `base`, or `base.2`, `base.3`… when a snapshot of that name exists.
@@ -664,7 +683,13 @@ pub fn undo(
                 kind: d.kind.clone(),
             });
         } else {
-            out.not_removed.insert(p.clone());
+            // A dataset the undone switch created may go entirely, and the
+            // directories created for it with it.
+            if created.contains(p) {
+                out.not_removed.insert(p.clone());
+            } else {
+                not_removed(&mut out, p, cx.ledger);
+            }
             out.detach.push(DatasetStep::Detach {
                 path: p.clone(),
                 kind: d.kind.clone(),
@@ -772,11 +797,44 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "snapshot dataset /a (btrfs subvolume) read-only as /.sysgen-data/a/snapshots/gen-4 (leaving generation 4)",
+                "snapshot dataset /a (btrfs subvolume) as /.sysgen-data/a/snapshots/gen-4, read-only (leaving generation 4)",
                 "detach dataset /a (btrfs subvolume) to /.sysgen-data/a/detached, kept until gc deletes the last generation that has it",
                 "stop managing dataset /b (btrfs subvolume); it stays in place with its contents",
             ]
         );
         assert_eq!(dp.not_removed, [p("/a")].into());
+        // A directory sysgen created above a detached dataset stays: the
+        // retention area is in it.
+        let deep = Datasets([(p("/srv/a"), ds(false))].into());
+        let cx = Context {
+            changes: &[],
+            ledger: &BTreeMap::new(),
+            known: &known,
+            opts: &opts,
+        };
+        let changes = vec![
+            Change::Removed(
+                p("/srv"),
+                crate::manifest::Entry::Dir {
+                    mode: None,
+                    uid: None,
+                    gid: None,
+                },
+            ),
+            Change::Removed(
+                p("/srv/a"),
+                crate::manifest::Entry::Dir {
+                    mode: None,
+                    uid: None,
+                    gid: None,
+                },
+            ),
+        ];
+        let cx = Context {
+            changes: &changes,
+            ..cx
+        };
+        let dp = plan(&deep, &new, &Facts::default(), &cx, &names);
+        assert_eq!(dp.not_removed, [p("/srv"), p("/srv/a")].into());
     }
 }
