@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use serde_json::json;
+use sysgen_generations::datasets::backend::of_generation;
 use sysgen_generations::datasets::{DatasetReport, report};
 use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
@@ -623,10 +624,17 @@ fn cmd_diff(
             .root)
     };
     let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
+    let datasets = sysgen_generations::datasets::diff(
+        &of_generation(&state.db, &ida)?,
+        &of_generation(&state.db, &idb)?,
+    );
+    for d in &datasets {
+        out.line(d.to_string());
+    }
     for c in &changes {
         out.line(describe(c));
     }
-    if changes.is_empty() {
+    if changes.is_empty() && datasets.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -637,6 +645,7 @@ fn cmd_diff(
         "ok": true,
         "from": ida.to_string(),
         "to": idb.to_string(),
+        "datasets": datasets,
         "changes": changes.iter().map(|c| match c {
             Change::Added(p, e) => json!({"path": p, "change": "added", "new": shown(e)}),
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),

@@ -163,9 +163,19 @@ fn lifecycle(what: &str) {
         .ok();
     let before = env.tree();
     let r = env.run(&["--json", "rollback", "--with-data"]).ok();
+    // The pre-rollback snapshot's name holds the time of the run.
+    let masked = |r: &Run| -> Vec<String> {
+        steps(r)
+            .into_iter()
+            .map(|s| match s.find("pre-rollback-2-") {
+                Some(i) => format!("{}pre-rollback-2-T", &s[..i]),
+                None => s,
+            })
+            .collect()
+    };
     assert_eq!(
-        steps(&r),
-        steps(&dry),
+        masked(&r),
+        masked(&dry),
         "--dry-run did not print the plan that ran"
     );
     assert!(
@@ -227,6 +237,22 @@ fn lifecycle(what: &str) {
     assert_eq!(data["state"], "detached", "{st}");
     assert_eq!(data["generations"], json!([1, 2]), "{st}");
     assert!(data["snapshots"].as_array().unwrap().len() >= 3, "{st}");
+    let d = env.run(&["diff"]).ok();
+    assert!(
+        d.stdout.contains(&format!(
+            "- /srv/data  dataset ({}, snapshot)",
+            if btrfs {
+                "btrfs subvolume"
+            } else {
+                "directory"
+            }
+        )),
+        "{}",
+        d.stdout
+    );
+    let d = env.run(&["--json", "diff"]).ok().json();
+    assert_eq!(d["datasets"][0]["change"], "removed", "{d}");
+    assert_eq!(d["datasets"].as_array().unwrap().len(), 1, "{d}");
     let list = env.run(&["list"]).ok();
     assert!(
         list.stdout.contains("dataset /srv/data") && list.stdout.contains("detached"),

@@ -32,6 +32,8 @@ fn the_readme_datasets_demo_runs_and_keeps_the_data() {
         assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
     }
     // The data came back with the rollback, after the detach.
-    let back = stdout.find("rows written by the app").expect("data shown after rollback");
+    let back = stdout
+        .find("rows written by the app")
+        .expect("data shown after rollback");
     assert!(back > stdout.find("sysgen rollback").expect("rollback ran"));
 }

@@ -306,6 +306,59 @@ pub fn from_spec(
     Ok(Datasets(out))
 }
 
+/// One difference between two generations' datasets, for `sysgen diff`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DatasetChange {
+    pub path: EntryPath,
+    /// "added", "removed" or "changed".
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Dataset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Dataset>,
+}
+
+impl fmt::Display for DatasetChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |d: &Dataset| {
+            format!(
+                "dataset ({}{})",
+                d.kind,
+                if d.snapshot { ", snapshot" } else { "" }
+            )
+        };
+        match (&self.old, &self.new) {
+            (None, Some(n)) => write!(f, "+ {}  {}", self.path, show(n)),
+            (Some(o), None) => write!(f, "- {}  {}", self.path, show(o)),
+            (Some(o), Some(n)) => write!(f, "~ {}  {} -> {}", self.path, show(o), show(n)),
+            (None, None) => write!(f, "  {}", self.path),
+        }
+    }
+}
+
+/// What differs between the datasets of two generations.
+pub fn diff(old: &Datasets, new: &Datasets) -> Vec<DatasetChange> {
+    let paths: BTreeSet<&EntryPath> = old.0.keys().chain(new.0.keys()).collect();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let (o, n) = (old.0.get(p), new.0.get(p));
+            let change = match (o, n) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(a), Some(b)) if a != b => "changed",
+                _ => return None,
+            };
+            Some(DatasetChange {
+                path: p.clone(),
+                change,
+                old: o.cloned(),
+                new: n.cloned(),
+            })
+        })
+        .collect()
+}
+
 // ---- names and places ----
 
 const AREA: &str = ".sysgen-data";
@@ -478,9 +531,9 @@ pub fn precheck(
     }
     if cx.opts.with_data {
         for (p, d) in &new.0 {
-            if !restores.contains_key(p) {
+            let Some(snap_name) = restores.get(p) else {
                 continue;
-            }
+            };
             match &d.kind {
                 Kind::Zfs { .. } => conflicts.push(format!(
                     "{p}: rollback --with-data cannot restore zfs datasets in this version; roll back without --with-data and use `zfs rollback` on its sysgen-gen-* snapshot"
@@ -491,6 +544,12 @@ pub fn precheck(
                 _ => {
                     if let Err(e) = need_tool(&cx.opts.tools, &d.kind, p) {
                         conflicts.push(e);
+                    }
+                    let snap = keep_path(p, &["snapshots", snap_name])?;
+                    if !matches!(root.inspect(&snap)?, crate::rootfs::Live::Dir(_)) {
+                        conflicts.push(format!(
+                            "{p}: its snapshot {snap} is recorded but missing on the root; roll back without --with-data"
+                        ));
                     }
                 }
             }
