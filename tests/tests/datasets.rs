@@ -68,7 +68,7 @@ fn s(p: &std::path::Path) -> &str {
 
 fn configs(env: &TestEnv, ty: &str) -> (PathBuf, PathBuf, PathBuf) {
     let data = json!({ "type": ty, "snapshot": true, "mode": "0750" });
-    let keep = json!({ "type": ty });
+    let keep = json!({ "type": ty, "owner": "www-data", "group": "www-data" });
     let c1 = env.config(
         "c1.json",
         json!({
@@ -119,7 +119,7 @@ fn lifecycle(what: &str) {
     let tree = env.tree();
     for line in [
         "/srv/data dir 0750 0:0",
-        "/srv/keep dir 0755 0:0",
+        "/srv/keep dir 0755 33:33",
         "/srv/data/README file 0644 0:0",
     ] {
         assert!(tree.contains(line), "{line} missing:\n{tree}");
