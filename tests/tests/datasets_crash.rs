@@ -5,6 +5,8 @@
 //! snapshots included), and `recover --rollback` exactly on the starting
 //! tree outside sysgen's retention areas, with every data file where it was:
 //! no data is lost either way. Trees come from roots that never crashed.
+//! The zfs variants run against the zfs STAND-IN, which keeps an unmounted
+//! dataset's files in its own directory, where they are checked too.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,8 +16,8 @@
 use std::fs;
 
 use serde_json::{Value, json};
-use sysgen_tests::TestEnv;
-use sysgen_tests::datasets::Backing;
+use sysgen_tests::datasets::{Backing, zfs_stand_in};
+use sysgen_tests::{Run, TestEnv};
 
 #[derive(Clone, Copy)]
 struct Scenario {
@@ -27,13 +29,29 @@ struct Scenario {
     after: &'static [(&'static str, &'static str)],
     /// … and after `recover --rollback`.
     before: &'static [(&'static str, &'static str)],
+    /// For zfs, files kept by the stand-in (relative to its directory)
+    /// after `recover` and after `recover --rollback`.
+    zfs_after: &'static [(&'static str, &'static str)],
+    zfs_before: &'static [(&'static str, &'static str)],
+}
+
+/// A dataset declaration of type `ty` (for zfs, named `tank/<name>`).
+fn ds(ty: &str, name: &str, extra: Value) -> Value {
+    let mut v = json!({ "type": ty });
+    if ty == "zfs" {
+        v["name"] = json!(format!("tank/{name}"));
+    }
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
 }
 
 fn c1(ty: &str) -> Value {
     json!({
         "datasets": {
-            "/srv/data": { "type": ty, "snapshot": true, "mode": "0750" },
-            "/srv/keep": { "type": ty }
+            "/srv/data": ds(ty, "data", json!({ "snapshot": true, "mode": "0750" })),
+            "/srv/keep": ds(ty, "keep", json!({}))
         },
         "files": { "/srv/data/README": { "content": "managed\n" } }
     })
@@ -47,7 +65,7 @@ fn c1b(ty: &str) -> Value {
 
 fn c2(ty: &str) -> Value {
     json!({
-        "datasets": { "/srv/keep": { "type": ty } },
+        "datasets": { "/srv/keep": ds(ty, "keep", json!({})) },
         "files": { "/etc/motd": { "content": "2\n" } }
     })
 }
@@ -65,33 +83,40 @@ fn host(env: &TestEnv) {
     fs::create_dir_all(env.at("/var/lib")).unwrap();
 }
 
-fn setup_create(env: &TestEnv, ty: &str) -> Vec<String> {
+fn ty_of(what: &str) -> &str {
+    match what {
+        "btrfs" | "zfs" => what,
+        _ => "directory",
+    }
+}
+
+fn setup_create(env: &TestEnv, what: &str) -> Vec<String> {
     host(env);
-    let [c1, ..] = cfgs(env, ty);
+    let [c1, ..] = cfgs(env, ty_of(what));
     vec!["switch".into(), c1]
 }
 
-fn setup_leave(env: &TestEnv, ty: &str) -> Vec<String> {
+fn setup_leave(env: &TestEnv, what: &str) -> Vec<String> {
     host(env);
-    let [c1, _, c2] = cfgs(env, ty);
-    env.run(&["switch", &c1]).ok();
+    let [c1, _, c2] = cfgs(env, ty_of(what));
+    run(env, what, &["switch", &c1]).ok();
     env.write_root("/srv/data/db", "v1\n");
     env.write_root("/srv/keep/k", "k\n");
     vec!["switch".into(), c2]
 }
 
-fn setup_back(env: &TestEnv, ty: &str) -> Vec<String> {
-    let cmd = setup_leave(env, ty);
-    env.run(&["switch", &cmd[1]]).ok();
+fn setup_back(env: &TestEnv, what: &str) -> Vec<String> {
+    let cmd = setup_leave(env, what);
+    run(env, what, &["switch", &cmd[1]]).ok();
     vec!["rollback".into()]
 }
 
-fn setup_with_data(env: &TestEnv, ty: &str) -> Vec<String> {
+fn setup_with_data(env: &TestEnv, what: &str) -> Vec<String> {
     host(env);
-    let [c1, c1b, _] = cfgs(env, ty);
-    env.run(&["switch", &c1]).ok();
+    let [c1, c1b, _] = cfgs(env, ty_of(what));
+    run(env, what, &["switch", &c1]).ok();
     env.write_root("/srv/data/db", "v1\n");
-    env.run(&["switch", &c1b]).ok();
+    run(env, what, &["switch", &c1b]).ok();
     env.write_root("/srv/data/db", "v2\n");
     vec!["rollback".into(), "--with-data".into()]
 }
@@ -103,6 +128,8 @@ const CREATE: Scenario = Scenario {
     to: 1,
     after: &[("/srv/data/README", "managed\n")],
     before: &[],
+    zfs_after: &[],
+    zfs_before: &[],
 };
 
 const LEAVE: Scenario = Scenario {
@@ -116,6 +143,11 @@ const LEAVE: Scenario = Scenario {
         ("/srv/keep/k", "k\n"),
     ],
     before: &[("/srv/data/db", "v1\n"), ("/srv/keep/k", "k\n")],
+    zfs_after: &[
+        ("data/tank%data-sysgen-detached/db", "v1\n"),
+        ("snaps/tank%data-sysgen-detached@sysgen-gen-1/db", "v1\n"),
+    ],
+    zfs_before: &[],
 };
 
 const BACK: Scenario = Scenario {
@@ -125,6 +157,8 @@ const BACK: Scenario = Scenario {
     to: 1,
     after: &[("/srv/data/db", "v1\n"), ("/srv/keep/k", "k\n")],
     before: &[("/srv/.sysgen-data/data/detached/db", "v1\n")],
+    zfs_after: &[],
+    zfs_before: &[("data/tank%data-sysgen-detached/db", "v1\n")],
 };
 
 const WITH_DATA: Scenario = Scenario {
@@ -134,6 +168,8 @@ const WITH_DATA: Scenario = Scenario {
     to: 1,
     after: &[("/srv/data/db", "v1\n")],
     before: &[("/srv/data/db", "v2\n")],
+    zfs_after: &[],
+    zfs_before: &[],
 };
 
 /// A pre-rollback snapshot's name holds the time; trees from two runs
@@ -161,8 +197,36 @@ fn outside_keep(tree: &str) -> String {
         .join("\n")
 }
 
-fn active(env: &TestEnv) -> Option<u64> {
-    env.run(&["--json", "list"]).ok().json()["active"].as_u64()
+/// Runs sysgen; for zfs, with the zfs STAND-IN (`zfs-stand-in`, see
+/// tests/src/bin/zfs-stand-in.rs) and its state in the test's directory.
+fn run_k(env: &TestEnv, what: &str, fault: Option<u64>, args: &[&str]) -> Run {
+    let zfs = zfs_stand_in();
+    let mut all: Vec<&str> = Vec::new();
+    if what == "zfs" {
+        all.extend(["--zfs", zfs.to_str().unwrap()]);
+    }
+    all.extend(args);
+    let mut c = env.cmd(&all);
+    c.env("ZFS_STAND_IN_DIR", env.dir.path().join("zfs"));
+    if let Some(k) = fault {
+        c.env("SYSGEN_FAULT_AFTER_STEPS", k.to_string());
+    }
+    let out = c.output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        killed: out.status.signal().is_some(),
+    }
+}
+
+fn run(env: &TestEnv, what: &str, args: &[&str]) -> Run {
+    run_k(env, what, None, args)
+}
+
+fn active(env: &TestEnv, what: &str) -> Option<u64> {
+    run(env, what, &["--json", "list"]).ok().json()["active"].as_u64()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -172,23 +236,35 @@ fn strs(v: &[String]) -> Vec<&str> {
 /// A fresh root (its `/srv` on `what`) in the scenario's starting state.
 fn fresh(sc: &Scenario, what: &str) -> Option<(TestEnv, Backing, Vec<String>)> {
     let env = TestEnv::new();
-    let backing = Backing::at_srv(&env, what)?;
-    let ty = if what == "btrfs" {
-        "btrfs"
-    } else {
-        "directory"
-    };
-    let cmd = (sc.setup)(&env, ty);
+    let backing = Backing::at_srv(&env, if what == "zfs" { "ext4" } else { what })?;
+    let cmd = (sc.setup)(&env, what);
     Some((env, backing, cmd))
 }
 
+/// Data files hold what they should: on the root (`/…`), or for zfs in the
+/// stand-in's directory (where an unmounted dataset's files are).
 #[track_caller]
-fn assert_files(env: &TestEnv, files: &[(&str, &str)], ctx: &str) {
-    for (p, want) in files {
-        let got = fs::read_to_string(env.at(p));
+fn assert_files(
+    env: &TestEnv,
+    what: &str,
+    files: &[(&str, &str)],
+    zfs: &[(&str, &str)],
+    ctx: &str,
+) {
+    let on_root = files
+        .iter()
+        .filter(|(p, _)| what != "zfs" || !p.contains("/.sysgen-data"))
+        .map(|(p, w)| (env.at(p), *w));
+    let in_zfs = zfs
+        .iter()
+        .filter(|_| what == "zfs")
+        .map(|(p, w)| (env.dir.path().join("zfs").join(p), *w));
+    for (p, want) in on_root.chain(in_zfs) {
+        let got = fs::read_to_string(&p);
         assert!(
-            got.as_deref().ok() == Some(*want),
-            "{ctx}: {p} should hold {want:?}, has {got:?}\n{}",
+            got.as_deref().ok() == Some(want),
+            "{ctx}: {} should hold {want:?}, has {got:?}\n{}",
+            p.display(),
             env.tree()
         );
     }
@@ -200,15 +276,18 @@ fn crash_every_step(sc: Scenario, what: &str) {
         eprintln!("SKIPPED {}: no loop devices", sc.name);
         return;
     };
-    assert_eq!(active(&env), sc.from);
+    assert_eq!(active(&env, what), sc.from);
     let from_tree = norm(&env.tree());
     let mut dry = strs(&cmd);
     dry.extend(["--dry-run", "--json"]);
-    let n = env.run(&dry).ok().json()["steps"].as_array().unwrap().len() as u64;
-    env.run(&strs(&cmd)).ok();
+    let n = run(&env, what, &dry).ok().json()["steps"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    run(&env, what, &strs(&cmd)).ok();
     let to_tree = norm(&env.tree());
     assert_ne!(from_tree, to_tree, "{}: changes nothing", sc.name);
-    assert_files(&env, sc.after, sc.name);
+    assert_files(&env, what, sc.after, sc.zfs_after, sc.name);
     drop(_b);
     drop(env);
 
@@ -222,16 +301,16 @@ fn crash_every_step(sc: Scenario, what: &str) {
             );
             let one = std::panic::catch_unwind(|| {
                 let (env, _b, cmd) = fresh(&sc, what).unwrap();
-                let r = env.run_with_fault(k, &strs(&cmd));
+                let r = run_k(&env, what, Some(k), &strs(&cmd));
                 assert!(r.killed, "{ctx}: not killed: {r:?}");
-                let st = env.run(&["--json", "status"]).ok().json();
+                let st = run(&env, what, &["--json", "status"]).ok().json();
                 assert_eq!(st["interrupted"]["to"], json!(sc.to), "{ctx}: {st}");
                 let args: &[&str] = if rollback {
                     &["recover", "--rollback"]
                 } else {
                     &["recover"]
                 };
-                env.run(args).ok();
+                run(&env, what, args).ok();
                 let got = norm(&env.tree());
                 if rollback {
                     assert_eq!(
@@ -239,18 +318,22 @@ fn crash_every_step(sc: Scenario, what: &str) {
                         outside_keep(&from_tree),
                         "{ctx}: not back where it started"
                     );
-                    assert_eq!(active(&env), sc.from, "{ctx}");
-                    assert_files(&env, sc.before, &ctx);
+                    assert_eq!(active(&env, what), sc.from, "{ctx}");
+                    assert_files(&env, what, sc.before, sc.zfs_before, &ctx);
                 } else {
                     assert_eq!(got, to_tree, "{ctx}: not the target");
-                    assert_eq!(active(&env), Some(sc.to), "{ctx}");
-                    assert_files(&env, sc.after, &ctx);
+                    assert_eq!(active(&env, what), Some(sc.to), "{ctx}");
+                    assert_files(&env, what, sc.after, sc.zfs_after, &ctx);
                 }
-                let v = env.run(&["verify"]);
+                let v = run(&env, what, &["verify"]);
                 assert_eq!(v.code, Some(0), "{ctx}: verify: {v:?}");
                 // Usable again: the next switch works.
                 let c1 = env.cfg().join("c1.json");
-                env.run(&["switch", c1.to_str().unwrap()]).ok();
+                run(&env, what, &["switch", c1.to_str().unwrap()]).ok();
+                if what == "zfs" {
+                    let log = fs::read_to_string(env.dir.path().join("zfs/calls.log")).unwrap();
+                    assert!(!log.contains("INVALID"), "{ctx}: bad zfs call:\n{log}");
+                }
             });
             if let Err(e) = one {
                 let msg = e
@@ -308,4 +391,22 @@ fn btrfs_back_crash_at_every_step() {
 #[test]
 fn btrfs_with_data_crash_at_every_step() {
     crash_every_step(WITH_DATA, "btrfs");
+}
+
+// zfs, against the zfs STAND-IN (ZFS cannot run here; `--with-data` is
+// refused for zfs, see docs/datasets.md).
+
+#[test]
+fn zfs_stand_in_create_crash_at_every_step() {
+    crash_every_step(CREATE, "zfs");
+}
+
+#[test]
+fn zfs_stand_in_leave_crash_at_every_step() {
+    crash_every_step(LEAVE, "zfs");
+}
+
+#[test]
+fn zfs_stand_in_back_crash_at_every_step() {
+    crash_every_step(BACK, "zfs");
 }
