@@ -183,6 +183,14 @@ fn lifecycle(what: &str) {
         "{:#?}",
         steps(&r)
     );
+    assert!(
+        has_step(
+            &steps(&r),
+            "keep the contents of dataset /srv/keep: it has no snapshot of generation 1"
+        ),
+        "{:#?}",
+        steps(&r)
+    );
     assert_ne!(before, env.tree());
     assert_eq!(
         read(&env, "/srv/data/db"),
