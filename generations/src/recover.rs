@@ -169,6 +169,9 @@ fn undo_datasets(
         opts: &dopts,
     };
     let restores = Default::default();
+    // Read-only: only to say how each dataset comes back; whatever it would
+    // object to, the undo converges from where the switch stopped.
+    let (facts, _) = datasets::precheck(&state.root, to, &from, &restores, &cx)?;
     let names = datasets::Names {
         from: Some(journal.to_number),
         to: journal.from.map_or(0, |f| f.0),
@@ -176,7 +179,7 @@ fn undo_datasets(
         restores: &restores,
         now: opts.now,
     };
-    Ok(datasets::undo(&steps, to, &from, &cx, &names))
+    Ok(datasets::undo(&steps, to, &from, &facts, &cx, &names))
 }
 
 /// Removes the temporary files an interrupted write may have left next to

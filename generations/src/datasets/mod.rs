@@ -691,6 +691,7 @@ pub fn undo(
     switch_steps: &[DatasetStep],
     old: &Datasets,
     new: &Datasets,
+    facts: &Facts,
     cx: &Context<'_>,
     names: &Names<'_>,
 ) -> DatasetPlan {
@@ -711,7 +712,9 @@ pub fn undo(
         out.attach.push(DatasetStep::Attach {
             path: p.clone(),
             kind: d.kind.clone(),
-            how: How::Reattach,
+            // Detached by the switch, or still in place (released, or the
+            // switch stopped before its detach).
+            how: facts.how.get(p).copied().unwrap_or(How::Reattach),
         });
     }
     for s in switch_steps {
