@@ -624,15 +624,15 @@ fn cmd_diff(
             .root)
     };
     let changes = diff(&state.db, Some(root_of(&ida)?), Some(root_of(&idb)?))?;
+    for c in &changes {
+        out.line(describe(c));
+    }
     let datasets = sysgen_generations::datasets::diff(
         &of_generation(&state.db, &ida)?,
         &of_generation(&state.db, &idb)?,
     );
     for d in &datasets {
         out.line(d.to_string());
-    }
-    for c in &changes {
-        out.line(describe(c));
     }
     if changes.is_empty() && datasets.is_empty() {
         out.line(format!(

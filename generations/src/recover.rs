@@ -95,11 +95,12 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         ),
         None => None,
     };
-    let mut changes = diff(&state.db, Some(to.root), from_root)?;
+    let changes = diff(&state.db, Some(to.root), from_root)?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
+    let mut changes = changes;
     let dp = undo_datasets(state, &journal, &to.datasets, &changes, &ledger, opts)?;
     crate::datasets::filter_changes(&mut changes, &dp);
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);

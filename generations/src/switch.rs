@@ -116,9 +116,10 @@ pub fn switch_to(
         ),
         None => None,
     };
-    let mut changes = diff(&state.db, old_root, Some(target.root))?;
+    let changes = diff(&state.db, old_root, Some(target.root))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
+    let mut changes = changes;
     let dp = plan_datasets(
         state,
         active.as_ref().map(|a| (a.number, a.id)),
