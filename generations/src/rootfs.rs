@@ -613,6 +613,28 @@ impl RootDir {
         Ok(())
     }
 
+    /// Makes the contents of the directory `dir` those of the directory
+    /// `from`: every entry of `dir` but `spare` is removed, then `from`'s
+    /// entries are copied in (as [`RootDir::copy_tree`] copies). For a zfs
+    /// dataset's restore from `<mountpoint>/.zfs/snapshot/<name>`; the
+    /// caller has kept the old contents in a snapshot first.
+    pub fn replace_contents(&self, dir: &EntryPath, from: &EntryPath, spare: &str) -> Result<()> {
+        let to = self
+            .open_dir(Some(dir))
+            .map_err(|e| err(dir, "open directory", e))?;
+        for name in names(&to).map_err(|e| err(dir, "read directory", e))? {
+            if name != spare {
+                remove_all(&to, &name).map_err(|e| err(dir, "remove", e))?;
+            }
+        }
+        let src = self
+            .open_dir(Some(from))
+            .map_err(|e| err(from, "open directory", e))?;
+        copy_dir(&src, &to).map_err(|e| err(from, "copy", e))?;
+        self.touch(&to);
+        Ok(())
+    }
+
     /// Removes the directory `p` and everything in it, never following a
     /// symlink. Only for sysgen's own dataset areas (snapshots, detached
     /// copies that gc destroys, staging copies), never for managed paths.

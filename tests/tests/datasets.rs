@@ -668,7 +668,19 @@ fn zfs_backend_against_the_zfs_stand_in() {
             "zfs set mountpoint=<root>/srv/db tank/db",
         ]
     );
-    assert_eq!(env.tree(), t1, "the dataset did not come back intact");
+    // Now with its snapshot shown in `.zfs` (as zfs shows it); otherwise intact.
+    let without_zfs_ctl = |t: String| {
+        t.lines()
+            .filter(|l| !l.contains("/.zfs"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        without_zfs_ctl(env.tree()),
+        t1,
+        "the dataset did not come back intact"
+    );
+    assert_eq!(read(&env, "/srv/db/.zfs/snapshot/sysgen-gen-1/rows"), "1\n");
     assert_eq!(read(&env, "/srv/db/rows"), "1\n");
 
     zfs_run(&env, &["switch", s(&c2)]).ok();
@@ -757,4 +769,50 @@ fn zfs_name_clash_and_adoption() {
         "adoption changed the dataset"
     );
     assert_eq!(read(&env, "/srv/mine/data"), "already there\n");
+}
+
+#[test]
+fn zfs_rollback_with_data_against_the_zfs_stand_in() {
+    let env = TestEnv::new();
+    let ds = json!({ "type": "zfs", "name": "tank/db", "snapshot": true });
+    let c1 = env.config("c1.json", json!({ "datasets": { "/srv/db": ds } }));
+    let c1b = env.config(
+        "c1b.json",
+        json!({ "datasets": { "/srv/db": ds }, "files": { "/etc/motd": { "content": "b\n" } } }),
+    );
+    zfs_run(&env, &["switch", s(&c1)]).ok();
+    env.write_root("/srv/db/rows", "v1\n");
+    zfs_run(&env, &["switch", s(&c1b)]).ok();
+    env.write_root("/srv/db/rows", "v2\n");
+    env.write_root("/srv/db/new-since", "x\n");
+    let n = zfs_calls(&env).len();
+    let r = zfs_run(&env, &["--json", "rollback", "--with-data"]).ok();
+    assert!(
+        has_step(
+            &steps(&r),
+            "restore dataset /srv/db (zfs dataset tank/db) from snapshot tank/db@sysgen-gen-1"
+        ),
+        "{:#?}",
+        steps(&r)
+    );
+    let calls = zfs_calls(&env);
+    assert_eq!(calls.len(), n + 2, "{calls:#?}");
+    assert_eq!(calls[n], "zfs snapshot tank/db@sysgen-gen-2");
+    assert!(
+        calls[n + 1].starts_with("zfs snapshot tank/db@sysgen-pre-rollback-2-"),
+        "{calls:#?}"
+    );
+    assert_eq!(read(&env, "/srv/db/rows"), "v1\n", "not restored");
+    assert!(!env.at("/srv/db/new-since").exists());
+    // The contents before the rollback are in the pre-rollback snapshot.
+    let pre = calls[n + 1].trim_start_matches("zfs snapshot tank/db@");
+    assert_eq!(
+        read(&env, &format!("/srv/db/.zfs/snapshot/{pre}/rows")),
+        "v2\n"
+    );
+    assert_eq!(
+        read(&env, &format!("/srv/db/.zfs/snapshot/{pre}/new-since")),
+        "x\n"
+    );
+    zfs_run(&env, &["verify"]).ok();
 }

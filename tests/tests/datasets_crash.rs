@@ -190,9 +190,11 @@ fn norm(tree: &str) -> String {
         .join("\n")
 }
 
+/// The tree without snapshots and retained data: sysgen's retention areas
+/// (`.sysgen-data`) and zfs's snapshot directories (`.zfs`).
 fn outside_keep(tree: &str) -> String {
     tree.lines()
-        .filter(|l| !l.contains("/.sysgen-data"))
+        .filter(|l| !l.contains("/.sysgen-data") && !l.contains("/.zfs"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -393,8 +395,7 @@ fn btrfs_with_data_crash_at_every_step() {
     crash_every_step(WITH_DATA, "btrfs");
 }
 
-// zfs, against the zfs STAND-IN (ZFS cannot run here; `--with-data` is
-// refused for zfs, see docs/datasets.md).
+// zfs, against the zfs STAND-IN (ZFS cannot run here).
 
 #[test]
 fn zfs_stand_in_create_crash_at_every_step() {
@@ -409,4 +410,9 @@ fn zfs_stand_in_leave_crash_at_every_step() {
 #[test]
 fn zfs_stand_in_back_crash_at_every_step() {
     crash_every_step(BACK, "zfs");
+}
+
+#[test]
+fn zfs_stand_in_with_data_crash_at_every_step() {
+    crash_every_step(WITH_DATA, "zfs");
 }

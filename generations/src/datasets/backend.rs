@@ -130,6 +130,19 @@ fn zfs_exists(zfs: &Path, name: &str) -> Result<Option<(String, u64)>, Error> {
     )))
 }
 
+/// Where zfs shows the snapshot `sysgen-<snap>` of the dataset mounted at `p`.
+fn zfs_snapdir(p: &EntryPath, snap: &str) -> Result<EntryPath, Error> {
+    [".zfs", "snapshot", &format!("sysgen-{snap}")]
+        .iter()
+        .try_fold(p.clone(), |acc, c| acc.join(c))
+        .map_err(|e| Error::Invalid(format!("{p}: {e}")))
+}
+
+/// Whether zfs has the snapshot `sysgen-<snap>` of `name`.
+pub(crate) fn zfs_has_snapshot(zfs: &Path, name: &str, snap: &str) -> Result<bool, Error> {
+    Ok(zfs_exists(zfs, &format!("{name}@sysgen-{snap}"))?.is_some())
+}
+
 fn is_subvolume(root: &RootDir, p: &EntryPath) -> Result<bool, Error> {
     Ok(match root.inspect(p)? {
         Live::Dir(m) => m.ino == BTRFS_SUBVOL_INO && root.fs_type_at(p)?.0 == BTRFS_MAGIC,
@@ -440,6 +453,21 @@ pub fn apply_step(
             of,
         } => {
             let tool = tool_for(tools, kind, path)?;
+            if let Kind::Zfs { name } = kind {
+                // The current contents stay as a zfs snapshot; then the
+                // dataset's files are replaced by the snapshot's, read
+                // through `.zfs/snapshot`. (`zfs rollback` would destroy
+                // every later snapshot.) A re-run redoes the copy: the
+                // snapshot `pre` holds what was there first.
+                let zfs = req(tool)?;
+                let pre_full = format!("{name}@sysgen-{pre}");
+                if zfs_exists(zfs, &pre_full)?.is_none() {
+                    run(zfs, &[os("snapshot"), os(&pre_full)])?;
+                }
+                record_snapshot(db, path, pre, kind, *of, "pre-rollback", now)?;
+                root.replace_contents(path, &zfs_snapdir(path, snap)?, ".zfs")?;
+                return Ok(());
+            }
             let snap_p = keep_path(path, &["snapshots", snap])?;
             let pre_p = keep_path(path, &["snapshots", pre])?;
             let staging = keep_path(path, &["staging"])?;
@@ -493,6 +521,18 @@ pub fn apply_step(
             of,
         } => {
             let tool = tool_for(tools, kind, path)?;
+            if let Kind::Zfs { name } = kind {
+                let zfs = req(tool)?;
+                if zfs_exists(zfs, &format!("{name}@sysgen-{pre}"))?.is_some() {
+                    let aside_full = format!("{name}@sysgen-{aside}");
+                    if zfs_exists(zfs, &aside_full)?.is_none() {
+                        run(zfs, &[os("snapshot"), os(&aside_full)])?;
+                    }
+                    record_snapshot(db, path, aside, kind, *of, "undone restore", now)?;
+                    root.replace_contents(path, &zfs_snapdir(path, pre)?, ".zfs")?;
+                }
+                return Ok(());
+            }
             let pre_p = keep_path(path, &["snapshots", pre])?;
             let aside_p = keep_path(path, &["snapshots", aside])?;
             if is_dir(root, &pre_p)? {

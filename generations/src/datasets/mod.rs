@@ -535,9 +535,18 @@ pub fn precheck(
                 continue;
             };
             match &d.kind {
-                Kind::Zfs { .. } => conflicts.push(format!(
-                    "{p}: rollback --with-data cannot restore zfs datasets in this version; roll back without --with-data and use `zfs rollback` on its sysgen-gen-* snapshot"
-                )),
+                Kind::Zfs { name } => match need_tool(&cx.opts.tools, &d.kind, p) {
+                    Err(e) => conflicts.push(e),
+                    Ok(tool) => {
+                        if let Some(zfs) = tool
+                            && !backend::zfs_has_snapshot(zfs, name, snap_name)?
+                        {
+                            conflicts.push(format!(
+                                "{p}: its snapshot {name}@sysgen-{snap_name} is recorded but missing; roll back without --with-data"
+                            ));
+                        }
+                    }
+                },
                 _ if backend::is_mount_point(root, &mounts, p) => conflicts.push(format!(
                     "{p}: something is mounted there, so its contents cannot be swapped for the snapshot (busy mount); unmount it first"
                 )),

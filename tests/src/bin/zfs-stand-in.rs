@@ -17,7 +17,9 @@
 //! mountpoint; an unmounted one's are kept aside (here in the stand-in's
 //! directory); changing `mountpoint` unmounts and mounts again; a mountpoint
 //! directory stays (empty) after an unmount, as with zfs; snapshots are
-//! copies; `destroy` of a dataset with snapshots needs `-r`.
+//! copies, shown under `<mountpoint>/.zfs/snapshot/<snapname>` while the
+//! file system is mounted (as zfs shows them, `snapdir`); `destroy` of a
+//! dataset with snapshots needs `-r`.
 //!
 //! State and log live in `$ZFS_STAND_IN_DIR`: `state.json` and `calls.log`
 //! (one line per call: the arguments, space-separated). The pool `tank`
@@ -68,10 +70,14 @@ fn valid_mountpoint(v: &str) -> bool {
     v == "none" || (v.starts_with('/') && !v.contains("//"))
 }
 
+/// Copies a dataset's files (never its `.zfs` control directory).
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
         let e = e.unwrap();
+        if e.file_name() == ".zfs" {
+            continue;
+        }
         let t = e.file_type().unwrap();
         let dst = to.join(e.file_name());
         if t.is_dir() {
@@ -87,6 +93,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn size(p: &Path) -> u64 {
     let Ok(rd) = fs::read_dir(p) else { return 0 };
     rd.flatten()
+        .filter(|e| e.file_name() != ".zfs")
         .map(|e| {
             let md = fs::symlink_metadata(e.path()).unwrap();
             if md.is_dir() {
@@ -152,8 +159,29 @@ impl Zfs {
         fs::rename(self.aside(name), &mp).map_err(|e| e.to_string())
     }
 
+    /// zfs shows a mounted file system's snapshots, read-only, under
+    /// `<mountpoint>/.zfs/snapshot/<snapname>`; the stand-in keeps real
+    /// copies there, refreshed after every call.
+    fn sync_snapdirs(&self) {
+        for (name, mp) in &self.datasets {
+            if mp == "none" {
+                continue;
+            }
+            let ctl = Path::new(mp).join(".zfs");
+            let _ = fs::remove_dir_all(&ctl);
+            let prefix = format!("{name}@");
+            for s in self.snapshots.iter().filter(|s| s.starts_with(&prefix)) {
+                copy_dir(
+                    &self.dir.join("snaps").join(s.replace('/', "%")),
+                    &ctl.join("snapshot").join(&s[prefix.len()..]),
+                );
+            }
+        }
+    }
+
     fn unmount(&self, name: &str) -> Result<(), String> {
         let mp = PathBuf::from(&self.datasets[name]);
+        let _ = fs::remove_dir_all(mp.join(".zfs"));
         fs::create_dir_all(self.dir.join("data")).map_err(|e| e.to_string())?;
         fs::rename(&mp, self.aside(name))
             .map_err(|e| format!("cannot unmount '{}': {e}", mp.display()))?;
@@ -384,6 +412,7 @@ fn main() {
     match result {
         Ok(out) => {
             writeln!(log, "zfs {}", args.join(" ")).unwrap();
+            zfs.sync_snapdirs();
             zfs.save();
             print!("{out}");
         }
