@@ -815,4 +815,27 @@ fn zfs_rollback_with_data_against_the_zfs_stand_in() {
         "x\n"
     );
     zfs_run(&env, &["verify"]).ok();
+
+    // Back to a generation whose dataset is detached now: its snapshots
+    // went with it; it is re-attached, then restored.
+    env.write_root("/srv/db/rows", "v3\n");
+    let c2 = env.config(
+        "c2.json",
+        json!({ "files": { "/etc/motd": { "content": "2\n" } } }),
+    );
+    zfs_run(&env, &["switch", s(&c2)]).ok();
+    assert!(!env.at("/srv/db").exists());
+    let n = zfs_calls(&env).len();
+    zfs_run(&env, &["rollback", "--with-data", "--to", "1"]).ok();
+    let calls = zfs_calls(&env);
+    assert_eq!(
+        calls[n], "zfs rename tank/db-sysgen-detached tank/db",
+        "{calls:#?}"
+    );
+    assert!(
+        calls[n + 2].starts_with("zfs snapshot tank/db@sysgen-pre-rollback-3-"),
+        "{calls:#?}"
+    );
+    // gen-1.2 was taken as generation 1 was left with v3 in it.
+    assert_eq!(read(&env, "/srv/db/rows"), "v3\n");
 }

@@ -855,13 +855,16 @@ pub fn gc_datasets(
                 continue;
             }
             let bytes = match kind {
-                Kind::Zfs { .. } => tools
-                    .zfs
-                    .as_deref()
-                    .map(|z| zfs_exists(z, &s.location))
-                    .transpose()?
-                    .flatten()
-                    .map_or(0, |(_, u)| u),
+                // A detached dataset's snapshots went with it (and go with it).
+                Kind::Zfs { name } => match tools.zfs.as_deref() {
+                    Some(z) => zfs_exists(z, &s.location)?
+                        .or(zfs_exists(
+                            z,
+                            &format!("{}@sysgen-{}", detached_zfs_name(name), s.name),
+                        )?)
+                        .map_or(0, |(_, u)| u),
+                    None => 0,
+                },
                 _ => state
                     .root
                     .tree_size(&keep_path(p, &["snapshots", &s.name])?)?,

@@ -538,8 +538,10 @@ pub fn precheck(
                 Kind::Zfs { name } => match need_tool(&cx.opts.tools, &d.kind, p) {
                     Err(e) => conflicts.push(e),
                     Ok(tool) => {
+                        // A detached dataset's snapshots went with it.
                         if let Some(zfs) = tool
                             && !backend::zfs_has_snapshot(zfs, name, snap_name)?
+                            && !backend::zfs_has_snapshot(zfs, &detached_zfs_name(name), snap_name)?
                         {
                             conflicts.push(format!(
                                 "{p}: its snapshot {name}@sysgen-{snap_name} is recorded but missing; roll back without --with-data"
