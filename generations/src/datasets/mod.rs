@@ -778,18 +778,46 @@ pub fn filter_changes(changes: &mut Vec<Change>, dp: &DatasetPlan) {
     changes.retain(|c| !matches!(c, Change::Removed(p, _) if dp.not_removed.contains(p)));
 }
 
-/// Puts the dataset steps at their places in a plan built from the file
-/// changes: snapshots and attaches first, detaches just before the
-/// activation (the last step).
+/// Puts the dataset steps at their places (SPEC §4 "Order"): snapshots
+/// first of all; create / adopt / re-attach right before the first file
+/// step; detach right after the last one. So steps that other sections put
+/// before the file steps (units stopped, packages installed) come between
+/// the snapshots and the attaches, and those they put after the file steps
+/// (packages removed, units started) after the detaches. Without file
+/// steps, both go right before the activation.
 pub fn splice(steps: &mut Vec<crate::plan::Step>, dp: DatasetPlan) {
     use crate::plan::Step;
-    let last = steps.pop();
-    let files = std::mem::take(steps);
+    let is_file = |s: &Step| {
+        matches!(
+            s,
+            Step::Remove { .. }
+                | Step::PutFile { .. }
+                | Step::PutSymlink { .. }
+                | Step::MakeDir { .. }
+                | Step::SetMeta { .. }
+        )
+    };
+    let tail = match steps.last() {
+        Some(Step::Activate { .. } | Step::Deactivate) => steps.pop(),
+        _ => None,
+    };
+    let (first, last) = match (
+        steps.iter().position(is_file),
+        steps.iter().rposition(is_file),
+    ) {
+        (Some(f), Some(l)) => (f, l + 1),
+        _ => (steps.len(), steps.len()),
+    };
+    let rest = steps.split_off(last);
+    let files = steps.split_off(first);
+    let before = std::mem::take(steps);
     steps.extend(dp.snapshots.into_iter().map(Step::Dataset));
+    steps.extend(before);
     steps.extend(dp.attach.into_iter().map(Step::Dataset));
     steps.extend(files);
     steps.extend(dp.detach.into_iter().map(Step::Dataset));
-    steps.extend(last);
+    steps.extend(rest);
+    steps.extend(tail);
 }
 
 #[cfg(test)]
@@ -807,6 +835,67 @@ mod tests {
             p("/srv/.sysgen-data/data/detached")
         );
         assert_eq!(keep_dir(&p("/data")).unwrap(), p("/.sysgen-data/data"));
+    }
+
+    #[test]
+    fn splice_keeps_other_steps_between_snapshots_attaches_files_and_detaches() {
+        use crate::plan::{Step, Why};
+        let snap = DatasetStep::Snapshot {
+            path: p("/d"),
+            kind: Kind::Directory,
+            snap: "gen-1".into(),
+            of: 1,
+        };
+        let attach = DatasetStep::Attach {
+            path: p("/e"),
+            kind: Kind::Directory,
+            how: How::Create,
+        };
+        let detach = DatasetStep::Detach {
+            path: p("/d"),
+            kind: Kind::Directory,
+            discard_if_empty: false,
+        };
+        // Stand-ins for another section's steps before and after the files.
+        let early = Step::Dataset(DatasetStep::Release {
+            path: p("/early"),
+            kind: Kind::Directory,
+        });
+        let late = Step::Dataset(DatasetStep::Release {
+            path: p("/late"),
+            kind: Kind::Directory,
+        });
+        let file = Step::Remove {
+            path: p("/f"),
+            why: Why::Remove,
+            kind: "file".into(),
+        };
+        let activate = Step::Activate {
+            number: 2,
+            id: crate::GenerationId(sysgen_store::Hash::of(b"g")),
+        };
+        let mut steps = vec![early.clone(), file.clone(), late.clone(), activate.clone()];
+        splice(
+            &mut steps,
+            DatasetPlan {
+                snapshots: vec![snap.clone()],
+                attach: vec![attach.clone()],
+                detach: vec![detach.clone()],
+                not_removed: BTreeSet::new(),
+            },
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::Dataset(snap),
+                early,
+                Step::Dataset(attach),
+                file,
+                Step::Dataset(detach),
+                late,
+                activate
+            ]
+        );
     }
 
     #[test]
