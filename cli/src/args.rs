@@ -36,6 +36,12 @@ pub struct Global {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The btrfs command, for btrfs datasets (a name is looked up in PATH)
+    #[arg(long, global = true, value_name = "PATH", default_value = "btrfs")]
+    pub btrfs: PathBuf,
+    /// The zfs command, for zfs datasets (a name is looked up in PATH)
+    #[arg(long, global = true, value_name = "PATH", default_value = "zfs")]
+    pub zfs: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

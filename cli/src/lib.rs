@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use serde_json::json;
+use sysgen_generations::datasets::{DatasetReport, report};
 use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
@@ -81,6 +82,7 @@ struct Env {
     fault_after: Option<u64>,
     /// systemd on this root: whether it runs, which systemctl to use.
     services: ServiceOptions,
+    tools: sysgen_generations::datasets::Tools,
 }
 
 impl Env {
@@ -113,6 +115,10 @@ impl Env {
                 systemctl: PathBuf::from("systemctl"),
                 runtime: systemd_runs_on(&g.root),
                 rollback_on_failure: true,
+            },
+            tools: sysgen_generations::datasets::Tools {
+                btrfs: find_tool(&g.btrfs),
+                zfs: find_tool(&g.zfs),
             },
         })
     }
@@ -210,23 +216,16 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 })?,
             };
             let id = resolve(&state, &n.to_string())?;
-            if *with_data {
-                out.detail(
-                    "--with-data: this configuration format version has no datasets to restore yet",
-                );
-            }
-            let o = switch_to(
-                &mut state,
-                id,
-                &switch_opts(
-                    &env,
-                    *force,
-                    *dry_run,
-                    !*no_rollback_on_failure,
-                    "rollback",
-                    &bar,
-                ),
-            )?;
+            let mut opts = switch_opts(
+                &env,
+                *force,
+                *dry_run,
+                !*no_rollback_on_failure,
+                "rollback",
+                &bar,
+            );
+            opts.datasets.with_data = *with_data;
+            let o = switch_to(&mut state, id, &opts)?;
             Ok(show_switch(out, &o))
         }
         Command::Diff { a, b } => cmd_diff(&env, out, a.as_deref(), b.as_deref(), &bar),
@@ -257,9 +256,12 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 );
                 out.line(line.trim_end());
             }
+            let datasets = report(&state, &env.tools)?;
+            dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
                 "active": active,
+                "datasets": datasets,
                 "generations": gens.iter().map(|g| json!({
                     "number": g.number, "id": g.id.to_string(), "created_at": g.created_at,
                     "date": utc(g.created_at), "active": Some(g.number) == active, "pinned": g.pinned,
@@ -295,8 +297,11 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     v.entries
                 ));
             }
+            let datasets = report(&state, &env.tools)?;
+            dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
+                "datasets": datasets,
                 "active": state.db.active()?.map(|a| json!({"number": a.number, "id": a.id.to_string()})),
                 "interrupted": journal.map(|j| json!({"to": j.to_number, "from": j.from.map(|f| f.0), "started_at": j.started_at})),
                 "entries": v.entries,
@@ -358,6 +363,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     older_than: *older_than,
                     dry_run: *dry_run,
                     now: env.now,
+                    tools: env.tools.clone(),
                 },
             )?;
             let verb = if *dry_run { "would delete" } else { "deleted" };
@@ -380,6 +386,14 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 if g.objects == 1 { "" } else { "s" },
                 human_bytes(g.bytes_freed)
             ));
+            for d in &g.datasets {
+                let what = if d.what == "snapshot" {
+                    format!("snapshot {} of dataset {}", d.location, d.path)
+                } else {
+                    format!("detached dataset {} ({}) at {}", d.path, d.kind, d.location)
+                };
+                out.line(format!("{verb} {what} ({})", human_bytes(d.bytes)));
+            }
             out.doc(json!({ "ok": true, "gc": g }));
             Ok(0)
         }
@@ -410,6 +424,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     fault_after: env.fault_after,
                     progress: &bar,
                     services: env.services.clone(),
+                    tools: env.tools.clone(),
                 },
             )?;
             for f in &r.failed {
@@ -455,6 +470,57 @@ fn verify_with_units(
     Ok(v)
 }
 
+/// A tool given as a path is used if it exists; a bare name is looked up
+/// in `PATH`. `None`: not installed (the library says so when it needs it).
+fn find_tool(t: &Path) -> Option<PathBuf> {
+    if t.components().count() > 1 {
+        return t.is_file().then(|| t.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(t))
+            .find(|p| p.is_file())
+    })
+}
+
+/// One line per dataset sysgen knows, then one per snapshot of it.
+fn dataset_lines(out: &Out, datasets: &[DatasetReport]) {
+    for d in datasets {
+        let gens = if d.generations.is_empty() {
+            "no remaining generation has it".to_owned()
+        } else {
+            format!(
+                "in generation{} {}",
+                if d.generations.len() == 1 { "" } else { "s" },
+                d.generations
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        out.line(format!(
+            "dataset {} ({}): {} at {}, {gens}, {} snapshot{}",
+            d.path,
+            d.kind,
+            d.state,
+            d.location,
+            d.snapshots.len(),
+            if d.snapshots.len() == 1 { "" } else { "s" }
+        ));
+        for s in &d.snapshots {
+            out.line(format!(
+                "  snapshot {} ({}, generation {}, {}): {}",
+                s.name,
+                s.why,
+                s.generation,
+                utc(s.taken_at),
+                s.location
+            ));
+        }
+    }
+}
+
 fn switch_opts<'a>(
     env: &Env,
     force: bool,
@@ -473,6 +539,10 @@ fn switch_opts<'a>(
         services: ServiceOptions {
             rollback_on_failure,
             ..env.services.clone()
+        },
+        datasets: sysgen_generations::datasets::DatasetOptions {
+            tools: env.tools.clone(),
+            with_data: false,
         },
     }
 }
@@ -685,7 +755,11 @@ fn cmd_diff(
         };
         out.line(format!("{sign} service {}  {}", u.unit, u.what()));
     }
-    if changes.is_empty() && package_changes.is_empty() && units.is_empty() {
+    let datasets = sysgen_generations::datasets::diff(&ma.datasets, &mb.datasets);
+    for d in &datasets {
+        out.line(d.to_string());
+    }
+    if changes.is_empty() && package_changes.is_empty() && units.is_empty() && datasets.is_empty() {
         out.line(format!(
             "no differences between {} and {}",
             ida.short(),
@@ -696,6 +770,7 @@ fn cmd_diff(
         "ok": true,
         "from": ida.to_string(),
         "to": idb.to_string(),
+        "datasets": datasets,
         "changes": changes.iter().map(|c| match c {
             Change::Added(p, e) => json!({"path": p, "change": "added", "new": shown(e)}),
             Change::Removed(p, e) => json!({"path": p, "change": "removed", "old": shown(e)}),

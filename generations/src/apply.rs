@@ -27,6 +27,8 @@ pub struct ApplyOptions<'a> {
     pub services: &'a crate::services::ServiceOptions,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    /// Where btrfs and zfs are, for dataset steps.
+    pub tools: &'a crate::datasets::Tools,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -258,6 +260,7 @@ fn run(
             crate::services::apply_step(root.path(), db, opts.services, s, &mut out.failed)?;
         }
         Step::Package(s) => crate::packages::apply(root, store, db, s)?,
+        Step::Dataset(d) => crate::datasets::apply_step(root, db, opts.tools, d, now)?,
         Step::Activate { number, id } => {
             root.sync().map_err(|e| Error::Io {
                 path: root.path().to_owned(),

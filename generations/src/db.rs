@@ -83,6 +83,25 @@ CREATE TABLE package_files (
     PRIMARY KEY (manager, name, version, arch)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Datasets sysgen attached (created, adopted or re-attached) at some point,
+-- whatever their state now; gc destroys what no remaining generation has.
+CREATE TABLE datasets (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Snapshots sysgen took of them, recorded as soon as they exist.
+CREATE TABLE dataset_snapshots (
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    taken_at INTEGER NOT NULL,
+    PRIMARY KEY (path, name)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// What was on the root at a path before sysgen first managed it. A path
@@ -230,7 +249,7 @@ impl Db {
         Ok(())
     }
 
-    /// For the packages module, which keeps its own tables (migration 2).
+    /// For the packages and datasets modules, which keep their own tables.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }

@@ -27,6 +27,8 @@ pub struct GcOptions {
     pub older_than: Option<i64>,
     pub dry_run: bool,
     pub now: i64,
+    /// Where btrfs and zfs are, to destroy datasets no generation has.
+    pub tools: crate::datasets::Tools,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,6 +39,8 @@ pub struct GcOutcome {
     pub nodes: u64,
     pub objects: u64,
     pub bytes_freed: u64,
+    /// Detached datasets and snapshots destroyed: no remaining generation has them.
+    pub datasets: Vec<crate::datasets::GcDataset>,
 }
 
 pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
@@ -111,9 +115,13 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     let all_manifests = state.db.all_manifest_ids()?;
     out.manifests = all_manifests.iter().filter(|m| !kept.contains(m)).count() as u64;
     if opts.dry_run {
+        out.datasets = crate::datasets::gc_datasets(state, &opts.tools, &kept, true)?;
         return Ok(out);
     }
     let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &nodes, &kept)?;
+    // After the generations are gone: a crash here leaves the dataset
+    // records, and the next gc destroys what they name.
+    out.datasets = crate::datasets::gc_datasets(state, &opts.tools, &kept, false)?;
     out.nodes = removed_nodes;
     let gone: Vec<Hash> = garbage
         .iter()

@@ -125,7 +125,6 @@ pub fn build(
     spec: &HostSpec,
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
-    unsupported(spec)?;
     // First, as it can fail on the configuration (an unknown package) and
     // it is quick next to hashing.
     let packages = crate::packages::resolve(state, &spec.packages)?;
@@ -171,6 +170,20 @@ pub fn build(
     for (p, t) in &spec.trees {
         expand_tree(p, t, &mut pending)?;
     }
+    let datasets = crate::datasets::from_spec(spec, &mut |p, d| {
+        let what = format!("{}: datasets.{p}", d.declared_in.display());
+        // The dataset's top directory: the file steps give it its mode and
+        // owner, and `verify` checks them.
+        pending.insert(
+            p.clone(),
+            Pending::Ready(Entry::Dir {
+                mode: d.mode.map(|m| m.bits()),
+                uid: ids.resolve(&d.owner, false, &what)?,
+                gid: ids.resolve(&d.group, true, &what)?,
+            }),
+        );
+        Ok(())
+    })?;
     // Every ancestor of a declared path is a directory sysgen makes sure exists.
     let paths: Vec<EntryPath> = pending.keys().cloned().collect();
     for p in &paths {
@@ -282,6 +295,7 @@ pub fn build(
         root,
         services: crate::services::Services::from_spec(spec),
         packages,
+        datasets,
     };
     let id = state.db.put_manifest(
         &manifest,
@@ -309,23 +323,6 @@ pub fn build(
         files_cached: cached.into_inner(),
         objects_written: written.objects_written,
     })
-}
-
-/// Packages, datasets and services are parsed and validated, but this
-/// version cannot realize them yet: refuse rather than ignore them.
-fn unsupported(spec: &HostSpec) -> Result<(), Error> {
-    let first = [spec
-        .datasets
-        .iter()
-        .next()
-        .map(|(p, d)| ("datasets", format!("datasets.{p}"), &d.declared_in))];
-    match first.into_iter().flatten().next() {
-        None => Ok(()),
-        Some((section, key, file)) => Err(Error::Invalid(format!(
-            "{}: {key}: {section} are not supported by this version of sysgen yet; remove the {section} section",
-            file.display()
-        ))),
-    }
 }
 
 fn cache_row(md: &std::fs::Metadata, hash: Option<Hash>) -> CacheRow {

@@ -12,6 +12,7 @@
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
 pub mod apply;
+pub mod datasets;
 pub mod db;
 pub mod gc;
 pub mod ingest;
@@ -107,6 +108,9 @@ pub enum Error {
     /// A package manager refused or failed.
     #[error("{0}")]
     Package(PackageError),
+    /// A dataset tool (btrfs, zfs) failed, with its stderr.
+    #[error("{0}")]
+    Dataset(String),
 }
 
 /// A failure of the package manager: what went wrong (with the tool's own

@@ -159,6 +159,8 @@ pub struct Manifest {
     pub services: crate::services::Services,
     #[serde(default, skip_serializing_if = "crate::packages::PackageSet::is_empty")]
     pub packages: crate::packages::PackageSet,
+    #[serde(default, skip_serializing_if = "crate::datasets::Datasets::is_empty")]
+    pub datasets: crate::datasets::Datasets,
 }
 
 impl Manifest {

@@ -98,6 +98,9 @@ pub enum Step {
     Package(crate::packages::PackageStep),
     /// Make every change durable, then record the generation as active.
     Activate { number: u64, id: GenerationId },
+    /// A dataset's snapshot, creation, adoption, re-attachment, restore or
+    /// detachment (`datasets`).
+    Dataset(crate::datasets::DatasetStep),
     /// Make every change durable, then record that no generation is active
     /// (undoing the first switch: the root is as it was before sysgen).
     Deactivate,
@@ -111,6 +114,7 @@ impl Step {
             | Step::PutSymlink { path, .. }
             | Step::MakeDir { path, .. }
             | Step::SetMeta { path, .. } => Some(path),
+            Step::Dataset(d) => Some(d.path()),
             Step::Activate { .. } | Step::Deactivate | Step::Service(_) | Step::Package(_) => None,
         }
     }
@@ -222,6 +226,7 @@ impl fmt::Display for Step {
             Step::Activate { number, id } => {
                 write!(f, "activate generation {number} ({})", id.short())
             }
+            Step::Dataset(d) => d.fmt(f),
             Step::Deactivate => write!(f, "record that no generation is active"),
             Step::Service(s) => write!(f, "{s}"),
             Step::Package(s) => write!(f, "{s}"),

@@ -24,6 +24,8 @@ pub struct RecoverOptions<'a> {
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
     pub services: crate::services::ServiceOptions,
+    /// Where btrfs and zfs are, for dataset steps.
+    pub tools: crate::datasets::Tools,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +64,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         fault_after: opts.fault_after,
         progress: opts.progress,
         services: &service_opts,
+        tools: &opts.tools,
     };
 
     if !opts.rollback {
@@ -111,6 +114,9 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
+    let mut changes = changes;
+    let dp = undo_datasets(state, &journal, &to.datasets, &changes, &ledger, opts)?;
+    crate::datasets::filter_changes(&mut changes, &dp);
     let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
     let from_packages = match &journal.from {
         Some((_, id)) => state
@@ -135,6 +141,9 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             opts.services.runtime,
         ),
     );
+    // After the package and service steps are in: the dataset steps go
+    // around the file steps (datasets::splice).
+    crate::datasets::splice(&mut back.steps, dp);
     if journal.from.is_none() {
         // Back to the state before sysgen: no generation is active.
         if let Some(last) = back.steps.last_mut() {
@@ -163,6 +172,55 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         steps: out.steps,
         failed: out.failed,
     })
+}
+
+/// The dataset steps that undo the journal's (see [`crate::datasets::undo`]).
+fn undo_datasets(
+    state: &State,
+    journal: &Journal,
+    to: &crate::datasets::Datasets,
+    changes: &[crate::manifest::Change],
+    ledger: &std::collections::BTreeMap<sysgen_schema::EntryPath, crate::db::Origin>,
+    opts: &RecoverOptions<'_>,
+) -> Result<crate::datasets::DatasetPlan, Error> {
+    use crate::datasets::{self, backend};
+    let from = match &journal.from {
+        Some((_, id)) => backend::of_generation(&state.db, id)?,
+        None => datasets::Datasets::default(),
+    };
+    let steps: Vec<datasets::DatasetStep> = journal
+        .plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            crate::plan::Step::Dataset(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    let known = backend::known(&state.db)?;
+    let taken = backend::taken(&state.db)?;
+    let dopts = datasets::DatasetOptions {
+        tools: opts.tools.clone(),
+        with_data: false,
+    };
+    let cx = datasets::Context {
+        changes,
+        ledger,
+        known: &known,
+        opts: &dopts,
+    };
+    let restores = Default::default();
+    // Read-only: only to say how each dataset comes back; whatever it would
+    // object to, the undo converges from where the switch stopped.
+    let (facts, _) = datasets::precheck(&state.root, to, &from, &restores, &cx)?;
+    let names = datasets::Names {
+        from: Some(journal.to_number),
+        to: journal.from.map_or(0, |f| f.0),
+        taken: &taken,
+        restores: &restores,
+        now: opts.now,
+    };
+    Ok(datasets::undo(&steps, to, &from, &facts, &cx, &names))
 }
 
 /// Removes the temporary files an interrupted write may have left next to

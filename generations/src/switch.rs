@@ -37,6 +37,8 @@ pub struct SwitchOptions<'a> {
     pub how: &'a str,
     pub progress: &'a dyn Progress,
     pub services: crate::services::ServiceOptions,
+    /// Dataset tools and `--with-data`.
+    pub datasets: crate::datasets::DatasetOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,10 +125,26 @@ pub fn switch_to(
         .reading(|db| diff(db, old_root, Some(target.root)))?;
     let keep = (!opts.dry_run).then_some(&state.store);
     let ledger = state.db.ledger()?;
+    let mut changes = changes;
+    let dp = plan_datasets(
+        state,
+        active.as_ref().map(|a| (a.number, a.id)),
+        &target,
+        number,
+        &changes,
+        &ledger,
+        opts,
+    )?;
+    // Counted before the dataset steps take over some removals.
+    let (added, removed, changed) = count(&changes);
+    crate::datasets::filter_changes(&mut changes, &dp.0);
     let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
-    if !pre.conflicts.is_empty() {
-        return Err(Error::Conflict(pre.conflicts));
+    let mut conflicts = pre.conflicts;
+    conflicts.extend(dp.1);
+    if !conflicts.is_empty() {
+        return Err(Error::Conflict(conflicts));
     }
+    let dp = dp.0;
     if !pre.drift.is_empty() && !opts.force {
         return Err(Error::Drift {
             since: from.unwrap_or(0),
@@ -165,7 +183,9 @@ pub fn switch_to(
             opts.services.runtime,
         ),
     );
-    let (added, removed, changed) = count(&changes);
+    // After the package and service steps are in: the dataset steps go
+    // around the file steps (datasets::splice).
+    crate::datasets::splice(&mut plan.steps, dp);
     let mut outcome = SwitchOutcome {
         from,
         number,
@@ -208,6 +228,7 @@ pub fn switch_to(
             fault_after: opts.fault_after,
             progress: opts.progress,
             services: &opts.services,
+            tools: &opts.datasets.tools,
         },
     );
     outcome.applied = match applied {
@@ -241,6 +262,7 @@ fn roll_back_after(
                 rollback_on_failure: false,
                 ..opts.services.clone()
             },
+            tools: opts.datasets.tools.clone(),
         },
     );
     match undo {
@@ -253,6 +275,50 @@ fn roll_back_after(
             why: e.to_string(),
         }),
     }
+}
+
+/// The dataset part of a switch from `from` to `target`: its precheck (the
+/// conflicts come back with the plan) and its steps.
+fn plan_datasets(
+    state: &State,
+    from: Option<(u64, GenerationId)>,
+    target: &crate::manifest::Manifest,
+    number: u64,
+    changes: &[Change],
+    ledger: &std::collections::BTreeMap<EntryPath, crate::db::Origin>,
+    opts: &SwitchOptions<'_>,
+) -> Result<(crate::datasets::DatasetPlan, Vec<String>), Error> {
+    use crate::datasets::{self, backend};
+    let old = match from {
+        Some((_, id)) => backend::of_generation(&state.db, &id)?,
+        None => datasets::Datasets::default(),
+    };
+    let new = &target.datasets;
+    if old.is_empty() && new.is_empty() {
+        return Ok(Default::default());
+    }
+    let known = backend::known(&state.db)?;
+    let taken = backend::taken(&state.db)?;
+    let restores = if opts.datasets.with_data {
+        backend::restores(&state.db, number, new)?
+    } else {
+        Default::default()
+    };
+    let cx = datasets::Context {
+        changes,
+        ledger,
+        known: &known,
+        opts: &opts.datasets,
+    };
+    let (facts, conflicts) = datasets::precheck(&state.root, &old, new, &restores, &cx)?;
+    let names = datasets::Names {
+        from: from.map(|f| f.0),
+        to: number,
+        taken: &taken,
+        restores: &restores,
+        now: opts.now,
+    };
+    Ok((datasets::plan(&old, new, &facts, &cx, &names), conflicts))
 }
 
 fn count(changes: &[Change]) -> (u64, u64, u64) {

@@ -388,12 +388,12 @@ const CASES: &[Case] = &[
         want: &["c.json", "packages.apt", "has no /usr/bin/apt-get"],
     },
     Case {
-        name: "datasets declared",
+        name: "one zfs dataset at two paths",
         files: &[(
             "c.json",
-            r#"{ "datasets": { "/srv/data": { "type": "directory" } } }"#,
+            r#"{ "datasets": { "/a": { "type": "zfs", "name": "tank/a" }, "/b": { "type": "zfs", "name": "tank/a" } } }"#,
         )],
-        want: &["c.json", "datasets", "not supported"],
+        want: &["c.json", "datasets./b", "tank/a", "also declared at /a"],
     },
     Case {
         name: "a unit name without a unit suffix",
