@@ -12,10 +12,8 @@
 //! commits. A crash in between leaves unreferenced objects that the next
 //! gc removes, never a generation that refers to a missing object.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
-use sysgen_store::{Area, Hash};
+use sysgen_store::{Area, Hash, HashKeySet};
 
 use crate::db::Origin;
 use crate::manifest::{Entry, NodeId, NodeSource};
@@ -73,9 +71,9 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         .collect();
 
     // Mark: every node and object the kept generations, the ledger and the saved copies reach.
-    let mut nodes: HashSet<NodeId> = HashSet::new();
-    let mut public: HashSet<Hash> = HashSet::new();
-    let mut secret: HashSet<Hash> = HashSet::new();
+    let mut nodes: HashKeySet<NodeId> = HashKeySet::default();
+    let mut public: HashKeySet<Hash> = HashKeySet::default();
+    let mut secret: HashKeySet<Hash> = HashKeySet::default();
     state.db.reading(|db| {
         for id in &kept {
             if let Some((m, _)) = db.manifest(id)? {
@@ -138,9 +136,9 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
 fn mark(
     db: &dyn NodeSource,
     root: NodeId,
-    nodes: &mut HashSet<NodeId>,
-    public: &mut HashSet<Hash>,
-    secret: &mut HashSet<Hash>,
+    nodes: &mut HashKeySet<NodeId>,
+    public: &mut HashKeySet<Hash>,
+    secret: &mut HashKeySet<Hash>,
 ) -> Result<(), Error> {
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {

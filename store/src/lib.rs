@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use batch::{Batch, BatchOutcome};
 pub use error::StoreError;
-pub use hash::{Hash, hash_file};
+pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 
 use hash::STREAM_BUF;
 

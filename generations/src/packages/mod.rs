@@ -942,7 +942,7 @@ fn deb_in_store(
 pub fn mark_files<'a>(
     db: &Db,
     sets: impl Iterator<Item = &'a PackageSet>,
-    live: &mut std::collections::HashSet<Hash>,
+    live: &mut sysgen_store::HashKeySet<Hash>,
 ) -> Result<(), Error> {
     for set in sets {
         for (name, pin) in &set.apt {
