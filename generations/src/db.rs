@@ -536,22 +536,29 @@ impl Db {
     // ---- ledger and saved files ----
 
     pub fn ledger(&self) -> Result<BTreeMap<EntryPath, Origin>, Error> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT path, origin FROM ledger")
-            .map_err(sql)?;
+        self.json_by_path("SELECT path, origin FROM ledger", "ledger")
+    }
+
+    /// Rows of (path, JSON value) read by `query`, as a map; `what` names
+    /// the table in errors.
+    pub fn json_by_path<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        what: &str,
+    ) -> Result<BTreeMap<EntryPath, T>, Error> {
+        let mut st = self.conn.prepare_cached(query).map_err(sql)?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql)?;
         rows.into_iter()
-            .map(|(p, o)| {
+            .map(|(p, v)| {
                 let path = EntryPath::parse(&p)
-                    .map_err(|e| Error::Db(format!("ledger path {p:?}: {e}")))?;
-                let origin = serde_json::from_str(&o)
-                    .map_err(|e| Error::Db(format!("ledger entry {p}: {e}")))?;
-                Ok((path, origin))
+                    .map_err(|e| Error::Db(format!("{what} path {p:?}: {e}")))?;
+                let value = serde_json::from_str(&v)
+                    .map_err(|e| Error::Db(format!("{what} entry {p}: {e}")))?;
+                Ok((path, value))
             })
             .collect()
     }

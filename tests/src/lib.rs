@@ -62,6 +62,16 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// The `steps` of a `--json` switch, rollback or dry run, as printed.
+    pub fn steps(&self) -> Vec<String> {
+        self.json()["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no steps in:\n{}", self.stdout))
+            .iter()
+            .map(|s| s.as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
 }
 
 impl Default for TestEnv {

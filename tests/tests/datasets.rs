@@ -39,15 +39,6 @@ fn tree_outside_keep(env: &TestEnv) -> String {
         .join("\n")
 }
 
-fn steps(r: &Run) -> Vec<String> {
-    r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn has_step(steps: &[String], needle: &str) -> bool {
     steps.iter().any(|s| s.contains(needle))
 }
@@ -113,7 +104,7 @@ fn lifecycle(what: &str) {
 
     // 1. create
     let r = env.run(&["--json", "switch", s(&c1)]).ok();
-    let st = steps(&r);
+    let st = r.steps();
     assert!(st[0].starts_with("create dataset /srv/data"), "{st:#?}");
     assert!(st[1].starts_with("create dataset /srv/keep"), "{st:#?}");
     let tree = env.tree();
@@ -135,7 +126,7 @@ fn lifecycle(what: &str) {
 
     // 2. a switch snapshots /srv/data (snapshot: true), not /srv/keep
     let r = env.run(&["--json", "switch", s(&c1b)]).ok();
-    let st = steps(&r);
+    let st = r.steps();
     assert!(
         st[0].starts_with("snapshot dataset /srv/data")
             && st[0].contains("/srv/.sysgen-data/data/snapshots/gen-1, ")
@@ -165,7 +156,7 @@ fn lifecycle(what: &str) {
     let r = env.run(&["--json", "rollback", "--with-data"]).ok();
     // The pre-rollback snapshot's name holds the time of the run.
     let masked = |r: &Run| -> Vec<String> {
-        steps(r)
+        r.steps()
             .into_iter()
             .map(|s| match s.find("pre-rollback-2-") {
                 Some(i) => format!("{}pre-rollback-2-T", &s[..i]),
@@ -179,17 +170,17 @@ fn lifecycle(what: &str) {
         "--dry-run did not print the plan that ran"
     );
     assert!(
-        has_step(&steps(&r), "restore dataset /srv/data"),
+        has_step(&r.steps(), "restore dataset /srv/data"),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
     assert!(
         has_step(
-            &steps(&r),
+            &r.steps(),
             "keep the contents of dataset /srv/keep: it has no snapshot of generation 1"
         ),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
     assert_ne!(before, env.tree());
     assert_eq!(
@@ -222,7 +213,7 @@ fn lifecycle(what: &str) {
 
     // 5. removal: detached, kept whole
     let r = env.run(&["--json", "switch", s(&c2)]).ok();
-    let st = steps(&r);
+    let st = r.steps();
     let last_but_one = &st[st.len() - 2];
     assert!(
         last_but_one.starts_with("detach dataset /srv/data"),
@@ -404,11 +395,11 @@ fn adopt(what: &str) {
     );
     let r = env.run(&["--json", "switch", s(&c)]).ok();
     assert!(
-        has_step(&steps(&r), "adopt dataset /srv/data"),
+        has_step(&r.steps(), "adopt dataset /srv/data"),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
-    assert!(!has_step(&steps(&r), "create dataset"), "{:#?}", steps(&r));
+    assert!(!has_step(&r.steps(), "create dataset"), "{:#?}", r.steps());
     assert_eq!(read(&env, "/srv/data/old.db"), "the admin's data\n");
     assert_eq!(
         env.tree(),
@@ -419,9 +410,9 @@ fn adopt(what: &str) {
     // with its contents and its original mode.
     let r = env.run(&["--json", "switch", s(&bare)]).ok();
     assert!(
-        has_step(&steps(&r), "stop managing dataset /srv/data"),
+        has_step(&r.steps(), "stop managing dataset /srv/data"),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
     assert_eq!(read(&env, "/srv/data/old.db"), "the admin's data\n");
     assert!(env.tree().contains("/srv/data dir 0700"), "{}", env.tree());
@@ -759,9 +750,9 @@ fn zfs_name_clash_and_adoption() {
     );
     let r = zfs_run(&env, &["--json", "switch", s(&a)]).ok();
     assert!(
-        has_step(&steps(&r), "adopt dataset /srv/mine"),
+        has_step(&r.steps(), "adopt dataset /srv/mine"),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
     assert_eq!(
         zfs_calls(&env),
@@ -789,11 +780,11 @@ fn zfs_rollback_with_data_against_the_zfs_stand_in() {
     let r = zfs_run(&env, &["--json", "rollback", "--with-data"]).ok();
     assert!(
         has_step(
-            &steps(&r),
+            &r.steps(),
             "restore dataset /srv/db (zfs dataset tank/db) from snapshot tank/db@sysgen-gen-1"
         ),
         "{:#?}",
-        steps(&r)
+        r.steps()
     );
     let calls = zfs_calls(&env);
     assert_eq!(calls.len(), n + 2, "{calls:#?}");

@@ -13,8 +13,8 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
+use sysgen_tests::TestEnv;
 use sysgen_tests::services::logging_unit;
-use sysgen_tests::{Run, TestEnv};
 
 const WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
 
@@ -65,15 +65,6 @@ fn gen2() -> Value {
     json!({ "files": { "/etc/motd": { "content": "no services\n" } } })
 }
 
-fn lines(r: &Run) -> Vec<String> {
-    r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn enablement_is_real_recorded_and_restored_exactly_by_rollback() {
     let env = TestEnv::new();
@@ -97,7 +88,7 @@ fn enablement_is_real_recorded_and_restored_exactly_by_rollback() {
     // Generation 2 drops every unit: sysgen's is disabled (and its file
     // removed), the vendor's is enabled again, the admin's stays enabled.
     let r = env.run(&["--json", "switch", c2.to_str().unwrap()]).ok();
-    let steps = lines(&r);
+    let steps = r.steps();
     assert_eq!(
         steps[..2],
         [
@@ -145,10 +136,10 @@ fn runtime_steps_are_planned_around_the_file_steps_and_reported_as_skipped() {
     let mut v = gen1();
     v["files"]["/etc/app.conf"] = json!({ "content": "v2\n" });
     let c = env.config("c.json", v.clone());
-    let steps = lines(
-        &env.run(&["--json", "switch", c.to_str().unwrap(), "--dry-run"])
-            .ok(),
-    );
+    let steps = env
+        .run(&["--json", "switch", c.to_str().unwrap(), "--dry-run"])
+        .ok()
+        .steps();
     assert_eq!(
         steps[..3],
         [
@@ -166,7 +157,7 @@ fn runtime_steps_are_planned_around_the_file_steps_and_reported_as_skipped() {
     w["files"]["/etc/unwatched"] = json!({ "content": "x\n" });
     let c = env.config("w.json", w);
     let r = env.run(&["--json", "switch", c.to_str().unwrap()]).ok();
-    assert_eq!(lines(&r).len(), 2, "{:#?}", lines(&r));
+    assert_eq!(r.steps().len(), 2, "{:#?}", r.steps());
     assert_eq!(r.json()["skipped"], json!([]));
 
     // Everything at once: the unit leaves with its file while another
@@ -183,7 +174,7 @@ fn runtime_steps_are_planned_around_the_file_steps_and_reported_as_skipped() {
         }),
     );
     let r = env.run(&["--json", "switch", c3.to_str().unwrap()]).ok();
-    let steps = lines(&r);
+    let steps = r.steps();
     let service = |s: &String| {
         ["skip ", "enable ", "disable "]
             .iter()

@@ -37,15 +37,6 @@ fn config(conf: &str, env: &str, other: &str, extra: Value) -> Value {
     c
 }
 
-fn steps(r: &sysgen_tests::Run) -> Vec<String> {
-    r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn index(steps: &[String], prefix: &str) -> usize {
     steps
         .iter()
@@ -61,7 +52,7 @@ fn start_restart_reload_and_stop_exactly_when_their_paths_change() {
     // 1. New unit: written, enabled, daemon-reload, started.
     let c1 = sd.config("c1.json", config("v1\n", "e1\n", "o1\n", json!({})));
     let r = sd.sysgen(&["--json", "switch", &c1]).ok();
-    let s = steps(&r);
+    let s = r.steps();
     assert!(
         index(&s, "create file /etc/systemd/system/app.service")
             < index(&s, "enable app.service: newly declared")
@@ -80,14 +71,14 @@ fn start_restart_reload_and_stop_exactly_when_their_paths_change() {
     // 2. A file no unit watches: nothing happens to the unit.
     let c2 = sd.config("c2.json", config("v1\n", "e1\n", "o2\n", json!({})));
     let r = sd.sysgen(&["--json", "switch", &c2]).ok();
-    assert_eq!(steps(&r).len(), 2, "{:#?}", steps(&r));
+    assert_eq!(r.steps().len(), 2, "{:#?}", r.steps());
     assert_eq!(sd.events("app"), ["start"]);
     assert_eq!(pid(), pid1);
 
     // 3. A reload_on path: reloaded, same process.
     let c3 = sd.config("c3.json", config("v1\n", "e2\n", "o2\n", json!({})));
     let r = sd.sysgen(&["--json", "switch", &c3]).ok();
-    let s = steps(&r);
+    let s = r.steps();
     assert!(
         index(&s, "replace file /etc/app/app.env")
             < index(&s, "reload app.service: /etc/app/app.env changed")
@@ -98,7 +89,7 @@ fn start_restart_reload_and_stop_exactly_when_their_paths_change() {
     // 4. A restart_on path (and the reload_on one): one restart, a new process.
     let c4 = sd.config("c4.json", config("v2\n", "e3\n", "o2\n", json!({})));
     let r = sd.sysgen(&["--json", "switch", &c4]).ok();
-    let s = steps(&r);
+    let s = r.steps();
     let restart = index(&s, "restart app.service: /etc/app/app.conf changed");
     assert!(index(&s, "replace file /etc/app/app.conf") < restart);
     assert!(
@@ -117,7 +108,7 @@ fn start_restart_reload_and_stop_exactly_when_their_paths_change() {
         json!({ "content": "[Service]\nEnvironment=X=1\n" });
     let c5 = sd.config("c5.json", v5);
     let r = sd.sysgen(&["--json", "switch", &c5]).ok();
-    let s = steps(&r);
+    let s = r.steps();
     assert!(
         index(&s, "daemon-reload: unit files changed")
             < index(
@@ -138,7 +129,7 @@ fn start_restart_reload_and_stop_exactly_when_their_paths_change() {
         json!({ "files": { "/etc/other": { "content": "o2\n" } } }),
     );
     let r = sd.sysgen(&["--json", "switch", &c6]).ok();
-    let s = steps(&r);
+    let s = r.steps();
     let stop = index(&s, "stop app.service: left the configuration");
     let disable = index(
         &s,
@@ -266,7 +257,7 @@ fn a_oneshot_unit_that_ran_is_not_a_failure() {
     );
     let r = sd.sysgen(&["--json", "switch", &c]).ok();
     assert!(
-        steps(&r)
+        r.steps()
             .iter()
             .any(|s| s.starts_with("check once.service")),
         "{r:?}"

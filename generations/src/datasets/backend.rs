@@ -663,24 +663,7 @@ fn snapshot_rows(db: &Db) -> Result<BTreeMap<EntryPath, Vec<(Kind, SnapshotRow)>
 
 /// Every dataset sysgen attached at some point, with the kind it had.
 pub fn known(db: &Db) -> Result<BTreeMap<EntryPath, Kind>, Error> {
-    let mut st = db
-        .conn()
-        .prepare_cached("SELECT path, kind FROM datasets")
-        .map_err(sql)?;
-    let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(sql)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    rows.into_iter()
-        .map(|(p, k)| {
-            let path =
-                EntryPath::parse(&p).map_err(|e| Error::Db(format!("dataset path {p:?}: {e}")))?;
-            let kind =
-                serde_json::from_str(&k).map_err(|e| Error::Db(format!("dataset {p}: {e}")))?;
-            Ok((path, kind))
-        })
-        .collect()
+    db.json_by_path("SELECT path, kind FROM datasets", "dataset")
 }
 
 /// Snapshot names taken per path, so new ones never collide.
