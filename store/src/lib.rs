@@ -353,7 +353,7 @@ impl Store {
         };
         let stored_len = file.metadata().map_err(StoreError::io(&path))?.len();
         if stored_len <= SMALL_FILE_LIMIT {
-            if let Some(n) = stream_small(&mut file, &path, hash, sink)? {
+            if let Some(n) = stream_small(&mut file, stored_len, &path, hash, sink)? {
                 return Ok(n);
             }
             file.rewind().map_err(StoreError::io(&path))?;
@@ -573,6 +573,7 @@ thread_local! {
 /// memory (a small frame of very compressible data); stream it instead.
 fn stream_small(
     file: &mut File,
+    stored_len: u64,
     path: &Path,
     hash: &Hash,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
@@ -585,7 +586,13 @@ fn stream_small(
             plain,
         } = &mut *bufs;
         compressed.clear();
-        file.read_to_end(compressed).map_err(StoreError::io(path))?;
+        compressed.reserve(stored_len as usize);
+        // Through `Read for &mut File` wrapped in `take`: `File::read_to_end`
+        // would ask the kernel for the size and position again (a `statx`
+        // and an `lseek` per object) to size a buffer already sized.
+        file.take(SMALL_FILE_LIMIT + 1)
+            .read_to_end(compressed)
+            .map_err(StoreError::io(path))?;
         // Every object is written with its content size in the frame header
         // (bulk compression records it, streaming pledges it).
         let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
