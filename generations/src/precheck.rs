@@ -11,7 +11,7 @@
 //!   with unmanaged files where a file must go, a socket, a path reached
 //!   only through a symlink) stops the switch with every such path named.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 
 use sysgen_schema::EntryPath;
@@ -127,9 +127,24 @@ pub fn precheck(
         })
         .collect();
 
+    // Directories found absent: nothing below them can exist either, and
+    // a first switch would otherwise probe every level of every path.
+    // (Changes come sorted by path, parents first; precheck writes nothing
+    // to the root, so an absent directory stays absent.)
+    let mut absent_dirs: HashSet<EntryPath> = HashSet::new();
     for c in changes {
         let p = c.path();
-        let live = root.inspect(p)?;
+        let live = match p.parent() {
+            Some(d) if absent_dirs.contains(&d) => Live::Absent,
+            _ => root.inspect(p)?,
+        };
+        let is_dir = match c {
+            Change::Added(_, e) | Change::Removed(_, e) => e.is_dir(),
+            Change::Changed(_, a, b) => a.is_dir() || b.is_dir(),
+        };
+        if is_dir && matches!(live, Live::Absent) {
+            absent_dirs.insert(p.clone());
+        }
         if let Live::Blocked { at, what } = &live {
             if !replaced.contains(at) {
                 out.conflicts.push(format!(
