@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat, renameat};
@@ -144,6 +144,9 @@ pub struct RootDir {
     path: PathBuf,
     /// One open directory per filesystem that was written to, for `sync`.
     touched: Mutex<BTreeMap<u64, OwnedFd>>,
+    /// A written directory whose filesystem could not be told (its fstat or
+    /// dup failed): `sync` then flushes every filesystem.
+    untracked: AtomicBool,
     tmp_counter: AtomicU64,
 }
 
@@ -174,6 +177,7 @@ impl RootDir {
             fd,
             path: path.to_owned(),
             touched: Mutex::new(BTreeMap::new()),
+            untracked: AtomicBool::new(false),
             tmp_counter: AtomicU64::new(0),
         })
     }
@@ -339,12 +343,21 @@ impl RootDir {
     }
 
     fn touch(&self, dir: &OwnedFd) {
-        if let Ok(st) = fstat(dir.as_fd()) {
-            let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            if !t.contains_key(&st.st_dev)
-                && let Ok(fd) = nix::unistd::dup(dir.as_fd())
-            {
-                t.insert(st.st_dev, fd);
+        let dev = match fstat(dir.as_fd()) {
+            Ok(st) => st.st_dev,
+            Err(_) => {
+                // Cannot tell which filesystem: `sync` will flush them all.
+                self.untracked.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if let std::collections::btree_map::Entry::Vacant(slot) = t.entry(dev) {
+            match nix::unistd::dup(dir.as_fd()) {
+                Ok(fd) => {
+                    slot.insert(fd);
+                }
+                Err(_) => self.untracked.store(true, Ordering::Relaxed),
             }
         }
     }
@@ -788,6 +801,9 @@ impl RootDir {
         let t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
         for fd in t.values() {
             syncfs(fd.as_fd())?;
+        }
+        if self.untracked.load(Ordering::Relaxed) {
+            nix::unistd::sync();
         }
         Ok(())
     }
