@@ -385,7 +385,9 @@ fn expand_tree(
             let p = dest
                 .join(name)
                 .map_err(|e| Error::Invalid(format!("{what}: {}: {e}", src.display())))?;
-            let md = std::fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            // Relative to the open directory (no symlink followed), not a
+            // walk of the whole path again for each of 100k entries.
+            let md = ent.metadata().map_err(io_err(&src))?;
             let ft = md.file_type();
             let entry = if ft.is_dir() {
                 stack.push((src.clone(), p.clone()));

@@ -101,6 +101,9 @@ pub struct Store {
     /// Fan-out directories known to exist (256 per area), so that a batch of
     /// 100k objects does not try 100k mkdirs. The store never removes them.
     fanout_ready: Vec<std::sync::atomic::AtomicBool>,
+    /// Open fan-out directories, for [`Store::contains`]: a lookup relative
+    /// to one is a single name, not the whole path to the store again.
+    fanout_fds: Vec<std::sync::OnceLock<File>>,
 }
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -158,6 +161,7 @@ impl Store {
             fanout_ready: (0..512)
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
                 .collect(),
+            fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
         };
         ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         // These two hold content only root may read, so their mode is enforced
@@ -185,7 +189,28 @@ impl Store {
     }
 
     pub fn contains(&self, hash: &Hash, area: Area) -> bool {
-        fs::symlink_metadata(self.object_path(hash, area)).is_ok_and(|m| m.is_file())
+        let slot = usize::from(hash.as_bytes()[0]) + if area == Area::Secret { 256 } else { 0 };
+        let dir = match self.fanout_fds[slot].get() {
+            Some(d) => d,
+            None => {
+                let path = self.object_path(hash, area);
+                let Some(fan) = path.parent() else {
+                    return false;
+                };
+                // Only an open directory is kept: one absent now may be made later.
+                match File::open(fan) {
+                    Ok(d) => self.fanout_fds[slot].get_or_init(|| d),
+                    Err(_) => return false,
+                }
+            }
+        };
+        let hex = hash.to_hex();
+        nix::sys::stat::fstatat(dir, &hex[2..], nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(
+            |st| {
+                st.st_mode & nix::sys::stat::SFlag::S_IFMT.bits()
+                    == nix::sys::stat::SFlag::S_IFREG.bits()
+            },
+        )
     }
 
     /// Stores `bytes` durably right now (temp, fsync, rename, fsync dir). For
