@@ -154,6 +154,8 @@ fn take_lock(state_dir: &Path) -> Result<Flock<File>, Error> {
         .write(true)
         .create(true)
         .truncate(false)
+        // Like everything in the state directory: root's alone.
+        .mode(0o600)
         .open(&path)
         .map_err(io_err(&path))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
