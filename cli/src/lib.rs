@@ -370,15 +370,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let gens = if g.generations.is_empty() {
                 "no generations".to_owned()
             } else {
-                format!(
-                    "generation{} {}",
-                    if g.generations.len() == 1 { "" } else { "s" },
-                    g.generations
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                generation_list(&g.generations)
             };
             out.line(format!(
                 "{verb} {gens}, {} store object{} ({})",
@@ -483,21 +475,26 @@ fn find_tool(t: &Path) -> Option<PathBuf> {
     })
 }
 
+/// "generation 3" or "generations 1, 2, 3".
+fn generation_list(numbers: &[u64]) -> String {
+    format!(
+        "generation{} {}",
+        if numbers.len() == 1 { "" } else { "s" },
+        numbers
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// One line per dataset sysgen knows, then one per snapshot of it.
 fn dataset_lines(out: &Out, datasets: &[DatasetReport]) {
     for d in datasets {
         let gens = if d.generations.is_empty() {
             "no remaining generation has it".to_owned()
         } else {
-            format!(
-                "in generation{} {}",
-                if d.generations.len() == 1 { "" } else { "s" },
-                d.generations
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("in {}", generation_list(&d.generations))
         };
         out.line(format!(
             "dataset {} ({}): {} at {}, {gens}, {} snapshot{}",
