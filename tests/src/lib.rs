@@ -160,6 +160,11 @@ impl TestEnv {
         Run::from(self.cmd(args).output().expect("run sysgen"))
     }
 
+    /// `switch CONFIG`, which must succeed.
+    pub fn switch(&self, cfg: &Path) -> Run {
+        self.run(&["switch", s(cfg)]).ok()
+    }
+
     /// Runs with `SYSGEN_FAULT_AFTER_STEPS=k`.
     pub fn run_with_fault(&self, k: u64, args: &[&str]) -> Run {
         Run::from(
@@ -174,6 +179,11 @@ impl TestEnv {
     pub fn tree(&self) -> String {
         dump_tree(&self.root(), &[self.state()])
     }
+}
+
+/// A test path as the `&str` an argument list wants (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
 }
 
 /// Renders every entry below `dir` (excluding `skip` and what is under it),

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sysgen_tests::datasets::{
     Backing, Tmpfs, is_read_only, is_subvolume, make_subvolume, zfs_stand_in,
 };
-use sysgen_tests::{Run, TestEnv};
+use sysgen_tests::{Run, TestEnv, s};
 
 fn read(env: &TestEnv, p: &str) -> String {
     fs::read_to_string(env.at(p)).unwrap_or_else(|e| panic!("{p}: {e}\n{}", env.tree()))
@@ -49,10 +49,6 @@ fn backing(env: &TestEnv, what: &str) -> Option<Backing> {
         eprintln!("SKIPPED {what}: no loop devices");
     }
     b
-}
-
-fn s(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
 }
 
 // ------------------------------------------------------------ the lifecycle

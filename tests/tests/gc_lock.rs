@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
-use sysgen_tests::{Run, TestEnv};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn switch(env: &TestEnv, cfg: &Path) -> Run {
-    env.run(&["switch", s(cfg)]).ok()
-}
+use sysgen_tests::{TestEnv, s};
 
 /// `(number, active, pinned)` of every generation `list --json` shows.
 fn generations(env: &TestEnv) -> Vec<(u64, bool, bool)> {
@@ -81,7 +73,7 @@ fn gc_keep_deletes_old_unpinned_generations_and_frees_their_objects() {
     let env = TestEnv::new();
     let mut trees = Vec::new();
     for i in 1..=5 {
-        switch(&env, &config(&env, i));
+        env.switch(&config(&env, i));
         trees.push(env.tree());
     }
     env.run(&["pin", "2"]).ok();
@@ -132,7 +124,7 @@ fn a_config_whose_generation_was_collected_can_be_switched_to_again() {
     let env = TestEnv::new();
     let mut trees = Vec::new();
     for i in 1..=3 {
-        switch(&env, &config(&env, i));
+        env.switch(&config(&env, i));
         trees.push(env.tree());
     }
     env.run(&["gc", "--keep", "1"]).ok();
@@ -155,7 +147,7 @@ fn a_config_whose_generation_was_collected_can_be_switched_to_again() {
 fn gc_dry_run_deletes_nothing_and_plain_gc_removes_only_unswitched_builds() {
     let env = TestEnv::new();
     for i in 1..=3 {
-        switch(&env, &config(&env, i));
+        env.switch(&config(&env, i));
     }
     let tree = env.tree();
     let gens = generations(&env);
@@ -205,7 +197,7 @@ fn gc_dry_run_deletes_nothing_and_plain_gc_removes_only_unswitched_builds() {
 #[test]
 fn a_second_mutating_command_is_refused_at_once_naming_the_holder() {
     let env = TestEnv::new();
-    switch(&env, &config(&env, 1));
+    env.switch(&config(&env, 1));
     let tree = env.tree();
     let c2 = config(&env, 2);
 
@@ -256,7 +248,7 @@ fn a_second_mutating_command_is_refused_at_once_naming_the_holder() {
 #[test]
 fn verify_and_status_report_drift() {
     let env = TestEnv::new();
-    switch(&env, &config(&env, 1));
+    env.switch(&config(&env, 1));
     env.run(&["verify"]).ok();
     let st = env.run(&["--json", "status"]).ok().json();
     assert_eq!(st["drift"], 0, "{st}");

@@ -15,16 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use sysgen_tests::{Run, TestEnv};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `switch CONFIG`, which must succeed.
-fn switch(env: &TestEnv, cfg: &Path) -> Run {
-    env.run(&["switch", s(cfg)]).ok()
-}
+use sysgen_tests::{TestEnv, s};
 
 /// `switch --json CONFIG`, which must succeed; its JSON document.
 fn switch_json(env: &TestEnv, cfg: &Path, extra: &[&str]) -> Value {
@@ -131,7 +122,7 @@ fn exact_down_equals_a_fresh_root_switched_straight_to_the_smaller_config() {
         }),
     );
     let c2 = env.config("c2.json", gen2.clone());
-    switch(&env, &c1);
+    env.switch(&c1);
     let t1 = env.tree();
     for line in [
         "/srv/www/bin/tool.sh file 0755 0:0",
@@ -145,12 +136,12 @@ fn exact_down_equals_a_fresh_root_switched_straight_to_the_smaller_config() {
         assert!(t1.contains(line), "missing {line:?} in\n{t1}");
     }
 
-    switch(&env, &c2);
+    env.switch(&c2);
     let after = env.tree();
 
     let fresh = TestEnv::new();
     let f2 = fresh.config("c2.json", gen2);
-    switch(&fresh, &f2);
+    fresh.switch(&f2);
     assert_eq!(
         after,
         fresh.tree(),
@@ -190,7 +181,7 @@ fn rollback_is_byte_exact_after_the_sources_changed_or_were_deleted() {
         "c1.json",
         json!({ "files": files, "trees": { "/srv/www": { "source": "site" } } }),
     );
-    switch(&env, &c1);
+    env.switch(&c1);
     let t1 = env.tree();
     assert!(t1.contains("/etc/app/token file 0600"), "{t1}");
     assert!(t1.contains("/srv/www/old/page.html file"), "{t1}");
@@ -208,7 +199,7 @@ fn rollback_is_byte_exact_after_the_sources_changed_or_were_deleted() {
             "trees": { "/srv/www": { "source": "site" } }
         }),
     );
-    switch(&env, &c2);
+    env.switch(&c2);
     let t2 = env.tree();
     assert_ne!(t2, t1);
     assert!(!env.at("/etc/app").exists(), "{t2}");
@@ -320,7 +311,7 @@ fn preexisting_file_and_symlink_come_back_with_mode_and_owner() {
             "directories": { "/etc/pre.d": { "mode": "0755" } }
         }),
     );
-    switch(&env, &c1);
+    env.switch(&c1);
     let t1 = env.tree();
     assert!(t1.contains("/etc/app.conf file 0600 0:0"), "{t1}");
     assert!(
@@ -335,7 +326,7 @@ fn preexisting_file_and_symlink_come_back_with_mode_and_owner() {
 
     // An empty configuration: every path leaves it.
     let c2 = env.config("c2.json", json!({}));
-    switch(&env, &c2);
+    env.switch(&c2);
     assert_eq!(
         env.tree(),
         before,
@@ -372,7 +363,7 @@ fn drift_stops_the_switch_and_force_keeps_the_edit_in_the_store() {
     let env = TestEnv::new();
     let c1 = env.config("c1.json", c1_body.clone());
     let c2 = env.config("c2.json", c2_body.clone());
-    switch(&env, &c1);
+    env.switch(&c1);
     let edit = "edited by the admin\n";
     env.write_root("/etc/app.conf", edit);
     env.write_root("/etc/gone.conf", "also edited\n");
@@ -418,8 +409,8 @@ fn drift_stops_the_switch_and_force_keeps_the_edit_in_the_store() {
 
     // The root is now exactly generation 2, as on a root that never drifted.
     let reference = TestEnv::new();
-    switch(&reference, &reference.config("c1.json", c1_body));
-    switch(&reference, &reference.config("c2.json", c2_body));
+    reference.switch(&reference.config("c1.json", c1_body));
+    reference.switch(&reference.config("c2.json", c2_body));
     assert_eq!(env.tree(), reference.tree());
     env.run(&["verify"]).ok();
 }
@@ -435,7 +426,7 @@ fn force_over_a_drifted_symlink_keeps_a_record_of_it() {
         "c2.json",
         json!({ "files": { "/etc/a": { "content": "b\n" } } }),
     );
-    switch(&env, &c1);
+    env.switch(&c1);
     fs::remove_file(env.at("/etc/a")).unwrap();
     symlink("/admin/target", env.at("/etc/a")).unwrap();
     let before = env.tree();
@@ -468,11 +459,11 @@ fn unmanaged_files_keep_a_leaving_directory_while_managed_files_go() {
         "c2.json",
         json!({ "files": { "/etc/motd": { "content": "m\n" } } }),
     );
-    switch(&env, &c1);
+    env.switch(&c1);
     env.write_root("/srv/app/local.txt", "the admin's notes\n");
     let with_local = env.tree();
 
-    let r = switch(&env, &c2);
+    let r = env.switch(&c2);
     assert!(r.stdout.contains("kept /srv/app"), "{}", r.stdout);
     let expected = without(
         &with_local,
@@ -503,7 +494,7 @@ fn dry_run_prints_exactly_the_plan_and_changes_nothing() {
             "symlinks": { "/etc/l": "/one" }
         }),
     );
-    switch(&env, &c1);
+    env.switch(&c1);
     // Pre-existing unmanaged file the next generation will take over.
     env.write_root("/etc/taken", "was here\n");
     let t1 = env.tree();
@@ -699,8 +690,8 @@ fn diff_lists_added_removed_and_changed_paths() {
             "symlinks": { "/etc/l": "/two" }
         }),
     );
-    switch(&env, &c1);
-    switch(&env, &c2);
+    env.switch(&c1);
+    env.switch(&c2);
 
     let signs = |out: &str| -> BTreeSet<(String, String)> {
         out.lines()
@@ -816,7 +807,7 @@ fn global_options_work_after_the_command() {
     assert!(stdout.contains("generation 1"), "{stdout}");
 
     let reference = TestEnv::new();
-    switch(&reference, &reference.config("c.json", body));
+    reference.switch(&reference.config("c.json", body));
     assert_eq!(env.tree(), reference.tree());
 
     // --json and --root after the command, with `list`.
@@ -882,7 +873,7 @@ fn file_under_a_directory_that_must_give_way_to_a_restored_file_stops_the_switch
         json!({ "directories": { "/opt/x": { "mode": "0755" } } }),
     );
     let c2 = env.config("c2.json", json!({}));
-    switch(&env, &c1);
+    env.switch(&c1);
     env.write_root("/opt/x/user.txt", "made by hand\n");
     let during = env.tree();
     let r = env.run(&["switch", s(&c2)]).expect(1);
@@ -893,6 +884,6 @@ fn file_under_a_directory_that_must_give_way_to_a_restored_file_stops_the_switch
     );
     assert_eq!(env.tree(), during);
     fs::remove_file(env.at("/opt/x/user.txt")).unwrap();
-    switch(&env, &c2);
+    env.switch(&c2);
     assert_eq!(env.tree(), before);
 }
