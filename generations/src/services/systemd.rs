@@ -133,16 +133,23 @@ pub fn origins_on_root(
 ) -> Result<BTreeMap<String, bool>, ServiceError> {
     let mut out = BTreeMap::new();
     for unit in new.0.keys().filter(|u| !old.0.contains_key(*u)) {
-        let args = [
-            root_arg(root),
-            "is-enabled".into(),
-            "--".into(),
-            unit.clone(),
-        ];
-        let (_, state, _) = systemctl(opts, &args)?;
+        let state = enabled_state(opts, root, unit)?;
         out.insert(unit.clone(), state == "enabled");
     }
     Ok(out)
+}
+
+/// What `systemctl --root=ROOT is-enabled UNIT` says (`enabled`,
+/// `disabled`, `static`, `masked`, …).
+fn enabled_state(opts: &ServiceOptions, root: &Path, unit: &str) -> Result<String, ServiceError> {
+    let args = [
+        root_arg(root),
+        "is-enabled".into(),
+        "--".into(),
+        unit.to_owned(),
+    ];
+    let (_, state, _) = systemctl(opts, &args)?;
+    Ok(state)
 }
 
 /// Units of the active generation whose enablement on the root is not what
@@ -158,13 +165,7 @@ pub fn enablement_drift(
 ) -> Result<Vec<crate::Drift>, ServiceError> {
     let mut out = Vec::new();
     for (unit, u) in &services.0 {
-        let args = [
-            root_arg(root),
-            "is-enabled".into(),
-            "--".into(),
-            unit.clone(),
-        ];
-        let (_, state, _) = systemctl(opts, &args)?;
+        let state = enabled_state(opts, root, unit)?;
         let drifted = if u.enable {
             matches!(
                 state.as_str(),
