@@ -64,11 +64,7 @@ pub fn apply(
     let mut i = 0;
     while i < steps.len() {
         let puts: Vec<Put<'_>> = steps[i..].iter().map_while(Put::of).collect();
-        if puts.len() == 1 {
-            puts[0].run_in(root, None, store)?;
-            step_done();
-            i += 1;
-        } else if puts.len() > 1 {
+        if puts.len() > 1 {
             // Writing files is most of a large switch; the steps of such a
             // run write distinct paths whose parents earlier steps made, so
             // they can run in any order, on every core.
@@ -223,7 +219,7 @@ fn run(
                 out.kept.push(path.to_string());
             }
         }
-        // `apply` runs these through `Put` before they get here.
+        // A lone file or symlink; runs of them are written in parallel by `apply`.
         Step::PutFile { .. } | Step::PutSymlink { .. } => {
             if let Some(p) = Put::of(step) {
                 p.run_in(root, None, store)?;
