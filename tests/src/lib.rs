@@ -181,6 +181,28 @@ impl TestEnv {
     }
 }
 
+/// Runs `scripts/<name>` (a README tour script) against the binary under
+/// test in a scratch `TMPDIR`; it must succeed. Returns its stdout.
+pub fn run_demo_script(name: &str) -> String {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("SYSGEN", TestEnv::sysgen_bin())
+        .env("TMPDIR", scratch.path())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A test path as the `&str` an argument list wants (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")

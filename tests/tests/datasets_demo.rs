@@ -1,26 +1,11 @@
 //! The README tour's datasets step is `scripts/demo-datasets`: run it
 //! against the binary under test, so the documented example keeps working.
 
-use std::process::Command;
-
-use sysgen_tests::TestEnv;
+use sysgen_tests::run_demo_script;
 
 #[test]
 fn the_readme_datasets_demo_runs_and_keeps_the_data() {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo-datasets");
-    let out = Command::new("bash")
-        .arg(demo)
-        .env("SYSGEN", TestEnv::sysgen_bin())
-        .env("TMPDIR", scratch.path())
-        .output()
-        .expect("run scripts/demo-datasets");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo_script("demo-datasets");
     for want in [
         "1. snapshot dataset /srv/db (directory) as /srv/.sysgen-data/db/snapshots/gen-1, a copy (leaving generation 1)",
         "detach dataset /srv/db (directory) to /srv/.sysgen-data/db/detached",

@@ -1,26 +1,11 @@
 //! The README's tour is `scripts/demo`: run it against the binary under
 //! test, so the documented example keeps working.
 
-use std::process::Command;
-
-use sysgen_tests::TestEnv;
+use sysgen_tests::run_demo_script;
 
 #[test]
 fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo");
-    let out = Command::new("bash")
-        .arg(demo)
-        .env("SYSGEN", TestEnv::sysgen_bin())
-        .env("TMPDIR", scratch.path())
-        .output()
-        .expect("run scripts/demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo_script("demo");
     // After the change, the admin's own motd is back; after rollback, sysgen's.
     let after_change = stdout
         .find("the admin's own motd")
