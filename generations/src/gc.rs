@@ -127,9 +127,7 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         .map(|(h, _)| *h)
         .collect();
     crate::packages::forget_files(&state.db, &gone)?;
-    for (h, area) in garbage {
-        state.store.remove(&h, area)?;
-    }
+    state.store.remove_all(&garbage)?;
     Ok(out)
 }
 

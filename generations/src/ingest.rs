@@ -221,8 +221,14 @@ pub fn build(
                         Some(row) => *row,
                         None => cache_row(&std::fs::metadata(path).map_err(io_err(path))?, None),
                     };
-                    match cache.get(&key) {
-                        Some(c) if same_file(c, &row) && state.store.contains(&c.hash, area) => {
+                    let hit = match cache.get(&key) {
+                        Some(c) if same_file(c, &row) => {
+                            state.store.contains(&c.hash, area)?.then_some(c)
+                        }
+                        _ => None,
+                    };
+                    match hit {
+                        Some(c) => {
                             cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             (c.hash, c.size)
                         }

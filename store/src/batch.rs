@@ -4,15 +4,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::{Area, Hash, Prepared, Staged, Store, StoreError, prepare_file};
+use crate::pack::PackWriter;
+use crate::{Area, Hash, Prepared, SMALL_FILE_LIMIT, Staged, Store, StoreError, prepare_file};
 
 /// Bulk writes with batched durability.
 ///
-/// `put_*` write compressed temp files without syncing each. [`Batch::commit`]
-/// makes them durable with one `syncfs`, renames every temp file into its
-/// final place, then calls `syncfs` again: the same "temp, fsync, rename,
-/// fsync dir" as a single put, batched, because fsyncing each of 100k objects
-/// is far too slow.
+/// `put_*` append small objects (up to [`SMALL_FILE_LIMIT`]) to one pack
+/// per area and write each larger one to a temp file of its own, without
+/// syncing. [`Batch::commit`] makes them durable with one `syncfs`, renames
+/// every temp file and pack (index last) into its final place, then calls
+/// `syncfs` again: the same "temp, fsync, rename, fsync dir" as a single
+/// put, batched, because fsyncing each of 100k objects is far too slow.
 ///
 /// Objects become visible (to [`Store::contains`], [`Store::read`]) only at
 /// commit. Dropping a batch without committing removes its temp files.
@@ -27,12 +29,14 @@ pub struct Batch<'a> {
 #[derive(Default)]
 struct State {
     pending: HashMap<(Hash, Area), Pending>,
+    /// The pack of each area's small objects, created with the first one.
+    packs: [Option<PackWriter>; 2],
 }
 
 struct Pending {
     // Dropping it removes the temp file: that is how an uncommitted or failed
-    // batch cleans up after itself.
-    temp: crate::TempFile,
+    // batch cleans up after itself. None: the object is in the area's pack.
+    temp: Option<crate::TempFile>,
     raw_len: u64,
     stored_len: u64,
 }
@@ -63,15 +67,18 @@ impl<'a> Batch<'a> {
     }
 
     /// True if `hash` needs no write: already stored or already in this batch.
-    fn known(&self, hash: &Hash, area: Area) -> bool {
-        self.state().pending.contains_key(&(*hash, area)) || self.store.contains(hash, area)
+    fn known(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
+        if self.state().pending.contains_key(&(*hash, area)) {
+            return Ok(true);
+        }
+        self.store.contains(hash, area)
     }
 
     /// Records a staged object; if another worker staged the same content
     /// meanwhile, this copy is dropped (and its temp file removed).
     fn record(&self, hash: Hash, area: Area, raw_len: u64, staged: Staged) {
         self.state().pending.entry((hash, area)).or_insert(Pending {
-            temp: staged.temp,
+            temp: Some(staged.temp),
             raw_len,
             stored_len: staged.stored_len,
         });
@@ -79,10 +86,34 @@ impl<'a> Batch<'a> {
 
     pub fn put_bytes(&self, bytes: &[u8], area: Area) -> Result<Hash, StoreError> {
         let hash = Hash::of(bytes);
-        if !self.known(&hash, area) {
+        if self.known(&hash, area)? {
+            return Ok(hash);
+        }
+        if bytes.len() as u64 > SMALL_FILE_LIMIT {
             let staged = self.store.stage_bytes(&hash, bytes, area, false)?;
             self.record(hash, area, bytes.len() as u64, staged);
+            return Ok(hash);
         }
+        // Compressed outside the lock, so workers compress in parallel and
+        // only take turns to append.
+        let frame = crate::compress(bytes).map_err(StoreError::io(self.store.dir()))?;
+        let mut state = self.state();
+        if state.pending.contains_key(&(hash, area)) {
+            return Ok(hash);
+        }
+        let writer = match &mut state.packs[area.slot()] {
+            Some(w) => w,
+            slot => slot.insert(PackWriter::create(self.store)?),
+        };
+        writer.append(hash, &frame)?;
+        state.pending.insert(
+            (hash, area),
+            Pending {
+                temp: None,
+                raw_len: bytes.len() as u64,
+                stored_len: frame.len() as u64,
+            },
+        );
         Ok(hash)
     }
 
@@ -98,7 +129,7 @@ impl<'a> Batch<'a> {
                 Ok((hash, bytes.len() as u64))
             }
             Prepared::Large { file, hash, size } => {
-                if !self.known(&hash, area) {
+                if !self.known(&hash, area)? {
                     let staged = self
                         .store
                         .stage_file(&hash, size, file, path, area, false)?;
@@ -122,6 +153,12 @@ impl<'a> Batch<'a> {
         if state.pending.is_empty() {
             return Ok(outcome);
         }
+        let mut packs = Vec::new();
+        for area in [Area::Public, Area::Secret] {
+            if let Some(w) = state.packs[area.slot()].take() {
+                packs.push((area, w.finish(self.store, area, false)?));
+            }
+        }
         // First barrier: every temp file's content is on disk before any of
         // them gets its final name, so no name ever points at unwritten data.
         self.store.syncfs()?;
@@ -132,12 +169,21 @@ impl<'a> Batch<'a> {
             let Some(p) = state.pending.remove(&key) else {
                 continue;
             };
-            self.store.install(p.temp, &key.0, key.1, false)?;
+            if let Some(temp) = p.temp {
+                self.store.install(temp, &key.0, key.1, false)?;
+            }
             outcome.objects_written += 1;
             outcome.bytes_in += p.raw_len;
             outcome.bytes_stored += p.stored_len;
         }
-        // Second barrier: the renames (and new fan-out directories) are durable.
+        for (area, pack) in packs {
+            let installed = pack.install(&crate::pack::pack_dir(self.store.area_dir(area)), area);
+            // Even a failed install may have put the pack in place.
+            self.store.forget_packs(area);
+            installed?;
+        }
+        // Second barrier: the renames (and new fan-out and pack directories)
+        // are durable.
         self.store.syncfs()?;
         Ok(outcome)
     }

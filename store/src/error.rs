@@ -20,6 +20,9 @@ pub enum StoreError {
     )]
     Corrupt { hash: Hash },
 
+    #[error("store pack index {} is damaged ({why}); run `sysgen verify --store`", path.display())]
+    BadPack { path: PathBuf, why: String },
+
     #[error("`{text}` is not a hash; expected 64 hex characters")]
     BadHash { text: String },
 

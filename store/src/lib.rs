@@ -10,6 +10,9 @@
 //!   written to a temp file, synced, renamed into place, and the directory is
 //!   synced ([`Store::put_bytes`], [`Store::put_file`]); [`Batch`] does the same
 //!   with one `syncfs` before and one after all its renames.
+//! - A [`Batch`] appends its small objects to one pack file with an index
+//!   (see the `pack` module); an object is in a pack exactly when an index
+//!   names it. Large objects, and one-off puts, are files of their own.
 //! - Every read is verified against the key ([`StoreError::Corrupt`] otherwise).
 //! - Content is never written twice: a put of content already present is a no-op.
 //! - Permissions are set with `fchmod`/`chmod`, so they never depend on the umask.
@@ -21,8 +24,10 @@
 //!
 //! ```text
 //! <dir>/objects/<2 hex>/<62 hex>   public objects: dirs 0755, files 0444
+//! <dir>/objects/pack/<name>.{pack,idx}   public small objects of a batch
 //! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
-//! <dir>/tmp/<pid>-<n>-<16 hex>     temp files of puts in progress: dir 0700, files 0600
+//! <dir>/secret/pack/<name>.{pack,idx}    secret small objects of a batch
+//! <dir>/tmp/<pid>-<n>-<tag>        temp files of puts in progress: dir 0700, files 0600
 //! ```
 //!
 //! The fan-out directories are created lazily, on the first object that needs
@@ -33,6 +38,7 @@
 mod batch;
 mod error;
 mod hash;
+mod pack;
 
 use std::cell::Cell;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -40,6 +46,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
 pub use error::StoreError;
@@ -75,6 +82,13 @@ pub enum Area {
 }
 
 impl Area {
+    fn slot(self) -> usize {
+        match self {
+            Area::Public => 0,
+            Area::Secret => 1,
+        }
+    }
+
     fn dir_mode(self) -> u32 {
         match self {
             Area::Public => PUBLIC_DIR_MODE,
@@ -104,6 +118,9 @@ pub struct Store {
     /// Open fan-out directories, for [`Store::contains`]: a lookup relative
     /// to one is a single name, not the whole path to the store again.
     fanout_fds: Vec<std::sync::OnceLock<File>>,
+    /// Each area's packs, read on first use ([`pack::load`]) and dropped
+    /// when a batch or gc changes them.
+    packs: [RwLock<Option<pack::PackSet>>; 2],
 }
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -162,6 +179,7 @@ impl Store {
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
                 .collect(),
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
+            packs: [RwLock::new(None), RwLock::new(None)],
         };
         ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         // These two hold content only root may read, so their mode is enforced
@@ -188,7 +206,15 @@ impl Store {
         self.area_dir(area).join(&hex[..2]).join(&hex[2..])
     }
 
-    pub fn contains(&self, hash: &Hash, area: Area) -> bool {
+    /// True if the object is stored (in a pack or as a file of its own).
+    pub fn contains(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
+        if self.with_packs(area, |set| set.map.contains_key(hash))? {
+            return Ok(true);
+        }
+        Ok(self.contains_loose(hash, area))
+    }
+
+    fn contains_loose(&self, hash: &Hash, area: Area) -> bool {
         let slot = usize::from(hash.as_bytes()[0]) + if area == Area::Secret { 256 } else { 0 };
         let dir = match self.fanout_fds[slot].get() {
             Some(d) => d,
@@ -217,7 +243,7 @@ impl Store {
     /// one-offs; use [`Store::batch`] for many objects.
     pub fn put_bytes(&self, bytes: &[u8], area: Area) -> Result<Hash, StoreError> {
         let hash = Hash::of(bytes);
-        if !self.contains(&hash, area) {
+        if !self.contains(&hash, area)? {
             let staged = self.stage_bytes(&hash, bytes, area, true)?;
             self.install(staged.temp, &hash, area, true)?;
         }
@@ -230,14 +256,14 @@ impl Store {
         let (hash, size, staged) = match prepare_file(path)? {
             Prepared::Small(bytes) => {
                 let hash = Hash::of(&bytes);
-                if self.contains(&hash, area) {
+                if self.contains(&hash, area)? {
                     return Ok((hash, bytes.len() as u64));
                 }
                 let staged = self.stage_bytes(&hash, &bytes, area, true)?;
                 (hash, bytes.len() as u64, staged)
             }
             Prepared::Large { file, hash, size } => {
-                if self.contains(&hash, area) {
+                if self.contains(&hash, area)? {
                     return Ok((hash, size));
                 }
                 let staged = self.stage_file(&hash, size, file, path, area, true)?;
@@ -271,17 +297,51 @@ impl Store {
         self.stream(hash, area, &mut |chunk| out.write_all(chunk))
     }
 
-    /// Removes an object; Ok if it is already absent.
+    /// Removes objects; those already absent are skipped.
     ///
-    /// The directory is not synced: an object that comes back after a crash is
-    /// still valid content, and the next gc removes it again.
-    pub fn remove(&self, hash: &Hash, area: Area) -> Result<(), StoreError> {
-        let path = self.object_path(hash, area);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::Io { path, source: e }),
+    /// A removed file's directory is not synced: an object that comes back
+    /// after a crash is still valid content, and the next gc removes it
+    /// again. Packed objects leave their pack's index durably before their
+    /// bytes are freed (see the `pack` module).
+    pub fn remove_all(&self, objects: &[(Hash, Area)]) -> Result<(), StoreError> {
+        for area in [Area::Public, Area::Secret] {
+            let mut dead: Vec<HashKeySet<Hash>> = Vec::new();
+            let mut loose = Vec::new();
+            self.with_packs(area, |set| {
+                dead.resize_with(set.packs.len(), HashKeySet::default);
+                for (hash, _) in objects.iter().filter(|(_, a)| *a == area) {
+                    match set.map.get(hash) {
+                        Some(loc) => {
+                            dead[loc.pack as usize].insert(*hash);
+                        }
+                        None => loose.push(*hash),
+                    }
+                }
+            })?;
+            for hash in loose {
+                let path = self.object_path(&hash, area);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::Io { path, source: e }),
+                }
+            }
+            if dead.iter().all(HashKeySet::is_empty) {
+                continue;
+            }
+            let dir = pack::pack_dir(self.area_dir(area));
+            let result = self.with_packs(area, |set| {
+                set.packs
+                    .iter()
+                    .zip(&dead)
+                    .filter(|(_, d)| !d.is_empty())
+                    .try_for_each(|(p, d)| pack::remove_from(self, &dir, p, d, area))
+            });
+            // Whatever happened, the packs on disk are not those loaded.
+            self.forget_packs(area);
+            result??;
         }
+        Ok(())
     }
 
     /// Every object hash in `area`, sorted. Names that are not object names
@@ -313,12 +373,18 @@ impl Store {
                 }
             }
         }
+        self.with_packs(area, |set| out.extend(set.map.keys().copied()))?;
         out.sort_unstable();
+        // An object may be both packed and loose after a crash.
+        out.dedup();
         Ok(out)
     }
 
     /// Bytes the object takes on disk (compressed).
     pub fn disk_size(&self, hash: &Hash, area: Area) -> Result<u64, StoreError> {
+        if let Some(loc) = self.with_packs(area, |set| set.map.get(hash).copied())? {
+            return Ok(u64::from(loc.len));
+        }
         let path = self.object_path(hash, area);
         match fs::symlink_metadata(&path) {
             Ok(m) => Ok(m.len()),
@@ -358,7 +424,38 @@ impl Store {
                 Err(e) => return Err(StoreError::Io { path, source: e }),
             }
         }
+        for area in [Area::Public, Area::Secret] {
+            pack::clean(&pack::pack_dir(self.area_dir(area)))?;
+            self.forget_packs(area);
+        }
         Ok(())
+    }
+
+    /// Runs `f` on the area's packs, reading them first if needed.
+    fn with_packs<R>(
+        &self,
+        area: Area,
+        f: impl FnOnce(&pack::PackSet) -> R,
+    ) -> Result<R, StoreError> {
+        let lock = &self.packs[area.slot()];
+        // Nothing can leave a half-built set behind (it is replaced whole),
+        // so a poisoned lock still guards a consistent value.
+        if let Some(set) = &*lock.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(f(set));
+        }
+        let mut slot = lock.write().unwrap_or_else(PoisonError::into_inner);
+        let set = match &mut *slot {
+            Some(set) => set,
+            None => slot.insert(pack::load(&pack::pack_dir(self.area_dir(area)))?),
+        };
+        Ok(f(set))
+    }
+
+    /// Drops what is known of the area's packs: they changed on disk.
+    fn forget_packs(&self, area: Area) {
+        *self.packs[area.slot()]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Decompresses the object, passing each chunk to `sink` and hashing it.
@@ -368,6 +465,20 @@ impl Store {
         area: Area,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<u64, StoreError> {
+        let packed = self.with_packs(area, |set| {
+            let loc = set.map.get(hash)?;
+            let pack = &set.packs[loc.pack as usize];
+            let dir = pack::pack_dir(self.area_dir(area));
+            let mut fill = |buf: &mut Vec<u8>| pack::read_frame(pack, &dir, *loc, buf);
+            // Only small objects are packed, so one always fits in memory.
+            Some(
+                stream_small(&dir, &mut fill, hash, sink)
+                    .and_then(|n| n.ok_or(StoreError::Corrupt { hash: *hash })),
+            )
+        })?;
+        if let Some(result) = packed {
+            return result;
+        }
         let path = self.object_path(hash, area);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -378,7 +489,20 @@ impl Store {
         };
         let stored_len = file.metadata().map_err(StoreError::io(&path))?.len();
         if stored_len <= SMALL_FILE_LIMIT {
-            if let Some(n) = stream_small(&mut file, stored_len, &path, hash, sink)? {
+            let mut fill = |buf: &mut Vec<u8>| {
+                buf.clear();
+                buf.reserve(stored_len as usize);
+                // Through `Read for &mut File` wrapped in `take`:
+                // `File::read_to_end` would ask the kernel for the size and
+                // position again (a `statx` and an `lseek` per object) to
+                // size a buffer already sized.
+                (&mut file)
+                    .take(SMALL_FILE_LIMIT + 1)
+                    .read_to_end(buf)
+                    .map(drop)
+                    .map_err(StoreError::io(&path))
+            };
+            if let Some(n) = stream_small(&path, &mut fill, hash, sink)? {
                 return Ok(n);
             }
             file.rewind().map_err(StoreError::io(&path))?;
@@ -416,13 +540,13 @@ impl Store {
         Ok(total)
     }
 
-    /// Creates a new, uniquely named temp file (0600) in `tmp/`.
-    fn create_temp(&self, hash: &Hash) -> Result<(File, TempFile), StoreError> {
+    /// Creates a new, uniquely named temp file (0600) in `tmp/`; `tag`
+    /// ends its name, to tell what it is.
+    fn create_temp(&self, tag: &str) -> Result<(File, TempFile), StoreError> {
         let pid = std::process::id();
-        let short = &hash.to_hex()[..16];
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = self.tmp.join(format!("{pid}-{n}-{short}"));
+            let path = self.tmp.join(format!("{pid}-{n}-{tag}"));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -448,7 +572,7 @@ impl Store {
         sync: bool,
     ) -> Result<Staged, StoreError> {
         let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
-        let (mut file, temp) = self.create_temp(hash)?;
+        let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
         let io_err = StoreError::io(temp.path());
         let result = (|| {
             file.write_all(&compressed)?;
@@ -475,7 +599,7 @@ impl Store {
         sync: bool,
     ) -> Result<Staged, StoreError> {
         file.rewind().map_err(StoreError::io(path))?;
-        let (out, temp) = self.create_temp(hash)?;
+        let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
         let mut source = HashingReader {
             inner: file,
             hasher: blake3::Hasher::new(),
@@ -591,15 +715,15 @@ thread_local! {
     static SMALL_BUFS: std::cell::RefCell<SmallBufs> = std::cell::RefCell::new(SmallBufs::default());
 }
 
-/// [`Store::stream`] for a small object: one read, one decompression with
+/// [`Store::stream`] for a small object: `fill` reads its frame (from a
+/// file of its own or a pack, `from`), then one decompression with
 /// the thread's reused context. Most objects are small config files, and
 /// setting up a streaming decoder (its context and buffers) costs more than
 /// decompressing one of them. `None`: the content is too large to hold in
 /// memory (a small frame of very compressible data); stream it instead.
 fn stream_small(
-    file: &mut File,
-    stored_len: u64,
-    path: &Path,
+    from: &Path,
+    fill: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), StoreError>,
     hash: &Hash,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<Option<u64>, StoreError> {
@@ -610,14 +734,7 @@ fn stream_small(
             compressed,
             plain,
         } = &mut *bufs;
-        compressed.clear();
-        compressed.reserve(stored_len as usize);
-        // Through `Read for &mut File` wrapped in `take`: `File::read_to_end`
-        // would ask the kernel for the size and position again (a `statx`
-        // and an `lseek` per object) to size a buffer already sized.
-        file.take(SMALL_FILE_LIMIT + 1)
-            .read_to_end(compressed)
-            .map_err(StoreError::io(path))?;
+        fill(compressed)?;
         // Every object is written with its content size in the frame header
         // (bulk compression records it, streaming pledges it).
         let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
@@ -628,7 +745,7 @@ fn stream_small(
         let d = match decompressor {
             Some(d) => d,
             None => {
-                decompressor.insert(zstd::bulk::Decompressor::new().map_err(StoreError::io(path))?)
+                decompressor.insert(zstd::bulk::Decompressor::new().map_err(StoreError::io(from))?)
             }
         };
         plain.clear();

@@ -111,7 +111,7 @@ fn put_read_round_trip_in_both_areas() {
         let data = b"some content\n".repeat(100);
         let hash = store.put_bytes(&data, area).unwrap();
         assert_eq!(hash, Hash::of(&data));
-        assert!(store.contains(&hash, area));
+        assert!(store.contains(&hash, area).unwrap());
         assert_eq!(store.read(&hash, area).unwrap(), data);
         let mut out = Vec::new();
         assert_eq!(
@@ -130,15 +130,15 @@ fn put_read_round_trip_in_both_areas() {
 fn areas_are_independent() {
     let (_dir, store) = store();
     let hash = store.put_bytes(b"secret", Area::Secret).unwrap();
-    assert!(!store.contains(&hash, Area::Public));
+    assert!(!store.contains(&hash, Area::Public).unwrap());
     assert!(matches!(
         store.read(&hash, Area::Public),
         Err(StoreError::NotFound { hash: h }) if h == hash
     ));
     store.put_bytes(b"secret", Area::Public).unwrap();
-    store.remove(&hash, Area::Secret).unwrap();
-    assert!(store.contains(&hash, Area::Public));
-    assert!(!store.contains(&hash, Area::Secret));
+    store.remove_all(&[(hash, Area::Secret)]).unwrap();
+    assert!(store.contains(&hash, Area::Public).unwrap());
+    assert!(!store.contains(&hash, Area::Secret).unwrap());
 }
 
 #[test]
@@ -163,8 +163,32 @@ fn modes_of_objects_and_fanout_dirs() {
     let b_pub = batch.put_bytes(b"batch public", Area::Public).unwrap();
     let b_sec = batch.put_bytes(b"batch secret", Area::Secret).unwrap();
     batch.commit().unwrap();
-    assert_eq!(mode(&store.object_path(&b_pub, Area::Public)), 0o444);
-    assert_eq!(mode(&store.object_path(&b_sec, Area::Secret)), 0o600);
+    // A batch packs small objects: the packs and their indexes have the
+    // area's modes, and so do the pack directories.
+    for (area, dir_mode, file_mode) in [(Area::Public, 0o755, 0o444), (Area::Secret, 0o700, 0o600)]
+    {
+        let dir = pack::pack_dir(store.area_dir(area));
+        assert_eq!(mode(&dir), dir_mode);
+        let files = pack_files(&store, area);
+        assert_eq!(files.len(), 2, "{files:?}");
+        for f in files {
+            assert_eq!(mode(&f), file_mode, "{}", f.display());
+        }
+    }
+    assert!(store.contains(&b_pub, Area::Public).unwrap());
+    assert!(store.contains(&b_sec, Area::Secret).unwrap());
+    assert!(!store.object_path(&b_pub, Area::Public).exists());
+}
+
+/// The files in an area's pack directory, sorted.
+fn pack_files(store: &Store, area: Area) -> Vec<std::path::PathBuf> {
+    let dir = pack::pack_dir(store.area_dir(area));
+    let mut out: Vec<_> = match fs::read_dir(&dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
 }
 
 #[test]
@@ -188,7 +212,7 @@ fn dedup_writes_nothing_twice() {
     let a = batch.put_bytes(b"a", Area::Public).unwrap();
     assert_eq!(batch.put_bytes(b"a", Area::Public).unwrap(), a);
     batch.put_bytes(b"a", Area::Secret).unwrap();
-    // One temp per distinct (content, area).
+    // One pack per area, each holding its content once.
     assert_eq!(tmp_entries(&store), 2);
     let outcome = batch.commit().unwrap();
     assert_eq!(outcome.objects_written, 2);
@@ -200,11 +224,249 @@ fn dedup_writes_nothing_twice() {
     assert_eq!(tmp_entries(&store), 0);
     assert_eq!(batch.commit().unwrap(), BatchOutcome::default());
 
-    // A durable put of present content leaves the object untouched.
-    let path = store.object_path(&a, Area::Public);
-    let before = fs::metadata(&path).unwrap().modified().unwrap();
+    // A durable put of content already packed writes nothing.
+    let before = dump(store.dir());
     store.put_bytes(b"a", Area::Public).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
+    assert_eq!(dump(store.dir()), before);
+    assert!(!store.object_path(&a, Area::Public).exists());
+}
+
+/// Every file under `dir` with its size and mtime, for "nothing changed" checks.
+fn dump(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), md.len(), md.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn packed_objects_survive_reopen_and_large_ones_stay_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let batch = store.batch();
+    let mut small: Vec<(Hash, Vec<u8>)> = (0..300u64)
+        .map(|i| {
+            let bytes = noise(100 + (i as usize * 37) % 3000, i);
+            (batch.put_bytes(&bytes, Area::Public).unwrap(), bytes)
+        })
+        .collect();
+    let big = noise(SMALL_FILE_LIMIT as usize + 10, 7);
+    let big_hash = batch.put_bytes(&big, Area::Public).unwrap();
+    assert_eq!(batch.commit().unwrap().objects_written, 301);
+    assert_eq!(pack_files(&store, Area::Public).len(), 2);
+    assert!(store.object_path(&big_hash, Area::Public).is_file());
+    assert!(!store.object_path(&small[0].0, Area::Public).exists());
+    drop(store);
+
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    small.push((big_hash, big));
+    for (h, bytes) in &small {
+        assert_eq!(&store.read(h, Area::Public).unwrap(), bytes);
+        assert!(store.disk_size(h, Area::Public).unwrap() > 0);
+    }
+    let mut expected: Vec<Hash> = small.iter().map(|(h, _)| *h).collect();
+    expected.sort();
+    assert_eq!(store.list(Area::Public).unwrap(), expected);
+
+    // A second batch adds a second pack; both are read.
+    let batch = store.batch();
+    let more = batch.put_bytes(b"second batch", Area::Public).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(pack_files(&store, Area::Public).len(), 4);
+    assert_eq!(store.read(&more, Area::Public).unwrap(), b"second batch");
+    assert_eq!(store.read(&small[5].0, Area::Public).unwrap(), small[5].1);
+}
+
+/// Blocks the file takes on disk.
+fn blocks(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks()
+}
+
+#[test]
+fn removing_packed_objects_frees_their_space() {
+    let (_dir, store) = store();
+    let batch = store.batch();
+    // Poorly compressible and several blocks each, so punched holes show.
+    let objects: Vec<(Hash, Vec<u8>)> = (0..10u64)
+        .map(|i| {
+            let bytes = noise(40_000, 100 + i);
+            (batch.put_bytes(&bytes, Area::Secret).unwrap(), bytes)
+        })
+        .collect();
+    batch.commit().unwrap();
+    let files = pack_files(&store, Area::Secret);
+    let pack = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .unwrap()
+        .clone();
+    let full = blocks(&pack);
+
+    // A few dead: a new index, and holes where they were.
+    let dead: Vec<(Hash, Area)> = objects[2..5]
+        .iter()
+        .map(|(h, _)| (*h, Area::Secret))
+        .collect();
+    store.remove_all(&dead).unwrap();
+    assert_eq!(
+        pack_files(&store, Area::Secret),
+        files,
+        "same pack, same names"
+    );
+    assert!(
+        blocks(&pack) < full * 8 / 10,
+        "{} of {full} blocks",
+        blocks(&pack)
+    );
+    for (i, (h, bytes)) in objects.iter().enumerate() {
+        let gone = (2..5).contains(&i);
+        assert_eq!(
+            store.contains(h, Area::Secret).unwrap(),
+            !gone,
+            "object {i}"
+        );
+        if !gone {
+            assert_eq!(&store.read(h, Area::Secret).unwrap(), bytes);
+        }
+    }
+    // The same removal again changes nothing.
+    store.remove_all(&dead).unwrap();
+    assert_eq!(store.list(Area::Secret).unwrap().len(), 7);
+
+    // Mostly dead: the live rest is copied into a new pack, the old one goes.
+    let dead: Vec<(Hash, Area)> = objects[5..]
+        .iter()
+        .map(|(h, _)| (*h, Area::Secret))
+        .collect();
+    store.remove_all(&dead).unwrap();
+    let repacked = pack_files(&store, Area::Secret);
+    assert_eq!(repacked.len(), 2);
+    assert!(!repacked.contains(&pack));
+    for f in &repacked {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    assert_eq!(store.list(Area::Secret).unwrap().len(), 2);
+    for (h, bytes) in &objects[..2] {
+        assert_eq!(&store.read(h, Area::Secret).unwrap(), bytes);
+    }
+
+    // All dead: nothing is left.
+    let dead: Vec<(Hash, Area)> = objects[..2]
+        .iter()
+        .map(|(h, _)| (*h, Area::Secret))
+        .collect();
+    store.remove_all(&dead).unwrap();
+    assert!(pack_files(&store, Area::Secret).is_empty());
+    assert!(store.list(Area::Secret).unwrap().is_empty());
+    assert_eq!(tmp_entries(&store), 0);
+}
+
+#[test]
+fn corrupt_packed_object_and_damaged_index_are_reported() {
+    let (_dir, store) = store();
+    let batch = store.batch();
+    let a = batch.put_bytes(&noise(3000, 1), Area::Public).unwrap();
+    let b = batch.put_bytes(&noise(3000, 2), Area::Public).unwrap();
+    batch.commit().unwrap();
+    let files = pack_files(&store, Area::Public);
+    let (idx, pack) = (&files[0], &files[1]);
+    assert!(idx.extension().is_some_and(|e| e == "idx"), "{files:?}");
+    // Damage the first object's frame (the one at the lower offset).
+    let first = if read_offset(&store, &a) < read_offset(&store, &b) {
+        a
+    } else {
+        b
+    };
+    let other = if first == a { b } else { a };
+    let mut bytes = fs::read(pack).unwrap();
+    bytes[8 + 1500] ^= 0x55;
+    fs::set_permissions(pack, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(pack, &bytes).unwrap();
+    assert!(
+        matches!(store.read(&first, Area::Public), Err(StoreError::Corrupt { hash }) if hash == first)
+    );
+    assert!(!store.check(&first, Area::Public).unwrap());
+    assert!(store.check(&other, Area::Public).unwrap());
+
+    // A damaged index is an error that names it, for every kind of access.
+    let mut bytes = fs::read(idx).unwrap();
+    bytes[20] ^= 1;
+    fs::set_permissions(idx, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(idx, &bytes).unwrap();
+    let store = Store::open(store.dir()).unwrap();
+    for err in [
+        store.read(&other, Area::Public).unwrap_err(),
+        store.contains(&other, Area::Public).unwrap_err(),
+        store.list(Area::Public).unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::BadPack { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&idx.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+fn read_offset(store: &Store, h: &Hash) -> u64 {
+    store
+        .with_packs(Area::Public, |set| set.map.get(h).map(|l| l.offset))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn interrupted_pack_installs_are_invisible_and_cleaned() {
+    let (_dir, store) = store();
+    let batch = store.batch();
+    let a = batch.put_bytes(b"kept", Area::Public).unwrap();
+    batch.commit().unwrap();
+    let batch = store.batch();
+    let b = batch
+        .put_bytes(b"in a pack whose index never landed", Area::Public)
+        .unwrap();
+    batch.commit().unwrap();
+    // Take away the second pack's index: as if the crash came between the
+    // two renames. And an index whose pack is gone: a removal cut short.
+    let files = pack_files(&store, Area::Public);
+    let b_pack = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .find(|p| fs::read(p).unwrap().len() > 8 + 20)
+        .unwrap()
+        .clone();
+    fs::remove_file(b_pack.with_extension("idx")).unwrap();
+    let orphan_idx = store
+        .area_dir(Area::Public)
+        .join("pack")
+        .join(format!("{}.idx", "0".repeat(32)));
+    fs::copy(
+        files
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .unwrap(),
+        &orphan_idx,
+    )
+    .unwrap();
+
+    let store = Store::open(store.dir()).unwrap();
+    assert!(!store.contains(&b, Area::Public).unwrap());
+    assert!(store.contains(&a, Area::Public).unwrap());
+    store.clean_temp().unwrap();
+    assert_eq!(pack_files(&store, Area::Public).len(), 2);
+    assert!(!b_pack.exists());
+    assert!(!orphan_idx.exists());
+    assert_eq!(store.read(&a, Area::Public).unwrap(), b"kept");
 }
 
 #[test]
@@ -215,7 +477,7 @@ fn batch_commit_then_list() {
         .map(|i| batch.put_bytes(&i.to_le_bytes(), Area::Public).unwrap())
         .collect();
     // Not visible before commit.
-    assert!(!store.contains(&expected[0], Area::Public));
+    assert!(!store.contains(&expected[0], Area::Public).unwrap());
     assert!(store.list(Area::Public).unwrap().is_empty());
     let outcome = batch.commit().unwrap();
     assert_eq!(outcome.objects_written, 50);
@@ -254,8 +516,8 @@ fn batch_drop_removes_temps() {
     assert_eq!(tmp_entries(&store), 2);
     drop(batch);
     assert_eq!(tmp_entries(&store), 0);
-    assert!(!store.contains(&h, Area::Secret));
-    assert!(!store.contains(&big_hash, Area::Public));
+    assert!(!store.contains(&h, Area::Secret).unwrap());
+    assert!(!store.contains(&big_hash, Area::Public).unwrap());
 }
 
 #[test]
@@ -387,7 +649,7 @@ fn corrupt_object_is_detected() {
                 Err(StoreError::Corrupt { .. })
             ));
             assert!(!store.check(&hash, area).unwrap());
-            store.remove(&hash, area).unwrap();
+            store.remove_all(&[(hash, area)]).unwrap();
         }
     }
 }
@@ -410,7 +672,7 @@ fn valid_frame_of_other_content_is_corrupt() {
 fn missing_object_errors() {
     let (_dir, store) = store();
     let h = Hash::of(b"nope");
-    assert!(!store.contains(&h, Area::Public));
+    assert!(!store.contains(&h, Area::Public).unwrap());
     assert!(matches!(
         store.read(&h, Area::Public),
         Err(StoreError::NotFound { .. })
@@ -423,7 +685,7 @@ fn missing_object_errors() {
         store.disk_size(&h, Area::Public),
         Err(StoreError::NotFound { .. })
     ));
-    store.remove(&h, Area::Public).unwrap();
+    store.remove_all(&[(h, Area::Public)]).unwrap();
 }
 
 #[test]

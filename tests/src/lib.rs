@@ -266,3 +266,62 @@ pub fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
         }
     })
 }
+
+/// The store area that holds public or secret objects.
+fn area_of(secret: bool) -> sysgen_store::Area {
+    if secret {
+        sysgen_store::Area::Secret
+    } else {
+        sysgen_store::Area::Public
+    }
+}
+
+/// Whether the store at `store` holds `content`, asked through the store's
+/// own lookup (packs and files of their own alike).
+pub fn store_holds(store: &Path, content: &[u8], secret: bool) -> bool {
+    sysgen_store::Store::open(store)
+        .and_then(|s| s.contains(&sysgen_store::Hash::of(content), area_of(secret)))
+        .unwrap_or_else(|e| panic!("{}: {e}", store.display()))
+}
+
+/// The zstd frame in which the store keeps `content` (level 3, as the store
+/// writes it): what to look for in its files, packed or not.
+pub fn stored_frame(content: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(content, 3).unwrap_or_else(|e| panic!("zstd: {e}"))
+}
+
+/// Damages the stored copy of `content` by flipping a byte in the middle
+/// of its frame, wherever the store keeps it; panics if no file has it.
+pub fn damage_stored(store: &Path, content: &[u8], secret: bool) {
+    let dir = store.join(if secret { "secret" } else { "objects" });
+    let frame = stored_frame(content);
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten()
+        {
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            if md.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut bytes = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            if let Some(at) = bytes
+                .windows(frame.len())
+                .position(|w| w == frame.as_slice())
+            {
+                bytes[at + frame.len() / 2] ^= 0x55;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+                    .and_then(|()| fs::write(&p, &bytes))
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                return;
+            }
+        }
+    }
+    panic!(
+        "no file under {} holds the frame of {content:?}",
+        dir.display()
+    );
+}

@@ -9,7 +9,6 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -33,23 +32,14 @@ fn generations(env: &TestEnv) -> Vec<(u64, bool, bool)> {
         .collect()
 }
 
-/// Object files in the store, both areas (`objects/` and `secret/`).
+/// Objects in the store, both areas, as the store itself lists them
+/// (packed or in files of their own).
 fn store_objects(env: &TestEnv) -> usize {
-    fn count(dir: &Path) -> usize {
-        let Ok(rd) = fs::read_dir(dir) else { return 0 };
-        rd.flatten()
-            .map(|e| {
-                let md = fs::symlink_metadata(e.path()).unwrap();
-                if md.is_dir() {
-                    count(&e.path())
-                } else {
-                    usize::from(md.is_file())
-                }
-            })
-            .sum()
-    }
-    let store = env.state().join("store");
-    count(&store.join("objects")) + count(&store.join("secret"))
+    let store = sysgen_store::Store::open(&env.state().join("store")).unwrap();
+    [sysgen_store::Area::Public, sysgen_store::Area::Secret]
+        .into_iter()
+        .map(|a| store.list(a).unwrap().len())
+        .sum()
 }
 
 /// Generation `i`: one file of its own content, and one shared by all.

@@ -224,17 +224,27 @@ fn corrupt_secret_object_is_not_named_by_its_hash() {
     let s = Secrets::new(TOKEN_1, PASS_1);
     let c = s.c().to_owned();
     s.run(&["switch", &c], &[TOKEN_1, PASS_1]).ok();
-    let obj = secret_object(&s.store(), TOKEN_1);
-    fs::write(&obj, b"garbage").unwrap();
+    sysgen_tests::damage_stored(&s.store(), TOKEN_1.as_bytes(), true);
     let r = s.run(&["verify", "--store"], &[TOKEN_1, PASS_1]);
     assert_eq!(r.code, Some(1), "a corrupt object is a verify failure");
     s.run(&["--json", "verify", "--store"], &[TOKEN_1, PASS_1]);
 }
 
-/// Where the store keeps a secret: secret/<2 hex>/<62 hex>.
-fn secret_object(store: &Path, content: &str) -> PathBuf {
-    let h = hex(content);
-    store.join("secret").join(&h[..2]).join(&h[2..])
+/// Every file and directory under `dir` (itself included), with its metadata.
+fn everything_under(dir: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+    let mut out = vec![(dir.to_owned(), fs::symlink_metadata(dir).unwrap())];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].1.is_dir() {
+            for e in fs::read_dir(&out[i].0).unwrap() {
+                let p = e.unwrap().path();
+                let md = fs::symlink_metadata(&p).unwrap();
+                out.push((p, md));
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 #[test]
@@ -243,43 +253,50 @@ fn secret_store_objects_are_root_only() {
     let c = s.c().to_owned();
     s.run(&["switch", &c], &[TOKEN_1, PASS_1]).ok();
     let store = s.store();
+    let holds =
+        |content: &str, secret| sysgen_tests::store_holds(&store, content.as_bytes(), secret);
+    // Everything in the secret area, packs and their directory included, is
+    // root's alone.
+    let secret_area = everything_under(&store.join("secret"));
+    assert!(secret_area.len() > 2, "{}", dump_tree(&store, &[]));
+    for (p, md) in &secret_area {
+        let mode = if md.is_dir() { 0o700 } else { 0o600 };
+        assert!(md.is_dir() || md.is_file(), "{}", p.display());
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{}", p.display());
+    }
     for content in [TOKEN_1, PASS_1] {
-        let obj = secret_object(&store, content);
-        let md = fs::symlink_metadata(&obj)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", obj.display(), dump_tree(&store, &[])));
-        assert!(md.is_file(), "{}", obj.display());
-        assert_eq!(md.mode() & 0o7777, 0o600, "{}", obj.display());
-        assert_eq!((md.uid(), md.gid()), (0, 0), "{}", obj.display());
-        for dir in [obj.parent().unwrap(), &store.join("secret")] {
-            let md = fs::symlink_metadata(dir).unwrap();
-            assert!(md.is_dir());
-            assert_eq!(md.mode() & 0o7777, 0o700, "{}", dir.display());
-            assert_eq!(md.uid(), 0, "{}", dir.display());
-        }
-        // Not in the public area under its hash, nor anywhere public in clear.
+        assert!(
+            holds(content, true),
+            "{content:?}\n{}",
+            dump_tree(&store, &[])
+        );
+        // Not in the public area: neither under its hash, nor its stored
+        // frame, nor in clear.
+        assert!(!holds(content, false), "{content:?} is in the public area");
         let h = hex(content);
         let public = dump_tree(&store.join("objects"), &[]);
         assert!(
             !public.contains(&h[2..]),
             "{content:?} is in the public area:\n{public}"
         );
-        assert!(!public.contains(&h), "{public}");
+        let objects = store.join("objects");
         assert!(!sysgen_tests::any_file_contains(
-            &store.join("objects"),
+            &objects,
+            &sysgen_tests::stored_frame(content.as_bytes())
+        ));
+        assert!(!sysgen_tests::any_file_contains(
+            &objects,
             content.trim_end().as_bytes()
         ));
     }
-    // The public file is in the public area, so the check above can fail.
-    let hp = hex(PUBLIC);
-    assert!(
-        store
-            .join("objects")
-            .join(&hp[..2])
-            .join(&hp[2..])
-            .is_file(),
-        "{}",
-        dump_tree(&store, &[])
-    );
+    // The public file is in the public area, found by the same checks, so
+    // they can fail.
+    assert!(holds(PUBLIC, false), "{}", dump_tree(&store, &[]));
+    assert!(sysgen_tests::any_file_contains(
+        &store.join("objects"),
+        &sysgen_tests::stored_frame(PUBLIC.as_bytes())
+    ));
     // Nothing in the state directory outside the secret area holds the
     // secret text in clear (the database, the journal, the public store).
     let state = s.env.state();
@@ -308,15 +325,23 @@ fn secret_store_objects_are_root_only() {
     // The store keeps secrets after a change of content and a gc too.
     s.env.write_cfg("secrets/token", TOKEN_2);
     s.run(&["switch", &c], &[TOKEN_1, TOKEN_2, PASS_1]).ok();
-    let obj = secret_object(&store, TOKEN_2);
-    assert_eq!(fs::metadata(&obj).unwrap().mode() & 0o7777, 0o600);
+    assert!(sysgen_tests::store_holds(&store, TOKEN_2.as_bytes(), true));
     s.run(&["gc", "--keep", "1"], &[TOKEN_1, TOKEN_2, PASS_1])
         .ok();
     assert!(
-        !secret_object(&store, TOKEN_1).exists(),
+        !sysgen_tests::store_holds(&store, TOKEN_1.as_bytes(), true),
         "gc frees the unreferenced secret"
     );
-    assert!(obj.exists());
+    assert!(sysgen_tests::store_holds(&store, TOKEN_2.as_bytes(), true));
+    assert!(sysgen_tests::store_holds(&store, PASS_1.as_bytes(), true));
+    for (p, md) in everything_under(&store.join("secret")) {
+        assert_eq!(
+            md.mode() & 0o7777,
+            if md.is_dir() { 0o700 } else { 0o600 },
+            "{}",
+            p.display()
+        );
+    }
 }
 
 #[test]

@@ -934,8 +934,14 @@ fn deb_in_store(
     version: &str,
     arch: &str,
 ) -> Result<Option<Hash>, Error> {
-    Ok(file_of(db, manager, name, version, arch)?
-        .filter(|h| store.is_none_or(|s| s.contains(h, Area::Public))))
+    let Some(hash) = file_of(db, manager, name, version, arch)? else {
+        return Ok(None);
+    };
+    let present = match store {
+        Some(s) => s.contains(&hash, Area::Public)?,
+        None => true,
+    };
+    Ok(present.then_some(hash))
 }
 
 /// For gc: the `.deb` objects the packages of `sets` use.

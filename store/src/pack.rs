@@ -1,0 +1,465 @@
+//! Packs: the small objects of one batch appended to one file, and found
+//! again through that file's index.
+//!
+//! One file per object costs a file creation (inode, directory entry,
+//! rename) when a build stores it and an open when a switch reads it; for
+//! 100k small configuration files that alone is as slow as `cp -a` of the
+//! whole tree. A [`crate::Batch`] therefore appends the zstd frames of its
+//! small objects to one pack and writes one index beside it.
+//!
+//! # Files
+//!
+//! ```text
+//! <area>/pack/<name>.pack   "SGPACK1\n", then zstd frames back to back
+//! <area>/pack/<name>.idx    "SGIDX01\n", count (u64), count entries of
+//!                           hash (32 bytes), offset (u64), length (u32),
+//!                           sorted by hash, then the BLAKE3 of all of that
+//! ```
+//!
+//! Integers are little-endian. `<name>` is 32 hex digits of the BLAKE3 of
+//! the first index written for the pack; it stays when gc rewrites the
+//! index. The pack and its index have the area's file mode.
+//!
+//! # What is stored
+//!
+//! An object is in a pack exactly when a pack's index names it: a batch
+//! renames the pack into place, then its index, between two `syncfs`
+//! barriers ([`crate::Batch::commit`]). A pack without an index (a commit
+//! or a repack cut short) or an index without a pack (a removal cut short)
+//! is a leftover, removed by [`crate::Store::clean_temp`].
+//!
+//! gc ([`crate::Store::remove_all`]) never rewrites pack bytes in place. It
+//! writes a new index without the dead objects (temp, fsync, rename, fsync
+//! dir) and only then punches holes over their bytes, so no index ever
+//! names a hole. A pack that is mostly dead is copied, live frames only,
+//! into a new pack, which is installed before the old one is removed.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::hash::BuildHasherDefault;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{Area, Hash, KeyHasher, Store, StoreError, TempFile};
+
+const PACK_MAGIC: &[u8; 8] = b"SGPACK1\n";
+const IDX_MAGIC: &[u8; 8] = b"SGIDX01\n";
+const ENTRY_LEN: usize = 32 + 8 + 4;
+/// A write buffer this large turns 100k appends of small frames into a few
+/// hundred `write` calls.
+const WRITE_BUF: usize = 1 << 20;
+
+/// One object of a pack: where its frame starts and how long it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdxEntry {
+    pub(crate) hash: Hash,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// Where a packed object is: which pack of the area's [`PackSet`], and where in it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc {
+    pub(crate) pack: u32,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+/// One pack, open for reading.
+#[derive(Debug)]
+pub(crate) struct Pack {
+    pub(crate) name: String,
+    pub(crate) file: File,
+    /// Bytes of the pack file, magic included: with the live bytes, what
+    /// tells gc that a pack is mostly dead.
+    pub(crate) len: u64,
+}
+
+/// Every pack of one area and every object in them.
+#[derive(Debug, Default)]
+pub(crate) struct PackSet {
+    pub(crate) packs: Vec<Pack>,
+    pub(crate) map: HashMap<Hash, Loc, BuildHasherDefault<KeyHasher>>,
+}
+
+/// The directory of an area's packs.
+pub(crate) fn pack_dir(area_dir: &Path) -> PathBuf {
+    area_dir.join("pack")
+}
+
+fn pack_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.pack"))
+}
+
+fn idx_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.idx"))
+}
+
+/// The name stem of a pack's or index's file name, if it is one of ours.
+fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
+    let stem = file_name.strip_suffix(ext)?.strip_suffix('.')?;
+    (stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(stem)
+}
+
+/// Reads every index in `dir` (absent: no packs) and opens its pack.
+pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
+    let mut set = PackSet::default();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(set),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: dir.into(),
+                source: e,
+            });
+        }
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(StoreError::io(dir))?;
+        if let Some(name) = entry.file_name().to_str().and_then(|n| stem(n, "idx")) {
+            names.push(name.to_owned());
+        }
+    }
+    // A fixed order, so that an object found in two packs (after a crash in
+    // a repack) is always read from the same one.
+    names.sort_unstable();
+    for name in names {
+        let path = pack_path(dir, &name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            // An index whose pack is gone: a removal cut short; clean_temp
+            // removes it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
+        let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        let entries = read_idx(&idx_path(dir, &name))?;
+        let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
+        for e in entries {
+            set.map.entry(e.hash).or_insert(Loc {
+                pack,
+                offset: e.offset,
+                len: e.len,
+            });
+        }
+        set.packs.push(Pack { name, file, len });
+    }
+    Ok(set)
+}
+
+/// The entries of the index at `path`, checked against its checksum and
+/// against each other.
+pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
+    let bytes = fs::read(path).map_err(StoreError::io(path))?;
+    let damaged = |why: &str| StoreError::BadPack {
+        path: path.into(),
+        why: why.to_owned(),
+    };
+    if bytes.len() < 16 + 32 || &bytes[..8] != IDX_MAGIC {
+        return Err(damaged("not a sysgen pack index"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(damaged("its checksum does not match its content"));
+    }
+    let count = u64::from_le_bytes(body[8..16].try_into().unwrap_or_default());
+    let table = &body[16..];
+    if Some(table.len())
+        != usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(ENTRY_LEN))
+    {
+        return Err(damaged("its entry count does not match its length"));
+    }
+    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
+    for e in table.chunks_exact(ENTRY_LEN) {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&e[..32]);
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&e[32..40]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&e[40..44]);
+        out.push(IdxEntry {
+            hash: Hash::from_bytes(hash),
+            offset: u64::from_le_bytes(offset),
+            len: u32::from_le_bytes(len),
+        });
+    }
+    Ok(out)
+}
+
+/// The bytes of an index for `entries` (sorted here).
+fn idx_bytes(entries: &mut [IdxEntry]) -> Vec<u8> {
+    entries.sort_unstable_by_key(|e| e.hash);
+    let mut out = Vec::with_capacity(16 + entries.len() * ENTRY_LEN + 32);
+    out.extend_from_slice(IDX_MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for e in entries.iter() {
+        out.extend_from_slice(e.hash.as_bytes());
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// A pack being written in `tmp/`.
+pub(crate) struct PackWriter {
+    out: BufWriter<File>,
+    temp: TempFile,
+    len: u64,
+    entries: Vec<IdxEntry>,
+}
+
+/// A pack and its index, complete in `tmp/`, waiting to be renamed into place.
+pub(crate) struct FinishedPack {
+    name: String,
+    pack: TempFile,
+    idx: TempFile,
+}
+
+impl PackWriter {
+    pub(crate) fn create(store: &Store) -> Result<PackWriter, StoreError> {
+        let (file, temp) = store.create_temp("pack")?;
+        let mut w = PackWriter {
+            out: BufWriter::with_capacity(WRITE_BUF, file),
+            temp,
+            len: 0,
+            entries: Vec::new(),
+        };
+        w.write(PACK_MAGIC)?;
+        Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.out
+            .write_all(bytes)
+            .map_err(StoreError::io(self.temp.path()))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends one object's zstd frame.
+    pub(crate) fn append(&mut self, hash: Hash, frame: &[u8]) -> Result<(), StoreError> {
+        let Ok(len) = u32::try_from(frame.len()) else {
+            // Callers pack only small objects; this keeps the index format honest.
+            return Err(StoreError::Io {
+                path: self.temp.path().into(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "object too large for a pack"),
+            });
+        };
+        let offset = self.len;
+        self.write(frame)?;
+        self.entries.push(IdxEntry { hash, offset, len });
+        Ok(())
+    }
+
+    /// Flushes the pack, gives it the area's mode, writes its index; with
+    /// `sync`, fsyncs both (a caller that runs `syncfs` next passes false).
+    pub(crate) fn finish(
+        mut self,
+        store: &Store,
+        area: Area,
+        sync: bool,
+    ) -> Result<FinishedPack, StoreError> {
+        let path = self.temp.path().to_owned();
+        let file = self.out.into_inner().map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        crate::finish_temp(&file, area, sync).map_err(StoreError::io(&path))?;
+        let bytes = idx_bytes(&mut self.entries);
+        let name = blake3::hash(&bytes).to_hex()[..32].to_owned();
+        let idx = write_temp(store, &bytes, area, sync)?;
+        Ok(FinishedPack {
+            name,
+            pack: self.temp,
+            idx,
+        })
+    }
+}
+
+/// Writes `bytes` to a new temp file with the area's mode.
+fn write_temp(store: &Store, bytes: &[u8], area: Area, sync: bool) -> Result<TempFile, StoreError> {
+    let (mut file, temp) = store.create_temp("idx")?;
+    file.write_all(bytes)
+        .and_then(|()| crate::finish_temp(&file, area, sync))
+        .map_err(StoreError::io(temp.path()))?;
+    Ok(temp)
+}
+
+impl FinishedPack {
+    /// Renames the pack, then its index, into `dir` (created if missing).
+    /// Durable only once the caller syncs: `syncfs`, or [`sync_dir`] of `dir`.
+    pub(crate) fn install(self, dir: &Path, area: Area) -> Result<(), StoreError> {
+        crate::ensure_dir(dir, area.dir_mode(), false)?;
+        let pack = pack_path(dir, &self.name);
+        fs::rename(self.pack.path(), &pack).map_err(StoreError::io(&pack))?;
+        self.pack.keep();
+        let idx = idx_path(dir, &self.name);
+        fs::rename(self.idx.path(), &idx).map_err(StoreError::io(&idx))?;
+        self.idx.keep();
+        Ok(())
+    }
+}
+
+/// Reads a packed object's frame into `buf` (replacing its content).
+pub(crate) fn read_frame(
+    pack: &Pack,
+    dir: &Path,
+    loc: Loc,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    buf.clear();
+    buf.resize(loc.len as usize, 0);
+    pack.file
+        .read_exact_at(buf, loc.offset)
+        .map_err(StoreError::io(&pack_path(dir, &pack.name)))
+}
+
+/// Removes the `dead` objects of `pack`, in `dir` (see the module docs for
+/// the order of writes).
+pub(crate) fn remove_from(
+    store: &Store,
+    dir: &Path,
+    pack: &Pack,
+    dead: &crate::HashKeySet<Hash>,
+    area: Area,
+) -> Result<(), StoreError> {
+    let idx = idx_path(dir, &pack.name);
+    let entries = read_idx(&idx)?;
+    let (gone, mut live): (Vec<IdxEntry>, Vec<IdxEntry>) =
+        entries.into_iter().partition(|e| dead.contains(&e.hash));
+    if gone.is_empty() {
+        return Ok(());
+    }
+    if live.is_empty() {
+        // The index first: a pack without one is a leftover, never a hole.
+        remove_file(&idx)?;
+        return remove_file(&pack_path(dir, &pack.name));
+    }
+    let live_bytes: u64 = live.iter().map(|e| u64::from(e.len)).sum();
+    if live_bytes * 2 < pack.len {
+        return repack(store, dir, pack, &live, area);
+    }
+    let temp = write_temp(store, &idx_bytes(&mut live), area, true)?;
+    fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;
+    temp.keep();
+    crate::sync_dir(dir)?;
+    punch_holes(&pack_path(dir, &pack.name), &mut live, pack.len)
+}
+
+/// Copies the `live` frames of `pack` into a new pack, installs it durably,
+/// then removes the old one.
+fn repack(
+    store: &Store,
+    dir: &Path,
+    pack: &Pack,
+    live: &[IdxEntry],
+    area: Area,
+) -> Result<(), StoreError> {
+    let mut w = PackWriter::create(store)?;
+    let mut frame = Vec::new();
+    // In file order, so the old pack is read front to back.
+    let mut order = live.to_vec();
+    order.sort_unstable_by_key(|e| e.offset);
+    for e in order {
+        read_frame(
+            pack,
+            dir,
+            Loc {
+                pack: 0,
+                offset: e.offset,
+                len: e.len,
+            },
+            &mut frame,
+        )?;
+        w.append(e.hash, &frame)?;
+    }
+    w.finish(store, area, true)?.install(dir, area)?;
+    crate::sync_dir(dir)?;
+    remove_file(&idx_path(dir, &pack.name))?;
+    remove_file(&pack_path(dir, &pack.name))
+}
+
+/// Gives the file system back the blocks between `live` frames. A file
+/// system that cannot punch holes keeps them until the pack is repacked.
+fn punch_holes(path: &Path, live: &mut [IdxEntry], len: u64) -> Result<(), StoreError> {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    // Root may open a 0444 pack for writing; a hole changes no live byte.
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(StoreError::io(path))?;
+    live.sort_unstable_by_key(|e| e.offset);
+    let mut at = PACK_MAGIC.len() as u64;
+    let ends = live
+        .iter()
+        .map(|e| (e.offset, e.offset + u64::from(e.len)))
+        .chain(std::iter::once((len, len)));
+    for (start, end) in ends {
+        if start > at {
+            let (Ok(off), Ok(n)) = (i64::try_from(at), i64::try_from(start - at)) else {
+                break;
+            };
+            let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+            match fallocate(&file, flags, off, n) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EOPNOTSUPP) => return Ok(()),
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: path.into(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        at = at.max(end);
+    }
+    Ok(())
+}
+
+fn remove_file(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io {
+            path: path.into(),
+            source: e,
+        }),
+    }
+}
+
+/// Removes packs without an index and indexes without a pack from `dir`.
+pub(crate) fn clean(dir: &Path) -> Result<(), StoreError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: dir.into(),
+                source: e,
+            });
+        }
+    };
+    for entry in rd {
+        let entry = entry.map_err(StoreError::io(dir))?;
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let orphan = match (stem(&file_name, "pack"), stem(&file_name, "idx")) {
+            (Some(name), _) => !idx_path(dir, name).exists(),
+            (_, Some(name)) => !pack_path(dir, name).exists(),
+            _ => false,
+        };
+        if orphan {
+            remove_file(&entry.path())?;
+        }
+    }
+    Ok(())
+}
