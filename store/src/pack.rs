@@ -350,7 +350,7 @@ pub(crate) fn remove_from(
     fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;
     temp.keep();
     crate::sync_dir(dir)?;
-    punch_holes(&pack_path(dir, &pack.name), &mut live, pack.len)
+    punch_holes(&pack_path(dir, &pack.name), &mut live, &gone, pack.len)
 }
 
 /// Copies the `live` frames of `pack` into a new pack, installs it durably,
@@ -386,9 +386,18 @@ fn repack(
     remove_file(&pack_path(dir, &pack.name))
 }
 
-/// Gives the file system back the blocks between `live` frames. A file
-/// system that cannot punch holes keeps them until the pack is repacked.
-fn punch_holes(path: &Path, live: &mut [IdxEntry], len: u64) -> Result<(), StoreError> {
+/// Gives the file system back the blocks that held the `gone` frames, and
+/// whatever else lies between the live frames around each of them (space
+/// left by an earlier gc cut short). Only whole blocks are punched: a hole
+/// inside a block would make the file system write zeros rather than free
+/// anything. A file system that cannot punch holes keeps the bytes until
+/// the pack is repacked.
+fn punch_holes(
+    path: &Path,
+    live: &mut [IdxEntry],
+    gone: &[IdxEntry],
+    len: u64,
+) -> Result<(), StoreError> {
     use nix::fcntl::{FallocateFlags, fallocate};
     // Root may open a 0444 pack for writing; a hole changes no live byte.
     let file = OpenOptions::new()
@@ -396,30 +405,45 @@ fn punch_holes(path: &Path, live: &mut [IdxEntry], len: u64) -> Result<(), Store
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(StoreError::io(path))?;
+    let block = nix::sys::stat::fstat(&file)
+        .map(|st| u64::try_from(st.st_blksize).unwrap_or(4096).max(512))
+        .map_err(|e| StoreError::Io {
+            path: path.into(),
+            source: e.into(),
+        })?;
     live.sort_unstable_by_key(|e| e.offset);
-    let mut at = PACK_MAGIC.len() as u64;
-    let ends = live
+    // Each gone frame widened to the free space around it: from the end of
+    // the live frame before it to the start of the live frame after it.
+    let mut holes: Vec<(u64, u64)> = gone
         .iter()
-        .map(|e| (e.offset, e.offset + u64::from(e.len)))
-        .chain(std::iter::once((len, len)));
-    for (start, end) in ends {
-        if start > at {
-            let (Ok(off), Ok(n)) = (i64::try_from(at), i64::try_from(start - at)) else {
-                break;
+        .map(|g| {
+            let after = live.partition_point(|e| e.offset < g.offset);
+            let start = match after.checked_sub(1) {
+                Some(i) => live[i].offset + u64::from(live[i].len),
+                None => PACK_MAGIC.len() as u64,
             };
-            let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
-            match fallocate(&file, flags, off, n) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::EOPNOTSUPP) => return Ok(()),
-                Err(e) => {
-                    return Err(StoreError::Io {
-                        path: path.into(),
-                        source: e.into(),
-                    });
-                }
+            let end = live.get(after).map_or(len, |e| e.offset);
+            (start.div_ceil(block) * block, end / block * block)
+        })
+        .filter(|(start, end)| start < end)
+        .collect();
+    holes.sort_unstable();
+    holes.dedup();
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    for (start, end) in holes {
+        let (Ok(off), Ok(n)) = (i64::try_from(start), i64::try_from(end - start)) else {
+            continue;
+        };
+        match fallocate(&file, flags, off, n) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EOPNOTSUPP) => return Ok(()),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.into(),
+                    source: e.into(),
+                });
             }
         }
-        at = at.max(end);
     }
     Ok(())
 }
