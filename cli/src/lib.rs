@@ -598,6 +598,15 @@ fn show_build(out: &Out, b: &BuildOutcome) {
 
 /// Prints a switch's outcome; returns the exit status (1 when a unit did
 /// not come up and the switch was told not to roll back).
+/// Each step's line, as a JSON list of strings.
+struct StepLines<'a>(&'a [Step]);
+
+impl serde::Serialize for StepLines<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|step| step.to_string()))
+    }
+}
+
 fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
     let name = format!("generation {} ({})", o.number, o.id.short());
     let skipped: Vec<String> = o
@@ -663,7 +672,7 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
             eprintln!("error: {f}");
         }
     }
-    out.doc(json!({
+    let serde_json::Value::Object(rest) = json!({
         "ok": o.applied.failed.is_empty(),
         "from": o.from,
         "number": o.number,
@@ -671,7 +680,6 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
         "unchanged": o.unchanged,
         "dry_run": o.dry_run,
         "added": o.added, "removed": o.removed, "changed": o.changed,
-        "steps": o.plan.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         "applied": o.applied.steps,
         "packages": o.plan.steps.iter().filter_map(|s| match s {
             Step::Package(p) => Some(p),
@@ -685,7 +693,16 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
             "hash": (!s.secret).then(|| s.hash.to_string()),
             "why": s.why,
         })).collect::<Vec<_>>(),
-    }));
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    // The step lines are made one at a time as they are printed: a first
+    // switch has one per file.
+    out.doc(output::WithField {
+        rest,
+        key: "steps",
+        value: StepLines(&o.plan.steps),
+    });
     if o.applied.failed.is_empty() { 0 } else { 1 }
 }
 

@@ -2,10 +2,12 @@
 //! `-q`), or exactly one JSON document with `--json`; progress bars on
 //! stderr only when it is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use sysgen_generations::Progress;
 
 pub struct Out {
@@ -29,10 +31,19 @@ impl Out {
         }
     }
 
-    /// The one JSON document of a command.
-    pub fn doc(&self, v: serde_json::Value) {
+    /// The one JSON document of a command, written as it is serialized (a
+    /// first switch's lists a step per file; its whole text is not kept).
+    pub fn doc(&self, v: impl Serialize) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut w, &v)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(w))
+                .and_then(|()| w.flush());
+            // As println! does: a command whose output cannot be written fails.
+            if let Err(e) = written {
+                panic!("failed printing to stdout: {e}");
+            }
         }
     }
 
@@ -41,6 +52,33 @@ impl Out {
             enabled: !self.json && !self.quiet && std::io::stderr().is_terminal(),
             bar: Mutex::new(None),
         }
+    }
+}
+
+/// A JSON object (`rest`) with one more field, `key`, serialized in its
+/// place among the others (serde_json keeps an object's keys sorted) while it
+/// is printed, so that `value` is never held as a whole JSON value.
+pub struct WithField<'a, T> {
+    pub rest: serde_json::Map<String, serde_json::Value>,
+    pub key: &'a str,
+    pub value: T,
+}
+
+impl<T: Serialize> Serialize for WithField<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.rest.len() + 1))?;
+        let mut pending = true;
+        for (k, v) in &self.rest {
+            if pending && k.as_str() > self.key {
+                m.serialize_entry(self.key, &self.value)?;
+                pending = false;
+            }
+            m.serialize_entry(k, v)?;
+        }
+        if pending {
+            m.serialize_entry(self.key, &self.value)?;
+        }
+        m.end()
     }
 }
 

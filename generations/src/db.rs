@@ -265,18 +265,25 @@ impl Db {
 
     // ---- manifests and nodes ----
 
-    pub fn insert_nodes(&mut self, nodes: &[(NodeId, Vec<u8>)]) -> Result<(), Error> {
+    /// Runs `produce` in one transaction, inserting each node it hands to
+    /// its argument as it comes (so the caller need not collect them all).
+    pub fn insert_nodes<T>(
+        &mut self,
+        produce: impl FnOnce(&mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), Error>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let tx = self.conn.transaction().map_err(sql)?;
-        {
+        let value = {
             let mut st = tx
                 .prepare_cached("INSERT OR IGNORE INTO nodes (id, body) VALUES (?1, ?2)")
                 .map_err(sql)?;
-            for (id, body) in nodes {
+            produce(&mut |id, body| {
                 st.execute(params![id.0.as_bytes().as_slice(), body])
-                    .map_err(sql)?;
-            }
-        }
-        tx.commit().map_err(sql)
+                    .map(drop)
+                    .map_err(sql)
+            })?
+        };
+        tx.commit().map_err(sql)?;
+        Ok(value)
     }
 
     pub fn put_manifest(
@@ -618,8 +625,14 @@ impl Db {
         rows.collect::<Result<HashMap<_, _>, _>>().map_err(sql)
     }
 
-    pub fn update_stat_cache(&mut self, rows: &[(String, CacheRow)]) -> Result<(), Error> {
-        if rows.is_empty() {
+    /// Records `rows`, made as they are written rather than collected first
+    /// (a first build has one per file).
+    pub fn update_stat_cache(
+        &mut self,
+        rows: impl IntoIterator<Item = (String, CacheRow)>,
+    ) -> Result<(), Error> {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
             return Ok(());
         }
         let tx = self.conn.transaction().map_err(sql)?;

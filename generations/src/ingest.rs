@@ -6,11 +6,10 @@
 //! (device, inode, size, mtime, ctime) skips rehashing files that did not
 //! change since the last build, as git's index does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 use sysgen_schema::{EntryPath, FileContent, HostSpec, Principal};
@@ -40,22 +39,82 @@ pub struct BuildOutcome {
 /// Where a file's bytes come from, before hashing.
 enum Src {
     Inline(Vec<u8>),
-    /// A file on the build host, with its stat when the tree walk already
-    /// took it (so it is not taken twice).
-    Path(PathBuf, Option<CacheRow>),
+    /// A declared file on the build host.
+    Path(PathBuf),
+    /// The file of tree number `.0` (in `spec.trees` order) at the entry's
+    /// path below the tree's top. Its source path is made again when it is
+    /// read: kept for each of 100k files, those paths took more memory than
+    /// anything else the build held.
+    Tree(u32),
+}
+
+/// What identifies a file's content on the build host, for the stat cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
 }
 
 struct PendingFile {
     src: Src,
+    /// The source's stat: taken by the tree walk (so it is not taken twice),
+    /// or else by hashing.
+    stat: Option<Stat>,
     mode: u32,
     uid: Option<u32>,
     gid: Option<u32>,
     secret: bool,
+    /// Set by hashing, in place (no second map of 100k entries).
+    hash: Hash,
+    size: u64,
+    /// Whether the stat cache may record `stat` for `hash`: the file did not
+    /// change while it was read.
+    cache: bool,
+}
+
+impl PendingFile {
+    fn new(src: Src, stat: Option<Stat>, mode: u32) -> PendingFile {
+        PendingFile {
+            src,
+            stat,
+            mode,
+            uid: None,
+            gid: None,
+            secret: false,
+            hash: Hash::from_bytes([0; 32]),
+            size: 0,
+            cache: false,
+        }
+    }
+
+    /// The entry, once hashed.
+    fn entry(&self) -> Entry {
+        Entry::File {
+            hash: self.hash,
+            size: self.size,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            secret: self.secret,
+        }
+    }
 }
 
 enum Pending {
     File(PendingFile),
     Ready(Entry),
+}
+
+impl Pending {
+    fn entry(&self) -> Entry {
+        match self {
+            Pending::File(f) => f.entry(),
+            Pending::Ready(e) => e.clone(),
+        }
+    }
 }
 
 /// Names to ids, from the target root's `/etc/passwd` or `/etc/group`.
@@ -135,16 +194,15 @@ pub fn build(
         let what = format!("{}: files.{p}", f.declared_in.display());
         let src = match &f.content {
             FileContent::Inline(s) => Src::Inline(s.as_bytes().to_vec()),
-            FileContent::Source(path) => Src::Path(path.clone(), None),
+            FileContent::Source(path) => Src::Path(path.clone()),
         };
         pending.insert(
             p.clone(),
             Pending::File(PendingFile {
-                src,
-                mode: f.mode.bits(),
                 uid: ids.resolve(&f.owner, false, &what)?,
                 gid: ids.resolve(&f.group, true, &what)?,
                 secret: f.secret,
+                ..PendingFile::new(src, None, f.mode.bits())
             }),
         );
     }
@@ -167,8 +225,11 @@ pub fn build(
             }),
         );
     }
-    for (p, t) in &spec.trees {
-        expand_tree(p, t, &mut pending)?;
+    let trees: Vec<(&EntryPath, &sysgen_schema::TreeSpec)> = spec.trees.iter().collect();
+    for (i, (p, t)) in trees.iter().enumerate() {
+        let i = u32::try_from(i)
+            .map_err(|_| Error::Invalid("more than 2^32 trees are declared".into()))?;
+        expand_tree(i, p, t, &mut pending)?;
     }
     let datasets = crate::datasets::from_spec(spec, &mut |p, d| {
         let what = format!("{}: datasets.{p}", d.declared_in.display());
@@ -184,117 +245,77 @@ pub fn build(
         );
         Ok(())
     })?;
-    // Every ancestor of a declared path is a directory sysgen makes sure exists.
-    let paths: Vec<EntryPath> = pending.keys().cloned().collect();
-    for p in &paths {
-        for a in p.ancestors() {
-            pending.entry(a).or_insert(Pending::Ready(Entry::Dir {
+    // Every ancestor of a declared path is a directory sysgen makes sure
+    // exists. Only the missing ones are collected (not a copy of every
+    // path), and a walk up stops at the first ancestor already known: its
+    // own ancestors are, or will be, seen from it.
+    let mut missing: BTreeSet<EntryPath> = BTreeSet::new();
+    for p in pending.keys() {
+        let mut up = p.parent();
+        while let Some(a) = up {
+            if pending.contains_key(&a) || missing.contains(&a) {
+                break;
+            }
+            up = a.parent();
+            missing.insert(a);
+        }
+    }
+    for a in missing {
+        pending.insert(
+            a,
+            Pending::Ready(Entry::Dir {
                 mode: None,
                 uid: None,
                 gid: None,
-            }));
-        }
+            }),
+        );
     }
 
-    // Hash and store every file, in parallel.
+    // Hash and store every file, in parallel, each result kept in its entry.
     let cache = state.db.stat_cache()?;
-    let files: Vec<(&EntryPath, &PendingFile)> = pending
-        .iter()
+    let mut files: Vec<(&EntryPath, &mut PendingFile)> = pending
+        .iter_mut()
         .filter_map(|(p, e)| match e {
             Pending::File(f) => Some((p, f)),
             Pending::Ready(_) => None,
         })
         .collect();
     opts.progress.start("hashing", files.len() as u64);
-    let batch = state.store.batch();
-    let new_cache = Mutex::new(Vec::new());
+    let store = &state.store;
+    let batch = store.batch();
     let cached = std::sync::atomic::AtomicU64::new(0);
-    let hashed: Vec<Result<(EntryPath, Entry), Error>> = files
-        .par_iter()
-        .map(|(p, f)| {
-            let area = if f.secret { Area::Secret } else { Area::Public };
-            let (hash, size) = match &f.src {
-                Src::Inline(bytes) => (batch.put_bytes(bytes, area)?, bytes.len() as u64),
-                Src::Path(path, walked) => {
-                    let key = path.to_string_lossy().into_owned();
-                    let row = match walked {
-                        Some(row) => *row,
-                        None => cache_row(&std::fs::metadata(path).map_err(io_err(path))?, None),
-                    };
-                    let hit = match cache.get(&key) {
-                        Some(c) if same_file(c, &row) => {
-                            state.store.contains(&c.hash, area)?.then_some(c)
-                        }
-                        _ => None,
-                    };
-                    match hit {
-                        Some(c) => {
-                            cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            (c.hash, c.size)
-                        }
-                        _ => {
-                            let (hash, size) = batch.put_file(path, area)?;
-                            // Cache only if the file did not change while we read it.
-                            if let Ok(after) = std::fs::metadata(path) {
-                                let after = cache_row(&after, Some(hash));
-                                if same_file(&row, &after) && after.size == size {
-                                    new_cache
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .push((key, after));
-                                }
-                            }
-                            (hash, size)
-                        }
-                    }
-                }
-            };
+    // Every file is tried; the error reported is the first in path order.
+    let failed = files
+        .par_iter_mut()
+        .enumerate()
+        .filter_map(|(i, (p, f))| {
+            let r = hash_file(&trees, p, f, &cache, store, &batch, &cached);
             opts.progress.advance(1);
-            Ok((
-                (*p).clone(),
-                Entry::File {
-                    hash,
-                    size,
-                    mode: f.mode,
-                    uid: f.uid,
-                    gid: f.gid,
-                    secret: f.secret,
-                },
-            ))
+            r.err().map(|e| (i, e))
         })
-        .collect();
+        .min_by_key(|(i, _)| *i);
     opts.progress.finish();
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
     let files_hashed =
         (files.len() as u64).saturating_sub(cached.load(std::sync::atomic::Ordering::Relaxed));
     // Memory grows with the number of entries: free what is done with first.
     drop(files);
     drop(cache);
 
-    let mut entries: BTreeMap<EntryPath, Entry> = BTreeMap::new();
-    for r in hashed {
-        let (p, e) = r?;
-        entries.insert(p, e);
-    }
-    for (p, e) in pending {
-        if let Pending::Ready(e) = e {
-            entries.insert(p, e);
-        }
-    }
     let written = batch.commit()?;
     // Objects are durable before anything refers to them.
-    let bytes = entries
+    let bytes = pending
         .values()
-        .map(|e| {
-            if let Entry::File { size, .. } = e {
-                *size
-            } else {
-                0
-            }
+        .map(|e| match e {
+            Pending::File(f) => f.size,
+            Pending::Ready(_) => 0,
         })
         .sum();
-    let (root, nodes) = build_tree(&entries);
-    state.db.insert_nodes(&nodes)?;
-    drop(nodes);
+    let root = state
+        .db
+        .insert_nodes(|sink| build_tree(&pending, &Pending::entry, sink))?;
     let manifest = Manifest {
         sysgen: 1,
         host: spec.host.clone(),
@@ -307,14 +328,23 @@ pub fn build(
         &manifest,
         &ManifestInfo {
             config: Some(spec.config.display().to_string()),
-            entries: entries.len() as u64,
+            entries: pending.len() as u64,
             bytes,
             built_at: opts.now,
         },
     )?;
     state
         .db
-        .update_stat_cache(&new_cache.into_inner().unwrap_or_else(|e| e.into_inner()))?;
+        .update_stat_cache(pending.iter().filter_map(|(p, e)| match e {
+            Pending::File(f) if f.cache => {
+                let stat = f.stat?;
+                let key = source_path(&trees, p, &f.src)?
+                    .to_string_lossy()
+                    .into_owned();
+                Some((key, cache_row(&stat, f.hash)))
+            }
+            _ => None,
+        }))?;
     let number = state
         .db
         .generation_of(&id)?
@@ -323,7 +353,7 @@ pub fn build(
     Ok(BuildOutcome {
         id,
         number,
-        entries: entries.len() as u64,
+        entries: pending.len() as u64,
         bytes,
         files_hashed,
         files_cached: cached.into_inner(),
@@ -331,28 +361,107 @@ pub fn build(
     })
 }
 
-fn cache_row(md: &std::fs::Metadata, hash: Option<Hash>) -> CacheRow {
-    CacheRow {
+/// Hashes and stores one file, or takes its hash from the stat cache; the
+/// result goes into `f`.
+fn hash_file(
+    trees: &[(&EntryPath, &sysgen_schema::TreeSpec)],
+    p: &EntryPath,
+    f: &mut PendingFile,
+    cache: &HashMap<String, CacheRow>,
+    store: &sysgen_store::Store,
+    batch: &sysgen_store::Batch<'_>,
+    cached: &std::sync::atomic::AtomicU64,
+) -> Result<(), Error> {
+    let area = if f.secret { Area::Secret } else { Area::Public };
+    let path = match &f.src {
+        Src::Inline(bytes) => {
+            f.hash = batch.put_bytes(bytes, area)?;
+            f.size = bytes.len() as u64;
+            return Ok(());
+        }
+        _ => source_path(trees, p, &f.src)
+            .ok_or_else(|| Error::Invalid(format!("{p}: no source for this file")))?,
+    };
+    let key = path.to_string_lossy();
+    let stat = match f.stat {
+        Some(stat) => stat,
+        None => stat_of(&std::fs::metadata(&path).map_err(io_err(&path))?),
+    };
+    f.stat = Some(stat);
+    let hit = match cache.get(key.as_ref()) {
+        Some(c) if same_file(c, &stat) => store.contains(&c.hash, area)?.then_some(c),
+        _ => None,
+    };
+    match hit {
+        Some(c) => {
+            cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f.hash = c.hash;
+            f.size = c.size;
+        }
+        _ => {
+            let (hash, size) = batch.put_file(&path, area)?;
+            f.hash = hash;
+            f.size = size;
+            // Cache only if the file did not change while we read it.
+            if let Ok(after) = std::fs::metadata(&path) {
+                let after = stat_of(&after);
+                f.cache = after == stat && after.size == size;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file's source path on the build host; `None` for inline content.
+fn source_path(
+    trees: &[(&EntryPath, &sysgen_schema::TreeSpec)],
+    p: &EntryPath,
+    src: &Src,
+) -> Option<PathBuf> {
+    match src {
+        Src::Inline(_) => None,
+        Src::Path(path) => Some(path.clone()),
+        Src::Tree(i) => {
+            let (at, tree) = trees.get(*i as usize)?;
+            let below = p.as_str().strip_prefix(at.as_str())?.strip_prefix('/')?;
+            Some(tree.source.join(below))
+        }
+    }
+}
+
+fn stat_of(md: &std::fs::Metadata) -> Stat {
+    Stat {
         dev: md.dev(),
         ino: md.ino(),
         size: md.size(),
         mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
         ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-        hash: hash.unwrap_or(Hash::from_bytes([0; 32])),
     }
 }
 
-fn same_file(a: &CacheRow, b: &CacheRow) -> bool {
-    a.dev == b.dev
-        && a.ino == b.ino
-        && a.size == b.size
-        && a.mtime_ns == b.mtime_ns
-        && a.ctime_ns == b.ctime_ns
+fn cache_row(s: &Stat, hash: Hash) -> CacheRow {
+    CacheRow {
+        dev: s.dev,
+        ino: s.ino,
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        ctime_ns: s.ctime_ns,
+        hash,
+    }
+}
+
+fn same_file(c: &CacheRow, s: &Stat) -> bool {
+    c.dev == s.dev
+        && c.ino == s.ino
+        && c.size == s.size
+        && c.mtime_ns == s.mtime_ns
+        && c.ctime_ns == s.ctime_ns
 }
 
 /// Declares every file, directory and symlink under a tree's source at the
 /// matching path, with the source's permission bits.
 fn expand_tree(
+    index: u32,
     at: &EntryPath,
     tree: &sysgen_schema::TreeSpec,
     out: &mut BTreeMap<EntryPath, Pending>,
@@ -414,13 +523,11 @@ fn expand_tree(
                     target: target.to_owned(),
                 })
             } else if ft.is_file() {
-                Pending::File(PendingFile {
-                    src: Src::Path(src.clone(), Some(cache_row(&md, None))),
-                    mode: tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
-                    uid: None,
-                    gid: None,
-                    secret: false,
-                })
+                Pending::File(PendingFile::new(
+                    Src::Tree(index),
+                    Some(stat_of(&md)),
+                    tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
+                ))
             } else {
                 return Err(Error::Invalid(format!(
                     "{what}: {} is a special file (socket, fifo or device); trees may hold only files, directories and symlinks",

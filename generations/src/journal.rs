@@ -7,7 +7,7 @@
 //! changed since) and the generation it started from.
 
 use std::fs::File;
-use std::io::{ErrorKind, Write};
+use std::io::{BufWriter, ErrorKind};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -87,19 +87,25 @@ impl Journal {
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec(self).map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into(),
-        })?;
         // Root only: the plan holds hashes of secret files.
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
-        f.write_all(&body).map_err(io_err(&tmp))?;
+        // Streamed: a first switch's plan has a step per file, and its whole
+        // text in memory would be the largest thing the switch holds.
+        let mut w = BufWriter::with_capacity(1 << 16, f);
+        serde_json::to_writer(&mut w, self).map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        let f = w.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io_err(path))?;

@@ -268,52 +268,68 @@ impl NodeSource for BTreeMap<NodeId, Node> {
     }
 }
 
-/// Builds the Merkle tree of a complete set of entries (every ancestor of
-/// every entry present as a directory). Returns the root node id and every
-/// node, each once.
-pub fn build_tree(entries: &BTreeMap<EntryPath, Entry>) -> (NodeId, Vec<(NodeId, Vec<u8>)>) {
+/// Builds the Merkle tree of a complete set of entries, given in path order
+/// (every ancestor of every entry present as a directory); `entry` gives
+/// each one's [`Entry`]. Hands every node to `sink` once, as soon as it is
+/// made (children before their parent), and returns the root node id: a
+/// large build then never holds all its encoded nodes at once.
+pub fn build_tree<'a, T: 'a, E>(
+    entries: impl IntoIterator<Item = (&'a EntryPath, &'a T)>,
+    entry: &dyn Fn(&T) -> Entry,
+    sink: &mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), E>,
+) -> Result<NodeId, E> {
     // Children of each directory, by parent ("" for the root).
-    let mut children: BTreeMap<&str, Vec<&EntryPath>> = BTreeMap::new();
-    for p in entries.keys() {
+    let mut children: BTreeMap<&str, Vec<(&EntryPath, &T)>> = BTreeMap::new();
+    for (p, e) in entries {
         let parent = match p.as_str().rfind('/') {
             Some(i) => &p.as_str()[..i],
             None => "",
         };
-        children.entry(parent).or_default().push(p);
+        children.entry(parent).or_default().push((p, e));
     }
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let root = node_for("", &children, entries, &mut out, &mut seen);
-    (root, out)
+    let mut tree = Tree {
+        children,
+        entry,
+        seen: std::collections::HashSet::new(),
+        sink,
+    };
+    tree.node_for("")
 }
 
-fn node_for(
-    dir: &str,
-    children: &BTreeMap<&str, Vec<&EntryPath>>,
-    entries: &BTreeMap<EntryPath, Entry>,
-    out: &mut Vec<(NodeId, Vec<u8>)>,
-    seen: &mut std::collections::HashSet<NodeId>,
-) -> NodeId {
-    let mut node = Node::default();
-    for p in children.get(dir).map(Vec::as_slice).unwrap_or_default() {
-        let entry = &entries[*p];
-        let tree = entry
-            .is_dir()
-            .then(|| node_for(p.as_str(), children, entries, out, seen));
-        node.entries.push(NodeEntry {
-            name: p.file_name().to_owned(),
-            entry: entry.clone(),
-            tree,
-        });
+struct Tree<'a, 's, T, E> {
+    children: BTreeMap<&'a str, Vec<(&'a EntryPath, &'a T)>>,
+    entry: &'s dyn Fn(&T) -> Entry,
+    seen: std::collections::HashSet<NodeId>,
+    sink: &'s mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), E>,
+}
+
+impl<T, E> Tree<'_, '_, T, E> {
+    fn node_for(&mut self, dir: &str) -> Result<NodeId, E> {
+        let mut node = Node::default();
+        let kids = self.children.remove(dir).unwrap_or_default();
+        node.entries.reserve_exact(kids.len());
+        for (p, e) in kids {
+            let entry = (self.entry)(e);
+            let tree = if entry.is_dir() {
+                Some(self.node_for(p.as_str())?)
+            } else {
+                None
+            };
+            node.entries.push(NodeEntry {
+                name: p.file_name().to_owned(),
+                entry,
+                tree,
+            });
+        }
+        // Siblings share their parent's prefix, so path order is name order.
+        debug_assert!(node.entries.windows(2).all(|w| w[0].name < w[1].name));
+        let bytes = node.encode();
+        let id = Node::id_of(&bytes);
+        if self.seen.insert(id) {
+            (self.sink)(id, bytes)?;
+        }
+        Ok(id)
     }
-    // Siblings share their parent's prefix, so path order is name order.
-    debug_assert!(node.entries.windows(2).all(|w| w[0].name < w[1].name));
-    let bytes = node.encode();
-    let id = Node::id_of(&bytes);
-    if seen.insert(id) {
-        out.push((id, bytes));
-    }
-    id
 }
 
 /// One difference between two generations.
@@ -491,11 +507,12 @@ mod tests {
     fn tree(entries: &[(&str, Entry)]) -> (NodeId, BTreeMap<NodeId, Node>) {
         let m: BTreeMap<EntryPath, Entry> =
             entries.iter().map(|(k, v)| (p(k), v.clone())).collect();
-        let (root, nodes) = build_tree(&m);
-        let nodes = nodes
-            .into_iter()
-            .map(|(id, b)| (id, Node::decode(&b).unwrap()))
-            .collect();
+        let mut nodes = BTreeMap::new();
+        let root = build_tree::<_, std::convert::Infallible>(&m, &Entry::clone, &mut |id, b| {
+            nodes.insert(id, Node::decode(&b).unwrap());
+            Ok(())
+        })
+        .unwrap();
         (root, nodes)
     }
 

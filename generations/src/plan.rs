@@ -245,7 +245,7 @@ pub struct Facts {
     pub in_the_way: BTreeSet<EntryPath>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
     /// Ledger records to add when the activation commits.
@@ -266,7 +266,10 @@ pub fn plan(
     id: GenerationId,
 ) -> Plan {
     let mut removals: Vec<Step> = Vec::new();
-    let mut creations: Vec<Step> = Vec::new();
+    // Each change makes at most one creation, and a first switch makes one
+    // per file: sized once, and the steps are then made around it in place,
+    // so they are never held twice.
+    let mut creations: Vec<Step> = Vec::with_capacity(changes.len() + 1);
     let mut ledger_remove = Vec::new();
 
     for c in changes {
@@ -349,8 +352,9 @@ pub fn plan(
     });
     // Path order puts every directory before what it contains.
     creations.sort_by(|a, b| a.path().cmp(&b.path()));
-    let mut steps = removals;
-    steps.extend(creations);
+    let mut steps = creations;
+    steps.reserve_exact(removals.len() + 1);
+    steps.splice(0..0, removals);
     steps.push(Step::Activate { number, id });
     Plan {
         steps,

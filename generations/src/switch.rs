@@ -183,6 +183,9 @@ pub fn switch_to(
             opts.services.runtime,
         ),
     );
+    // The diff holds an entry per changed path, as many as the plan's
+    // steps: done with, so it goes before the journal is written.
+    drop(changes);
     // After the package and service steps are in: the dataset steps go
     // around the file steps (datasets::splice).
     crate::datasets::splice(&mut plan.steps, dp);
@@ -209,13 +212,15 @@ pub fn switch_to(
     // The saved copies are already durable in the store; record them before
     // any change, so nothing the admin wrote is ever unaccounted for.
     state.db.insert_saved(&outcome.saved, opts.now)?;
+    // The journal holds the plan while it runs, and hands it back for the
+    // outcome: a copy would double a first switch's step per file.
     let journal = Journal::new(
         opts.how,
         active.as_ref().map(|a| (a.number, a.id)),
         number,
         id,
         opts.now,
-        outcome.plan.clone(),
+        std::mem::take(&mut outcome.plan),
     );
     journal.write(&state.journal_path())?;
     let applied = apply(
@@ -241,6 +246,7 @@ pub fn switch_to(
         other => other?,
     };
     Journal::remove(&state.journal_path())?;
+    outcome.plan = journal.plan;
     Ok(outcome)
 }
 

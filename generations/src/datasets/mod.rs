@@ -808,15 +808,15 @@ pub fn splice(steps: &mut Vec<crate::plan::Step>, dp: DatasetPlan) {
         (Some(f), Some(l)) => (f, l + 1),
         _ => (steps.len(), steps.len()),
     };
-    let rest = steps.split_off(last);
-    let files = steps.split_off(first);
-    let before = std::mem::take(steps);
-    steps.extend(dp.snapshots.into_iter().map(Step::Dataset));
-    steps.extend(before);
-    steps.extend(dp.attach.into_iter().map(Step::Dataset));
-    steps.extend(files);
-    steps.extend(dp.detach.into_iter().map(Step::Dataset));
-    steps.extend(rest);
+    // In place, the last position first so the earlier ones stay valid: a
+    // first switch's plan holds a step per file, and copying it would double
+    // the switch's peak memory.
+    steps.reserve_exact(
+        dp.snapshots.len() + dp.attach.len() + dp.detach.len() + usize::from(tail.is_some()),
+    );
+    steps.splice(last..last, dp.detach.into_iter().map(Step::Dataset));
+    steps.splice(first..first, dp.attach.into_iter().map(Step::Dataset));
+    steps.splice(0..0, dp.snapshots.into_iter().map(Step::Dataset));
     steps.extend(tail);
 }
 

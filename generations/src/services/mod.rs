@@ -574,11 +574,13 @@ pub fn insert(plan: &mut Plan, planned: Planned) {
         Some(Step::Activate { .. } | Step::Deactivate) => plan.steps.pop(),
         _ => None,
     };
-    let mut steps: Vec<Step> = planned.down.into_iter().map(Step::Service).collect();
-    steps.append(&mut plan.steps);
+    // In place: a first switch's plan holds a step per file, and a second
+    // copy of it would double the switch's peak memory.
+    let steps = &mut plan.steps;
+    steps.reserve_exact(planned.down.len() + planned.up.len() + usize::from(tail.is_some()));
+    steps.splice(0..0, planned.down.into_iter().map(Step::Service));
     steps.extend(planned.up.into_iter().map(Step::Service));
     steps.extend(tail);
-    plan.steps = steps;
 }
 
 /// The origins an undo of `journal_plan` needs: those recorded in the
