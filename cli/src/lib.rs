@@ -68,7 +68,9 @@ pub fn main() -> i32 {
                 }
                 _ => {}
             }
-            out.doc(doc);
+            if let Err(e) = out.doc(doc) {
+                eprintln!("error: {e}");
+            }
             code
         }
     }
@@ -171,7 +173,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     progress: &bar,
                 },
             )?;
-            show_build(out, &b);
+            show_build(out, &b)?;
             Ok(0)
         }
         Command::Switch {
@@ -195,7 +197,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     &bar,
                 ),
             )?;
-            Ok(show_switch(out, &o))
+            show_switch(out, &o)
         }
         Command::Rollback {
             to,
@@ -226,7 +228,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             );
             opts.datasets.with_data = *with_data;
             let o = switch_to(&mut state, id, &opts)?;
-            Ok(show_switch(out, &o))
+            show_switch(out, &o)
         }
         Command::Diff { a, b } => cmd_diff(&env, out, a.as_deref(), b.as_deref(), &bar),
         Command::List => {
@@ -266,7 +268,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     "number": g.number, "id": g.id.to_string(), "created_at": g.created_at,
                     "date": utc(g.created_at), "active": Some(g.number) == active, "pinned": g.pinned,
                 })).collect::<Vec<_>>(),
-            }));
+            }))?;
             Ok(0)
         }
         Command::Status => {
@@ -306,7 +308,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 "interrupted": journal.map(|j| json!({"to": j.to_number, "from": j.from.map(|f| f.0), "started_at": j.started_at})),
                 "entries": v.entries,
                 "drift": v.drift.len(),
-            }));
+            }))?;
             Ok(0)
         }
         Command::Verify { store } => {
@@ -347,7 +349,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             if *store {
                 out.detail(format!("checked {} store objects", v.objects_checked));
             }
-            out.doc(json!({ "ok": !bad, "verify": v }));
+            out.doc(json!({ "ok": !bad, "verify": v }))?;
             Ok(if bad { 1 } else { 0 })
         }
         Command::Gc {
@@ -386,7 +388,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 };
                 out.line(format!("{verb} {what} ({})", human_bytes(d.bytes)));
             }
-            out.doc(json!({ "ok": true, "gc": g }));
+            out.doc(json!({ "ok": true, "gc": g }))?;
             Ok(0)
         }
         Command::Pin { number } | Command::Unpin { number } => {
@@ -403,7 +405,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     "no longer pinned"
                 }
             ));
-            out.doc(json!({ "ok": true, "number": number, "pinned": pin }));
+            out.doc(json!({ "ok": true, "number": number, "pinned": pin }))?;
             Ok(0)
         }
         Command::Recover { rollback } => {
@@ -436,7 +438,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     )),
                 }
             }
-            out.doc(json!({ "ok": r.failed.is_empty(), "recover": r }));
+            out.doc(json!({ "ok": r.failed.is_empty(), "recover": r }))?;
             Ok(if r.failed.is_empty() { 0 } else { 1 })
         }
     }
@@ -583,7 +585,7 @@ fn looks_like_config(p: &Path) -> bool {
         )
 }
 
-fn show_build(out: &Out, b: &BuildOutcome) {
+fn show_build(out: &Out, b: &BuildOutcome) -> Result<(), Error> {
     out.line(b.id.to_string());
     out.detail(format!(
         "{} entries, {}, {} files hashed, {} from the stat cache, {} new store objects",
@@ -593,7 +595,7 @@ fn show_build(out: &Out, b: &BuildOutcome) {
         b.files_cached,
         b.objects_written
     ));
-    out.doc(json!({ "ok": true, "id": b.id.to_string(), "build": b }));
+    out.doc(json!({ "ok": true, "id": b.id.to_string(), "build": b }))
 }
 
 /// Prints a switch's outcome; returns the exit status (1 when a unit did
@@ -607,7 +609,7 @@ impl serde::Serialize for StepLines<'_> {
     }
 }
 
-fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
+fn show_switch(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
     let name = format!("generation {} ({})", o.number, o.id.short());
     let skipped: Vec<String> = o
         .plan
@@ -702,8 +704,8 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> i32 {
         rest,
         key: "steps",
         value: StepLines(&o.plan.steps),
-    });
-    if o.applied.failed.is_empty() { 0 } else { 1 }
+    })?;
+    Ok(if o.applied.failed.is_empty() { 0 } else { 1 })
 }
 
 fn cmd_diff(
@@ -792,7 +794,7 @@ fn cmd_diff(
         }).collect::<Vec<_>>(),
         "packages": package_changes,
         "services": units,
-    }));
+    }))?;
     Ok(0)
 }
 

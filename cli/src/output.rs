@@ -33,18 +33,20 @@ impl Out {
 
     /// The one JSON document of a command, written as it is serialized (a
     /// first switch's lists a step per file; its whole text is not kept).
-    pub fn doc(&self, v: impl Serialize) {
-        if self.json {
-            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-            let written = serde_json::to_writer_pretty(&mut w, &v)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(w))
-                .and_then(|()| w.flush());
-            // As println! does: a command whose output cannot be written fails.
-            if let Err(e) = written {
-                panic!("failed printing to stdout: {e}");
-            }
+    /// A document that cannot be written fails the command.
+    pub fn doc(&self, v: impl Serialize) -> Result<(), sysgen_generations::Error> {
+        if !self.json {
+            return Ok(());
         }
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut w, &v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(w))
+            .and_then(|()| w.flush())
+            .map_err(|source| sysgen_generations::Error::Io {
+                path: "standard output".into(),
+                source,
+            })
     }
 
     pub fn progress(&self) -> Bar {
