@@ -177,7 +177,7 @@ impl<'a> Batch<'a> {
             outcome.bytes_stored += p.stored_len;
         }
         for (area, pack) in packs {
-            let installed = pack.install(&crate::pack::pack_dir(self.store.area_dir(area)), area);
+            let installed = pack.install(&self.store.pack_dir(area), area);
             // Even a failed install may have put the pack in place.
             self.store.forget_packs(area);
             installed?;

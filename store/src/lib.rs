@@ -215,7 +215,7 @@ impl Store {
     }
 
     fn contains_loose(&self, hash: &Hash, area: Area) -> bool {
-        let slot = usize::from(hash.as_bytes()[0]) + if area == Area::Secret { 256 } else { 0 };
+        let slot = fanout_slot(hash, area);
         let dir = match self.fanout_fds[slot].get() {
             Some(d) => d,
             None => {
@@ -305,10 +305,11 @@ impl Store {
     /// bytes are freed (see the `pack` module).
     pub fn remove_all(&self, objects: &[(Hash, Area)]) -> Result<(), StoreError> {
         for area in [Area::Public, Area::Secret] {
-            let mut dead: Vec<HashKeySet<Hash>> = Vec::new();
-            let mut loose = Vec::new();
-            self.with_packs(area, |set| {
-                dead.resize_with(set.packs.len(), HashKeySet::default);
+            let dir = self.pack_dir(area);
+            let mut changed = false;
+            let loose = self.with_packs(area, |set| {
+                let mut dead = vec![HashKeySet::default(); set.packs.len()];
+                let mut loose = Vec::new();
                 for (hash, _) in objects.iter().filter(|(_, a)| *a == area) {
                     match set.map.get(hash) {
                         Some(loc) => {
@@ -317,29 +318,19 @@ impl Store {
                         None => loose.push(*hash),
                     }
                 }
-            })?;
-            for hash in loose {
-                let path = self.object_path(&hash, area);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::Io { path, source: e }),
+                for (p, d) in set.packs.iter().zip(&dead).filter(|(_, d)| !d.is_empty()) {
+                    changed = true;
+                    pack::remove_from(self, &dir, p, d, area)?;
                 }
-            }
-            if dead.iter().all(HashKeySet::is_empty) {
-                continue;
-            }
-            let dir = pack::pack_dir(self.area_dir(area));
-            let result = self.with_packs(area, |set| {
-                set.packs
-                    .iter()
-                    .zip(&dead)
-                    .filter(|(_, d)| !d.is_empty())
-                    .try_for_each(|(p, d)| pack::remove_from(self, &dir, p, d, area))
+                Ok::<_, StoreError>(loose)
             });
             // Whatever happened, the packs on disk are not those loaded.
-            self.forget_packs(area);
-            result??;
+            if changed {
+                self.forget_packs(area);
+            }
+            for hash in loose?? {
+                remove_if_present(&self.object_path(&hash, area))?;
+            }
         }
         Ok(())
     }
@@ -425,10 +416,15 @@ impl Store {
             }
         }
         for area in [Area::Public, Area::Secret] {
-            pack::clean(&pack::pack_dir(self.area_dir(area)))?;
+            pack::clean(&self.pack_dir(area))?;
             self.forget_packs(area);
         }
         Ok(())
+    }
+
+    /// The directory of an area's packs.
+    fn pack_dir(&self, area: Area) -> PathBuf {
+        self.area_dir(area).join("pack")
     }
 
     /// Runs `f` on the area's packs, reading them first if needed.
@@ -446,7 +442,7 @@ impl Store {
         let mut slot = lock.write().unwrap_or_else(PoisonError::into_inner);
         let set = match &mut *slot {
             Some(set) => set,
-            None => slot.insert(pack::load(&pack::pack_dir(self.area_dir(area)))?),
+            None => slot.insert(pack::load(&self.pack_dir(area))?),
         };
         Ok(f(set))
     }
@@ -468,11 +464,10 @@ impl Store {
         let packed = self.with_packs(area, |set| {
             let loc = set.map.get(hash)?;
             let pack = &set.packs[loc.pack as usize];
-            let dir = pack::pack_dir(self.area_dir(area));
-            let mut fill = |buf: &mut Vec<u8>| pack::read_frame(pack, &dir, *loc, buf);
+            let mut fill = |buf: &mut Vec<u8>| pack::read_frame(pack, loc.offset, loc.len, buf);
             // Only small objects are packed, so one always fits in memory.
             Some(
-                stream_small(&dir, &mut fill, hash, sink)
+                stream_small(&pack.path, &mut fill, hash, sink)
                     .and_then(|n| n.ok_or(StoreError::Corrupt { hash: *hash })),
             )
         })?;
@@ -646,7 +641,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let dest = self.object_path(hash, area);
         let fan_dir = dest.parent().unwrap_or(&self.dir).to_owned();
-        let slot = usize::from(hash.as_bytes()[0]) + if area == Area::Secret { 256 } else { 0 };
+        let slot = fanout_slot(hash, area);
         let created = if self.fanout_ready[slot].load(Ordering::Relaxed) {
             false
         } else {
@@ -815,6 +810,24 @@ fn ensure_dir(path: &Path, mode: u32, enforce: bool) -> Result<bool, StoreError>
         }
     }
     Ok(created)
+}
+
+/// The index of the fan-out directory of `hash` in `area`, in the store's
+/// per-fan-out tables (256 per area).
+fn fanout_slot(hash: &Hash, area: Area) -> usize {
+    area.slot() * 256 + usize::from(hash.as_bytes()[0])
+}
+
+/// Removes the file at `path`; Ok if it is already gone.
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io {
+            path: path.into(),
+            source: e,
+        }),
+    }
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {

@@ -69,11 +69,18 @@ pub(crate) struct Loc {
 /// One pack, open for reading.
 #[derive(Debug)]
 pub(crate) struct Pack {
-    pub(crate) name: String,
+    /// The pack file; its index is beside it ([`Pack::idx`]).
+    pub(crate) path: PathBuf,
     pub(crate) file: File,
     /// Bytes of the pack file, magic included: with the live bytes, what
     /// tells gc that a pack is mostly dead.
     pub(crate) len: u64,
+}
+
+impl Pack {
+    fn idx(&self) -> PathBuf {
+        self.path.with_extension("idx")
+    }
 }
 
 /// Every pack of one area and every object in them.
@@ -81,11 +88,6 @@ pub(crate) struct Pack {
 pub(crate) struct PackSet {
     pub(crate) packs: Vec<Pack>,
     pub(crate) map: HashMap<Hash, Loc, BuildHasherDefault<KeyHasher>>,
-}
-
-/// The directory of an area's packs.
-pub(crate) fn pack_dir(area_dir: &Path) -> PathBuf {
-    area_dir.join("pack")
 }
 
 fn pack_path(dir: &Path, name: &str) -> PathBuf {
@@ -103,18 +105,24 @@ fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
         .then_some(stem)
 }
 
+/// The entries of `dir`; `None` if it does not exist (an area that never
+/// had a pack has no pack directory).
+fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Io {
+            path: dir.into(),
+            source: e,
+        }),
+    }
+}
+
 /// Reads every index in `dir` (absent: no packs) and opens its pack.
 pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
     let mut set = PackSet::default();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(set),
-        Err(e) => {
-            return Err(StoreError::Io {
-                path: dir.into(),
-                source: e,
-            });
-        }
+    let Some(rd) = read_dir_if_present(dir)? else {
+        return Ok(set);
     };
     let mut names = Vec::new();
     for entry in rd {
@@ -145,7 +153,7 @@ pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
                 len: e.len,
             });
         }
-        set.packs.push(Pack { name, file, len });
+        set.packs.push(Pack { path, file, len });
     }
     Ok(set)
 }
@@ -294,7 +302,7 @@ fn write_temp(store: &Store, bytes: &[u8], area: Area, sync: bool) -> Result<Tem
 
 impl FinishedPack {
     /// Renames the pack, then its index, into `dir` (created if missing).
-    /// Durable only once the caller syncs: `syncfs`, or [`sync_dir`] of `dir`.
+    /// Durable only once the caller syncs: `syncfs`, or `sync_dir` of `dir`.
     pub(crate) fn install(self, dir: &Path, area: Area) -> Result<(), StoreError> {
         crate::ensure_dir(dir, area.dir_mode(), false)?;
         let pack = pack_path(dir, &self.name);
@@ -307,18 +315,23 @@ impl FinishedPack {
     }
 }
 
-/// Reads a packed object's frame into `buf` (replacing its content).
+/// Reads the frame at `offset`, `len` bytes long, into `buf` (replacing
+/// its content).
 pub(crate) fn read_frame(
     pack: &Pack,
-    dir: &Path,
-    loc: Loc,
+    offset: u64,
+    len: u32,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     buf.clear();
-    buf.resize(loc.len as usize, 0);
+    buf.resize(len as usize, 0);
+    // The path is cloned only on error: this runs once per object a switch reads.
     pack.file
-        .read_exact_at(buf, loc.offset)
-        .map_err(StoreError::io(&pack_path(dir, &pack.name)))
+        .read_exact_at(buf, offset)
+        .map_err(|source| StoreError::Io {
+            path: pack.path.clone(),
+            source,
+        })
 }
 
 /// Removes the `dead` objects of `pack`, in `dir` (see the module docs for
@@ -330,7 +343,7 @@ pub(crate) fn remove_from(
     dead: &crate::HashKeySet<Hash>,
     area: Area,
 ) -> Result<(), StoreError> {
-    let idx = idx_path(dir, &pack.name);
+    let idx = pack.idx();
     let entries = read_idx(&idx)?;
     let (gone, mut live): (Vec<IdxEntry>, Vec<IdxEntry>) =
         entries.into_iter().partition(|e| dead.contains(&e.hash));
@@ -339,8 +352,8 @@ pub(crate) fn remove_from(
     }
     if live.is_empty() {
         // The index first: a pack without one is a leftover, never a hole.
-        remove_file(&idx)?;
-        return remove_file(&pack_path(dir, &pack.name));
+        crate::remove_if_present(&idx)?;
+        return crate::remove_if_present(&pack.path);
     }
     let live_bytes: u64 = live.iter().map(|e| u64::from(e.len)).sum();
     if live_bytes * 2 < pack.len {
@@ -350,7 +363,7 @@ pub(crate) fn remove_from(
     fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;
     temp.keep();
     crate::sync_dir(dir)?;
-    punch_holes(&pack_path(dir, &pack.name), &mut live, &gone, pack.len)
+    punch_holes(&pack.path, &mut live, &gone, pack.len)
 }
 
 /// Copies the `live` frames of `pack` into a new pack, installs it durably,
@@ -368,22 +381,13 @@ fn repack(
     let mut order = live.to_vec();
     order.sort_unstable_by_key(|e| e.offset);
     for e in order {
-        read_frame(
-            pack,
-            dir,
-            Loc {
-                pack: 0,
-                offset: e.offset,
-                len: e.len,
-            },
-            &mut frame,
-        )?;
+        read_frame(pack, e.offset, e.len, &mut frame)?;
         w.append(e.hash, &frame)?;
     }
     w.finish(store, area, true)?.install(dir, area)?;
     crate::sync_dir(dir)?;
-    remove_file(&idx_path(dir, &pack.name))?;
-    remove_file(&pack_path(dir, &pack.name))
+    crate::remove_if_present(&pack.idx())?;
+    crate::remove_if_present(&pack.path)
 }
 
 /// Gives the file system back the blocks that held the `gone` frames, and
@@ -448,28 +452,10 @@ fn punch_holes(
     Ok(())
 }
 
-fn remove_file(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::Io {
-            path: path.into(),
-            source: e,
-        }),
-    }
-}
-
 /// Removes packs without an index and indexes without a pack from `dir`.
 pub(crate) fn clean(dir: &Path) -> Result<(), StoreError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(StoreError::Io {
-                path: dir.into(),
-                source: e,
-            });
-        }
+    let Some(rd) = read_dir_if_present(dir)? else {
+        return Ok(());
     };
     for entry in rd {
         let entry = entry.map_err(StoreError::io(dir))?;
@@ -482,7 +468,7 @@ pub(crate) fn clean(dir: &Path) -> Result<(), StoreError> {
             _ => false,
         };
         if orphan {
-            remove_file(&entry.path())?;
+            crate::remove_if_present(&entry.path())?;
         }
     }
     Ok(())

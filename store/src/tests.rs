@@ -167,7 +167,7 @@ fn modes_of_objects_and_fanout_dirs() {
     // area's modes, and so do the pack directories.
     for (area, dir_mode, file_mode) in [(Area::Public, 0o755, 0o444), (Area::Secret, 0o700, 0o600)]
     {
-        let dir = pack::pack_dir(store.area_dir(area));
+        let dir = store.pack_dir(area);
         assert_eq!(mode(&dir), dir_mode);
         let files = pack_files(&store, area);
         assert_eq!(files.len(), 2, "{files:?}");
@@ -182,7 +182,7 @@ fn modes_of_objects_and_fanout_dirs() {
 
 /// The files in an area's pack directory, sorted.
 fn pack_files(store: &Store, area: Area) -> Vec<std::path::PathBuf> {
-    let dir = pack::pack_dir(store.area_dir(area));
+    let dir = store.pack_dir(area);
     let mut out: Vec<_> = match fs::read_dir(&dir) {
         Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
         Err(_) => Vec::new(),
