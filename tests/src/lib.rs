@@ -250,21 +250,49 @@ fn walk(base: &Path, dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, St
     }
 }
 
+/// `dir` and every entry below it, each with its lstat metadata, parents
+/// before their children; empty if `dir` does not exist.
+pub fn entries_under(dir: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+    let mut out = match fs::symlink_metadata(dir) {
+        Ok(md) => vec![(dir.to_owned(), md)],
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].1.is_dir() {
+            let d = out[i].0.clone();
+            for e in fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+                let p = e.unwrap_or_else(|e| panic!("{}: {e}", d.display())).path();
+                let md =
+                    fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                out.push((p, md));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The regular files under `dir` (recursively) whose content holds
+/// `needle`: each path, its content, and where `needle` first starts in it.
+fn files_holding(dir: &Path, needle: &[u8]) -> impl Iterator<Item = (PathBuf, Vec<u8>, usize)> {
+    let needle = needle.to_vec();
+    entries_under(dir)
+        .into_iter()
+        .filter(|(_, md)| md.is_file())
+        .filter_map(move |(p, _)| {
+            let bytes = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let at = bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice())?;
+            Some((p, bytes, at))
+        })
+}
+
 /// Whether a directory (recursively) holds a file with exactly `needle`.
 pub fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        let p = e.path();
-        match fs::symlink_metadata(&p) {
-            Ok(md) if md.is_dir() => any_file_contains(&p, needle),
-            Ok(md) if md.is_file() => {
-                fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-            }
-            _ => false,
-        }
-    })
+    files_holding(dir, needle).next().is_some()
 }
 
 /// The store area that holds public or secret objects.
@@ -295,33 +323,14 @@ pub fn stored_frame(content: &[u8]) -> Vec<u8> {
 pub fn damage_stored(store: &Path, content: &[u8], secret: bool) {
     let dir = store.join(if secret { "secret" } else { "objects" });
     let frame = stored_frame(content);
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d)
-            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-            .flatten()
-        {
-            let p = e.path();
-            let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            if md.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let mut bytes = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            if let Some(at) = bytes
-                .windows(frame.len())
-                .position(|w| w == frame.as_slice())
-            {
-                bytes[at + frame.len() / 2] ^= 0x55;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
-                    .and_then(|()| fs::write(&p, &bytes))
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                return;
-            }
-        }
-    }
-    panic!(
-        "no file under {} holds the frame of {content:?}",
-        dir.display()
-    );
+    let Some((p, mut bytes, at)) = files_holding(&dir, &frame).next() else {
+        panic!(
+            "no file under {} holds the frame of {content:?}",
+            dir.display()
+        );
+    };
+    bytes[at + frame.len() / 2] ^= 0x55;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+        .and_then(|()| fs::write(&p, &bytes))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 }

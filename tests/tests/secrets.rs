@@ -230,23 +230,6 @@ fn corrupt_secret_object_is_not_named_by_its_hash() {
     s.run(&["--json", "verify", "--store"], &[TOKEN_1, PASS_1]);
 }
 
-/// Every file and directory under `dir` (itself included), with its metadata.
-fn everything_under(dir: &Path) -> Vec<(PathBuf, fs::Metadata)> {
-    let mut out = vec![(dir.to_owned(), fs::symlink_metadata(dir).unwrap())];
-    let mut i = 0;
-    while i < out.len() {
-        if out[i].1.is_dir() {
-            for e in fs::read_dir(&out[i].0).unwrap() {
-                let p = e.unwrap().path();
-                let md = fs::symlink_metadata(&p).unwrap();
-                out.push((p, md));
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
 #[test]
 fn secret_store_objects_are_root_only() {
     let s = Secrets::new(TOKEN_1, PASS_1);
@@ -257,7 +240,7 @@ fn secret_store_objects_are_root_only() {
         |content: &str, secret| sysgen_tests::store_holds(&store, content.as_bytes(), secret);
     // Everything in the secret area, packs and their directory included, is
     // root's alone.
-    let secret_area = everything_under(&store.join("secret"));
+    let secret_area = sysgen_tests::entries_under(&store.join("secret"));
     assert!(secret_area.len() > 2, "{}", dump_tree(&store, &[]));
     for (p, md) in &secret_area {
         let mode = if md.is_dir() { 0o700 } else { 0o600 };
@@ -334,7 +317,7 @@ fn secret_store_objects_are_root_only() {
     );
     assert!(sysgen_tests::store_holds(&store, TOKEN_2.as_bytes(), true));
     assert!(sysgen_tests::store_holds(&store, PASS_1.as_bytes(), true));
-    for (p, md) in everything_under(&store.join("secret")) {
+    for (p, md) in sysgen_tests::entries_under(&store.join("secret")) {
         assert_eq!(
             md.mode() & 0o7777,
             if md.is_dir() { 0o700 } else { 0o600 },
