@@ -133,6 +133,26 @@ impl std::fmt::Display for PackageError {
     }
 }
 
+/// Each key of `old` or `new` whose value is not the same in both, in key
+/// order: the key, "added", "removed" or "changed", and the two values.
+/// What `diff` reports of datasets and of services.
+pub(crate) fn keyed_changes<'a, K: Ord, V: PartialEq>(
+    old: &'a std::collections::BTreeMap<K, V>,
+    new: &'a std::collections::BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'static str, Option<&'a V>, Option<&'a V>)> {
+    let keys: std::collections::BTreeSet<&K> = old.keys().chain(new.keys()).collect();
+    keys.into_iter().filter_map(|k| {
+        let (o, n) = (old.get(k), new.get(k));
+        let change = match (o, n) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (Some(a), Some(b)) if a != b => "changed",
+            _ => return None,
+        };
+        Some((k, change, o, n))
+    })
+}
+
 fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {
     match pid {
         Some(pid) => format!(

@@ -338,23 +338,12 @@ impl fmt::Display for DatasetChange {
 
 /// What differs between the datasets of two generations.
 pub fn diff(old: &Datasets, new: &Datasets) -> Vec<DatasetChange> {
-    let paths: BTreeSet<&EntryPath> = old.0.keys().chain(new.0.keys()).collect();
-    paths
-        .into_iter()
-        .filter_map(|p| {
-            let (o, n) = (old.0.get(p), new.0.get(p));
-            let change = match (o, n) {
-                (None, Some(_)) => "added",
-                (Some(_), None) => "removed",
-                (Some(a), Some(b)) if a != b => "changed",
-                _ => return None,
-            };
-            Some(DatasetChange {
-                path: p.clone(),
-                change,
-                old: o.cloned(),
-                new: n.cloned(),
-            })
+    crate::keyed_changes(&old.0, &new.0)
+        .map(|(p, change, o, n)| DatasetChange {
+            path: p.clone(),
+            change,
+            old: o.cloned(),
+            new: n.cloned(),
         })
         .collect()
 }

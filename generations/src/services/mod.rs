@@ -264,23 +264,12 @@ impl UnitChange {
 
 /// Every unit that differs from `a` to `b`, by name.
 pub fn diff(a: &Services, b: &Services) -> Vec<UnitChange> {
-    let units: BTreeSet<&String> = a.0.keys().chain(b.0.keys()).collect();
-    units
-        .into_iter()
-        .filter_map(|u| {
-            let (old, new) = (a.0.get(u), b.0.get(u));
-            let change = match (old, new) {
-                (None, Some(_)) => "added",
-                (Some(_), None) => "removed",
-                (Some(x), Some(y)) if x != y => "changed",
-                _ => return None,
-            };
-            Some(UnitChange {
-                unit: u.clone(),
-                change,
-                old: old.cloned(),
-                new: new.cloned(),
-            })
+    crate::keyed_changes(&a.0, &b.0)
+        .map(|(u, change, old, new)| UnitChange {
+            unit: u.clone(),
+            change,
+            old: old.cloned(),
+            new: new.cloned(),
         })
         .collect()
 }
