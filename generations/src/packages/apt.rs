@@ -141,6 +141,24 @@ impl Apt {
         self.run("apt-get", None, args)
     }
 
+    /// Why the `apt-get <verb>` that printed `out` failed: the dpkg lock, or
+    /// the package (and maintainer script) that broke, with `hint`.
+    fn transaction_error(&self, out: &Output, verb: &str, hint: &str) -> Error {
+        self.dpkg_lock_error(out).unwrap_or_else(|| {
+            let pkg = failed_package(out);
+            let on = pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default();
+            Error::Package(PackageError {
+                what: format!(
+                    "apt-get {verb} failed{on}{}:{}",
+                    script_failure(out),
+                    out.tail()
+                ),
+                package: pkg,
+                hint: hint.into(),
+            })
+        })
+    }
+
     fn dpkg_lock_error(&self, out: &Output) -> Option<Error> {
         let text = format!("{}{}", out.stderr, out.stdout);
         let line = text.lines().find(|l| {
@@ -395,14 +413,11 @@ impl PackageManager for Apt {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = self.transaction(&argv)?;
             if !out.ok {
-                return Err(self.dpkg_lock_error(&out).unwrap_or_else(|| {
-                    let pkg = failed_package(&out);
-                    Error::Package(PackageError {
-                        what: format!("apt-get install failed{}{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), script_failure(&out), out.tail()),
-                        package: pkg,
-                        hint: "fix the cause (or remove the package from the configuration), then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it".into(),
-                    })
-                }));
+                return Err(self.transaction_error(
+                    &out,
+                    "install",
+                    "fix the cause (or remove the package from the configuration), then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
+                ));
             }
         }
         // A local .deb is marked as installed by hand; dependencies must be
@@ -487,14 +502,11 @@ impl PackageManager for Apt {
         args.extend(names.iter().map(String::as_str));
         let out = self.transaction(&args)?;
         if !out.ok {
-            return Err(self.dpkg_lock_error(&out).unwrap_or_else(|| {
-                let pkg = failed_package(&out);
-                Error::Package(PackageError {
-                    what: format!("apt-get purge failed{}{}:{}", pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default(), script_failure(&out), out.tail()),
-                    package: pkg,
-                    hint: "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it".into(),
-                })
-            }));
+            return Err(self.transaction_error(
+                &out,
+                "purge",
+                "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
+            ));
         }
         Ok(())
     }
