@@ -15,6 +15,7 @@ use sysgen_generations::datasets::{DatasetReport, report};
 use sysgen_generations::db::GenRow;
 use sysgen_generations::gc::{GcOptions, gc};
 use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
+use sysgen_generations::kinds::{KindStep, Options};
 use sysgen_generations::manifest::{Change, Entry, GenerationId, diff};
 use sysgen_generations::plan::Step;
 use sysgen_generations::recover::{RecoverOptions, recover};
@@ -82,9 +83,9 @@ struct Env {
     state_dir: PathBuf,
     now: i64,
     fault_after: Option<u64>,
-    /// systemd on this root: whether it runs, which systemctl to use.
-    services: ServiceOptions,
-    tools: sysgen_generations::datasets::Tools,
+    /// What the kinds need from the host: systemd on this root (whether it
+    /// runs, which systemctl), where btrfs and zfs are.
+    kinds: Options,
 }
 
 impl Env {
@@ -113,16 +114,29 @@ impl Env {
             state_dir,
             now,
             fault_after,
-            services: ServiceOptions {
-                systemctl: PathBuf::from("systemctl"),
-                runtime: systemd_runs_on(&g.root),
-                rollback_on_failure: true,
-            },
-            tools: sysgen_generations::datasets::Tools {
-                btrfs: find_tool(&g.btrfs),
-                zfs: find_tool(&g.zfs),
+            kinds: Options {
+                services: ServiceOptions {
+                    systemctl: PathBuf::from("systemctl"),
+                    runtime: systemd_runs_on(&g.root),
+                    rollback_on_failure: true,
+                },
+                datasets: sysgen_generations::datasets::DatasetOptions {
+                    tools: sysgen_generations::datasets::Tools {
+                        btrfs: find_tool(&g.btrfs),
+                        zfs: find_tool(&g.zfs),
+                    },
+                    with_data: false,
+                },
             },
         })
+    }
+
+    /// The kinds' options of a switch or rollback.
+    fn kinds_for(&self, rollback_on_failure: bool, with_data: bool) -> Options {
+        let mut k = self.kinds.clone();
+        k.services.rollback_on_failure = rollback_on_failure;
+        k.datasets.with_data = with_data;
+        k
     }
 
     fn open(&self, access: Access) -> Result<State, Error> {
@@ -185,17 +199,11 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             let mut state = env.open(Access::Write)?;
             state.refuse_if_interrupted()?;
             let id = target_id(&env, &mut state, target, out, &bar)?;
+            let kinds = env.kinds_for(!*no_rollback_on_failure, false);
             let o = switch_to(
                 &mut state,
                 id,
-                &switch_opts(
-                    &env,
-                    *force,
-                    *dry_run,
-                    !*no_rollback_on_failure,
-                    "switch",
-                    &bar,
-                ),
+                &switch_opts(&env, &kinds, *force, *dry_run, "switch", &bar),
             )?;
             show_switch(out, &o)
         }
@@ -218,15 +226,8 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 })?,
             };
             let id = resolve(&state, &n.to_string())?;
-            let mut opts = switch_opts(
-                &env,
-                *force,
-                *dry_run,
-                !*no_rollback_on_failure,
-                "rollback",
-                &bar,
-            );
-            opts.datasets.with_data = *with_data;
+            let kinds = env.kinds_for(!*no_rollback_on_failure, *with_data);
+            let opts = switch_opts(&env, &kinds, *force, *dry_run, "rollback", &bar);
             let o = switch_to(&mut state, id, &opts)?;
             show_switch(out, &o)
         }
@@ -258,7 +259,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 );
                 out.line(line.trim_end());
             }
-            let datasets = report(&state, &env.tools)?;
+            let datasets = report(&state, &env.kinds.datasets.tools)?;
             dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
@@ -299,7 +300,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     v.entries
                 ));
             }
-            let datasets = report(&state, &env.tools)?;
+            let datasets = report(&state, &env.kinds.datasets.tools)?;
             dataset_lines(out, &datasets);
             out.doc(json!({
                 "ok": true,
@@ -365,7 +366,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     older_than: *older_than,
                     dry_run: *dry_run,
                     now: env.now,
-                    tools: env.tools.clone(),
+                    kinds: &env.kinds,
                 },
             )?;
             let verb = if *dry_run { "would delete" } else { "deleted" };
@@ -380,13 +381,8 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 if g.objects == 1 { "" } else { "s" },
                 human_bytes(g.bytes_freed)
             ));
-            for d in &g.datasets {
-                let what = if d.what == "snapshot" {
-                    format!("snapshot {} of dataset {}", d.location, d.path)
-                } else {
-                    format!("detached dataset {} ({}) at {}", d.path, d.kind, d.location)
-                };
-                out.line(format!("{verb} {what} ({})", human_bytes(d.bytes)));
+            for l in g.kinds.lines() {
+                out.line(l);
             }
             out.doc(json!({ "ok": true, "gc": g }))?;
             Ok(0)
@@ -417,8 +413,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                     now: env.now,
                     fault_after: env.fault_after,
                     progress: &bar,
-                    services: env.services.clone(),
-                    tools: env.tools.clone(),
+                    kinds: &env.kinds,
                 },
             )?;
             for f in &r.failed {
@@ -451,17 +446,7 @@ fn verify_with_units(
     store: bool,
     bar: &output::Bar,
 ) -> Result<VerifyOutcome, Error> {
-    let mut v = verify(state, store, bar)?;
-    if let Some(a) = state.db.active()?
-        && let Some((m, _)) = state.db.manifest(&a.id)?
-    {
-        v.drift.extend(services::enablement_drift(
-            &env.services,
-            state.root.path(),
-            &m.services,
-        )?);
-    }
-    Ok(v)
+    verify(state, store, &env.kinds, bar)
 }
 
 /// A tool given as a path is used if it exists; a bare name is looked up
@@ -522,9 +507,9 @@ fn dataset_lines(out: &Out, datasets: &[DatasetReport]) {
 
 fn switch_opts<'a>(
     env: &Env,
+    kinds: &'a Options,
     force: bool,
     dry_run: bool,
-    rollback_on_failure: bool,
     how: &'a str,
     bar: &'a output::Bar,
 ) -> SwitchOptions<'a> {
@@ -535,14 +520,7 @@ fn switch_opts<'a>(
         fault_after: env.fault_after,
         how,
         progress: bar,
-        services: ServiceOptions {
-            rollback_on_failure,
-            ..env.services.clone()
-        },
-        datasets: sysgen_generations::datasets::DatasetOptions {
-            tools: env.tools.clone(),
-            with_data: false,
-        },
+        kinds,
     }
 }
 
@@ -615,7 +593,7 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
         .plan
         .steps
         .iter()
-        .filter(|s| matches!(s, Step::Service(s) if s.is_skipped()))
+        .filter(|s| s.kind_step().is_some_and(|k| k.is_skipped()))
         .map(|s| s.to_string())
         .collect();
     if o.unchanged {
@@ -641,8 +619,8 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
         // What happened to packages is news even without -v.
         if !out.verbose {
             for s in &o.plan.steps {
-                if let Step::Package(p) = s {
-                    out.line(p.to_string());
+                if s.kind_step().is_some_and(|k| k.is_news()) {
+                    out.line(s.to_string());
                 }
             }
         }
@@ -683,8 +661,8 @@ fn show_switch(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
         "dry_run": o.dry_run,
         "added": o.added, "removed": o.removed, "changed": o.changed,
         "applied": o.applied.steps,
-        "packages": o.plan.steps.iter().filter_map(|s| match s {
-            Step::Package(p) => Some(p),
+        "packages": o.plan.steps.iter().filter_map(|s| match s.kind_step() {
+            Some(KindStep::Packages(p)) => Some(p),
             _ => None,
         }).collect::<Vec<_>>(),
         "kept": o.applied.kept,

@@ -13,20 +13,21 @@
 //! gc removes, never a generation that refers to a missing object.
 
 use serde::Serialize;
-use sysgen_store::{Area, Hash, HashKeySet};
+use sysgen_store::{Area, Hash};
 
 use crate::db::Origin;
-use crate::manifest::{Entry, NodeId, NodeSource};
+use crate::kind::{Collect, Marks, Reports};
+use crate::kinds::{self, Options};
 use crate::{Error, GenerationId, State};
 
-pub struct GcOptions {
+pub struct GcOptions<'a> {
     pub keep: Option<usize>,
     /// In seconds: only generations created longer ago than this go.
     pub older_than: Option<i64>,
     pub dry_run: bool,
     pub now: i64,
-    /// Where btrfs and zfs are, to destroy datasets no generation has.
-    pub tools: crate::datasets::Tools,
+    /// What the kinds need to destroy what no generation has (tools).
+    pub kinds: &'a Options,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,11 +38,13 @@ pub struct GcOutcome {
     pub nodes: u64,
     pub objects: u64,
     pub bytes_freed: u64,
-    /// Detached datasets and snapshots destroyed: no remaining generation has them.
-    pub datasets: Vec<crate::datasets::GcDataset>,
+    /// What kinds destroyed themselves (detached datasets and snapshots no
+    /// remaining generation has), under each kind's name.
+    #[serde(flatten)]
+    pub kinds: Reports,
 }
 
-pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
+pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     state.refuse_if_interrupted()?;
     let active = state.db.active()?.map(|a| a.number);
     let live: Vec<_> = state
@@ -70,30 +73,25 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         .map(|g| g.id)
         .collect();
 
-    // Mark: every node and object the kept generations, the ledger and the saved copies reach.
-    let mut nodes: HashKeySet<NodeId> = HashKeySet::default();
-    let mut public: HashKeySet<Hash> = HashKeySet::default();
-    let mut secret: HashKeySet<Hash> = HashKeySet::default();
-    state.db.reading(|db| {
-        for id in &kept {
-            if let Some((m, _)) = db.manifest(id)? {
-                mark(db, m.root, &mut nodes, &mut public, &mut secret)?;
-            }
-        }
-        Ok(())
-    })?;
-    for o in state.db.ledger()?.values() {
-        if let Origin::File { hash, .. } = o {
-            secret.insert(*hash);
-        }
-    }
-    secret.extend(state.db.saved_hashes()?);
-    // The .deb files of the kept generations' packages.
+    // Mark: every node and object the kept generations need (each kind
+    // marks its own), and the ledger's and the saved copies' objects.
+    let mut manifests = Vec::with_capacity(kept.len());
     for id in &kept {
         if let Some((m, _)) = state.db.manifest(id)? {
-            crate::packages::mark_files(&state.db, std::iter::once(&m.packages), &mut public)?;
+            manifests.push(m);
         }
     }
+    let mut marks = Marks::default();
+    for k in kinds::all() {
+        k.mark(state, &manifests, &mut marks)?;
+    }
+    drop(manifests);
+    for o in state.db.ledger()?.values() {
+        if let Origin::File { hash, .. } = o {
+            marks.secret.insert(*hash);
+        }
+    }
+    marks.secret.extend(state.db.saved_hashes()?);
 
     let mut out = GcOutcome {
         dry_run: opts.dry_run,
@@ -101,7 +99,7 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
         ..Default::default()
     };
     let mut garbage = Vec::new();
-    for (area, live) in [(Area::Public, &public), (Area::Secret, &secret)] {
+    for (area, live) in [(Area::Public, &marks.public), (Area::Secret, &marks.secret)] {
         for h in state.store.list(area)? {
             if !live.contains(&h) {
                 out.bytes_freed += state.store.disk_size(&h, area)?;
@@ -112,52 +110,29 @@ pub fn gc(state: &mut State, opts: &GcOptions) -> Result<GcOutcome, Error> {
     out.objects = garbage.len() as u64;
     let all_manifests = state.db.all_manifest_ids()?;
     out.manifests = all_manifests.iter().filter(|m| !kept.contains(m)).count() as u64;
-    if opts.dry_run {
-        out.datasets = crate::datasets::gc_datasets(state, &opts.tools, &kept, true)?;
-        return Ok(out);
-    }
-    let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &nodes, &kept)?;
-    // After the generations are gone: a crash here leaves the dataset
-    // records, and the next gc destroys what they name.
-    out.datasets = crate::datasets::gc_datasets(state, &opts.tools, &kept, false)?;
-    out.nodes = removed_nodes;
-    let gone: Vec<Hash> = garbage
+    let gone_public: Vec<Hash> = garbage
         .iter()
         .filter(|(_, a)| *a == Area::Public)
         .map(|(h, _)| *h)
         .collect();
-    crate::packages::forget_files(&state.db, &gone)?;
-    state.store.remove_all(&garbage)?;
-    Ok(out)
-}
-
-fn mark(
-    db: &dyn NodeSource,
-    root: NodeId,
-    nodes: &mut HashKeySet<NodeId>,
-    public: &mut HashKeySet<Hash>,
-    secret: &mut HashKeySet<Hash>,
-) -> Result<(), Error> {
-    let mut stack = vec![root];
-    while let Some(id) = stack.pop() {
-        if !nodes.insert(id) {
-            continue;
-        }
-        for e in db.node(&id)?.entries {
-            if let Some(t) = e.tree {
-                stack.push(t);
-            }
-            if let Entry::File {
-                hash, secret: s, ..
-            } = e.entry
-            {
-                if s {
-                    secret.insert(hash)
-                } else {
-                    public.insert(hash)
-                };
-            }
-        }
+    if !opts.dry_run {
+        let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &marks.nodes, &kept)?;
+        out.nodes = removed_nodes;
     }
-    Ok(())
+    // After the generations are gone: a crash here leaves the kinds'
+    // records (dataset rows, package files), and the next gc finishes.
+    let cx = Collect {
+        state,
+        kept: &kept,
+        dry_run: opts.dry_run,
+        gone_public: &gone_public,
+        opts: opts.kinds,
+    };
+    for k in kinds::all() {
+        out.kinds.0.extend(k.collect(&cx)?);
+    }
+    if !opts.dry_run {
+        state.store.remove_all(&garbage)?;
+    }
+    Ok(out)
 }

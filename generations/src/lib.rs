@@ -14,18 +14,22 @@
 pub mod apply;
 pub mod datasets;
 pub mod db;
+pub mod files;
 pub mod gc;
 pub mod ingest;
 pub mod journal;
+pub mod kind;
+pub mod kinds;
 pub mod manifest;
 pub mod packages;
+pub mod pipeline;
 pub mod plan;
-pub mod precheck;
 pub mod recover;
 pub mod rootfs;
 pub mod services;
 pub mod state;
 pub mod switch;
+pub mod text;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -111,6 +115,14 @@ pub enum Error {
     /// A dataset tool (btrfs, zfs) failed, with its stderr.
     #[error("{0}")]
     Dataset(String),
+    /// A file to keep changed between the plan and the moment it was saved.
+    #[error(
+        "{path} changed while sysgen was saving it in the store; nothing was changed on the root; run the command again"
+    )]
+    ChangedWhileSaving { path: String },
+    /// A bug in sysgen: never the user's input.
+    #[error("internal error (a bug in sysgen; please report it): {0}")]
+    Internal(String),
 }
 
 /// A failure of the package manager: what went wrong (with the tool's own

@@ -13,19 +13,20 @@ use serde::Serialize;
 
 use crate::apply::{ApplyOptions, apply};
 use crate::journal::Journal;
+use crate::kind::{Gen, Mode, Transition};
+use crate::kinds::Options;
 use crate::manifest::diff;
-use crate::plan::{Facts, plan};
+use crate::plan::Action;
 use crate::services;
-use crate::{Error, Progress, State};
+use crate::{Error, Progress, State, pipeline};
 
 pub struct RecoverOptions<'a> {
     pub rollback: bool,
     pub now: i64,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
-    pub services: crate::services::ServiceOptions,
-    /// Where btrfs and zfs are, for dataset steps.
-    pub tools: crate::datasets::Tools,
+    /// What the kinds need from the host (tools, systemd).
+    pub kinds: &'a Options,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,16 +56,13 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     let committed = state.db.active()?.is_some_and(|a| a.id == journal.to);
     // Recovering goes to its end: a unit that fails is reported, and the
     // root still lands on one generation.
-    let service_opts = services::ServiceOptions {
-        rollback_on_failure: false,
-        ..opts.services.clone()
-    };
+    let mut kinds = opts.kinds.clone();
+    kinds.services.rollback_on_failure = false;
     let apply_opts = ApplyOptions {
         now: opts.now,
+        kinds: &kinds,
         fault_after: opts.fault_after,
         progress: opts.progress,
-        services: &service_opts,
-        tools: &opts.tools,
     };
 
     if !opts.rollback {
@@ -107,49 +105,46 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         ),
         None => None,
     };
-    let from_root = from.as_ref().map(|m| m.root);
-    let from_services = from.map(|m| m.services).unwrap_or_default();
-    let changes = state.db.reading(|db| diff(db, Some(to.root), from_root))?;
+    let changes = state
+        .db
+        .reading(|db| diff(db, Some(to.root), from.as_ref().map(|m| m.root)))?;
     let mut ledger = state.db.ledger()?;
     ledger.extend(journal.plan.ledger_add.iter().cloned());
     ledger.extend(journal.plan.ledger_remove.iter().cloned());
     let (number, id) = journal.from.unwrap_or((0, journal.to));
-    let mut changes = changes;
-    let dp = undo_datasets(state, &journal, &to.datasets, &changes, &ledger, opts)?;
-    crate::datasets::filter_changes(&mut changes, &dp);
-    let mut back = plan(&changes, &ledger, &Facts::default(), number, id);
-    let from_packages = match &journal.from {
-        Some((_, id)) => state
-            .db
-            .manifest(id)?
-            .map(|(m, _)| m.packages)
-            .unwrap_or_default(),
-        None => Default::default(),
+    // Back to the state before sysgen: no generation is active.
+    let last = match journal.from {
+        Some(_) => Action::Activate { number, id },
+        None => Action::Deactivate,
     };
-    let pk = crate::packages::plan(state, &to.packages, &from_packages, Some(&state.store))?;
-    state.db.insert_saved(&pk.saved, opts.now)?;
-    crate::packages::insert_steps(&mut back, pk);
-    crate::packages::fetch(state, &mut back)?;
-    let origins = services::undo_origins(state.db.unit_origins()?, &journal.plan);
-    services::insert(
-        &mut back,
-        services::plan(
-            &to.services,
-            &from_services,
-            &changes,
-            &origins,
-            opts.services.runtime,
-        ),
-    );
-    // After the package and service steps are in: the dataset steps go
-    // around the file steps (datasets::splice).
-    crate::datasets::splice(&mut back.steps, dp);
-    if journal.from.is_none() {
-        // Back to the state before sysgen: no generation is active.
-        if let Some(last) = back.steps.last_mut() {
-            *last = crate::plan::Step::Deactivate;
-        }
-    }
+    let mut back = pipeline::plan(
+        &Transition {
+            state,
+            from: Some(Gen {
+                number: journal.to_number,
+                id: journal.to,
+                manifest: &to,
+            }),
+            to: match (journal.from, &from) {
+                (Some((number, id)), Some(manifest)) => Some(Gen {
+                    number,
+                    id,
+                    manifest,
+                }),
+                _ => None,
+            },
+            to_number: number,
+            changes: &changes,
+            ledger: &ledger,
+            mode: Mode::Undo { journal: &journal },
+            opts: &kinds,
+            now: opts.now,
+        },
+        last,
+    )?
+    .plan;
+    drop(changes);
+    pipeline::prepare(state, &mut back, opts.now)?;
     // If the switch committed, its ledger changes are reversed with the
     // activation of the old generation; if not, there is nothing to reverse.
     (back.ledger_add, back.ledger_remove) = if committed {
@@ -172,55 +167,6 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
         steps: out.steps,
         failed: out.failed,
     })
-}
-
-/// The dataset steps that undo the journal's (see [`crate::datasets::undo`]).
-fn undo_datasets(
-    state: &State,
-    journal: &Journal,
-    to: &crate::datasets::Datasets,
-    changes: &[crate::manifest::Change],
-    ledger: &std::collections::BTreeMap<sysgen_schema::EntryPath, crate::db::Origin>,
-    opts: &RecoverOptions<'_>,
-) -> Result<crate::datasets::DatasetPlan, Error> {
-    use crate::datasets::{self, backend};
-    let from = match &journal.from {
-        Some((_, id)) => backend::of_generation(&state.db, id)?,
-        None => datasets::Datasets::default(),
-    };
-    let steps: Vec<datasets::DatasetStep> = journal
-        .plan
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            crate::plan::Step::Dataset(d) => Some(d.clone()),
-            _ => None,
-        })
-        .collect();
-    let known = backend::known(&state.db)?;
-    let taken = backend::taken(&state.db)?;
-    let dopts = datasets::DatasetOptions {
-        tools: opts.tools.clone(),
-        with_data: false,
-    };
-    let cx = datasets::Context {
-        changes,
-        ledger,
-        known: &known,
-        opts: &dopts,
-    };
-    let restores = Default::default();
-    // Read-only: only to say how each dataset comes back; whatever it would
-    // object to, the undo converges from where the switch stopped.
-    let (facts, _) = datasets::precheck(&state.root, to, &from, &restores, &cx)?;
-    let names = datasets::Names {
-        from: Some(journal.to_number),
-        to: journal.from.map_or(0, |f| f.0),
-        taken: &taken,
-        restores: &restores,
-        now: opts.now,
-    };
-    Ok(datasets::undo(&steps, to, &from, &facts, &cx, &names))
 }
 
 /// Removes the temporary files an interrupted write may have left next to

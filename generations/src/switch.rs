@@ -20,13 +20,14 @@ use sysgen_schema::EntryPath;
 use crate::apply::{ApplyOptions, ApplyOutcome, apply};
 use crate::db::Saved;
 use crate::journal::Journal;
-use crate::manifest::{Change, GenerationId, diff};
-use crate::plan::{Plan, plan};
-use crate::precheck::precheck;
+use crate::kind::{Gen, Mode, Transition};
+use crate::kinds::Options;
+use crate::manifest::{GenerationId, diff};
+use crate::plan::{Action, Plan};
 use crate::recover::{RecoverOptions, recover};
 use crate::rootfs::Live;
-use crate::services::{self, ServiceError, ServiceOptions};
-use crate::{Error, Progress, State};
+use crate::services::{Failure, ServiceError};
+use crate::{Error, Progress, State, pipeline};
 
 pub struct SwitchOptions<'a> {
     pub force: bool,
@@ -36,9 +37,8 @@ pub struct SwitchOptions<'a> {
     /// "switch" or "rollback", recorded in the history.
     pub how: &'a str,
     pub progress: &'a dyn Progress,
-    pub services: crate::services::ServiceOptions,
-    /// Dataset tools and `--with-data`.
-    pub datasets: crate::datasets::DatasetOptions,
+    /// What the kinds need from the host (tools, systemd, `--with-data`).
+    pub kinds: &'a Options,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,31 +80,30 @@ pub fn switch_to(
         None => state.db.next_number()?,
     };
     let from = active.as_ref().map(|a| a.number);
+    let mut outcome = SwitchOutcome {
+        from,
+        number,
+        id,
+        unchanged: false,
+        dry_run: opts.dry_run,
+        plan: Plan::default(),
+        applied: ApplyOutcome::default(),
+        saved: Vec::new(),
+        forced: Vec::new(),
+        added: 0,
+        removed: 0,
+        changed: 0,
+    };
     if active.as_ref().is_some_and(|a| a.id == id) {
-        return Ok(SwitchOutcome {
-            from,
-            number,
-            id,
-            unchanged: true,
-            dry_run: opts.dry_run,
-            plan: Plan {
-                steps: Vec::new(),
-                ledger_add: Vec::new(),
-                ledger_remove: Vec::new(),
-            },
-            applied: ApplyOutcome::default(),
-            saved: Vec::new(),
-            forced: Vec::new(),
-            added: 0,
-            removed: 0,
-            changed: 0,
-        });
+        outcome.unchanged = true;
+        return Ok(outcome);
     }
     if let (Some(want), false) = (&target.host, opts.force) {
         check_host(state, want)?;
     }
     let old = match &active {
-        Some(a) => Some(
+        Some(a) => Some((
+            a,
             state
                 .db
                 .manifest(&a.id)?
@@ -115,103 +114,53 @@ pub fn switch_to(
                     ))
                 })?
                 .0,
-        ),
+        )),
         None => None,
     };
-    let old_root = old.as_ref().map(|m| m.root);
-    let old_services = old.map(|m| m.services).unwrap_or_default();
     let changes = state
         .db
-        .reading(|db| diff(db, old_root, Some(target.root)))?;
-    let keep = (!opts.dry_run).then_some(&state.store);
+        .reading(|db| diff(db, old.as_ref().map(|(_, m)| m.root), Some(target.root)))?;
+    (outcome.added, outcome.removed, outcome.changed) = pipeline::count(&changes);
     let ledger = state.db.ledger()?;
-    let mut changes = changes;
-    let dp = plan_datasets(
-        state,
-        active.as_ref().map(|a| (a.number, a.id)),
-        &target,
-        number,
-        &changes,
-        &ledger,
-        opts,
+    let planned = pipeline::plan(
+        &Transition {
+            state,
+            from: old.as_ref().map(|(a, m)| Gen {
+                number: a.number,
+                id: a.id,
+                manifest: m,
+            }),
+            to: Some(Gen {
+                number,
+                id,
+                manifest: &target,
+            }),
+            to_number: number,
+            changes: &changes,
+            ledger: &ledger,
+            mode: Mode::Switch {
+                force: opts.force,
+                dry_run: opts.dry_run,
+            },
+            opts: opts.kinds,
+            now: opts.now,
+        },
+        Action::Activate { number, id },
     )?;
-    // Counted before the dataset steps take over some removals.
-    let (added, removed, changed) = count(&changes);
-    crate::datasets::filter_changes(&mut changes, &dp.0);
-    let pre = precheck(&state.root, keep, &changes, &ledger, opts.force)?;
-    let mut conflicts = pre.conflicts;
-    conflicts.extend(dp.1);
-    if !conflicts.is_empty() {
-        return Err(Error::Conflict(conflicts));
-    }
-    let dp = dp.0;
-    if !pre.drift.is_empty() && !opts.force {
-        return Err(Error::Drift {
-            since: from.unwrap_or(0),
-            paths: pre.drift,
-        });
-    }
-    let mut plan = plan(&changes, &ledger, &pre.facts, number, id);
-    let old_packages = match &active {
-        Some(a) => state
-            .db
-            .manifest(&a.id)?
-            .map(|(m, _)| m.packages)
-            .unwrap_or_default(),
-        None => Default::default(),
-    };
-    let pk = crate::packages::plan(state, &old_packages, &target.packages, keep)?;
-    let mut saved = pre.saved;
-    saved.extend(pk.saved.iter().cloned());
-    crate::packages::insert_steps(&mut plan, pk);
-    // What each unit goes back to when it leaves: recorded for the units
-    // sysgen manages, read from the root for those it starts to manage.
-    let mut origins = state.db.unit_origins()?;
-    origins.extend(services::origins_on_root(
-        &opts.services,
-        state.root.path(),
-        &old_services,
-        &target.services,
-    )?);
-    services::insert(
-        &mut plan,
-        services::plan(
-            &old_services,
-            &target.services,
-            &changes,
-            &origins,
-            opts.services.runtime,
-        ),
-    );
     // The diff holds an entry per changed path, as many as the plan's
     // steps: done with, so it goes before the journal is written.
     drop(changes);
-    // After the package and service steps are in: the dataset steps go
-    // around the file steps (datasets::splice).
-    crate::datasets::splice(&mut plan.steps, dp);
-    let mut outcome = SwitchOutcome {
-        from,
-        number,
-        id,
-        unchanged: false,
-        dry_run: opts.dry_run,
-        plan,
-        applied: ApplyOutcome::default(),
-        saved,
-        forced: pre.drift,
-        added,
-        removed,
-        changed,
-    };
+    outcome.plan = planned.plan;
+    outcome.forced = planned.forced;
     if opts.dry_run {
+        outcome.saved = outcome.plan.saved.clone();
         return Ok(outcome);
     }
-    // Package files go into the store before the journal: a download that
-    // fails changes nothing, and the journal's plan then runs offline.
-    crate::packages::fetch(state, &mut outcome.plan)?;
-    // The saved copies are already durable in the store; record them before
-    // any change, so nothing the admin wrote is ever unaccounted for.
-    state.db.insert_saved(&outcome.saved, opts.now)?;
+    // What the plan keeps and fetches goes into the store before the
+    // journal: a failure here changes nothing, and the journal's plan then
+    // runs offline.
+    pipeline::prepare(state, &mut outcome.plan, opts.now)?;
+    outcome.saved = std::mem::take(&mut outcome.plan.saved);
     // The journal holds the plan while it runs, and hands it back for the
     // outcome: a copy would double a first switch's step per file.
     let journal = Journal::new(
@@ -230,10 +179,9 @@ pub fn switch_to(
         &journal,
         &ApplyOptions {
             now: opts.now,
+            kinds: opts.kinds,
             fault_after: opts.fault_after,
             progress: opts.progress,
-            services: &opts.services,
-            tools: &opts.datasets.tools,
         },
     );
     outcome.applied = match applied {
@@ -250,11 +198,11 @@ pub fn switch_to(
     Ok(outcome)
 }
 
-fn roll_back_after(
-    state: &mut State,
-    failure: services::Failure,
-    opts: &SwitchOptions<'_>,
-) -> Error {
+fn roll_back_after(state: &mut State, failure: Failure, opts: &SwitchOptions<'_>) -> Error {
+    // The old generation's units are started as well as they can be; one
+    // that fails there too is reported, not undone again.
+    let mut kinds = opts.kinds.clone();
+    kinds.services.rollback_on_failure = false;
     let undo = recover(
         state,
         &RecoverOptions {
@@ -262,13 +210,7 @@ fn roll_back_after(
             now: opts.now,
             fault_after: None,
             progress: opts.progress,
-            // The old generation's units are started as well as they can
-            // be; one that fails there too is reported, not undone again.
-            services: ServiceOptions {
-                rollback_on_failure: false,
-                ..opts.services.clone()
-            },
-            tools: opts.datasets.tools.clone(),
+            kinds: &kinds,
         },
     );
     match undo {
@@ -281,62 +223,6 @@ fn roll_back_after(
             why: e.to_string(),
         }),
     }
-}
-
-/// The dataset part of a switch from `from` to `target`: its precheck (the
-/// conflicts come back with the plan) and its steps.
-fn plan_datasets(
-    state: &State,
-    from: Option<(u64, GenerationId)>,
-    target: &crate::manifest::Manifest,
-    number: u64,
-    changes: &[Change],
-    ledger: &std::collections::BTreeMap<EntryPath, crate::db::Origin>,
-    opts: &SwitchOptions<'_>,
-) -> Result<(crate::datasets::DatasetPlan, Vec<String>), Error> {
-    use crate::datasets::{self, backend};
-    let old = match from {
-        Some((_, id)) => backend::of_generation(&state.db, &id)?,
-        None => datasets::Datasets::default(),
-    };
-    let new = &target.datasets;
-    if old.is_empty() && new.is_empty() {
-        return Ok(Default::default());
-    }
-    let known = backend::known(&state.db)?;
-    let taken = backend::taken(&state.db)?;
-    let restores = if opts.datasets.with_data {
-        backend::restores(&state.db, number, new)?
-    } else {
-        Default::default()
-    };
-    let cx = datasets::Context {
-        changes,
-        ledger,
-        known: &known,
-        opts: &opts.datasets,
-    };
-    let (facts, conflicts) = datasets::precheck(&state.root, &old, new, &restores, &cx)?;
-    let names = datasets::Names {
-        from: from.map(|f| f.0),
-        to: number,
-        taken: &taken,
-        restores: &restores,
-        now: opts.now,
-    };
-    Ok((datasets::plan(&old, new, &facts, &cx, &names), conflicts))
-}
-
-fn count(changes: &[Change]) -> (u64, u64, u64) {
-    let mut n = (0, 0, 0);
-    for c in changes {
-        match c {
-            Change::Added(..) => n.0 += 1,
-            Change::Removed(..) => n.1 += 1,
-            Change::Changed(..) => n.2 += 1,
-        }
-    }
-    n
 }
 
 fn check_host(state: &State, want: &str) -> Result<(), Error> {

@@ -1,14 +1,13 @@
-//! verify: compare the root with the active generation, entry by entry
-//! (type, content, mode, and ownership where managed), files hashed in
-//! parallel; the packages against what is installed; with `--store`, also
+//! verify: compare the root with the active generation, every kind its own
+//! part (the tree entry by entry, files hashed in parallel; packages
+//! against what is installed; units' enablement); with `--store`, also
 //! rehash every store object.
 
 use rayon::prelude::*;
 use serde::Serialize;
 use sysgen_store::Area;
 
-use crate::manifest::walk;
-use crate::precheck::drift_of;
+use crate::kinds::{self, Options};
 use crate::{Drift, Error, Progress, State};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,7 +23,14 @@ pub struct VerifyOutcome {
     pub corrupt_secret_objects: u64,
 }
 
-pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<VerifyOutcome, Error> {
+/// Compares the root with the active generation, kind by kind; with
+/// `store`, also rehashes every store object.
+pub fn verify(
+    state: &State,
+    store: bool,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<VerifyOutcome, Error> {
     let mut out = VerifyOutcome::default();
     if let Some(active) = state.db.active()? {
         out.active = Some(active.number);
@@ -34,31 +40,11 @@ pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<Ver
                 active.number
             ))
         })?;
-        let entries = state.db.reading(|db| walk(db, m.root))?;
-        out.entries = entries.len() as u64;
-        progress.start("verifying", entries.len() as u64);
-        let root = &state.root;
-        let results: Vec<Result<Option<Drift>, Error>> = entries
-            .par_iter()
-            .map(|(p, e)| {
-                let live = root.inspect(p)?;
-                let d = drift_of(root, p, e, &live)?;
-                progress.advance(1);
-                Ok(d.map(|what| Drift {
-                    path: p.to_string(),
-                    what,
-                }))
-            })
-            .collect();
-        progress.finish();
-        for r in results {
-            if let Some(d) = r? {
-                out.drift.push(d);
-            }
+        for k in kinds::all() {
+            let v = k.verify(state, &m, opts, progress)?;
+            out.entries += v.entries;
+            out.drift.extend(v.drift);
         }
-        out.entries += m.packages.apt.len() as u64;
-        out.drift
-            .extend(crate::packages::drift(state, &m.packages)?);
     }
     if store {
         for area in [Area::Public, Area::Secret] {

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod backend;
+mod kind;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -42,6 +43,7 @@ use crate::manifest::Change;
 use crate::rootfs::RootDir;
 
 pub use backend::{DatasetReport, GcDataset, apply_step, gc_datasets, report};
+pub use kind::DatasetKind;
 
 /// What backs a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -762,53 +764,6 @@ pub fn undo(
     out
 }
 
-/// Drops from `changes` the removals that the dataset steps take over.
-pub fn filter_changes(changes: &mut Vec<Change>, dp: &DatasetPlan) {
-    changes.retain(|c| !matches!(c, Change::Removed(p, _) if dp.not_removed.contains(p)));
-}
-
-/// Puts the dataset steps at their places (SPEC §4 "Order"): snapshots
-/// first of all; create / adopt / re-attach right before the first file
-/// step; detach right after the last one. So steps that other sections put
-/// before the file steps (units stopped, packages installed) come between
-/// the snapshots and the attaches, and those they put after the file steps
-/// (packages removed, units started) after the detaches. Without file
-/// steps, both go right before the activation.
-pub fn splice(steps: &mut Vec<crate::plan::Step>, dp: DatasetPlan) {
-    use crate::plan::Step;
-    let is_file = |s: &Step| {
-        matches!(
-            s,
-            Step::Remove { .. }
-                | Step::PutFile { .. }
-                | Step::PutSymlink { .. }
-                | Step::MakeDir { .. }
-                | Step::SetMeta { .. }
-        )
-    };
-    let tail = match steps.last() {
-        Some(Step::Activate { .. } | Step::Deactivate) => steps.pop(),
-        _ => None,
-    };
-    let (first, last) = match (
-        steps.iter().position(is_file),
-        steps.iter().rposition(is_file),
-    ) {
-        (Some(f), Some(l)) => (f, l + 1),
-        _ => (steps.len(), steps.len()),
-    };
-    // In place, the last position first so the earlier ones stay valid: a
-    // first switch's plan holds a step per file, and copying it would double
-    // the switch's peak memory.
-    steps.reserve_exact(
-        dp.snapshots.len() + dp.attach.len() + dp.detach.len() + usize::from(tail.is_some()),
-    );
-    steps.splice(last..last, dp.detach.into_iter().map(Step::Dataset));
-    steps.splice(first..first, dp.attach.into_iter().map(Step::Dataset));
-    steps.splice(0..0, dp.snapshots.into_iter().map(Step::Dataset));
-    steps.extend(tail);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,67 +779,6 @@ mod tests {
             p("/srv/.sysgen-data/data/detached")
         );
         assert_eq!(keep_dir(&p("/data")).unwrap(), p("/.sysgen-data/data"));
-    }
-
-    #[test]
-    fn splice_keeps_other_steps_between_snapshots_attaches_files_and_detaches() {
-        use crate::plan::{Step, Why};
-        let snap = DatasetStep::Snapshot {
-            path: p("/d"),
-            kind: Kind::Directory,
-            snap: "gen-1".into(),
-            of: 1,
-        };
-        let attach = DatasetStep::Attach {
-            path: p("/e"),
-            kind: Kind::Directory,
-            how: How::Create,
-        };
-        let detach = DatasetStep::Detach {
-            path: p("/d"),
-            kind: Kind::Directory,
-            discard_if_empty: false,
-        };
-        // Stand-ins for another section's steps before and after the files.
-        let early = Step::Dataset(DatasetStep::Release {
-            path: p("/early"),
-            kind: Kind::Directory,
-        });
-        let late = Step::Dataset(DatasetStep::Release {
-            path: p("/late"),
-            kind: Kind::Directory,
-        });
-        let file = Step::Remove {
-            path: p("/f"),
-            why: Why::Remove,
-            kind: "file".into(),
-        };
-        let activate = Step::Activate {
-            number: 2,
-            id: crate::GenerationId(sysgen_store::Hash::of(b"g")),
-        };
-        let mut steps = vec![early.clone(), file.clone(), late.clone(), activate.clone()];
-        splice(
-            &mut steps,
-            DatasetPlan {
-                snapshots: vec![snap.clone()],
-                attach: vec![attach.clone()],
-                detach: vec![detach.clone()],
-                not_removed: BTreeSet::new(),
-            },
-        );
-        assert_eq!(
-            steps,
-            [
-                Step::Dataset(snap),
-                early,
-                Step::Dataset(attach),
-                file,
-                Step::Dataset(detach),
-                late,
-                activate
-            ]
-        );
     }
 
     #[test]

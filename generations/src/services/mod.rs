@@ -20,6 +20,7 @@
 //! manages a unit records whether it was enabled then (its "origin"), and a
 //! unit that leaves the configuration goes back to exactly that.
 
+mod kind;
 mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,9 +29,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sysgen_schema::{EntryPath, HostSpec};
 
+use crate::kinds::KindStep;
 use crate::manifest::Change;
-use crate::plan::{Plan, Step};
+use crate::plan::{Action as PlanAction, Plan};
 
+pub use kind::ServiceKind;
 pub use systemd::{
     Failure, ServiceError, ServiceOptions, apply_step, enablement_drift, origins_on_root,
 };
@@ -556,22 +559,6 @@ pub fn plan(
     Planned { down, up }
 }
 
-/// Puts the service steps at their positions in `plan` (SPEC §4 "Order"):
-/// `down` before every other step, `up` right before the activation.
-pub fn insert(plan: &mut Plan, planned: Planned) {
-    let tail = match plan.steps.last() {
-        Some(Step::Activate { .. } | Step::Deactivate) => plan.steps.pop(),
-        _ => None,
-    };
-    // In place: a first switch's plan holds a step per file, and a second
-    // copy of it would double the switch's peak memory.
-    let steps = &mut plan.steps;
-    steps.reserve_exact(planned.down.len() + planned.up.len() + usize::from(tail.is_some()));
-    steps.splice(0..0, planned.down.into_iter().map(Step::Service));
-    steps.extend(planned.up.into_iter().map(Step::Service));
-    steps.extend(tail);
-}
-
 /// The origins an undo of `journal_plan` needs: those recorded in the
 /// database, overridden by those the interrupted switch adopted (they may
 /// not have reached the database).
@@ -581,7 +568,7 @@ pub fn undo_origins(
 ) -> BTreeMap<String, bool> {
     let mut out = recorded;
     for s in &journal_plan.steps {
-        if let Step::Service(s) = s
+        if let PlanAction::Kind(KindStep::Services(s)) = &s.action
             && let Some((unit, was)) = s.adopts()
         {
             out.insert(unit.to_owned(), was);

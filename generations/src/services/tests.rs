@@ -240,14 +240,13 @@ fn without_systemd_every_runtime_step_is_skipped_and_enablement_is_not() {
 }
 
 #[test]
-fn insert_puts_down_first_and_up_right_before_the_activation() {
+fn phases_put_down_first_and_up_right_before_the_activation() {
     let id = GenerationId(Hash::of(b"g"));
-    let mut plan_ = crate::plan::plan(
-        &[Change::Added(p("/etc/a"), file("x"))],
+    let changes = [Change::Added(p("/etc/a"), file("x"))];
+    let files = crate::files::plan::plan(
+        changes.iter(),
         &BTreeMap::new(),
-        &crate::plan::Facts::default(),
-        2,
-        id,
+        &crate::files::Facts::default(),
     );
     let planned = plan(
         &services(&[("x.service", unit(true, &[], &[], false))]),
@@ -256,7 +255,14 @@ fn insert_puts_down_first_and_up_right_before_the_activation() {
         &origins(&[("x.service", false), ("y.service", false)]),
         true,
     );
-    insert(&mut plan_, planned);
+    // The services' steps are asked for last; the phases still put the
+    // stops before the files.
+    let mut steps = files.steps;
+    steps.extend(kind::steps(planned));
+    let plan_ = Plan {
+        steps: Plan::order(steps, PlanAction::Activate { number: 2, id }),
+        ..Plan::default()
+    };
     let got: Vec<String> = plan_.steps.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,

@@ -1,6 +1,10 @@
 //! The precheck: before a switch changes anything, read the live root at
 //! every path the switch touches.
 //!
+//! It reads only: what must be kept is hashed here and named in the plan,
+//! and the pipeline puts it into the store before the journal is written
+//! (a dry run keeps nothing).
+//!
 //! - A managed path whose live state differs from what the active
 //!   generation wrote (drift) stops the switch, unless `--force`, which
 //!   first saves the changed file in the store.
@@ -12,16 +16,15 @@
 //!   only through a symlink) stops the switch with every such path named.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Read;
 
 use sysgen_schema::EntryPath;
-use sysgen_store::{Area, Hash, Store};
+use sysgen_store::Hash;
 
+use super::Facts;
 use crate::db::{Origin, Saved};
 use crate::manifest::{Change, Entry};
-use crate::plan::Facts;
 use crate::rootfs::{Live, RootDir};
-use crate::{Drift, Error, io_err};
+use crate::{Drift, Error};
 
 #[derive(Debug, Default)]
 pub struct Precheck {
@@ -100,12 +103,10 @@ fn show(id: &Option<u32>) -> String {
     id.map_or("*".into(), |i| i.to_string())
 }
 
-/// Runs the precheck of `changes` (active → target). `store` is where what
-/// must be kept goes; `None` for a dry run, which keeps nothing.
+/// Runs the precheck of `changes` (active → target).
 pub fn precheck(
     root: &RootDir,
-    store: Option<&Store>,
-    changes: &[Change],
+    changes: &[&Change],
     ledger: &BTreeMap<EntryPath, Origin>,
     force: bool,
 ) -> Result<Precheck, Error> {
@@ -132,7 +133,7 @@ pub fn precheck(
     // (Changes come sorted by path, parents first; precheck writes nothing
     // to the root, so an absent directory stays absent.)
     let mut absent_dirs: HashSet<EntryPath> = HashSet::new();
-    for c in changes {
+    for &c in changes {
         let p = c.path();
         let live = match p.parent() {
             Some(d) if absent_dirs.contains(&d) => Live::Absent,
@@ -186,10 +187,10 @@ pub fn precheck(
                     }
                     if force {
                         let kept = match &live {
-                            Live::File(_) => Some((save(root, store, p)?, what.clone())),
+                            Live::File(_) => Some((hash_of(root, p)?, what.clone())),
                             // A symlink's content is its target: keep that.
                             Live::Symlink { target, .. } => Some((
-                                keep_bytes(store, target.as_bytes())?,
+                                Hash::of(target.as_bytes()),
                                 format!("{what}; it pointed to {target}"),
                             )),
                             _ => None,
@@ -209,7 +210,7 @@ pub fn precheck(
             Change::Added(_, new) => match (&live, new) {
                 (Live::Absent, _) => {}
                 (Live::File(m), _) => {
-                    let hash = save(root, store, p)?;
+                    let hash = hash_of(root, p)?;
                     out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid });
                     if new.is_dir() {
                         out.facts.in_the_way.insert(p.clone());
@@ -259,24 +260,9 @@ fn check_empty_for_retype(
     Ok(())
 }
 
-/// Saves the live file at `p` in the secret area of the store, and returns
-/// its hash. Without a store (a dry run) it only hashes: a dry run writes
-/// nothing anywhere.
-fn save(root: &RootDir, store: Option<&Store>, p: &EntryPath) -> Result<Hash, Error> {
-    let Some(store) = store else {
-        let (h, _) = root.hash_file(p)?;
-        return Ok(Hash::from_bytes(*h.as_bytes()));
-    };
-    let mut bytes = Vec::new();
-    root.open_file(p)?
-        .read_to_end(&mut bytes)
-        .map_err(io_err(root.display(p)))?;
-    keep_bytes(Some(store), &bytes)
-}
-
-fn keep_bytes(store: Option<&Store>, bytes: &[u8]) -> Result<Hash, Error> {
-    match store {
-        Some(store) => Ok(store.put_bytes(bytes, Area::Secret)?),
-        None => Ok(Hash::of(bytes)),
-    }
+/// The hash of the live file at `p`: what the pipeline keeps in the
+/// store before the journal is written (and checks again as it does).
+fn hash_of(root: &RootDir, p: &EntryPath) -> Result<Hash, Error> {
+    let (h, _) = root.hash_file(p)?;
+    Ok(Hash::from_bytes(*h.as_bytes()))
 }

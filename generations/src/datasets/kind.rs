@@ -1,0 +1,313 @@
+//! Datasets as a kind of resource: snapshots before anything changes,
+//! create / adopt / re-attach / restore before the files inside them,
+//! detach after them; the detached data and snapshots gc destroys.
+
+use std::collections::BTreeMap;
+
+use super::backend::{self, known, restores, taken};
+use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
+use super::{DatasetReport, apply_step, gc_datasets, plan, precheck, report, undo};
+use crate::kind::{
+    ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Planned,
+    Report, Transition, to_json,
+};
+use crate::kinds::{KindStep, Options};
+use crate::plan::{Phase, Step};
+use crate::text::{generation_list, human_bytes, plural, utc};
+use crate::{Error, State};
+
+/// The kind of `datasets`.
+pub struct DatasetKind;
+
+/// What planning the datasets of a transition reads from the state.
+struct Inputs {
+    old: Datasets,
+    new: Datasets,
+    known: BTreeMap<sysgen_schema::EntryPath, super::Kind>,
+    taken: BTreeMap<sysgen_schema::EntryPath, std::collections::BTreeSet<String>>,
+    restores: BTreeMap<sysgen_schema::EntryPath, String>,
+    opts: DatasetOptions,
+}
+
+fn datasets_of(state: &State, g: Option<Gen<'_>>) -> Result<Datasets, Error> {
+    match g {
+        Some(g) => backend::of_generation(&state.db, &g.id),
+        None => Ok(Datasets::default()),
+    }
+}
+
+impl Inputs {
+    fn read(t: &Transition<'_>) -> Result<Option<Inputs>, Error> {
+        let db = &t.state.db;
+        let old = datasets_of(t.state, t.from)?;
+        let new = datasets_of(t.state, t.to)?;
+        if old.is_empty() && new.is_empty() {
+            return Ok(None);
+        }
+        // An undo puts back what the switch did; it never restores data.
+        let with_data = matches!(t.mode, Mode::Switch { .. }) && t.opts.datasets.with_data;
+        let restores = if with_data {
+            restores(db, t.to_number, &new)?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Some(Inputs {
+            old,
+            new,
+            known: known(db)?,
+            taken: taken(db)?,
+            restores,
+            opts: DatasetOptions {
+                tools: t.opts.datasets.tools.clone(),
+                with_data,
+            },
+        }))
+    }
+
+    fn context<'a>(&'a self, t: &'a Transition<'a>) -> Context<'a> {
+        Context {
+            changes: t.changes,
+            ledger: t.ledger,
+            known: &self.known,
+            opts: &self.opts,
+        }
+    }
+
+    fn names<'a>(&'a self, t: &Transition<'_>) -> Names<'a> {
+        Names {
+            from: t.from.map(|g| g.number),
+            to: t.to_number,
+            taken: &self.taken,
+            restores: &self.restores,
+            now: t.now,
+        }
+    }
+
+    /// The dataset plan, from what the precheck found.
+    fn plan(&self, t: &Transition<'_>, facts: &super::Facts) -> DatasetPlan {
+        let cx = self.context(t);
+        let names = self.names(t);
+        match t.mode {
+            Mode::Switch { .. } => plan(&self.old, &self.new, facts, &cx, &names),
+            Mode::Undo { journal } => {
+                let switch_steps: Vec<DatasetStep> = journal
+                    .plan
+                    .steps
+                    .iter()
+                    .filter_map(|s| match s.kind_step() {
+                        Some(KindStep::Datasets(d)) => Some(d.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                undo(&switch_steps, &self.old, &self.new, facts, &cx, &names)
+            }
+        }
+    }
+}
+
+impl KindTrait for DatasetKind {
+    fn name(&self) -> &'static str {
+        "datasets"
+    }
+
+    /// A detached dataset's path (and the directories sysgen made above it)
+    /// is not removed by the tree: the detach moves it away. Which paths
+    /// those are does not depend on the root, so no precheck is needed.
+    fn claims(&self, t: &Transition<'_>) -> Result<Claims, Error> {
+        Ok(match Inputs::read(t)? {
+            Some(i) => i.plan(t, &super::Facts::default()).not_removed,
+            None => Claims::new(),
+        })
+    }
+
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        _claims: &'a Claims,
+    ) -> Result<Inspection<'a>, Error> {
+        let Some(inputs) = Inputs::read(t)? else {
+            return Ok(Inspection::planning(Planned::default));
+        };
+        // Undoing reads the root only to say how each dataset comes back;
+        // whatever it would object to, the undo converges from where the
+        // switch stopped (the pipeline refuses nothing in an undo).
+        let (facts, conflicts) = precheck(
+            &t.state.root,
+            &inputs.old,
+            &inputs.new,
+            &inputs.restores,
+            &inputs.context(t),
+        )?;
+        let mut look = Inspection::planning(move || Planned {
+            steps: steps(inputs.plan(t, &facts)),
+            ledger_remove: Vec::new(),
+        });
+        look.conflicts = conflicts;
+        Ok(look)
+    }
+
+    fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
+        let gone = gc_datasets(cx.state, &cx.opts.datasets.tools, cx.kept, cx.dry_run)?;
+        let verb = if cx.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let lines = gone
+            .iter()
+            .map(|d| {
+                let what = if d.what == "snapshot" {
+                    format!("snapshot {} of dataset {}", d.location, d.path)
+                } else {
+                    format!("detached dataset {} ({}) at {}", d.path, d.kind, d.location)
+                };
+                format!("{verb} {what} ({})", human_bytes(d.bytes))
+            })
+            .collect();
+        Ok(Some(Report {
+            kind: "datasets",
+            lines,
+            json: to_json("datasets", &gone)?,
+        }))
+    }
+
+    fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error> {
+        let datasets = report(state, &opts.datasets.tools)?;
+        Ok(Some(Report {
+            kind: "datasets",
+            lines: report_lines(&datasets),
+            json: to_json("datasets", &datasets)?,
+        }))
+    }
+}
+
+/// The dataset steps with their phases: snapshots before anything
+/// changes, attaches before the files inside, detaches after them.
+fn steps(dp: DatasetPlan) -> Vec<Step> {
+    let snapshots = dp
+        .snapshots
+        .into_iter()
+        .map(|s| Step::new(Phase::Snapshot, s));
+    let attach = dp.attach.into_iter().map(|s| Step::new(Phase::Attach, s));
+    let detach = dp.detach.into_iter().map(|s| Step::new(Phase::Detach, s));
+    snapshots.chain(attach).chain(detach).collect()
+}
+
+impl KindStepOps for DatasetStep {
+    fn path(&self) -> Option<&sysgen_schema::EntryPath> {
+        Some(DatasetStep::path(self))
+    }
+
+    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+        if let Some(KindStep::Datasets(d)) = steps.first().and_then(Step::kind_step) {
+            apply_step(cx.root, cx.db, &cx.opts.datasets.tools, d, cx.now)?;
+            (cx.step_done)();
+        }
+        Ok(1)
+    }
+}
+
+/// One line per dataset sysgen knows, then one per snapshot of it.
+fn report_lines(datasets: &[DatasetReport]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for d in datasets {
+        let gens = if d.generations.is_empty() {
+            "no remaining generation has it".to_owned()
+        } else {
+            format!("in {}", generation_list(&d.generations))
+        };
+        lines.push(format!(
+            "dataset {} ({}): {} at {}, {gens}, {}",
+            d.path,
+            d.kind,
+            d.state,
+            d.location,
+            plural(d.snapshots.len(), "snapshot"),
+        ));
+        for s in &d.snapshots {
+            lines.push(format!(
+                "  snapshot {} ({}, generation {}, {}): {}",
+                s.name,
+                s.why,
+                s.generation,
+                utc(s.taken_at),
+                s.location
+            ));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
+    use super::*;
+    use crate::datasets::{How, Kind};
+    use crate::files::{FileStep, Why};
+    use crate::plan::{Action, Plan};
+    use crate::services::{Action as UnitAction, ServiceStep};
+    use sysgen_schema::EntryPath;
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn phases_put_other_kinds_between_snapshots_attaches_files_and_detaches() {
+        let snap = DatasetStep::Snapshot {
+            path: p("/d"),
+            kind: Kind::Directory,
+            snap: "gen-1".into(),
+            of: 1,
+        };
+        let attach = DatasetStep::Attach {
+            path: p("/e"),
+            kind: Kind::Directory,
+            how: How::Create,
+        };
+        let detach = DatasetStep::Detach {
+            path: p("/d"),
+            kind: Kind::Directory,
+            discard_if_empty: false,
+        };
+        let unit = |action| ServiceStep::Runtime {
+            action,
+            why: "test".into(),
+            skipped: false,
+        };
+        // Other kinds' steps before and after the files, asked for first.
+        let early = Step::new(Phase::Stop, unit(UnitAction::DaemonReload));
+        let late = Step::new(Phase::Start, unit(UnitAction::DaemonReload));
+        let file = Step::new(
+            Phase::Remove,
+            FileStep::Remove {
+                path: p("/f"),
+                why: Why::Remove,
+                kind: "file".into(),
+            },
+        );
+        let id = crate::GenerationId(sysgen_store::Hash::of(b"g"));
+        let mut all = vec![early.clone(), file.clone(), late.clone()];
+        all.extend(steps(DatasetPlan {
+            snapshots: vec![snap.clone()],
+            attach: vec![attach.clone()],
+            detach: vec![detach.clone()],
+            not_removed: Default::default(),
+        }));
+        let got = Plan::order(all, Action::Activate { number: 2, id });
+        let want = [
+            Step::new(Phase::Snapshot, snap),
+            early,
+            Step::new(Phase::Attach, attach),
+            file,
+            Step::new(Phase::Detach, detach),
+            late,
+            Step {
+                phase: Phase::Activate,
+                action: Action::Activate { number: 2, id },
+            },
+        ];
+        assert_eq!(got, want);
+    }
+}

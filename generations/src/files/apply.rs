@@ -1,0 +1,210 @@
+//! Applying the tree's steps: each converges its path through the one
+//! writer ([`RootDir`]), whatever it finds there. Runs of files and
+//! symlinks are written in parallel, on every core.
+
+use std::io;
+
+use rayon::prelude::*;
+use sysgen_schema::EntryPath;
+use sysgen_store::{Area, Hash, Store};
+
+use super::FileStep;
+use crate::Error;
+use crate::kind::ApplyCx;
+use crate::kinds::KindStep;
+use crate::plan::Step;
+use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir};
+
+/// Runs `steps[0]`, a file step, and the run of file and symlink writes
+/// that follows it, if any. Returns how many steps ran.
+pub(super) fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+    let puts: Vec<Put<'_>> = steps.iter().map_while(Put::of).collect();
+    if puts.len() > 1 {
+        // Writing files is most of a large switch; the steps of such a
+        // run write distinct paths whose parents earlier steps made, so
+        // they can run in any order, on every core.
+        // Entries of one directory go together, through one handle on it.
+        let groups: Vec<&[Put<'_>]> = puts
+            .chunk_by(|a, b| a.path().parent() == b.path().parent())
+            .flat_map(|g| g.chunks(PUT_GROUP))
+            .collect();
+        let (root, store, step_done) = (cx.root, cx.store, cx.step_done);
+        groups.par_iter().try_for_each(|g| -> Result<(), Error> {
+            let parent = root.open_parent(g[0].path())?;
+            let mut result = Ok(());
+            for p in *g {
+                result = p.run_in(root, Some(&parent), store);
+                if result.is_err() {
+                    break;
+                }
+                step_done();
+            }
+            // Even after an error: what was written must reach the disk.
+            root.touched(&parent);
+            result
+        })?;
+        return Ok(puts.len());
+    }
+    let Some(KindStep::Files(step)) = steps.first().and_then(Step::kind_step) else {
+        return Ok(0);
+    };
+    run(cx, step)?;
+    (cx.step_done)();
+    Ok(1)
+}
+
+fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
+    let root = cx.root;
+    match step {
+        FileStep::Remove { path, .. } => {
+            if root.remove(path)? == Removed::KeptNotEmpty {
+                cx.kept.push(path.to_string());
+            }
+        }
+        // A lone file or symlink; runs of them are written in parallel.
+        FileStep::PutFile { .. } | FileStep::PutSymlink { .. } => {
+            if let Some(p) = Put::of_file_step(step) {
+                p.run_in(root, None, cx.store)?;
+            }
+        }
+        FileStep::MakeDir {
+            path,
+            mode,
+            uid,
+            gid,
+            ..
+        } => {
+            // Converge: a file or symlink left here by an interrupted plan goes first.
+            if matches!(root.inspect(path)?, Live::File(_) | Live::Symlink { .. }) {
+                root.remove(path)?;
+            }
+            root.make_dir(path, *mode, owner(*uid, *gid))?;
+        }
+        FileStep::SetMeta {
+            path,
+            mode,
+            uid,
+            gid,
+            ..
+        } => {
+            if matches!(
+                root.inspect(path)?,
+                Live::File(_) | Live::Dir(_) | Live::Symlink { .. }
+            ) {
+                root.set_meta(path, *mode, owner(*uid, *gid))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The most entries of one directory written by one task: a directory of
+/// thousands of files still spreads over every core.
+const PUT_GROUP: usize = 64;
+
+/// A step that writes one file or symlink, touching no other path.
+enum Put<'a> {
+    File {
+        path: &'a EntryPath,
+        hash: &'a Hash,
+        mode: u32,
+        owner: Owner,
+        area: Area,
+    },
+    Symlink {
+        path: &'a EntryPath,
+        target: &'a str,
+        owner: Owner,
+    },
+}
+
+impl<'a> Put<'a> {
+    fn of(step: &'a Step) -> Option<Put<'a>> {
+        match step.kind_step()? {
+            KindStep::Files(f) => Put::of_file_step(f),
+            _ => None,
+        }
+    }
+
+    fn of_file_step(step: &'a FileStep) -> Option<Put<'a>> {
+        match step {
+            FileStep::PutFile {
+                path,
+                hash,
+                mode,
+                uid,
+                gid,
+                secret,
+                ..
+            } => Some(Put::File {
+                path,
+                hash,
+                mode: *mode,
+                owner: owner(*uid, *gid),
+                area: if *secret { Area::Secret } else { Area::Public },
+            }),
+            FileStep::PutSymlink {
+                path,
+                target,
+                uid,
+                gid,
+                ..
+            } => Some(Put::Symlink {
+                path,
+                target,
+                owner: owner(*uid, *gid),
+            }),
+            _ => None,
+        }
+    }
+
+    fn path(&self) -> &'a EntryPath {
+        match self {
+            Put::File { path, .. } | Put::Symlink { path, .. } => path,
+        }
+    }
+
+    /// Runs the step through `parent`, or through a handle of its own.
+    fn run_in(
+        &self,
+        root: &RootDir,
+        parent: Option<&ParentDir>,
+        store: &Store,
+    ) -> Result<(), Error> {
+        match *self {
+            // The store verifies the content against its hash while it is
+            // copied; on a mismatch the temp file is discarded, never renamed.
+            Put::File {
+                path,
+                hash,
+                mode,
+                owner,
+                area,
+            } => {
+                let fill = &mut |w: &mut dyn io::Write| {
+                    store
+                        .copy_to(hash, area, w)
+                        .map(|_| ())
+                        .map_err(io::Error::other)
+                };
+                match parent {
+                    Some(d) => root.put_file_in(d, path, mode, owner, fill)?,
+                    None => root.put_file(path, mode, owner, fill)?,
+                }
+            }
+            Put::Symlink {
+                path,
+                target,
+                owner,
+            } => match parent {
+                Some(d) => root.put_symlink_in(d, path, target, owner)?,
+                None => root.put_symlink(path, target, owner)?,
+            },
+        }
+        Ok(())
+    }
+}
+
+fn owner(uid: Option<u32>, gid: Option<u32>) -> Owner {
+    Owner { uid, gid }
+}

@@ -1,0 +1,164 @@
+//! The tree of files, directories and symlinks (`files`, `directories`,
+//! `symlinks`, `trees` of the configuration): the Merkle tree of a
+//! generation, and the kind that puts it on the root.
+//!
+//! - inspect ([`precheck`]): drift, conflicts, and what is already at each
+//!   newly managed path (hashed, to be saved before the journal);
+//! - plan ([`plan`]): removals deepest first, then creations parents first;
+//! - apply ([`apply`]): one writer, runs of files in parallel;
+//! - verify: every entry against the root, files hashed in parallel;
+//! - gc: the nodes and objects of the kept generations' trees.
+
+mod apply;
+pub mod plan;
+pub mod precheck;
+mod step;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use sysgen_schema::EntryPath;
+use sysgen_store::Area;
+
+pub use self::precheck::drift_of;
+pub use self::step::{FileStep, Why};
+use crate::db::Origin;
+use crate::kind::{
+    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Transition, Verified,
+};
+use crate::kinds::Options;
+use crate::manifest::{Change, Entry, Manifest, NodeId, NodeSource, walk};
+use crate::plan::Step;
+use crate::{Drift, Error, Progress, State};
+
+/// What the precheck learned about paths the target generation newly
+/// manages, that the plan needs.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// What was on the root before (saved in the store where needed).
+    pub origins: BTreeMap<EntryPath, Origin>,
+    /// Newly managed paths where an unmanaged entry of another type must be
+    /// removed first (it was saved in `origins`).
+    pub in_the_way: BTreeSet<EntryPath>,
+}
+
+/// The kind of the tree of paths.
+pub struct Files;
+
+impl Kind for Files {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        claims: &'a Claims,
+    ) -> Result<Inspection<'a>, Error> {
+        // The removals other kinds took over are not the tree's to plan.
+        let changes: Vec<&Change> = t
+            .changes
+            .iter()
+            .filter(|c| !matches!(c, Change::Removed(p, _) if claims.contains(p)))
+            .collect();
+        let ledger = t.ledger;
+        match t.mode {
+            Mode::Switch { force, .. } => {
+                let pre = precheck::precheck(&t.state.root, &changes, ledger, force)?;
+                let ledger_add = pre
+                    .facts
+                    .origins
+                    .iter()
+                    .map(|(p, o)| (p.clone(), o.clone()))
+                    .collect();
+                let facts = pre.facts;
+                Ok(Inspection {
+                    conflicts: pre.conflicts,
+                    drift: pre.drift,
+                    saved: pre.saved,
+                    ledger_add,
+                    planner: Box::new(move || plan::plan(changes.into_iter(), ledger, &facts)),
+                })
+            }
+            // The way back converges from wherever the switch stopped: it
+            // knows every ledger record involved, and looks at nothing.
+            Mode::Undo { .. } => Ok(Inspection::planning(move || {
+                plan::plan(changes.into_iter(), ledger, &Facts::default())
+            })),
+        }
+    }
+
+    fn verify(
+        &self,
+        state: &State,
+        generation: &Manifest,
+        _opts: &Options,
+        progress: &dyn Progress,
+    ) -> Result<Verified, Error> {
+        let entries = state.db.reading(|db| walk(db, generation.root))?;
+        progress.start("verifying", entries.len() as u64);
+        let root = &state.root;
+        let results: Vec<Result<Option<Drift>, Error>> = entries
+            .par_iter()
+            .map(|(p, e)| {
+                let live = root.inspect(p)?;
+                let d = drift_of(root, p, e, &live)?;
+                progress.advance(1);
+                Ok(d.map(|what| Drift {
+                    path: p.to_string(),
+                    what,
+                }))
+            })
+            .collect();
+        progress.finish();
+        let mut drift = Vec::new();
+        for r in results {
+            drift.extend(r?);
+        }
+        Ok(Verified {
+            entries: entries.len() as u64,
+            drift,
+        })
+    }
+
+    fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {
+        state.db.reading(|db| {
+            for m in kept {
+                mark_tree(db, m.root, marks)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Marks every node and object reachable from `root`.
+fn mark_tree(db: &dyn NodeSource, root: NodeId, marks: &mut Marks) -> Result<(), Error> {
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !marks.nodes.insert(id) {
+            continue;
+        }
+        for e in db.node(&id)?.entries {
+            if let Some(t) = e.tree {
+                stack.push(t);
+            }
+            if let Entry::File {
+                hash, secret: s, ..
+            } = e.entry
+            {
+                marks.object(hash, if s { Area::Secret } else { Area::Public });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl KindStepOps for FileStep {
+    fn path(&self) -> Option<&EntryPath> {
+        Some(FileStep::path(self))
+    }
+
+    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+        apply::apply_from(steps, cx)
+    }
+}

@@ -1,0 +1,422 @@
+//! The tree's plan (pure): from the diff of two generations' trees, the
+//! ledger of what was on the root before sysgen, and what the inspection
+//! found, the file steps of a switch. Removals run in [`Phase::Remove`],
+//! deepest path first (a directory is emptied before it is removed);
+//! creations and changes in [`Phase::Create`], parents before children.
+
+use std::collections::BTreeMap;
+
+use sysgen_schema::EntryPath;
+
+use super::{Facts, FileStep, Why};
+use crate::db::Origin;
+use crate::kind::Planned;
+use crate::manifest::{Change, Entry};
+use crate::plan::{Phase, Step};
+
+/// Plans the file steps of `changes` (old → new). `ledger` holds the
+/// records of paths the old generation manages; `facts` those of paths the
+/// new one adds.
+pub fn plan<'c>(
+    changes: impl ExactSizeIterator<Item = &'c Change>,
+    ledger: &BTreeMap<EntryPath, Origin>,
+    facts: &Facts,
+) -> Planned {
+    let mut removals: Vec<FileStep> = Vec::new();
+    // Each change makes at most one creation, and a first switch makes one
+    // per file: sized once, and the steps are then made around it in place,
+    // so they are never held twice.
+    let mut creations: Vec<FileStep> = Vec::with_capacity(changes.len());
+    let mut ledger_remove = Vec::new();
+
+    for c in changes {
+        match c {
+            Change::Removed(p, old) => {
+                match ledger.get(p) {
+                    // A directory that was there before, which a later generation
+                    // turned into a file or symlink: that goes, the directory comes back.
+                    Some(origin @ Origin::Dir { mode, uid, gid }) if !old.is_dir() => {
+                        ledger_remove.push((p.clone(), origin.clone()));
+                        removals.push(FileStep::Remove {
+                            path: p.clone(),
+                            why: Why::Remove,
+                            kind: old.kind().into(),
+                        });
+                        creations.push(FileStep::MakeDir {
+                            path: p.clone(),
+                            why: Why::Restore,
+                            mode: Some(*mode),
+                            uid: Some(*uid),
+                            gid: Some(*gid),
+                        });
+                    }
+                    Some(origin) => {
+                        ledger_remove.push((p.clone(), origin.clone()));
+                        if let Some(s) = restore(p, old, origin) {
+                            removals.push(s);
+                        }
+                    }
+                    // sysgen created it; an implicit directory it did not create has a record.
+                    None => removals.push(FileStep::Remove {
+                        path: p.clone(),
+                        why: Why::Remove,
+                        kind: old.kind().into(),
+                    }),
+                }
+            }
+            Change::Changed(p, old, new) => {
+                let retype = old.is_dir() != new.is_dir();
+                if retype {
+                    removals.push(FileStep::Remove {
+                        path: p.clone(),
+                        why: Why::Change,
+                        kind: old.kind().into(),
+                    });
+                }
+                if let Some(s) = change(p, old, new, retype, ledger.get(p)) {
+                    creations.push(s);
+                }
+            }
+            Change::Added(p, new) => {
+                if facts.in_the_way.contains(p) {
+                    let kind = match facts.origins.get(p) {
+                        Some(Origin::Symlink { .. }) => "symlink",
+                        _ => "file",
+                    };
+                    removals.push(FileStep::Remove {
+                        path: p.clone(),
+                        why: Why::Replace,
+                        kind: kind.into(),
+                    });
+                }
+                // Replacing an unmanaged file or symlink that was saved first.
+                let why = match facts.origins.get(p) {
+                    Some(Origin::File { .. } | Origin::Symlink { .. }) => Why::Replace,
+                    _ => Why::Add,
+                };
+                let step =
+                    create_or_make(p, new, why, facts.origins.get(p).or_else(|| ledger.get(p)));
+                creations.push(step);
+            }
+        }
+    }
+    // Deepest first, and among equals by path, so the order is deterministic.
+    removals.sort_by(|a, b| {
+        let (pa, pb) = (a.path(), b.path());
+        pb.depth().cmp(&pa.depth()).then(pb.cmp(pa))
+    });
+    // Path order puts every directory before what it contains.
+    creations.sort_by(|a, b| a.path().cmp(b.path()));
+    // In place: a first switch has a step per file, never held twice.
+    let mut steps = Vec::with_capacity(removals.len() + creations.len() + 1);
+    steps.extend(removals.into_iter().map(|s| Step::new(Phase::Remove, s)));
+    steps.extend(creations.into_iter().map(|s| Step::new(Phase::Create, s)));
+    Planned {
+        steps,
+        ledger_remove,
+    }
+}
+
+/// Like [`create`], but a parent directory that was not on the root before
+/// (sysgen creates it) gets an explicit 0755: a re-run after a crash between
+/// mkdir and chmod then still converges.
+fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>) -> FileStep {
+    match (new, origin) {
+        (
+            Entry::Dir {
+                mode: None,
+                uid: None,
+                gid: None,
+            },
+            None | Some(Origin::File { .. } | Origin::Symlink { .. }),
+        ) => FileStep::MakeDir {
+            path: p.clone(),
+            why,
+            mode: Some(0o755),
+            uid: None,
+            gid: None,
+        },
+        _ => create(p, new, why),
+    }
+}
+
+fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
+    match new {
+        Entry::File {
+            hash,
+            size,
+            mode,
+            uid,
+            gid,
+            secret,
+        } => FileStep::PutFile {
+            path: p.clone(),
+            why,
+            hash: *hash,
+            size: *size,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+            secret: *secret,
+        },
+        Entry::Dir { mode, uid, gid } => FileStep::MakeDir {
+            path: p.clone(),
+            why,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+        },
+        Entry::Symlink { target } => FileStep::PutSymlink {
+            path: p.clone(),
+            why,
+            target: target.clone(),
+            uid: None,
+            gid: None,
+        },
+    }
+}
+
+/// The attributes an entry has when sysgen does not manage them: what was
+/// there before sysgen (`origin`), or what sysgen gives what it creates
+/// (0755, root). A switch that stops managing an attribute resets it to
+/// this, so the root does not depend on the generations it went through.
+fn unmanaged_attrs(origin: Option<&Origin>) -> (u32, u32, u32) {
+    match origin {
+        Some(Origin::Dir { mode, uid, gid }) => (*mode, *uid, *gid),
+        _ => (0o755, 0, 0),
+    }
+}
+
+fn change(
+    p: &EntryPath,
+    old: &Entry,
+    new: &Entry,
+    retype: bool,
+    origin: Option<&Origin>,
+) -> Option<FileStep> {
+    if retype {
+        return Some(create_or_make(p, new, Why::Change, origin));
+    }
+    match (old, new) {
+        (
+            Entry::File {
+                hash: h1,
+                uid: u1,
+                gid: g1,
+                ..
+            },
+            Entry::File {
+                hash: h2,
+                mode,
+                uid,
+                gid,
+                secret: s2,
+                ..
+            },
+        ) if h1 == h2 && old.is_secret() == *s2 => Some(FileStep::SetMeta {
+            path: p.clone(),
+            why: Why::Change,
+            mode: Some(*mode),
+            // An owner no longer managed goes back to the one a fresh write gives.
+            uid: uid.or(u1.map(|_| 0)),
+            gid: gid.or(g1.map(|_| 0)),
+        }),
+        (
+            Entry::Dir {
+                mode: m1,
+                uid: u1,
+                gid: g1,
+            },
+            Entry::Dir {
+                mode: m2,
+                uid: u2,
+                gid: g2,
+            },
+        ) => {
+            let (dm, du, dg) = unmanaged_attrs(origin);
+            let mode = m2.or(m1.map(|_| dm));
+            let uid = u2.or(u1.map(|_| du));
+            let gid = g2.or(g1.map(|_| dg));
+            if mode.is_none() && uid.is_none() && gid.is_none() {
+                return None;
+            }
+            let managed = m2.is_some() || u2.is_some() || g2.is_some();
+            Some(FileStep::SetMeta {
+                path: p.clone(),
+                why: if managed { Why::Change } else { Why::Restore },
+                mode,
+                uid,
+                gid,
+            })
+        }
+        _ => Some(create(p, new, Why::Change)),
+    }
+}
+
+/// The step that puts back what was on the root before sysgen managed `p`.
+fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
+    match origin {
+        Origin::File {
+            hash,
+            mode,
+            uid,
+            gid,
+        } => Some(FileStep::PutFile {
+            path: p.clone(),
+            why: Why::Restore,
+            hash: *hash,
+            size: 0,
+            mode: *mode,
+            uid: Some(*uid),
+            gid: Some(*gid),
+            // Backups live in the secret area: they may be anything.
+            secret: true,
+        }),
+        Origin::Symlink { target, uid, gid } => Some(FileStep::PutSymlink {
+            path: p.clone(),
+            why: Why::Restore,
+            target: target.clone(),
+            uid: Some(*uid),
+            gid: Some(*gid),
+        }),
+        // A directory that was there before stays; attributes sysgen set are put back.
+        Origin::Dir { mode, uid, gid } => match old {
+            Entry::Dir {
+                mode: None,
+                uid: None,
+                gid: None,
+            } => None,
+            _ => Some(FileStep::SetMeta {
+                path: p.clone(),
+                why: Why::Restore,
+                mode: Some(*mode),
+                uid: Some(*uid),
+                gid: Some(*gid),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysgen_store::Hash;
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::parse(s).unwrap()
+    }
+    fn file(c: &str, mode: u32) -> Entry {
+        Entry::File {
+            hash: Hash::of(c.as_bytes()),
+            size: c.len() as u64,
+            mode,
+            uid: None,
+            gid: None,
+            secret: false,
+        }
+    }
+    fn dir() -> Entry {
+        Entry::Dir {
+            mode: None,
+            uid: None,
+            gid: None,
+        }
+    }
+    fn ops(plan: &Planned) -> Vec<String> {
+        plan.steps.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn removals_deepest_first_then_creations_parents_first() {
+        let changes = vec![
+            Change::Removed(p("/a"), dir()),
+            Change::Removed(p("/a/b"), dir()),
+            Change::Removed(p("/a/b/c"), file("x", 0o644)),
+            Change::Added(p("/d"), dir()),
+            Change::Added(p("/d/e"), file("y", 0o600)),
+        ];
+        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        let got = ops(&plan);
+        assert_eq!(got[0], "remove file /a/b/c");
+        assert_eq!(got[1], "remove directory /a/b if empty");
+        assert_eq!(got[2], "remove directory /a if empty");
+        assert_eq!(got[3], "create directory /d (mode 0755)");
+        assert!(
+            got[4].starts_with("create file /d/e (1 bytes"),
+            "{}",
+            got[4]
+        );
+        assert_eq!(got.len(), 5);
+        assert_eq!(
+            plan.steps.iter().map(|s| s.phase).collect::<Vec<_>>(),
+            [
+                Phase::Remove,
+                Phase::Remove,
+                Phase::Remove,
+                Phase::Create,
+                Phase::Create
+            ]
+        );
+    }
+
+    #[test]
+    fn leaving_path_with_origin_is_restored_not_removed() {
+        let mut ledger = BTreeMap::new();
+        ledger.insert(
+            p("/etc/hosts"),
+            Origin::File {
+                hash: Hash::of(b"old"),
+                mode: 0o640,
+                uid: 0,
+                gid: 4,
+            },
+        );
+        let changes = vec![Change::Removed(p("/etc/hosts"), file("new", 0o644))];
+        let plan = plan(changes.iter(), &ledger, &Facts::default());
+        assert!(
+            ops(&plan)[0]
+                .starts_with("restore file /etc/hosts (the copy saved when sysgen took the path over, mode 0640, owner 0, group 4)")
+        );
+        assert_eq!(plan.ledger_remove[0].0, p("/etc/hosts"));
+    }
+
+    #[test]
+    fn mode_only_change_does_not_rewrite() {
+        let changes = vec![Change::Changed(p("/f"), file("x", 0o644), file("x", 0o600))];
+        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        assert_eq!(ops(&plan)[0], "set mode 0600 of /f");
+    }
+
+    #[test]
+    fn retype_removes_before_creating() {
+        let changes = vec![Change::Changed(p("/x"), file("x", 0o644), dir())];
+        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        assert_eq!(
+            ops(&plan)[..2],
+            [
+                "remove file /x".to_owned(),
+                "create directory /x (mode 0755)".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_content_never_shown() {
+        let e = Entry::File {
+            hash: Hash::of(b"hunter2"),
+            size: 7,
+            mode: 0o600,
+            uid: None,
+            gid: None,
+            secret: true,
+        };
+        let plan = plan(
+            [Change::Added(p("/s"), e)].iter(),
+            &BTreeMap::new(),
+            &Facts::default(),
+        );
+        let text = ops(&plan).join("\n");
+        assert!(!text.contains(&Hash::of(b"hunter2").to_hex()[..12]));
+        assert!(text.contains("secret"));
+    }
+}

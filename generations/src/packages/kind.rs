@@ -1,0 +1,112 @@
+//! Packages as a kind of resource: the one apt transaction before the
+//! files, the purge after them, verify against dpkg, and the `.deb` files
+//! gc keeps for the generations that stay.
+
+use super::apply::apply as run_step;
+use super::apt::Apt;
+use super::plan::{fetch, plan_with};
+use super::records::{forget_files, mark_files};
+use super::{PackageSet, PackageStep, drift};
+use crate::kind::{
+    ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
+    Verified,
+};
+use crate::kinds::{KindStep, Options};
+use crate::manifest::Manifest;
+use crate::plan::{Phase, Step};
+use crate::{Error, Progress, State};
+
+/// The kind of `packages`.
+pub struct Packages;
+
+impl Kind for Packages {
+    fn name(&self) -> &'static str {
+        "packages"
+    }
+
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        _claims: &'a Claims,
+    ) -> Result<Inspection<'a>, Error> {
+        let empty = PackageSet::default();
+        let old = t.from.map_or(&empty, |g| &g.manifest.packages);
+        let new = t.to.map_or(&empty, |g| &g.manifest.packages);
+        if old.is_empty() && new.is_empty() {
+            return Ok(Inspection::planning(Planned::default));
+        }
+        let state = t.state;
+        let apt = Apt::for_root(&state.root)?;
+        let pk = plan_with(
+            &apt,
+            &state.root,
+            &state.db,
+            &state.store,
+            old,
+            new,
+            !t.is_dry_run(),
+        )?;
+        let mut look = Inspection::planning(move || Planned {
+            steps: pk
+                .install
+                .into_iter()
+                .map(|s| Step::new(Phase::Install, s))
+                .chain(pk.remove.into_iter().map(|s| Step::new(Phase::Purge, s)))
+                .collect(),
+            ledger_remove: Vec::new(),
+        });
+        look.saved = pk.saved;
+        Ok(look)
+    }
+
+    fn prepare(&self, state: &mut State, steps: &mut [Step]) -> Result<(), Error> {
+        fetch(state, steps)
+    }
+
+    fn verify(
+        &self,
+        state: &State,
+        generation: &Manifest,
+        _opts: &Options,
+        _progress: &dyn Progress,
+    ) -> Result<Verified, Error> {
+        Ok(Verified {
+            entries: generation.packages.apt.len() as u64,
+            drift: drift(state, &generation.packages)?,
+        })
+    }
+
+    fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {
+        mark_files(
+            &state.db,
+            kept.iter().map(|m| &m.packages),
+            &mut marks.public,
+        )
+    }
+
+    fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
+        if !cx.dry_run {
+            // Rows before objects, as everywhere in gc.
+            forget_files(&cx.state.db, cx.gone_public)?;
+        }
+        Ok(None)
+    }
+}
+
+impl KindStepOps for PackageStep {
+    fn path(&self) -> Option<&sysgen_schema::EntryPath> {
+        None
+    }
+
+    fn is_news(&self) -> bool {
+        true
+    }
+
+    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+        if let Some(KindStep::Packages(s)) = steps.first().and_then(Step::kind_step) {
+            run_step(cx.root, cx.store, cx.db, s)?;
+            (cx.step_done)();
+        }
+        Ok(1)
+    }
+}

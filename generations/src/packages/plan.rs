@@ -1,0 +1,239 @@
+//! Planning the packages of a switch (pure), and fetching what its
+//! transaction installs into the store (before the journal).
+
+use std::io::Read;
+
+use sysgen_store::{Area, Hash, Store};
+
+use super::apt::Apt;
+use super::records::{deb_in_store, owned, record_file};
+use super::{PackageManager, PackageSet, PackageStep, PkgChange, PkgGone, Remark};
+use crate::db::{Db, Saved};
+use crate::kinds::KindStep;
+use crate::plan::{Action, Step};
+use crate::rootfs::RootDir;
+use crate::{Error, PackageError, State};
+
+/// The package part of a switch's plan.
+#[derive(Default)]
+pub(super) struct PackagePlan {
+    pub install: Option<PackageStep>,
+    /// Keep notes and the purge, in that order.
+    pub remove: Vec<PackageStep>,
+    /// Changed conffiles of packages that go, to be saved in the store
+    /// before the journal is written.
+    pub saved: Vec<Saved>,
+}
+
+/// Plans the packages of a switch from `old` to `new`, reading the root
+/// and the store and writing nothing. With `real` (not a dry run) it
+/// refuses at once when another program holds the dpkg lock, or when a
+/// purge would take a package sysgen did not install with it: before any
+/// change.
+pub(super) fn plan_with(
+    pm: &dyn PackageManager,
+    root: &RootDir,
+    db: &Db,
+    store: &Store,
+    old: &PackageSet,
+    new: &PackageSet,
+    real: bool,
+) -> Result<PackagePlan, Error> {
+    let installed = pm.installed()?;
+    let owned = owned(db, pm.name())?;
+    let mut changes = Vec::new();
+    for (name, pin) in &new.apt {
+        let live = installed.get(name);
+        if live.is_some_and(|i| i.version == pin.version && i.healthy) {
+            continue;
+        }
+        changes.push(PkgChange {
+            name: name.clone(),
+            arch: pin.arch.clone(),
+            from: live.map(|i| i.version.clone()),
+            to: pin.version.clone(),
+            dependency: pin.dependency,
+            owned: live.is_none() || owned.contains(name),
+            deb: deb_in_store(db, store, pm.name(), name, &pin.version, &pin.arch)?,
+        });
+    }
+    let mut out = PackagePlan::default();
+    let mut gone = Vec::new();
+    for (name, pin) in &old.apt {
+        if new.apt.contains_key(name) {
+            continue;
+        }
+        let Some(live) = installed.get(name) else {
+            continue;
+        };
+        if owned.contains(name) {
+            gone.push(PkgGone {
+                name: name.clone(),
+                version: live.version.clone(),
+                dependency: pin.dependency,
+            });
+        } else if !pin.dependency {
+            out.remove.push(PackageStep::Keep {
+                manager: pm.name().into(),
+                name: name.clone(),
+                version: live.version.clone(),
+            });
+        }
+    }
+    let mut conffiles = Vec::new();
+    for g in &gone {
+        for p in pm.changed_conffiles(&g.name)? {
+            // Kept in the store's root-only area before the journal is
+            // written (a conffile may hold anything: passwords).
+            let (hash, _) = root.hash_file(&p)?;
+            out.saved.push(Saved {
+                path: p.clone(),
+                hash: Hash::from_bytes(*hash.as_bytes()),
+                why: format!(
+                    "conffile of {} {}, changed since it was installed; saved before the purge",
+                    g.name, g.version
+                ),
+                secret: false,
+            });
+            conffiles.push(p);
+        }
+    }
+    if real && (!changes.is_empty() || !gone.is_empty()) {
+        if let Some((lock, pid)) = pm.lock_holder(root)? {
+            return Err(Error::Package(PackageError {
+                package: None,
+                what: format!(
+                    "another program (pid {pid}) holds the dpkg lock {lock} of the root {}",
+                    pm.root_display()
+                ),
+                hint: "wait for that apt or dpkg to finish (or stop it), then run the command again; nothing was changed".into(),
+            }));
+        }
+        // With nothing installed first, the root is already as the purge
+        // will find it: check now, before any file changes.
+        if changes.is_empty() {
+            purge_set(pm, &gone)?;
+        }
+    }
+    let remark: Vec<Remark> = new
+        .apt
+        .iter()
+        .filter(|(name, pin)| {
+            owned.contains(*name)
+                && !changes.iter().any(|c| &c.name == *name)
+                && old
+                    .apt
+                    .get(*name)
+                    .is_some_and(|o| o.dependency != pin.dependency)
+        })
+        .map(|(name, pin)| Remark {
+            name: name.clone(),
+            dependency: pin.dependency,
+        })
+        .collect();
+    if !changes.is_empty() || !remark.is_empty() {
+        out.install = Some(PackageStep::Install {
+            manager: pm.name().into(),
+            changes,
+            remark,
+        });
+    }
+    if !gone.is_empty() {
+        out.remove.push(PackageStep::Remove {
+            manager: pm.name().into(),
+            packages: gone,
+            conffiles,
+        });
+    }
+    Ok(out)
+}
+
+/// Which of `gone` (packages sysgen installed, present on the root) to
+/// purge: every declared one, and each dependency that nothing left on
+/// the root needs once they are gone (a package installed by hand may
+/// need it, or the admin marked it as installed on purpose: then it
+/// stays). Refuses when the purge would take a package sysgen did not
+/// install with it.
+pub(super) fn purge_set(pm: &dyn PackageManager, gone: &[PkgGone]) -> Result<Vec<String>, Error> {
+    let declared: Vec<String> = gone
+        .iter()
+        .filter(|g| !g.dependency)
+        .map(|g| g.name.clone())
+        .collect();
+    let deps: Vec<&PkgGone> = gone.iter().filter(|g| g.dependency).collect();
+    let mut names = declared.clone();
+    if !deps.is_empty() {
+        let unneeded = pm.unneeded_after(&declared)?;
+        names.extend(
+            deps.iter()
+                .filter(|d| unneeded.contains(&d.name))
+                .map(|d| d.name.clone()),
+        );
+    }
+    if !names.is_empty() {
+        refuse_extras(pm, &names)?;
+    }
+    Ok(names)
+}
+
+fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error> {
+    let extras = pm.removal_extras(names)?;
+    if extras.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Package(PackageError {
+        package: names.first().cloned(),
+        what: format!(
+            "purging {} would also remove {}, which sysgen did not install",
+            names.join(", "),
+            extras.join(", ")
+        ),
+        hint: format!(
+            "keep {} in the configuration while {} needs it, or remove {} yourself first",
+            names.join(", "),
+            extras.join(", "),
+            extras.join(", ")
+        ),
+    }))
+}
+
+// ------------------------------------------------------------------ fetch
+
+/// Fills in the `.deb` of every package the plan's transaction installs
+/// that the store does not have yet: downloads it with the root's package
+/// manager, keeps it in the store, and records it. Runs before the journal
+/// is written: a failure here changes nothing.
+pub(super) fn fetch(state: &mut State, steps: &mut [Step]) -> Result<(), Error> {
+    let Some(changes) = steps.iter_mut().find_map(|s| match &mut s.action {
+        Action::Kind(KindStep::Packages(PackageStep::Install { changes, .. })) => Some(changes),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let missing: Vec<(String, String, String)> = changes
+        .iter()
+        .filter(|c| c.deb.is_none())
+        .map(|c| (c.name.clone(), c.to.clone(), c.arch.clone()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = Apt::for_root(&state.root)?;
+    let files = apt.download(&missing)?;
+    for ((name, version, arch), path) in missing.iter().zip(&files) {
+        let mut bytes = Vec::new();
+        state
+            .root
+            .open_file(path)?
+            .read_to_end(&mut bytes)
+            .map_err(crate::io_err(state.root.display(path)))?;
+        let hash = state.store.put_bytes(&bytes, Area::Public)?;
+        record_file(&state.db, apt.name(), name, version, arch, &hash)?;
+        // The store has it now; apt's cache is not sysgen's to fill.
+        state.root.remove(path)?;
+        if let Some(c) = changes.iter_mut().find(|c| &c.name == name) {
+            c.deb = Some(hash);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Build: the exact packages a configuration means on this root.
+
+use std::collections::BTreeMap;
+
+use super::apt::Apt;
+use super::records::owned;
+use super::{PackageManager, PackageSet, Pin, Want};
+use crate::db::Db;
+use crate::{Error, PackageError, State};
+
+/// The exact packages a configuration means on this root (see the module
+/// doc). Runs only simulations and queries: nothing on the root changes.
+pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageSet, Error> {
+    let Some(first) = spec.apt.values().next() else {
+        return Ok(PackageSet::default());
+    };
+    // A root without apt is a fault of this configuration on this root:
+    // name the file that declares packages.
+    let apt = Apt::for_root(&state.root).map_err(|e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", first.declared_in.display())),
+        e => e,
+    })?;
+    let wanted: Vec<Want> = spec
+        .apt
+        .values()
+        .map(|p| Want {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            declared_in: p.declared_in.clone(),
+        })
+        .collect();
+    Ok(PackageSet {
+        apt: resolve_with(&apt, &state.db, &wanted)?,
+    })
+}
+
+fn resolve_with(
+    pm: &dyn PackageManager,
+    db: &Db,
+    wanted: &[Want],
+) -> Result<BTreeMap<String, Pin>, Error> {
+    let installed = pm.installed()?;
+    let res = pm.resolve(wanted)?;
+    if !res.removes.is_empty() {
+        let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+        return Err(Error::Package(PackageError {
+            package: res.removes.first().cloned(),
+            what: format!(
+                "installing {} would remove {}, which is installed on the root {} (a dependency conflict)",
+                names.join(", "),
+                res.removes.join(", "),
+                pm.root_display()
+            ),
+            hint: "declare packages that can be installed together, or remove the conflicting package from the root yourself first; nothing was changed".into(),
+        }));
+    }
+    let mut set = BTreeMap::new();
+    for w in wanted {
+        let (version, arch) = match (res.installs.get(&w.name), installed.get(&w.name)) {
+            (Some((v, a)), _) => (v.clone(), a.clone()),
+            (None, Some(i)) => (i.version.clone(), i.arch.clone()),
+            (None, None) => {
+                return Err(Error::Package(PackageError {
+                    package: Some(w.name.clone()),
+                    what: format!(
+                        "{} neither installs {} nor has it installed",
+                        pm.name(),
+                        w.name
+                    ),
+                    hint: format!("check `apt-cache policy {}` in the root", w.name),
+                }));
+            }
+        };
+        set.insert(
+            w.name.clone(),
+            Pin {
+                version,
+                arch,
+                dependency: false,
+            },
+        );
+    }
+    for (name, (version, arch)) in &res.installs {
+        set.entry(name.clone()).or_insert_with(|| Pin {
+            version: version.clone(),
+            arch: arch.clone(),
+            dependency: true,
+        });
+    }
+    // Dependencies sysgen installed for an earlier generation that the
+    // declared packages still need stay recorded (and so stay installed).
+    let owned = owned(db, pm.name())?;
+    if !owned.is_empty() {
+        let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
+        for name in pm.closure(&names)? {
+            if let (Some(i), true, false) = (
+                installed.get(&name),
+                owned.contains(&name),
+                set.contains_key(&name),
+            ) {
+                set.insert(
+                    name,
+                    Pin {
+                        version: i.version.clone(),
+                        arch: i.arch.clone(),
+                        dependency: true,
+                    },
+                );
+            }
+        }
+    }
+    Ok(set)
+}

@@ -1,0 +1,139 @@
+//! The one plan pipeline. `switch`, `rollback`, `recover --rollback` and
+//! the automatic rollback after a failed activation check all make their
+//! plan here, and differ only in the [`Transition`] they describe:
+//!
+//! 1. claims: the paths whose removal a kind takes over (pure);
+//! 2. inspect: every kind reads the live root (nothing is written);
+//! 3. refuse: conflicts, and drift unless `--force`, every path named;
+//! 4. plan: every kind's pure planner; one stable sort by phase;
+//! 5. [`prepare`] (not for a dry run): what must be in the store before the
+//!    journal is written (saved copies, package files), then recorded.
+//!
+//! A dry run stops after 4, having written nothing anywhere.
+
+use std::io::Read;
+
+use sysgen_store::{Area, Hash};
+
+use crate::db::Origin;
+use crate::kind::{Claims, Mode, Transition};
+use crate::kinds;
+use crate::plan::{Action, Plan};
+use crate::rootfs::Live;
+use crate::{Drift, Error, State, io_err};
+
+/// A plan and what its inspection found.
+pub struct Planned {
+    pub plan: Plan,
+    /// Drifted paths that `--force` overwrites (saved first).
+    pub forced: Vec<Drift>,
+}
+
+/// Plans `t`, ending with `last` (the activation). Reads the root and the
+/// state; writes nothing.
+pub fn plan(t: &Transition<'_>, last: Action) -> Result<Planned, Error> {
+    let kinds = kinds::all();
+    let mut claims = Claims::new();
+    for k in kinds {
+        claims.extend(k.claims(t)?);
+    }
+    let mut looks = Vec::with_capacity(kinds.len());
+    for k in kinds {
+        looks.push(k.inspect(t, &claims)?);
+    }
+    let mut plan = Plan::default();
+    let mut conflicts = Vec::new();
+    let mut drift = Vec::new();
+    for l in &mut looks {
+        conflicts.append(&mut l.conflicts);
+        drift.append(&mut l.drift);
+        plan.saved.append(&mut l.saved);
+        plan.ledger_add.append(&mut l.ledger_add);
+    }
+    if let Mode::Switch { force, .. } = t.mode {
+        if !conflicts.is_empty() {
+            return Err(Error::Conflict(conflicts));
+        }
+        if !drift.is_empty() && !force {
+            return Err(Error::Drift {
+                since: t.from.map_or(0, |g| g.number),
+                paths: drift,
+            });
+        }
+    }
+    let mut steps = Vec::new();
+    for l in looks {
+        let p = (l.planner)();
+        // The tree's steps come first and are most of a first switch:
+        // taken as they are, never copied.
+        if steps.is_empty() {
+            steps = p.steps;
+        } else {
+            steps.extend(p.steps);
+        }
+        plan.ledger_remove.extend(p.ledger_remove);
+    }
+    plan.steps = Plan::order(steps, last);
+    Ok(Planned {
+        plan,
+        forced: drift,
+    })
+}
+
+/// What must happen before the journal is written: every kind's
+/// preparation (package files fetched into the store), then every copy the
+/// plan keeps (what was at a newly managed path, a drifted file `--force`
+/// overwrites, a changed conffile) saved in the store and recorded. A
+/// failure here changes nothing on the root.
+pub fn prepare(state: &mut State, plan: &mut Plan, now: i64) -> Result<(), Error> {
+    for k in kinds::all() {
+        k.prepare(state, &mut plan.steps)?;
+    }
+    for (p, o) in &plan.ledger_add {
+        if let Origin::File { hash, .. } = o {
+            keep(state, p, hash)?;
+        }
+    }
+    for s in &plan.saved {
+        keep(state, &s.path, &s.hash)?;
+    }
+    state.db.insert_saved(&plan.saved, now)
+}
+
+/// Puts what is at `p` on the root (a file's bytes, a symlink's target)
+/// into the secret area, and checks it is what the inspection hashed.
+fn keep(state: &State, p: &sysgen_schema::EntryPath, want: &Hash) -> Result<(), Error> {
+    let root = &state.root;
+    let bytes = match root.inspect(p)? {
+        Live::Symlink { target, .. } => target.into_bytes(),
+        _ => {
+            let mut bytes = Vec::new();
+            root.open_file(p)?
+                .read_to_end(&mut bytes)
+                .map_err(io_err(root.display(p)))?;
+            bytes
+        }
+    };
+    // Backups and admin copies may hold anything: root-only area.
+    let got = state.store.put_bytes(&bytes, Area::Secret)?;
+    if &got != want {
+        return Err(Error::ChangedWhileSaving {
+            path: root.display(p),
+        });
+    }
+    Ok(())
+}
+
+/// Counts of a tree diff: added, removed, changed.
+pub fn count(changes: &[crate::manifest::Change]) -> (u64, u64, u64) {
+    use crate::manifest::Change;
+    let mut n = (0, 0, 0);
+    for c in changes {
+        match c {
+            Change::Added(..) => n.0 += 1,
+            Change::Removed(..) => n.1 += 1,
+            Change::Changed(..) => n.2 += 1,
+        }
+    }
+    n
+}

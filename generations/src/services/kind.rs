@@ -1,0 +1,91 @@
+//! Units as a kind of resource: stop and disable before the files and
+//! packages change, enable, start, restart, reload and check after them;
+//! verify their enablement.
+
+use std::collections::BTreeMap;
+
+use super::{Planned as UnitSteps, ServiceStep, Services, apply_step, enablement_drift};
+use super::{origins_on_root, plan, undo_origins};
+use crate::kind::{
+    ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Transition, Verified,
+};
+use crate::kinds::{KindStep, Options};
+use crate::manifest::Manifest;
+use crate::plan::{Phase, Step};
+use crate::{Error, Progress, State};
+
+/// The kind of `services`.
+pub struct ServiceKind;
+
+impl Kind for ServiceKind {
+    fn name(&self) -> &'static str {
+        "services"
+    }
+
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        _claims: &'a Claims,
+    ) -> Result<Inspection<'a>, Error> {
+        let empty = Services::default();
+        let old = t.from.map_or(&empty, |g| &g.manifest.services);
+        let new = t.to.map_or(&empty, |g| &g.manifest.services);
+        let state = t.state;
+        let opts = &t.opts.services;
+        // What each unit goes back to when it leaves: recorded for the
+        // units sysgen manages; for those it starts to manage, read from
+        // the root, or (undoing a switch) taken from the steps that
+        // adopted them, which may not have reached the database.
+        let origins: BTreeMap<String, bool> = match t.mode {
+            Mode::Switch { .. } => {
+                let mut o = state.db.unit_origins()?;
+                o.extend(origins_on_root(opts, state.root.path(), old, new)?);
+                o
+            }
+            Mode::Undo { journal } => undo_origins(state.db.unit_origins()?, &journal.plan),
+        };
+        let planned = plan(old, new, t.changes, &origins, opts.runtime);
+        Ok(Inspection::planning(move || Planned {
+            steps: steps(planned),
+            ledger_remove: Vec::new(),
+        }))
+    }
+
+    fn verify(
+        &self,
+        state: &State,
+        generation: &Manifest,
+        opts: &Options,
+        _progress: &dyn Progress,
+    ) -> Result<Verified, Error> {
+        Ok(Verified {
+            entries: 0,
+            drift: enablement_drift(&opts.services, state.root.path(), &generation.services)?,
+        })
+    }
+}
+
+/// The units' steps with their phases: `down` stops, `up` starts.
+pub(super) fn steps(planned: UnitSteps) -> Vec<Step> {
+    let down = planned.down.into_iter().map(|s| Step::new(Phase::Stop, s));
+    let up = planned.up.into_iter().map(|s| Step::new(Phase::Start, s));
+    down.chain(up).collect()
+}
+
+impl KindStepOps for ServiceStep {
+    fn path(&self) -> Option<&sysgen_schema::EntryPath> {
+        None
+    }
+
+    fn is_skipped(&self) -> bool {
+        ServiceStep::is_skipped(self)
+    }
+
+    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+        if let Some(KindStep::Services(s)) = steps.first().and_then(Step::kind_step) {
+            apply_step(cx.root.path(), cx.db, &cx.opts.services, s, cx.failed)?;
+            (cx.step_done)();
+        }
+        Ok(1)
+    }
+}
