@@ -17,7 +17,7 @@ use crate::db::{Activation, Db};
 use crate::journal::Journal;
 use crate::kind::ApplyCx;
 use crate::kinds::Options;
-use crate::plan::Action;
+use crate::plan::{Action, Step};
 use crate::rootfs::RootDir;
 use crate::{Error, Progress};
 
@@ -33,9 +33,9 @@ pub struct ApplyOutcome {
     pub steps: u64,
     /// Directories that left the configuration but still hold unmanaged files.
     pub kept: Vec<String>,
-    /// Units that did not come up (only when the switch does not roll back
-    /// on a failure).
-    pub failed: Vec<crate::services::Failure>,
+    /// What did not come up (only when the switch does not roll back on a
+    /// failure).
+    pub failed: Vec<crate::kind::Failure>,
 }
 
 /// Runs every step of the journal's plan, the activation included.
@@ -73,7 +73,8 @@ pub fn apply(
                     failed: &mut out.failed,
                 };
                 // A kind may run a run of its steps at once (files in parallel).
-                let ran = k.apply_from(&steps[i..], &mut cx)?;
+                let mut rest = steps[i + 1..].iter().map_while(Step::kind_step);
+                let ran = k.apply_from(&mut rest, &mut cx)?;
                 if ran == 0 {
                     return Err(Error::Internal(format!("step {} did not run: {k}", i + 1)));
                 }

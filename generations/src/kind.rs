@@ -3,7 +3,7 @@
 //! reading only), a pure plan (the planner it hands back), apply and
 //! unapply (its steps, run by `apply`; the undo is the same planner asked
 //! for the way back, [`Mode::Undo`]), verify, what it keeps alive for gc,
-//! and how its changes read in `diff`.
+//! and what it reports.
 //!
 //! The kinds are listed once, in [`crate::kinds`]. Nothing in `switch`,
 //! `recover`, `pipeline`, `apply`, `verify` or `gc` names one: they ask
@@ -13,17 +13,46 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash, HashKeySet, Store};
 
 use crate::db::{Db, Origin, Saved};
-use crate::journal::Journal;
 use crate::kinds::Options;
 use crate::manifest::{Change, GenerationId, Manifest, NodeId};
-use crate::plan::Step;
 use crate::rootfs::RootDir;
 use crate::{Drift, Error, Progress, State};
+
+/// When a step runs. SPEC §4 "Order": datasets and directories before the
+/// files inside them; packages before the files and services that need
+/// them; services stopped before their unit files go, and started after the
+/// files they watch changed; removals deepest path first. Within a phase,
+/// steps keep the order their kind planned them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Snapshots of what is there, before anything changes.
+    Snapshot,
+    /// Units stopped and disabled, before their files or packages go.
+    Stop,
+    /// Packages installed, upgraded or downgraded (one transaction).
+    Install,
+    /// Datasets created, adopted, re-attached or restored, before the files
+    /// inside them.
+    Attach,
+    /// Paths removed (or put back as they were before sysgen), deepest first.
+    Remove,
+    /// Paths created or changed, parents first.
+    Create,
+    /// Datasets detached, after the files inside them went.
+    Detach,
+    /// Packages removed, after the files that needed them.
+    Purge,
+    /// Units enabled, reloaded, started, restarted, checked.
+    Start,
+    /// The generation recorded as active (always last).
+    Activate,
+}
 
 /// A generation at one end of a transition.
 #[derive(Clone, Copy)]
@@ -34,15 +63,16 @@ pub struct Gen<'a> {
 }
 
 /// Why a plan is made.
-#[derive(Clone, Copy)]
-pub enum Mode<'a> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
     /// A switch (or rollback) from the active generation; `force`
     /// overwrites drift after saving it.
     Switch { force: bool, dry_run: bool },
-    /// `recover --rollback`: the way back from the interrupted switch in
-    /// `journal`, from wherever it stopped. Nothing is refused: the undo
-    /// converges from any state the switch could have left.
-    Undo { journal: &'a Journal },
+    /// `recover --rollback`: the way back from an interrupted switch, from
+    /// wherever it stopped (each kind is handed the steps of its own that
+    /// the switch planned). Nothing is refused: the undo converges from any
+    /// state the switch could have left.
+    Undo,
 }
 
 /// Everything a kind may read to plan one transition of the root.
@@ -60,7 +90,7 @@ pub struct Transition<'a> {
     pub changes: &'a [Change],
     /// What was on the root before sysgen managed each path.
     pub ledger: &'a BTreeMap<EntryPath, Origin>,
-    pub mode: Mode<'a>,
+    pub mode: Mode,
     pub opts: &'a Options,
     pub now: i64,
 }
@@ -72,7 +102,7 @@ impl Transition<'_> {
 }
 
 /// What a kind found on the live root, and its plan, still to be made.
-pub struct Inspection<'a> {
+pub struct Inspection<'a, S> {
     /// What stands in the way; the switch is refused with every one named.
     pub conflicts: Vec<String>,
     /// Managed state changed on the root since sysgen wrote it; refused
@@ -83,27 +113,45 @@ pub struct Inspection<'a> {
     /// Ledger records the activation adds (what was there before sysgen).
     pub ledger_add: Vec<(EntryPath, Origin)>,
     /// The pure planner, called once the switch is allowed.
-    pub planner: Planner<'a>,
+    pub planner: Planner<'a, S>,
 }
 
-pub type Planner<'a> = Box<dyn FnOnce() -> Planned + 'a>;
+pub type Planner<'a, S> = Box<dyn FnOnce() -> Planned<S> + 'a>;
 
 /// Paths whose removal a kind takes over from the tree of files (a
 /// detached dataset's directory moves away; an `rmdir` would delete an
 /// empty btrfs subvolume).
 pub type Claims = BTreeSet<EntryPath>;
 
-/// A kind's part of a plan.
-#[derive(Default)]
-pub struct Planned {
-    pub steps: Vec<Step>,
+/// A kind's part of a plan: its steps, each with the phase it runs in.
+pub struct Planned<S> {
+    pub steps: Vec<(Phase, S)>,
     /// Ledger records the activation drops (kept whole for an undo).
     pub ledger_remove: Vec<(EntryPath, Origin)>,
 }
 
-impl<'a> Inspection<'a> {
+impl<S> Default for Planned<S> {
+    fn default() -> Self {
+        Planned {
+            steps: Vec::new(),
+            ledger_remove: Vec::new(),
+        }
+    }
+}
+
+impl<S> Planned<S> {
+    /// Steps alone, in their phases.
+    pub fn steps(steps: Vec<(Phase, S)>) -> Planned<S> {
+        Planned {
+            steps,
+            ledger_remove: Vec::new(),
+        }
+    }
+}
+
+impl<'a, S> Inspection<'a, S> {
     /// An inspection that found nothing, with its planner.
-    pub fn planning(planner: impl FnOnce() -> Planned + 'a) -> Inspection<'a> {
+    pub fn planning(planner: impl FnOnce() -> Planned<S> + 'a) -> Inspection<'a, S> {
         Inspection {
             conflicts: Vec::new(),
             drift: Vec::new(),
@@ -152,8 +200,33 @@ pub struct ApplyCx<'a> {
     pub step_done: &'a (dyn Fn() + Sync),
     /// Directories that left the configuration but still hold unmanaged files.
     pub kept: &'a mut Vec<String>,
-    /// Units that did not come up (when the switch goes on regardless).
-    pub failed: &'a mut Vec<crate::services::Failure>,
+    /// What did not come up (when the switch goes on regardless).
+    pub failed: &'a mut Vec<Failure>,
+}
+
+/// Something that did not come up after its change: a unit that failed to
+/// start or stop, to be enabled or disabled, or whose check failed
+/// (`unit` is "systemd" when `daemon-reload` failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub unit: String,
+    /// What failed, e.g. "its check `curl -f localhost` exited with status 7".
+    pub what: String,
+    /// The unit's last log lines (`systemctl status`), and the check's output.
+    pub log: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.unit, self.what)?;
+        if !self.log.is_empty() {
+            write!(f, "\nlast log lines of {}:", self.unit)?;
+            for l in &self.log {
+                write!(f, "\n  {l}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What one kind has to say in a command's output: lines for people, and
@@ -205,31 +278,36 @@ pub struct Verified {
 /// A kind of resource. Every method has one meaning for every kind; a
 /// kind that has nothing to say keeps the default.
 pub trait Kind: Sync {
+    /// Its steps: what `apply` runs and the journal records.
+    type Step: KindStepOps + 'static;
+
     /// Its name, and its key in `--json` documents.
     fn name(&self) -> &'static str;
 
-    /// The paths whose removal this kind takes over (pure).
-    fn claims(&self, _t: &Transition<'_>) -> Result<Claims, Error> {
+    /// The paths whose removal this kind takes over (pure). `undone`: in
+    /// an undo, this kind's steps of the switch being undone.
+    fn claims(&self, _t: &Transition<'_>, _undone: &[&Self::Step]) -> Result<Claims, Error> {
         Ok(Claims::new())
     }
 
     /// Reads the live root (never writes anything, anywhere) and returns
     /// what it found with the pure planner of its steps. `claims`: the
-    /// paths whose removal some kind takes over.
+    /// paths whose removal some kind takes over; `undone` as for `claims`.
     fn inspect<'a>(
         &self,
         t: &'a Transition<'a>,
         claims: &'a Claims,
-    ) -> Result<Inspection<'a>, Error>;
+        undone: &[&Self::Step],
+    ) -> Result<Inspection<'a, Self::Step>, Error>;
 
     /// What must reach the store before the journal is written (the
-    /// packages a transaction installs). A real switch only; a dry run
-    /// never calls it.
-    fn prepare(&self, _state: &mut State, _steps: &mut [Step]) -> Result<(), Error> {
+    /// packages a transaction installs), for its steps of the plan. A real
+    /// switch only; a dry run never calls it.
+    fn prepare(&self, _state: &mut State, _steps: &mut [&mut Self::Step]) -> Result<(), Error> {
         Ok(())
     }
 
-    /// How its part of the root differs from generation `gen`.
+    /// How its part of the root differs from generation `generation`.
     fn verify(
         &self,
         _state: &State,
@@ -275,10 +353,14 @@ pub trait KindStepOps: fmt::Display {
         false
     }
 
-    /// Runs `steps[0]` (a step of this kind), and may run more of the
-    /// following steps at once (files write runs of files in parallel).
-    /// Returns how many steps it ran, each reported to `cx.step_done`.
-    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error>
+    /// Runs the first of `steps` (its steps that follow in the plan, in
+    /// order, as long as they are consecutive), and may run more of them at
+    /// once (files write runs of files in parallel). Returns how many it
+    /// ran, each reported to `cx.step_done`.
+    fn apply_from<'s>(
+        steps: &mut dyn Iterator<Item = &'s Self>,
+        cx: &mut ApplyCx<'_>,
+    ) -> Result<usize, Error>
     where
         Self: Sized;
 }

@@ -1,6 +1,8 @@
 //! The one list of kinds of resource. Adding a kind means writing its
-//! module (a [`Kind`] and a step type with [`KindStepOps`]) and adding one
-//! line to the list below; the rest of the crate asks every kind in it.
+//! module (a [`Kind`] and its step type with [`KindStepOps`]) and adding
+//! one line to the list below; everything above this module (the plan, the
+//! journal, apply, the pipeline, switch, recover, verify, gc, the CLI) asks
+//! every kind in it the same questions through [`AnyKind`].
 //!
 //! The list's order is the order in which kinds are asked, and the order of
 //! their steps within one phase (a plan is sorted by phase, stably).
@@ -8,14 +10,17 @@
 use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
-use crate::Error;
-use crate::kind::{ApplyCx, Kind, KindStepOps};
-use crate::plan::Step;
+use crate::kind::{
+    ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
+    Verified,
+};
+use crate::manifest::Manifest;
+use crate::{Error, Progress, State};
 
-/// Declares the kinds: the step enum that holds one step of any kind, the
-/// list of kinds, and the dispatch from a step to its kind.
+/// Declares the kinds: the enum that holds one step of any kind, the list
+/// of kinds, and the dispatch from a step to its kind.
 macro_rules! kinds {
-    ($($variant:ident($step:ty) => $kind:expr),* $(,)?) => {
+    ($($variant:ident($step:ty) => $kind:ident),* $(,)?) => {
         /// A step of one kind of resource.
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -23,55 +28,51 @@ macro_rules! kinds {
             $($variant($step)),*
         }
 
-        $(impl From<$step> for KindStep {
-            fn from(s: $step) -> KindStep {
-                KindStep::$variant(s)
+        $(impl Registered for $step {
+            fn wrap(self) -> KindStep {
+                KindStep::$variant(self)
+            }
+            fn own(k: &KindStep) -> Option<&Self> {
+                match k {
+                    KindStep::$variant(s) => Some(s),
+                    #[allow(unreachable_patterns, reason = "one kind alone has no other")]
+                    _ => None,
+                }
+            }
+            fn own_mut(k: &mut KindStep) -> Option<&mut Self> {
+                match k {
+                    KindStep::$variant(s) => Some(s),
+                    #[allow(unreachable_patterns, reason = "one kind alone has no other")]
+                    _ => None,
+                }
             }
         })*
 
         /// Every kind, in the order they are asked.
-        pub fn all() -> &'static [&'static dyn Kind] {
+        pub fn all() -> &'static [&'static dyn AnyKind] {
             &[$(&$kind),*]
         }
 
         impl KindStep {
-            pub fn path(&self) -> Option<&EntryPath> {
+            fn ops(&self) -> &dyn KindStepOps {
                 match self {
-                    $(KindStep::$variant(s) => KindStepOps::path(s)),*
+                    $(KindStep::$variant(s) => s),*
                 }
             }
 
-            pub fn is_skipped(&self) -> bool {
+            /// Runs this step, the first of `rest`'s run, and maybe more of
+            /// its kind that follow it; returns how many ran.
+            pub(crate) fn apply_from<'s>(
+                &'s self,
+                rest: &mut dyn Iterator<Item = &'s KindStep>,
+                cx: &mut ApplyCx<'_>,
+            ) -> Result<usize, Error> {
                 match self {
-                    $(KindStep::$variant(s) => s.is_skipped()),*
-                }
-            }
-
-            pub fn is_news(&self) -> bool {
-                match self {
-                    $(KindStep::$variant(s) => s.is_news()),*
-                }
-            }
-
-            pub fn kind(&self) -> &'static dyn Kind {
-                match self {
-                    $(KindStep::$variant(_) => &$kind),*
-                }
-            }
-
-            /// Runs `steps[0]`, whose action is this step, and maybe more
-            /// of its kind after it; returns how many ran.
-            pub(crate) fn apply_from(&self, steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
-                match self {
-                    $(KindStep::$variant(_) => <$step>::apply_from(steps, cx)),*
-                }
-            }
-        }
-
-        impl std::fmt::Display for KindStep {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                match self {
-                    $(KindStep::$variant(s) => s.fmt(f)),*
+                    $(KindStep::$variant(first) => {
+                        let mut run = std::iter::once(first)
+                            .chain(rest.map_while(<$step as Registered>::own));
+                        <$step as KindStepOps>::apply_from(&mut run, cx)
+                    })*
                 }
             }
         }
@@ -79,10 +80,139 @@ macro_rules! kinds {
 }
 
 kinds! {
-    Files(crate::files::FileStep) => crate::files::Files,
-    Packages(crate::packages::PackageStep) => crate::packages::Packages,
-    Datasets(crate::datasets::DatasetStep) => crate::datasets::DatasetKind,
-    Services(crate::services::ServiceStep) => crate::services::ServiceKind,
+    Files(crate::files::FileStep) => Files,
+    Packages(crate::packages::PackageStep) => Packages,
+    Datasets(crate::datasets::DatasetStep) => DatasetKind,
+    Services(crate::services::ServiceStep) => ServiceKind,
+}
+
+use crate::datasets::DatasetKind;
+use crate::files::Files;
+use crate::packages::Packages;
+use crate::services::ServiceKind;
+
+impl KindStep {
+    /// The path the step changes, if it changes one path.
+    pub fn path(&self) -> Option<&EntryPath> {
+        self.ops().path()
+    }
+
+    /// Planned but not run: it needs what the root lacks.
+    pub fn is_skipped(&self) -> bool {
+        self.ops().is_skipped()
+    }
+
+    /// Worth a line after a switch even without `-v`.
+    pub fn is_news(&self) -> bool {
+        self.ops().is_news()
+    }
+}
+
+impl std::fmt::Display for KindStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ops().fmt(f)
+    }
+}
+
+/// A step type of the list, and its place in [`KindStep`].
+pub trait Registered: Sized {
+    fn wrap(self) -> KindStep;
+    fn own(k: &KindStep) -> Option<&Self>;
+    fn own_mut(k: &mut KindStep) -> Option<&mut Self>;
+}
+
+/// A kind as the orchestrators see it: [`Kind`] over [`KindStep`].
+pub trait AnyKind: Sync {
+    fn name(&self) -> &'static str;
+    fn claims(&self, t: &Transition<'_>, undone: &[&KindStep]) -> Result<Claims, Error>;
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        claims: &'a Claims,
+        undone: &[&KindStep],
+    ) -> Result<Inspection<'a, KindStep>, Error>;
+    fn prepare(&self, state: &mut State, steps: &mut [&mut KindStep]) -> Result<(), Error>;
+    fn verify(
+        &self,
+        state: &State,
+        generation: &Manifest,
+        opts: &Options,
+        progress: &dyn Progress,
+    ) -> Result<Verified, Error>;
+    fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error>;
+    fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error>;
+    fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error>;
+}
+
+fn own_steps<'k, S: Registered>(steps: &[&'k KindStep]) -> Vec<&'k S> {
+    steps.iter().filter_map(|k| S::own(k)).collect()
+}
+
+impl<K> AnyKind for K
+where
+    K: Kind,
+    K::Step: Registered,
+{
+    fn name(&self) -> &'static str {
+        Kind::name(self)
+    }
+
+    fn claims(&self, t: &Transition<'_>, undone: &[&KindStep]) -> Result<Claims, Error> {
+        Kind::claims(self, t, &own_steps(undone))
+    }
+
+    fn inspect<'a>(
+        &self,
+        t: &'a Transition<'a>,
+        claims: &'a Claims,
+        undone: &[&KindStep],
+    ) -> Result<Inspection<'a, KindStep>, Error> {
+        let look = Kind::inspect(self, t, claims, &own_steps(undone))?;
+        let planner = look.planner;
+        Ok(Inspection {
+            conflicts: look.conflicts,
+            drift: look.drift,
+            saved: look.saved,
+            ledger_add: look.ledger_add,
+            planner: Box::new(move || {
+                let p = planner();
+                Planned {
+                    steps: p.steps.into_iter().map(|(ph, s)| (ph, s.wrap())).collect(),
+                    ledger_remove: p.ledger_remove,
+                }
+            }),
+        })
+    }
+
+    fn prepare(&self, state: &mut State, steps: &mut [&mut KindStep]) -> Result<(), Error> {
+        let mut own: Vec<&mut K::Step> = steps
+            .iter_mut()
+            .filter_map(|k| K::Step::own_mut(k))
+            .collect();
+        Kind::prepare(self, state, &mut own)
+    }
+
+    fn verify(
+        &self,
+        state: &State,
+        generation: &Manifest,
+        opts: &Options,
+        progress: &dyn Progress,
+    ) -> Result<Verified, Error> {
+        Kind::verify(self, state, generation, opts, progress)
+    }
+
+    fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {
+        Kind::mark(self, state, kept, marks)
+    }
+
+    fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
+        Kind::collect(self, cx)
+    }
+
+    fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error> {
+        Kind::report(self, state, opts)
+    }
 }
 
 /// What the binary tells the kinds about the host: which tools to run and

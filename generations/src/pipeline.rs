@@ -17,8 +17,8 @@ use sysgen_store::{Area, Hash};
 
 use crate::db::Origin;
 use crate::kind::{Claims, Mode, Transition};
-use crate::kinds;
-use crate::plan::{Action, Plan};
+use crate::kinds::{self, KindStep};
+use crate::plan::{Action, Plan, Step};
 use crate::rootfs::Live;
 use crate::{Drift, Error, State, io_err};
 
@@ -30,16 +30,18 @@ pub struct Planned {
 }
 
 /// Plans `t`, ending with `last` (the activation). Reads the root and the
-/// state; writes nothing.
-pub fn plan(t: &Transition<'_>, last: Action) -> Result<Planned, Error> {
+/// state; writes nothing. `undone`: in an undo, the plan of the switch
+/// being undone (each kind gets its own steps of it).
+pub fn plan(t: &Transition<'_>, undone: &[Step], last: Action) -> Result<Planned, Error> {
     let kinds = kinds::all();
+    let undone: Vec<&KindStep> = undone.iter().filter_map(Step::kind_step).collect();
     let mut claims = Claims::new();
     for k in kinds {
-        claims.extend(k.claims(t)?);
+        claims.extend(k.claims(t, &undone)?);
     }
     let mut looks = Vec::with_capacity(kinds.len());
     for k in kinds {
-        looks.push(k.inspect(t, &claims)?);
+        looks.push(k.inspect(t, &claims, &undone)?);
     }
     let mut plan = Plan::default();
     let mut conflicts = Vec::new();
@@ -64,12 +66,16 @@ pub fn plan(t: &Transition<'_>, last: Action) -> Result<Planned, Error> {
     let mut steps = Vec::new();
     for l in looks {
         let p = (l.planner)();
-        // The tree's steps come first and are most of a first switch:
-        // taken as they are, never copied.
+        // The tree's steps come first and are most of a first switch: one
+        // allocation for them, never two.
+        let mine = p.steps.into_iter().map(|(phase, k)| Step {
+            phase,
+            action: Action::Kind(k),
+        });
         if steps.is_empty() {
-            steps = p.steps;
+            steps = mine.collect();
         } else {
-            steps.extend(p.steps);
+            steps.extend(mine);
         }
         plan.ledger_remove.extend(p.ledger_remove);
     }
@@ -86,8 +92,16 @@ pub fn plan(t: &Transition<'_>, last: Action) -> Result<Planned, Error> {
 /// overwrites, a changed conffile) saved in the store and recorded. A
 /// failure here changes nothing on the root.
 pub fn prepare(state: &mut State, plan: &mut Plan, now: i64) -> Result<(), Error> {
+    let mut steps: Vec<&mut KindStep> = plan
+        .steps
+        .iter_mut()
+        .filter_map(|s| match &mut s.action {
+            Action::Kind(k) => Some(k),
+            _ => None,
+        })
+        .collect();
     for k in kinds::all() {
-        k.prepare(state, &mut plan.steps)?;
+        k.prepare(state, &mut steps)?;
     }
     for (p, o) in &plan.ledger_add {
         if let Origin::File { hash, .. } = o {

@@ -15,39 +15,9 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
 use crate::db::{Origin, Saved};
-use crate::kinds::KindStep;
+use crate::kind::Phase;
+use crate::kinds::{KindStep, Registered};
 use crate::manifest::GenerationId;
-
-/// When a step runs. SPEC §4 "Order": datasets and directories before the
-/// files inside them; packages before the files and services that need
-/// them; services stopped before their unit files go, and started after the
-/// files they watch changed; removals deepest path first. Within a phase,
-/// steps keep the order their kind planned them in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Snapshots of what is there, before anything changes.
-    Snapshot,
-    /// Units stopped and disabled, before their files or packages go.
-    Stop,
-    /// Packages installed, upgraded or downgraded (one transaction).
-    Install,
-    /// Datasets created, adopted, re-attached or restored, before the files
-    /// inside them.
-    Attach,
-    /// Paths removed (or put back as they were before sysgen), deepest first.
-    Remove,
-    /// Paths created or changed, parents first.
-    Create,
-    /// Datasets detached, after the files inside them went.
-    Detach,
-    /// Packages removed, after the files that needed them.
-    Purge,
-    /// Units enabled, reloaded, started, restarted, checked.
-    Start,
-    /// The generation recorded as active (always last).
-    Activate,
-}
 
 /// One step of a plan: the phase it runs in and what it does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,10 +40,10 @@ pub enum Action {
 }
 
 impl Step {
-    pub fn new(phase: Phase, step: impl Into<KindStep>) -> Step {
+    pub fn new(phase: Phase, step: impl Registered) -> Step {
         Step {
             phase,
-            action: Action::Kind(step.into()),
+            action: Action::Kind(step.wrap()),
         }
     }
 
@@ -134,5 +104,91 @@ impl Plan {
             action: last,
         });
         steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
+    use sysgen_schema::EntryPath;
+
+    use super::*;
+    use crate::datasets::{DatasetStep, How, Kind};
+    use crate::files::{FileStep, Why};
+    use crate::packages::PackageStep;
+    use crate::services::{Action as UnitAction, ServiceStep};
+
+    fn p(s: &str) -> EntryPath {
+        EntryPath::parse(s).unwrap()
+    }
+
+    /// However the kinds are asked, the phases give SPEC §4's order, and
+    /// each kind's own order within a phase stays.
+    #[test]
+    fn one_sort_by_phase_orders_every_kind() {
+        let unit = |unit: &str| ServiceStep::Runtime {
+            action: UnitAction::Start { unit: unit.into() },
+            why: "test".into(),
+            skipped: false,
+        };
+        let file = |path: &str| FileStep::Remove {
+            path: p(path),
+            why: Why::Remove,
+            kind: "file".into(),
+        };
+        let keep = PackageStep::Keep {
+            manager: "apt".into(),
+            name: "hand".into(),
+            version: "1".into(),
+        };
+        let snap = DatasetStep::Snapshot {
+            path: p("/d"),
+            kind: Kind::Directory,
+            snap: "gen-1".into(),
+            of: 1,
+        };
+        let attach = DatasetStep::Attach {
+            path: p("/e"),
+            kind: Kind::Directory,
+            how: How::Create,
+        };
+        let detach = DatasetStep::Detach {
+            path: p("/d"),
+            kind: Kind::Directory,
+            discard_if_empty: false,
+        };
+        // Asked in an order that is none of the phases'.
+        let steps = vec![
+            Step::new(Phase::Start, unit("late.service")),
+            Step::new(Phase::Remove, file("/b/c")),
+            Step::new(Phase::Detach, detach.clone()),
+            Step::new(Phase::Purge, keep.clone()),
+            Step::new(Phase::Remove, file("/b")),
+            Step::new(Phase::Attach, attach.clone()),
+            Step::new(Phase::Stop, unit("early.service")),
+            Step::new(Phase::Snapshot, snap.clone()),
+        ];
+        let id = crate::GenerationId(sysgen_store::Hash::of(b"g"));
+        let got = Plan::order(steps, Action::Activate { number: 2, id });
+        let want = [
+            Step::new(Phase::Snapshot, snap),
+            Step::new(Phase::Stop, unit("early.service")),
+            Step::new(Phase::Attach, attach),
+            Step::new(Phase::Remove, file("/b/c")),
+            Step::new(Phase::Remove, file("/b")),
+            Step::new(Phase::Detach, detach),
+            Step::new(Phase::Purge, keep),
+            Step::new(Phase::Start, unit("late.service")),
+            Step {
+                phase: Phase::Activate,
+                action: Action::Activate { number: 2, id },
+            },
+        ];
+        assert_eq!(got, want);
+        // The journal holds the plan: every kind's step survives a round trip.
+        let json = serde_json::to_string(&got).unwrap();
+        let back: Vec<Step> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, got);
     }
 }

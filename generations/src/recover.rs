@@ -17,7 +17,6 @@ use crate::kind::{Gen, Mode, Transition};
 use crate::kinds::Options;
 use crate::manifest::diff;
 use crate::plan::Action;
-use crate::services;
 use crate::{Error, Progress, State, pipeline};
 
 pub struct RecoverOptions<'a> {
@@ -38,8 +37,8 @@ pub struct RecoverOutcome {
     /// "forward" or "rollback".
     pub direction: &'static str,
     pub steps: u64,
-    /// Units that did not come up while recovering.
-    pub failed: Vec<services::Failure>,
+    /// What did not come up while recovering.
+    pub failed: Vec<crate::kind::Failure>,
 }
 
 pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOutcome, Error> {
@@ -136,10 +135,11 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             to_number: number,
             changes: &changes,
             ledger: &ledger,
-            mode: Mode::Undo { journal: &journal },
+            mode: Mode::Undo,
             opts: &kinds,
             now: opts.now,
         },
+        &journal.plan.steps,
         last,
     )?
     .plan;

@@ -20,13 +20,14 @@ use sysgen_schema::EntryPath;
 use crate::apply::{ApplyOptions, ApplyOutcome, apply};
 use crate::db::Saved;
 use crate::journal::Journal;
+use crate::kind::Failure;
 use crate::kind::{Gen, Mode, Transition};
 use crate::kinds::Options;
 use crate::manifest::{GenerationId, diff};
 use crate::plan::{Action, Plan};
 use crate::recover::{RecoverOptions, recover};
 use crate::rootfs::Live;
-use crate::services::{Failure, ServiceError};
+use crate::services::ServiceError;
 use crate::{Error, Progress, State, pipeline};
 
 pub struct SwitchOptions<'a> {
@@ -145,6 +146,7 @@ pub fn switch_to(
             opts: opts.kinds,
             now: opts.now,
         },
+        &[],
         Action::Activate { number, id },
     )?;
     // The diff holds an entry per changed path, as many as the plan's

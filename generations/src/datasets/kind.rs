@@ -8,11 +8,10 @@ use super::backend::{self, known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
 use super::{DatasetReport, apply_step, gc_datasets, plan, precheck, report, undo};
 use crate::kind::{
-    ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Planned,
-    Report, Transition, to_json,
+    ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
+    Planned, Report, Transition, to_json,
 };
-use crate::kinds::{KindStep, Options};
-use crate::plan::{Phase, Step};
+use crate::kinds::Options;
 use crate::text::{generation_list, human_bytes, plural, utc};
 use crate::{Error, State};
 
@@ -83,29 +82,26 @@ impl Inputs {
         }
     }
 
-    /// The dataset plan, from what the precheck found.
-    fn plan(&self, t: &Transition<'_>, facts: &super::Facts) -> DatasetPlan {
+    /// The dataset plan, from what the precheck found; `undone`: the
+    /// dataset steps of the switch an undo undoes.
+    fn plan(
+        &self,
+        t: &Transition<'_>,
+        facts: &super::Facts,
+        undone: &[DatasetStep],
+    ) -> DatasetPlan {
         let cx = self.context(t);
         let names = self.names(t);
         match t.mode {
             Mode::Switch { .. } => plan(&self.old, &self.new, facts, &cx, &names),
-            Mode::Undo { journal } => {
-                let switch_steps: Vec<DatasetStep> = journal
-                    .plan
-                    .steps
-                    .iter()
-                    .filter_map(|s| match s.kind_step() {
-                        Some(KindStep::Datasets(d)) => Some(d.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                undo(&switch_steps, &self.old, &self.new, facts, &cx, &names)
-            }
+            Mode::Undo => undo(undone, &self.old, &self.new, facts, &cx, &names),
         }
     }
 }
 
 impl KindTrait for DatasetKind {
+    type Step = DatasetStep;
+
     fn name(&self) -> &'static str {
         "datasets"
     }
@@ -113,9 +109,10 @@ impl KindTrait for DatasetKind {
     /// A detached dataset's path (and the directories sysgen made above it)
     /// is not removed by the tree: the detach moves it away. Which paths
     /// those are does not depend on the root, so no precheck is needed.
-    fn claims(&self, t: &Transition<'_>) -> Result<Claims, Error> {
+    fn claims(&self, t: &Transition<'_>, undone: &[&DatasetStep]) -> Result<Claims, Error> {
+        let undone: Vec<DatasetStep> = undone.iter().map(|s| (*s).clone()).collect();
         Ok(match Inputs::read(t)? {
-            Some(i) => i.plan(t, &super::Facts::default()).not_removed,
+            Some(i) => i.plan(t, &super::Facts::default(), &undone).not_removed,
             None => Claims::new(),
         })
     }
@@ -124,7 +121,8 @@ impl KindTrait for DatasetKind {
         &self,
         t: &'a Transition<'a>,
         _claims: &'a Claims,
-    ) -> Result<Inspection<'a>, Error> {
+        undone: &[&DatasetStep],
+    ) -> Result<Inspection<'a, DatasetStep>, Error> {
         let Some(inputs) = Inputs::read(t)? else {
             return Ok(Inspection::planning(Planned::default));
         };
@@ -138,10 +136,9 @@ impl KindTrait for DatasetKind {
             &inputs.restores,
             &inputs.context(t),
         )?;
-        let mut look = Inspection::planning(move || Planned {
-            steps: steps(inputs.plan(t, &facts)),
-            ledger_remove: Vec::new(),
-        });
+        let undone: Vec<DatasetStep> = undone.iter().map(|s| (*s).clone()).collect();
+        let mut look =
+            Inspection::planning(move || Planned::steps(steps(inputs.plan(t, &facts, &undone))));
         look.conflicts = conflicts;
         Ok(look)
     }
@@ -183,13 +180,10 @@ impl KindTrait for DatasetKind {
 
 /// The dataset steps with their phases: snapshots before anything
 /// changes, attaches before the files inside, detaches after them.
-fn steps(dp: DatasetPlan) -> Vec<Step> {
-    let snapshots = dp
-        .snapshots
-        .into_iter()
-        .map(|s| Step::new(Phase::Snapshot, s));
-    let attach = dp.attach.into_iter().map(|s| Step::new(Phase::Attach, s));
-    let detach = dp.detach.into_iter().map(|s| Step::new(Phase::Detach, s));
+fn steps(dp: DatasetPlan) -> Vec<(Phase, DatasetStep)> {
+    let snapshots = dp.snapshots.into_iter().map(|s| (Phase::Snapshot, s));
+    let attach = dp.attach.into_iter().map(|s| (Phase::Attach, s));
+    let detach = dp.detach.into_iter().map(|s| (Phase::Detach, s));
     snapshots.chain(attach).chain(detach).collect()
 }
 
@@ -198,11 +192,15 @@ impl KindStepOps for DatasetStep {
         Some(DatasetStep::path(self))
     }
 
-    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
-        if let Some(KindStep::Datasets(d)) = steps.first().and_then(Step::kind_step) {
-            apply_step(cx.root, cx.db, &cx.opts.datasets.tools, d, cx.now)?;
-            (cx.step_done)();
-        }
+    fn apply_from<'s>(
+        steps: &mut dyn Iterator<Item = &'s DatasetStep>,
+        cx: &mut ApplyCx<'_>,
+    ) -> Result<usize, Error> {
+        let Some(d) = steps.next() else {
+            return Ok(0);
+        };
+        apply_step(cx.root, cx.db, &cx.opts.datasets.tools, d, cx.now)?;
+        (cx.step_done)();
         Ok(1)
     }
 }
@@ -236,78 +234,4 @@ fn report_lines(datasets: &[DatasetReport]) -> Vec<String> {
         }
     }
     lines
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
-
-    use super::*;
-    use crate::datasets::{How, Kind};
-    use crate::files::{FileStep, Why};
-    use crate::plan::{Action, Plan};
-    use crate::services::{Action as UnitAction, ServiceStep};
-    use sysgen_schema::EntryPath;
-
-    fn p(s: &str) -> EntryPath {
-        EntryPath::parse(s).unwrap()
-    }
-
-    #[test]
-    fn phases_put_other_kinds_between_snapshots_attaches_files_and_detaches() {
-        let snap = DatasetStep::Snapshot {
-            path: p("/d"),
-            kind: Kind::Directory,
-            snap: "gen-1".into(),
-            of: 1,
-        };
-        let attach = DatasetStep::Attach {
-            path: p("/e"),
-            kind: Kind::Directory,
-            how: How::Create,
-        };
-        let detach = DatasetStep::Detach {
-            path: p("/d"),
-            kind: Kind::Directory,
-            discard_if_empty: false,
-        };
-        let unit = |action| ServiceStep::Runtime {
-            action,
-            why: "test".into(),
-            skipped: false,
-        };
-        // Other kinds' steps before and after the files, asked for first.
-        let early = Step::new(Phase::Stop, unit(UnitAction::DaemonReload));
-        let late = Step::new(Phase::Start, unit(UnitAction::DaemonReload));
-        let file = Step::new(
-            Phase::Remove,
-            FileStep::Remove {
-                path: p("/f"),
-                why: Why::Remove,
-                kind: "file".into(),
-            },
-        );
-        let id = crate::GenerationId(sysgen_store::Hash::of(b"g"));
-        let mut all = vec![early.clone(), file.clone(), late.clone()];
-        all.extend(steps(DatasetPlan {
-            snapshots: vec![snap.clone()],
-            attach: vec![attach.clone()],
-            detach: vec![detach.clone()],
-            not_removed: Default::default(),
-        }));
-        let got = Plan::order(all, Action::Activate { number: 2, id });
-        let want = [
-            Step::new(Phase::Snapshot, snap),
-            early,
-            Step::new(Phase::Attach, attach),
-            file,
-            Step::new(Phase::Detach, detach),
-            late,
-            Step {
-                phase: Phase::Activate,
-                action: Action::Activate { number: 2, id },
-            },
-        ];
-        assert_eq!(got, want);
-    }
 }

@@ -11,14 +11,25 @@ use sysgen_store::{Area, Hash, Store};
 use super::FileStep;
 use crate::Error;
 use crate::kind::ApplyCx;
-use crate::kinds::KindStep;
-use crate::plan::Step;
 use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir};
 
-/// Runs `steps[0]`, a file step, and the run of file and symlink writes
-/// that follows it, if any. Returns how many steps ran.
-pub(super) fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
-    let puts: Vec<Put<'_>> = steps.iter().map_while(Put::of).collect();
+/// Runs the first of `steps`, and the run of file and symlink writes that
+/// starts with it, if any. Returns how many steps ran.
+pub(super) fn apply_from<'s>(
+    steps: &mut dyn Iterator<Item = &'s FileStep>,
+    cx: &mut ApplyCx<'_>,
+) -> Result<usize, Error> {
+    let Some(first) = steps.next() else {
+        return Ok(0);
+    };
+    let Some(put) = Put::of(first) else {
+        run(cx, first)?;
+        (cx.step_done)();
+        return Ok(1);
+    };
+    let puts: Vec<Put<'s>> = std::iter::once(put)
+        .chain(steps.map_while(Put::of))
+        .collect();
     if puts.len() > 1 {
         // Writing files is most of a large switch; the steps of such a
         // run write distinct paths whose parents earlier steps made, so
@@ -45,10 +56,7 @@ pub(super) fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, 
         })?;
         return Ok(puts.len());
     }
-    let Some(KindStep::Files(step)) = steps.first().and_then(Step::kind_step) else {
-        return Ok(0);
-    };
-    run(cx, step)?;
+    run(cx, first)?;
     (cx.step_done)();
     Ok(1)
 }
@@ -63,7 +71,7 @@ fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
         }
         // A lone file or symlink; runs of them are written in parallel.
         FileStep::PutFile { .. } | FileStep::PutSymlink { .. } => {
-            if let Some(p) = Put::of_file_step(step) {
+            if let Some(p) = Put::of(step) {
                 p.run_in(root, None, cx.store)?;
             }
         }
@@ -119,14 +127,7 @@ enum Put<'a> {
 }
 
 impl<'a> Put<'a> {
-    fn of(step: &'a Step) -> Option<Put<'a>> {
-        match step.kind_step()? {
-            KindStep::Files(f) => Put::of_file_step(f),
-            _ => None,
-        }
-    }
-
-    fn of_file_step(step: &'a FileStep) -> Option<Put<'a>> {
+    fn of(step: &'a FileStep) -> Option<Put<'a>> {
         match step {
             FileStep::PutFile {
                 path,

@@ -28,7 +28,6 @@ use crate::kind::{
 };
 use crate::kinds::Options;
 use crate::manifest::{Change, Entry, Manifest, NodeId, NodeSource, walk};
-use crate::plan::Step;
 use crate::{Drift, Error, Progress, State};
 
 /// What the precheck learned about paths the target generation newly
@@ -46,6 +45,8 @@ pub struct Facts {
 pub struct Files;
 
 impl Kind for Files {
+    type Step = FileStep;
+
     fn name(&self) -> &'static str {
         "files"
     }
@@ -54,7 +55,8 @@ impl Kind for Files {
         &self,
         t: &'a Transition<'a>,
         claims: &'a Claims,
-    ) -> Result<Inspection<'a>, Error> {
+        _undone: &[&FileStep],
+    ) -> Result<Inspection<'a, FileStep>, Error> {
         // The removals other kinds took over are not the tree's to plan.
         let changes: Vec<&Change> = t
             .changes
@@ -82,7 +84,7 @@ impl Kind for Files {
             }
             // The way back converges from wherever the switch stopped: it
             // knows every ledger record involved, and looks at nothing.
-            Mode::Undo { .. } => Ok(Inspection::planning(move || {
+            Mode::Undo => Ok(Inspection::planning(move || {
                 plan::plan(changes.into_iter(), ledger, &Facts::default())
             })),
         }
@@ -158,7 +160,10 @@ impl KindStepOps for FileStep {
         Some(FileStep::path(self))
     }
 
-    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
+    fn apply_from<'s>(
+        steps: &mut dyn Iterator<Item = &'s FileStep>,
+        cx: &mut ApplyCx<'_>,
+    ) -> Result<usize, Error> {
         apply::apply_from(steps, cx)
     }
 }

@@ -10,9 +10,8 @@ use sysgen_schema::EntryPath;
 
 use super::{Facts, FileStep, Why};
 use crate::db::Origin;
-use crate::kind::Planned;
+use crate::kind::{Phase, Planned};
 use crate::manifest::{Change, Entry};
-use crate::plan::{Phase, Step};
 
 /// Plans the file steps of `changes` (old → new). `ledger` holds the
 /// records of paths the old generation manages; `facts` those of paths the
@@ -21,7 +20,7 @@ pub fn plan<'c>(
     changes: impl ExactSizeIterator<Item = &'c Change>,
     ledger: &BTreeMap<EntryPath, Origin>,
     facts: &Facts,
-) -> Planned {
+) -> Planned<FileStep> {
     let mut removals: Vec<FileStep> = Vec::new();
     // Each change makes at most one creation, and a first switch makes one
     // per file: sized once, and the steps are then made around it in place,
@@ -109,8 +108,8 @@ pub fn plan<'c>(
     creations.sort_by(|a, b| a.path().cmp(b.path()));
     // In place: a first switch has a step per file, never held twice.
     let mut steps = Vec::with_capacity(removals.len() + creations.len() + 1);
-    steps.extend(removals.into_iter().map(|s| Step::new(Phase::Remove, s)));
-    steps.extend(creations.into_iter().map(|s| Step::new(Phase::Create, s)));
+    steps.extend(removals.into_iter().map(|s| (Phase::Remove, s)));
+    steps.extend(creations.into_iter().map(|s| (Phase::Create, s)));
     Planned {
         steps,
         ledger_remove,
@@ -322,8 +321,8 @@ mod tests {
             gid: None,
         }
     }
-    fn ops(plan: &Planned) -> Vec<String> {
-        plan.steps.iter().map(|s| s.to_string()).collect()
+    fn ops(plan: &Planned<FileStep>) -> Vec<String> {
+        plan.steps.iter().map(|(_, s)| s.to_string()).collect()
     }
 
     #[test]
@@ -348,7 +347,7 @@ mod tests {
         );
         assert_eq!(got.len(), 5);
         assert_eq!(
-            plan.steps.iter().map(|s| s.phase).collect::<Vec<_>>(),
+            plan.steps.iter().map(|s| s.0).collect::<Vec<_>>(),
             [
                 Phase::Remove,
                 Phase::Remove,

@@ -7,19 +7,21 @@ use super::apt::Apt;
 use super::plan::{fetch, plan_with};
 use super::records::{forget_files, mark_files};
 use super::{PackageSet, PackageStep, drift};
+use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
     Verified,
 };
-use crate::kinds::{KindStep, Options};
+use crate::kinds::Options;
 use crate::manifest::Manifest;
-use crate::plan::{Phase, Step};
 use crate::{Error, Progress, State};
 
 /// The kind of `packages`.
 pub struct Packages;
 
 impl Kind for Packages {
+    type Step = PackageStep;
+
     fn name(&self) -> &'static str {
         "packages"
     }
@@ -28,7 +30,8 @@ impl Kind for Packages {
         &self,
         t: &'a Transition<'a>,
         _claims: &'a Claims,
-    ) -> Result<Inspection<'a>, Error> {
+        _undone: &[&PackageStep],
+    ) -> Result<Inspection<'a, PackageStep>, Error> {
         let empty = PackageSet::default();
         let old = t.from.map_or(&empty, |g| &g.manifest.packages);
         let new = t.to.map_or(&empty, |g| &g.manifest.packages);
@@ -46,20 +49,20 @@ impl Kind for Packages {
             new,
             !t.is_dry_run(),
         )?;
-        let mut look = Inspection::planning(move || Planned {
-            steps: pk
-                .install
-                .into_iter()
-                .map(|s| Step::new(Phase::Install, s))
-                .chain(pk.remove.into_iter().map(|s| Step::new(Phase::Purge, s)))
-                .collect(),
-            ledger_remove: Vec::new(),
+        let mut look = Inspection::planning(move || {
+            Planned::steps(
+                pk.install
+                    .into_iter()
+                    .map(|s| (Phase::Install, s))
+                    .chain(pk.remove.into_iter().map(|s| (Phase::Purge, s)))
+                    .collect(),
+            )
         });
         look.saved = pk.saved;
         Ok(look)
     }
 
-    fn prepare(&self, state: &mut State, steps: &mut [Step]) -> Result<(), Error> {
+    fn prepare(&self, state: &mut State, steps: &mut [&mut PackageStep]) -> Result<(), Error> {
         fetch(state, steps)
     }
 
@@ -102,11 +105,15 @@ impl KindStepOps for PackageStep {
         true
     }
 
-    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
-        if let Some(KindStep::Packages(s)) = steps.first().and_then(Step::kind_step) {
-            run_step(cx.root, cx.store, cx.db, s)?;
-            (cx.step_done)();
-        }
+    fn apply_from<'s>(
+        steps: &mut dyn Iterator<Item = &'s PackageStep>,
+        cx: &mut ApplyCx<'_>,
+    ) -> Result<usize, Error> {
+        let Some(s) = steps.next() else {
+            return Ok(0);
+        };
+        run_step(cx.root, cx.store, cx.db, s)?;
+        (cx.step_done)();
         Ok(1)
     }
 }

@@ -9,8 +9,6 @@ use super::apt::Apt;
 use super::records::{deb_in_store, owned, record_file};
 use super::{PackageManager, PackageSet, PackageStep, PkgChange, PkgGone, Remark};
 use crate::db::{Db, Saved};
-use crate::kinds::KindStep;
-use crate::plan::{Action, Step};
 use crate::rootfs::RootDir;
 use crate::{Error, PackageError, State};
 
@@ -203,9 +201,9 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
 /// that the store does not have yet: downloads it with the root's package
 /// manager, keeps it in the store, and records it. Runs before the journal
 /// is written: a failure here changes nothing.
-pub(super) fn fetch(state: &mut State, steps: &mut [Step]) -> Result<(), Error> {
-    let Some(changes) = steps.iter_mut().find_map(|s| match &mut s.action {
-        Action::Kind(KindStep::Packages(PackageStep::Install { changes, .. })) => Some(changes),
+pub(super) fn fetch(state: &mut State, steps: &mut [&mut PackageStep]) -> Result<(), Error> {
+    let Some(changes) = steps.iter_mut().find_map(|s| match s {
+        PackageStep::Install { changes, .. } => Some(changes),
         _ => None,
     }) else {
         return Ok(());

@@ -8,7 +8,8 @@ use super::records::own;
 use super::*;
 use crate::Error;
 use crate::db::Db;
-use crate::plan::{Phase, Step};
+use crate::kind::Phase;
+use crate::plan::Step;
 use crate::rootfs::RootDir;
 
 /// A package manager in memory: what a second backend must provide is

@@ -6,18 +6,20 @@ use std::collections::BTreeMap;
 
 use super::{Planned as UnitSteps, ServiceStep, Services, apply_step, enablement_drift};
 use super::{origins_on_root, plan, undo_origins};
+use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Transition, Verified,
 };
-use crate::kinds::{KindStep, Options};
+use crate::kinds::Options;
 use crate::manifest::Manifest;
-use crate::plan::{Phase, Step};
 use crate::{Error, Progress, State};
 
 /// The kind of `services`.
 pub struct ServiceKind;
 
 impl Kind for ServiceKind {
+    type Step = ServiceStep;
+
     fn name(&self) -> &'static str {
         "services"
     }
@@ -26,7 +28,8 @@ impl Kind for ServiceKind {
         &self,
         t: &'a Transition<'a>,
         _claims: &'a Claims,
-    ) -> Result<Inspection<'a>, Error> {
+        undone: &[&ServiceStep],
+    ) -> Result<Inspection<'a, ServiceStep>, Error> {
         let empty = Services::default();
         let old = t.from.map_or(&empty, |g| &g.manifest.services);
         let new = t.to.map_or(&empty, |g| &g.manifest.services);
@@ -42,13 +45,10 @@ impl Kind for ServiceKind {
                 o.extend(origins_on_root(opts, state.root.path(), old, new)?);
                 o
             }
-            Mode::Undo { journal } => undo_origins(state.db.unit_origins()?, &journal.plan),
+            Mode::Undo => undo_origins(state.db.unit_origins()?, undone),
         };
         let planned = plan(old, new, t.changes, &origins, opts.runtime);
-        Ok(Inspection::planning(move || Planned {
-            steps: steps(planned),
-            ledger_remove: Vec::new(),
-        }))
+        Ok(Inspection::planning(move || Planned::steps(steps(planned))))
     }
 
     fn verify(
@@ -66,9 +66,9 @@ impl Kind for ServiceKind {
 }
 
 /// The units' steps with their phases: `down` stops, `up` starts.
-pub(super) fn steps(planned: UnitSteps) -> Vec<Step> {
-    let down = planned.down.into_iter().map(|s| Step::new(Phase::Stop, s));
-    let up = planned.up.into_iter().map(|s| Step::new(Phase::Start, s));
+pub(super) fn steps(planned: UnitSteps) -> Vec<(Phase, ServiceStep)> {
+    let down = planned.down.into_iter().map(|s| (Phase::Stop, s));
+    let up = planned.up.into_iter().map(|s| (Phase::Start, s));
     down.chain(up).collect()
 }
 
@@ -81,11 +81,15 @@ impl KindStepOps for ServiceStep {
         ServiceStep::is_skipped(self)
     }
 
-    fn apply_from(steps: &[Step], cx: &mut ApplyCx<'_>) -> Result<usize, Error> {
-        if let Some(KindStep::Services(s)) = steps.first().and_then(Step::kind_step) {
-            apply_step(cx.root.path(), cx.db, &cx.opts.services, s, cx.failed)?;
-            (cx.step_done)();
-        }
+    fn apply_from<'s>(
+        steps: &mut dyn Iterator<Item = &'s ServiceStep>,
+        cx: &mut ApplyCx<'_>,
+    ) -> Result<usize, Error> {
+        let Some(s) = steps.next() else {
+            return Ok(0);
+        };
+        apply_step(cx.root.path(), cx.db, &cx.opts.services, s, cx.failed)?;
+        (cx.step_done)();
         Ok(1)
     }
 }

@@ -29,9 +29,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sysgen_schema::{EntryPath, HostSpec};
 
-use crate::kinds::KindStep;
 use crate::manifest::Change;
-use crate::plan::{Action as PlanAction, Plan};
 
 pub use kind::ServiceKind;
 pub use systemd::{
@@ -559,18 +557,16 @@ pub fn plan(
     Planned { down, up }
 }
 
-/// The origins an undo of `journal_plan` needs: those recorded in the
-/// database, overridden by those the interrupted switch adopted (they may
+/// The origins an undo needs: those recorded in the database, overridden
+/// by those the interrupted switch's steps (`undone`) adopted (they may
 /// not have reached the database).
 pub fn undo_origins(
     recorded: BTreeMap<String, bool>,
-    journal_plan: &Plan,
+    undone: &[&ServiceStep],
 ) -> BTreeMap<String, bool> {
     let mut out = recorded;
-    for s in &journal_plan.steps {
-        if let PlanAction::Kind(KindStep::Services(s)) = &s.action
-            && let Some((unit, was)) = s.adopts()
-        {
+    for s in undone {
+        if let Some((unit, was)) = s.adopts() {
             out.insert(unit.to_owned(), was);
         }
     }

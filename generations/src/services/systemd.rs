@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::{Action, ServiceStep, Services};
 use crate::db::Db;
+pub use crate::kind::Failure;
 
 /// What the binary tells the library about systemd on this root.
 #[derive(Clone, Debug)]
@@ -34,31 +33,6 @@ impl Default for ServiceOptions {
             runtime: false,
             rollback_on_failure: true,
         }
-    }
-}
-
-/// A unit that did not come up: it failed to start, restart, reload or
-/// stop, to be enabled or disabled, or its check failed (`unit` is
-/// "systemd" when `daemon-reload` failed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    pub unit: String,
-    /// What failed, e.g. "its check `curl -f localhost` exited with status 7".
-    pub what: String,
-    /// The unit's last log lines (`systemctl status`), and the check's output.
-    pub log: Vec<String>,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failed: {}", self.unit, self.what)?;
-        if !self.log.is_empty() {
-            write!(f, "\nlast log lines of {}:", self.unit)?;
-            for l in &self.log {
-                write!(f, "\n  {l}")?;
-            }
-        }
-        Ok(())
     }
 }
 
