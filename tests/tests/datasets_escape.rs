@@ -171,7 +171,11 @@ fn btrfs_works_on_the_checked_directory_when_a_symlink_is_planted_after_the_chec
         fs::read_to_string(outside.join("gen-1/victim")).unwrap(),
         "mine\n"
     );
-    assert!(!env.at("/srv/moved-delete/gen-1").exists(), "{}", env.tree());
+    assert!(
+        !env.at("/srv/moved-delete/gen-1").exists(),
+        "{}",
+        env.tree()
+    );
 
     // Every path btrfs got names a descriptor sysgen opened.
     let calls = fs::read_to_string(&log).unwrap();
@@ -184,7 +188,9 @@ fn btrfs_works_on_the_checked_directory_when_a_symlink_is_planted_after_the_chec
     }
     for verb in ["create", "snapshot -r", "delete"] {
         assert!(
-            calls.lines().any(|c| c.starts_with(&format!("subvolume {verb} "))),
+            calls
+                .lines()
+                .any(|c| c.starts_with(&format!("subvolume {verb} "))),
             "{calls}"
         );
     }

@@ -38,13 +38,14 @@ pub fn precheck(
             continue;
         }
         // Nothing of a dataset is made through a symlink, which a tool
-        // would follow (perhaps out of the root), or under a file.
+        // would follow (perhaps out of the root), or under a file. The
+        // backend is still asked: `recover --rollback` plans with its
+        // answer and ignores the conflicts.
         if let Live::Blocked { at, what } = root.inspect(p)? {
             conflicts.push(format!(
                 "{p}: {at} is a {what} on the root, where the dataset ({}) needs a directory (name clash); move it away first",
                 d.kind
             ));
-            continue;
         }
         match b.arrival(root, p, cx.known.get(p))? {
             Ok(how) => {

@@ -92,7 +92,7 @@ impl<V: Volume> Backend for Area<V> {
         }
         let live = root.inspect(p)?;
         Ok(match live {
-            // The precheck refuses a blocked path before asking.
+            // The precheck refuses it (a conflict of its own).
             Live::Blocked { .. } => Ok(How::Create),
             Live::File(_) | Live::Symlink { .. } | Live::Special(_) => Err(format!(
                 "{p}: is a {} on the root, where a dataset ({kind}) must go (name clash); move it away first",
