@@ -196,9 +196,11 @@ pub(super) fn os(s: &str) -> &OsStr {
 /// directory this process opened via the root handle (without following
 /// any symlink): `/proc/self/fd/N/name` or `/proc/self/fd/N`. The tool then
 /// resolves at most the last component; a directory moved, or swapped for
-/// a symlink, after sysgen opened it changes nothing. The descriptor is a
-/// duplicate without `O_CLOEXEC`, so the child inherits it under the same
-/// number; it is closed when this value is dropped.
+/// a symlink, after sysgen opened it changes nothing. The descriptor has
+/// no `O_CLOEXEC`, so the child inherits it under the same number; it is
+/// closed when this value is dropped, right after the tool ran. (A child
+/// that another thread spawns meanwhile would inherit it too; the steps
+/// that run tools run one at a time.)
 pub(super) struct HandlePath {
     _fd: OwnedFd,
     path: PathBuf,
@@ -217,6 +219,7 @@ impl HandlePath {
     /// deletes `p` (btrfs does both through the parent and the name).
     pub(super) fn entry(root: &RootDir, p: &EntryPath) -> Result<HandlePath, Error> {
         let parent = root.open_parent(p)?;
+        // dup(2) leaves O_CLOEXEC off the copy.
         let fd = nix::unistd::dup(parent.as_fd()).map_err(|e| root_err(p, "dup", e))?;
         let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(p.file_name());
         Ok(HandlePath { _fd: fd, path })
@@ -226,7 +229,7 @@ impl HandlePath {
     /// tool that reads or changes it (a snapshot's source, a property).
     pub(super) fn dir(root: &RootDir, p: &EntryPath) -> Result<HandlePath, Error> {
         let parent = root.open_parent(p)?;
-        // Neither O_CLOEXEC: the child inherits it.
+        // No O_CLOEXEC: the child inherits it.
         let fd = nix::fcntl::openat(
             parent.as_fd(),
             p.file_name(),
