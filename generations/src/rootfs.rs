@@ -138,6 +138,15 @@ pub struct ParentDir {
     path: Option<EntryPath>,
 }
 
+impl AsFd for ParentDir {
+    /// For a child tool that must name an entry of this directory
+    /// (`/proc/self/fd/N/name`): the tool then resolves only the last
+    /// component, never the path from the root again.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// A handle on a root directory; the only way sysgen touches a root.
 pub struct RootDir {
     fd: OwnedFd,

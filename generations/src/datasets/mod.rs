@@ -27,10 +27,21 @@
 //! /p/.sysgen-data/name/staging               a restore under way
 //! ```
 
-pub mod backend;
-mod kind;
+//! The code is split by what it does: [`plan`](self::plan) (pure),
+//! [`precheck`](self::precheck) (reads the root), `apply` (runs one step),
+//! `records` (the database tables), `gc`; and by kind of dataset:
+//! [`backend`] has one type per kind behind one trait, so nothing else
+//! asks which kind a dataset is.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod apply;
+pub mod backend;
+mod gc;
+mod kind;
+mod plan;
+mod precheck;
+mod records;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -38,12 +49,13 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
 use crate::Error;
-use crate::db::Origin;
-use crate::manifest::Change;
-use crate::rootfs::RootDir;
 
-pub use backend::{DatasetReport, GcDataset, apply_step, gc_datasets, report};
+pub use apply::apply_step;
+pub use gc::{GcDataset, gc_datasets};
 pub use kind::DatasetKind;
+pub use plan::{Context, DatasetPlan, Facts, Names, plan, undo};
+pub use precheck::precheck;
+pub use records::{DatasetReport, SnapshotRow, report};
 
 /// What backs a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -380,7 +392,7 @@ pub fn detached_zfs_name(name: &str) -> String {
     format!("{name}-sysgen-detached")
 }
 
-fn snapshot_location(p: &EntryPath, kind: &Kind, snap: &str) -> String {
+pub(super) fn snapshot_location(p: &EntryPath, kind: &Kind, snap: &str) -> String {
     match kind {
         Kind::Zfs { name } => format!("{name}@sysgen-{snap}"),
         _ => keep_path(p, &["snapshots", snap]).map_or_else(|_| snap.to_owned(), |s| s.to_string()),
@@ -393,375 +405,6 @@ fn detached_location(p: &EntryPath, kind: &Kind) -> String {
         _ => keep_path(p, &["detached"])
             .map_or_else(|_| "its retention area".into(), |s| s.to_string()),
     }
-}
-
-// ---- precheck ----
-
-/// What the precheck learned, for the plan.
-#[derive(Clone, Debug, Default)]
-pub struct Facts {
-    /// How each dataset the target has comes about (absent: it is in both
-    /// generations already).
-    pub how: BTreeMap<EntryPath, How>,
-    /// Datasets of the active generation that are not on the root: nothing
-    /// to snapshot.
-    pub missing: BTreeSet<EntryPath>,
-}
-
-/// The datasets a switch from `old` to `new` adds (or re-types) and those it drops.
-fn arriving<'a>(old: &'a Datasets, new: &'a Datasets) -> Vec<(&'a EntryPath, &'a Dataset)> {
-    new.0
-        .iter()
-        .filter(|(p, d)| old.0.get(*p).is_none_or(|o| o.kind != d.kind))
-        .collect()
-}
-
-fn leaving<'a>(old: &'a Datasets, new: &'a Datasets) -> Vec<(&'a EntryPath, &'a Dataset)> {
-    old.0
-        .iter()
-        .filter(|(p, d)| new.0.get(*p).is_none_or(|n| n.kind != d.kind))
-        .collect()
-}
-
-/// A dataset that leaves stays in place (released) when sysgen did not
-/// create it (the ledger records what was there) or when the target still
-/// has a directory at its path; otherwise it is detached.
-fn released(p: &EntryPath, changes: &[Change], ledger: &BTreeMap<EntryPath, Origin>) -> bool {
-    ledger.contains_key(p)
-        || !changes
-            .iter()
-            .any(|c| matches!(c, Change::Removed(q, _) if q == p))
-}
-
-pub(crate) fn need_tool<'a>(
-    tools: &'a Tools,
-    kind: &Kind,
-    p: &EntryPath,
-) -> Result<Option<&'a std::path::Path>, String> {
-    match kind {
-        Kind::Directory => Ok(None),
-        Kind::Btrfs => tools.btrfs.as_deref().map(Some).ok_or_else(|| {
-            format!("{p}: btrfs datasets need the `btrfs` command, which is not installed; install btrfs-progs (or pass --btrfs PATH)")
-        }),
-        Kind::Zfs { .. } => tools.zfs.as_deref().map(Some).ok_or_else(|| {
-            format!("{p}: zfs datasets need the `zfs` command, which is not installed; install zfsutils-linux (or pass --zfs PATH)")
-        }),
-    }
-}
-
-/// Inputs of [`precheck`] and [`plan`] besides the two generations.
-pub struct Context<'a> {
-    pub changes: &'a [Change],
-    pub ledger: &'a BTreeMap<EntryPath, Origin>,
-    /// The kind each dataset sysgen knows had (it may be detached now).
-    pub known: &'a BTreeMap<EntryPath, Kind>,
-    pub opts: &'a DatasetOptions,
-}
-
-/// Reads the live root (and asks the tools, read-only) about every dataset
-/// the switch touches. Returns what the plan needs, and every reason not to
-/// switch, each naming the path and what to do.
-pub fn precheck(
-    root: &RootDir,
-    old: &Datasets,
-    new: &Datasets,
-    restores: &BTreeMap<EntryPath, String>,
-    cx: &Context<'_>,
-) -> Result<(Facts, Vec<String>), Error> {
-    let mut facts = Facts::default();
-    let mut conflicts = Vec::new();
-    let mounts = backend::mount_points();
-    for (p, d) in arriving(old, new) {
-        if let Some(o) = old.0.get(p) {
-            conflicts.push(format!(
-                "{p}: the dataset changes from a {} to a {}; sysgen does not convert datasets: declare the new one at another path and move the data yourself",
-                o.kind, d.kind
-            ));
-            continue;
-        }
-        let tool = match need_tool(&cx.opts.tools, &d.kind, p) {
-            Ok(t) => t,
-            Err(e) => {
-                conflicts.push(e);
-                continue;
-            }
-        };
-        match backend::arrival(root, p, &d.kind, tool, cx.known.get(p))? {
-            Ok(how) => {
-                facts.how.insert(p.clone(), how);
-            }
-            Err(why) => conflicts.push(why),
-        }
-    }
-    for (p, d) in leaving(old, new) {
-        if released(p, cx.changes, cx.ledger) {
-            continue;
-        }
-        if let Err(e) = need_tool(&cx.opts.tools, &d.kind, p) {
-            conflicts.push(e);
-            continue;
-        }
-        if !matches!(d.kind, Kind::Zfs { .. }) && backend::is_mount_point(root, &mounts, p) {
-            conflicts.push(format!(
-                "{p}: something is mounted there, so the dataset cannot be moved aside (busy mount); unmount it first, then switch again"
-            ));
-        }
-    }
-    for (p, d) in &old.0 {
-        let snap = d.snapshot || new.0.get(p).is_some_and(|n| n.snapshot && n.kind == d.kind);
-        if !snap {
-            continue;
-        }
-        if let Err(e) = need_tool(&cx.opts.tools, &d.kind, p) {
-            conflicts.push(e);
-            continue;
-        }
-        if !backend::present(root, p, &d.kind, &cx.opts.tools)? {
-            facts.missing.insert(p.clone());
-        }
-    }
-    if cx.opts.with_data {
-        for (p, d) in &new.0 {
-            let Some(snap_name) = restores.get(p) else {
-                continue;
-            };
-            match &d.kind {
-                Kind::Zfs { name } => match need_tool(&cx.opts.tools, &d.kind, p) {
-                    Err(e) => conflicts.push(e),
-                    Ok(tool) => {
-                        // A detached dataset's snapshots went with it.
-                        if let Some(zfs) = tool
-                            && !backend::zfs_has_snapshot(zfs, name, snap_name)?
-                            && !backend::zfs_has_snapshot(zfs, &detached_zfs_name(name), snap_name)?
-                        {
-                            conflicts.push(format!(
-                                "{p}: its snapshot {name}@sysgen-{snap_name} is recorded but missing; roll back without --with-data"
-                            ));
-                        }
-                    }
-                },
-                _ if backend::is_mount_point(root, &mounts, p) => conflicts.push(format!(
-                    "{p}: something is mounted there, so its contents cannot be swapped for the snapshot (busy mount); unmount it first"
-                )),
-                _ => {
-                    if let Err(e) = need_tool(&cx.opts.tools, &d.kind, p) {
-                        conflicts.push(e);
-                    }
-                    let snap = keep_path(p, &["snapshots", snap_name])?;
-                    if !matches!(root.inspect(&snap)?, crate::rootfs::Live::Dir(_)) {
-                        conflicts.push(format!(
-                            "{p}: its snapshot {snap} is recorded but missing on the root; roll back without --with-data"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    Ok((facts, conflicts))
-}
-
-// ---- plan ----
-
-/// The dataset steps of a switch, by their places in the plan.
-#[derive(Clone, Debug, Default)]
-pub struct DatasetPlan {
-    /// Position 1: snapshots, before anything changes.
-    pub snapshots: Vec<DatasetStep>,
-    /// Position 4: create / adopt / re-attach (and restores), before the files.
-    pub attach: Vec<DatasetStep>,
-    /// Position 6: detach or release, after the files.
-    pub detach: Vec<DatasetStep>,
-    /// Paths whose removal the file steps must not plan: the dataset's
-    /// detach moves the directory away instead (an `rmdir` of an empty
-    /// btrfs subvolume would delete it).
-    pub not_removed: BTreeSet<EntryPath>,
-}
-
-/// Inputs that name things: generations and existing snapshot names.
-pub struct Names<'a> {
-    /// The generation being left (`None`: the first switch).
-    pub from: Option<u64>,
-    /// The target generation.
-    pub to: u64,
-    /// Snapshot names already taken, per path.
-    pub taken: &'a BTreeMap<EntryPath, BTreeSet<String>>,
-    /// For `--with-data`: per path, the snapshot of the target generation.
-    pub restores: &'a BTreeMap<EntryPath, String>,
-    pub now: i64,
-}
-
-/// Plans the dataset steps of a switch from `old` to `new`. Pure.
-pub fn plan(
-    old: &Datasets,
-    new: &Datasets,
-    facts: &Facts,
-    cx: &Context<'_>,
-    names: &Names<'_>,
-) -> DatasetPlan {
-    let mut out = DatasetPlan::default();
-    if let Some(from) = names.from {
-        for (p, d) in &old.0 {
-            let snap = d.snapshot || new.0.get(p).is_some_and(|n| n.snapshot && n.kind == d.kind);
-            if !snap || facts.missing.contains(p) {
-                continue;
-            }
-            out.snapshots.push(DatasetStep::Snapshot {
-                path: p.clone(),
-                kind: d.kind.clone(),
-                snap: unique(names.taken.get(p), &format!("gen-{from}")),
-                of: from,
-            });
-        }
-    }
-    for (p, d) in arriving(old, new) {
-        out.attach.push(DatasetStep::Attach {
-            path: p.clone(),
-            kind: d.kind.clone(),
-            how: facts.how.get(p).copied().unwrap_or(How::Create),
-        });
-    }
-    if cx.opts.with_data {
-        for (p, d) in &new.0 {
-            match names.restores.get(p) {
-                Some(snap) => out.attach.push(DatasetStep::Restore {
-                    path: p.clone(),
-                    kind: d.kind.clone(),
-                    snap: snap.clone(),
-                    pre: unique(
-                        names.taken.get(p),
-                        &format!("pre-rollback-{}-{}", names.from.unwrap_or(0), names.now),
-                    ),
-                    of: names.from.unwrap_or(0),
-                }),
-                None => out.attach.push(DatasetStep::NoSnapshot {
-                    path: p.clone(),
-                    of: names.to,
-                }),
-            }
-        }
-    }
-    for (p, d) in leaving(old, new) {
-        if released(p, cx.changes, cx.ledger) {
-            out.detach.push(DatasetStep::Release {
-                path: p.clone(),
-                kind: d.kind.clone(),
-            });
-        } else {
-            not_removed(&mut out, p, cx.ledger);
-            out.detach.push(DatasetStep::Detach {
-                path: p.clone(),
-                kind: d.kind.clone(),
-                discard_if_empty: false,
-            });
-        }
-    }
-    out
-}
-
-/// A detached dataset's path is not removed by the file steps, and
-/// neither are the directories sysgen created above it: its retention area
-/// lives in its parent, so they stay (an `rmdir` would only fail and
-/// report them as kept).
-fn not_removed(out: &mut DatasetPlan, p: &EntryPath, ledger: &BTreeMap<EntryPath, Origin>) {
-    out.not_removed.insert(p.clone());
-    for a in p.ancestors() {
-        if !ledger.contains_key(&a) {
-            out.not_removed.insert(a);
-        }
-    }
-}
-
-/// `base`, or `base.2`, `base.3`… when a snapshot of that name exists.
-fn unique(taken: Option<&BTreeSet<String>>, base: &str) -> String {
-    let Some(taken) = taken else {
-        return base.to_owned();
-    };
-    if !taken.contains(base) {
-        return base.to_owned();
-    }
-    (2..)
-        .map(|i| format!("{base}.{i}"))
-        .find(|n| !taken.contains(n))
-        .unwrap_or_else(|| base.to_owned())
-}
-
-/// The plan that undoes an interrupted switch's dataset steps, for
-/// `recover --rollback`: datasets it attached are detached again (removed
-/// if it created them and they are still empty), datasets it detached come
-/// back, restores are put back. Snapshots it took stay: they lose nothing.
-pub fn undo(
-    switch_steps: &[DatasetStep],
-    old: &Datasets,
-    new: &Datasets,
-    facts: &Facts,
-    cx: &Context<'_>,
-    names: &Names<'_>,
-) -> DatasetPlan {
-    let mut out = DatasetPlan::default();
-    let created: BTreeSet<&EntryPath> = switch_steps
-        .iter()
-        .filter_map(|s| match s {
-            DatasetStep::Attach {
-                path,
-                how: How::Create,
-                ..
-            } => Some(path),
-            _ => None,
-        })
-        .collect();
-    // `old` is the interrupted switch's target, `new` the generation it left.
-    for (p, d) in arriving(old, new) {
-        out.attach.push(DatasetStep::Attach {
-            path: p.clone(),
-            kind: d.kind.clone(),
-            // Detached by the switch, or still in place (released, or the
-            // switch stopped before its detach).
-            how: facts.how.get(p).copied().unwrap_or(How::Reattach),
-        });
-    }
-    for s in switch_steps {
-        if let DatasetStep::Restore {
-            path,
-            kind,
-            pre,
-            of,
-            ..
-        } = s
-        {
-            out.attach.push(DatasetStep::Unrestore {
-                path: path.clone(),
-                kind: kind.clone(),
-                pre: pre.clone(),
-                aside: unique(
-                    names.taken.get(path),
-                    &format!("undone-{}-{}", of, names.now),
-                ),
-                of: *of,
-            });
-        }
-    }
-    for (p, d) in leaving(old, new) {
-        if released(p, cx.changes, cx.ledger) {
-            out.detach.push(DatasetStep::Release {
-                path: p.clone(),
-                kind: d.kind.clone(),
-            });
-        } else {
-            // A dataset the undone switch created may go entirely, and the
-            // directories created for it with it.
-            if created.contains(p) {
-                out.not_removed.insert(p.clone());
-            } else {
-                not_removed(&mut out, p, cx.ledger);
-            }
-            out.detach.push(DatasetStep::Detach {
-                path: p.clone(),
-                kind: d.kind.clone(),
-                discard_if_empty: created.contains(p),
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -779,107 +422,5 @@ mod tests {
             p("/srv/.sysgen-data/data/detached")
         );
         assert_eq!(keep_dir(&p("/data")).unwrap(), p("/.sysgen-data/data"));
-    }
-
-    #[test]
-    fn snapshot_names_never_collide() {
-        let taken: BTreeSet<String> = ["gen-1".to_owned(), "gen-1.2".to_owned()].into();
-        assert_eq!(unique(Some(&taken), "gen-1"), "gen-1.3");
-        assert_eq!(unique(Some(&taken), "gen-2"), "gen-2");
-        assert_eq!(unique(None, "gen-1"), "gen-1");
-    }
-
-    #[test]
-    fn a_dataset_that_leaves_is_detached_unless_sysgen_did_not_create_it() {
-        let ds = |snapshot| Dataset {
-            kind: Kind::Btrfs,
-            snapshot,
-        };
-        let old = Datasets([(p("/a"), ds(true)), (p("/b"), ds(false))].into());
-        let new = Datasets::default();
-        let dir = crate::manifest::Entry::Dir {
-            mode: None,
-            uid: None,
-            gid: None,
-        };
-        let changes = vec![
-            Change::Removed(p("/a"), dir.clone()),
-            Change::Removed(p("/b"), dir),
-        ];
-        let mut ledger = BTreeMap::new();
-        ledger.insert(
-            p("/b"),
-            Origin::Dir {
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-            },
-        );
-        let opts = DatasetOptions::default();
-        let known = BTreeMap::new();
-        let cx = Context {
-            changes: &changes,
-            ledger: &ledger,
-            known: &known,
-            opts: &opts,
-        };
-        let taken = BTreeMap::new();
-        let restores = BTreeMap::new();
-        let names = Names {
-            from: Some(4),
-            to: 5,
-            taken: &taken,
-            restores: &restores,
-            now: 0,
-        };
-        let dp = plan(&old, &new, &Facts::default(), &cx, &names);
-        let shown: Vec<String> = dp
-            .snapshots
-            .iter()
-            .chain(&dp.detach)
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                "snapshot dataset /a (btrfs subvolume) as /.sysgen-data/a/snapshots/gen-4, read-only (leaving generation 4)",
-                "detach dataset /a (btrfs subvolume) to /.sysgen-data/a/detached, kept until gc deletes the last generation that has it",
-                "stop managing dataset /b (btrfs subvolume); it stays in place with its contents",
-            ]
-        );
-        assert_eq!(dp.not_removed, [p("/a")].into());
-        // A directory sysgen created above a detached dataset stays: the
-        // retention area is in it.
-        let deep = Datasets([(p("/srv/a"), ds(false))].into());
-        let cx = Context {
-            changes: &[],
-            ledger: &BTreeMap::new(),
-            known: &known,
-            opts: &opts,
-        };
-        let changes = vec![
-            Change::Removed(
-                p("/srv"),
-                crate::manifest::Entry::Dir {
-                    mode: None,
-                    uid: None,
-                    gid: None,
-                },
-            ),
-            Change::Removed(
-                p("/srv/a"),
-                crate::manifest::Entry::Dir {
-                    mode: None,
-                    uid: None,
-                    gid: None,
-                },
-            ),
-        ];
-        let cx = Context {
-            changes: &changes,
-            ..cx
-        };
-        let dp = plan(&deep, &new, &Facts::default(), &cx, &names);
-        assert_eq!(dp.not_removed, [p("/srv"), p("/srv/a")].into());
     }
 }

@@ -1,0 +1,54 @@
+//! Runs one dataset step: the backend of its kind does the work, and the
+//! records follow each change (see [`Recorder`]).
+
+use super::records::Recorder;
+use super::{DatasetStep, Tools, backend};
+use crate::Error;
+use crate::db::Db;
+use crate::rootfs::RootDir;
+
+/// Runs one dataset step; converges whatever it finds.
+pub fn apply_step(
+    root: &RootDir,
+    db: &Db,
+    tools: &Tools,
+    step: &DatasetStep,
+    now: i64,
+) -> Result<(), Error> {
+    let (path, kind, of) = match step {
+        DatasetStep::Release { .. } | DatasetStep::NoSnapshot { .. } => return Ok(()),
+        DatasetStep::Attach { path, kind, .. } | DatasetStep::Detach { path, kind, .. } => {
+            (path, kind, 0)
+        }
+        DatasetStep::Snapshot { path, kind, of, .. }
+        | DatasetStep::Restore { path, kind, of, .. }
+        | DatasetStep::Unrestore { path, kind, of, .. } => (path, kind, *of),
+    };
+    let b = backend::of(kind, tools);
+    // Every step of a kind that has a tool needs it: say so before
+    // anything, whatever the step finds.
+    b.check_tool(path).map_err(Error::Dataset)?;
+    let rec = Recorder {
+        db,
+        path,
+        kind,
+        of,
+        now,
+    };
+    match step {
+        DatasetStep::Snapshot { snap, .. } => {
+            b.snapshot(root, path, snap)?;
+            rec.snapshot_taken(snap, "switch")
+        }
+        DatasetStep::Attach { .. } => {
+            b.attach(root, path)?;
+            rec.attached()
+        }
+        DatasetStep::Restore { snap, pre, .. } => b.restore(root, &rec, path, snap, pre),
+        DatasetStep::Unrestore { pre, aside, .. } => b.unrestore(root, &rec, path, pre, aside),
+        DatasetStep::Detach {
+            discard_if_empty, ..
+        } => b.detach(root, &rec, path, *discard_if_empty),
+        DatasetStep::Release { .. } | DatasetStep::NoSnapshot { .. } => Ok(()),
+    }
+}

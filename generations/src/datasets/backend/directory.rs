@@ -1,0 +1,65 @@
+//! A plain directory as a dataset: works on every filesystem. It has no
+//! snapshots of its own, so sysgen copies it, through the root handle.
+
+use sysgen_schema::EntryPath;
+
+use super::area::Volume;
+use crate::Error;
+use crate::datasets::Kind;
+use crate::rootfs::{Owner, RootDir};
+
+pub(super) struct Directory;
+
+/// Copies the directory `from` to `to` under a temporary name renamed into
+/// place, so a crash never leaves a partial copy under the final name.
+fn copy_whole(root: &RootDir, from: &EntryPath, to: &EntryPath) -> Result<(), Error> {
+    let partial = to
+        .parent()
+        .and_then(|d| d.join(&format!(".partial-{}", to.file_name())).ok())
+        .ok_or_else(|| Error::Invalid(format!("{to}: no parent")))?;
+    root.remove_tree(&partial)?;
+    root.copy_tree(from, &partial)?;
+    root.rename(&partial, to)?;
+    Ok(())
+}
+
+impl Volume for Directory {
+    fn kind(&self) -> Kind {
+        Kind::Directory
+    }
+
+    fn check_tool(&self, _: &EntryPath) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn refuse_adopt(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    fn refuse_create(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    fn create(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+        root.make_dir(p, None, Owner::default())?;
+        Ok(())
+    }
+
+    fn copy(
+        &self,
+        root: &RootDir,
+        from: &EntryPath,
+        to: &EntryPath,
+        _read_only: bool,
+    ) -> Result<(), Error> {
+        copy_whole(root, from, to)
+    }
+
+    fn set_read_only(&self, _: &RootDir, _: &EntryPath, _: bool) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn destroy(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+        Ok(root.remove_tree(p)?)
+    }
+}
