@@ -203,6 +203,31 @@ pub fn run_demo_script(name: &str) -> String {
     stdout
 }
 
+/// The one way a test says it cannot run on this machine (no loop devices,
+/// no network, a missing tool): it FAILS, so a CI machine that lost a tool
+/// never passes by running nothing, unless `SYSGEN_TEST_ALLOW_SKIP=1` is
+/// set, which developers without the tool set on purpose. Then it prints
+/// why on stderr and returns, and the caller returns without testing.
+#[track_caller]
+pub fn cannot_run(test: &str, why: &str) {
+    if skipping_allowed() {
+        eprintln!("SKIPPED {test}: {why} (SYSGEN_TEST_ALLOW_SKIP=1)");
+    } else {
+        panic!(
+            "{test} cannot run on this machine: {why}; \
+             set SYSGEN_TEST_ALLOW_SKIP=1 to skip it instead of failing"
+        );
+    }
+}
+
+/// Whether `SYSGEN_TEST_ALLOW_SKIP=1` is set (any other value is not).
+pub fn skipping_allowed() -> bool {
+    std::env::var_os(ALLOW_SKIP).is_some_and(|v| v == "1")
+}
+
+/// The variable that lets [`cannot_run`] skip instead of failing.
+pub const ALLOW_SKIP: &str = "SYSGEN_TEST_ALLOW_SKIP";
+
 /// A test path as the `&str` an argument list wants (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")

@@ -8,7 +8,6 @@
 //! the repository; each test copies it (about a second).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -313,7 +312,3 @@ impl DebEnv {
     }
 }
 
-/// Prints why a test did not run, on stderr, so that the skip is visible.
-pub fn skip(reason: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
-}
