@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sysgen_generations::db::{Activation, CacheRow, Db, ManifestInfo, Origin, Saved};
-use sysgen_generations::manifest::{Entry, GenerationId, Manifest, Node, NodeEntry, NodeId, NodeSource};
+use sysgen_generations::manifest::{
+    Entry, GenerationId, Manifest, Node, NodeEntry, NodeId, NodeSource,
+};
 use sysgen_schema::EntryPath;
 use sysgen_store::{Hash, HashKeySet};
 
@@ -47,8 +49,7 @@ fn tables(path: &Path) -> Vec<String> {
 /// A manifest whose root is `root`, read the way the database reads one
 /// (so new optional sections do not change this test).
 fn manifest(root: NodeId, host: &str) -> Manifest {
-    serde_json::from_value(json!({ "sysgen": 1, "host": host, "root": root }))
-        .expect("a manifest")
+    serde_json::from_value(json!({ "sysgen": 1, "host": host, "root": root })).expect("a manifest")
 }
 
 fn info(config: &str) -> ManifestInfo {
@@ -147,7 +148,10 @@ fn a_newer_schema_and_a_file_that_is_not_sqlite_are_errors() {
         .and_then(|c| c.execute_batch(&format!("PRAGMA user_version = {newer}")))
         .expect("set a newer version");
     let e = Db::open(&s.path).err().expect("a newer schema is refused");
-    assert!(e.to_string().contains("newer than this sysgen knows"), "{e}");
+    assert!(
+        e.to_string().contains("newer than this sysgen knows"),
+        "{e}"
+    );
 
     let g = scratch();
     std::fs::write(&g.path, vec![0x5a; 8192]).expect("garbage");
@@ -175,10 +179,17 @@ fn manifests_and_nodes_round_trip_and_are_checked_against_their_ids() {
     let id2 = db.put_manifest(&m2, &info("/cfg/two.json")).expect("put");
     assert_eq!(id1, m1.id());
     // The same manifest again is the same row.
-    assert_eq!(db.put_manifest(&m1, &info("/other.json")).expect("again"), id1);
+    assert_eq!(
+        db.put_manifest(&m1, &info("/other.json")).expect("again"),
+        id1
+    );
     let (got, got_info) = db.manifest(&id1).expect("read").expect("present");
     assert_eq!((got, got_info), (m1, info("/cfg/one.json")));
-    assert!(db.manifest(&GenerationId(Hash::of(b"none"))).expect("read").is_none());
+    assert!(
+        db.manifest(&GenerationId(Hash::of(b"none")))
+            .expect("read")
+            .is_none()
+    );
     let mut all = db.all_manifest_ids().expect("ids");
     all.sort();
     let mut want = vec![id1, id2];
@@ -192,7 +203,10 @@ fn manifests_and_nodes_round_trip_and_are_checked_against_their_ids() {
     let c = rusqlite::Connection::open(&s.path).expect("open");
     c.execute(
         "UPDATE nodes SET body = ?1 WHERE id = ?2",
-        rusqlite::params![b.2.clone().into_iter().rev().collect::<Vec<u8>>(), a.0.0.as_bytes().as_slice()],
+        rusqlite::params![
+            b.2.clone().into_iter().rev().collect::<Vec<u8>>(),
+            a.0.0.as_bytes().as_slice()
+        ],
     )
     .expect("tamper with a node");
     c.execute(
@@ -207,9 +221,13 @@ fn manifests_and_nodes_round_trip_and_are_checked_against_their_ids() {
     .expect("break a manifest body");
     drop(c);
     let db = Db::open(&s.path).expect("open");
-    let e = db.node(&a.0).expect_err("a node that does not match its id");
+    let e = db
+        .node(&a.0)
+        .expect_err("a node that does not match its id");
     assert!(e.to_string().contains("does not match its id"), "{e}");
-    let e = db.manifest(&id1).expect_err("a manifest that does not match its id");
+    let e = db
+        .manifest(&id1)
+        .expect_err("a manifest that does not match its id");
     assert!(e.to_string().contains("does not match its id"), "{e}");
     let e = db.manifest(&id2).expect_err("an unreadable manifest");
     assert!(e.to_string().contains(&format!("manifest {id2}")), "{e}");
@@ -243,7 +261,10 @@ fn activations_are_an_append_only_history() {
 
     db.set_pinned(2, true).unwrap();
     let rows = db.generations().unwrap();
-    let summary: Vec<_> = rows.iter().map(|g| (g.number, g.pinned, g.collected_at)).collect();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|g| (g.number, g.pinned, g.collected_at))
+        .collect();
     assert_eq!(summary, [(1, false, None), (2, true, None)]);
 
     // Undoing the first switch: nothing active, and 0 is never "previous".
@@ -304,7 +325,10 @@ fn the_ledger_changes_only_with_an_activation() {
         ledger_remove: &[],
     })
     .unwrap();
-    assert_eq!(db.ledger().unwrap(), add.iter().cloned().collect::<BTreeMap<_, _>>());
+    assert_eq!(
+        db.ledger().unwrap(),
+        add.iter().cloned().collect::<BTreeMap<_, _>>()
+    );
     db.activate(&Activation {
         target: Some((1, g)),
         at: 2,
@@ -318,8 +342,11 @@ fn the_ledger_changes_only_with_an_activation() {
 
     // A record sysgen cannot read is an error naming the table and path.
     let c = rusqlite::Connection::open(&s.path).unwrap();
-    c.execute("UPDATE ledger SET origin = '{\"was\":\"fifo\"}' WHERE path = '/srv'", [])
-        .unwrap();
+    c.execute(
+        "UPDATE ledger SET origin = '{\"was\":\"fifo\"}' WHERE path = '/srv'",
+        [],
+    )
+    .unwrap();
     drop(c);
     let e = db.ledger().expect_err("an unknown origin");
     assert!(e.to_string().contains("ledger entry /srv"), "{e}");
@@ -364,7 +391,8 @@ fn saved_copies_and_the_stat_cache_round_trip() {
     db.update_stat_cache([("/src/a".to_owned(), row(1)), ("/src/b".to_owned(), row(2))])
         .unwrap();
     // A later row for the same source replaces the earlier one.
-    db.update_stat_cache([("/src/a".to_owned(), row(3))]).unwrap();
+    db.update_stat_cache([("/src/a".to_owned(), row(3))])
+        .unwrap();
     let cache = db.stat_cache().unwrap();
     let want: std::collections::HashMap<_, _> =
         [("/src/a".to_owned(), row(3)), ("/src/b".to_owned(), row(2))].into();
@@ -404,7 +432,12 @@ fn collect_keeps_what_kept_generations_reach_and_a_rebuild_revives_a_number() {
 fn reading_gives_one_snapshot_and_nests() {
     let s = scratch();
     let mut db = Db::open(&s.path).expect("open");
-    activate(&mut db, Some((1, GenerationId(Hash::of(b"g")))), 1, "switch");
+    activate(
+        &mut db,
+        Some((1, GenerationId(Hash::of(b"g")))),
+        1,
+        "switch",
+    );
     let n = db
         .reading(|db| db.reading(|db| Ok(db.generations()?.len())))
         .unwrap();

@@ -57,20 +57,108 @@ fn seeds(decoder: &str) -> Vec<(PathBuf, Vec<u8>)> {
 /// Keys and strings the decoders give meaning to, with hostile paths and
 /// names among them, so random documents get past the first checks.
 const WORDS: &[&str] = &[
-    "sysgen", "host", "include", "files", "directories", "symlinks", "trees", "packages",
-    "datasets", "services", "content", "source", "mode", "owner", "group", "secret", "type",
-    "snapshot", "name", "apt", "enable", "restart_on", "reload_on", "check", "timeout",
-    "btrfs", "zfs", "directory", "pool/data", "root", "0", "0644", "0755", "07777", "99999",
-    "-1", "www-data", "nginx=1.0", "app.service", "/etc/motd", "/etc", "/srv/data",
-    "/var/lib/sysgen", "/var/lib/sysgen/x", "/", "//x", "/a/../b", "/a/./b", "/a/", "relative",
-    "", ".", "..", "a/b", "\u{0}", "/a\u{0}b", "/a\nb", "é", "site", "token", "inc.json",
-    "inc.toml", "missing.json", "../outside.json",
+    "sysgen",
+    "host",
+    "include",
+    "files",
+    "directories",
+    "symlinks",
+    "trees",
+    "packages",
+    "datasets",
+    "services",
+    "content",
+    "source",
+    "mode",
+    "owner",
+    "group",
+    "secret",
+    "type",
+    "snapshot",
+    "name",
+    "apt",
+    "enable",
+    "restart_on",
+    "reload_on",
+    "check",
+    "timeout",
+    "btrfs",
+    "zfs",
+    "directory",
+    "pool/data",
+    "root",
+    "0",
+    "0644",
+    "0755",
+    "07777",
+    "99999",
+    "-1",
+    "www-data",
+    "nginx=1.0",
+    "app.service",
+    "/etc/motd",
+    "/etc",
+    "/srv/data",
+    "/var/lib/sysgen",
+    "/var/lib/sysgen/x",
+    "/",
+    "//x",
+    "/a/../b",
+    "/a/./b",
+    "/a/",
+    "relative",
+    "",
+    ".",
+    "..",
+    "a/b",
+    "\u{0}",
+    "/a\u{0}b",
+    "/a\nb",
+    "é",
+    "site",
+    "token",
+    "inc.json",
+    "inc.toml",
+    "missing.json",
+    "../outside.json",
     // node and manifest fields
-    "entry", "tree", "file", "dir", "symlink", "hash", "size", "uid", "gid", "target",
+    "entry",
+    "tree",
+    "file",
+    "dir",
+    "symlink",
+    "hash",
+    "size",
+    "uid",
+    "gid",
+    "target",
     // journal fields
-    "version", "how", "from", "to", "to_number", "started_at", "plan", "steps", "ledger_add",
-    "ledger_remove", "op", "path", "why", "make_dir", "put_file", "put_symlink", "remove",
-    "activate", "deactivate", "service", "package", "dataset", "number", "id", "was", "kind",
+    "version",
+    "how",
+    "from",
+    "to",
+    "to_number",
+    "started_at",
+    "plan",
+    "steps",
+    "ledger_add",
+    "ledger_remove",
+    "op",
+    "path",
+    "why",
+    "make_dir",
+    "put_file",
+    "put_symlink",
+    "remove",
+    "activate",
+    "deactivate",
+    "service",
+    "package",
+    "dataset",
+    "number",
+    "id",
+    "was",
+    "kind",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -116,11 +204,38 @@ fn toml_text() -> impl Strategy<Value = String> {
     let token = prop_oneof![
         word().prop_map(|w| format!("{w:?}")),
         prop::sample::select(WORDS).prop_map(str::to_owned),
-        prop::sample::select(&[
-            "[", "]", "[[", "]]", "{", "}", "=", ",", ".", "\n", " ", "\"", "'", "'''", "\"\"\"",
-            "#", "true", "1979-05-27T07:32:00Z", "0o755", "0x1F", "inf", "nan", "1e400",
-            "[files.\"/etc/motd\"]\n", "content = ", "include = [", "\\u0000", "\\",
-        ][..])
+        prop::sample::select(
+            &[
+                "[",
+                "]",
+                "[[",
+                "]]",
+                "{",
+                "}",
+                "=",
+                ",",
+                ".",
+                "\n",
+                " ",
+                "\"",
+                "'",
+                "'''",
+                "\"\"\"",
+                "#",
+                "true",
+                "1979-05-27T07:32:00Z",
+                "0o755",
+                "0x1F",
+                "inf",
+                "nan",
+                "1e400",
+                "[files.\"/etc/motd\"]\n",
+                "content = ",
+                "include = [",
+                "\\u0000",
+                "\\",
+            ][..]
+        )
         .prop_map(str::to_owned),
         any::<i64>().prop_map(|n| n.to_string()),
     ];
@@ -267,7 +382,9 @@ proptest! {
 /// decode to it again, and walking it (alone: its subtrees are missing)
 /// is an answer, not a panic.
 fn check_node(bytes: &[u8]) {
-    let Ok(node) = Node::decode(bytes) else { return };
+    let Ok(node) = Node::decode(bytes) else {
+        return;
+    };
     let again = Node::decode(&node.encode()).expect("an encoded node decodes");
     assert_eq!(again, node);
     let id = Node::id_of(&node.encode());
@@ -294,16 +411,20 @@ struct RawNode(Vec<(String, Entry, Option<RawNode>)>);
 
 fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
-        (any::<u64>(), any::<u32>(), any::<Option<u32>>(), any::<bool>()).prop_map(
-            |(size, mode, uid, secret)| Entry::File {
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<Option<u32>>(),
+            any::<bool>()
+        )
+            .prop_map(|(size, mode, uid, secret)| Entry::File {
                 hash: Hash::of(&size.to_le_bytes()),
                 size,
                 mode,
                 uid,
                 gid: uid,
                 secret,
-            }
-        ),
+            }),
         any::<Option<u32>>().prop_map(|mode| Entry::Dir {
             mode,
             uid: None,
@@ -350,7 +471,11 @@ fn every_node_and_manifest_seed_decodes() {
         check_node(&bytes);
     }
     for (p, bytes) in seeds("manifest") {
-        assert!(serde_json::from_slice::<Manifest>(&bytes).is_ok(), "{}", p.display());
+        assert!(
+            serde_json::from_slice::<Manifest>(&bytes).is_ok(),
+            "{}",
+            p.display()
+        );
         check_manifest(&bytes);
     }
 }

@@ -77,7 +77,10 @@ impl Scratch {
 fn refused(path: &Path, bytes: &[u8]) -> String {
     std::fs::write(path, bytes).expect("write");
     match Journal::read(path) {
-        Ok(j) => panic!("{:?} read as a journal: {j:?}", String::from_utf8_lossy(bytes)),
+        Ok(j) => panic!(
+            "{:?} read as a journal: {j:?}",
+            String::from_utf8_lossy(bytes)
+        ),
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.starts_with(&path.display().to_string()), "{msg}");
@@ -93,7 +96,10 @@ fn a_written_journal_reads_back_the_same_and_is_root_only() {
     j.write(&s.path()).expect("write");
     let back = Journal::read(&s.path()).expect("read").expect("present");
     assert_eq!(value(&back), value(&j));
-    let mode = std::fs::metadata(s.path()).expect("stat").permissions().mode();
+    let mode = std::fs::metadata(s.path())
+        .expect("stat")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "it holds hashes of secret files");
     assert_eq!(s.names(), ["journal.json"], "no temporary file is left");
 
@@ -157,5 +163,8 @@ fn a_journal_that_is_a_directory_is_an_error() {
     let s = Scratch::new();
     std::fs::create_dir(s.path()).expect("mkdir");
     let e = Journal::read(&s.path()).expect_err("a directory is no journal");
-    assert!(e.to_string().starts_with(&s.path().display().to_string()), "{e}");
+    assert!(
+        e.to_string().starts_with(&s.path().display().to_string()),
+        "{e}"
+    );
 }

@@ -98,7 +98,17 @@ fn put_file_writes_content_mode_and_owner_and_replaces_what_is_there() {
     let w = World::new();
     let r = w.open();
     r.make_dir(&p("/etc"), Some(0o755), ROOT).unwrap();
-    write(&r, "/etc/a", 0o640, Owner { uid: Some(33), gid: Some(34) }, "one\n").unwrap();
+    write(
+        &r,
+        "/etc/a",
+        0o640,
+        Owner {
+            uid: Some(33),
+            gid: Some(34),
+        },
+        "one\n",
+    )
+    .unwrap();
     // setuid bits survive the chown, because the mode is set after it.
     write(&r, "/etc/b", 0o4755, ROOT, "two\n").unwrap();
     // Over an existing file, and over a symlink (replaced, never followed).
@@ -118,7 +128,10 @@ fn put_file_writes_content_mode_and_owner_and_replaces_what_is_there() {
             "/etc/link 0644 0:0 file \"four\\n\"",
         ])
     );
-    assert_eq!(fs::read_to_string(w.outside.join("secret")).unwrap(), "host\n");
+    assert_eq!(
+        fs::read_to_string(w.outside.join("secret")).unwrap(),
+        "host\n"
+    );
 }
 
 #[test]
@@ -154,8 +167,15 @@ fn put_symlink_creates_and_replaces() {
     let r = w.open();
     r.put_symlink(&p("/l"), "/etc/target", ROOT).unwrap();
     write(&r, "/f", 0o644, ROOT, "file\n").unwrap();
-    r.put_symlink(&p("/f"), "../elsewhere", Owner { uid: Some(5), gid: Some(6) })
-        .unwrap();
+    r.put_symlink(
+        &p("/f"),
+        "../elsewhere",
+        Owner {
+            uid: Some(5),
+            gid: Some(6),
+        },
+    )
+    .unwrap();
     assert_eq!(
         tree(&w.root),
         lines(&[
@@ -179,8 +199,21 @@ fn make_dir_creates_0755_by_default_and_sets_a_declared_mode_on_an_existing_one(
     let r = w.open();
     // The umask must not matter.
     assert!(r.make_dir(&p("/a"), None, ROOT).unwrap());
-    assert!(r.make_dir(&p("/b"), Some(0o700), Owner { uid: Some(7), gid: None }).unwrap());
-    assert!(!r.make_dir(&p("/b"), Some(0o750), ROOT).unwrap(), "already there");
+    assert!(
+        r.make_dir(
+            &p("/b"),
+            Some(0o700),
+            Owner {
+                uid: Some(7),
+                gid: None
+            }
+        )
+        .unwrap()
+    );
+    assert!(
+        !r.make_dir(&p("/b"), Some(0o750), ROOT).unwrap(),
+        "already there"
+    );
     // An existing directory without a declared mode keeps its own.
     fs::create_dir(w.at("/c")).unwrap();
     fs::set_permissions(w.at("/c"), fs::Permissions::from_mode(0o711)).unwrap();
@@ -206,11 +239,25 @@ fn set_meta_changes_files_and_directories_but_never_a_symlinks_target() {
     write(&r, "/f", 0o644, ROOT, "f\n").unwrap();
     r.make_dir(&p("/d"), None, ROOT).unwrap();
     symlink(w.outside.join("secret"), w.at("/l")).unwrap();
-    r.set_meta(&p("/f"), Some(0o600), Owner { uid: Some(1), gid: Some(2) })
-        .unwrap();
+    r.set_meta(
+        &p("/f"),
+        Some(0o600),
+        Owner {
+            uid: Some(1),
+            gid: Some(2),
+        },
+    )
+    .unwrap();
     r.set_meta(&p("/d"), Some(0o700), ROOT).unwrap();
-    r.set_meta(&p("/l"), Some(0o777), Owner { uid: Some(3), gid: Some(4) })
-        .unwrap();
+    r.set_meta(
+        &p("/l"),
+        Some(0o777),
+        Owner {
+            uid: Some(3),
+            gid: Some(4),
+        },
+    )
+    .unwrap();
     let link = format!("/l symlink 3:4 -> {}", w.outside.join("secret").display());
     assert_eq!(
         tree(&w.root),
@@ -248,10 +295,24 @@ fn remove_converges_whatever_it_finds() {
 fn inspect_reports_every_kind_without_following_symlinks() {
     let w = World::new();
     let r = w.open();
-    write(&r, "/f", 0o640, Owner { uid: Some(9), gid: Some(8) }, "12345").unwrap();
+    write(
+        &r,
+        "/f",
+        0o640,
+        Owner {
+            uid: Some(9),
+            gid: Some(8),
+        },
+        "12345",
+    )
+    .unwrap();
     r.make_dir(&p("/d"), Some(0o701), ROOT).unwrap();
     symlink(&w.outside, w.at("/out")).unwrap();
-    nix::unistd::mkfifo(&w.at("/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    nix::unistd::mkfifo(
+        &w.at("/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     match r.inspect(&p("/f")).unwrap() {
         Live::File(m) => assert_eq!((m.mode, m.uid, m.gid, m.size), (0o640, 9, 8, 5)),
         other => panic!("{other:?}"),
@@ -280,7 +341,10 @@ fn inspect_reports_every_kind_without_following_symlinks() {
     let (hash, size) = r.hash_file(&p("/f")).unwrap();
     assert_eq!((hash, size), (blake3::hash(b"12345"), 5));
     assert!(r.hash_file(&p("/fifo")).is_err(), "a fifo is never read");
-    assert!(r.open_file(&p("/out")).is_err(), "a symlink is never opened");
+    assert!(
+        r.open_file(&p("/out")).is_err(),
+        "a symlink is never opened"
+    );
 }
 
 #[test]
@@ -338,7 +402,11 @@ fn clean_temps_removes_only_sysgen_temporary_files() {
     let link = format!("/out symlink 0:0 -> {}", w.outside.display());
     assert_eq!(
         tree(&w.root),
-        lines(&["/etc 0755 0:0 dir", "/etc/keep 0644 0:0 file \"mine\"", &link])
+        lines(&[
+            "/etc 0755 0:0 dir",
+            "/etc/keep 0644 0:0 file \"mine\"",
+            &link
+        ])
     );
 }
 
@@ -348,7 +416,8 @@ fn rename_copy_tree_and_remove_tree_stay_inside_the_root() {
     let r = w.open();
     r.make_dirs(&p("/srv/data/sub")).unwrap();
     write(&r, "/srv/data/sub/f", 0o600, ROOT, "data\n").unwrap();
-    r.put_symlink(&p("/srv/data/l"), "/etc/passwd", ROOT).unwrap();
+    r.put_symlink(&p("/srv/data/l"), "/etc/passwd", ROOT)
+        .unwrap();
     r.copy_tree(&p("/srv/data"), &p("/srv/copy")).unwrap();
     assert_eq!(r.tree_size(&p("/srv/copy")).unwrap(), 5);
     r.rename(&p("/srv/data"), &p("/srv/moved")).unwrap();

@@ -82,7 +82,9 @@ impl LoopBtrfs {
             );
             crate::cannot_run(
                 "a btrfs test",
-                &format!("no loop devices (no /dev/loop-control; losetup: {why}); it needs root and loop devices"),
+                &format!(
+                    "no loop devices (no /dev/loop-control; losetup: {why}); it needs root and loop devices"
+                ),
             );
             return None;
         }

@@ -30,7 +30,7 @@ pub struct Run {
 }
 
 impl Run {
-    pub(crate) fn from(o: Output) -> Run {
+    pub fn from(o: Output) -> Run {
         use std::os::unix::process::ExitStatusExt;
         Run {
             code: o.status.code(),
@@ -273,6 +273,23 @@ fn walk(base: &Path, dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, St
         };
         out.insert(rel, line);
     }
+}
+
+/// The tree `base` (from [`dump_tree`]) with the lines `extra` added, in
+/// `dump_tree`'s order (by path): the expected tree after a switch, written
+/// as what the switch adds to the tree before it.
+pub fn tree_with(base: &str, extra: &[&str]) -> String {
+    let mut lines: Vec<&str> = base.lines().chain(extra.iter().copied()).collect();
+    lines.sort_unstable_by_key(|l| l.split(' ').next().unwrap_or_default());
+    lines.join("\n")
+}
+
+/// A `dump_tree` line for a regular file holding `content`.
+pub fn file_line(path: &str, mode: u32, owner: &str, content: &[u8]) -> String {
+    format!(
+        "{path} file {mode:04o} {owner} {}",
+        blake3::hash(content).to_hex()
+    )
 }
 
 /// `dir` and every entry below it, each with its lstat metadata, parents

@@ -311,4 +311,3 @@ impl DebEnv {
             .join(&hex[2..])
     }
 }
-

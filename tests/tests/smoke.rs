@@ -1,32 +1,16 @@
 //! The shortest end-to-end path: switch, change, rollback, on a real temp root.
 
 use serde_json::json;
-use sysgen_tests::TestEnv;
-
-/// The tree `base` plus `extra` lines of `dump_tree`, in its order (by path).
-fn with(base: &str, extra: &[&str]) -> String {
-    let mut lines: Vec<&str> = base.lines().chain(extra.iter().copied()).collect();
-    lines.sort_unstable_by_key(|l| l.split(' ').next().unwrap_or_default());
-    lines.join("\n")
-}
+use sysgen_tests::{TestEnv, file_line, tree_with};
 
 #[test]
 fn switch_change_rollback_restores_the_whole_tree() {
     let env = TestEnv::new();
-    let before = env.tree();
     // The parents of the state directory (/var/lib/sysgen, itself left out
     // of the tree), made by the first command that opens it.
-    let before = with(&before, &["/var dir 0755 0:0", "/var/lib dir 0755 0:0"]);
-    let motd = format!(
-        "/etc/motd file 0644 0:0 {}",
-        blake3::hash(b"one\n").to_hex()
-    );
-    let issue = format!(
-        "/etc/issue file 0644 0:0 {}",
-        blake3::hash(b"two\n").to_hex()
-    );
-    let gen1 = with(&before, &[&motd]);
-    let gen2 = with(&before, &[&issue]);
+    let before = tree_with(&env.tree(), &["/var dir 0755 0:0", "/var/lib dir 0755 0:0"]);
+    let gen1 = tree_with(&before, &[&file_line("/etc/motd", 0o644, "0:0", b"one\n")]);
+    let gen2 = tree_with(&before, &[&file_line("/etc/issue", 0o644, "0:0", b"two\n")]);
 
     let c1 = env.config(
         "c1.json",
