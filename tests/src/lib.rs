@@ -210,12 +210,18 @@ pub fn run_demo_script(name: &str) -> String {
 /// why on stderr and returns, and the caller returns without testing.
 #[track_caller]
 pub fn cannot_run(test: &str, why: &str) {
-    if skipping_allowed() {
-        eprintln!("SKIPPED {test}: {why} (SYSGEN_TEST_ALLOW_SKIP=1)");
+    cannot_run_when(skipping_allowed(), test, why);
+}
+
+/// [`cannot_run`] with the variable already read (so both ways are tested).
+#[track_caller]
+fn cannot_run_when(allowed: bool, test: &str, why: &str) {
+    if allowed {
+        eprintln!("SKIPPED {test}: {why} ({ALLOW_SKIP}=1)");
     } else {
         panic!(
             "{test} cannot run on this machine: {why}; \
-             set SYSGEN_TEST_ALLOW_SKIP=1 to skip it instead of failing"
+             set {ALLOW_SKIP}=1 to skip it instead of failing"
         );
     }
 }
@@ -375,4 +381,22 @@ pub fn damage_stored(store: &Path, content: &[u8], secret: bool) {
     fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
         .and_then(|()| fs::write(&p, &bytes))
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_that_cannot_run_fails_unless_skipping_is_allowed() {
+        let failed = std::panic::catch_unwind(|| {
+            super::cannot_run_when(false, "t", "no loop devices");
+        });
+        let msg = failed.expect_err("it fails");
+        let msg = msg.downcast_ref::<String>().expect("a message");
+        assert_eq!(
+            msg,
+            "t cannot run on this machine: no loop devices; \
+             set SYSGEN_TEST_ALLOW_SKIP=1 to skip it instead of failing"
+        );
+        super::cannot_run_when(true, "t", "no loop devices");
+    }
 }
