@@ -50,9 +50,10 @@ pub struct LoopBtrfs {
 }
 
 impl LoopBtrfs {
-    /// Mounts a fresh 128 MiB btrfs at `mnt` (created if needed). `None`,
-    /// with the reason printed, only when this machine has no usable loop
-    /// devices (a container without /dev/loop-control, not root).
+    /// Mounts a fresh 128 MiB btrfs at `mnt` (created if needed). Fails the
+    /// test when this machine has no usable loop devices (a container
+    /// without /dev/loop-control, not root); `None` only when
+    /// `SYSGEN_TEST_ALLOW_SKIP=1` lets it skip instead ([`crate::cannot_run`]).
     pub fn mount(img: &Path, mnt: &Path) -> Option<LoopBtrfs> {
         let mut fs = LoopBtrfs {
             mnt: mnt.to_owned(),
@@ -79,8 +80,11 @@ impl LoopBtrfs {
                 !Path::new("/dev/loop-control").exists(),
                 "losetup failed although /dev/loop-control exists: {why}"
             );
-            eprintln!(
-                "SKIPPED: loop devices are unavailable here (no /dev/loop-control; losetup: {why}); the btrfs tests need root and loop devices"
+            crate::cannot_run(
+                "a btrfs test",
+                &format!(
+                    "no loop devices (no /dev/loop-control; losetup: {why}); it needs root and loop devices"
+                ),
             );
             return None;
         }
@@ -147,7 +151,8 @@ pub enum Backing {
 
 impl Backing {
     /// Prepares `<root>/srv` of `env` as `what` says ("ext4", "tmpfs",
-    /// "btrfs"). `None` only when loop devices are unavailable.
+    /// "btrfs"). `None` only when loop devices are unavailable and
+    /// `SYSGEN_TEST_ALLOW_SKIP=1` lets the test skip.
     pub fn at_srv(env: &TestEnv, what: &str) -> Option<Backing> {
         let srv = env.at("/srv");
         Some(match what {

@@ -30,7 +30,7 @@ pub struct Run {
 }
 
 impl Run {
-    pub(crate) fn from(o: Output) -> Run {
+    pub fn from(o: Output) -> Run {
         use std::os::unix::process::ExitStatusExt;
         Run {
             code: o.status.code(),
@@ -203,6 +203,37 @@ pub fn run_demo_script(name: &str) -> String {
     stdout
 }
 
+/// The one way a test says it cannot run on this machine (no loop devices,
+/// no network, a missing tool): it FAILS, so a CI machine that lost a tool
+/// never passes by running nothing, unless `SYSGEN_TEST_ALLOW_SKIP=1` is
+/// set, which developers without the tool set on purpose. Then it prints
+/// why on stderr and returns, and the caller returns without testing.
+#[track_caller]
+pub fn cannot_run(test: &str, why: &str) {
+    cannot_run_when(skipping_allowed(), test, why);
+}
+
+/// [`cannot_run`] with the variable already read (so both ways are tested).
+#[track_caller]
+fn cannot_run_when(allowed: bool, test: &str, why: &str) {
+    if allowed {
+        eprintln!("SKIPPED {test}: {why} ({ALLOW_SKIP}=1)");
+    } else {
+        panic!(
+            "{test} cannot run on this machine: {why}; \
+             set {ALLOW_SKIP}=1 to skip it instead of failing"
+        );
+    }
+}
+
+/// Whether `SYSGEN_TEST_ALLOW_SKIP=1` is set (any other value is not).
+pub fn skipping_allowed() -> bool {
+    std::env::var_os(ALLOW_SKIP).is_some_and(|v| v == "1")
+}
+
+/// The variable that lets [`cannot_run`] skip instead of failing.
+pub const ALLOW_SKIP: &str = "SYSGEN_TEST_ALLOW_SKIP";
+
 /// A test path as the `&str` an argument list wants (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
@@ -248,6 +279,23 @@ fn walk(base: &Path, dir: &Path, skip: &[PathBuf], out: &mut BTreeMap<String, St
         };
         out.insert(rel, line);
     }
+}
+
+/// The tree `base` (from [`dump_tree`]) with the lines `extra` added, in
+/// `dump_tree`'s order (by path): the expected tree after a switch, written
+/// as what the switch adds to the tree before it.
+pub fn tree_with(base: &str, extra: &[&str]) -> String {
+    let mut lines: Vec<&str> = base.lines().chain(extra.iter().copied()).collect();
+    lines.sort_unstable_by_key(|l| l.split(' ').next().unwrap_or_default());
+    lines.join("\n")
+}
+
+/// A `dump_tree` line for a regular file holding `content`.
+pub fn file_line(path: &str, mode: u32, owner: &str, content: &[u8]) -> String {
+    format!(
+        "{path} file {mode:04o} {owner} {}",
+        blake3::hash(content).to_hex()
+    )
 }
 
 /// `dir` and every entry below it, each with its lstat metadata, parents
@@ -333,4 +381,22 @@ pub fn damage_stored(store: &Path, content: &[u8], secret: bool) {
     fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
         .and_then(|()| fs::write(&p, &bytes))
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_that_cannot_run_fails_unless_skipping_is_allowed() {
+        let failed = std::panic::catch_unwind(|| {
+            super::cannot_run_when(false, "t", "no loop devices");
+        });
+        let msg = failed.expect_err("it fails");
+        let msg = msg.downcast_ref::<String>().expect("a message");
+        assert_eq!(
+            msg,
+            "t cannot run on this machine: no loop devices; \
+             set SYSGEN_TEST_ALLOW_SKIP=1 to skip it instead of failing"
+        );
+        super::cannot_run_when(true, "t", "no loop devices");
+    }
 }

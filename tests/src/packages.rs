@@ -8,7 +8,6 @@
 //! the repository; each test copies it (about a second).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -311,9 +310,4 @@ impl DebEnv {
             .join(&hex[..2])
             .join(&hex[2..])
     }
-}
-
-/// Prints why a test did not run, on stderr, so that the skip is visible.
-pub fn skip(reason: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
 }
