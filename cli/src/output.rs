@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde::ser::SerializeMap;
 use sysgen_generations::Progress;
+use sysgen_generations::datasets::DatasetReport;
 
 pub struct Out {
     pub json: bool,
@@ -54,33 +54,6 @@ impl Out {
             enabled: !self.json && !self.quiet && std::io::stderr().is_terminal(),
             bar: Mutex::new(None),
         }
-    }
-}
-
-/// A JSON object (`rest`) with one more field, `key`, serialized in its
-/// place among the others (serde_json keeps an object's keys sorted) while it
-/// is printed, so that `value` is never held as a whole JSON value.
-pub struct WithField<'a, T> {
-    pub rest: serde_json::Map<String, serde_json::Value>,
-    pub key: &'a str,
-    pub value: T,
-}
-
-impl<T: Serialize> Serialize for WithField<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.rest.len() + 1))?;
-        let mut pending = true;
-        for (k, v) in &self.rest {
-            if pending && k.as_str() > self.key {
-                m.serialize_entry(self.key, &self.value)?;
-                pending = false;
-            }
-            m.serialize_entry(k, v)?;
-        }
-        if pending {
-            m.serialize_entry(self.key, &self.value)?;
-        }
-        m.end()
     }
 }
 
@@ -141,6 +114,65 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
+/// "generation 3" or "generations 1, 2, 3".
+pub fn generation_list(numbers: &[u64]) -> String {
+    format!(
+        "generation{} {}",
+        if numbers.len() == 1 { "" } else { "s" },
+        numbers
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// One line per dataset sysgen knows, then one per snapshot of it.
+pub fn dataset_lines(out: &Out, datasets: &[DatasetReport]) {
+    for d in datasets {
+        let gens = if d.generations.is_empty() {
+            "no remaining generation has it".to_owned()
+        } else {
+            format!("in {}", generation_list(&d.generations))
+        };
+        out.line(format!(
+            "dataset {} ({}): {} at {}, {gens}, {} snapshot{}",
+            d.path,
+            d.kind,
+            d.state,
+            d.location,
+            d.snapshots.len(),
+            if d.snapshots.len() == 1 { "" } else { "s" }
+        ));
+        for s in &d.snapshots {
+            out.line(format!(
+                "  snapshot {} ({}, generation {}, {}): {}",
+                s.name,
+                s.why,
+                s.generation,
+                utc(s.taken_at),
+                s.location
+            ));
+        }
+    }
+}
+
+/// `512 B`, `21.3 KiB`, `1.0 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -148,5 +180,13 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
         assert_eq!(super::utc(1_704_067_200), "2024-01-01 00:00:00");
         assert_eq!(super::utc(1_709_164_800 + 3661), "2024-02-29 01:01:01");
+    }
+
+    #[test]
+    fn sizes_and_lists() {
+        assert_eq!(super::human_bytes(21), "21 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::generation_list(&[2]), "generation 2");
+        assert_eq!(super::generation_list(&[1, 2]), "generations 1, 2");
     }
 }

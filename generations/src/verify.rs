@@ -1,7 +1,7 @@
 //! verify: compare the root with the active generation, entry by entry
 //! (type, content, mode, and ownership where managed), files hashed in
-//! parallel; the packages against what is installed; with `--store`, also
-//! rehash every store object.
+//! parallel; the packages against what is installed; the units' enablement
+//! against what systemd says; with `--store`, also rehash every store object.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -9,12 +9,15 @@ use sysgen_store::Area;
 
 use crate::manifest::walk;
 use crate::precheck::drift_of;
+use crate::services::ServiceOptions;
 use crate::{Drift, Error, Progress, State};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyOutcome {
     pub active: Option<u64>,
     pub entries: u64,
+    /// Paths, packages and units (enablement) that differ from the active
+    /// generation.
     pub drift: Vec<Drift>,
     /// With `--store`: objects checked and those whose content no longer matches.
     pub objects_checked: u64,
@@ -24,7 +27,13 @@ pub struct VerifyOutcome {
     pub corrupt_secret_objects: u64,
 }
 
-pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<VerifyOutcome, Error> {
+/// `services` says which `systemctl` reads the units' enablement.
+pub fn verify(
+    state: &State,
+    store: bool,
+    services: &ServiceOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyOutcome, Error> {
     let mut out = VerifyOutcome::default();
     if let Some(active) = state.db.active()? {
         out.active = Some(active.number);
@@ -59,6 +68,11 @@ pub fn verify(state: &State, store: bool, progress: &dyn Progress) -> Result<Ver
         out.entries += m.packages.apt.len() as u64;
         out.drift
             .extend(crate::packages::drift(state, &m.packages)?);
+        out.drift.extend(crate::services::enablement_drift(
+            services,
+            root.path(),
+            &m.services,
+        )?);
     }
     if store {
         for area in [Area::Public, Area::Secret] {
