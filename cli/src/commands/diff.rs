@@ -104,15 +104,14 @@ pub fn run(
 
 /// `+ /etc/motd  file (0644, 16 bytes)`, `~ /etc/app.conf  content`.
 fn describe(c: &FileChange) -> String {
-    let sign = match (&c.old, &c.new) {
-        (None, _) => '+',
-        (_, None) => '-',
-        _ => '~',
+    let text = match (c.change, &c.old, &c.new) {
+        ("added", _, Some(e)) | ("removed", Some(e), _) => entry_text(e),
+        _ => c.what.clone().unwrap_or_default(),
     };
-    let text = match (&c.what, c.new.as_ref().or(c.old.as_ref())) {
-        (Some(what), _) => what.clone(),
-        (None, Some(e)) => entry_text(e),
-        (None, None) => String::new(),
+    let sign = match c.change {
+        "added" => '+',
+        "removed" => '-',
+        _ => '~',
     };
     format!("{sign} {}  {text}", c.path)
 }
