@@ -279,7 +279,7 @@ pub struct Verified {
 /// kind that has nothing to say keeps the default.
 pub trait Kind: Sync {
     /// Its steps: what `apply` runs and the journal records.
-    type Step: KindStepOps + 'static;
+    type Step: KindStepOps + Serialize + 'static;
 
     /// Its name, and its key in `--json` documents.
     fn name(&self) -> &'static str;
@@ -334,6 +334,22 @@ pub trait Kind: Sync {
     fn report(&self, _state: &State, _opts: &Options) -> Result<Option<Report>, Error> {
         Ok(None)
     }
+
+    /// Its changes from `old` (none: from nothing) to `new`, for `diff`:
+    /// reads the database, never the root.
+    fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error>;
+
+    /// Whether a switch's outcome lists its steps (a line each without
+    /// `-v`, and under its name in `--json`): a package transaction is
+    /// news, a file write is not.
+    fn news(&self) -> bool {
+        false
+    }
+
+    /// The line that says `n` of its steps were planned but not run.
+    fn skipped_note(&self, n: usize) -> String {
+        format!("skipped {}", crate::text::plural(n, "step"))
+    }
 }
 
 /// What every kind's step answers. `apply` runs steps only through this.
@@ -347,18 +363,12 @@ pub trait KindStepOps: fmt::Display {
         false
     }
 
-    /// Worth a line after a switch even without `-v` (a package
-    /// transaction is news; a file write is not).
-    fn is_news(&self) -> bool {
-        false
-    }
-
     /// Runs the first of `steps` (its steps that follow in the plan, in
     /// order, as long as they are consecutive), and may run more of them at
     /// once (files write runs of files in parallel). Returns how many it
     /// ran, each reported to `cx.step_done`.
-    fn apply_from<'s>(
-        steps: &mut dyn Iterator<Item = &'s Self>,
+    fn apply_from(
+        steps: &mut dyn Iterator<Item = &Self>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error>
     where

@@ -12,7 +12,7 @@ use sysgen_schema::EntryPath;
 
 use crate::kind::{
     ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
-    Verified,
+    Verified, to_json,
 };
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
@@ -82,8 +82,8 @@ macro_rules! kinds {
 kinds! {
     Files(crate::files::FileStep) => Files,
     Packages(crate::packages::PackageStep) => Packages,
-    Datasets(crate::datasets::DatasetStep) => DatasetKind,
     Services(crate::services::ServiceStep) => ServiceKind,
+    Datasets(crate::datasets::DatasetStep) => DatasetKind,
 }
 
 use crate::datasets::DatasetKind;
@@ -100,11 +100,6 @@ impl KindStep {
     /// Planned but not run: it needs what the root lacks.
     pub fn is_skipped(&self) -> bool {
         self.ops().is_skipped()
-    }
-
-    /// Worth a line after a switch even without `-v`.
-    pub fn is_news(&self) -> bool {
-        self.ops().is_news()
     }
 }
 
@@ -142,6 +137,11 @@ pub trait AnyKind: Sync {
     fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error>;
     fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error>;
     fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error>;
+    fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error>;
+    /// Its steps of a switch, if the kind's steps are news (lines and JSON).
+    fn news(&self, steps: &[&KindStep]) -> Result<Option<Report>, Error>;
+    /// The note on its steps of `steps` that were planned but not run.
+    fn skipped_note(&self, steps: &[&KindStep]) -> Option<String>;
 }
 
 fn own_steps<'k, S: Registered>(steps: &[&'k KindStep]) -> Vec<&'k S> {
@@ -213,6 +213,39 @@ where
     fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error> {
         Kind::report(self, state, opts)
     }
+
+    fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error> {
+        Kind::diff(self, state, old, new)
+    }
+
+    fn news(&self, steps: &[&KindStep]) -> Result<Option<Report>, Error> {
+        if !Kind::news(self) {
+            return Ok(None);
+        }
+        let own: Vec<&K::Step> = own_steps(steps);
+        Ok(Some(Report {
+            kind: Kind::name(self),
+            lines: own.iter().map(|s| s.to_string()).collect(),
+            json: to_json(Kind::name(self), &own)?,
+        }))
+    }
+
+    fn skipped_note(&self, steps: &[&KindStep]) -> Option<String> {
+        let n = own_steps::<K::Step>(steps)
+            .iter()
+            .filter(|s| s.is_skipped())
+            .count();
+        (n > 0).then(|| Kind::skipped_note(self, n))
+    }
+}
+
+/// What every kind keeps beyond the generations, for `list` and `status`.
+pub fn reports(state: &State, opts: &Options) -> Result<crate::kind::Reports, Error> {
+    let mut out = crate::kind::Reports::default();
+    for k in all() {
+        out.0.extend(k.report(state, opts)?);
+    }
+    Ok(out)
 }
 
 /// What the binary tells the kinds about the host: which tools to run and

@@ -20,5 +20,5 @@ fn the_readme_datasets_demo_runs_and_keeps_the_data() {
     let back = stdout
         .find("rows written by the app")
         .expect("data shown after rollback");
-    assert!(back > stdout.find("sysgen rollback").expect("rollback ran"));
+    assert!(back > stdout.find(" rollback\n").expect("rollback ran"));
 }

@@ -1,7 +1,13 @@
-//! The README's tour is `scripts/demo`: run it against the binary under
-//! test, so the documented example keeps working.
+//! The README's tour is `scripts/demo` (its datasets step
+//! `scripts/demo-datasets`): run them against the binary under test, so the
+//! documented example keeps working, and check that every console block of
+//! README.md and docs/datasets.md is, whole, what the commands print.
 
-use sysgen_tests::run_demo_script;
+use std::path::Path;
+use std::process::Command;
+
+use sysgen_tests::packages::{DebEnv, Pkg};
+use sysgen_tests::{TestEnv, run_demo_script};
 
 #[test]
 fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
@@ -27,4 +33,216 @@ fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
         "{stdout}"
     );
     assert!(stdout.contains("\napp.service\n"), "{stdout}");
+}
+
+/// 2026-11-23 12:02:18 UTC, the date the README shows: the tours run with
+/// the clock pinned (`SYSGEN_NOW`), so `list` prints the same every time.
+const NOW: &str = "1795435338";
+
+/// One command line of a console transcript and what it printed.
+#[derive(Debug, Clone, PartialEq)]
+struct Said {
+    command: String,
+    output: String,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "$ {}", self.command)?;
+        if !self.output.is_empty() {
+            writeln!(f, "{}", self.output)?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a transcript at its `$ ` lines. Blank lines that end an output
+/// only separate commands, so they are dropped; text before the first
+/// command is not part of any.
+fn commands(text: &str) -> Vec<Said> {
+    let mut out: Vec<Said> = Vec::new();
+    for line in text.lines() {
+        if let Some(command) = line.strip_prefix("$ ") {
+            out.push(Said {
+                command: command.to_owned(),
+                output: String::new(),
+            });
+        } else if let Some(last) = out.last_mut() {
+            last.output.push_str(line);
+            last.output.push('\n');
+        }
+    }
+    for s in &mut out {
+        let kept = s.output.trim_end_matches('\n').len();
+        s.output.truncate(kept);
+    }
+    out
+}
+
+/// Runs `scripts/NAME` with the clock pinned and returns its commands, the
+/// scratch root (the only unstable text) written `$ROOT` as the docs do.
+fn tour(name: &str) -> Vec<Said> {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("SYSGEN", TestEnv::sysgen_bin())
+        .env("TMPDIR", scratch.path())
+        .env("SYSGEN_NOW", NOW)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("scratch root: "))
+        .unwrap_or_else(|| {
+            panic!("scripts/{name} does not start with its scratch root:\n{stdout}")
+        });
+    // The closing line is a note to people, not a command's output.
+    let body = stdout
+        .rsplit_once("\ndemo done; ")
+        .map_or(&*stdout, |(body, _)| body);
+    commands(&body.replace(root, "$ROOT"))
+}
+
+/// The text of every ```console block of a Markdown file.
+fn console_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut open: Option<String> = None;
+    for line in markdown.lines() {
+        match open.as_mut() {
+            None if line.trim() == "```console" => open = Some(String::new()),
+            None => {}
+            Some(_) if line.trim() == "```" => blocks.extend(open.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    assert!(open.is_none(), "a ```console block is not closed");
+    blocks
+}
+
+fn render(said: &[Said]) -> String {
+    said.iter()
+        .map(Said::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every console block of `doc` must be a run of consecutive commands of
+/// one of the tours, each with exactly its output. On a mismatch, shows
+/// the block next to the tour's commands that come closest.
+fn check_blocks(doc: &str, tours: &[Vec<Said>]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let blocks = console_blocks(&text);
+    assert!(!blocks.is_empty(), "{doc} has no console block");
+    for block in blocks {
+        let want = commands(&block);
+        assert!(
+            !want.is_empty(),
+            "{doc}: a console block without a command:\n{block}"
+        );
+        // The closest run: the most leading commands equal (the first of
+        // equals, so a block is shown against the earliest candidate).
+        let mut best: Option<(usize, &[Said])> = None;
+        for run in tours.iter().flat_map(|t| t.windows(want.len())) {
+            let same = run.iter().zip(&want).take_while(|(a, b)| a == b).count();
+            if run[0].command == want[0].command && best.is_none_or(|(most, _)| same > most) {
+                best = Some((same, run));
+            }
+        }
+        let (_, best) = best.unwrap_or_else(|| {
+            panic!(
+                "{doc}: no tour runs `{}`; every console block must come from a tour of this test:\n{block}",
+                want[0].command
+            )
+        });
+        assert_eq!(
+            render(&want),
+            render(best),
+            "{doc}: a console block is not what the commands print (left: the doc, right: the tour)"
+        );
+    }
+}
+
+/// The README's packages step, which needs apt: a copy of the cached
+/// Debian root whose only apt source is a local repository of test
+/// packages with the names, versions and dependency the README shows.
+fn packages_tour() -> Vec<Said> {
+    let d = DebEnv::new();
+    d.build(&Pkg::new("hello", "2.10-3"));
+    d.build(&Pkg {
+        depends: "libtext-charwidth-perl",
+        ..Pkg::new("cowsay", "3.03+dfsg2-8")
+    });
+    d.build(&Pkg::new("libtext-charwidth-perl", "0.04-11"));
+    d.publish();
+    let root = d.env.root();
+    let sysgen = |args: &[&str]| {
+        let out = Command::new(TestEnv::sysgen_bin())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .current_dir(d.env.cfg())
+            .env("SYSGEN_NOW", NOW)
+            .output()
+            .expect("run sysgen");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "sysgen {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Said {
+            command: format!("sysgen --root $DEB {}", args.join(" ")),
+            output: stdout.trim_end_matches('\n').to_owned(),
+        }
+    };
+    let config = |apt: &[&str]| {
+        d.env.config(
+            "web.json",
+            serde_json::json!({
+                "files": { "/etc/motd": { "content": "Welcome to web1\n" } },
+                "packages": { "apt": apt },
+            }),
+        );
+    };
+    config(&["hello", "cowsay"]);
+    let first = sysgen(&["switch", "web.json"]);
+    config(&["hello"]);
+    vec![
+        first,
+        sysgen(&["switch", "web.json"]),
+        sysgen(&["rollback"]),
+    ]
+}
+
+#[test]
+fn every_console_block_of_the_docs_is_what_the_tours_print() {
+    let tours = [tour("demo"), tour("demo-datasets"), packages_tour()];
+    check_blocks("README.md", &tours);
+    check_blocks("docs/datasets.md", &tours);
+}
+
+#[test]
+fn a_transcript_splits_into_commands_and_their_output() {
+    let said = commands("scratch root: /x\n\n$ a\none\n\ntwo\n\n$ b\n$ c\nthree\n");
+    let want = [("a", "one\n\ntwo"), ("b", ""), ("c", "three")];
+    assert_eq!(said.len(), want.len(), "{said:?}");
+    for (s, (command, output)) in said.iter().zip(want) {
+        assert_eq!((s.command.as_str(), s.output.as_str()), (command, output));
+    }
+    let blocks = console_blocks("x\n```console\n$ a\n```\n```sh\n$ b\n```\n");
+    assert_eq!(blocks, ["$ a\n"]);
 }

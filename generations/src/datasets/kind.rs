@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::backend::{self, known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
-use super::{DatasetReport, apply_step, gc_datasets, plan, precheck, report, undo};
+use super::{DatasetReport, apply_step, diff, gc_datasets, plan, precheck, report, undo};
 use crate::kind::{
     ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
     Planned, Report, Transition, to_json,
@@ -143,6 +143,21 @@ impl KindTrait for DatasetKind {
         Ok(look)
     }
 
+    fn diff(
+        &self,
+        _state: &State,
+        old: Option<&crate::manifest::Manifest>,
+        new: &crate::manifest::Manifest,
+    ) -> Result<Report, Error> {
+        let empty = Datasets::default();
+        let changes = diff(old.map_or(&empty, |m| &m.datasets), &new.datasets);
+        Ok(Report {
+            kind: "datasets",
+            lines: changes.iter().map(ToString::to_string).collect(),
+            json: to_json("datasets", &changes)?,
+        })
+    }
+
     fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
         let gone = gc_datasets(cx.state, &cx.opts.datasets.tools, cx.kept, cx.dry_run)?;
         let verb = if cx.dry_run {
@@ -192,8 +207,8 @@ impl KindStepOps for DatasetStep {
         Some(DatasetStep::path(self))
     }
 
-    fn apply_from<'s>(
-        steps: &mut dyn Iterator<Item = &'s DatasetStep>,
+    fn apply_from(
+        steps: &mut dyn Iterator<Item = &DatasetStep>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error> {
         let Some(d) = steps.next() else {

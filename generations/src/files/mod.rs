@@ -10,6 +10,7 @@
 //! - gc: the nodes and objects of the kept generations' trees.
 
 mod apply;
+pub mod diff;
 pub mod plan;
 pub mod precheck;
 mod step;
@@ -20,14 +21,16 @@ use rayon::prelude::*;
 use sysgen_schema::EntryPath;
 use sysgen_store::Area;
 
+use self::diff::FileChange;
 pub use self::precheck::drift_of;
 pub use self::step::{FileStep, Why};
 use crate::db::Origin;
 use crate::kind::{
-    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Transition, Verified,
+    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Report, Transition, Verified,
+    to_json,
 };
 use crate::kinds::Options;
-use crate::manifest::{Change, Entry, Manifest, NodeId, NodeSource, walk};
+use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk};
 use crate::{Drift, Error, Progress, State};
 
 /// What the precheck learned about paths the target generation newly
@@ -123,6 +126,19 @@ impl Kind for Files {
         })
     }
 
+    fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error> {
+        let changes = state
+            .db
+            .reading(|db| manifest::diff(db, old.map(|m| m.root), Some(new.root)))?;
+        let changes: Vec<FileChange> = changes.into_iter().map(FileChange::from).collect();
+        Ok(Report {
+            // The tree's changes are `diff`'s main list.
+            kind: "changes",
+            lines: changes.iter().map(FileChange::line).collect(),
+            json: to_json("files", &changes)?,
+        })
+    }
+
     fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {
         state.db.reading(|db| {
             for m in kept {
@@ -160,8 +176,8 @@ impl KindStepOps for FileStep {
         Some(FileStep::path(self))
     }
 
-    fn apply_from<'s>(
-        steps: &mut dyn Iterator<Item = &'s FileStep>,
+    fn apply_from(
+        steps: &mut dyn Iterator<Item = &FileStep>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error> {
         apply::apply_from(steps, cx)

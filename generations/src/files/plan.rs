@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn removals_deepest_first_then_creations_parents_first() {
-        let changes = vec![
+        let changes = [
             Change::Removed(p("/a"), dir()),
             Change::Removed(p("/a/b"), dir()),
             Change::Removed(p("/a/b/c"), file("x", 0o644)),
@@ -370,7 +370,7 @@ mod tests {
                 gid: 4,
             },
         );
-        let changes = vec![Change::Removed(p("/etc/hosts"), file("new", 0o644))];
+        let changes = [Change::Removed(p("/etc/hosts"), file("new", 0o644))];
         let plan = plan(changes.iter(), &ledger, &Facts::default());
         assert!(
             ops(&plan)[0]
@@ -381,14 +381,14 @@ mod tests {
 
     #[test]
     fn mode_only_change_does_not_rewrite() {
-        let changes = vec![Change::Changed(p("/f"), file("x", 0o644), file("x", 0o600))];
+        let changes = [Change::Changed(p("/f"), file("x", 0o644), file("x", 0o600))];
         let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(ops(&plan)[0], "set mode 0600 of /f");
     }
 
     #[test]
     fn retype_removes_before_creating() {
-        let changes = vec![Change::Changed(p("/x"), file("x", 0o644), dir())];
+        let changes = [Change::Changed(p("/x"), file("x", 0o644), dir())];
         let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(
             ops(&plan)[..2],

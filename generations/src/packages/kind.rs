@@ -6,11 +6,11 @@ use super::apply::apply as run_step;
 use super::apt::Apt;
 use super::plan::{fetch, plan_with};
 use super::records::{forget_files, mark_files};
-use super::{PackageSet, PackageStep, drift};
+use super::{PackageSet, PackageStep, diff, drift};
 use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
-    Verified,
+    Verified, to_json,
 };
 use crate::kinds::Options;
 use crate::manifest::Manifest;
@@ -62,6 +62,25 @@ impl Kind for Packages {
         Ok(look)
     }
 
+    fn diff(
+        &self,
+        _state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<Report, Error> {
+        let empty = PackageSet::default();
+        let changes = diff(old.map_or(&empty, |m| &m.packages), &new.packages);
+        Ok(Report {
+            kind: "packages",
+            lines: changes.iter().map(ToString::to_string).collect(),
+            json: to_json("packages", &changes)?,
+        })
+    }
+
+    fn news(&self) -> bool {
+        true
+    }
+
     fn prepare(&self, state: &mut State, steps: &mut [&mut PackageStep]) -> Result<(), Error> {
         fetch(state, steps)
     }
@@ -101,12 +120,8 @@ impl KindStepOps for PackageStep {
         None
     }
 
-    fn is_news(&self) -> bool {
-        true
-    }
-
-    fn apply_from<'s>(
-        steps: &mut dyn Iterator<Item = &'s PackageStep>,
+    fn apply_from(
+        steps: &mut dyn Iterator<Item = &PackageStep>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error> {
         let Some(s) = steps.next() else {

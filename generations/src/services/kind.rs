@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Planned as UnitSteps, ServiceStep, Services, apply_step, enablement_drift};
+use super::{Planned as UnitSteps, ServiceStep, Services, apply_step, diff, enablement_drift};
 use super::{origins_on_root, plan, undo_origins};
 use crate::kind::Phase;
 use crate::kind::{
-    ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Transition, Verified,
+    ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Report, Transition, Verified,
+    to_json,
 };
 use crate::kinds::Options;
 use crate::manifest::Manifest;
@@ -51,6 +52,28 @@ impl Kind for ServiceKind {
         Ok(Inspection::planning(move || Planned::steps(steps(planned))))
     }
 
+    fn diff(
+        &self,
+        _state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<Report, Error> {
+        let empty = Services::default();
+        let changes = diff(old.map_or(&empty, |m| &m.services), &new.services);
+        Ok(Report {
+            kind: "services",
+            lines: changes.iter().map(ServiceKind::line).collect(),
+            json: to_json("services", &changes)?,
+        })
+    }
+
+    fn skipped_note(&self, n: usize) -> String {
+        format!(
+            "systemd is not running on this root: skipped {} (`-v` lists them)",
+            crate::text::plural(n, "runtime step")
+        )
+    }
+
     fn verify(
         &self,
         state: &State,
@@ -62,6 +85,18 @@ impl Kind for ServiceKind {
             entries: 0,
             drift: enablement_drift(&opts.services, state.root.path(), &generation.services)?,
         })
+    }
+}
+
+impl ServiceKind {
+    /// `+ service a.service  enabled`, one per unit that differs.
+    fn line(u: &super::UnitChange) -> String {
+        let sign = match u.change {
+            "added" => '+',
+            "removed" => '-',
+            _ => '~',
+        };
+        format!("{sign} service {}  {}", u.unit, u.what())
     }
 }
 
@@ -81,8 +116,8 @@ impl KindStepOps for ServiceStep {
         ServiceStep::is_skipped(self)
     }
 
-    fn apply_from<'s>(
-        steps: &mut dyn Iterator<Item = &'s ServiceStep>,
+    fn apply_from(
+        steps: &mut dyn Iterator<Item = &ServiceStep>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error> {
         let Some(s) = steps.next() else {

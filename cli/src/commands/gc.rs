@@ -1,0 +1,53 @@
+//! `sysgen gc`: delete old generations (never the active or pinned ones)
+//! and the store objects and datasets only they used.
+
+use serde::Serialize;
+use sysgen_generations::Error;
+use sysgen_generations::gc::{GcOptions, GcOutcome, gc};
+use sysgen_generations::state::Access;
+
+use crate::Env;
+use crate::output::{Out, generation_list, human_bytes};
+
+#[derive(Serialize)]
+struct GcOutput<'a> {
+    ok: bool,
+    gc: &'a GcOutcome,
+}
+
+pub fn run(
+    env: &Env,
+    out: &Out,
+    keep: Option<usize>,
+    older_than: Option<i64>,
+    dry_run: bool,
+) -> Result<i32, Error> {
+    let mut state = env.open(Access::Write)?;
+    let g = gc(
+        &mut state,
+        &GcOptions {
+            keep,
+            older_than,
+            dry_run,
+            now: env.now,
+            kinds: &env.kinds,
+        },
+    )?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let gens = if g.generations.is_empty() {
+        "no generations".to_owned()
+    } else {
+        generation_list(&g.generations)
+    };
+    out.line(format!(
+        "{verb} {gens}, {} store object{} ({})",
+        g.objects,
+        if g.objects == 1 { "" } else { "s" },
+        human_bytes(g.bytes_freed)
+    ));
+    for l in g.kinds.lines() {
+        out.line(l);
+    }
+    out.doc(GcOutput { ok: true, gc: &g })?;
+    Ok(0)
+}

@@ -1,0 +1,65 @@
+//! One file per command. Each turns its arguments into a library call,
+//! prints the human lines, and builds a typed output that `--json`
+//! serializes; it returns the exit status.
+
+pub mod build;
+pub mod diff;
+pub mod gc;
+pub mod list;
+pub mod pin;
+pub mod recover;
+pub mod rollback;
+pub mod schema;
+pub mod status;
+pub mod switch;
+pub mod verify;
+
+use std::path::Path;
+
+use sysgen_generations::ingest::{BuildOptions, build};
+use sysgen_generations::manifest::GenerationId;
+use sysgen_generations::switch::resolve;
+use sysgen_generations::{Error, State};
+
+use crate::Env;
+use crate::output::{Bar, Out};
+
+/// A switch or diff target: a configuration file (built first), or a
+/// generation number, id or id prefix.
+fn target_id(
+    env: &Env,
+    state: &mut State,
+    target: &str,
+    out: &Out,
+    bar: &Bar,
+) -> Result<GenerationId, Error> {
+    let path = Path::new(target);
+    if looks_like_config(path) {
+        let spec = env.load(path)?;
+        let b = build(
+            state,
+            &spec,
+            &BuildOptions {
+                now: env.now,
+                progress: bar,
+            },
+        )?;
+        out.detail(format!(
+            "built {} ({} entries, {} files hashed, {} from cache)",
+            b.id.short(),
+            b.entries,
+            b.files_hashed,
+            b.files_cached
+        ));
+        return Ok(b.id);
+    }
+    resolve(state, target)
+}
+
+fn looks_like_config(p: &Path) -> bool {
+    p.is_file()
+        || matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("json" | "toml")
+        )
+}

@@ -1,0 +1,89 @@
+//! `sysgen status`: the active generation, an interrupted switch if any,
+//! a drift summary, and the datasets sysgen keeps.
+
+use serde::Serialize;
+use sysgen_generations::Error;
+use sysgen_generations::kind::Reports;
+use sysgen_generations::kinds;
+use sysgen_generations::state::Access;
+use sysgen_generations::verify::verify;
+
+use crate::Env;
+use crate::output::{Bar, Out, utc};
+
+#[derive(Serialize)]
+struct StatusOutput {
+    ok: bool,
+    /// What each kind keeps beyond the generations ("datasets").
+    #[serde(flatten)]
+    kinds: Reports,
+    active: Option<Active>,
+    interrupted: Option<Interrupted>,
+    entries: u64,
+    /// How many entries differ (`sysgen verify` lists them).
+    drift: usize,
+}
+
+#[derive(Serialize)]
+struct Active {
+    number: u64,
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Interrupted {
+    to: u64,
+    from: Option<u64>,
+    started_at: i64,
+}
+
+pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
+    let state = env.open(Access::Read)?;
+    let journal = state.journal()?;
+    let v = verify(&state, false, &env.kinds, bar)?;
+    let active = state.db.active()?;
+    match &active {
+        Some(a) => out.line(format!(
+            "active: generation {} ({}), since {}",
+            a.number,
+            a.id.short(),
+            utc(state.db.active_since()?.unwrap_or(a.created_at))
+        )),
+        None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
+    }
+    if let Some(j) = &journal {
+        out.line(format!(
+            "interrupted: a switch to generation {} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)",
+            j.to_number
+        ));
+    }
+    if v.drift.is_empty() {
+        out.line(format!("drift: none ({} entries match)", v.entries));
+    } else {
+        out.line(format!(
+            "drift: {} of {} entries differ; `sysgen verify` lists them",
+            v.drift.len(),
+            v.entries
+        ));
+    }
+    let kinds = kinds::reports(&state, &env.kinds)?;
+    for l in kinds.lines() {
+        out.line(l);
+    }
+    out.doc(StatusOutput {
+        ok: true,
+        kinds,
+        active: active.map(|a| Active {
+            number: a.number,
+            id: a.id.to_string(),
+        }),
+        interrupted: journal.map(|j| Interrupted {
+            to: j.to_number,
+            from: j.from.map(|f| f.0),
+            started_at: j.started_at,
+        }),
+        entries: v.entries,
+        drift: v.drift.len(),
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,33 @@
+//! compare: what switching from one generation to another adds, removes
+//! and changes, kind by kind (each kind says it: [`crate::kind::Kind::diff`]).
+//! Pure: it reads the database only, never the root. `sysgen diff` prints
+//! it; `--json` serializes it.
+
+use crate::kind::Reports;
+use crate::kinds;
+use crate::manifest::{GenerationId, Manifest};
+use crate::{Error, State};
+
+/// What switching from `a` (`None`: from nothing) to `b` changes: one
+/// report per kind, in the order of the list of kinds.
+pub fn compare(
+    state: &State,
+    a: Option<&GenerationId>,
+    b: &GenerationId,
+) -> Result<Reports, Error> {
+    let ma = a.map(|id| manifest_of(state, id)).transpose()?;
+    let mb = manifest_of(state, b)?;
+    let mut out = Reports::default();
+    for k in kinds::all() {
+        out.0.push(k.diff(state, ma.as_ref(), &mb)?);
+    }
+    Ok(out)
+}
+
+fn manifest_of(state: &State, id: &GenerationId) -> Result<Manifest, Error> {
+    Ok(state
+        .db
+        .manifest(id)?
+        .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
+        .0)
+}

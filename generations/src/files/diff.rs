@@ -1,0 +1,191 @@
+//! The tree's part of `diff`: one line and one JSON record per path whose
+//! entry differs. A secret file shows neither hash nor size.
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+use sysgen_schema::EntryPath;
+
+use crate::manifest::{Change, Entry};
+
+/// One path whose entry differs. `old` and `new` serialize without a
+/// secret file's hash and size, so that not even a hash of its content
+/// leaves the store.
+#[derive(Debug, Serialize)]
+pub struct FileChange {
+    pub path: EntryPath,
+    /// "added", "removed" or "changed".
+    pub change: &'static str,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shown_entry"
+    )]
+    pub old: Option<Entry>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shown_entry"
+    )]
+    pub new: Option<Entry>,
+    /// For a change: what differs ("content, mode 0644 -> 0600", "target a -> b").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+}
+
+impl From<Change> for FileChange {
+    fn from(c: Change) -> FileChange {
+        let (path, change, old, new) = match c {
+            Change::Added(p, e) => (p, "added", None, Some(e)),
+            Change::Removed(p, e) => (p, "removed", Some(e), None),
+            Change::Changed(p, o, n) => (p, "changed", Some(o), Some(n)),
+        };
+        let what = old
+            .as_ref()
+            .zip(new.as_ref())
+            .map(|(o, n)| what_changed(o, n));
+        FileChange {
+            path,
+            change,
+            old,
+            new,
+            what,
+        }
+    }
+}
+
+impl FileChange {
+    /// `+ /etc/motd  file (0644, 16 bytes)`, `~ /etc/app.conf  content`.
+    pub fn line(&self) -> String {
+        let text = match (self.change, &self.old, &self.new) {
+            ("added", _, Some(e)) | ("removed", Some(e), _) => entry_text(e),
+            _ => self.what.clone().unwrap_or_default(),
+        };
+        let sign = match self.change {
+            "added" => '+',
+            "removed" => '-',
+            _ => '~',
+        };
+        format!("{sign} {}  {text}", self.path)
+    }
+}
+
+fn entry_text(e: &Entry) -> String {
+    match e {
+        Entry::File {
+            mode, secret: true, ..
+        } => format!("file ({mode:04o}, secret)"),
+        Entry::File { size, mode, .. } => format!("file ({mode:04o}, {size} bytes)"),
+        Entry::Dir { mode: Some(m), .. } => format!("directory ({m:04o})"),
+        Entry::Dir { mode: None, .. } => "directory".into(),
+        Entry::Symlink { target } => format!("symlink -> {target}"),
+    }
+}
+
+/// "content, mode 0644 -> 0600, owner", "target a -> b", "file -> symlink".
+fn what_changed(o: &Entry, n: &Entry) -> String {
+    match (o, n) {
+        (
+            Entry::File {
+                hash: h1,
+                mode: m1,
+                uid: u1,
+                gid: g1,
+                ..
+            },
+            Entry::File {
+                hash: h2,
+                mode: m2,
+                uid: u2,
+                gid: g2,
+                ..
+            },
+        ) => {
+            let mut w = Vec::new();
+            if h1 != h2 {
+                w.push("content".to_owned());
+            }
+            if m1 != m2 {
+                w.push(format!("mode {m1:04o} -> {m2:04o}"));
+            }
+            if u1 != u2 || g1 != g2 {
+                w.push("owner".to_owned());
+            }
+            w.join(", ")
+        }
+        (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => {
+            format!("target {a} -> {b}")
+        }
+        (Entry::Dir { .. }, Entry::Dir { .. }) => "attributes".into(),
+        _ => format!("{} -> {}", o.kind(), n.kind()),
+    }
+}
+
+/// An entry as [`Entry`] serializes it, less a secret file's `hash` and
+/// `size`. Only called for `Some` (the field is skipped when `None`).
+fn shown_entry<S: Serializer>(e: &Option<Entry>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(Entry::File {
+            mode,
+            uid,
+            gid,
+            secret: true,
+            ..
+        }) => {
+            let mut st = s.serialize_struct("Entry", 5)?;
+            st.serialize_field("type", "file")?;
+            st.serialize_field("mode", mode)?;
+            if let Some(uid) = uid {
+                st.serialize_field("uid", uid)?;
+            }
+            if let Some(gid) = gid {
+                st.serialize_field("gid", gid)?;
+            }
+            st.serialize_field("secret", &true)?;
+            st.end()
+        }
+        other => other.serialize(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysgen_store::Hash;
+
+    fn file(secret: bool) -> Entry {
+        Entry::File {
+            hash: Hash::of(b"x"),
+            size: 1,
+            mode: 0o600,
+            uid: Some(0),
+            gid: None,
+            secret,
+        }
+    }
+
+    fn json(e: Entry) -> serde_json::Value {
+        let c = FileChange::from(Change::Added(EntryPath::parse("/a").expect("path"), e));
+        serde_json::to_value(&c).expect("serializes")
+    }
+
+    #[test]
+    fn a_secret_entry_shows_neither_hash_nor_size() {
+        let plain = json(file(false));
+        let secret = json(file(true));
+        assert_eq!(plain["new"]["size"], 1);
+        assert!(plain["new"]["hash"].is_string());
+        assert_eq!(
+            secret["new"],
+            serde_json::json!({"type": "file", "mode": 0o600, "uid": 0, "secret": true})
+        );
+        assert!(secret.get("old").is_none() && secret.get("what").is_none());
+    }
+
+    #[test]
+    fn a_change_says_what_differs() {
+        let c = FileChange::from(Change::Changed(
+            EntryPath::parse("/a").expect("path"),
+            file(false),
+            Entry::Symlink { target: "b".into() },
+        ));
+        assert_eq!(c.what.as_deref(), Some("file -> symlink"));
+    }
+}
