@@ -13,7 +13,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, LoadErrorKind as Kind};
@@ -84,6 +85,28 @@ fn format_of(path: &Path) -> Option<Format> {
     }
 }
 
+/// How deep includes may nest (the top-level file is depth 1).
+const MAX_INCLUDE_DEPTH: usize = 64;
+
+/// Reads a configuration file, which must be a regular file: opened
+/// without blocking (a FIFO would block a plain open until a writer comes)
+/// and checked before any read.
+fn read_config(path: &Path) -> io::Result<String> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file; a configuration file must be one",
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "no such file".to_owned(),
@@ -142,7 +165,14 @@ impl Graph {
             }
             return Ok(i); // a diamond: already loaded, counts once
         }
-        let text = fs::read_to_string(shown).map_err(|e| {
+        // Depth, not count, is limited: the walk recurses once per level.
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(blame(format!(
+                "{}: includes nest more than {MAX_INCLUDE_DEPTH} files deep; include the files from fewer levels",
+                shown.display()
+            )));
+        }
+        let text = read_config(shown).map_err(|e| {
             blame(format!(
                 "cannot read {}: {}",
                 shown.display(),

@@ -40,6 +40,7 @@ mod error;
 mod hash;
 mod pack;
 mod read;
+pub mod trust;
 mod write;
 
 use std::fs::{self, DirBuilder, File, Permissions};
@@ -131,7 +132,30 @@ impl Store {
             .mode(PUBLIC_DIR_MODE)
             .create(dir)
             .map_err(StoreError::io(dir))?;
-        let store = Store {
+        // Never through a symlink: `<state>/store` pointing outside would put
+        // objects there, and clean_temp would empty the outside `tmp/`.
+        trust::open(dir, trust::Expect::Dir, false)?;
+        let store = Store::unopened(dir);
+        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
+        // These two hold content only root may read, so their mode is enforced
+        // even when they already exist.
+        ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
+        ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
+        Ok(store)
+    }
+
+    /// Opens the store at `dir` for reading only: creates and changes
+    /// nothing, and fails (NotFound) when its layout is not all there.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        let store = Store::unopened(dir);
+        for d in [dir, &store.objects, &store.secret, &store.tmp] {
+            trust::open(d, trust::Expect::Dir, false)?;
+        }
+        Ok(store)
+    }
+
+    fn unopened(dir: &Path) -> Store {
+        Store {
             dir: dir.to_owned(),
             objects: dir.join("objects"),
             secret: dir.join("secret"),
@@ -141,13 +165,7 @@ impl Store {
                 .collect(),
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
             packs: [RwLock::new(None), RwLock::new(None)],
-        };
-        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
-        // These two hold content only root may read, so their mode is enforced
-        // even when they already exist.
-        ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
-        ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
-        Ok(store)
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -184,8 +202,10 @@ impl Store {
                 let Some(fan) = path.parent() else {
                     return false;
                 };
-                // Only an open directory is kept: one absent now may be made later.
-                match File::open(fan) {
+                // Only an open directory is kept: one absent now may be made
+                // later. A symlink is not followed: the object counts as
+                // absent, and storing it refuses the fan-out (ensure_dir).
+                match trust::open(fan, trust::Expect::Dir, false) {
                     Ok(d) => self.fanout_fds[slot].get_or_init(|| d),
                     Err(_) => return false,
                 }
@@ -429,14 +449,10 @@ fn ensure_dir(path: &Path, mode: u32, enforce: bool) -> Result<bool, StoreError>
             });
         }
     };
+    // Whether made now or found: a directory of ours, never a symlink.
+    trust::check_entry(path, trust::Expect::Dir)?;
     if created || enforce {
         let meta = fs::symlink_metadata(path).map_err(StoreError::io(path))?;
-        if !meta.is_dir() {
-            return Err(StoreError::Io {
-                path: path.into(),
-                source: io::Error::new(io::ErrorKind::AlreadyExists, "not a directory"),
-            });
-        }
         if meta.permissions().mode() & 0o7777 != mode {
             fs::set_permissions(path, Permissions::from_mode(mode))
                 .map_err(StoreError::io(path))?;

@@ -2,11 +2,11 @@
 //! their key as they stream.
 
 use std::cell::Cell;
-use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
 
 use crate::hash::STREAM_BUF;
+use crate::trust::{self, Expect};
 use crate::{Area, Hash, SMALL_FILE_LIMIT, Store, StoreError, pack};
 
 impl Store {
@@ -31,14 +31,14 @@ impl Store {
             return result;
         }
         let path = self.object_path(hash, area);
-        let mut file = match File::open(&path) {
+        let (mut file, meta) = match trust::open_meta(&path, Expect::File, false) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::NotFound { hash: *hash });
             }
-            Err(e) => return Err(StoreError::Io { path, source: e }),
+            Err(e) => return Err(e),
         };
-        let stored_len = file.metadata().map_err(StoreError::io(&path))?.len();
+        let stored_len = meta.len();
         if stored_len <= SMALL_FILE_LIMIT {
             let mut fill = |buf: &mut Vec<u8>| {
                 buf.clear();

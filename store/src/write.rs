@@ -1,5 +1,6 @@
 //! Writing objects: temp files in `tmp/`, compressed, renamed into place.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -84,12 +85,14 @@ impl Store {
     ) -> Result<Staged, StoreError> {
         let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
         let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
-        let io_err = StoreError::io(temp.path());
         let result = (|| {
             file.write_all(&compressed)?;
             finish_temp(&file, area, sync)
         })();
-        result.map_err(io_err)?;
+        result.map_err(|source| StoreError::Write {
+            path: temp.path().into(),
+            source,
+        })?;
         Ok(Staged {
             temp,
             stored_len: compressed.len() as u64,
@@ -117,15 +120,27 @@ impl Store {
             size: 0,
             failed: false,
         };
-        let temp_err = StoreError::io(temp.path());
+        // zstd reports a failed write and a short source alike: this flag
+        // tells a full disk from a file that changed.
+        let write_failed = Cell::new(false);
+        let sink = TrackedWriter {
+            inner: out,
+            failed: &write_failed,
+        };
         let copied = (|| {
-            let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+            let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
             encoder.set_pledged_src_size(Some(size))?;
             io::copy(&mut source, &mut encoder)?;
             encoder.finish()
         })();
         let out = match copied {
-            Ok(out) => out,
+            Ok(sink) => sink.inner,
+            Err(e) if write_failed.get() => {
+                return Err(StoreError::Write {
+                    path: temp.path().into(),
+                    source: e,
+                });
+            }
             // Read errors belong to the source file, the rest to the temp file;
             // a size different from the pledged one means the file changed.
             Err(e) if source.failed => {
@@ -135,7 +150,7 @@ impl Store {
                 });
             }
             Err(_) if source.size != size => return Err(StoreError::Changed { path: path.into() }),
-            Err(e) => return Err(temp_err(e)),
+            Err(e) => return Err(StoreError::io(temp.path())(e)),
         };
         if source.size != size || Hash::from(source.hasher.finalize()) != *hash {
             return Err(StoreError::Changed { path: path.into() });
@@ -252,5 +267,25 @@ impl<R: Read> Read for HashingReader<R> {
                 Err(e)
             }
         }
+    }
+}
+
+/// A writer that remembers whether the underlying write failed.
+struct TrackedWriter<'a, W> {
+    inner: W,
+    failed: &'a Cell<bool>,
+}
+
+impl<W: Write> Write for TrackedWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed.set(true);
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed.set(true))
     }
 }

@@ -132,7 +132,10 @@ const GEN_COLS: &str = "number, id, created_at, pinned, collected_at";
 
 impl Db {
     pub fn open(path: &Path) -> Result<Db, Error> {
-        let conn = Connection::open(path).map_err(sql)?;
+        // Never through a symlink (the caller checks the file; this closes
+        // the gap to SQLite's own open).
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         // WAL for concurrent readers; FULL so a commit is on disk when it returns.
         // Reads through a memory map, not one pread per page: a diff or gc
         // reads thousands of small node rows.

@@ -55,6 +55,14 @@ pub(super) fn check_file(
     let origin = real.to_path_buf();
 
     let path = |section: &str, key: &str| -> Result<EntryPath, LoadError> {
+        // Refused, not quoted: a newline would forge lines in the plan and
+        // an escape sequence would reach the terminal.
+        if key.contains(|c: char| c.is_control() && c != '\0') {
+            return Err(invalid(format!(
+                "{section}.{}: path contains a control character; rename it without control characters",
+                key.escape_debug()
+            )));
+        }
         let p = EntryPath::parse(key).map_err(|e| {
             let hint = match (&e, normalized(key)) {
                 (PathError::IsRoot | PathError::Nul, _) | (_, None) => String::new(),
@@ -195,6 +203,19 @@ pub(super) fn check_file(
         if target.is_empty() || target.contains('\0') {
             return Err(invalid(format!(
                 "symlinks.{p}: the target must be a non-empty string without NUL; write the path the link points to"
+            )));
+        }
+        if target.contains(char::is_control) {
+            return Err(invalid(format!(
+                "symlinks.{p}: the target \"{}\" contains a control character; write it without control characters",
+                target.escape_debug()
+            )));
+        }
+        if target.len() > crate::path::PATH_MAX {
+            return Err(invalid(format!(
+                "symlinks.{p}: the target has {} bytes; a symlink target may have at most {} (PATH_MAX)",
+                target.len(),
+                crate::path::PATH_MAX
             )));
         }
         let spec = SymlinkSpec {
