@@ -154,6 +154,8 @@ pub struct RootDir {
 }
 
 const TMP_PREFIX: &str = ".sysgen-tmp.";
+/// How much of the final name a temporary name keeps (see `tmp_name`).
+const TMP_NAME_HINT: usize = 32;
 
 thread_local! {
     // verify and precheck hash every managed file: one buffer per thread,

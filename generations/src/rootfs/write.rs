@@ -1,6 +1,7 @@
 //! Writes: files, symlinks, directories, metadata and removals, each
 //! through a handle on its parent directory.
 
+use super::tree::kind_of;
 use super::*;
 
 impl RootDir {
@@ -24,9 +25,17 @@ impl RootDir {
         }
     }
 
+    /// A temporary name in `p`'s directory. Only the start of `p`'s name
+    /// is kept (it is there for a human who finds a leftover), so the temp
+    /// name stays short whatever the name: a 255-byte name must work.
     pub(super) fn tmp_name(&self, p: &EntryPath) -> String {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{TMP_PREFIX}{}.{}.{}", std::process::id(), n, p.file_name())
+        let name = p.file_name();
+        let mut keep = name.len().min(TMP_NAME_HINT);
+        while !name.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{TMP_PREFIX}{}.{}.{}", std::process::id(), n, &name[..keep])
     }
 
     /// Replaces whatever file or symlink is at `p` with a regular file whose
@@ -213,6 +222,18 @@ impl RootDir {
         mode: Option<u32>,
         owner: Owner,
     ) -> Result<()> {
+        if mode.is_none() && owner.uid.is_none() && owner.gid.is_none() {
+            return Ok(());
+        }
+        // A regular file with other links shares its inode with names that
+        // may lie outside the root (a dedup tool, a `cp -al` farm): changing
+        // it in place would change them too, so it gets an inode of its own.
+        if let Ok(st) = fstatat(parent.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            && kind_of(&st) == SFlag::S_IFREG
+            && st.st_nlink > 1
+        {
+            return self.rewrite_with_meta(parent, p, &st, mode, owner);
+        }
         if owner.uid.is_some() || owner.gid.is_some() {
             fchownat(
                 parent.as_fd(),
@@ -240,6 +261,40 @@ impl RootDir {
                 .map_err(|e| err(p, "chmod", e))?;
         }
         Ok(())
+    }
+
+    /// Replaces the regular file at `p` (described by `st`) with a copy of
+    /// itself that has `mode` and `owner` (the rest as before), through a
+    /// temp file and a rename: the old inode, and its other links, keep
+    /// their content, mode and owner.
+    fn rewrite_with_meta(
+        &self,
+        parent: &OwnedFd,
+        p: &EntryPath,
+        st: &FileStat,
+        mode: Option<u32>,
+        owner: Owner,
+    ) -> Result<()> {
+        let src = openat(
+            parent.as_fd(),
+            p.file_name(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            NixMode::empty(),
+        )
+        .map_err(|e| err(p, "open to copy", e))?;
+        let mut src = File::from(src);
+        let owner = Owner {
+            uid: Some(owner.uid.unwrap_or(st.st_uid)),
+            gid: Some(owner.gid.unwrap_or(st.st_gid)),
+        };
+        let mode = mode.unwrap_or(st.st_mode & 0o7777);
+        let wrapper = ParentDir {
+            fd: parent.try_clone().map_err(|e| err(p, "open parent", e))?,
+            path: p.parent(),
+        };
+        self.put_file_in(&wrapper, p, mode, owner, &mut |out| {
+            io::copy(&mut src, out).map(drop)
+        })
     }
 
     /// Removes the file, symlink or empty directory at `p`. A directory that
