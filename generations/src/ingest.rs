@@ -245,7 +245,7 @@ pub fn build(
         );
         Ok(())
     })?;
-    refuse_state_dir(state, &pending)?;
+    state.refuse_in_state_dir(&pending, |e| matches!(e, Pending::Ready(Entry::Dir { .. })))?;
     // Every ancestor of a declared path is a directory sysgen makes sure
     // exists. Only the missing ones are collected (not a copy of every
     // path), and a walk up stops at the first ancestor already known: its
@@ -553,35 +553,6 @@ fn expand_tree(
         }
     }
     Ok(())
-}
-
-/// Refuses any path, whatever produced it (a declaration, a tree's
-/// expansion, a dataset), that lies in sysgen's state directory or would
-/// replace it: a tree at `/var/lib` whose source holds `sysgen/sysgen.db`
-/// would otherwise overwrite the database. The schema refuses declared
-/// paths already; this is the rule for every path, before anything is
-/// stored.
-fn refuse_state_dir(state: &State, pending: &BTreeMap<EntryPath, Pending>) -> Result<(), Error> {
-    let Some(r) = crate::state::reserved_path(state.root.path(), &state.dir) else {
-        return Ok(());
-    };
-    // Paths that start with `r`'s text are one sorted run from `r` (with
-    // siblings like `/var/lib/sysgen-old` among them); only `r`'s
-    // ancestors can be above it.
-    let inside = pending
-        .range(&r..)
-        .map(|(p, _)| p)
-        .take_while(|p| p.as_str().starts_with(r.as_str()))
-        .find(|p| **p == r || p.is_under(&r));
-    let above = r.ancestors().into_iter().find(
-        |a| matches!(pending.get(a), Some(e) if !matches!(e, Pending::Ready(Entry::Dir { .. }))),
-    );
-    match inside.or(above.as_ref()) {
-        Some(p) => Err(Error::Invalid(format!(
-            "{p}: the configuration (a declaration or a tree's content) would put this path in or over sysgen's state directory {r}; keep it out of the tree or declare it elsewhere"
-        ))),
-        None => Ok(()),
-    }
 }
 
 fn insert_unique(

@@ -8,6 +8,7 @@
 //! <state>/journal.json   present only while a switch is under way or interrupted
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -102,6 +103,40 @@ impl State {
             store,
             _lock: lock,
         })
+    }
+
+    /// Refuses any path of `paths`, whatever produced it (a declaration, a
+    /// tree's expansion, a dataset), that lies in this state directory or
+    /// would replace it (anything but a directory above it): a tree at
+    /// `/var/lib` whose source holds `sysgen/sysgen.db` would otherwise
+    /// overwrite the database. The schema refuses declared paths already;
+    /// this is the rule for every path, checked before anything is stored.
+    pub fn refuse_in_state_dir<T>(
+        &self,
+        paths: &BTreeMap<EntryPath, T>,
+        is_dir: impl Fn(&T) -> bool,
+    ) -> Result<(), Error> {
+        let Some(r) = reserved_path(self.root.path(), &self.dir) else {
+            return Ok(());
+        };
+        // Paths that start with `r`'s text are one sorted run from `r` (with
+        // siblings like `/var/lib/sysgen-old` among them); only `r`'s
+        // ancestors can be above it.
+        let inside = paths
+            .range(&r..)
+            .map(|(p, _)| p)
+            .take_while(|p| p.as_str().starts_with(r.as_str()))
+            .find(|p| **p == r || p.is_under(&r));
+        let above = r
+            .ancestors()
+            .into_iter()
+            .find(|a| paths.get(a).is_some_and(|e| !is_dir(e)));
+        match inside.or(above.as_ref()) {
+            Some(p) => Err(Error::Invalid(format!(
+                "{p}: the configuration (a declaration or a tree's content) would put this path in or over sysgen's state directory {r}; keep it out of the tree or declare it elsewhere"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub fn journal_path(&self) -> PathBuf {
