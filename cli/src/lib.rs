@@ -24,6 +24,15 @@ use crate::output::Out;
 /// Exit status: 0 success, 1 the operation failed or verify found drift,
 /// 2 the command line or the configuration is invalid.
 pub fn main() -> i32 {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`sysgen diff |
+    // head -1`) fails and `println!` panics. Unix tools die quietly of the
+    // signal instead; a command prints only after its work is done, so
+    // nothing is cut short but the printing.
+    // SAFETY: this runs first, before any thread or other handler, and
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -245,6 +245,7 @@ pub fn build(
         );
         Ok(())
     })?;
+    state.refuse_in_state_dir(&pending, |e| matches!(e, Pending::Ready(Entry::Dir { .. })))?;
     // Every ancestor of a declared path is a directory sysgen makes sure
     // exists. Only the missing ones are collected (not a copy of every
     // path), and a walk up stops at the first ancestor already known: its
@@ -497,6 +498,14 @@ fn expand_tree(
                     src.display()
                 ))
             })?;
+            // As for declared paths: a control character would forge lines
+            // in the plan or reach the terminal.
+            if name.contains(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "{what}: {} has a name with a control character; rename it",
+                    src.display().to_string().escape_debug()
+                )));
+            }
             let p = dest
                 .join(name)
                 .map_err(|e| Error::Invalid(format!("{what}: {}: {e}", src.display())))?;
@@ -519,6 +528,12 @@ fn expand_tree(
                         src.display()
                     ))
                 })?;
+                if target.contains(char::is_control) {
+                    return Err(Error::Invalid(format!(
+                        "{what}: symlink {} has a target with a control character; change it",
+                        src.display()
+                    )));
+                }
                 Pending::Ready(Entry::Symlink {
                     target: target.to_owned(),
                 })

@@ -11,17 +11,21 @@
 //!    all be equal; then check the merged whole (one section per path, no
 //!    path under a file or symlink).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, LoadErrorKind as Kind};
-use crate::raw::{self, RawConfig, RawDatasetType, VersionProbe};
-use crate::{
-    AptPackage, Check, DEFAULT_CHECK_TIMEOUT_SECS, DatasetKind, DatasetSpec, DirSpec, EntryPath,
-    FileContent, FileSpec, HostSpec, Mode, Packages, PathError, ServiceSpec, SymlinkSpec, TreeSpec,
-};
+use crate::raw::{RawConfig, VersionProbe};
+use crate::{EntryPath, HostSpec};
+
+mod check;
+mod merge;
+
+use check::{Decls, check_file};
+use merge::merge;
 
 /// The only format version this build reads.
 pub const FORMAT_VERSION: i64 = 1;
@@ -79,6 +83,28 @@ fn format_of(path: &Path) -> Option<Format> {
         Some("toml") => Some(Format::Toml),
         _ => None,
     }
+}
+
+/// How deep includes may nest (the top-level file is depth 1).
+const MAX_INCLUDE_DEPTH: usize = 64;
+
+/// Reads a configuration file, which must be a regular file: opened
+/// without blocking (a FIFO would block a plain open until a writer comes)
+/// and checked before any read.
+fn read_config(path: &Path) -> io::Result<String> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file; a configuration file must be one",
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn io_reason(e: &io::Error) -> String {
@@ -139,7 +165,14 @@ impl Graph {
             }
             return Ok(i); // a diamond: already loaded, counts once
         }
-        let text = fs::read_to_string(shown).map_err(|e| {
+        // Depth, not count, is limited: the walk recurses once per level.
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(blame(format!(
+                "{}: includes nest more than {MAX_INCLUDE_DEPTH} files deep; include the files from fewer levels",
+                shown.display()
+            )));
+        }
+        let text = read_config(shown).map_err(|e| {
             blame(format!(
                 "cannot read {}: {}",
                 shown.display(),
@@ -251,570 +284,11 @@ fn parse(shown: &Path, text: &str, format: Format) -> Result<RawConfig, LoadErro
     }
 }
 
-/// One file's declarations, checked, not yet merged. `declared_in` is this
-/// file's canonical path.
-#[derive(Default)]
-struct Decls {
-    host: BTreeMap<(), String>,
-    files: BTreeMap<EntryPath, FileSpec>,
-    directories: BTreeMap<EntryPath, DirSpec>,
-    symlinks: BTreeMap<EntryPath, SymlinkSpec>,
-    trees: BTreeMap<EntryPath, TreeSpec>,
-    datasets: BTreeMap<EntryPath, DatasetSpec>,
-    services: BTreeMap<String, ServiceSpec>,
-    apt: BTreeMap<String, AptPackage>,
-}
-
-/// What a path would be once normalized, as a hint; `None` when there is
-/// nothing sensible to suggest.
-fn normalized(s: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in s.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let n = format!("/{}", parts.join("/"));
-    (n != "/" && n != s && !n.contains('\0')).then_some(n)
-}
-
-fn check_file(
-    shown: &Path,
-    real: &Path,
-    raw: &RawConfig,
-    opts: &LoadOptions,
-) -> Result<Decls, LoadError> {
-    let invalid = |msg: String| LoadError::new(shown, Kind::Invalid, msg);
-    let base = shown.parent().unwrap_or(Path::new(""));
-    let origin = real.to_path_buf();
-
-    let path = |section: &str, key: &str| -> Result<EntryPath, LoadError> {
-        let p = EntryPath::parse(key).map_err(|e| {
-            let hint = match (&e, normalized(key)) {
-                (PathError::IsRoot | PathError::Nul, _) | (_, None) => String::new(),
-                (_, Some(n)) => format!(" (write {n})"),
-            };
-            invalid(format!("{section}.{key}: {e}{hint}"))
-        })?;
-        for r in &opts.reserved {
-            if p == *r || p.is_under(r) {
-                return Err(invalid(format!(
-                    "{section}.{p}: path is inside sysgen's state directory {r}; declare a path outside it"
-                )));
-            }
-        }
-        Ok(p)
-    };
-    // A file or symlink above the state directory would replace it.
-    let not_above_reserved = |section: &str, p: &EntryPath| -> Result<(), LoadError> {
-        match opts.reserved.iter().find(|r| r.is_under(p)) {
-            Some(r) => Err(invalid(format!(
-                "{section}.{p}: a {} here would replace sysgen's state directory {r}; declare a directory or nothing at {p}",
-                if section == "files" {
-                    "file"
-                } else {
-                    "symlink"
-                }
-            ))),
-            None => Ok(()),
-        }
-    };
-    let source = |label: &str, s: &str, want_dir: bool| -> Result<PathBuf, LoadError> {
-        let what = if want_dir {
-            "directory"
-        } else {
-            "regular file"
-        };
-        if s.is_empty() {
-            return Err(invalid(format!(
-                "{label}: source must not be empty; name a {what}"
-            )));
-        }
-        let joined = base.join(s);
-        let meta = fs::metadata(&joined).map_err(|e| {
-            invalid(format!(
-                "{label}: source {s} ({}): {}; create it or fix the path",
-                joined.display(),
-                io_reason(&e)
-            ))
-        })?;
-        let ok = if want_dir {
-            meta.is_dir()
-        } else {
-            meta.is_file()
-        };
-        if !ok {
-            return Err(invalid(format!(
-                "{label}: source {s} ({}) is not a {what}; name a {what}",
-                joined.display()
-            )));
-        }
-        fs::canonicalize(&joined).map_err(|e| {
-            invalid(format!(
-                "{label}: source {s} ({}): {}",
-                joined.display(),
-                io_reason(&e)
-            ))
-        })
-    };
-    let mode = |m: &Option<raw::RawMode>, default: u32| {
-        m.map_or_else(
-            || Mode::new(default).expect("default modes are valid"),
-            |m| m.0,
-        )
-    };
-    let principal = |p: &Option<raw::RawPrincipal>| p.as_ref().map(|p| p.0.clone());
-
-    let mut d = Decls::default();
-
-    // Normally caught by the probe in `parse`; kept so the rule holds on its own.
-    if let Some(v) = raw.sysgen.filter(|&v| v != FORMAT_VERSION) {
-        return Err(invalid(format!(
-            "sysgen: unsupported format version {v}; this sysgen reads format version {FORMAT_VERSION}"
-        )));
-    }
-
-    if let Some(h) = &raw.host {
-        if !valid_hostname(h) {
-            return Err(invalid(format!(
-                "host: invalid host name {h:?}; use letters, digits and hyphens, in labels separated by dots"
-            )));
-        }
-        d.host.insert((), h.clone());
-    }
-
-    for (k, f) in &raw.files {
-        let p = path("files", k)?;
-        not_above_reserved("files", &p)?;
-        let label = format!("files.{p}");
-        let content = match (&f.content, &f.source) {
-            (Some(c), None) => FileContent::Inline(c.clone()),
-            (None, Some(s)) => FileContent::Source(source(&label, s, false)?),
-            (Some(_), Some(_)) => {
-                return Err(invalid(format!(
-                    "{label}: both content and source are set; keep only one"
-                )));
-            }
-            (None, None) => {
-                return Err(invalid(format!(
-                    "{label}: neither content nor source is set; set one (content: \"\" for an empty file)"
-                )));
-            }
-        };
-        let spec = FileSpec {
-            content,
-            mode: mode(&f.mode, if f.secret { 0o600 } else { 0o644 }),
-            owner: principal(&f.owner),
-            group: principal(&f.group),
-            secret: f.secret,
-            declared_in: origin.clone(),
-        };
-        d.files.insert(p, spec);
-    }
-
-    for (k, dir) in &raw.directories {
-        let p = path("directories", k)?;
-        let spec = DirSpec {
-            mode: mode(&dir.mode, 0o755),
-            owner: principal(&dir.owner),
-            group: principal(&dir.group),
-            declared_in: origin.clone(),
-        };
-        d.directories.insert(p, spec);
-    }
-
-    for (k, target) in &raw.symlinks {
-        let p = path("symlinks", k)?;
-        not_above_reserved("symlinks", &p)?;
-        if target.is_empty() || target.contains('\0') {
-            return Err(invalid(format!(
-                "symlinks.{p}: the target must be a non-empty string without NUL; write the path the link points to"
-            )));
-        }
-        let spec = SymlinkSpec {
-            target: target.clone(),
-            declared_in: origin.clone(),
-        };
-        d.symlinks.insert(p, spec);
-    }
-
-    for (k, t) in &raw.trees {
-        let p = path("trees", k)?;
-        let spec = TreeSpec {
-            source: source(&format!("trees.{p}"), &t.source, true)?,
-            mode: t.mode.map(|m| m.0),
-            declared_in: origin.clone(),
-        };
-        d.trees.insert(p, spec);
-    }
-
-    for (k, ds) in &raw.datasets {
-        let p = path("datasets", k)?;
-        let label = format!("datasets.{p}");
-        let kind = match (ds.kind, &ds.name) {
-            (RawDatasetType::Zfs, Some(n)) if valid_zfs_name(n) => {
-                DatasetKind::Zfs { name: n.clone() }
-            }
-            (RawDatasetType::Zfs, Some(n)) => {
-                return Err(invalid(format!(
-                    "{label}: invalid zfs dataset name {n:?}; write pool/dataset"
-                )));
-            }
-            (RawDatasetType::Zfs, None) => {
-                return Err(invalid(format!(
-                    "{label}: type zfs needs a name; add \"name\": \"pool/dataset\""
-                )));
-            }
-            (t, Some(_)) => {
-                return Err(invalid(format!(
-                    "{label}: name is only for type zfs; remove it or set type zfs{}",
-                    if t == RawDatasetType::Btrfs {
-                        " (a btrfs subvolume is named by its path)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-            (RawDatasetType::Directory, None) => DatasetKind::Directory,
-            (RawDatasetType::Btrfs, None) => DatasetKind::Btrfs,
-        };
-        let spec = DatasetSpec {
-            kind,
-            snapshot: ds.snapshot,
-            mode: ds.mode.map(|m| m.0),
-            owner: principal(&ds.owner),
-            group: principal(&ds.group),
-            declared_in: origin.clone(),
-        };
-        d.datasets.insert(p, spec);
-    }
-
-    for (unit, s) in &raw.services {
-        if let Err(why) = valid_unit(unit) {
-            return Err(invalid(format!("services.{unit}: {why}")));
-        }
-        let paths = |field: &str, list: &[String]| -> Result<Vec<EntryPath>, LoadError> {
-            let mut out: Vec<EntryPath> = Vec::new();
-            for s in list {
-                let p = path(&format!("services.{unit}.{field}"), s)?;
-                if !out.contains(&p) {
-                    out.push(p);
-                }
-            }
-            Ok(out)
-        };
-        if s.check.as_deref().is_some_and(|c| c.trim().is_empty()) {
-            return Err(invalid(format!(
-                "services.{unit}.check: the command is empty; write a command or remove check"
-            )));
-        }
-        let check = match (&s.check, s.check_timeout) {
-            (None, Some(_)) => {
-                return Err(invalid(format!(
-                    "services.{unit}.check_timeout: there is no check to time; add check or remove check_timeout"
-                )));
-            }
-            (_, Some(t)) if !(1..=3600).contains(&t) => {
-                return Err(invalid(format!(
-                    "services.{unit}.check_timeout: {t} is out of range; give 1 to 3600 seconds"
-                )));
-            }
-            (None, None) => None,
-            (Some(c), t) => Some(Check {
-                command: c.clone(),
-                timeout_secs: t.unwrap_or(DEFAULT_CHECK_TIMEOUT_SECS),
-            }),
-        };
-        let spec = ServiceSpec {
-            enable: s.enable,
-            restart_on: paths("restart_on", &s.restart_on)?,
-            reload_on: paths("reload_on", &s.reload_on)?,
-            check,
-            declared_in: origin.clone(),
-        };
-        d.services.insert(unit.clone(), spec);
-    }
-
-    for entry in &raw.packages.apt {
-        let (name, version) = match entry.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (entry.as_str(), None),
-        };
-        if !valid_deb_name(name) {
-            return Err(invalid(format!(
-                "packages.apt: invalid package name {name:?}; a Debian package name has at least 2 characters, lowercase letters, digits, +, - and ., and starts with a letter or digit"
-            )));
-        }
-        if let Some(v) = version.filter(|v| !valid_deb_version(v)) {
-            {
-                return Err(invalid(format!(
-                    "packages.apt.{name}: invalid version {v:?}; write name=version with a Debian version such as 1.2.3-1 (or leave the version out)"
-                )));
-            }
-        }
-        if d.apt.contains_key(name) {
-            return Err(invalid(format!(
-                "packages.apt.{name}: listed more than once in this file; list it once"
-            )));
-        }
-        let pkg = AptPackage {
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
-            declared_in: origin.clone(),
-        };
-        d.apt.insert(name.to_owned(), pkg);
-    }
-
-    Ok(d)
-}
-
-fn valid_hostname(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-fn valid_zfs_name(n: &str) -> bool {
-    let parts: Vec<&str> = n.split('/').collect();
-    parts.len() >= 2
-        && parts.iter().all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
-        })
-}
-
-const UNIT_SUFFIXES: [&str; 6] = [
-    ".service", ".socket", ".timer", ".target", ".path", ".mount",
-];
-
-fn valid_unit(u: &str) -> Result<(), String> {
-    let Some(stem) = UNIT_SUFFIXES.iter().find_map(|s| u.strip_suffix(s)) else {
-        return Err(format!(
-            "not a unit name; a unit name ends in {}",
-            UNIT_SUFFIXES.join(", ")
-        ));
-    };
-    let ok = |b: u8| b.is_ascii_alphanumeric() || b":_.\\@-".contains(&b);
-    if stem.is_empty() || u.len() > 255 || !u.bytes().all(ok) {
-        return Err(
-            "invalid unit name; use letters, digits and : _ . \\ @ - before the suffix".to_owned(),
-        );
-    }
-    if stem.starts_with('@') || u.matches('@').count() > 1 {
-        return Err(
-            "invalid unit name; a template instance is written name@instance.service, with one @"
-                .to_owned(),
-        );
-    }
-    Ok(())
-}
-
-fn valid_deb_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    b.len() >= 2
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(&c))
-}
-
-/// `[epoch:]upstream[-revision]`, upstream starting with a digit.
-fn valid_deb_version(v: &str) -> bool {
-    let ok = |c: u8| c.is_ascii_alphanumeric() || b".+~:-".contains(&c);
-    let upstream = match v.split_once(':') {
-        Some((epoch, rest)) if !epoch.is_empty() && epoch.bytes().all(|c| c.is_ascii_digit()) => {
-            rest
-        }
-        Some(_) => return false,
-        None => v,
-    };
-    v.bytes().all(ok) && upstream.bytes().next().is_some_and(|c| c.is_ascii_digit())
-}
-
-/// Equality of two declarations, ignoring where they were declared.
-trait SameDecl {
-    fn same(&self, other: &Self) -> bool;
-}
-
-macro_rules! same_ignoring_origin {
-    ($($t:ty),*) => {$(
-        impl SameDecl for $t {
-            fn same(&self, other: &Self) -> bool {
-                let mut a = self.clone();
-                a.declared_in = other.declared_in.clone();
-                a == *other
-            }
-        }
-    )*};
-}
-same_ignoring_origin!(
-    FileSpec,
-    DirSpec,
-    SymlinkSpec,
-    TreeSpec,
-    DatasetSpec,
-    ServiceSpec
-);
-
-impl SameDecl for String {
-    fn same(&self, other: &Self) -> bool {
-        self == other
-    }
-}
-
-impl SameDecl for AptPackage {
-    fn same(&self, other: &Self) -> bool {
-        self.name == other.name && self.version == other.version
-    }
-}
-
-/// Merge one section: for each key, the declarations that no other
-/// declaration overrides must all be equal. Returns each key's winner and
-/// the index of the file it came from.
-fn merge_section<K: Ord + Clone, V: Clone + SameDecl>(
-    nodes: &[Node],
-    reach: &[BTreeSet<usize>],
-    get: impl Fn(&Decls) -> &BTreeMap<K, V>,
-    label: impl Fn(&K) -> String,
-) -> Result<BTreeMap<K, (usize, V)>, LoadError> {
-    let mut all: BTreeMap<&K, Vec<(usize, &V)>> = BTreeMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        for (k, v) in get(&n.decls) {
-            all.entry(k).or_default().push((i, v));
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (k, decls) in all {
-        // Not overridden: no other declaring file includes this one.
-        let top: Vec<(usize, &V)> = decls
-            .iter()
-            .copied()
-            .filter(|(i, _)| !decls.iter().any(|(j, _)| reach[*j].contains(i)))
-            .collect();
-        let (wi, wv) = top[0];
-        if let Some(&(oi, _)) = top[1..].iter().find(|(_, v)| !wv.same(v)) {
-            let (a, b) = (&nodes[wi].shown, &nodes[oi].shown);
-            return Err(LoadError::new(
-                a,
-                Kind::Conflict,
-                format!(
-                    "{}: declared differently in {} and in {}, and neither file includes the other; keep one declaration, or override it in a file that includes both",
-                    label(k),
-                    a.display(),
-                    b.display()
-                ),
-            )
-            .other(b));
-        }
-        out.insert(k.clone(), (wi, wv.clone()));
-    }
-    Ok(out)
-}
-
-fn strip<K: Ord, V>(m: BTreeMap<K, (usize, V)>) -> BTreeMap<K, V> {
-    m.into_iter().map(|(k, (_, v))| (k, v)).collect()
-}
-
-fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpec, LoadError> {
-    let host = merge_section(nodes, reach, |d| &d.host, |_| "host".to_owned())?;
-    let files = merge_section(nodes, reach, |d| &d.files, |k| format!("files.{k}"))?;
-    let directories = merge_section(
-        nodes,
-        reach,
-        |d| &d.directories,
-        |k| format!("directories.{k}"),
-    )?;
-    let symlinks = merge_section(nodes, reach, |d| &d.symlinks, |k| format!("symlinks.{k}"))?;
-    let trees = merge_section(nodes, reach, |d| &d.trees, |k| format!("trees.{k}"))?;
-    let datasets = merge_section(nodes, reach, |d| &d.datasets, |k| format!("datasets.{k}"))?;
-    let services = merge_section(nodes, reach, |d| &d.services, |k| format!("services.{k}"))?;
-    let apt = merge_section(nodes, reach, |d| &d.apt, |k| format!("packages.apt.{k}"))?;
-
-    // Every declared path: its section and declaring file.
-    let mut paths: BTreeMap<&EntryPath, Vec<(&str, usize)>> = BTreeMap::new();
-    let sections: [(&str, Vec<(&EntryPath, usize)>); 5] = [
-        ("files", files.iter().map(|(k, (i, _))| (k, *i)).collect()),
-        (
-            "directories",
-            directories.iter().map(|(k, (i, _))| (k, *i)).collect(),
-        ),
-        (
-            "symlinks",
-            symlinks.iter().map(|(k, (i, _))| (k, *i)).collect(),
-        ),
-        ("trees", trees.iter().map(|(k, (i, _))| (k, *i)).collect()),
-        (
-            "datasets",
-            datasets.iter().map(|(k, (i, _))| (k, *i)).collect(),
-        ),
-    ];
-    for (section, list) in &sections {
-        for &(p, i) in list {
-            paths.entry(p).or_default().push((section, i));
-        }
-    }
-    for (p, decls) in &paths {
-        if let [(s1, i1), (s2, i2), ..] = decls[..] {
-            let (a, b) = (&nodes[i1].shown, &nodes[i2].shown);
-            return Err(LoadError::new(
-                a,
-                Kind::Conflict,
-                format!(
-                    "{p} is declared under both {s1} (in {}) and {s2} (in {}); declare it under one section only",
-                    a.display(),
-                    b.display()
-                ),
-            )
-            .other(b));
-        }
-    }
-    // Nothing under a file or symlink: it could not be created.
-    for (p, decls) in &paths {
-        let (section, i) = decls[0];
-        for anc in p.ancestors() {
-            let Some(&[(asection, ai)]) = paths.get(&anc).map(Vec::as_slice) else {
-                continue;
-            };
-            if asection == "files" || asection == "symlinks" {
-                let (a, b) = (&nodes[i].shown, &nodes[ai].shown);
-                return Err(LoadError::new(
-                    a,
-                    Kind::Conflict,
-                    format!(
-                        "{section}.{p} lies under {asection}.{anc} (declared in {}), which is not a directory; remove one of them",
-                        b.display()
-                    ),
-                )
-                .other(b));
-            }
-        }
-    }
-
-    Ok(HostSpec {
-        config: nodes[0].real.clone(),
-        host: host.into_values().next().map(|(_, h)| h),
-        files: strip(files),
-        directories: strip(directories),
-        symlinks: strip(symlinks),
-        trees: strip(trees),
-        packages: Packages { apt: strip(apt) },
-        datasets: strip(datasets),
-        services: strip(services),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::check::{
+        normalized, valid_deb_name, valid_deb_version, valid_hostname, valid_unit, valid_zfs_name,
+    };
     use super::*;
 
     #[test]

@@ -23,7 +23,16 @@ pub enum PathError {
     DotComponent,
     #[error("path must not contain a NUL byte")]
     Nul,
+    #[error("path has a component of {0} bytes; a name may have at most 255 (NAME_MAX)")]
+    NameTooLong(usize),
+    #[error("path has {0} bytes; a path may have at most 4095 (PATH_MAX)")]
+    TooLong(usize),
 }
+
+/// The longest file name Linux accepts (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+/// The longest path Linux accepts, without its NUL (PATH_MAX - 1).
+pub const PATH_MAX: usize = 4095;
 
 impl EntryPath {
     pub fn parse(s: &str) -> Result<Self, PathError> {
@@ -41,8 +50,14 @@ impl EntryPath {
             match c {
                 "" => return Err(PathError::EmptyComponent),
                 "." | ".." => return Err(PathError::DotComponent),
+                c if c.len() > NAME_MAX => return Err(PathError::NameTooLong(c.len())),
                 _ => {}
             }
+        }
+        // Checked here, not when applying: a path the kernel refuses would
+        // otherwise fail halfway through a switch.
+        if s.len() > PATH_MAX {
+            return Err(PathError::TooLong(s.len()));
         }
         Ok(EntryPath(s.to_owned()))
     }

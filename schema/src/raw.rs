@@ -280,14 +280,26 @@ impl JsonSchema for RawMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawPrincipal(pub Principal);
 
+/// The largest id: `(uid_t)-1` (4294967295) is no id, chown reads it as
+/// "leave unchanged", so sysgen could never set it and would report drift.
+const MAX_ID: u32 = u32::MAX - 1;
+
+fn id_from_u64(n: u64) -> Result<Principal, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_ID)
+        .map(Principal::Id)
+        .ok_or_else(|| {
+            format!("invalid id {n}: an id must be at most {MAX_ID} (4294967295 means \"unchanged\" to chown)")
+        })
+}
+
 fn principal_from_str(s: &str) -> Result<Principal, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u32>()
-            .map(Principal::Id)
-            .map_err(|_| format!("invalid id {s}: an id must be at most 4294967295"));
+        // Too many digits for a u64 is too large too.
+        return id_from_u64(s.parse::<u64>().unwrap_or(u64::MAX));
     }
-    let bad = |c: char| c == ':' || c == '/' || c == '\0' || c.is_whitespace();
+    let bad = |c: char| c == ':' || c == '/' || c.is_control() || c.is_whitespace();
     if s.is_empty() || s.chars().any(bad) {
         return Err(format!(
             "invalid user or group name {s:?}: write a name without ':', '/' or whitespace, or a number"
@@ -308,11 +320,7 @@ impl<'de> Deserialize<'de> for RawPrincipal {
                 principal_from_str(s).map(RawPrincipal).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawPrincipal, E> {
-                u32::try_from(n)
-                    .map(|n| RawPrincipal(Principal::Id(n)))
-                    .map_err(|_| {
-                        E::custom(format!("invalid id {n}: an id must be at most 4294967295"))
-                    })
+                id_from_u64(n).map(RawPrincipal).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawPrincipal, E> {
                 u64::try_from(n)
@@ -333,7 +341,7 @@ impl JsonSchema for RawPrincipal {
             "description": "A user or group name (resolved in the target root's /etc/passwd or /etc/group), or a numeric id.",
             "oneOf": [
                 { "type": "string", "minLength": 1, "pattern": "^[^:/\\s]+$" },
-                { "type": "integer", "minimum": 0, "maximum": 4294967295u32 }
+                { "type": "integer", "minimum": 0, "maximum": MAX_ID }
             ]
         })
     }

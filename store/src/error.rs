@@ -31,6 +31,23 @@ pub enum StoreError {
     #[error("{} changed while it was being stored; retry once nothing is writing to it", path.display())]
     Changed { path: PathBuf },
 
+    /// An entry of the state directory is not what sysgen made: a symlink,
+    /// the wrong type, or another owner. Never followed or used.
+    #[error(
+        "{}: {why}; sysgen uses only directories and files it made in its state directory (owned by root, no symlinks): remove it or choose another --state-dir",
+        path.display()
+    )]
+    Untrusted { path: PathBuf, why: String },
+
+    /// Writing to the store failed (a full disk, an I/O error): not a
+    /// problem of the file being stored.
+    #[error("could not write to the store at {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Writing a verified object out to the caller's writer failed.
     #[error("could not write out store object {hash}: {source}")]
     Output {

@@ -39,20 +39,21 @@ mod batch;
 mod error;
 mod hash;
 mod pack;
+mod read;
+pub mod trust;
+mod write;
 
-use std::cell::Cell;
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
 pub use error::StoreError;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
-
-use hash::STREAM_BUF;
+pub(crate) use write::{Prepared, Staged, TempFile, compress, finish_temp, prepare_file};
 
 /// zstd level for objects at rest: level 3 (zstd's default) compresses text well
 /// at several hundred MB/s, which keeps ingest I/O bound rather than CPU bound.
@@ -123,45 +124,6 @@ pub struct Store {
     packs: [RwLock<Option<pack::PackSet>>; 2],
 }
 
-/// A compressed object written to `tmp/`, not yet in its final place.
-pub(crate) struct Staged {
-    pub(crate) temp: TempFile,
-    pub(crate) stored_len: u64,
-}
-
-/// A temp file that removes itself unless [`TempFile::keep`] is called, so an
-/// error on any path leaves no leftover behind.
-pub(crate) struct TempFile {
-    path: Option<PathBuf>,
-}
-
-impl TempFile {
-    pub(crate) fn path(&self) -> &Path {
-        self.path.as_deref().unwrap_or(Path::new(""))
-    }
-
-    /// Stops the file from being removed on drop: it has been renamed away.
-    pub(crate) fn keep(mut self) {
-        self.path = None;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            // Best effort: this runs on error paths that already report an
-            // error, and clean_temp removes whatever is left.
-            let _ = fs::remove_file(path);
-        }
-    }
-}
-
-/// What a file turned out to be once opened: small files are already in memory.
-pub(crate) enum Prepared {
-    Small(Vec<u8>),
-    Large { file: File, hash: Hash, size: u64 },
-}
-
 impl Store {
     /// Opens the store at `dir`, creating `dir` and its layout if missing.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -170,7 +132,30 @@ impl Store {
             .mode(PUBLIC_DIR_MODE)
             .create(dir)
             .map_err(StoreError::io(dir))?;
-        let store = Store {
+        // Never through a symlink: `<state>/store` pointing outside would put
+        // objects there, and clean_temp would empty the outside `tmp/`.
+        trust::open(dir, trust::Expect::Dir, false)?;
+        let store = Store::unopened(dir);
+        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
+        // These two hold content only root may read, so their mode is enforced
+        // even when they already exist.
+        ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
+        ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
+        Ok(store)
+    }
+
+    /// Opens the store at `dir` for reading only: creates and changes
+    /// nothing, and fails (NotFound) when its layout is not all there.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        let store = Store::unopened(dir);
+        for d in [dir, &store.objects, &store.secret, &store.tmp] {
+            trust::open(d, trust::Expect::Dir, false)?;
+        }
+        Ok(store)
+    }
+
+    fn unopened(dir: &Path) -> Store {
+        Store {
             dir: dir.to_owned(),
             objects: dir.join("objects"),
             secret: dir.join("secret"),
@@ -180,13 +165,7 @@ impl Store {
                 .collect(),
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
             packs: [RwLock::new(None), RwLock::new(None)],
-        };
-        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
-        // These two hold content only root may read, so their mode is enforced
-        // even when they already exist.
-        ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
-        ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
-        Ok(store)
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -223,8 +202,10 @@ impl Store {
                 let Some(fan) = path.parent() else {
                     return false;
                 };
-                // Only an open directory is kept: one absent now may be made later.
-                match File::open(fan) {
+                // Only an open directory is kept: one absent now may be made
+                // later. A symlink is not followed: the object counts as
+                // absent, and storing it refuses the fan-out (ensure_dir).
+                match trust::open(fan, trust::Expect::Dir, false) {
                     Ok(d) => self.fanout_fds[slot].get_or_init(|| d),
                     Err(_) => return false,
                 }
@@ -453,334 +434,6 @@ impl Store {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
-
-    /// Decompresses the object, passing each chunk to `sink` and hashing it.
-    fn stream(
-        &self,
-        hash: &Hash,
-        area: Area,
-        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    ) -> Result<u64, StoreError> {
-        let packed = self.with_packs(area, |set| {
-            let loc = set.map.get(hash)?;
-            let pack = &set.packs[loc.pack as usize];
-            let mut fill = |buf: &mut Vec<u8>| pack::read_frame(pack, loc.offset, loc.len, buf);
-            // Only small objects are packed, so one always fits in memory.
-            Some(
-                stream_small(&pack.path, &mut fill, hash, sink)
-                    .and_then(|n| n.ok_or(StoreError::Corrupt { hash: *hash })),
-            )
-        })?;
-        if let Some(result) = packed {
-            return result;
-        }
-        let path = self.object_path(hash, area);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound { hash: *hash });
-            }
-            Err(e) => return Err(StoreError::Io { path, source: e }),
-        };
-        let stored_len = file.metadata().map_err(StoreError::io(&path))?.len();
-        if stored_len <= SMALL_FILE_LIMIT {
-            let mut fill = |buf: &mut Vec<u8>| {
-                buf.clear();
-                buf.reserve(stored_len as usize);
-                // Through `Read for &mut File` wrapped in `take`:
-                // `File::read_to_end` would ask the kernel for the size and
-                // position again (a `statx` and an `lseek` per object) to
-                // size a buffer already sized.
-                (&mut file)
-                    .take(SMALL_FILE_LIMIT + 1)
-                    .read_to_end(buf)
-                    .map(drop)
-                    .map_err(StoreError::io(&path))
-            };
-            if let Some(n) = stream_small(&path, &mut fill, hash, sink)? {
-                return Ok(n);
-            }
-            file.rewind().map_err(StoreError::io(&path))?;
-        }
-        // zstd reports a damaged frame and a failed read alike as io::Error;
-        // this flag tells them apart so a disk error is not called corruption.
-        let read_failed = Cell::new(false);
-        let source = TrackedReader {
-            inner: file,
-            failed: &read_failed,
-        };
-        let mut decoder =
-            zstd::stream::read::Decoder::new(source).map_err(StoreError::io(&path))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; STREAM_BUF];
-        let mut total = 0u64;
-        loop {
-            let n = match decoder.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if read_failed.get() => return Err(StoreError::Io { path, source: e }),
-                Err(_) => return Err(StoreError::Corrupt { hash: *hash }),
-            };
-            hasher.update(&buf[..n]);
-            sink(&buf[..n]).map_err(|source| StoreError::Output {
-                hash: *hash,
-                source,
-            })?;
-            total += n as u64;
-        }
-        if Hash::from(hasher.finalize()) != *hash {
-            return Err(StoreError::Corrupt { hash: *hash });
-        }
-        Ok(total)
-    }
-
-    /// Creates a new, uniquely named temp file (0600) in `tmp/`; `tag`
-    /// ends its name, to tell what it is.
-    fn create_temp(&self, tag: &str) -> Result<(File, TempFile), StoreError> {
-        let pid = std::process::id();
-        loop {
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = self.tmp.join(format!("{pid}-{n}-{tag}"));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(PRIVATE_FILE_MODE)
-                .open(&path)
-            {
-                Ok(file) => return Ok((file, TempFile { path: Some(path) })),
-                // A leftover of an earlier process that had the same pid:
-                // take the next number.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(StoreError::Io { path, source: e }),
-            }
-        }
-    }
-
-    /// Compresses `bytes` into a temp file with the final mode of `area`;
-    /// fsyncs it if `sync`.
-    pub(crate) fn stage_bytes(
-        &self,
-        hash: &Hash,
-        bytes: &[u8],
-        area: Area,
-        sync: bool,
-    ) -> Result<Staged, StoreError> {
-        let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
-        let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
-        let io_err = StoreError::io(temp.path());
-        let result = (|| {
-            file.write_all(&compressed)?;
-            finish_temp(&file, area, sync)
-        })();
-        result.map_err(io_err)?;
-        Ok(Staged {
-            temp,
-            stored_len: compressed.len() as u64,
-        })
-    }
-
-    /// Compresses the open file `file` (from its start) into a temp file,
-    /// hashing again as it reads: if the content is not the `hash`/`size`
-    /// found by the first pass, the file changed in between and nothing is
-    /// stored.
-    pub(crate) fn stage_file(
-        &self,
-        hash: &Hash,
-        size: u64,
-        mut file: File,
-        path: &Path,
-        area: Area,
-        sync: bool,
-    ) -> Result<Staged, StoreError> {
-        file.rewind().map_err(StoreError::io(path))?;
-        let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
-        let mut source = HashingReader {
-            inner: file,
-            hasher: blake3::Hasher::new(),
-            size: 0,
-            failed: false,
-        };
-        let temp_err = StoreError::io(temp.path());
-        let copied = (|| {
-            let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
-            encoder.set_pledged_src_size(Some(size))?;
-            io::copy(&mut source, &mut encoder)?;
-            encoder.finish()
-        })();
-        let out = match copied {
-            Ok(out) => out,
-            // Read errors belong to the source file, the rest to the temp file;
-            // a size different from the pledged one means the file changed.
-            Err(e) if source.failed => {
-                return Err(StoreError::Io {
-                    path: path.into(),
-                    source: e,
-                });
-            }
-            Err(_) if source.size != size => return Err(StoreError::Changed { path: path.into() }),
-            Err(e) => return Err(temp_err(e)),
-        };
-        if source.size != size || Hash::from(source.hasher.finalize()) != *hash {
-            return Err(StoreError::Changed { path: path.into() });
-        }
-        let stored_len = out.metadata().map_err(StoreError::io(temp.path()))?.len();
-        finish_temp(&out, area, sync).map_err(StoreError::io(temp.path()))?;
-        Ok(Staged { temp, stored_len })
-    }
-
-    /// Renames a staged temp file to its final name, creating the fan-out
-    /// directory if needed; if `durable`, fsyncs the directories the rename
-    /// (and a new fan-out directory) changed.
-    pub(crate) fn install(
-        &self,
-        temp: TempFile,
-        hash: &Hash,
-        area: Area,
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        let dest = self.object_path(hash, area);
-        let fan_dir = dest.parent().unwrap_or(&self.dir).to_owned();
-        let slot = fanout_slot(hash, area);
-        let created = if self.fanout_ready[slot].load(Ordering::Relaxed) {
-            false
-        } else {
-            let created = ensure_dir(&fan_dir, area.dir_mode(), false)?;
-            self.fanout_ready[slot].store(true, Ordering::Relaxed);
-            created
-        };
-        fs::rename(temp.path(), &dest).map_err(StoreError::io(&dest))?;
-        temp.keep();
-        if durable {
-            sync_dir(&fan_dir)?;
-            if created {
-                sync_dir(self.area_dir(area))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Flushes everything written to the store's filesystem (one syscall for
-    /// any number of files).
-    pub(crate) fn syncfs(&self) -> Result<(), StoreError> {
-        let dir = File::open(&self.dir).map_err(StoreError::io(&self.dir))?;
-        nix::unistd::syncfs(&dir).map_err(|e| StoreError::Io {
-            path: self.dir.clone(),
-            source: e.into(),
-        })
-    }
-}
-
-/// Opens `path` and reads it whole if small, or hashes it in a streaming pass
-/// if large (keeping it open for the compress pass).
-pub(crate) fn prepare_file(path: &Path) -> Result<Prepared, StoreError> {
-    let mut file = File::open(path).map_err(StoreError::io(path))?;
-    let len = file.metadata().map_err(StoreError::io(path))?.len();
-    if len <= SMALL_FILE_LIMIT {
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes).map_err(StoreError::io(path))?;
-        Ok(Prepared::Small(bytes))
-    } else {
-        let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
-        Ok(Prepared::Large { file, hash, size })
-    }
-}
-
-thread_local! {
-    // A zstd context costs more to set up than compressing a small file does;
-    // ingest stores many small files per thread, so each thread keeps one.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The largest content that [`stream_small`] decompresses in memory;
-/// small stored frames of highly compressible content can be far larger.
-const SMALL_OBJECT_PLAIN_LIMIT: u64 = 8 * SMALL_FILE_LIMIT;
-
-/// Per-thread state for reading small objects: a decompression context and
-/// two buffers that keep their capacity from one object to the next.
-#[derive(Default)]
-struct SmallBufs {
-    decompressor: Option<zstd::bulk::Decompressor<'static>>,
-    compressed: Vec<u8>,
-    plain: Vec<u8>,
-}
-
-thread_local! {
-    static SMALL_BUFS: std::cell::RefCell<SmallBufs> = std::cell::RefCell::new(SmallBufs::default());
-}
-
-/// [`Store::stream`] for a small object: `fill` reads its frame (from a
-/// file of its own or a pack, `from`), then one decompression with
-/// the thread's reused context. Most objects are small config files, and
-/// setting up a streaming decoder (its context and buffers) costs more than
-/// decompressing one of them. `None`: the content is too large to hold in
-/// memory (a small frame of very compressible data); stream it instead.
-fn stream_small(
-    from: &Path,
-    fill: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), StoreError>,
-    hash: &Hash,
-    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-) -> Result<Option<u64>, StoreError> {
-    SMALL_BUFS.with(|cell| {
-        let mut bufs = cell.borrow_mut();
-        let SmallBufs {
-            decompressor,
-            compressed,
-            plain,
-        } = &mut *bufs;
-        fill(compressed)?;
-        // Every object is written with its content size in the frame header
-        // (bulk compression records it, streaming pledges it).
-        let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
-            Ok(Some(n)) if n <= SMALL_OBJECT_PLAIN_LIMIT => n as usize,
-            Ok(_) => return Ok(None),
-            Err(_) => return Err(StoreError::Corrupt { hash: *hash }),
-        };
-        let d = match decompressor {
-            Some(d) => d,
-            None => {
-                decompressor.insert(zstd::bulk::Decompressor::new().map_err(StoreError::io(from))?)
-            }
-        };
-        plain.clear();
-        plain.reserve(size);
-        match d.decompress_to_buffer(compressed.as_slice(), plain) {
-            Ok(n) if n == size => {}
-            _ => return Err(StoreError::Corrupt { hash: *hash }),
-        }
-        if Hash::of(plain) != *hash {
-            return Err(StoreError::Corrupt { hash: *hash });
-        }
-        sink(plain).map_err(|source| StoreError::Output {
-            hash: *hash,
-            source,
-        })?;
-        let n = plain.len() as u64;
-        // Keep the buffers of an ordinary small object, not of the largest one seen.
-        plain.shrink_to(SMALL_FILE_LIMIT as usize);
-        Ok(Some(n))
-    })
-}
-
-fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
-        };
-        compressor.compress(bytes)
-    })
-}
-
-/// Sets the final mode (explicitly: the umask must not matter) and syncs if asked.
-fn finish_temp(file: &File, area: Area, sync: bool) -> io::Result<()> {
-    file.set_permissions(Permissions::from_mode(area.file_mode()))?;
-    if sync {
-        file.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Creates `path` with `mode` if missing (returns whether it did); with
@@ -796,14 +449,10 @@ fn ensure_dir(path: &Path, mode: u32, enforce: bool) -> Result<bool, StoreError>
             });
         }
     };
+    // Whether made now or found: a directory of ours, never a symlink.
+    trust::check_entry(path, trust::Expect::Dir)?;
     if created || enforce {
         let meta = fs::symlink_metadata(path).map_err(StoreError::io(path))?;
-        if !meta.is_dir() {
-            return Err(StoreError::Io {
-                path: path.into(),
-                source: io::Error::new(io::ErrorKind::AlreadyExists, "not a directory"),
-            });
-        }
         if meta.permissions().mode() & 0o7777 != mode {
             fs::set_permissions(path, Permissions::from_mode(mode))
                 .map_err(StoreError::io(path))?;
@@ -834,48 +483,6 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
     File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io(path))
-}
-
-/// A reader that remembers whether the underlying read failed.
-struct TrackedReader<'a, R> {
-    inner: R,
-    failed: &'a Cell<bool>,
-}
-
-impl<R: Read> Read for TrackedReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted {
-                self.failed.set(true);
-            }
-        })
-    }
-}
-
-/// A reader that hashes and counts what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    size: u64,
-    failed: bool,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.size += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
-                }
-                Err(e)
-            }
-        }
-    }
 }
 
 #[cfg(test)]

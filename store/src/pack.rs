@@ -37,10 +37,11 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasherDefault;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::trust::{self, Expect};
 use crate::{Area, Hash, KeyHasher, Store, StoreError, TempFile};
 
 const PACK_MAGIC: &[u8; 8] = b"SGPACK1\n";
@@ -108,6 +109,7 @@ fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
 /// The entries of `dir`; `None` if it does not exist (an area that never
 /// had a pack has no pack directory).
 fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
+    trust::check_entry(dir, Expect::Dir)?;
     match fs::read_dir(dir) {
         Ok(rd) => Ok(Some(rd)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -136,14 +138,16 @@ pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
     names.sort_unstable();
     for name in names {
         let path = pack_path(dir, &name);
-        let file = match File::open(&path) {
+        let (file, meta) = match trust::open_meta(&path, Expect::File, false) {
             Ok(f) => f,
             // An index whose pack is gone: a removal cut short; clean_temp
             // removes it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(StoreError::Io { path, source: e }),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let len = file.metadata().map_err(StoreError::io(&path))?.len();
+        let len = meta.len();
         let entries = read_idx(&idx_path(dir, &name))?;
         let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
         for e in entries {
@@ -161,7 +165,10 @@ pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
 /// The entries of the index at `path`, checked against its checksum and
 /// against each other.
 pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
-    let bytes = fs::read(path).map_err(StoreError::io(path))?;
+    let mut bytes = Vec::new();
+    trust::open(path, Expect::File, false)?
+        .read_to_end(&mut bytes)
+        .map_err(StoreError::io(path))?;
     let damaged = |why: &str| StoreError::BadPack {
         path: path.into(),
         why: why.to_owned(),

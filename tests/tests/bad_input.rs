@@ -429,6 +429,50 @@ const CASES: &[Case] = &[
         files: &[("c.json", r#"{ "packages": { "apt": ["Nginx"] } }"#)],
         want: &["c.json", "Nginx"],
     },
+    // Issue 11, item 12: a control character would forge lines in the plan
+    // ("remove file /etc/passwd") or reach the terminal as an escape.
+    Case {
+        name: "a newline in a declared path",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/x\nremove file /etc/passwd": { "content": "x" } } }"#,
+        )],
+        want: &["c.json", "files./etc/x\\nremove", "control character"],
+    },
+    Case {
+        name: "an escape sequence in a declared path",
+        files: &[(
+            "c.json",
+            r#"{ "directories": { "/srv/\u001b[31mred": {} } }"#,
+        )],
+        want: &[
+            "c.json",
+            "directories./srv/\\u{1b}[31mred",
+            "control character",
+        ],
+    },
+    Case {
+        name: "a control character in a symlink target",
+        files: &[("c.json", r#"{ "symlinks": { "/etc/l": "/x\ny" } }"#)],
+        want: &["c.json", "symlinks./etc/l", "control character"],
+    },
+    // Issue 11, item 10: (uid_t)-1 is "unchanged" to chown, never an owner.
+    Case {
+        name: "owner 4294967295",
+        files: &[(
+            "c.json",
+            r#"{ "files": { "/etc/o": { "content": "x", "owner": 4294967295 } } }"#,
+        )],
+        want: &["c.json:1:", "4294967295", "at most 4294967294"],
+    },
+    Case {
+        name: "group \"4294967295\"",
+        files: &[(
+            "c.json",
+            r#"{ "directories": { "/srv/o": { "group": "4294967295" } } }"#,
+        )],
+        want: &["c.json:1:", "at most 4294967294"],
+    },
 ];
 
 /// Everything a failed command must leave alone: the whole root (state

@@ -247,7 +247,13 @@ const ROLLBACK: Scenario = Scenario {
 
 /// The active generation per `list --json`.
 fn active(env: &TestEnv) -> Option<u64> {
-    let v = env.run(&["--json", "list"]).ok().json();
+    let r = env.run(&["--json", "list"]);
+    // Before the first switch there is no state, and `list` says so
+    // (exit 1) rather than make one: no generation is active.
+    if r.code == Some(1) && r.stderr.contains("no sysgen state here") {
+        return None;
+    }
+    let v = r.ok().json();
     let active = v["active"].as_u64();
     let marked: Vec<u64> = v["generations"]
         .as_array()

@@ -442,7 +442,10 @@ fn btrfs_adopt_keeps_contents() {
 /// and changes nothing: same tree, no new generation.
 #[track_caller]
 fn refused(env: &TestEnv, args: &[&str], code: i32, needle: &str) {
-    let gens = env.run(&["--json", "list"]).ok().json()["generations"].clone();
+    // The state directory's parents, as a first `list` used to make them:
+    // a first switch makes them, refused or not, and they are not at stake.
+    fs::create_dir_all(env.state()).unwrap();
+    let gens = generations(env);
     let before = env.tree();
     let r = env.run(args).expect(code);
     assert!(
@@ -451,10 +454,17 @@ fn refused(env: &TestEnv, args: &[&str], code: i32, needle: &str) {
         r.stderr
     );
     assert_eq!(env.tree(), before, "a refused switch changed the root");
-    assert_eq!(
-        env.run(&["--json", "list"]).ok().json()["generations"],
-        gens
-    );
+    assert_eq!(generations(env), gens);
+}
+
+/// The generations per `list --json`; none before the first switch, when
+/// there is no state yet and `list` says so (exit 1).
+fn generations(env: &TestEnv) -> serde_json::Value {
+    let r = env.run(&["--json", "list"]);
+    if r.code == Some(1) && r.stderr.contains("no sysgen state here") {
+        return json!([]);
+    }
+    r.ok().json()["generations"].clone()
 }
 
 #[test]
@@ -726,7 +736,9 @@ fn zfs_name_clash_and_adoption() {
         "c.json",
         json!({ "datasets": { "/srv/x": { "type": "zfs", "name": "tank/other" } } }),
     );
-    zfs_run(&env, &["list"]).ok();
+    // The state directory's parents, as a first `list` used to make them:
+    // a first switch makes them, refused or not, and they are not at stake.
+    fs::create_dir_all(env.state()).unwrap();
     let before = env.tree();
     let r = zfs_run(&env, &["switch", s(&c)]).expect(1);
     assert!(

@@ -228,7 +228,13 @@ fn run(env: &TestEnv, what: &str, args: &[&str]) -> Run {
 }
 
 fn active(env: &TestEnv, what: &str) -> Option<u64> {
-    run(env, what, &["--json", "list"]).ok().json()["active"].as_u64()
+    let r = run(env, what, &["--json", "list"]);
+    // Before the first switch there is no state, and `list` says so
+    // (exit 1) rather than make one: no generation is active.
+    if r.code == Some(1) && r.stderr.contains("no sysgen state here") {
+        return None;
+    }
+    r.ok().json()["active"].as_u64()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

@@ -1,0 +1,96 @@
+//! The schema of the state database, one migration per version.
+
+/// Each entry upgrades the schema by one version. Never edit a released one.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE manifests (
+    id BLOB PRIMARY KEY,
+    body BLOB NOT NULL,
+    config TEXT,
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    built_at INTEGER NOT NULL
+);
+CREATE TABLE nodes (id BLOB PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE generations (
+    number INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    collected_at INTEGER
+);
+CREATE TABLE activations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    number INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    how TEXT NOT NULL
+);
+CREATE TABLE ledger (path TEXT PRIMARY KEY, origin TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE saved (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    why TEXT NOT NULL
+);
+CREATE TABLE stat_cache (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    hash BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
+    // Whether each unit sysgen manages was enabled before sysgen first managed
+    // it: what the unit goes back to when it leaves the configuration.
+    r#"
+CREATE TABLE unit_origins (unit TEXT PRIMARY KEY, enabled INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+    // Which packages sysgen installed (and so may remove), and the .deb
+    // files it keeps in the store for exact, offline rollback.
+    r#"
+CREATE TABLE package_owned (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (manager, name)
+) WITHOUT ROWID;
+CREATE TABLE package_files (
+    manager TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (manager, name, version, arch)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Datasets sysgen attached (created, adopted or re-attached) at some point,
+-- whatever their state now; gc destroys what no remaining generation has.
+CREATE TABLE datasets (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    since INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Snapshots sysgen took of them, recorded as soon as they exist.
+CREATE TABLE dataset_snapshots (
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    taken_at INTEGER NOT NULL,
+    PRIMARY KEY (path, name)
+) WITHOUT ROWID;
+"#,
+    // Node bodies are kilobytes: in a WITHOUT ROWID table every seek walks
+    // (and copies) them, so a diff of 100k entries spent a third of its
+    // time inside the b-tree. A rowid table keeps bodies out of the index.
+    r#"
+CREATE TABLE nodes_by_rowid (id BLOB PRIMARY KEY NOT NULL, body BLOB NOT NULL);
+INSERT INTO nodes_by_rowid (id, body) SELECT id, body FROM nodes;
+DROP TABLE nodes;
+ALTER TABLE nodes_by_rowid RENAME TO nodes;
+"#,
+];

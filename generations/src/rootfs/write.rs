@@ -1,0 +1,337 @@
+//! Writes: files, symlinks, directories, metadata and removals, each
+//! through a handle on its parent directory.
+
+use super::tree::kind_of;
+use super::*;
+
+impl RootDir {
+    pub(super) fn touch(&self, dir: &OwnedFd) {
+        let dev = match fstat(dir.as_fd()) {
+            Ok(st) => st.st_dev,
+            Err(_) => {
+                // Cannot tell which filesystem: `sync` will flush them all.
+                self.untracked.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        if let std::collections::btree_map::Entry::Vacant(slot) = t.entry(dev) {
+            match nix::unistd::dup(dir.as_fd()) {
+                Ok(fd) => {
+                    slot.insert(fd);
+                }
+                Err(_) => self.untracked.store(true, Ordering::Relaxed),
+            }
+        }
+    }
+
+    /// A temporary name in `p`'s directory. Only the start of `p`'s name
+    /// is kept (it is there for a human who finds a leftover), so the temp
+    /// name stays short whatever the name: a 255-byte name must work.
+    pub(super) fn tmp_name(&self, p: &EntryPath) -> String {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let name = p.file_name();
+        let mut keep = name.len().min(TMP_NAME_HINT);
+        while !name.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{TMP_PREFIX}{}.{}.{}", std::process::id(), n, &name[..keep])
+    }
+
+    /// Replaces whatever file or symlink is at `p` with a regular file whose
+    /// content `fill` writes, with exactly `mode` and `owner`. An empty
+    /// directory at `p` is replaced; one with entries is an error (the plan
+    /// removes it first).
+    ///
+    /// `fill` should write in large chunks: the file is not buffered.
+    pub fn put_file(
+        &self,
+        p: &EntryPath,
+        mode: u32,
+        owner: Owner,
+        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        let parent = self.open_parent(p)?;
+        self.put_file_in(&parent, p, mode, owner, fill)?;
+        self.touch(&parent.fd);
+        Ok(())
+    }
+
+    /// Opens the parent directory of `p`, for several `*_in` calls on
+    /// entries of that one directory. The caller calls [`RootDir::touched`]
+    /// after writing through it.
+    pub fn open_parent(&self, p: &EntryPath) -> Result<ParentDir> {
+        Ok(ParentDir {
+            fd: self.parent(p).map_err(|e| err(p, "open parent", e))?,
+            path: p.parent(),
+        })
+    }
+
+    /// Records that entries were written through `parent`, for [`RootDir::sync`].
+    pub fn touched(&self, parent: &ParentDir) {
+        self.touch(&parent.fd);
+    }
+
+    pub(super) fn check_parent(parent: &ParentDir, p: &EntryPath) -> Result<()> {
+        if parent.path != p.parent() {
+            return Err(err(
+                p,
+                "open parent",
+                io::Error::new(io::ErrorKind::InvalidInput, "wrong parent directory handle"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`RootDir::put_file`] through a parent handle from [`RootDir::open_parent`].
+    pub fn put_file_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        mode: u32,
+        owner: Owner,
+        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        Self::check_parent(parent, p)?;
+        let parent = &parent.fd;
+        let tmp = self.tmp_name(p);
+        let fd = openat(
+            parent.as_fd(),
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            NixMode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err(p, "create temporary file", e))?;
+        let mut f = File::from(fd);
+        let written = (|| -> io::Result<()> {
+            fill(&mut f)?;
+            if owner.uid.is_some() || owner.gid.is_some() {
+                nix::unistd::fchown(
+                    f.as_fd(),
+                    owner.uid.map(Uid::from_raw),
+                    owner.gid.map(Gid::from_raw),
+                )?;
+            }
+            // After chown: chown clears set-id bits, and the umask must not matter.
+            fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "write", e));
+        }
+        drop(f);
+        if let Err(e) = self.rename_into_place(parent, &tmp, p) {
+            let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "rename into place", e));
+        }
+        Ok(())
+    }
+
+    /// Renames the temp entry `tmp` over `p`. An empty directory at `p` (left
+    /// by an interrupted plan that was replacing a directory with a file)
+    /// is removed first; one that holds entries stays, and the rename fails.
+    /// Checked on failure rather than before: nearly always there is none.
+    pub(super) fn rename_into_place(
+        &self,
+        parent: &OwnedFd,
+        tmp: &str,
+        p: &EntryPath,
+    ) -> std::result::Result<(), Errno> {
+        match renameat(parent.as_fd(), tmp, parent.as_fd(), p.file_name()) {
+            Err(Errno::EISDIR) => {
+                unlinkat(parent.as_fd(), p.file_name(), UnlinkatFlags::RemoveDir)?;
+                renameat(parent.as_fd(), tmp, parent.as_fd(), p.file_name())
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces whatever file or symlink is at `p` with a symlink to `target`.
+    pub fn put_symlink(&self, p: &EntryPath, target: &str, owner: Owner) -> Result<()> {
+        let parent = self.open_parent(p)?;
+        self.put_symlink_in(&parent, p, target, owner)?;
+        self.touch(&parent.fd);
+        Ok(())
+    }
+
+    /// [`RootDir::put_symlink`] through a parent handle from [`RootDir::open_parent`].
+    pub fn put_symlink_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        target: &str,
+        owner: Owner,
+    ) -> Result<()> {
+        Self::check_parent(parent, p)?;
+        let parent = &parent.fd;
+        let tmp = self.tmp_name(p);
+        symlinkat(target, parent.as_fd(), tmp.as_str()).map_err(|e| err(p, "create symlink", e))?;
+        if (owner.uid.is_some() || owner.gid.is_some())
+            && let Err(e) = fchownat(
+                parent.as_fd(),
+                tmp.as_str(),
+                owner.uid.map(Uid::from_raw),
+                owner.gid.map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+        {
+            let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "chown symlink", e));
+        }
+        if let Err(e) = self.rename_into_place(parent, &tmp, p) {
+            let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "rename into place", e));
+        }
+        Ok(())
+    }
+
+    /// Creates the directory `p` if it is absent. Returns true if it created
+    /// it. Sets `mode`/`owner` when given (on an existing directory too).
+    pub fn make_dir(&self, p: &EntryPath, mode: Option<u32>, owner: Owner) -> Result<bool> {
+        let parent = self.parent(p).map_err(|e| err(p, "open parent", e))?;
+        let created = match mkdirat(
+            parent.as_fd(),
+            p.file_name(),
+            NixMode::from_bits_truncate(0o700),
+        ) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
+            Err(e) => return Err(err(p, "create directory", e)),
+        };
+        self.touch(&parent);
+        // A new directory without a declared mode gets 0755 whatever the umask.
+        let mode = mode.or(created.then_some(0o755));
+        self.set_meta_in(&parent, p, mode, owner)?;
+        Ok(created)
+    }
+
+    /// Sets permission bits and/or ownership of the file or directory at `p`
+    /// (ownership only, for a symlink), never following a symlink.
+    pub fn set_meta(&self, p: &EntryPath, mode: Option<u32>, owner: Owner) -> Result<()> {
+        let parent = self.parent(p).map_err(|e| err(p, "open parent", e))?;
+        self.set_meta_in(&parent, p, mode, owner)?;
+        self.touch(&parent);
+        Ok(())
+    }
+
+    pub(super) fn set_meta_in(
+        &self,
+        parent: &OwnedFd,
+        p: &EntryPath,
+        mode: Option<u32>,
+        owner: Owner,
+    ) -> Result<()> {
+        if mode.is_none() && owner.uid.is_none() && owner.gid.is_none() {
+            return Ok(());
+        }
+        // A regular file with other links shares its inode with names that
+        // may lie outside the root (a dedup tool, a `cp -al` farm): changing
+        // it in place would change them too, so it gets an inode of its own.
+        if let Ok(st) = fstatat(parent.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            && kind_of(&st) == SFlag::S_IFREG
+            && st.st_nlink > 1
+        {
+            return self.rewrite_with_meta(parent, p, &st, mode, owner);
+        }
+        if owner.uid.is_some() || owner.gid.is_some() {
+            fchownat(
+                parent.as_fd(),
+                p.file_name(),
+                owner.uid.map(Uid::from_raw),
+                owner.gid.map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| err(p, "chown", e))?;
+        }
+        if let Some(mode) = mode {
+            // chmod through an fd opened with O_NOFOLLOW: fchmodat would follow a symlink.
+            let fd = match openat(
+                parent.as_fd(),
+                p.file_name(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+                NixMode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // A symlink has no mode of its own.
+                Err(Errno::ELOOP) => return Ok(()),
+                Err(e) => return Err(err(p, "open for chmod", e)),
+            };
+            fchmod(fd.as_fd(), NixMode::from_bits_truncate(mode))
+                .map_err(|e| err(p, "chmod", e))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the regular file at `p` (described by `st`) with a copy of
+    /// itself that has `mode` and `owner` (the rest as before), through a
+    /// temp file and a rename: the old inode, and its other links, keep
+    /// their content, mode and owner.
+    fn rewrite_with_meta(
+        &self,
+        parent: &OwnedFd,
+        p: &EntryPath,
+        st: &FileStat,
+        mode: Option<u32>,
+        owner: Owner,
+    ) -> Result<()> {
+        let src = openat(
+            parent.as_fd(),
+            p.file_name(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            NixMode::empty(),
+        )
+        .map_err(|e| err(p, "open to copy", e))?;
+        let mut src = File::from(src);
+        let owner = Owner {
+            uid: Some(owner.uid.unwrap_or(st.st_uid)),
+            gid: Some(owner.gid.unwrap_or(st.st_gid)),
+        };
+        let mode = mode.unwrap_or(st.st_mode & 0o7777);
+        let wrapper = ParentDir {
+            fd: parent.try_clone().map_err(|e| err(p, "open parent", e))?,
+            path: p.parent(),
+        };
+        self.put_file_in(&wrapper, p, mode, owner, &mut |out| {
+            io::copy(&mut src, out).map(drop)
+        })
+    }
+
+    /// Removes the file, symlink or empty directory at `p`. A directory that
+    /// still holds entries is kept.
+    pub fn remove(&self, p: &EntryPath) -> Result<Removed> {
+        let parent = match self.parent(p) {
+            Ok(fd) => fd,
+            // No directory chain leads to `p` inside the root (an ancestor is
+            // absent, a file, or a symlink that is never followed): nothing
+            // there to remove. Converging after a crash relies on this.
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => {
+                return Ok(Removed::WasAbsent);
+            }
+            Err(e) => return Err(err(p, "open parent", e)),
+        };
+        let is_dir = match fstatat(parent.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits(),
+            Err(Errno::ENOENT) => {
+                // Gone already (perhaps by the run a crash cut short): make sure
+                // that removal reaches the disk with this run's.
+                self.touch(&parent);
+                return Ok(Removed::WasAbsent);
+            }
+            Err(e) => return Err(err(p, "stat", e)),
+        };
+        let flag = if is_dir {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        let out = match unlinkat(parent.as_fd(), p.file_name(), flag) {
+            Ok(()) => Removed::Gone,
+            Err(Errno::ENOENT) => Removed::WasAbsent,
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) => Removed::KeptNotEmpty,
+            Err(e) => return Err(err(p, "remove", e)),
+        };
+        self.touch(&parent);
+        Ok(out)
+    }
+}

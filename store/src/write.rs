@@ -1,0 +1,291 @@
+//! Writing objects: temp files in `tmp/`, compressed, renamed into place.
+
+use std::cell::Cell;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::{
+    Area, Hash, PRIVATE_FILE_MODE, SMALL_FILE_LIMIT, Store, StoreError, TEMP_COUNTER, ZSTD_LEVEL,
+    ensure_dir, fanout_slot, hash, sync_dir,
+};
+
+/// A compressed object written to `tmp/`, not yet in its final place.
+pub(crate) struct Staged {
+    pub(crate) temp: TempFile,
+    pub(crate) stored_len: u64,
+}
+
+/// A temp file that removes itself unless [`TempFile::keep`] is called, so an
+/// error on any path leaves no leftover behind.
+pub(crate) struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    pub(crate) fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Stops the file from being removed on drop: it has been renamed away.
+    pub(crate) fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: this runs on error paths that already report an
+            // error, and clean_temp removes whatever is left.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// What a file turned out to be once opened: small files are already in memory.
+pub(crate) enum Prepared {
+    Small(Vec<u8>),
+    Large { file: File, hash: Hash, size: u64 },
+}
+
+impl Store {
+    /// Creates a new, uniquely named temp file (0600) in `tmp/`; `tag`
+    /// ends its name, to tell what it is.
+    pub(crate) fn create_temp(&self, tag: &str) -> Result<(File, TempFile), StoreError> {
+        let pid = std::process::id();
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = self.tmp.join(format!("{pid}-{n}-{tag}"));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE_MODE)
+                .open(&path)
+            {
+                Ok(file) => return Ok((file, TempFile { path: Some(path) })),
+                // A leftover of an earlier process that had the same pid:
+                // take the next number.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(StoreError::Io { path, source: e }),
+            }
+        }
+    }
+
+    /// Compresses `bytes` into a temp file with the final mode of `area`;
+    /// fsyncs it if `sync`.
+    pub(crate) fn stage_bytes(
+        &self,
+        hash: &Hash,
+        bytes: &[u8],
+        area: Area,
+        sync: bool,
+    ) -> Result<Staged, StoreError> {
+        let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
+        let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
+        let result = (|| {
+            file.write_all(&compressed)?;
+            finish_temp(&file, area, sync)
+        })();
+        result.map_err(|source| StoreError::Write {
+            path: temp.path().into(),
+            source,
+        })?;
+        Ok(Staged {
+            temp,
+            stored_len: compressed.len() as u64,
+        })
+    }
+
+    /// Compresses the open file `file` (from its start) into a temp file,
+    /// hashing again as it reads: if the content is not the `hash`/`size`
+    /// found by the first pass, the file changed in between and nothing is
+    /// stored.
+    pub(crate) fn stage_file(
+        &self,
+        hash: &Hash,
+        size: u64,
+        mut file: File,
+        path: &Path,
+        area: Area,
+        sync: bool,
+    ) -> Result<Staged, StoreError> {
+        file.rewind().map_err(StoreError::io(path))?;
+        let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
+        let mut source = HashingReader {
+            inner: file,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            failed: false,
+        };
+        // zstd reports a failed write and a short source alike: this flag
+        // tells a full disk from a file that changed.
+        let write_failed = Cell::new(false);
+        let sink = TrackedWriter {
+            inner: out,
+            failed: &write_failed,
+        };
+        let copied = (|| {
+            let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
+            encoder.set_pledged_src_size(Some(size))?;
+            io::copy(&mut source, &mut encoder)?;
+            encoder.finish()
+        })();
+        let out = match copied {
+            Ok(sink) => sink.inner,
+            Err(e) if write_failed.get() => {
+                return Err(StoreError::Write {
+                    path: temp.path().into(),
+                    source: e,
+                });
+            }
+            // Read errors belong to the source file, the rest to the temp file;
+            // a size different from the pledged one means the file changed.
+            Err(e) if source.failed => {
+                return Err(StoreError::Io {
+                    path: path.into(),
+                    source: e,
+                });
+            }
+            Err(_) if source.size != size => return Err(StoreError::Changed { path: path.into() }),
+            Err(e) => return Err(StoreError::io(temp.path())(e)),
+        };
+        if source.size != size || Hash::from(source.hasher.finalize()) != *hash {
+            return Err(StoreError::Changed { path: path.into() });
+        }
+        let stored_len = out.metadata().map_err(StoreError::io(temp.path()))?.len();
+        finish_temp(&out, area, sync).map_err(StoreError::io(temp.path()))?;
+        Ok(Staged { temp, stored_len })
+    }
+
+    /// Renames a staged temp file to its final name, creating the fan-out
+    /// directory if needed; if `durable`, fsyncs the directories the rename
+    /// (and a new fan-out directory) changed.
+    pub(crate) fn install(
+        &self,
+        temp: TempFile,
+        hash: &Hash,
+        area: Area,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let dest = self.object_path(hash, area);
+        let fan_dir = dest.parent().unwrap_or(&self.dir).to_owned();
+        let slot = fanout_slot(hash, area);
+        let created = if self.fanout_ready[slot].load(Ordering::Relaxed) {
+            false
+        } else {
+            let created = ensure_dir(&fan_dir, area.dir_mode(), false)?;
+            self.fanout_ready[slot].store(true, Ordering::Relaxed);
+            created
+        };
+        fs::rename(temp.path(), &dest).map_err(StoreError::io(&dest))?;
+        temp.keep();
+        if durable {
+            sync_dir(&fan_dir)?;
+            if created {
+                sync_dir(self.area_dir(area))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written to the store's filesystem (one syscall for
+    /// any number of files).
+    pub(crate) fn syncfs(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.dir).map_err(StoreError::io(&self.dir))?;
+        nix::unistd::syncfs(&dir).map_err(|e| StoreError::Io {
+            path: self.dir.clone(),
+            source: e.into(),
+        })
+    }
+}
+
+/// Opens `path` and reads it whole if small, or hashes it in a streaming pass
+/// if large (keeping it open for the compress pass).
+pub(crate) fn prepare_file(path: &Path) -> Result<Prepared, StoreError> {
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let len = file.metadata().map_err(StoreError::io(path))?.len();
+    if len <= SMALL_FILE_LIMIT {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes).map_err(StoreError::io(path))?;
+        Ok(Prepared::Small(bytes))
+    } else {
+        let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
+        Ok(Prepared::Large { file, hash, size })
+    }
+}
+
+thread_local! {
+    // A zstd context costs more to set up than compressing a small file does;
+    // ingest stores many small files per thread, so each thread keeps one.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(bytes)
+    })
+}
+
+/// Sets the final mode (explicitly: the umask must not matter) and syncs if asked.
+pub(crate) fn finish_temp(file: &File, area: Area, sync: bool) -> io::Result<()> {
+    file.set_permissions(Permissions::from_mode(area.file_mode()))?;
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A reader that hashes and counts what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    size: u64,
+    failed: bool,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A writer that remembers whether the underlying write failed.
+struct TrackedWriter<'a, W> {
+    inner: W,
+    failed: &'a Cell<bool>,
+}
+
+impl<W: Write> Write for TrackedWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed.set(true);
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed.set(true))
+    }
+}
