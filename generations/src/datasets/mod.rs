@@ -28,7 +28,7 @@
 //! ```
 
 pub mod backend;
-mod kind;
+pub(crate) mod kind;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
