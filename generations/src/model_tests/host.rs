@@ -151,10 +151,10 @@ impl Host {
         if !self.parent_is_dir(q) {
             return Err(format!("{q}: open parent: no such directory"));
         }
-        if let Some(HNode::Dir { .. }) = self.tree.get(q) {
-            if !self.children(q).is_empty() {
-                return Err(format!("{q}: rename into place: directory not empty"));
-            }
+        if let Some(HNode::Dir { .. }) = self.tree.get(q)
+            && !self.children(q).is_empty()
+        {
+            return Err(format!("{q}: rename into place: directory not empty"));
         }
         self.tree.insert(q.clone(), n);
         Ok(())

@@ -446,7 +446,16 @@ fn on_generation(
         }
     }
     for (ds, want) in data {
-        if data_of(h, ds) != Some(*want) {
+        let here = match h.tree.get(&ds.join("d").unwrap()) {
+            Some(HNode::File { content, .. }) => Some(*content),
+            _ => None,
+        };
+        let found = if g.datasets.0.contains_key(ds) {
+            here
+        } else {
+            data_of(h, ds)
+        };
+        if found != Some(*want) {
             bad.push(format!("dataset {ds}: its data is lost"));
         }
     }
@@ -673,7 +682,7 @@ fn scenario_in(
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: 128,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -688,4 +697,62 @@ proptest! {
             prop_assert!(false, "{}", e);
         }
     }
+}
+
+/// The model tells a wrong phase: a dataset re-attached after the file
+/// steps (instead of before) leaves its data detached, under a fresh
+/// empty directory.
+#[test]
+fn model_catches_a_dataset_attached_in_the_wrong_phase() {
+    let n = universe().len();
+    let blank = Seed {
+        slots: vec![(0, 0); n],
+        units: vec![0; UNITS.len()],
+        packages: vec![0; PACKAGES.len()],
+    };
+    let mut with_ds = blank.clone();
+    // `/a`: a directory with a dataset on it.
+    with_ds.slots[0] = (6, 0x80);
+    let mut world = World::new();
+    let pristine = pristine(&blank);
+    let gens: Vec<Gen> = [&with_ds, &blank, &with_ds]
+        .iter()
+        .zip(1..)
+        .map(|(s, n)| generation(&mut world, n, s, &pristine.vendor_units))
+        .collect();
+    let mut host = pristine.clone();
+    let mut data = BTreeMap::new();
+    let mut from = None;
+    for g in &gens[..2] {
+        let plan = planner::switch(&world, &host, from, g, false)
+            .unwrap()
+            .unwrap();
+        host.apply(&plan, None).unwrap();
+        write_data(&mut host, g, &mut data);
+        from = Some(g);
+    }
+    let g3 = &gens[2];
+    let plan = planner::switch(&world, &host, from, g3, false)
+        .unwrap()
+        .unwrap();
+    let mut right = host.clone();
+    right.apply(&plan, None).unwrap();
+    on_generation(&right, g3, &pristine, &data, false).unwrap();
+
+    let mut steps = plan.steps.clone();
+    let last = steps.pop().unwrap().action;
+    for s in &mut steps {
+        if s.phase == crate::kind::Phase::Attach {
+            s.phase = crate::kind::Phase::Purge;
+        }
+    }
+    let wrong = Plan {
+        steps: Plan::order(steps, last),
+        ..plan
+    };
+    let mut h = host.clone();
+    let caught = h
+        .apply(&wrong, None)
+        .and_then(|()| on_generation(&h, g3, &pristine, &data, false));
+    assert!(caught.is_err(), "a wrong phase went unnoticed");
 }

@@ -428,10 +428,10 @@ fn file_precheck(
                             Some(Origin::File { .. } | Origin::Symlink { .. })
                         ),
                     };
-                    if retype {
-                        if let Some(k) = host.children(q).iter().find(|k| !removed.contains(k)) {
-                            refused.push(format!("{q}: holds {k}, and a file must go there"));
-                        }
+                    if retype
+                        && let Some(k) = host.children(q).iter().find(|k| !removed.contains(k))
+                    {
+                        refused.push(format!("{q}: holds {k}, and a file must go there"));
                     }
                     continue;
                 }
