@@ -22,6 +22,8 @@ pub mod journal;
 pub mod kind;
 pub mod kinds;
 pub mod manifest;
+#[cfg(test)]
+mod model_tests;
 pub mod packages;
 pub mod pipeline;
 pub mod plan;

@@ -195,7 +195,7 @@ impl KindTrait for DatasetKind {
 
 /// The dataset steps with their phases: snapshots before anything
 /// changes, attaches before the files inside, detaches after them.
-fn steps(dp: DatasetPlan) -> Vec<(Phase, DatasetStep)> {
+pub(crate) fn steps(dp: DatasetPlan) -> Vec<(Phase, DatasetStep)> {
     let snapshots = dp.snapshots.into_iter().map(|s| (Phase::Snapshot, s));
     let attach = dp.attach.into_iter().map(|s| (Phase::Attach, s));
     let detach = dp.detach.into_iter().map(|s| (Phase::Detach, s));

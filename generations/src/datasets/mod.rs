@@ -31,12 +31,12 @@
 //! [`precheck`](self::precheck) (reads the root), `apply` (runs one step),
 //! `records` (the database tables), `gc`; and by kind of dataset:
 //! [`backend`] has one type per kind behind one trait, so nothing else
-//! asks which kind a dataset is.
+//! asks which kind a dataset is. `kind` is the [`crate::kind::Kind`].
 
 mod apply;
 pub mod backend;
 mod gc;
-mod kind;
+pub(crate) mod kind;
 mod plan;
 mod precheck;
 mod records;

@@ -4,7 +4,7 @@
 
 use super::apply::apply as run_step;
 use super::apt::Apt;
-use super::plan::{fetch, plan_with};
+use super::plan::{PackagePlan, fetch, plan_with};
 use super::records::{forget_files, mark_files};
 use super::{PackageSet, PackageStep, diff, drift};
 use crate::kind::Phase;
@@ -40,7 +40,7 @@ impl Kind for Packages {
         }
         let state = t.state;
         let apt = Apt::for_root(&state.root)?;
-        let pk = plan_with(
+        let mut pk = plan_with(
             &apt,
             &state.root,
             &state.db,
@@ -49,16 +49,9 @@ impl Kind for Packages {
             new,
             !t.is_dry_run(),
         )?;
-        let mut look = Inspection::planning(move || {
-            Planned::steps(
-                pk.install
-                    .into_iter()
-                    .map(|s| (Phase::Install, s))
-                    .chain(pk.remove.into_iter().map(|s| (Phase::Purge, s)))
-                    .collect(),
-            )
-        });
-        look.saved = pk.saved;
+        let saved = std::mem::take(&mut pk.saved);
+        let mut look = Inspection::planning(move || Planned::steps(steps(pk)));
+        look.saved = saved;
         Ok(look)
     }
 
@@ -113,6 +106,14 @@ impl Kind for Packages {
         }
         Ok(None)
     }
+}
+
+/// The package steps with their phases: the transaction before the
+/// files, the keep notes and the purge after them.
+pub(crate) fn steps(pk: PackagePlan) -> Vec<(Phase, PackageStep)> {
+    let install = pk.install.into_iter().map(|s| (Phase::Install, s));
+    let remove = pk.remove.into_iter().map(|s| (Phase::Purge, s));
+    install.chain(remove).collect()
 }
 
 impl KindStepOps for PackageStep {

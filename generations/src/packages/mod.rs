@@ -32,8 +32,8 @@
 
 mod apply;
 pub mod apt;
-mod kind;
-mod plan;
+pub(crate) mod kind;
+pub(crate) mod plan;
 mod records;
 mod resolve;
 mod step;

@@ -14,7 +14,7 @@ use crate::{Error, PackageError, State};
 
 /// The package part of a switch's plan.
 #[derive(Default)]
-pub(super) struct PackagePlan {
+pub(crate) struct PackagePlan {
     pub install: Option<PackageStep>,
     /// Keep notes and the purge, in that order.
     pub remove: Vec<PackageStep>,
@@ -28,7 +28,7 @@ pub(super) struct PackagePlan {
 /// refuses at once when another program holds the dpkg lock, or when a
 /// purge would take a package sysgen did not install with it: before any
 /// change.
-pub(super) fn plan_with(
+pub(crate) fn plan_with(
     pm: &dyn PackageManager,
     root: &RootDir,
     db: &Db,
@@ -152,7 +152,7 @@ pub(super) fn plan_with(
 /// need it, or the admin marked it as installed on purpose: then it
 /// stays). Refuses when the purge would take a package sysgen did not
 /// install with it.
-pub(super) fn purge_set(pm: &dyn PackageManager, gone: &[PkgGone]) -> Result<Vec<String>, Error> {
+pub(crate) fn purge_set(pm: &dyn PackageManager, gone: &[PkgGone]) -> Result<Vec<String>, Error> {
     let declared: Vec<String> = gone
         .iter()
         .filter(|g| !g.dependency)

@@ -101,7 +101,7 @@ impl ServiceKind {
 }
 
 /// The units' steps with their phases: `down` stops, `up` starts.
-pub(super) fn steps(planned: UnitSteps) -> Vec<(Phase, ServiceStep)> {
+pub(crate) fn steps(planned: UnitSteps) -> Vec<(Phase, ServiceStep)> {
     let down = planned.down.into_iter().map(|s| (Phase::Stop, s));
     let up = planned.up.into_iter().map(|s| (Phase::Start, s));
     down.chain(up).collect()

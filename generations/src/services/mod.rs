@@ -20,7 +20,7 @@
 //! manages a unit records whether it was enabled then (its "origin"), and a
 //! unit that leaves the configuration goes back to exactly that.
 
-mod kind;
+pub(crate) mod kind;
 mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet};
