@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sysgen_store::Store;
 
 use crate::db::{Activation, Db};
+use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::ApplyCx;
-use crate::kinds::Options;
 use crate::plan::{Action, Step};
 use crate::rootfs::RootDir;
 use crate::{Error, Progress};

@@ -3,6 +3,7 @@
 //! Pure: it reads the database only, never the root. `sysgen diff` prints
 //! it; `--json` serializes it.
 
+use crate::error::GenerationError;
 use crate::kind::Reports;
 use crate::kinds;
 use crate::manifest::{GenerationId, Manifest};
@@ -28,6 +29,10 @@ fn manifest_of(state: &State, id: &GenerationId) -> Result<Manifest, Error> {
     Ok(state
         .db
         .manifest(id)?
-        .ok_or_else(|| Error::NoSuchGeneration(format!("generation {id} is not in the store")))?
+        .ok_or_else(|| {
+            Error::Generation(GenerationError::NoSuch(format!(
+                "generation {id} is not in the store"
+            )))
+        })?
         .0)
 }

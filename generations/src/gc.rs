@@ -16,8 +16,9 @@ use serde::Serialize;
 use sysgen_store::{Area, Hash};
 
 use crate::db::Origin;
+use crate::host::Options;
 use crate::kind::{Collect, Marks, Reports};
-use crate::kinds::{self, Options};
+use crate::kinds;
 use crate::{Error, GenerationId, State};
 
 pub struct GcOptions<'a> {

@@ -155,7 +155,7 @@ impl Ids {
 }
 
 fn read_id_file(state: &State, path: &str) -> Result<HashMap<String, u32>, Error> {
-    let p = EntryPath::parse(path).map_err(|e| Error::Invalid(e.to_string()))?;
+    let p = EntryPath::parse(path).map_err(|e| Error::Internal(format!("{path}: {e}")))?;
     let mut text = String::new();
     match state.root.inspect(&p)? {
         crate::rootfs::Live::File(_) => {
@@ -381,7 +381,7 @@ fn hash_file(
             return Ok(());
         }
         _ => source_path(trees, p, &f.src)
-            .ok_or_else(|| Error::Invalid(format!("{p}: no source for this file")))?,
+            .ok_or_else(|| Error::Internal(format!("{p}: no source for this file")))?,
     };
     let key = path.to_string_lossy();
     let stat = match f.stat {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::GenerationId;
 use crate::plan::Plan;
-use crate::{Error, io_err};
+use crate::{Error, State, io_err};
 
 const VERSION: u32 = 1;
 
@@ -130,5 +130,27 @@ impl Journal {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(dir))
+    }
+}
+
+/// The journal as the state directory holds it. (Here, not in `state`:
+/// the state sits below the plan and the journal that records it.)
+impl State {
+    /// The journal of a switch that was interrupted, if any.
+    pub fn journal(&self) -> Result<Option<Journal>, Error> {
+        Journal::read(&self.journal_path())
+    }
+
+    /// Fails when a switch was interrupted: every mutating command but
+    /// `recover` must refuse until it is finished or undone.
+    pub fn refuse_if_interrupted(&self) -> Result<(), Error> {
+        match self.journal()? {
+            Some(j) => Err(crate::error::StateError::Interrupted {
+                to: j.to_number,
+                from: j.from.map(|f| f.0),
+            }
+            .into()),
+            None => Ok(()),
+        }
     }
 }

@@ -18,7 +18,8 @@ use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash, HashKeySet, Store};
 
 use crate::db::{Db, Origin, Saved};
-use crate::kinds::Options;
+pub use crate::error::Failure;
+use crate::host::Options;
 use crate::manifest::{Change, GenerationId, Manifest, NodeId};
 use crate::rootfs::RootDir;
 use crate::{Drift, Error, Progress, State};
@@ -202,31 +203,6 @@ pub struct ApplyCx<'a> {
     pub kept: &'a mut Vec<String>,
     /// What did not come up (when the switch goes on regardless).
     pub failed: &'a mut Vec<Failure>,
-}
-
-/// Something that did not come up after its change: a unit that failed to
-/// start or stop, to be enabled or disabled, or whose check failed
-/// (`unit` is "systemd" when `daemon-reload` failed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    pub unit: String,
-    /// What failed, e.g. "its check `curl -f localhost` exited with status 7".
-    pub what: String,
-    /// The unit's last log lines (`systemctl status`), and the check's output.
-    pub log: Vec<String>,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {}", self.unit, self.what)?;
-        if !self.log.is_empty() {
-            write!(f, "\nlast log lines of {}:", self.unit)?;
-            for l in &self.log {
-                write!(f, "\n  {l}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What one kind has to say in a command's output: lines for people, and

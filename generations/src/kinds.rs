@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
+pub use crate::host::Options;
 use crate::kind::{
     ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
     Verified, to_json,
@@ -246,13 +247,4 @@ pub fn reports(state: &State, opts: &Options) -> Result<crate::kind::Reports, Er
         out.0.extend(k.report(state, opts)?);
     }
     Ok(out)
-}
-
-/// What the binary tells the kinds about the host: which tools to run and
-/// whether systemd is up. One value for every kind, passed through
-/// unopened by switch, recover, verify and gc.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    pub services: crate::services::ServiceOptions,
-    pub datasets: crate::datasets::DatasetOptions,
 }

@@ -214,10 +214,11 @@ pub struct Node {
 
 impl Node {
     /// The canonical encoding: compact JSON, entries sorted by name, fields
-    /// in declaration order. Its BLAKE3 is the node id.
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain data to a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// in declaration order. Its BLAKE3 is the node id, so a failure is an
+    /// error, never an empty body that would hash to a wrong id.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::Error> {
+        serde_json::to_vec(self)
+            .map_err(|e| crate::Error::Internal(format!("encoding a node: {e}")))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Node, serde_json::Error> {
@@ -239,21 +240,23 @@ pub struct Manifest {
     pub root: NodeId,
     /// Declared systemd units; absent when there are none, so the ids of
     /// generations without services do not change.
-    #[serde(default, skip_serializing_if = "crate::services::Services::is_empty")]
-    pub services: crate::services::Services,
-    #[serde(default, skip_serializing_if = "crate::packages::PackageSet::is_empty")]
-    pub packages: crate::packages::PackageSet,
-    #[serde(default, skip_serializing_if = "crate::datasets::Datasets::is_empty")]
-    pub datasets: crate::datasets::Datasets,
+    #[serde(default, skip_serializing_if = "crate::sections::Services::is_empty")]
+    pub services: crate::sections::Services,
+    #[serde(default, skip_serializing_if = "crate::sections::PackageSet::is_empty")]
+    pub packages: crate::sections::PackageSet,
+    #[serde(default, skip_serializing_if = "crate::sections::Datasets::is_empty")]
+    pub datasets: crate::sections::Datasets,
 }
 
 impl Manifest {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The canonical encoding; its BLAKE3 is the generation id.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::Error> {
+        serde_json::to_vec(self)
+            .map_err(|e| crate::Error::Internal(format!("encoding a manifest: {e}")))
     }
 
-    pub fn id(&self) -> GenerationId {
-        GenerationId(Hash::of(&self.encode()))
+    pub fn id(&self) -> Result<GenerationId, crate::Error> {
+        Ok(GenerationId(Hash::of(&self.encode()?)))
     }
 }
 
@@ -264,7 +267,7 @@ pub trait NodeSource {
 
 impl NodeSource for BTreeMap<NodeId, Node> {
     fn node(&self, id: &NodeId) -> Result<Node, crate::Error> {
-        self.get(id).cloned().ok_or(crate::Error::MissingNode(*id))
+        self.get(id).cloned().ok_or(crate::Error::MissingNode(id.0))
     }
 }
 
@@ -273,7 +276,7 @@ impl NodeSource for BTreeMap<NodeId, Node> {
 /// each one's [`Entry`]. Hands every node to `sink` once, as soon as it is
 /// made (children before their parent), and returns the root node id: a
 /// large build then never holds all its encoded nodes at once.
-pub fn build_tree<'a, T: 'a, E>(
+pub fn build_tree<'a, T: 'a, E: From<crate::Error>>(
     entries: impl IntoIterator<Item = (&'a EntryPath, &'a T)>,
     entry: &dyn Fn(&T) -> Entry,
     sink: &mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), E>,
@@ -303,7 +306,7 @@ struct Tree<'a, 's, T, E> {
     sink: &'s mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), E>,
 }
 
-impl<T, E> Tree<'_, '_, T, E> {
+impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
     fn node_for(&mut self, dir: &str) -> Result<NodeId, E> {
         let mut node = Node::default();
         let kids = self.children.remove(dir).unwrap_or_default();
@@ -323,7 +326,7 @@ impl<T, E> Tree<'_, '_, T, E> {
         }
         // Siblings share their parent's prefix, so path order is name order.
         debug_assert!(node.entries.windows(2).all(|w| w[0].name < w[1].name));
-        let bytes = node.encode();
+        let bytes = node.encode()?;
         let id = Node::id_of(&bytes);
         if self.seen.insert(id) {
             (self.sink)(id, bytes)?;
@@ -508,7 +511,7 @@ mod tests {
         let m: BTreeMap<EntryPath, Entry> =
             entries.iter().map(|(k, v)| (p(k), v.clone())).collect();
         let mut nodes = BTreeMap::new();
-        let root = build_tree::<_, std::convert::Infallible>(&m, &Entry::clone, &mut |id, b| {
+        let root = build_tree::<_, crate::Error>(&m, &Entry::clone, &mut |id, b| {
             nodes.insert(id, Node::decode(&b).unwrap());
             Ok(())
         })

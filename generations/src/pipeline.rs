@@ -16,6 +16,7 @@ use std::io::Read;
 use sysgen_store::{Area, Hash};
 
 use crate::db::Origin;
+use crate::error::Refusal;
 use crate::kind::{Claims, Mode, Transition};
 use crate::kinds::{self, KindStep};
 use crate::plan::{Action, Plan, Step};
@@ -54,13 +55,14 @@ pub fn plan(t: &Transition<'_>, undone: &[Step], last: Action) -> Result<Planned
     }
     if let Mode::Switch { force, .. } = t.mode {
         if !conflicts.is_empty() {
-            return Err(Error::Conflict(conflicts));
+            return Err(Refusal::Conflict(conflicts).into());
         }
         if !drift.is_empty() && !force {
-            return Err(Error::Drift {
+            return Err(Refusal::Drift {
                 since: t.from.map_or(0, |g| g.number),
                 paths: drift,
-            });
+            }
+            .into());
         }
     }
     let mut steps = Vec::new();

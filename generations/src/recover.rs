@@ -12,9 +12,9 @@
 use serde::Serialize;
 
 use crate::apply::{ApplyOptions, apply};
+use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::{Gen, Mode, Transition};
-use crate::kinds::Options;
 use crate::manifest::diff;
 use crate::plan::Action;
 use crate::{Error, Progress, State, pipeline};

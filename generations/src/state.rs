@@ -23,7 +23,6 @@ use sysgen_store::Store;
 use sysgen_store::trust::{self, Expect};
 
 use crate::db::Db;
-use crate::journal::Journal;
 use crate::rootfs::{Live, Owner, RootDir};
 use crate::{Error, io_err};
 
@@ -141,23 +140,6 @@ impl State {
 
     pub fn journal_path(&self) -> PathBuf {
         self.dir.join("journal.json")
-    }
-
-    /// The journal of a switch that was interrupted, if any.
-    pub fn journal(&self) -> Result<Option<Journal>, Error> {
-        Journal::read(&self.journal_path())
-    }
-
-    /// Fails when a switch was interrupted: every mutating command but
-    /// `recover` must refuse until it is finished or undone.
-    pub fn refuse_if_interrupted(&self) -> Result<(), Error> {
-        match self.journal()? {
-            Some(j) => Err(Error::Interrupted {
-                to: j.to_number,
-                from: j.from.map(|f| f.0),
-            }),
-            None => Ok(()),
-        }
     }
 }
 
@@ -304,10 +286,11 @@ fn take_lock(dir: &File, state_dir: &Path) -> Result<Flock<File>, Error> {
                 .read_to_string(&mut s)
                 .ok()
                 .and_then(|_| s.trim().parse().ok());
-            Err(Error::Locked {
+            Err(crate::error::StateError::Locked {
                 pid,
                 path: state_dir.to_owned(),
-            })
+            }
+            .into())
         }
         Err((_, e)) => Err(Error::Io {
             path,

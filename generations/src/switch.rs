@@ -19,10 +19,11 @@ use sysgen_schema::EntryPath;
 
 use crate::apply::{ApplyOptions, ApplyOutcome, apply};
 use crate::db::Saved;
+use crate::error::{GenerationError, Refusal};
+use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::Failure;
 use crate::kind::{Gen, Mode, Transition};
-use crate::kinds::Options;
 use crate::manifest::{GenerationId, diff};
 use crate::plan::{Action, Plan};
 use crate::recover::{RecoverOptions, recover};
@@ -68,9 +69,9 @@ pub fn switch_to(
 ) -> Result<SwitchOutcome, Error> {
     state.refuse_if_interrupted()?;
     let (target, _) = state.db.manifest(&id)?.ok_or_else(|| {
-        Error::NoSuchGeneration(format!(
+        Error::Generation(GenerationError::NoSuch(format!(
             "no generation has id {id}; `sysgen list` shows them"
-        ))
+        )))
     })?;
     // A generation gc deleted whose manifest is here again (its configuration
     // was built anew) comes back under its number: one content, one generation.
@@ -228,7 +229,8 @@ fn roll_back_after(state: &mut State, failure: Failure, opts: &SwitchOptions<'_>
 }
 
 fn check_host(state: &State, want: &str) -> Result<(), Error> {
-    let p = EntryPath::parse("/etc/hostname").map_err(|e| Error::Invalid(e.to_string()))?;
+    let p = EntryPath::parse("/etc/hostname")
+        .map_err(|e| Error::Internal(format!("/etc/hostname: {e}")))?;
     if !matches!(state.root.inspect(&p)?, Live::File(_)) {
         return Ok(());
     }
@@ -240,7 +242,7 @@ fn check_host(state: &State, want: &str) -> Result<(), Error> {
         .map_err(crate::io_err(state.root.display(&p)))?;
     let have = have.trim();
     if !have.is_empty() && have != want {
-        return Err(Error::HostMismatch {
+        return Err(Refusal::HostMismatch {
             want: want.to_owned(),
             have: have.to_owned(),
             root: state
@@ -250,7 +252,8 @@ fn check_host(state: &State, want: &str) -> Result<(), Error> {
                 .to_string()
                 .trim_end_matches('/')
                 .to_owned(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -261,28 +264,28 @@ pub fn resolve(state: &State, what: &str) -> Result<GenerationId, Error> {
         && what.len() < 12
     {
         return match state.db.generation(n)? {
-            Some(g) if g.collected_at.is_some() => Err(Error::Collected(n)),
+            Some(g) if g.collected_at.is_some() => Err(GenerationError::Collected(n).into()),
             Some(g) => Ok(g.id),
-            None => Err(Error::NoSuchGeneration(format!(
+            None => Err(Error::Generation(GenerationError::NoSuch(format!(
                 "there is no generation {n}; `sysgen list` shows them"
-            ))),
+            )))),
         };
     }
     let hex = what.to_ascii_lowercase();
     if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::NoSuchGeneration(format!(
+        return Err(Error::Generation(GenerationError::NoSuch(format!(
             "{what:?} is neither a generation number nor an id (at least 4 hex digits); `sysgen list` shows them"
-        )));
+        ))));
     }
     let found = state.db.manifests_with_prefix(&hex)?;
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => Err(Error::NoSuchGeneration(format!(
+        [] => Err(Error::Generation(GenerationError::NoSuch(format!(
             "no generation id starts with {hex}; `sysgen list` shows them"
-        ))),
-        many => Err(Error::NoSuchGeneration(format!(
+        )))),
+        many => Err(Error::Generation(GenerationError::NoSuch(format!(
             "{hex} is ambiguous: {} ids start with it; give more digits",
             many.len()
-        ))),
+        )))),
     }
 }

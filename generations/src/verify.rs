@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sysgen_store::Area;
 
-use crate::kinds::{self, Options};
+use crate::host::Options;
+use crate::kinds;
 use crate::{Drift, Error, Progress, State};
 
 #[derive(Debug, Clone, Default, Serialize)]

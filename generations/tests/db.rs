@@ -77,7 +77,7 @@ fn node(name: &str) -> (NodeId, Node, Vec<u8>) {
             tree: None,
         }],
     };
-    let body = node.encode();
+    let body = node.encode().expect("encodes");
     (Node::id_of(&body), node, body)
 }
 
@@ -170,14 +170,14 @@ fn manifests_and_nodes_round_trip_and_are_checked_against_their_ids() {
     let missing = node("missing").0;
     assert!(matches!(
         db.node(&missing),
-        Err(sysgen_generations::Error::MissingNode(id)) if id == missing
+        Err(sysgen_generations::Error::MissingNode(id)) if id == missing.0
     ));
 
     let m1 = manifest(a.0, "one");
     let m2 = manifest(b.0, "two");
     let id1 = db.put_manifest(&m1, &info("/cfg/one.json")).expect("put");
     let id2 = db.put_manifest(&m2, &info("/cfg/two.json")).expect("put");
-    assert_eq!(id1, m1.id());
+    assert_eq!(id1, m1.id().expect("an id"));
     // The same manifest again is the same row.
     assert_eq!(
         db.put_manifest(&m1, &info("/other.json")).expect("again"),
@@ -211,7 +211,7 @@ fn manifests_and_nodes_round_trip_and_are_checked_against_their_ids() {
     .expect("tamper with a node");
     c.execute(
         "UPDATE manifests SET body = ?1 WHERE id = ?2",
-        rusqlite::params![m2.encode(), id1.0.as_bytes().as_slice()],
+        rusqlite::params![m2.encode().expect("encodes"), id1.0.as_bytes().as_slice()],
     )
     .expect("swap a manifest body");
     c.execute(
@@ -443,9 +443,9 @@ fn reading_gives_one_snapshot_and_nests() {
         .unwrap();
     assert_eq!(n, 1);
     let e = db
-        .reading(|_| -> Result<(), _> { Err(sysgen_generations::Error::Db("inner".into())) })
+        .reading(|_| -> Result<(), _> { Err(sysgen_generations::Error::Internal("inner".into())) })
         .expect_err("the inner error comes out");
-    assert_eq!(e.to_string(), "state database: inner");
+    assert!(e.to_string().ends_with(": inner"), "{e}");
     // The read transaction ended: a write works.
     db.set_pinned(1, true).unwrap();
 }

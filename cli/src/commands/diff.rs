@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use sysgen_generations::Error;
 use sysgen_generations::compare::compare;
+use sysgen_generations::error::GenerationError;
 use sysgen_generations::kind::Reports;
 use sysgen_generations::manifest::GenerationId;
 use sysgen_generations::state::Access;
@@ -52,9 +53,9 @@ pub fn run(
             match (t, default) {
                 (Some(t), _) => target_id(env, &mut state, t, out, bar),
                 (None, Some(n)) => resolve(&state, &n.to_string()),
-                (None, None) => Err(Error::NoSuchGeneration(format!(
+                (None, None) => Err(Error::Generation(GenerationError::NoSuch(format!(
                     "there is no {which} generation to compare; name two generations"
-                ))),
+                )))),
             }
         };
     let (ida, idb) = match (a, b) {

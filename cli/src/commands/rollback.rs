@@ -3,6 +3,7 @@
 //! datasets from that generation's snapshots.
 
 use sysgen_generations::Error;
+use sysgen_generations::error::GenerationError;
 use sysgen_generations::state::Access;
 use sysgen_generations::switch::{resolve, switch_to};
 
@@ -23,9 +24,9 @@ pub fn run(
     let n = match to {
         Some(n) => n,
         None => state.db.previous()?.ok_or_else(|| {
-            Error::NoSuchGeneration(
+            Error::Generation(GenerationError::NoSuch(
                 "there is no earlier generation to roll back to; `sysgen list` shows them".into(),
-            )
+            ))
         })?,
     };
     let id = resolve(&state, &n.to_string())?;

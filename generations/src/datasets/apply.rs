@@ -27,7 +27,8 @@ pub fn apply_step(
     let b = backend::of(kind, tools);
     // Every step of a kind that has a tool needs it: say so before
     // anything, whatever the step finds.
-    b.check_tool(path).map_err(Error::Dataset)?;
+    b.check_tool(path)
+        .map_err(|m| Error::Dataset(crate::error::DatasetError(m)))?;
     let rec = Recorder {
         db,
         path,

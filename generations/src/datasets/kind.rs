@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use super::backend::{self, known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
 use super::{DatasetReport, apply_step, diff, gc_datasets, plan, precheck, report, undo};
+use crate::host::Options;
 use crate::kind::{
     ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
     Planned, Report, Transition, to_json,
 };
-use crate::kinds::Options;
 use crate::text::{generation_list, human_bytes, plural, utc};
 use crate::{Error, State};
 

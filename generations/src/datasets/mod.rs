@@ -43,12 +43,13 @@ mod records;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 
 use crate::Error;
+pub use crate::host::{DatasetOptions, Tools};
+pub use crate::sections::{Dataset, DatasetType as Kind, Datasets};
 
 pub use apply::apply_step;
 pub use gc::{GcDataset, gc_datasets};
@@ -56,71 +57,6 @@ pub use kind::DatasetKind;
 pub use plan::{Context, DatasetPlan, Facts, Names, plan, undo};
 pub use precheck::precheck;
 pub use records::{DatasetReport, SnapshotRow, report};
-
-/// What backs a dataset.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Kind {
-    /// A plain directory: works on every filesystem.
-    Directory,
-    /// A btrfs subvolume.
-    Btrfs,
-    /// A zfs dataset, mounted at the path.
-    Zfs { name: String },
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Kind::Directory => write!(f, "directory"),
-            Kind::Btrfs => write!(f, "btrfs subvolume"),
-            Kind::Zfs { name } => write!(f, "zfs dataset {name}"),
-        }
-    }
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// One dataset of a generation. Its mode and owner live in the tree, as
-/// the directory at its path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dataset {
-    pub kind: Kind,
-    /// Take a read-only snapshot whenever a switch leaves a generation that has it.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub snapshot: bool,
-}
-
-/// A generation's datasets, by path. Empty for generations without any, so
-/// their manifests (and ids) are those of a sysgen without datasets.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Datasets(pub BTreeMap<EntryPath, Dataset>);
-
-impl Datasets {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// Where the external tools are; `None`: not installed. The CLI finds them
-/// (the library never reads `PATH`).
-#[derive(Clone, Debug, Default)]
-pub struct Tools {
-    pub btrfs: Option<PathBuf>,
-    pub zfs: Option<PathBuf>,
-}
-
-/// What a switch needs to know about datasets beyond the two generations.
-#[derive(Clone, Debug, Default)]
-pub struct DatasetOptions {
-    pub tools: Tools,
-    /// `rollback --with-data`: restore the target generation's snapshots.
-    pub with_data: bool,
-}
 
 /// How a dataset that the target has and the root lacks at its path comes about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,7 +288,7 @@ impl fmt::Display for DatasetChange {
 
 /// What differs between the datasets of two generations.
 pub fn diff(old: &Datasets, new: &Datasets) -> Vec<DatasetChange> {
-    crate::keyed_changes(&old.0, &new.0)
+    crate::sections::keyed_changes(&old.0, &new.0)
         .map(|(p, change, o, n)| DatasetChange {
             path: p.clone(),
             change,
@@ -374,7 +310,7 @@ pub fn keep_dir(p: &EntryPath) -> Result<EntryPath, Error> {
         None => EntryPath::top(AREA),
     };
     area.and_then(|a| a.join(p.file_name()))
-        .map_err(|e| Error::Invalid(format!("{p}: {e}")))
+        .map_err(|e| Error::Internal(format!("{p}: its retention area: {e}")))
 }
 
 pub(crate) fn keep_path(p: &EntryPath, rel: &[&str]) -> Result<EntryPath, Error> {
@@ -382,7 +318,7 @@ pub(crate) fn keep_path(p: &EntryPath, rel: &[&str]) -> Result<EntryPath, Error>
     for c in rel {
         out = out
             .join(c)
-            .map_err(|e| Error::Invalid(format!("{p}: {e}")))?;
+            .map_err(|e| Error::Internal(format!("{p}: its retention area: {e}")))?;
     }
     Ok(out)
 }

@@ -13,12 +13,17 @@ use super::{Datasets, Kind, Tools, backend};
 use crate::db::Db;
 use crate::{Error, GenerationId};
 
+/// A failed query keeps rusqlite's error as its source.
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Db(e.to_string())
+    Error::Db {
+        what: "query".into(),
+        source: e,
+    }
 }
 
-fn kind_json(kind: &Kind) -> String {
-    serde_json::to_string(kind).unwrap_or_default()
+/// A kind as its column holds it (what `known` reads back).
+fn kind_json(kind: &Kind) -> Result<String, Error> {
+    serde_json::to_string(kind).map_err(|e| Error::Internal(format!("encoding {kind}: {e}")))
 }
 
 /// What one dataset step records as it goes, each change right after the
@@ -38,7 +43,7 @@ impl Recorder<'_> {
             .conn()
             .execute(
                 "INSERT OR IGNORE INTO dataset_snapshots (path, name, kind, generation, why, taken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![self.path.as_str(), name, kind_json(self.kind), self.of as i64, why, self.now],
+                params![self.path.as_str(), name, kind_json(self.kind)?, self.of as i64, why, self.now],
             )
             .map_err(sql)?;
         Ok(())
@@ -60,7 +65,7 @@ impl Recorder<'_> {
             .conn()
             .execute(
                 "INSERT OR REPLACE INTO datasets (path, kind, since) VALUES (?1, ?2, COALESCE((SELECT since FROM datasets WHERE path = ?1), ?3))",
-                params![self.path.as_str(), kind_json(self.kind), self.now],
+                params![self.path.as_str(), kind_json(self.kind)?, self.now],
             )
             .map_err(sql)?;
         Ok(())
@@ -114,9 +119,9 @@ pub(super) fn snapshot_rows(
     let mut out: BTreeMap<EntryPath, Vec<(Kind, SnapshotRow)>> = BTreeMap::new();
     for (p, name, kind, generation, why, taken_at) in rows {
         let path = EntryPath::parse(&p)
-            .map_err(|e| Error::Db(format!("dataset snapshot path {p:?}: {e}")))?;
+            .map_err(|e| Error::Corrupt(format!("dataset snapshot path {p:?}: {e}")))?;
         let kind: Kind = serde_json::from_str(&kind)
-            .map_err(|e| Error::Db(format!("dataset snapshot {p}: {e}")))?;
+            .map_err(|e| Error::Corrupt(format!("dataset snapshot {p}: {e}")))?;
         let location = super::snapshot_location(&path, &kind, &name);
         out.entry(path).or_default().push((
             kind,

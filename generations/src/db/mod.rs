@@ -102,8 +102,12 @@ pub struct Db {
     conn: Connection,
 }
 
+/// A failed query keeps rusqlite's error as its source.
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Db(e.to_string())
+    Error::Db {
+        what: "query".into(),
+        source: e,
+    }
 }
 
 fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
@@ -155,7 +159,7 @@ impl Db {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(sql)?;
         if version > MIGRATIONS.len() {
-            return Err(Error::Db(format!(
+            return Err(Error::Corrupt(format!(
                 "the state database has schema version {version}, newer than this sysgen knows ({}); use a newer sysgen",
                 MIGRATIONS.len()
             )));
@@ -203,13 +207,14 @@ impl Db {
         m: &Manifest,
         info: &ManifestInfo,
     ) -> Result<GenerationId, Error> {
-        let id = m.id();
+        let body = m.encode()?;
+        let id = GenerationId(Hash::of(&body));
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO manifests (id, body, config, entries, bytes, built_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     id.0.as_bytes().as_slice(),
-                    m.encode(),
+                    body,
                     info.config,
                     info.entries as i64,
                     info.bytes as i64,
@@ -245,7 +250,7 @@ impl Db {
             Some((body, info)) => {
                 let m: Manifest = serde_json::from_slice(&body)
                     .map_err(|e| Error::CorruptManifest(format!("manifest {id}: {e}")))?;
-                if m.id() != *id {
+                if m.id()? != *id {
                     return Err(Error::CorruptManifest(format!(
                         "manifest {id} does not match its id"
                     )));
@@ -402,7 +407,7 @@ impl NodeSource for Db {
                     .optional()
             })
             .map_err(sql)?;
-        let body = body.ok_or(Error::MissingNode(*id))?;
+        let body = body.ok_or(Error::MissingNode(id.0))?;
         if Node::id_of(&body) != *id {
             return Err(Error::CorruptManifest(format!(
                 "node {:?} does not match its id",
@@ -430,7 +435,7 @@ mod tests {
         conn.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() - 1))
             .unwrap();
         let node = Node::default();
-        let body = node.encode();
+        let body = node.encode().expect("encodes");
         let id = Node::id_of(&body);
         conn.execute(
             "INSERT INTO nodes (id, body) VALUES (?1, ?2)",

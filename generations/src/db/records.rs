@@ -50,7 +50,8 @@ impl Db {
                 .prepare_cached("INSERT OR REPLACE INTO ledger (path, origin) VALUES (?1, ?2)")
                 .map_err(sql)?;
             for (p, o) in a.ledger_add {
-                let body = serde_json::to_string(o).map_err(|e| Error::Db(e.to_string()))?;
+                let body = serde_json::to_string(o)
+                    .map_err(|e| Error::Internal(format!("a ledger record of {p}: {e}")))?;
                 ins.execute(params![p.as_str(), body]).map_err(sql)?;
             }
         }
@@ -115,9 +116,9 @@ impl Db {
         rows.into_iter()
             .map(|(p, v)| {
                 let path = EntryPath::parse(&p)
-                    .map_err(|e| Error::Db(format!("{what} path {p:?}: {e}")))?;
+                    .map_err(|e| Error::Corrupt(format!("{what} path {p:?}: {e}")))?;
                 let value = serde_json::from_str(&v)
-                    .map_err(|e| Error::Db(format!("{what} entry {p}: {e}")))?;
+                    .map_err(|e| Error::Corrupt(format!("{what} entry {p}: {e}")))?;
                 Ok((path, value))
             })
             .collect()

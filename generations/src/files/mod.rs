@@ -25,11 +25,11 @@ use self::diff::FileChange;
 pub use self::precheck::drift_of;
 pub use self::step::{FileStep, Why};
 use crate::db::Origin;
+use crate::host::Options;
 use crate::kind::{
     ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Report, Transition, Verified,
     to_json,
 };
-use crate::kinds::Options;
 use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk};
 use crate::{Drift, Error, Progress, State};
 

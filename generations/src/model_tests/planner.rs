@@ -73,9 +73,10 @@ impl World {
     pub fn build(&mut self, tree: &BTreeMap<EntryPath, Entry>) -> NodeId {
         let nodes = &mut self.nodes;
         crate::manifest::build_tree(tree.iter(), &|e: &Entry| e.clone(), &mut |id, bytes| {
-            let node = Node::decode(&bytes).map_err(|e| e.to_string())?;
+            let node = Node::decode(&bytes)
+                .map_err(|e| crate::Error::Internal(format!("a node decodes: {e}")))?;
             nodes.insert(id, node);
-            Ok::<(), String>(())
+            Ok::<(), crate::Error>(())
         })
         .unwrap_or_else(|e| panic!("{e}"))
     }

@@ -49,7 +49,9 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
                         apt::ARCHIVES,
                         apt::deb_file_name(&c.name, &c.to, &c.arch)
                     ))
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                    .map_err(|e| {
+                        Error::Internal(format!("the package file of {} {}: {e}", c.name, c.to))
+                    })?;
                     root.put_file(&path, 0o644, Owner::default(), &mut |w| {
                         store
                             .copy_to(&hash, Area::Public, w)

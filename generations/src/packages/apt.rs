@@ -49,7 +49,7 @@ impl Apt {
             path.display().to_string()
         };
         for tool in ["/usr/bin/apt-get", "/usr/bin/dpkg"] {
-            let p = EntryPath::parse(tool).map_err(|e| Error::Invalid(e.to_string()))?;
+            let p = EntryPath::parse(tool).map_err(|e| Error::Internal(format!("{tool}: {e}")))?;
             if !matches!(root.inspect(&p)?, Live::File(_)) {
                 return Err(Error::Invalid(format!(
                     "packages.apt: the root {root_display} has no {tool}; packages are installed with the root's own apt and dpkg, so use a Debian-based root with apt installed (debootstrap or mmdebstrap make one), or remove the packages section"
@@ -379,7 +379,7 @@ impl PackageManager for Apt {
         pkgs.iter()
             .map(|(n, v, a)| {
                 EntryPath::parse(&format!("{ARCHIVES}/{}", deb_file_name(n, v, a)))
-                    .map_err(|e| Error::Invalid(e.to_string()))
+                    .map_err(|e| Error::Internal(format!("the package file of {n} {v}: {e}")))
             })
             .collect()
     }
@@ -513,7 +513,7 @@ impl PackageManager for Apt {
 
     fn lock_holder(&self, root: &RootDir) -> Result<Option<(String, u32)>, Error> {
         for lock in ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"] {
-            let p = EntryPath::parse(lock).map_err(|e| Error::Invalid(e.to_string()))?;
+            let p = EntryPath::parse(lock).map_err(|e| Error::Internal(format!("{lock}: {e}")))?;
             if !matches!(root.inspect(&p)?, Live::File(_)) {
                 continue;
             }

@@ -7,12 +7,12 @@ use super::apt::Apt;
 use super::plan::{PackagePlan, fetch, plan_with};
 use super::records::{forget_files, mark_files};
 use super::{PackageSet, PackageStep, diff, drift};
+use crate::host::Options;
 use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
     Verified, to_json,
 };
-use crate::kinds::Options;
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
 

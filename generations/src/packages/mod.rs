@@ -46,7 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sysgen_schema::EntryPath;
 
 use crate::rootfs::RootDir;
@@ -56,35 +56,11 @@ pub use self::kind::Packages;
 pub use self::records::{forget_files, mark_files, owned};
 pub use self::resolve::resolve;
 pub use self::step::{PackageStep, PkgChange, PkgGone, Remark};
+pub use crate::sections::{PackageSet, Pin};
 use apt::Apt;
 
 fn is_false(b: &bool) -> bool {
     !*b
-}
-
-/// The packages of a generation, by manager (only apt today).
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackageSet {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub apt: BTreeMap<String, Pin>,
-}
-
-impl PackageSet {
-    pub fn is_empty(&self) -> bool {
-        self.apt.is_empty()
-    }
-}
-
-/// One package at an exact version.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pin {
-    pub version: String,
-    pub arch: String,
-    /// Pulled in for a declared package rather than declared itself.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub dependency: bool,
 }
 
 /// A declared package, as the package manager is asked for it.

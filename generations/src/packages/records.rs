@@ -10,8 +10,12 @@ use super::PackageSet;
 use crate::Error;
 use crate::db::Db;
 
+/// A failed query keeps rusqlite's error as its source.
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Db(e.to_string())
+    Error::Db {
+        what: "query".into(),
+        source: e,
+    }
 }
 
 /// The packages sysgen installed (and so may remove).

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use super::{Planned as UnitSteps, ServiceStep, Services, apply_step, diff, enablement_drift};
 use super::{origins_on_root, plan, undo_origins};
+use crate::host::Options;
 use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Report, Transition, Verified,
     to_json,
 };
-use crate::kinds::Options;
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
 

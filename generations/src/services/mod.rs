@@ -30,22 +30,14 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::{EntryPath, HostSpec};
 
 use crate::manifest::Change;
+pub use crate::sections::{Check, Services, Unit};
 
 pub use kind::ServiceKind;
 pub use systemd::{
     Failure, ServiceError, ServiceOptions, apply_step, enablement_drift, origins_on_root,
 };
 
-/// The services section of a manifest: the declared units, by name.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Services(pub BTreeMap<String, Unit>);
-
 impl Services {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn from_spec(spec: &HostSpec) -> Services {
         Services(
             spec.services
@@ -65,28 +57,6 @@ impl Services {
                 .collect(),
         )
     }
-}
-
-/// One declared unit, as a generation records it.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Unit {
-    pub enable: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub restart_on: Vec<EntryPath>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reload_on: Vec<EntryPath>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<Check>,
-}
-
-/// A shell command that must exit 0 within `timeout_secs` after the unit
-/// started or restarted.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Check {
-    pub command: String,
-    pub timeout_secs: u64,
 }
 
 /// A step of the plan that concerns a unit.
@@ -265,7 +235,7 @@ impl UnitChange {
 
 /// Every unit that differs from `a` to `b`, by name.
 pub fn diff(a: &Services, b: &Services) -> Vec<UnitChange> {
-    crate::keyed_changes(&a.0, &b.0)
+    crate::sections::keyed_changes(&a.0, &b.0)
         .map(|(u, change, old, new)| UnitChange {
             unit: u.clone(),
             change,

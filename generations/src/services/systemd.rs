@@ -5,62 +5,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{Action, ServiceStep, Services};
 use crate::db::Db;
-pub use crate::kind::Failure;
-
-/// What the binary tells the library about systemd on this root.
-#[derive(Clone, Debug)]
-pub struct ServiceOptions {
-    /// The `systemctl` to run (the CLI passes the one on its PATH).
-    pub systemctl: PathBuf,
-    /// systemd runs on the root (it is `/` and `/run/systemd/system`
-    /// exists): runtime steps are planned to run, not skipped.
-    pub runtime: bool,
-    /// A unit that fails to start, or fails its check, stops the switch
-    /// and rolls it back; false: the switch goes on and reports it.
-    pub rollback_on_failure: bool,
-}
-
-impl Default for ServiceOptions {
-    fn default() -> Self {
-        ServiceOptions {
-            systemctl: PathBuf::from("systemctl"),
-            runtime: false,
-            rollback_on_failure: true,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// `systemctl` could not be run at all.
-    #[error("`{command}` failed: {why}")]
-    Tool { command: String, why: String },
-    /// A unit failed; `rolled_back` says where the automatic rollback
-    /// landed (`Some(None)`: the root as it was before sysgen).
-    #[error("{failure}\n{}", rolled_back_text(.rolled_back))]
-    Failed {
-        failure: Failure,
-        rolled_back: Option<Option<u64>>,
-    },
-    #[error(
-        "{failure}\nrolling the switch back failed too: {why}\nrun `sysgen recover --rollback` to go back to the previous generation"
-    )]
-    RollbackFailed { failure: Failure, why: String },
-}
-
-fn rolled_back_text(r: &Option<Option<u64>>) -> String {
-    match r {
-        Some(Some(n)) => format!("the switch was rolled back: generation {n} is active again"),
-        Some(None) => "the switch was rolled back: the root is as it was before sysgen".into(),
-        None => "the switch stopped there; run `sysgen recover --rollback` to go back, or fix the unit and run `sysgen recover`".into(),
-    }
-}
+pub use crate::error::{Failure, ServiceError};
+pub use crate::host::ServiceOptions;
 
 fn command_text(systemctl: &Path, args: &[String]) -> String {
     let mut s = systemctl.display().to_string();

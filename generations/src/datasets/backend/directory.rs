@@ -16,7 +16,7 @@ fn copy_whole(root: &RootDir, from: &EntryPath, to: &EntryPath) -> Result<(), Er
     let partial = to
         .parent()
         .and_then(|d| d.join(&format!(".partial-{}", to.file_name())).ok())
-        .ok_or_else(|| Error::Invalid(format!("{to}: no parent")))?;
+        .ok_or_else(|| Error::Internal(format!("{to}: no parent")))?;
     root.remove_tree(&partial)?;
     root.copy_tree(from, &partial)?;
     root.rename(&partial, to)?;

@@ -30,6 +30,7 @@ use sysgen_schema::EntryPath;
 use super::records::Recorder;
 use super::{How, Kind, Tools};
 use crate::Error;
+use crate::error::DatasetError;
 use crate::rootfs::{Live, RootDir, RootError};
 
 // switch.rs and recover.rs read the records through this path.
@@ -149,7 +150,7 @@ pub(super) struct Tool<'a>(pub &'a Path);
 
 impl Tool<'_> {
     fn err(&self, args: &[&OsStr], what: &str) -> Error {
-        Error::Dataset(format!(
+        Error::Dataset(DatasetError(format!(
             "`{} {}` failed: {}",
             self.0.display(),
             args.iter()
@@ -157,7 +158,7 @@ impl Tool<'_> {
                 .collect::<Vec<_>>()
                 .join(" "),
             what.trim()
-        ))
+        )))
     }
 
     /// Runs the tool whatever its exit status.
@@ -185,7 +186,8 @@ pub(super) fn need<'a>(
     tool: Option<&'a Path>,
     msg: impl FnOnce() -> String,
 ) -> Result<Tool<'a>, Error> {
-    tool.map(Tool).ok_or_else(|| Error::Dataset(msg()))
+    tool.map(Tool)
+        .ok_or_else(|| Error::Dataset(DatasetError(msg())))
 }
 
 pub(super) fn os(s: &str) -> &OsStr {

@@ -21,6 +21,7 @@ use super::{Backend, Mounts, Tool, host, need, os};
 use crate::Error;
 use crate::datasets::records::Recorder;
 use crate::datasets::{How, Kind, detached_zfs_name};
+use crate::error::DatasetError;
 use crate::rootfs::{Live, RootDir};
 
 pub(super) struct Zfs<'a> {
@@ -67,7 +68,7 @@ fn snapdir(p: &EntryPath, snap: &str) -> Result<EntryPath, Error> {
     [".zfs", "snapshot", &format!("sysgen-{snap}")]
         .iter()
         .try_fold(p.clone(), |acc, c| acc.join(c))
-        .map_err(|e| Error::Invalid(format!("{p}: {e}")))
+        .map_err(|e| Error::Internal(format!("{p}: its snapshot directory: {e}")))
 }
 
 /// The `mountpoint=` argument that mounts a dataset at `p`. The parent
@@ -81,24 +82,27 @@ fn mountpoint(root: &RootDir, p: &EntryPath, name: &str) -> Result<String, Error
         root.make_dirs(&parent)?;
     }
     let want = host(root, p);
-    let by_handle = nix::sys::stat::fstat(root.open_parent(p)?.as_fd())
-        .map_err(|e| Error::Dataset(format!("{p}: cannot stat its parent directory: {e}")))?;
+    let by_handle = nix::sys::stat::fstat(root.open_parent(p)?.as_fd()).map_err(|e| {
+        Error::Dataset(DatasetError(format!(
+            "{p}: cannot stat its parent directory: {e}"
+        )))
+    })?;
     let same = want
         .parent()
         .and_then(|d| std::fs::metadata(d).ok())
         .is_some_and(|m| m.dev() == by_handle.st_dev && m.ino() == by_handle.st_ino);
     if !same {
-        return Err(Error::Dataset(format!(
+        return Err(Error::Dataset(DatasetError(format!(
             "{p}: {} does not lead to the directory sysgen checked through the root (a symlink on the way?); zfs dataset {name} is not mounted there",
             want.display()
-        )));
+        ))));
     }
     match root.inspect(p)? {
         Live::Absent | Live::Dir(_) => Ok(format!("mountpoint={}", want.display())),
-        live => Err(Error::Dataset(format!(
+        live => Err(Error::Dataset(DatasetError(format!(
             "{p}: is a {} on the root, where zfs dataset {name} must be mounted; move it away first",
             live.kind()
-        ))),
+        )))),
     }
 }
 

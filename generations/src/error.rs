@@ -1,0 +1,233 @@
+//! The errors of sysgen's library: one enum for every operation's causes,
+//! with the failures particular to an operation grouped in their own types
+//! ([`StateError`] opening the state, [`Refusal`] a switch that will not
+//! start, [`GenerationError`] naming a generation, [`ServiceError`] units,
+//! [`PackageError`] the package manager, [`DatasetError`] the dataset
+//! tools). Causes keep their source (`#[source]`), and only the
+//! configuration, the command line and a generation that does not exist
+//! are the user's input (exit 2); an internal failure never is.
+//!
+//! This module sits below every other: it names no module of the crate
+//! but the one writer's [`RootError`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::rootfs::RootError;
+
+/// A managed path whose live state differs from what sysgen wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub path: String,
+    /// What differs, e.g. "content changed", "mode 0644, expected 0600".
+    pub what: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] sysgen_schema::LoadError),
+    /// The configuration is valid on its own but not against this root or
+    /// its sources (unknown owner, a tree that collides with a file…).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] sysgen_store::StoreError),
+    /// The state database failed: what sysgen asked of it, and why.
+    #[error("state database: {what}: {source}")]
+    Db {
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest or node in the database is damaged or missing.
+    #[error("corrupt manifest: {0}")]
+    CorruptManifest(String),
+    /// Another record sysgen keeps is damaged.
+    #[error("{0}; run `sysgen verify --store`")]
+    Corrupt(String),
+    #[error("the state database lacks manifest node {0}; run `sysgen verify --store`")]
+    MissingNode(sysgen_store::Hash),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// A file to keep changed between the plan and the moment it was saved.
+    #[error(
+        "{path} changed while sysgen was saving it in the store; nothing was changed on the root; run the command again"
+    )]
+    ChangedWhileSaving { path: String },
+    /// A bug in sysgen: never the user's input.
+    #[error("internal error (a bug in sysgen; please report it): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// True when the fault is in the configuration or the command line:
+    /// the CLI exits with status 2 for these, 1 for the rest.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Config(_) | Error::Invalid(_) | Error::Generation(GenerationError::NoSuch(_))
+        )
+    }
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
+/// Opening the state directory for a mutating command.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{}", locked_message(.pid, .path))]
+    Locked { pid: Option<u32>, path: PathBuf },
+    #[error(
+        "a switch to generation {to} was interrupted; run `sysgen recover` to finish it, or `sysgen recover --rollback` to go back to {}",
+        from.map_or("the state before it".to_owned(), |n| format!("generation {n}"))
+    )]
+    Interrupted { to: u64, from: Option<u64> },
+}
+
+/// A switch that will not start: nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{}", drift_message(.since, .paths))]
+    Drift { since: u64, paths: Vec<Drift> },
+    #[error("cannot switch:\n{}", .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"))]
+    Conflict(Vec<String>),
+    #[error(
+        "the configuration is for host {want:?} but {root}/etc/hostname says {have:?}; rerun with --force if this is the right root"
+    )]
+    HostMismatch {
+        want: String,
+        have: String,
+        root: String,
+    },
+}
+
+/// A generation named on the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    /// No such generation, id or prefix (the user's input: exit 2).
+    #[error("{0}")]
+    NoSuch(String),
+    #[error("generation {0} was deleted by gc; `sysgen list` shows the generations that remain")]
+    Collected(u64),
+}
+
+/// A dataset tool (btrfs, zfs) failed, or a dataset is not where its
+/// record says: what, with the tool's stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DatasetError(pub String);
+
+/// A failure of the package manager: what went wrong (with the tool's own
+/// last lines), the package at fault when known, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}\n{hint}")]
+pub struct PackageError {
+    pub package: Option<String>,
+    pub what: String,
+    pub hint: String,
+}
+
+/// Something that did not come up after its change: a unit that failed to
+/// start or stop, to be enabled or disabled, or whose check failed
+/// (`unit` is "systemd" when `daemon-reload` failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub unit: String,
+    /// What failed, e.g. "its check `curl -f localhost` exited with status 7".
+    pub what: String,
+    /// The unit's last log lines (`systemctl status`), and the check's output.
+    pub log: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.unit, self.what)?;
+        if !self.log.is_empty() {
+            write!(f, "\nlast log lines of {}:", self.unit)?;
+            for l in &self.log {
+                write!(f, "\n  {l}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// `systemctl` could not be run at all.
+    #[error("`{command}` failed: {why}")]
+    Tool { command: String, why: String },
+    /// A unit failed; `rolled_back` says where the automatic rollback
+    /// landed (`Some(None)`: the root as it was before sysgen).
+    #[error("{failure}\n{}", rolled_back_text(.rolled_back))]
+    Failed {
+        failure: Failure,
+        rolled_back: Option<Option<u64>>,
+    },
+    #[error(
+        "{failure}\nrolling the switch back failed too: {why}\nrun `sysgen recover --rollback` to go back to the previous generation"
+    )]
+    RollbackFailed { failure: Failure, why: String },
+}
+
+fn rolled_back_text(r: &Option<Option<u64>>) -> String {
+    match r {
+        Some(Some(n)) => format!("the switch was rolled back: generation {n} is active again"),
+        Some(None) => "the switch was rolled back: the root is as it was before sysgen".into(),
+        None => "the switch stopped there; run `sysgen recover --rollback` to go back, or fix the unit and run `sysgen recover`".into(),
+    }
+}
+
+fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {
+    match pid {
+        Some(pid) => format!(
+            "another sysgen (pid {pid}) holds the lock on {}; wait for it to finish",
+            path.display()
+        ),
+        None => format!(
+            "another sysgen holds the lock on {}; wait for it to finish",
+            path.display()
+        ),
+    }
+}
+
+fn drift_message(since: &u64, paths: &[Drift]) -> String {
+    let mut s = format!(
+        "{} managed path{} changed on the root since generation {since} wrote {}:",
+        paths.len(),
+        if paths.len() == 1 { "" } else { "s" },
+        if paths.len() == 1 { "it" } else { "them" }
+    );
+    for d in paths.iter().take(20) {
+        s.push_str(&format!("\n  {}: {}", d.path, d.what));
+    }
+    if paths.len() > 20 {
+        s.push_str(&format!("\n  … and {} more", paths.len() - 20));
+    }
+    s.push_str("\nnothing was changed; rerun with --force to overwrite them (each changed file is kept in the store first)");
+    s
+}

@@ -1,0 +1,53 @@
+//! What the binary tells the kinds about the host: which tools to run,
+//! whether systemd is up, and the flags that change how a kind plans. The
+//! library never reads `PATH` or the environment; the CLI fills these in.
+
+use std::path::PathBuf;
+
+/// What the binary tells the kinds about the host: which tools to run and
+/// whether systemd is up. One value for every kind, passed through
+/// unopened by switch, recover, verify and gc.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub services: ServiceOptions,
+    pub datasets: DatasetOptions,
+}
+
+/// What the binary tells the library about systemd on this root.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// The `systemctl` to run (the CLI passes the one on its PATH).
+    pub systemctl: PathBuf,
+    /// systemd runs on the root (it is `/` and `/run/systemd/system`
+    /// exists): runtime steps are planned to run, not skipped.
+    pub runtime: bool,
+    /// A unit that fails to start, or fails its check, stops the switch
+    /// and rolls it back; false: the switch goes on and reports it.
+    pub rollback_on_failure: bool,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            systemctl: PathBuf::from("systemctl"),
+            runtime: false,
+            rollback_on_failure: true,
+        }
+    }
+}
+
+/// Where the external tools are; `None`: not installed. The CLI finds them
+/// (the library never reads `PATH`).
+#[derive(Clone, Debug, Default)]
+pub struct Tools {
+    pub btrfs: Option<PathBuf>,
+    pub zfs: Option<PathBuf>,
+}
+
+/// What a switch needs to know about datasets beyond the two generations.
+#[derive(Clone, Debug, Default)]
+pub struct DatasetOptions {
+    pub tools: Tools,
+    /// `rollback --with-data`: restore the target generation's snapshots.
+    pub with_data: bool,
+}

@@ -1,0 +1,17 @@
+//! How long operations report how far they are.
+
+/// Where long operations report how far they are. The binary draws a
+/// progress bar on a terminal; tests and pipes pass [`NoProgress`].
+pub trait Progress: Sync {
+    fn start(&self, what: &str, total: u64);
+    fn advance(&self, n: u64);
+    fn finish(&self);
+}
+
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}

@@ -1,0 +1,145 @@
+//! The sections of a generation's manifest besides its tree, as data:
+//! what the packages, services and datasets kinds record. The kinds own
+//! what is done with them; the data lives here, below both the manifest
+//! and the kinds, so that neither imports the other.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sysgen_schema::EntryPath;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+// ---- packages
+
+/// The packages of a generation, by manager (only apt today).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSet {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apt: BTreeMap<String, Pin>,
+}
+
+impl PackageSet {
+    pub fn is_empty(&self) -> bool {
+        self.apt.is_empty()
+    }
+}
+
+/// One package at an exact version.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub version: String,
+    pub arch: String,
+    /// Pulled in for a declared package rather than declared itself.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dependency: bool,
+}
+
+// ---- services
+
+/// The services section of a manifest: the declared units, by name.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Services(pub BTreeMap<String, Unit>);
+
+impl Services {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One declared unit, as a generation records it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub enable: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_on: Vec<EntryPath>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reload_on: Vec<EntryPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// A shell command that must exit 0 within `timeout_secs` after the unit
+/// started or restarted.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub command: String,
+    pub timeout_secs: u64,
+}
+
+// ---- datasets
+
+/// What backs a dataset.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DatasetType {
+    /// A plain directory: works on every filesystem.
+    Directory,
+    /// A btrfs subvolume.
+    Btrfs,
+    /// A zfs dataset, mounted at the path.
+    Zfs { name: String },
+}
+
+impl fmt::Display for DatasetType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetType::Directory => write!(f, "directory"),
+            DatasetType::Btrfs => write!(f, "btrfs subvolume"),
+            DatasetType::Zfs { name } => write!(f, "zfs dataset {name}"),
+        }
+    }
+}
+
+/// One dataset of a generation. Its mode and owner live in the tree, as
+/// the directory at its path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    pub kind: DatasetType,
+    /// Take a read-only snapshot whenever a switch leaves a generation that has it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub snapshot: bool,
+}
+
+/// A generation's datasets, by path. Empty for generations without any, so
+/// their manifests (and ids) are those of a sysgen without datasets.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Datasets(pub BTreeMap<EntryPath, Dataset>);
+
+impl Datasets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+// ---- diffs
+
+/// Each key of `old` or `new` whose value is not the same in both, in key
+/// order: the key, "added", "removed" or "changed", and the two values.
+/// What `diff` reports of datasets and of services.
+pub(crate) fn keyed_changes<'a, K: Ord, V: PartialEq>(
+    old: &'a std::collections::BTreeMap<K, V>,
+    new: &'a std::collections::BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'static str, Option<&'a V>, Option<&'a V>)> {
+    let keys: std::collections::BTreeSet<&K> = old.keys().chain(new.keys()).collect();
+    keys.into_iter().filter_map(|k| {
+        let (o, n) = (old.get(k), new.get(k));
+        let change = match (o, n) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (Some(a), Some(b)) if a != b => "changed",
+            _ => return None,
+        };
+        Some((k, change, o, n))
+    })
+}
