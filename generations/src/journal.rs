@@ -17,7 +17,15 @@ use crate::manifest::GenerationId;
 use crate::plan::Plan;
 use crate::{Error, State, io_err};
 
-const VERSION: u32 = 1;
+/// 2: steps carry their phase and their kind (the Kind trait's plans).
+const VERSION: u32 = 2;
+
+/// The version alone, read first: a journal of another format is named as
+/// such rather than as garbage.
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,23 +72,24 @@ impl Journal {
                 });
             }
         };
-        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+        let unreadable = |e: serde_json::Error| Error::Io {
             path: path.to_owned(),
             source: std::io::Error::new(ErrorKind::InvalidData, format!("unreadable journal: {e}")),
-        })?;
-        if j.version != VERSION {
+        };
+        let v: Version = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        if v.version != VERSION {
             return Err(Error::Io {
                 path: path.to_owned(),
                 source: std::io::Error::new(
                     ErrorKind::InvalidData,
                     format!(
                         "journal version {} is not {VERSION}; use the sysgen that wrote it",
-                        j.version
+                        v.version
                     ),
                 ),
             });
         }
-        Ok(Some(j))
+        Ok(Some(serde_json::from_slice(&bytes).map_err(unreadable)?))
     }
 
     /// Writes the journal atomically and durably: temp, fsync, rename, fsync dir.
@@ -88,10 +97,12 @@ impl Journal {
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = path.with_extension("json.tmp");
         // Root only: the plan holds hashes of secret files.
+        // A new file, never followed: a leftover temp (or a planted link)
+        // was removed under the lock when the state was opened.
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err(&tmp))?;

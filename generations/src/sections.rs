@@ -23,7 +23,16 @@ pub struct PackageSet {
     pub apt: BTreeMap<String, Pin>,
 }
 
+static NO_PACKAGES: PackageSet = PackageSet {
+    apt: BTreeMap::new(),
+};
+
 impl PackageSet {
+    /// What a side with no generation has.
+    pub fn none() -> &'static PackageSet {
+        &NO_PACKAGES
+    }
+
     pub fn is_empty(&self) -> bool {
         self.apt.is_empty()
     }
@@ -47,7 +56,14 @@ pub struct Pin {
 #[serde(transparent)]
 pub struct Services(pub BTreeMap<String, Unit>);
 
+static NO_SERVICES: Services = Services(BTreeMap::new());
+
 impl Services {
+    /// What a side with no generation has.
+    pub fn none() -> &'static Services {
+        &NO_SERVICES
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -116,7 +132,14 @@ pub struct Dataset {
 #[serde(transparent)]
 pub struct Datasets(pub BTreeMap<EntryPath, Dataset>);
 
+static NO_DATASETS: Datasets = Datasets(BTreeMap::new());
+
 impl Datasets {
+    /// What a side with no generation has.
+    pub fn none() -> &'static Datasets {
+        &NO_DATASETS
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -149,8 +149,7 @@ impl KindTrait for DatasetKind {
         old: Option<&crate::manifest::Manifest>,
         new: &crate::manifest::Manifest,
     ) -> Result<Report, Error> {
-        let empty = Datasets::default();
-        let changes = diff(old.map_or(&empty, |m| &m.datasets), &new.datasets);
+        let changes = diff(old.map_or(Datasets::none(), |m| &m.datasets), &new.datasets);
         Ok(Report {
             kind: "datasets",
             lines: changes.iter().map(ToString::to_string).collect(),

@@ -32,9 +32,8 @@ impl Kind for Packages {
         _claims: &'a Claims,
         _undone: &[&PackageStep],
     ) -> Result<Inspection<'a, PackageStep>, Error> {
-        let empty = PackageSet::default();
-        let old = t.from.map_or(&empty, |g| &g.manifest.packages);
-        let new = t.to.map_or(&empty, |g| &g.manifest.packages);
+        let old = t.from.map_or(PackageSet::none(), |g| &g.manifest.packages);
+        let new = t.to.map_or(PackageSet::none(), |g| &g.manifest.packages);
         if old.is_empty() && new.is_empty() {
             return Ok(Inspection::planning(Planned::default));
         }
@@ -61,8 +60,10 @@ impl Kind for Packages {
         old: Option<&Manifest>,
         new: &Manifest,
     ) -> Result<Report, Error> {
-        let empty = PackageSet::default();
-        let changes = diff(old.map_or(&empty, |m| &m.packages), &new.packages);
+        let changes = diff(
+            old.map_or(PackageSet::none(), |m| &m.packages),
+            &new.packages,
+        );
         Ok(Report {
             kind: "packages",
             lines: changes.iter().map(ToString::to_string).collect(),

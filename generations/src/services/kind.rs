@@ -31,9 +31,8 @@ impl Kind for ServiceKind {
         _claims: &'a Claims,
         undone: &[&ServiceStep],
     ) -> Result<Inspection<'a, ServiceStep>, Error> {
-        let empty = Services::default();
-        let old = t.from.map_or(&empty, |g| &g.manifest.services);
-        let new = t.to.map_or(&empty, |g| &g.manifest.services);
+        let old = t.from.map_or(Services::none(), |g| &g.manifest.services);
+        let new = t.to.map_or(Services::none(), |g| &g.manifest.services);
         let state = t.state;
         let opts = &t.opts.services;
         // What each unit goes back to when it leaves: recorded for the
@@ -58,8 +57,7 @@ impl Kind for ServiceKind {
         old: Option<&Manifest>,
         new: &Manifest,
     ) -> Result<Report, Error> {
-        let empty = Services::default();
-        let changes = diff(old.map_or(&empty, |m| &m.services), &new.services);
+        let changes = diff(old.map_or(Services::none(), |m| &m.services), &new.services);
         Ok(Report {
             kind: "services",
             lines: changes.iter().map(ServiceKind::line).collect(),
