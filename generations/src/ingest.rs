@@ -16,7 +16,10 @@ use sysgen_schema::{EntryPath, FileContent, HostSpec, Principal};
 use sysgen_store::{Area, Hash};
 
 use crate::db::{CacheRow, ManifestInfo};
+use crate::kind::BuildCx;
+use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest, build_tree};
+use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
 pub struct BuildOptions<'a> {
@@ -184,9 +187,6 @@ pub fn build(
     spec: &HostSpec,
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
-    // First, as it can fail on the configuration (an unknown package) and
-    // it is quick next to hashing.
-    let packages = crate::packages::resolve(state, &spec.packages)?;
     let ids = Ids::read(state)?;
     let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
 
@@ -231,20 +231,29 @@ pub fn build(
             .map_err(|_| Error::Invalid("more than 2^32 trees are declared".into()))?;
         expand_tree(i, p, t, &mut pending)?;
     }
-    let datasets = crate::datasets::from_spec(spec, &mut |p, d| {
-        let what = format!("{}: datasets.{p}", d.declared_in.display());
-        // The dataset's top directory: the file steps give it its mode and
-        // owner, and `verify` checks them.
-        pending.insert(
-            p.clone(),
-            Pending::Ready(Entry::Dir {
-                mode: d.mode.map(|m| m.bits()),
-                uid: ids.resolve(&d.owner, false, &what)?,
-                gid: ids.resolve(&d.group, true, &what)?,
-            }),
-        );
-        Ok(())
-    })?;
+    // Every other kind's section, validated against the root before
+    // anything is hashed (an unknown package fails quickly); the
+    // directories they need join the tree.
+    let mut sections = Sections::default();
+    let mut dirs = Vec::new();
+    let resolve = |owner: &Option<_>, group: &Option<_>, what: &str| {
+        Ok((
+            ids.resolve(owner, false, what)?,
+            ids.resolve(group, true, what)?,
+        ))
+    };
+    for k in kinds::all() {
+        k.build(&mut BuildCx {
+            state,
+            spec,
+            sections: &mut sections,
+            dirs: &mut dirs,
+            ids: &resolve,
+        })?;
+    }
+    for (p, e) in dirs {
+        pending.insert(p, Pending::Ready(e));
+    }
     state.refuse_in_state_dir(&pending, |e| matches!(e, Pending::Ready(Entry::Dir { .. })))?;
     // Every ancestor of a declared path is a directory sysgen makes sure
     // exists. Only the missing ones are collected (not a copy of every
@@ -321,9 +330,9 @@ pub fn build(
         sysgen: 1,
         host: spec.host.clone(),
         root,
-        services: crate::services::Services::from_spec(spec),
-        packages,
-        datasets,
+        services: sections.services,
+        packages: sections.packages,
+        datasets: sections.datasets,
     };
     let id = state.db.put_manifest(
         &manifest,

@@ -22,6 +22,7 @@ pub use crate::error::Failure;
 use crate::host::Options;
 use crate::manifest::{Change, GenerationId, Manifest, NodeId};
 use crate::rootfs::RootDir;
+use crate::sections::Sections;
 use crate::{Drift, Error, Progress, State};
 
 /// When a step runs. SPEC §4 "Order": datasets and directories before the
@@ -243,6 +244,30 @@ pub fn to_json(kind: &'static str, v: impl Serialize) -> Result<serde_json::Valu
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("the {kind} report: {e}")))
 }
 
+/// What a build lends a kind to make its section of a generation.
+pub struct BuildCx<'a> {
+    pub state: &'a State,
+    pub spec: &'a sysgen_schema::HostSpec,
+    /// The sections being made; each kind sets its own.
+    pub sections: &'a mut Sections,
+    /// Directories a kind needs in the tree, with their attributes (a
+    /// dataset's own directory: the file steps set its mode and owner, and
+    /// `verify` checks them).
+    pub dirs: &'a mut Vec<(EntryPath, crate::manifest::Entry)>,
+    /// Owner and group of a declaration, resolved against the root's
+    /// `/etc/passwd` and `/etc/group`.
+    pub ids: &'a ResolveIds<'a>,
+}
+
+/// Resolves an owner and a group; the `&str` names the declaration for
+/// the error.
+pub type ResolveIds<'a> = dyn Fn(
+        &Option<sysgen_schema::Principal>,
+        &Option<sysgen_schema::Principal>,
+        &str,
+    ) -> Result<(Option<u32>, Option<u32>), Error>
+    + 'a;
+
 /// What a kind's verify found.
 #[derive(Default)]
 pub struct Verified {
@@ -259,6 +284,14 @@ pub trait Kind: Sync {
 
     /// Its name, and its key in `--json` documents.
     fn name(&self) -> &'static str;
+
+    /// Its section of a generation, from the configuration, validated
+    /// against the host (reading the root: owners, the package manager's
+    /// versions), writing nothing. The tree of files is built by `ingest`
+    /// itself (it hashes and stores the contents).
+    fn build(&self, _cx: &mut BuildCx<'_>) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// The paths whose removal this kind takes over (pure). `undone`: in
     /// an undo, this kind's steps of the switch being undone.

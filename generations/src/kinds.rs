@@ -12,8 +12,8 @@ use sysgen_schema::EntryPath;
 
 pub use crate::host::Options;
 use crate::kind::{
-    ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
-    Verified, to_json,
+    ApplyCx, BuildCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report,
+    Transition, Verified, to_json,
 };
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
@@ -120,6 +120,7 @@ pub trait Registered: Sized {
 /// A kind as the orchestrators see it: [`Kind`] over [`KindStep`].
 pub trait AnyKind: Sync {
     fn name(&self) -> &'static str;
+    fn build(&self, cx: &mut BuildCx<'_>) -> Result<(), Error>;
     fn claims(&self, t: &Transition<'_>, undone: &[&KindStep]) -> Result<Claims, Error>;
     fn inspect<'a>(
         &self,
@@ -156,6 +157,10 @@ where
 {
     fn name(&self) -> &'static str {
         Kind::name(self)
+    }
+
+    fn build(&self, cx: &mut BuildCx<'_>) -> Result<(), Error> {
+        Kind::build(self, cx)
     }
 
     fn claims(&self, t: &Transition<'_>, undone: &[&KindStep]) -> Result<Claims, Error> {

@@ -13,6 +13,15 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The sections of one generation, as a build makes them (each kind sets
+/// its own).
+#[derive(Default)]
+pub struct Sections {
+    pub packages: PackageSet,
+    pub services: Services,
+    pub datasets: Datasets,
+}
+
 // ---- packages
 
 /// The packages of a generation, by manager (only apt today).

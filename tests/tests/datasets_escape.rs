@@ -44,8 +44,9 @@ fn a_symlinked_parent_is_refused_for_every_kind_before_any_change() {
         symlink(&outside, env.at("/srv")).unwrap();
         let c = env.config("c.json", json!({ "datasets": { "/srv/db": ds } }));
         let zdir = env.dir.path().join("zfs");
-        // The state directory exists before the tree is taken.
-        env.run(&["list"]).ok();
+        // The state directory and its parents exist before the tree is
+        // taken: a first switch makes them, refused or not.
+        fs::create_dir_all(env.state()).unwrap();
         let before = env.tree();
         let r = run(env
             .cmd(&["--zfs", s(&zfs_stand_in()), "switch", s(&c)])

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use super::backend::{self, known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
-use super::{DatasetReport, apply_step, diff, gc_datasets, plan, precheck, report, undo};
+use super::{
+    DatasetReport, apply_step, diff, from_spec, gc_datasets, plan, precheck, report, undo,
+};
 use crate::host::Options;
 use crate::kind::{
-    ApplyCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
-    Planned, Report, Transition, to_json,
+    ApplyCx, BuildCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode,
+    Phase, Planned, Report, Transition, to_json,
 };
 use crate::text::{generation_list, human_bytes, plural, utc};
 use crate::{Error, State};
@@ -104,6 +106,25 @@ impl KindTrait for DatasetKind {
 
     fn name(&self) -> &'static str {
         "datasets"
+    }
+
+    /// The declared datasets, and their directories in the tree.
+    fn build(&self, cx: &mut BuildCx<'_>) -> Result<(), Error> {
+        let (ids, dirs) = (cx.ids, &mut *cx.dirs);
+        cx.sections.datasets = from_spec(cx.spec, &mut |p, d| {
+            let what = format!("{}: datasets.{p}", d.declared_in.display());
+            let (uid, gid) = ids(&d.owner, &d.group, &what)?;
+            dirs.push((
+                p.clone(),
+                crate::manifest::Entry::Dir {
+                    mode: d.mode.map(|m| m.bits()),
+                    uid,
+                    gid,
+                },
+            ));
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// A detached dataset's path (and the directories sysgen made above it)

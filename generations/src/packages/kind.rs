@@ -6,12 +6,12 @@ use super::apply::apply as run_step;
 use super::apt::Apt;
 use super::plan::{PackagePlan, fetch, plan_with};
 use super::records::{forget_files, mark_files};
-use super::{PackageSet, PackageStep, diff, drift};
+use super::{PackageSet, PackageStep, diff, drift, resolve};
 use crate::host::Options;
 use crate::kind::Phase;
 use crate::kind::{
-    ApplyCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report, Transition,
-    Verified, to_json,
+    ApplyCx, BuildCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report,
+    Transition, Verified, to_json,
 };
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
@@ -24,6 +24,13 @@ impl Kind for Packages {
 
     fn name(&self) -> &'static str {
         "packages"
+    }
+
+    /// The exact versions the declared packages mean on this root (a
+    /// simulation; see `resolve`).
+    fn build(&self, cx: &mut BuildCx<'_>) -> Result<(), Error> {
+        cx.sections.packages = resolve(cx.state, &cx.spec.packages)?;
+        Ok(())
     }
 
     fn inspect<'a>(

@@ -9,8 +9,8 @@ use super::{origins_on_root, plan, undo_origins};
 use crate::host::Options;
 use crate::kind::Phase;
 use crate::kind::{
-    ApplyCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Report, Transition, Verified,
-    to_json,
+    ApplyCx, BuildCx, Claims, Inspection, Kind, KindStepOps, Mode, Planned, Report, Transition,
+    Verified, to_json,
 };
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
@@ -23,6 +23,11 @@ impl Kind for ServiceKind {
 
     fn name(&self) -> &'static str {
         "services"
+    }
+
+    fn build(&self, cx: &mut BuildCx<'_>) -> Result<(), Error> {
+        cx.sections.services = Services::from_spec(cx.spec);
+        Ok(())
     }
 
     fn inspect<'a>(
