@@ -12,9 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use serde::Serialize;
-use sysgen_generations::datasets::{DatasetOptions, Tools};
-use sysgen_generations::kinds::Options;
-use sysgen_generations::services::{Failure, ServiceError, ServiceOptions};
+use sysgen_generations::error::{Failure, ServiceError};
+use sysgen_generations::host::{Options, ServiceOptions, Tools};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::{Error, State};
 
@@ -147,15 +146,13 @@ impl Env {
                 services: ServiceOptions {
                     systemctl: PathBuf::from("systemctl"),
                     runtime: systemd_runs_on(&g.root),
-                    rollback_on_failure: true,
                 },
-                datasets: DatasetOptions {
-                    tools: Tools {
-                        btrfs: find_tool(&g.btrfs),
-                        zfs: find_tool(&g.zfs),
-                    },
-                    with_data: false,
+                tools: Tools {
+                    btrfs: find_tool(&g.btrfs),
+                    zfs: find_tool(&g.zfs),
                 },
+                rollback_on_failure: true,
+                with_data: false,
             },
         })
     }

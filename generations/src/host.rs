@@ -5,12 +5,30 @@
 use std::path::PathBuf;
 
 /// What the binary tells the kinds about the host: which tools to run and
-/// whether systemd is up. One value for every kind, passed through
-/// unopened by switch, recover, verify and gc.
-#[derive(Clone, Debug, Default)]
+/// whether systemd is up, and the flags of a switch. One value for every
+/// kind, passed through unopened by switch, recover, verify and gc.
+#[derive(Clone, Debug)]
 pub struct Options {
     pub services: ServiceOptions,
-    pub datasets: DatasetOptions,
+    /// Where btrfs and zfs are.
+    pub tools: Tools,
+    /// Something that fails to come up (a unit that does not start, a
+    /// failed check) stops the switch and rolls it back; false: the switch
+    /// goes on and reports it.
+    pub rollback_on_failure: bool,
+    /// `rollback --with-data`: restore the target generation's snapshots.
+    pub with_data: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            services: ServiceOptions::default(),
+            tools: Tools::default(),
+            rollback_on_failure: true,
+            with_data: false,
+        }
+    }
 }
 
 /// What the binary tells the library about systemd on this root.
@@ -21,9 +39,6 @@ pub struct ServiceOptions {
     /// systemd runs on the root (it is `/` and `/run/systemd/system`
     /// exists): runtime steps are planned to run, not skipped.
     pub runtime: bool,
-    /// A unit that fails to start, or fails its check, stops the switch
-    /// and rolls it back; false: the switch goes on and reports it.
-    pub rollback_on_failure: bool,
 }
 
 impl Default for ServiceOptions {
@@ -31,7 +46,6 @@ impl Default for ServiceOptions {
         ServiceOptions {
             systemctl: PathBuf::from("systemctl"),
             runtime: false,
-            rollback_on_failure: true,
         }
     }
 }

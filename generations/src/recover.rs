@@ -56,7 +56,7 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     // Recovering goes to its end: a unit that fails is reported, and the
     // root still lands on one generation.
     let mut kinds = opts.kinds.clone();
-    kinds.services.rollback_on_failure = false;
+    kinds.rollback_on_failure = false;
     let apply_opts = ApplyOptions {
         now: opts.now,
         kinds: &kinds,

@@ -19,6 +19,7 @@ use sysgen_schema::EntryPath;
 
 use crate::apply::{ApplyOptions, ApplyOutcome, apply};
 use crate::db::Saved;
+use crate::error::ServiceError;
 use crate::error::{GenerationError, Refusal};
 use crate::host::Options;
 use crate::journal::Journal;
@@ -28,7 +29,6 @@ use crate::manifest::{GenerationId, diff};
 use crate::plan::{Action, Plan};
 use crate::recover::{RecoverOptions, recover};
 use crate::rootfs::Live;
-use crate::services::ServiceError;
 use crate::{Error, Progress, State, pipeline};
 
 pub struct SwitchOptions<'a> {
@@ -205,7 +205,7 @@ fn roll_back_after(state: &mut State, failure: Failure, opts: &SwitchOptions<'_>
     // The old generation's units are started as well as they can be; one
     // that fails there too is reported, not undone again.
     let mut kinds = opts.kinds.clone();
-    kinds.services.rollback_on_failure = false;
+    kinds.rollback_on_failure = false;
     let undo = recover(
         state,
         &RecoverOptions {

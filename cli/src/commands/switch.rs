@@ -34,8 +34,8 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, target: &str, flags: &Flags) -> Resu
 /// The kinds' options of a switch or rollback: the host's, with the flags.
 pub fn kinds(env: &Env, flags: &Flags, with_data: bool) -> Options {
     let mut k = env.kinds.clone();
-    k.services.rollback_on_failure = flags.rollback_on_failure;
-    k.datasets.with_data = with_data;
+    k.rollback_on_failure = flags.rollback_on_failure;
+    k.with_data = with_data;
     k
 }
 

@@ -46,7 +46,7 @@ impl Inputs {
             return Ok(None);
         }
         // An undo puts back what the switch did; it never restores data.
-        let with_data = matches!(t.mode, Mode::Switch { .. }) && t.opts.datasets.with_data;
+        let with_data = matches!(t.mode, Mode::Switch { .. }) && t.opts.with_data;
         let restores = if with_data {
             restores(db, t.to_number, &new)?
         } else {
@@ -59,7 +59,7 @@ impl Inputs {
             taken: taken(db)?,
             restores,
             opts: DatasetOptions {
-                tools: t.opts.datasets.tools.clone(),
+                tools: t.opts.tools.clone(),
                 with_data,
             },
         }))
@@ -179,7 +179,7 @@ impl KindTrait for DatasetKind {
     }
 
     fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
-        let gone = gc_datasets(cx.state, &cx.opts.datasets.tools, cx.kept, cx.dry_run)?;
+        let gone = gc_datasets(cx.state, &cx.opts.tools, cx.kept, cx.dry_run)?;
         let verb = if cx.dry_run {
             "would delete"
         } else {
@@ -204,7 +204,7 @@ impl KindTrait for DatasetKind {
     }
 
     fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error> {
-        let datasets = report(state, &opts.datasets.tools)?;
+        let datasets = report(state, &opts.tools)?;
         Ok(Some(Report {
             kind: "datasets",
             lines: report_lines(&datasets),
@@ -234,7 +234,7 @@ impl KindStepOps for DatasetStep {
         let Some(d) = steps.next() else {
             return Ok(0);
         };
-        apply_step(cx.root, cx.db, &cx.opts.datasets.tools, d, cx.now)?;
+        apply_step(cx.root, cx.db, &cx.opts.tools, d, cx.now)?;
         (cx.step_done)();
         Ok(1)
     }

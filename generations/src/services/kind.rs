@@ -126,7 +126,14 @@ impl KindStepOps for ServiceStep {
         let Some(s) = steps.next() else {
             return Ok(0);
         };
-        apply_step(cx.root.path(), cx.db, &cx.opts.services, s, cx.failed)?;
+        apply_step(
+            cx.root.path(),
+            cx.db,
+            &cx.opts.services,
+            s,
+            cx.opts.rollback_on_failure,
+            cx.failed,
+        )?;
         (cx.step_done)();
         Ok(1)
     }

@@ -126,6 +126,7 @@ pub fn apply_step(
     db: &mut Db,
     opts: &ServiceOptions,
     step: &ServiceStep,
+    rollback_on_failure: bool,
     failed: &mut Vec<Failure>,
 ) -> Result<(), crate::Error> {
     let result = match step {
@@ -164,7 +165,7 @@ pub fn apply_step(
     };
     match result {
         Ok(()) => Ok(()),
-        Err(failure) if opts.rollback_on_failure => Err(ServiceError::Failed {
+        Err(failure) if rollback_on_failure => Err(ServiceError::Failed {
             failure,
             rolled_back: None,
         }
