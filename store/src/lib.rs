@@ -28,6 +28,7 @@
 //! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
 //! <dir>/secret/pack/<name>.{pack,idx}    secret small objects of a batch
 //! <dir>/tmp/<pid>-<n>-<tag>        temp files of puts in progress: dir 0700, files 0600
+//! <dir>/damaged/<area>-<name>.{pack,idx}  damaged packs moved aside (see `damaged`)
 //! ```
 //!
 //! The fan-out directories are created lazily, on the first object that needs
@@ -36,6 +37,7 @@
 //! [`Store::clean_temp`].
 
 mod batch;
+mod damaged;
 mod error;
 mod hash;
 mod pack;
@@ -51,6 +53,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
+pub use damaged::{Health, SetAside};
+pub use pack::DamagedPack;
 pub use error::StoreError;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub(crate) use write::{Prepared, Staged, TempFile, compress, finish_temp, prepare_file};
@@ -371,7 +375,7 @@ impl Store {
     pub fn check(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
         match self.stream(hash, area, &mut |_| Ok(())) {
             Ok(_) => Ok(true),
-            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(StoreError::Corrupt { .. } | StoreError::CorruptInPack { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -423,7 +427,7 @@ impl Store {
         let mut slot = lock.write().unwrap_or_else(PoisonError::into_inner);
         let set = match &mut *slot {
             Some(set) => set,
-            None => slot.insert(pack::load(&self.pack_dir(area))?),
+            None => slot.insert(pack::load(&self.pack_dir(area), area)?),
         };
         Ok(f(set))
     }
