@@ -149,11 +149,17 @@ impl Store {
     }
 
     /// Opens the store at `dir` for reading only: creates and changes
-    /// nothing, and fails (NotFound) when its layout is not all there.
+    /// nothing. Parts of its layout that are gone (a deleted store) read as
+    /// empty, so that every object is reported missing one by one rather
+    /// than the store refused as a whole; what is there must be trusted.
     pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
         let store = Store::unopened(dir);
         for d in [dir, &store.objects, &store.secret, &store.tmp] {
-            trust::open(d, trust::Expect::Dir, false)?;
+            match trust::open(d, trust::Expect::Dir, false) {
+                Ok(_) => {}
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(store)
     }
@@ -325,7 +331,13 @@ impl Store {
     pub fn list(&self, area: Area) -> Result<Vec<Hash>, StoreError> {
         let area_dir = self.area_dir(area);
         let mut out = Vec::new();
-        for fan in fs::read_dir(area_dir).map_err(StoreError::io(area_dir))? {
+        let fans = match fs::read_dir(area_dir) {
+            Ok(rd) => Some(rd),
+            // A store opened for reading whose area is gone holds nothing there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(area_dir)(e)),
+        };
+        for fan in fans.into_iter().flatten() {
             let fan = fan.map_err(StoreError::io(area_dir))?;
             let Some(prefix) = fan.file_name().to_str().map(str::to_owned) else {
                 continue;
