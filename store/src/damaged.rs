@@ -101,7 +101,12 @@ impl Store {
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::Io { path: to, source: e }),
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: to,
+                        source: e,
+                    });
+                }
             }
         }
         sync_dir(&aside)?;

@@ -54,9 +54,9 @@ use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
 pub use damaged::{Health, SetAside};
-pub use pack::DamagedPack;
 pub use error::StoreError;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
+pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, compress, finish_temp, prepare_file};
 
 /// zstd level for objects at rest: level 3 (zstd's default) compresses text well
