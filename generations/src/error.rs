@@ -123,6 +123,13 @@ pub enum Refusal {
         have: String,
         root: String,
     },
+    /// Store objects the plan reads are missing or damaged: found before
+    /// the journal is written, so nothing changed.
+    #[error(
+        "the store cannot give what this plan writes, so nothing was changed on the root:\n{}\nrun `sysgen verify --store` to see what else needs them; `sysgen gc` moves a damaged store pack aside (salvaging what it still holds); building the configuration again stores its files again",
+        .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    Unreadable(Vec<String>),
 }
 
 /// A generation named on the command line.

@@ -8,6 +8,12 @@
 //! generation is deleted, only what no generation refers to (builds never
 //! switched to, and their objects), as `nix-store --gc` does.
 //!
+//! A damaged store pack (its index or data unreadable) is moved aside into
+//! `store/damaged/` first, after salvaging every object it still holds, and
+//! every needed object that is still lost but whose content is on the root
+//! (a managed file nobody changed) is put back from there: the way out that
+//! `verify --store` and the errors of a damaged pack point to.
+//!
 //! Database rows go first, in one transaction; store objects after it
 //! commits. A crash in between leaves unreferenced objects that the next
 //! gc removes, never a generation that refers to a missing object.
@@ -39,14 +45,30 @@ pub struct GcOutcome {
     pub nodes: u64,
     pub objects: u64,
     pub bytes_freed: u64,
+    /// Damaged store packs moved into `store/damaged/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packs_set_aside: Vec<String>,
+    /// Objects read back from those packs, and put back from the root.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects_salvaged: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects_put_back: u64,
     /// What kinds destroyed themselves (detached datasets and snapshots no
     /// remaining generation has), under each kind's name.
     #[serde(flatten)]
     pub kinds: Reports,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     state.refuse_if_interrupted()?;
+    let mut repaired = GcOutcome::default();
+    if !opts.dry_run {
+        set_aside(state, &mut repaired)?;
+    }
     let active = state.db.active()?.map(|a| a.number);
     let live: Vec<_> = state
         .db
@@ -97,7 +119,7 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     let mut out = GcOutcome {
         dry_run: opts.dry_run,
         generations: doomed.clone(),
-        ..Default::default()
+        ..repaired
     };
     let mut garbage = Vec::new();
     for (area, live) in [(Area::Public, &marks.public), (Area::Secret, &marks.secret)] {
@@ -136,4 +158,38 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
         state.store.remove_all(&garbage)?;
     }
     Ok(out)
+}
+
+/// Moves every damaged pack aside (salvaging what it holds), then puts back
+/// from the root what is still needed and lost, where the root has it.
+fn set_aside(state: &State, out: &mut GcOutcome) -> Result<(), Error> {
+    let damaged = state.store.damaged_packs()?;
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    for d in &damaged {
+        let s = state.store.set_aside(d)?;
+        out.objects_salvaged += s.salvaged;
+        out.packs_set_aside.push(d.path.display().to_string());
+    }
+    let mut done = sysgen_store::HashKeySet::default();
+    for n in crate::verify::needs(state)? {
+        if done.contains(&(n.hash, n.area)) {
+            continue;
+        }
+        let Ok(path) = sysgen_schema::EntryPath::parse(&n.path) else {
+            continue;
+        };
+        if n.generation.is_none() && !n.original {
+            // A saved copy has no path of its own on the root.
+            continue;
+        }
+        if state.store.health(&n.hash, n.area)? == sysgen_store::Health::Good {
+            done.insert((n.hash, n.area));
+        } else if crate::storecheck::put_back(state, &path, &n.hash, n.area)? {
+            out.objects_put_back += 1;
+            done.insert((n.hash, n.area));
+        }
+    }
+    Ok(())
 }

@@ -372,6 +372,12 @@ pub trait KindStepOps: fmt::Display {
         false
     }
 
+    /// The store objects the step reads when it runs, each in its area:
+    /// checked before the journal is written ([`crate::pipeline::prepare`]).
+    fn reads(&self) -> Vec<(Hash, Area)> {
+        Vec::new()
+    }
+
     /// Runs the first of `steps` (its steps that follow in the plan, in
     /// order, as long as they are consecutive), and may run more of them at
     /// once (files write runs of files in parallel). Returns how many it

@@ -102,6 +102,11 @@ impl KindStep {
     pub fn is_skipped(&self) -> bool {
         self.ops().is_skipped()
     }
+
+    /// The store objects the step reads when it runs.
+    pub fn reads(&self) -> Vec<(sysgen_store::Hash, sysgen_store::Area)> {
+        self.ops().reads()
+    }
 }
 
 impl std::fmt::Display for KindStep {

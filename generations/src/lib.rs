@@ -37,6 +37,7 @@ pub mod rootfs;
 pub mod sections;
 pub mod services;
 pub mod state;
+pub mod storecheck;
 pub mod switch;
 pub mod text;
 pub mod verify;

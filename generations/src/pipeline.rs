@@ -113,7 +113,59 @@ pub fn prepare(state: &mut State, plan: &mut Plan, now: i64) -> Result<(), Error
     for s in &plan.saved {
         keep(state, &s.path, &s.hash)?;
     }
+    check_reads(state, &plan.steps)?;
     state.db.insert_saved(&plan.saved, now)
+}
+
+/// Refuses the plan, before anything changes, if the store cannot give an
+/// object one of its steps reads (missing, corrupt, or lost with a damaged
+/// pack). An object whose content is still on the root at the step's path
+/// is put back first. Every object is read through once (in parallel):
+/// only a read tells a corrupt object from a good one.
+fn check_reads(state: &State, steps: &[Step]) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let mut reads = Vec::new();
+    let mut seen = sysgen_store::HashKeySet::default();
+    for s in steps {
+        if let Action::Kind(k) = &s.action {
+            for (hash, area) in k.reads() {
+                if seen.insert((hash, area)) {
+                    reads.push((k, hash, area));
+                }
+            }
+        }
+    }
+    let store = &state.store;
+    let health: Vec<_> = reads
+        .par_iter()
+        .map(|(_, hash, area)| store.health(hash, *area))
+        .collect();
+    let mut bad = Vec::new();
+    for ((k, hash, area), health) in reads.iter().zip(health) {
+        let Some(what) = crate::storecheck::problem(&health?) else {
+            continue;
+        };
+        if let Some(p) = k.path()
+            && crate::storecheck::put_back(state, p, hash, *area)?
+        {
+            continue;
+        }
+        bad.push(match (k.path(), area) {
+            (Some(p), Area::Public) => {
+                format!("{}: its content {hash} is {what}", state.root.display(p))
+            }
+            (Some(p), Area::Secret) => {
+                format!("{}: its content (secret) is {what}", state.root.display(p))
+            }
+            (None, _) => format!("{k}: a package file it installs ({hash}) is {what}"),
+        });
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        bad.sort();
+        Err(Refusal::Unreadable(bad).into())
+    }
 }
 
 /// Puts what is at `p` on the root (a file's bytes, a symlink's target)

@@ -23,6 +23,25 @@ pub enum StoreError {
     #[error("store pack index {} is damaged ({why}); run `sysgen verify --store`", path.display())]
     BadPack { path: PathBuf, why: String },
 
+    /// No readable pack or file holds the object, and a damaged pack of its
+    /// area may: only the objects of that pack are lost.
+    #[error(
+        "store object {hash} cannot be read: it is in no readable pack or file, and the damaged store pack {} may hold it ({why}); `sysgen verify --store` names what needs it, and `sysgen gc` moves the damaged pack aside",
+        pack.display()
+    )]
+    InDamagedPack {
+        hash: Hash,
+        pack: PathBuf,
+        why: String,
+    },
+
+    /// The object's frame in a pack no longer matches its hash.
+    #[error(
+        "store object {hash} in store pack {} is corrupt (its content no longer matches its hash); run `sysgen verify --store`",
+        pack.display()
+    )]
+    CorruptInPack { hash: Hash, pack: PathBuf },
+
     #[error("`{text}` is not a hash; expected 64 hex characters")]
     BadHash { text: String },
 

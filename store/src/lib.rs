@@ -28,6 +28,7 @@
 //! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
 //! <dir>/secret/pack/<name>.{pack,idx}    secret small objects of a batch
 //! <dir>/tmp/<pid>-<n>-<tag>        temp files of puts in progress: dir 0700, files 0600
+//! <dir>/damaged/<area>-<name>.{pack,idx}  damaged packs moved aside (see `damaged`)
 //! ```
 //!
 //! The fan-out directories are created lazily, on the first object that needs
@@ -36,6 +37,7 @@
 //! [`Store::clean_temp`].
 
 mod batch;
+mod damaged;
 mod error;
 mod hash;
 mod pack;
@@ -51,8 +53,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
+pub use damaged::{Health, SetAside};
 pub use error::StoreError;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
+pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, compress, finish_temp, prepare_file};
 
 /// zstd level for objects at rest: level 3 (zstd's default) compresses text well
@@ -145,11 +149,17 @@ impl Store {
     }
 
     /// Opens the store at `dir` for reading only: creates and changes
-    /// nothing, and fails (NotFound) when its layout is not all there.
+    /// nothing. Parts of its layout that are gone (a deleted store) read as
+    /// empty, so that every object is reported missing one by one rather
+    /// than the store refused as a whole; what is there must be trusted.
     pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
         let store = Store::unopened(dir);
         for d in [dir, &store.objects, &store.secret, &store.tmp] {
-            trust::open(d, trust::Expect::Dir, false)?;
+            match trust::open(d, trust::Expect::Dir, false) {
+                Ok(_) => {}
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(store)
     }
@@ -321,7 +331,13 @@ impl Store {
     pub fn list(&self, area: Area) -> Result<Vec<Hash>, StoreError> {
         let area_dir = self.area_dir(area);
         let mut out = Vec::new();
-        for fan in fs::read_dir(area_dir).map_err(StoreError::io(area_dir))? {
+        let fans = match fs::read_dir(area_dir) {
+            Ok(rd) => Some(rd),
+            // A store opened for reading whose area is gone holds nothing there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(area_dir)(e)),
+        };
+        for fan in fans.into_iter().flatten() {
             let fan = fan.map_err(StoreError::io(area_dir))?;
             let Some(prefix) = fan.file_name().to_str().map(str::to_owned) else {
                 continue;
@@ -371,7 +387,7 @@ impl Store {
     pub fn check(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
         match self.stream(hash, area, &mut |_| Ok(())) {
             Ok(_) => Ok(true),
-            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(StoreError::Corrupt { .. } | StoreError::CorruptInPack { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -423,7 +439,7 @@ impl Store {
         let mut slot = lock.write().unwrap_or_else(PoisonError::into_inner);
         let set = match &mut *slot {
             Some(set) => set,
-            None => slot.insert(pack::load(&self.pack_dir(area))?),
+            None => slot.insert(pack::load(&self.pack_dir(area), area)?),
         };
         Ok(f(set))
     }

@@ -89,6 +89,21 @@ impl Pack {
 pub(crate) struct PackSet {
     pub(crate) packs: Vec<Pack>,
     pub(crate) map: HashMap<Hash, Loc, BuildHasherDefault<KeyHasher>>,
+    /// Packs left out because their index or their data is damaged: what
+    /// they hold is unknown, and only those objects are lost (the others
+    /// load and read as usual).
+    pub(crate) damaged: Vec<DamagedPack>,
+}
+
+/// A pack that could not be loaded, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedPack {
+    /// The pack's name (32 hex digits), the stem of its two files.
+    pub name: String,
+    pub area: Area,
+    /// The pack file (its index is beside it, `.idx`).
+    pub path: PathBuf,
+    pub why: String,
 }
 
 fn pack_path(dir: &Path, name: &str) -> PathBuf {
@@ -120,8 +135,10 @@ fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
     }
 }
 
-/// Reads every index in `dir` (absent: no packs) and opens its pack.
-pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
+/// Reads every index in `dir` (absent: no packs) and opens its pack. A
+/// damaged index, or one that points past the end of its pack, leaves that
+/// pack out and records it; anything untrusted still refuses the whole set.
+pub(crate) fn load(dir: &Path, area: Area) -> Result<PackSet, StoreError> {
     let mut set = PackSet::default();
     let Some(rd) = read_dir_if_present(dir)? else {
         return Ok(set);
@@ -148,7 +165,23 @@ pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
             Err(e) => return Err(e),
         };
         let len = meta.len();
-        let entries = read_idx(&idx_path(dir, &name))?;
+        let entries = match read_idx(&idx_path(dir, &name)) {
+            Ok(e) => within(e, len),
+            Err(StoreError::BadPack { why, .. }) => Err(why),
+            Err(e) => return Err(e),
+        };
+        let entries = match entries {
+            Ok(e) => e,
+            Err(why) => {
+                set.damaged.push(DamagedPack {
+                    name,
+                    area,
+                    path,
+                    why,
+                });
+                continue;
+            }
+        };
         let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
         for e in entries {
             set.map.entry(e.hash).or_insert(Loc {
@@ -160,6 +193,22 @@ pub(crate) fn load(dir: &Path) -> Result<PackSet, StoreError> {
         set.packs.push(Pack { path, file, len });
     }
     Ok(set)
+}
+
+/// `entries` if every frame they name lies inside a pack of `len` bytes (a
+/// truncated pack is damaged as a whole).
+fn within(entries: Vec<IdxEntry>, len: u64) -> Result<Vec<IdxEntry>, String> {
+    let inside = |e: &IdxEntry| {
+        e.offset >= PACK_MAGIC.len() as u64
+            && e.offset
+                .checked_add(u64::from(e.len))
+                .is_some_and(|end| end <= len)
+    };
+    if entries.iter().all(inside) {
+        Ok(entries)
+    } else {
+        Err("the pack is shorter than its index says (truncated)".into())
+    }
 }
 
 /// The entries of the index at `path`, checked against its checksum and
@@ -320,6 +369,44 @@ impl FinishedPack {
         self.idx.keep();
         Ok(())
     }
+}
+
+/// Every object whose frame in the pack at `path` still decompresses to
+/// content matching its hash, whatever its index says: the frames are found
+/// by walking the pack, and past a damaged one by the next zstd magic.
+/// `f` gets each object's content.
+pub(crate) fn salvage(
+    path: &Path,
+    f: &mut dyn FnMut(&[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let mut bytes = Vec::new();
+    trust::open(path, Expect::File, false)?
+        .read_to_end(&mut bytes)
+        .map_err(StoreError::io(path))?;
+    let next = |from: usize| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.windows(4).position(|w| w == ZSTD_MAGIC))
+            .map(|i| from + i)
+    };
+    let mut at = next(PACK_MAGIC.len());
+    while let Some(pos) = at {
+        let rest = &bytes[pos..];
+        let Ok(n) = zstd::zstd_safe::find_frame_compressed_size(rest) else {
+            at = next(pos + 1);
+            continue;
+        };
+        let frame = &rest[..n.min(rest.len())];
+        // Packed objects are small; a frame claiming more is not one of ours.
+        if let Ok(content) = zstd::bulk::decompress(frame, 8 * crate::SMALL_FILE_LIMIT as usize) {
+            f(&content)?;
+            at = next(pos + n.max(1));
+        } else {
+            at = next(pos + 1);
+        }
+    }
+    Ok(())
 }
 
 /// Reads the frame at `offset`, `len` bytes long, into `buf` (replacing

@@ -17,24 +17,49 @@ impl Store {
         area: Area,
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<u64, StoreError> {
-        let packed = self.with_packs(area, |set| {
-            let loc = set.map.get(hash)?;
+        let (packed, damaged) = self.with_packs(area, |set| {
+            let damaged = set.damaged.first().cloned();
+            let Some(loc) = set.map.get(hash) else {
+                return (None, damaged);
+            };
             let pack = &set.packs[loc.pack as usize];
             let mut fill = |buf: &mut Vec<u8>| pack::read_frame(pack, loc.offset, loc.len, buf);
             // Only small objects are packed, so one always fits in memory.
-            Some(
-                stream_small(&pack.path, &mut fill, hash, sink)
-                    .and_then(|n| n.ok_or(StoreError::Corrupt { hash: *hash })),
-            )
+            let read = stream_small(&pack.path, &mut fill, hash, sink).and_then(|n| {
+                n.ok_or_else(|| StoreError::CorruptInPack {
+                    hash: *hash,
+                    pack: pack.path.clone(),
+                })
+            });
+            let read = read.map_err(|e| match e {
+                StoreError::Corrupt { hash } => StoreError::CorruptInPack {
+                    hash,
+                    pack: pack.path.clone(),
+                },
+                e => e,
+            });
+            (Some(read), damaged)
         })?;
-        if let Some(result) = packed {
-            return result;
-        }
+        // A corrupt packed frame may have a good copy of its own beside the
+        // pack (put back by a repair): that one is read instead.
+        let packed = match packed {
+            Some(Err(e @ StoreError::CorruptInPack { .. })) => Some(e),
+            Some(result) => return result,
+            None => None,
+        };
         let path = self.object_path(hash, area);
         let (mut file, meta) = match trust::open_meta(&path, Expect::File, false) {
             Ok(f) => f,
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound { hash: *hash });
+                return Err(match (packed, damaged) {
+                    (Some(e), _) => e,
+                    (None, Some(d)) => StoreError::InDamagedPack {
+                        hash: *hash,
+                        pack: d.path,
+                        why: d.why,
+                    },
+                    (None, None) => StoreError::NotFound { hash: *hash },
+                });
             }
             Err(e) => return Err(e),
         };

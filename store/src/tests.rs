@@ -393,29 +393,60 @@ fn corrupt_packed_object_and_damaged_index_are_reported() {
     bytes[8 + 1500] ^= 0x55;
     fs::set_permissions(pack, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(pack, &bytes).unwrap();
+    // The error names the object and its pack.
     assert!(
-        matches!(store.read(&first, Area::Public), Err(StoreError::Corrupt { hash }) if hash == first)
+        matches!(store.read(&first, Area::Public), Err(StoreError::CorruptInPack { hash, pack: p }) if hash == first && &p == pack)
     );
     assert!(!store.check(&first, Area::Public).unwrap());
     assert!(store.check(&other, Area::Public).unwrap());
 
-    // A damaged index is an error that names it, for every kind of access.
+    // A damaged index leaves its pack out, named; the rest of the store
+    // still answers, and a read of what the pack may hold names it.
     let mut bytes = fs::read(idx).unwrap();
     bytes[20] ^= 1;
     fs::set_permissions(idx, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(idx, &bytes).unwrap();
     let store = Store::open(store.dir()).unwrap();
-    for err in [
-        store.read(&other, Area::Public).unwrap_err(),
-        store.contains(&other, Area::Public).unwrap_err(),
-        store.list(Area::Public).unwrap_err(),
-    ] {
-        assert!(matches!(err, StoreError::BadPack { .. }), "{err}");
-        assert!(
-            err.to_string().contains(&idx.display().to_string()),
-            "{err}"
-        );
-    }
+    let loose = store.put_bytes(b"a loose object", Area::Public).unwrap();
+    let err = store.read(&other, Area::Public).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InDamagedPack { hash, pack: p, .. } if *hash == other && p == pack),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&pack.display().to_string()),
+        "{err}"
+    );
+    assert!(!store.contains(&other, Area::Public).unwrap());
+    assert_eq!(store.list(Area::Public).unwrap(), vec![loose]);
+    assert_eq!(store.read(&loose, Area::Public).unwrap(), b"a loose object");
+    let damaged = store.damaged_packs().unwrap();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(&damaged[0].path, pack);
+    assert!(damaged[0].why.contains("checksum"), "{}", damaged[0].why);
+
+    // Set aside: what still decompresses is salvaged, the rest is missing,
+    // and a copy of its content puts it back.
+    let aside = store.set_aside(&damaged[0]).unwrap();
+    assert!(aside.salvaged >= 1);
+    assert!(!pack.exists() && !idx.exists());
+    assert!(store.dir().join("damaged").read_dir().unwrap().count() == 2);
+    assert!(store.damaged_packs().unwrap().is_empty());
+    assert!(store.check(&other, Area::Public).unwrap());
+    assert_eq!(
+        store.health(&first, Area::Public).unwrap(),
+        crate::Health::Missing
+    );
+    let content = if first == a {
+        noise(3000, 1)
+    } else {
+        noise(3000, 2)
+    };
+    assert_eq!(
+        store.restore(&content, Area::Public).unwrap(),
+        (first, true)
+    );
+    assert!(store.check(&first, Area::Public).unwrap());
 }
 
 fn read_offset(store: &Store, h: &Hash) -> u64 {

@@ -45,6 +45,17 @@ pub fn run(
         if g.objects == 1 { "" } else { "s" },
         human_bytes(g.bytes_freed)
     ));
+    for p in &g.packs_set_aside {
+        out.line(format!(
+            "moved the damaged store pack {p} into the store's damaged/ directory"
+        ));
+    }
+    if !g.packs_set_aside.is_empty() {
+        out.line(format!(
+            "salvaged {} objects from damaged packs, put back {} from the root",
+            g.objects_salvaged, g.objects_put_back
+        ));
+    }
     for l in g.kinds.lines() {
         out.line(l);
     }

@@ -7,7 +7,7 @@ use sysgen_generations::state::Access;
 use sysgen_generations::verify::{VerifyOutcome, verify};
 
 use crate::Env;
-use crate::output::{Bar, Out};
+use crate::output::{Bar, Out, generation_list};
 
 #[derive(Serialize)]
 struct VerifyOutput<'a> {
@@ -30,9 +30,25 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
     for h in &v.corrupt_objects {
         out.line(format!("corrupt: store object {h}"));
     }
-    let bad = !v.drift.is_empty() || !v.corrupt_objects.is_empty() || v.corrupt_secret_objects > 0;
+    store_lines(out, &v);
+    let bad = !v.drift.is_empty()
+        || !v.corrupt_objects.is_empty()
+        || v.corrupt_secret_objects > 0
+        || v.store_damaged();
     match v.active {
         None => out.line("no active generation; nothing to verify"),
+        Some(n) if v.drift.is_empty() && v.corrupt_objects.is_empty() && v.store_damaged() => {
+            out.line(format!(
+                "the root matches generation {n} ({} entries), but the store cannot give what {} need{}; `sysgen gc` moves damaged packs aside and puts back what the root still holds",
+                v.entries,
+                if v.affected_generations.is_empty() {
+                    "the ledger or saved copies".to_owned()
+                } else {
+                    generation_list(&v.affected_generations)
+                },
+                if v.affected_generations.len() == 1 { "s" } else { "" }
+            ))
+        }
         Some(n) if !bad => out.line(format!(
             "ok: the root matches generation {n} ({} entries)",
             v.entries
@@ -56,4 +72,36 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
         verify: &v,
     })?;
     Ok(if bad { 1 } else { 0 })
+}
+
+/// What `--store` found that the store cannot give, and who needs it.
+fn store_lines(out: &Out, v: &VerifyOutcome) {
+    for p in &v.damaged_packs {
+        out.line(format!("damaged: store pack {p}"));
+    }
+    for u in &v.unreadable {
+        out.line(format!(
+            "unreadable: {} ({}): its content is {}",
+            u.path,
+            generation_list(&u.generations),
+            u.what
+        ));
+    }
+    if v.unreadable_secret > 0 {
+        out.line(format!(
+            "unreadable: {} secret files of the kept generations (not named: they are secret)",
+            v.unreadable_secret
+        ));
+    }
+    for p in &v.unreadable_originals {
+        out.line(format!(
+            "unreadable: the copy of {p} from before sysgen managed it"
+        ));
+    }
+    if v.unreadable_saved > 0 {
+        out.line(format!(
+            "unreadable: {} copies saved by --force",
+            v.unreadable_saved
+        ));
+    }
 }

@@ -176,6 +176,15 @@ impl KindStepOps for FileStep {
         Some(FileStep::path(self))
     }
 
+    fn reads(&self) -> Vec<(sysgen_store::Hash, Area)> {
+        match self {
+            FileStep::PutFile { hash, secret, .. } => {
+                vec![(*hash, if *secret { Area::Secret } else { Area::Public })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn apply_from(
         steps: &mut dyn Iterator<Item = &FileStep>,
         cx: &mut ApplyCx<'_>,

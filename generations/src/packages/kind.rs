@@ -129,6 +129,18 @@ impl KindStepOps for PackageStep {
         None
     }
 
+    /// The package files of a transaction (fetched by `prepare`).
+    fn reads(&self) -> Vec<(sysgen_store::Hash, sysgen_store::Area)> {
+        match self {
+            PackageStep::Install { changes, .. } => changes
+                .iter()
+                .filter_map(|c| c.deb)
+                .map(|h| (h, sysgen_store::Area::Public))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn apply_from(
         steps: &mut dyn Iterator<Item = &PackageStep>,
         cx: &mut ApplyCx<'_>,
