@@ -118,10 +118,12 @@ pub fn prepare(state: &mut State, plan: &mut Plan, now: i64) -> Result<(), Error
 }
 
 /// Refuses the plan, before anything changes, if the store cannot give an
-/// object one of its steps reads (missing, corrupt, or lost with a damaged
-/// pack). An object whose content is still on the root at the step's path
-/// is put back first. Every object is read through once (in parallel):
-/// only a read tells a corrupt object from a good one.
+/// object one of its steps reads (missing, or lost with a damaged pack).
+/// An object whose content is still on the root at the step's path is put
+/// back first. Only what the store does not hold is read through (to say
+/// why): reading every object twice would double a first switch, and a
+/// stored object whose bytes rotted is caught as it is copied (the copy is
+/// checked against its hash and never renamed into place).
 fn check_reads(state: &State, steps: &[Step]) -> Result<(), Error> {
     use rayon::prelude::*;
     let mut reads = Vec::new();
@@ -136,6 +138,17 @@ fn check_reads(state: &State, steps: &[Step]) -> Result<(), Error> {
         }
     }
     let store = &state.store;
+    let held: Vec<Result<bool, _>> = reads
+        .par_iter()
+        .map(|(_, hash, area)| store.contains(hash, *area))
+        .collect();
+    let mut missing = Vec::new();
+    for (r, held) in reads.into_iter().zip(held) {
+        if !held? {
+            missing.push(r);
+        }
+    }
+    let reads = missing;
     let health: Vec<_> = reads
         .par_iter()
         .map(|(_, hash, area)| store.health(hash, *area))
