@@ -102,6 +102,11 @@ impl KindStep {
     pub fn is_skipped(&self) -> bool {
         self.ops().is_skipped()
     }
+
+    /// What it writes on the root's filesystem.
+    pub fn needs(&self) -> crate::kind::Needs {
+        self.ops().needs()
+    }
 }
 
 impl std::fmt::Display for KindStep {
