@@ -53,7 +53,7 @@ pub fn apply(
     db: &mut Db,
     journal: &Journal,
     opts: &ApplyOptions<'_>,
-) -> Result<ApplyOutcome, StepFailed> {
+) -> Result<ApplyOutcome, Box<StepFailed>> {
     let mut out = ApplyOutcome::default();
     let steps = &journal.plan.steps;
     opts.progress.start("applying", steps.len() as u64);
@@ -67,13 +67,15 @@ pub fn apply(
         }
     };
     // Names the step at `at` (from 0) as the one that failed.
-    let failed = |at: usize, cause: Error| StepFailed {
-        step: FailedStep {
-            number: at + 1,
-            of: steps.len(),
-            line: steps.get(at).map(ToString::to_string).unwrap_or_default(),
-        },
-        cause,
+    let failed = |at: usize, cause: Error| {
+        Box::new(StepFailed {
+            step: FailedStep {
+                number: at + 1,
+                of: steps.len(),
+                line: steps.get(at).map(ToString::to_string).unwrap_or_default(),
+            },
+            cause,
+        })
     };
     let mut i = 0;
     while i < steps.len() {

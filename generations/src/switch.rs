@@ -197,25 +197,27 @@ pub fn switch_to(
         Ok(a) => a,
         // A unit did not come up: undo the switch as `recover --rollback`
         // would (the journal is still there), then report the unit.
-        Err(StepFailed {
-            cause:
-                Error::Service(ServiceError::Failed {
-                    failure,
-                    rolled_back: None,
-                }),
-            ..
-        }) => return Err(roll_back_after(state, failure, opts)),
-        // Anything else leaves the root between the two generations: say
-        // so, and what each way out does.
-        Err(f) => {
-            return Err(Error::Halfway(Box::new(Halfway {
-                what: opts.how.to_owned(),
-                from,
-                to: number,
-                step: Some(f.step),
-                cause: f.cause,
-            })));
-        }
+        Err(f) => match *f {
+            StepFailed {
+                cause:
+                    Error::Service(ServiceError::Failed {
+                        failure,
+                        rolled_back: None,
+                    }),
+                ..
+            } => return Err(roll_back_after(state, failure, opts)),
+            // Anything else leaves the root between the two generations:
+            // say so, and what each way out does.
+            f => {
+                return Err(Error::Halfway(Box::new(Halfway {
+                    what: opts.how.to_owned(),
+                    from,
+                    to: number,
+                    step: Some(f.step),
+                    cause: f.cause,
+                })));
+            }
+        },
     };
     Journal::remove(&state.journal_path())?;
     outcome.plan = journal.plan;

@@ -52,7 +52,13 @@ impl SmallRoot {
     fn mount(env: &TestEnv, size: &str) -> SmallRoot {
         let root = env.root();
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(&root)
             .status()
             .unwrap();

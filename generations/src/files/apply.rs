@@ -48,13 +48,15 @@ pub(super) fn apply_from<'s>(
         let (root, store, step_done) = (cx.root, cx.store, cx.step_done);
         let ran = groups
             .par_iter()
-            .try_for_each(|&(at, g)| -> Result<(), (usize, Error)> {
-                let parent = root.open_parent(g[0].path()).map_err(|e| (at, e.into()))?;
+            .try_for_each(|&(at, g)| -> Result<(), Box<(usize, Error)>> {
+                let parent = root
+                    .open_parent(g[0].path())
+                    .map_err(|e| Box::new((at, e.into())))?;
                 let mut result = Ok(());
                 for (i, p) in g.iter().enumerate() {
                     result = p
                         .run_in(root, Some(&parent), store)
-                        .map_err(|e| (at + i, e));
+                        .map_err(|e| Box::new((at + i, e)));
                     if result.is_err() {
                         break;
                     }
@@ -64,7 +66,8 @@ pub(super) fn apply_from<'s>(
                 root.touched(&parent);
                 result
             });
-        if let Err((at, e)) = ran {
+        if let Err(f) = ran {
+            let (at, e) = *f;
             cx.failed_at = at;
             return Err(e);
         }
