@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sysgen_store::Store;
 
 use crate::db::{Activation, Db};
+use crate::error::FailedStep;
 use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::ApplyCx;
@@ -38,6 +39,13 @@ pub struct ApplyOutcome {
     pub failed: Vec<crate::kind::Failure>,
 }
 
+/// A step of the plan failed: which, and why. The steps before it ran.
+#[derive(Debug)]
+pub struct StepFailed {
+    pub step: FailedStep,
+    pub cause: Error,
+}
+
 /// Runs every step of the journal's plan, the activation included.
 pub fn apply(
     root: &RootDir,
@@ -45,7 +53,7 @@ pub fn apply(
     db: &mut Db,
     journal: &Journal,
     opts: &ApplyOptions<'_>,
-) -> Result<ApplyOutcome, Error> {
+) -> Result<ApplyOutcome, Box<StepFailed>> {
     let mut out = ApplyOutcome::default();
     let steps = &journal.plan.steps;
     opts.progress.start("applying", steps.len() as u64);
@@ -57,6 +65,17 @@ pub fn apply(
             // A simulated power cut: no unwinding, no cleanup, no flush.
             std::process::abort();
         }
+    };
+    // Names the step at `at` (from 0) as the one that failed.
+    let failed = |at: usize, cause: Error| {
+        Box::new(StepFailed {
+            step: FailedStep {
+                number: at + 1,
+                of: steps.len(),
+                line: steps.get(at).map(ToString::to_string).unwrap_or_default(),
+            },
+            cause,
+        })
     };
     let mut i = 0;
     while i < steps.len() {
@@ -71,12 +90,16 @@ pub fn apply(
                     step_done: &step_done,
                     kept: &mut out.kept,
                     failed: &mut out.failed,
+                    failed_at: 0,
                 };
                 // A kind may run a run of its steps at once (files in parallel).
                 let mut rest = steps[i + 1..].iter().map_while(Step::kind_step);
-                let ran = k.apply_from(&mut rest, &mut cx)?;
+                let ran = match k.apply_from(&mut rest, &mut cx) {
+                    Ok(ran) => ran,
+                    Err(e) => return Err(failed(i + cx.failed_at, e)),
+                };
                 if ran == 0 {
-                    return Err(Error::Internal(format!("step {} did not run: {k}", i + 1)));
+                    return Err(failed(i, Error::Internal(format!("step did not run: {k}"))));
                 }
                 i += ran;
                 continue;
@@ -84,11 +107,16 @@ pub fn apply(
             Action::Activate { number, id } => Some((*number, *id)),
             Action::Deactivate => None,
         };
-        root.sync().map_err(|e| Error::Io {
-            path: root.path().to_owned(),
-            source: e,
-        })?;
-        activate(db, journal, target, opts.now)?;
+        let activated = root
+            .sync()
+            .map_err(|e| Error::Io {
+                path: root.path().to_owned(),
+                source: e,
+            })
+            .and_then(|()| activate(db, journal, target, opts.now));
+        if let Err(e) = activated {
+            return Err(failed(i, e));
+        }
         step_done();
         i += 1;
     }

@@ -1,7 +1,8 @@
 //! The errors of sysgen's library: one enum for every operation's causes,
 //! with the failures particular to an operation grouped in their own types
 //! ([`StateError`] opening the state, [`Refusal`] a switch that will not
-//! start, [`GenerationError`] naming a generation, [`ServiceError`] units,
+//! start, [`Halfway`] one that failed after its journal was written,
+//! [`GenerationError`] naming a generation, [`ServiceError`] units,
 //! [`PackageError`] the package manager, [`DatasetError`] the dataset
 //! tools). Causes keep their source (`#[source]`), and only the
 //! configuration, the command line and a generation that does not exist
@@ -70,6 +71,11 @@ pub enum Error {
     Package(#[from] PackageError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// A switch (or a recover) failed after its journal was written: the
+    /// root is between two generations. The whole text is in `Display`
+    /// (the CLI prints `error: {e}` and nothing else).
+    #[error(transparent)]
+    Halfway(Box<Halfway>),
     /// A file to keep changed between the plan and the moment it was saved.
     #[error(
         "{path} changed while sysgen was saving it in the store; nothing was changed on the root; run the command again"
@@ -108,6 +114,55 @@ pub enum StateError {
     Interrupted { to: u64, from: Option<u64> },
 }
 
+/// Where a switch or a recover stopped, between generation `from` (none:
+/// the state before sysgen) and generation `to`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", halfway_message(self))]
+pub struct Halfway {
+    /// "switch", "rollback" (the command that was running), or
+    /// "recover" / "recover --rollback".
+    pub what: String,
+    pub from: Option<u64>,
+    pub to: u64,
+    /// The step that failed, when one did (a recover may fail while it plans).
+    pub step: Option<FailedStep>,
+    #[source]
+    pub cause: Error,
+}
+
+/// A step of a plan that failed: its number (from 1), how many the plan
+/// has, and its plan line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedStep {
+    pub number: usize,
+    pub of: usize,
+    pub line: String,
+}
+
+fn halfway_message(h: &Halfway) -> String {
+    let from = h.from.map_or("the state before sysgen".to_owned(), |n| {
+        format!("generation {n}")
+    });
+    let back = h.from.map_or(
+        "puts the root back as it was before sysgen".to_owned(),
+        |n| format!("puts the root back on generation {n}"),
+    );
+    let mut s = match &h.step {
+        Some(st) => format!(
+            "{} failed at step {} of {}: {}\n  {}",
+            h.what, st.number, st.of, st.line, h.cause
+        ),
+        None => format!("{} failed: {}", h.what, h.cause),
+    };
+    s.push_str(&format!(
+        "\nthe root is now between {from} and generation {to}: some steps ran, others did not\n\
+         `sysgen recover` runs the switch again from its first step and finishes it on generation {to} (remove the cause first)\n\
+         `sysgen recover --rollback` undoes it and {back}",
+        to = h.to
+    ));
+    s
+}
+
 /// A switch that will not start: nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -130,6 +185,21 @@ pub enum Refusal {
         .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
     )]
     Unreadable(Vec<String>),
+    /// The root's filesystem lacks the space or the inodes the plan needs
+    /// (with headroom), e.g. "not enough space on /: the plan writes
+    /// 20.0 MiB, 8.0 MiB free (it needs 26.0 MiB with headroom)".
+    #[error(
+        "not enough {what} on {root}: the plan {plan}, {free} free (it needs {need} with headroom); nothing was changed"
+    )]
+    NoSpace {
+        root: String,
+        /// "space" or "inodes".
+        what: &'static str,
+        /// What the plan does: "writes 20.0 MiB", "creates 5000 entries".
+        plan: String,
+        free: String,
+        need: String,
+    },
 }
 
 /// A generation named on the command line.

@@ -204,6 +204,9 @@ pub struct ApplyCx<'a> {
     pub kept: &'a mut Vec<String>,
     /// What did not come up (when the switch goes on regardless).
     pub failed: &'a mut Vec<Failure>,
+    /// When a kind that ran several steps at once returns an error: which
+    /// of them failed (0: the first), so the error names that step.
+    pub failed_at: usize,
 }
 
 /// What one kind has to say in a command's output: lines for people, and
@@ -361,6 +364,16 @@ pub trait Kind: Sync {
     }
 }
 
+/// What one step writes on the root's filesystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Bytes of content (a file takes whole blocks: the check rounds up).
+    pub bytes: u64,
+    /// New entries (inodes): a file written under a temporary name takes a
+    /// new one before the old goes.
+    pub entries: u64,
+}
+
 /// What every kind's step answers. `apply` runs steps only through this.
 pub trait KindStepOps: fmt::Display {
     /// The path the step changes, if it changes one path.
@@ -376,6 +389,13 @@ pub trait KindStepOps: fmt::Display {
     /// checked before the journal is written ([`crate::pipeline::prepare`]).
     fn reads(&self) -> Vec<(Hash, Area)> {
         Vec::new()
+    }
+
+    /// What it writes on the root's filesystem, for the check of free
+    /// space before the journal is written. A kind whose writes cannot be
+    /// told in advance (a package transaction) says nothing.
+    fn needs(&self) -> Needs {
+        Needs::default()
     }
 
     /// Runs the first of `steps` (its steps that follow in the plan, in

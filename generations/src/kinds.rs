@@ -107,6 +107,11 @@ impl KindStep {
     pub fn reads(&self) -> Vec<(sysgen_store::Hash, sysgen_store::Area)> {
         self.ops().reads()
     }
+
+    /// What it writes on the root's filesystem.
+    pub fn needs(&self) -> crate::kind::Needs {
+        self.ops().needs()
+    }
 }
 
 impl std::fmt::Display for KindStep {

@@ -21,6 +21,7 @@ use crate::kind::{Claims, Mode, Transition};
 use crate::kinds::{self, KindStep};
 use crate::plan::{Action, Plan, Step};
 use crate::rootfs::Live;
+use crate::text::human_bytes;
 use crate::{Drift, Error, State, io_err};
 
 /// A plan and what its inspection found.
@@ -86,6 +87,63 @@ pub fn plan(t: &Transition<'_>, undone: &[Step], last: Action) -> Result<Planned
         plan,
         forced: drift,
     })
+}
+
+/// Headroom over what the plan writes: a tenth more, and a few MiB for
+/// the database, the journal and the temporary names of the writes.
+const SPACE_SLACK: u64 = 4 << 20;
+/// Headroom over the entries the plan creates.
+const INODE_SLACK: u64 = 64;
+
+/// Refuses a plan whose writes do not fit on the root's filesystem, with
+/// headroom, before anything is written (the journal included): a disk that
+/// fills halfway leaves the root between two generations. Only what the
+/// plan writes is counted, not what it frees (its removals may run after
+/// its writes), and only on the root's own filesystem.
+pub fn check_space(state: &State, plan: &Plan) -> Result<(), Error> {
+    let free = state.root.free_space().map_err(io_err(state.root.path()))?;
+    let (mut bytes, mut blocks, mut entries) = (0u64, 0u64, 0u64);
+    for k in plan.steps.iter().filter_map(Step::kind_step) {
+        let n = k.needs();
+        bytes = bytes.saturating_add(n.bytes);
+        blocks = blocks.saturating_add(n.bytes.div_ceil(free.block));
+        entries = entries.saturating_add(n.entries);
+    }
+    let root = state.root.path().display().to_string();
+    if let Some(have) = free.bytes
+        && bytes > 0
+    {
+        let used = blocks.saturating_mul(free.block);
+        let need = used.saturating_add(used / 10).saturating_add(SPACE_SLACK);
+        if have < need {
+            return Err(Refusal::NoSpace {
+                root,
+                what: "space",
+                plan: format!("writes {}", human_bytes(bytes)),
+                free: human_bytes(have),
+                need: human_bytes(need),
+            }
+            .into());
+        }
+    }
+    if let Some(have) = free.inodes
+        && entries > 0
+    {
+        let need = entries
+            .saturating_add(entries / 10)
+            .saturating_add(INODE_SLACK);
+        if have < need {
+            return Err(Refusal::NoSpace {
+                root,
+                what: "inodes",
+                plan: format!("creates {entries} new entries"),
+                free: format!("{have} inodes"),
+                need: format!("{need} inodes"),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// What must happen before the journal is written: every kind's

@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use crate::apply::{ApplyOptions, apply};
+use crate::error::{FailedStep, Halfway};
 use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::{Gen, Mode, Transition};
@@ -51,7 +52,40 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             failed: Vec::new(),
         });
     };
-    clean_temps(state, &journal)?;
+    // Until it is done, the root is still between the journal's two
+    // generations, and a failure says so like the switch's own.
+    recover_journal(state, opts, &journal).map_err(|e| match e {
+        e @ Error::Halfway(_) => e,
+        cause => halfway(&journal, opts, None, cause),
+    })
+}
+
+fn halfway(
+    journal: &Journal,
+    opts: &RecoverOptions<'_>,
+    step: Option<FailedStep>,
+    cause: Error,
+) -> Error {
+    Error::Halfway(Box::new(Halfway {
+        what: if opts.rollback {
+            "recover --rollback"
+        } else {
+            "recover"
+        }
+        .to_owned(),
+        from: journal.from.map(|f| f.0),
+        to: journal.to_number,
+        step,
+        cause,
+    }))
+}
+
+fn recover_journal(
+    state: &mut State,
+    opts: &RecoverOptions<'_>,
+    journal: &Journal,
+) -> Result<RecoverOutcome, Error> {
+    clean_temps(state, journal)?;
     let committed = state.db.active()?.is_some_and(|a| a.id == journal.to);
     // Recovering goes to its end: a unit that fails is reported, and the
     // root still lands on one generation.
@@ -69,9 +103,10 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
             &state.root,
             &state.store,
             &mut state.db,
-            &journal,
+            journal,
             &apply_opts,
-        )?;
+        )
+        .map_err(|f| halfway(journal, opts, Some(f.step), f.cause))?;
         Journal::remove(&state.journal_path())?;
         return Ok(RecoverOutcome {
             interrupted: true,
@@ -158,7 +193,8 @@ pub fn recover(state: &mut State, opts: &RecoverOptions<'_>) -> Result<RecoverOu
     // The journal stays the original switch's until the undo is complete, so
     // a crash during the undo is recovered either way, like the switch.
     let undo = Journal::new("rollback", journal.from, number, id, opts.now, back);
-    let out = apply(&state.root, &state.store, &mut state.db, &undo, &apply_opts)?;
+    let out = apply(&state.root, &state.store, &mut state.db, &undo, &apply_opts)
+        .map_err(|f| halfway(journal, opts, Some(f.step), f.cause))?;
     Journal::remove(&state.journal_path())?;
     Ok(RecoverOutcome {
         interrupted: true,

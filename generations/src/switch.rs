@@ -4,9 +4,12 @@
 //! 2. diff the active manifest against the target (Merkle: only what changed);
 //! 3. precheck the live root (drift, what is already there) — refuse with
 //!    every offending path named before anything changes;
-//! 4. plan (pure); with `--dry-run`, stop here and return the plan;
+//! 4. plan (pure); refuse a plan whose writes do not fit on the root's
+//!    filesystem; with `--dry-run`, stop here and return the plan;
 //! 5. write the journal durably;
-//! 6. apply the steps, the last of which syncs and commits the activation;
+//! 6. apply the steps, the last of which syncs and commits the activation
+//!    (a step that fails leaves the root between the two generations: the
+//!    error says so, [`crate::error::Halfway`]);
 //! 7. remove the journal.
 //!
 //! Rollback is the same switch to an older generation: history is
@@ -17,10 +20,9 @@ use std::io::Read;
 use serde::Serialize;
 use sysgen_schema::EntryPath;
 
-use crate::apply::{ApplyOptions, ApplyOutcome, apply};
+use crate::apply::{ApplyOptions, ApplyOutcome, StepFailed, apply};
 use crate::db::Saved;
-use crate::error::ServiceError;
-use crate::error::{GenerationError, Refusal};
+use crate::error::{GenerationError, Halfway, Refusal, ServiceError};
 use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::Failure;
@@ -155,6 +157,9 @@ pub fn switch_to(
     drop(changes);
     outcome.plan = planned.plan;
     outcome.forced = planned.forced;
+    // A dry run refuses too, as it does conflicts: it tells whether the
+    // switch would go.
+    pipeline::check_space(state, &outcome.plan)?;
     if opts.dry_run {
         outcome.saved = outcome.plan.saved.clone();
         return Ok(outcome);
@@ -188,13 +193,30 @@ pub fn switch_to(
         },
     );
     outcome.applied = match applied {
+        Ok(a) => a,
         // A unit did not come up: undo the switch as `recover --rollback`
         // would (the journal is still there), then report the unit.
-        Err(Error::Service(ServiceError::Failed {
-            failure,
-            rolled_back: None,
-        })) => return Err(roll_back_after(state, failure, opts)),
-        other => other?,
+        Err(f) => match *f {
+            StepFailed {
+                cause:
+                    Error::Service(ServiceError::Failed {
+                        failure,
+                        rolled_back: None,
+                    }),
+                ..
+            } => return Err(roll_back_after(state, failure, opts)),
+            // Anything else leaves the root between the two generations:
+            // say so, and what each way out does.
+            f => {
+                return Err(Error::Halfway(Box::new(Halfway {
+                    what: opts.how.to_owned(),
+                    from,
+                    to: number,
+                    step: Some(f.step),
+                    cause: f.cause,
+                })));
+            }
+        },
     };
     Journal::remove(&state.journal_path())?;
     outcome.plan = journal.plan;

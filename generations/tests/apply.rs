@@ -80,6 +80,7 @@ impl World {
             },
         )
         .map(|o| o.steps)
+        .map_err(|e| e.cause)
     }
 
     /// The root's entries outside the state directory: path -> what.

@@ -34,26 +34,43 @@ pub(super) fn apply_from<'s>(
         // Writing files is most of a large switch; the steps of such a
         // run write distinct paths whose parents earlier steps made, so
         // they can run in any order, on every core.
-        // Entries of one directory go together, through one handle on it.
-        let groups: Vec<&[Put<'_>]> = puts
+        // Entries of one directory go together, through one handle on it;
+        // each group knows where it starts, so an error names its step.
+        let mut groups: Vec<(usize, &[Put<'_>])> = Vec::new();
+        let mut at = 0;
+        for g in puts
             .chunk_by(|a, b| a.path().parent() == b.path().parent())
             .flat_map(|g| g.chunks(PUT_GROUP))
-            .collect();
+        {
+            groups.push((at, g));
+            at += g.len();
+        }
         let (root, store, step_done) = (cx.root, cx.store, cx.step_done);
-        groups.par_iter().try_for_each(|g| -> Result<(), Error> {
-            let parent = root.open_parent(g[0].path())?;
-            let mut result = Ok(());
-            for p in *g {
-                result = p.run_in(root, Some(&parent), store);
-                if result.is_err() {
-                    break;
+        let ran = groups
+            .par_iter()
+            .try_for_each(|&(at, g)| -> Result<(), Box<(usize, Error)>> {
+                let parent = root
+                    .open_parent(g[0].path())
+                    .map_err(|e| Box::new((at, e.into())))?;
+                let mut result = Ok(());
+                for (i, p) in g.iter().enumerate() {
+                    result = p
+                        .run_in(root, Some(&parent), store)
+                        .map_err(|e| Box::new((at + i, e)));
+                    if result.is_err() {
+                        break;
+                    }
+                    step_done();
                 }
-                step_done();
-            }
-            // Even after an error: what was written must reach the disk.
-            root.touched(&parent);
-            result
-        })?;
+                // Even after an error: what was written must reach the disk.
+                root.touched(&parent);
+                result
+            });
+        if let Err(f) = ran {
+            let (at, e) = *f;
+            cx.failed_at = at;
+            return Err(e);
+        }
         return Ok(puts.len());
     }
     run(cx, first)?;
@@ -118,6 +135,7 @@ enum Put<'a> {
         mode: u32,
         owner: Owner,
         area: Area,
+        size: u64,
     },
     Symlink {
         path: &'a EntryPath,
@@ -136,10 +154,12 @@ impl<'a> Put<'a> {
                 uid,
                 gid,
                 secret,
+                size,
                 ..
             } => Some(Put::File {
                 path,
                 hash,
+                size: *size,
                 mode: *mode,
                 owner: owner(*uid, *gid),
                 area: if *secret { Area::Secret } else { Area::Public },
@@ -181,17 +201,34 @@ impl<'a> Put<'a> {
                 mode,
                 owner,
                 area,
+                size,
             } => {
+                let own;
+                let dir = match parent {
+                    Some(d) => d,
+                    None => {
+                        own = root.open_parent(path)?;
+                        &own
+                    }
+                };
+                // Already as wanted (an undo putting back what never
+                // changed, a recover re-running a written step): writing
+                // it again would change nothing and needs free space.
+                if root.file_is_in(dir, path, size, hash.as_bytes(), mode, owner)? {
+                    return Ok(());
+                }
                 let fill = &mut |w: &mut dyn io::Write| {
                     store
                         .copy_to(hash, area, w)
                         .map(|_| ())
                         .map_err(io::Error::other)
                 };
-                match parent {
-                    Some(d) => root.put_file_in(d, path, mode, owner, fill)?,
-                    None => root.put_file(path, mode, owner, fill)?,
+                let written = root.put_file_in(dir, path, mode, owner, fill);
+                // A handle of its own: the caller does not know to sync it.
+                if parent.is_none() {
+                    root.touched(dir);
                 }
+                written?;
             }
             Put::Symlink {
                 path,

@@ -27,8 +27,8 @@ pub use self::step::{FileStep, Why};
 use crate::db::Origin;
 use crate::host::Options;
 use crate::kind::{
-    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Report, Transition, Verified,
-    to_json,
+    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Needs, Report, Transition,
+    Verified, to_json,
 };
 use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk};
 use crate::{Drift, Error, Progress, State};
@@ -182,6 +182,30 @@ impl KindStepOps for FileStep {
                 vec![(*hash, if *secret { Area::Secret } else { Area::Public })]
             }
             _ => Vec::new(),
+        }
+    }
+
+    fn needs(&self) -> Needs {
+        match self {
+            FileStep::PutFile { size, .. } => Needs {
+                bytes: *size,
+                entries: 1,
+            },
+            // A directory takes a block; a long symlink target one too.
+            FileStep::MakeDir { .. } => Needs {
+                bytes: 4096,
+                entries: 1,
+            },
+            // Short targets live in the inode (ext4 keeps up to 60 bytes there).
+            FileStep::PutSymlink { target, .. } => Needs {
+                bytes: if target.len() < 60 {
+                    0
+                } else {
+                    target.len() as u64
+                },
+                entries: 1,
+            },
+            FileStep::Remove { .. } | FileStep::SetMeta { .. } => Needs::default(),
         }
     }
 

@@ -126,6 +126,16 @@ fn err(path: &EntryPath, op: &'static str, e: impl Into<io::Error>) -> RootError
     }
 }
 
+/// What the root's filesystem has free ([`RootDir::free_space`]); `None`
+/// where it sets no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpace {
+    pub bytes: Option<u64>,
+    pub inodes: Option<u64>,
+    /// Its allocation unit: a file takes whole blocks.
+    pub block: u64,
+}
+
 /// Owner and group to set; `None` leaves that id alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owner {
@@ -320,23 +330,7 @@ impl RootDir {
 
     /// BLAKE3 of the file at `p` and its size.
     pub fn hash_file(&self, p: &EntryPath) -> Result<(blake3::Hash, u64)> {
-        let mut f = self.open_file(p)?;
-        let mut h = blake3::Hasher::new();
-        let mut n = 0u64;
-        HASH_BUF.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            loop {
-                let k = match f.read(&mut buf[..]) {
-                    Ok(0) => break,
-                    Ok(k) => k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(err(p, "read", e)),
-                };
-                n += k as u64;
-                h.update(&buf[..k]);
-            }
-            Ok((h.finalize(), n))
-        })
+        hash_open(self.open_file(p)?, p)
     }
 
     /// Names in the directory `p`, excluding `.` and `..`.
@@ -355,4 +349,24 @@ impl RootDir {
         }
         Ok(out)
     }
+}
+
+/// BLAKE3 and size of what `f` (the file at `p`) holds from where it stands.
+fn hash_open(mut f: File, p: &EntryPath) -> Result<(blake3::Hash, u64)> {
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    HASH_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        loop {
+            let k = match f.read(&mut buf[..]) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(p, "read", e)),
+            };
+            n += k as u64;
+            h.update(&buf[..k]);
+        }
+        Ok((h.finalize(), n))
+    })
 }

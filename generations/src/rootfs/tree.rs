@@ -170,6 +170,26 @@ impl RootDir {
         }
     }
 
+    /// Free space and inodes on the root's own filesystem, as root may use
+    /// them (blocks reserved for root count when sysgen runs as root).
+    pub fn free_space(&self) -> io::Result<FreeSpace> {
+        let sv = nix::sys::statvfs::fstatvfs(self.fd.as_fd())?;
+        let root = nix::unistd::geteuid().is_root();
+        let unit = sv.fragment_size() as u64;
+        let (blocks, files) = if root {
+            (sv.blocks_free() as u64, sv.files_free() as u64)
+        } else {
+            (sv.blocks_available() as u64, sv.files_available() as u64)
+        };
+        Ok(FreeSpace {
+            // A filesystem that reports no blocks or no inodes at all (btrfs
+            // has no inode table) sets no limit there.
+            bytes: (sv.blocks() != 0).then(|| blocks.saturating_mul(unit)),
+            inodes: (sv.files() != 0).then_some(files),
+            block: unit.max(1),
+        })
+    }
+
     /// The inode number of the directory `p`, `None` when absent.
     pub fn dir_ino(&self, p: &EntryPath) -> Result<Option<u64>> {
         Ok(match self.inspect(p)? {

@@ -1,6 +1,7 @@
 //! Writes: files, symlinks, directories, metadata and removals, each
 //! through a handle on its parent directory.
 
+use super::hash_open;
 use super::tree::kind_of;
 use super::*;
 
@@ -126,6 +127,61 @@ impl RootDir {
             return Err(err(p, "rename into place", e));
         }
         Ok(())
+    }
+
+    /// True when `p`, an entry of `parent`, is already what
+    /// [`RootDir::put_file_in`] would make of it: a regular file with no
+    /// other name, of `size` bytes whose BLAKE3 is `hash`, with exactly
+    /// `mode`, and owned as `owner` says (an id left `None` as a write
+    /// would leave it: sysgen's own). Writing it again would change
+    /// nothing but use space, which an undo after a full disk lacks.
+    pub fn file_is_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        size: u64,
+        hash: &[u8; 32],
+        mode: u32,
+        owner: Owner,
+    ) -> Result<bool> {
+        Self::check_parent(parent, p)?;
+        let st = match fstatat(
+            parent.fd.as_fd(),
+            p.file_name(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(err(p, "stat", e)),
+        };
+        let uid = owner.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        let gid = owner.gid.unwrap_or_else(|| nix::unistd::getegid().as_raw());
+        let same_meta = |st: &FileStat| {
+            st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits()
+                && st.st_nlink == 1
+                && st.st_mode & 0o7777 == mode
+                && st.st_uid == uid
+                && st.st_gid == gid
+                && st.st_size as u64 == size
+        };
+        if !same_meta(&st) {
+            return Ok(false);
+        }
+        let fd = openat(
+            parent.fd.as_fd(),
+            p.file_name(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            NixMode::empty(),
+        )
+        .map_err(|e| err(p, "open", e))?;
+        let f = File::from(fd);
+        // The file hashed must be the one looked at, not one renamed there since.
+        let now = fstat(f.as_fd()).map_err(|e| err(p, "stat", e))?;
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) || !same_meta(&now) {
+            return Ok(false);
+        }
+        let (h, n) = hash_open(f, p)?;
+        Ok(n == size && h.as_bytes() == hash)
     }
 
     /// Renames the temp entry `tmp` over `p`. An empty directory at `p` (left
