@@ -1,5 +1,5 @@
 //! The `sysgen` binary: parses the command line, passes the clock, the
-//! environment's fault point and a progress sink to the library, and turns
+//! environment's fault points and a progress sink to the library, and turns
 //! outcomes and errors into text, JSON and exit codes. Nothing below this
 //! crate prints. Each command lives in its own file under `commands/`.
 
@@ -16,6 +16,7 @@ use sysgen_generations::error::{Failure, ServiceError};
 use sysgen_generations::host::{Options, ServiceOptions, Tools};
 use sysgen_generations::state::{Access, reserved_path};
 use sysgen_generations::{Error, State};
+use sysgen_store::FaultPoint;
 
 use crate::args::{Cli, Command, Global};
 use crate::output::Out;
@@ -112,6 +113,8 @@ pub(crate) struct Env {
     pub state_dir: PathBuf,
     pub now: i64,
     pub fault_after: Option<u64>,
+    /// The store's named fault point (`SYSGEN_FAULT_POINT`), for crash tests.
+    pub fault_point: FaultPoint,
     /// What the kinds need from the host: systemd on this root (whether
     /// it runs, which systemctl), where btrfs and zfs are.
     pub kinds: Options,
@@ -131,6 +134,15 @@ impl Env {
                 .map_or(0, |d| d.as_secs() as i64),
         };
         let fault_after = number_from_env("SYSGEN_FAULT_AFTER_STEPS", "steps")?;
+        let fault_point = match std::env::var("SYSGEN_FAULT_POINT") {
+            Ok(name) => FaultPoint::named(&name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "SYSGEN_FAULT_POINT={name:?} names no fault point; unset it or give one of: {}",
+                    sysgen_store::fault::POINTS.join(", ")
+                ))
+            })?,
+            Err(_) => FaultPoint::default(),
+        };
         if !g.root.is_dir() {
             return Err(Error::Invalid(format!(
                 "--root {}: not a directory; create it or name another",
@@ -142,6 +154,7 @@ impl Env {
             state_dir,
             now,
             fault_after,
+            fault_point,
             kinds: Options {
                 services: ServiceOptions {
                     systemctl: PathBuf::from("systemctl"),
@@ -158,7 +171,9 @@ impl Env {
     }
 
     pub fn open(&self, access: Access) -> Result<State, Error> {
-        State::open(&self.root, &self.state_dir, access)
+        let mut state = State::open(&self.root, &self.state_dir, access)?;
+        state.store.set_fault_point(self.fault_point);
+        Ok(state)
     }
 
     pub fn load(&self, config: &Path) -> Result<sysgen_schema::HostSpec, Error> {

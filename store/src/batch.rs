@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::fault;
 use crate::pack::PackWriter;
 use crate::{Area, Hash, Prepared, SMALL_FILE_LIMIT, Staged, Store, StoreError, prepare_file};
 
@@ -156,12 +157,15 @@ impl<'a> Batch<'a> {
         let mut packs = Vec::new();
         for area in [Area::Public, Area::Secret] {
             if let Some(w) = state.packs[area.slot()].take() {
-                packs.push((area, w.finish(self.store, area, false)?));
+                let finished = w.finish(self.store, area, false, fault::BATCH_AFTER_PACK)?;
+                packs.push((area, finished));
             }
         }
+        self.store.fault.hit(fault::BATCH_AFTER_INDEX);
         // First barrier: every temp file's content is on disk before any of
         // them gets its final name, so no name ever points at unwritten data.
         self.store.syncfs()?;
+        self.store.fault.hit(fault::BATCH_BETWEEN_BARRIERS);
         let mut keys: Vec<(Hash, Area)> = state.pending.keys().copied().collect();
         // Fan-out order: each fan-out directory is looked up in a run.
         keys.sort_unstable_by_key(|(hash, area)| (*hash, *area == Area::Secret));
@@ -177,11 +181,17 @@ impl<'a> Batch<'a> {
             outcome.bytes_stored += p.stored_len;
         }
         for (area, pack) in packs {
-            let installed = pack.install(&self.store.pack_dir(area), area);
+            let installed = pack.install(
+                self.store,
+                &self.store.pack_dir(area),
+                area,
+                fault::BATCH_PACK_RENAMED,
+            );
             // Even a failed install may have put the pack in place.
             self.store.forget_packs(area);
             installed?;
         }
+        self.store.fault.hit(fault::BATCH_AFTER_RENAMES);
         // Second barrier: the renames (and new fan-out and pack directories)
         // are durable.
         self.store.syncfs()?;

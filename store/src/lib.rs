@@ -39,6 +39,7 @@
 mod batch;
 mod damaged;
 mod error;
+pub mod fault;
 mod hash;
 mod pack;
 mod read;
@@ -55,6 +56,7 @@ use std::sync::{PoisonError, RwLock};
 pub use batch::{Batch, BatchOutcome};
 pub use damaged::{Health, SetAside};
 pub use error::StoreError;
+pub use fault::FaultPoint;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, compress, finish_temp, prepare_file};
@@ -126,6 +128,8 @@ pub struct Store {
     /// Each area's packs, read on first use ([`pack::load`]) and dropped
     /// when a batch or gc changes them.
     packs: [RwLock<Option<pack::PackSet>>; 2],
+    /// Where a crash test makes this process abort (none by default).
+    fault: FaultPoint,
 }
 
 impl Store {
@@ -175,7 +179,13 @@ impl Store {
                 .collect(),
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
             packs: [RwLock::new(None), RwLock::new(None)],
+            fault: FaultPoint::default(),
         }
+    }
+
+    /// Makes the process abort at `fault` (see the `fault` module).
+    pub fn set_fault_point(&mut self, fault: FaultPoint) {
+        self.fault = fault;
     }
 
     pub fn dir(&self) -> &Path {

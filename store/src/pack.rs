@@ -41,6 +41,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::fault::{self, FaultPoint};
 use crate::trust::{self, Expect};
 use crate::{Area, Hash, KeyHasher, Store, StoreError, TempFile};
 
@@ -324,11 +325,13 @@ impl PackWriter {
 
     /// Flushes the pack, gives it the area's mode, writes its index; with
     /// `sync`, fsyncs both (a caller that runs `syncfs` next passes false).
+    /// `written` names the fault point between the two.
     pub(crate) fn finish(
         mut self,
         store: &Store,
         area: Area,
         sync: bool,
+        written: &'static str,
     ) -> Result<FinishedPack, StoreError> {
         let path = self.temp.path().to_owned();
         let file = self.out.into_inner().map_err(|e| StoreError::Io {
@@ -336,6 +339,7 @@ impl PackWriter {
             source: e.into_error(),
         })?;
         crate::finish_temp(&file, area, sync).map_err(StoreError::io(&path))?;
+        store.fault.hit(written);
         let bytes = idx_bytes(&mut self.entries);
         let name = blake3::hash(&bytes).to_hex()[..32].to_owned();
         let idx = write_temp(store, &bytes, area, sync)?;
@@ -359,11 +363,19 @@ fn write_temp(store: &Store, bytes: &[u8], area: Area, sync: bool) -> Result<Tem
 impl FinishedPack {
     /// Renames the pack, then its index, into `dir` (created if missing).
     /// Durable only once the caller syncs: `syncfs`, or `sync_dir` of `dir`.
-    pub(crate) fn install(self, dir: &Path, area: Area) -> Result<(), StoreError> {
+    /// `renamed` names the fault point between the two renames.
+    pub(crate) fn install(
+        self,
+        store: &Store,
+        dir: &Path,
+        area: Area,
+        renamed: &'static str,
+    ) -> Result<(), StoreError> {
         crate::ensure_dir(dir, area.dir_mode(), false)?;
         let pack = pack_path(dir, &self.name);
         fs::rename(self.pack.path(), &pack).map_err(StoreError::io(&pack))?;
         self.pack.keep();
+        store.fault.hit(renamed);
         let idx = idx_path(dir, &self.name);
         fs::rename(self.idx.path(), &idx).map_err(StoreError::io(&idx))?;
         self.idx.keep();
@@ -447,6 +459,7 @@ pub(crate) fn remove_from(
     if live.is_empty() {
         // The index first: a pack without one is a leftover, never a hole.
         crate::remove_if_present(&idx)?;
+        store.fault.hit(fault::GC_DROP_INDEX_REMOVED);
         return crate::remove_if_present(&pack.path);
     }
     let live_bytes: u64 = live.iter().map(|e| u64::from(e.len)).sum();
@@ -454,10 +467,12 @@ pub(crate) fn remove_from(
         return repack(store, dir, pack, &live, area);
     }
     let temp = write_temp(store, &idx_bytes(&mut live), area, true)?;
+    store.fault.hit(fault::GC_INDEX_WRITTEN);
     fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;
     temp.keep();
+    store.fault.hit(fault::GC_INDEX_RENAMED);
     crate::sync_dir(dir)?;
-    punch_holes(&pack.path, &mut live, &gone, pack.len)
+    punch_holes(&pack.path, &mut live, &gone, pack.len, store.fault)
 }
 
 /// Copies the `live` frames of `pack` into a new pack, installs it durably,
@@ -478,9 +493,12 @@ fn repack(
         read_frame(pack, e.offset, e.len, &mut frame)?;
         w.append(e.hash, &frame)?;
     }
-    w.finish(store, area, true)?.install(dir, area)?;
+    w.finish(store, area, true, fault::GC_REPACK_WRITTEN)?
+        .install(store, dir, area, fault::GC_REPACK_PACK_RENAMED)?;
     crate::sync_dir(dir)?;
+    store.fault.hit(fault::GC_REPACK_INSTALLED);
     crate::remove_if_present(&pack.idx())?;
+    store.fault.hit(fault::GC_REPACK_OLD_INDEX_REMOVED);
     crate::remove_if_present(&pack.path)
 }
 
@@ -495,6 +513,7 @@ fn punch_holes(
     live: &mut [IdxEntry],
     gone: &[IdxEntry],
     len: u64,
+    at: FaultPoint,
 ) -> Result<(), StoreError> {
     use nix::fcntl::{FallocateFlags, fallocate};
     // Root may open a 0444 pack for writing; a hole changes no live byte.
@@ -528,13 +547,14 @@ fn punch_holes(
     holes.sort_unstable();
     holes.dedup();
     let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    at.hit(fault::GC_BEFORE_PUNCH);
     for (start, end) in holes {
         let (Ok(off), Ok(n)) = (i64::try_from(start), i64::try_from(end - start)) else {
             continue;
         };
         match fallocate(&file, flags, off, n) {
             Ok(()) => {}
-            Err(nix::errno::Errno::EOPNOTSUPP) => return Ok(()),
+            Err(nix::errno::Errno::EOPNOTSUPP) => break,
             Err(e) => {
                 return Err(StoreError::Io {
                     path: path.into(),
@@ -543,6 +563,7 @@ fn punch_holes(
             }
         }
     }
+    at.hit(fault::GC_AFTER_PUNCH);
     Ok(())
 }
 

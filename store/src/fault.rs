@@ -1,0 +1,76 @@
+//! Named fault points: places in the store's multi-step writes where a
+//! crash test makes the process abort, as a power cut would (rpm-ostree's
+//! failpoints are the model).
+//!
+//! They are compiled into release builds, so the crash tests exercise the
+//! binary that ships. The store never reads the environment: the CLI reads
+//! `SYSGEN_FAULT_POINT` and hands the name to [`crate::Store::set_fault_point`].
+
+/// Build's batch commit: the pack is written in `tmp/`, its index not yet.
+pub const BATCH_AFTER_PACK: &str = "store.batch.after-pack";
+/// Build's batch commit: the pack and its index are written in `tmp/`.
+pub const BATCH_AFTER_INDEX: &str = "store.batch.after-index";
+/// Build's batch commit: after the first `syncfs`, before any rename.
+pub const BATCH_BETWEEN_BARRIERS: &str = "store.batch.between-barriers";
+/// Build's batch commit: a pack is in place, its index not yet.
+pub const BATCH_PACK_RENAMED: &str = "store.batch.pack-renamed";
+/// Build's batch commit: every rename done, before the second `syncfs`.
+pub const BATCH_AFTER_RENAMES: &str = "store.batch.after-renames";
+/// gc's index rewrite: the new index is written (temp, fsync), not renamed.
+pub const GC_INDEX_WRITTEN: &str = "store.gc.index-written";
+/// gc's index rewrite: the new index has replaced the old one.
+pub const GC_INDEX_RENAMED: &str = "store.gc.index-renamed";
+/// gc's hole punching: before the first hole.
+pub const GC_BEFORE_PUNCH: &str = "store.gc.before-punch";
+/// gc's hole punching: after the last hole.
+pub const GC_AFTER_PUNCH: &str = "store.gc.after-punch";
+/// gc's repack: the new pack is written in `tmp/`, its index not yet.
+pub const GC_REPACK_WRITTEN: &str = "store.gc.repack.written";
+/// gc's repack: the new pack is in place, its index not yet.
+pub const GC_REPACK_PACK_RENAMED: &str = "store.gc.repack.pack-renamed";
+/// gc's repack: the new pack is installed, the old one still there.
+pub const GC_REPACK_INSTALLED: &str = "store.gc.repack.installed";
+/// gc's repack: the old pack's index is removed, its pack not yet.
+pub const GC_REPACK_OLD_INDEX_REMOVED: &str = "store.gc.repack.old-index-removed";
+/// gc's removal of a pack with nothing live: its index is gone, not the pack.
+pub const GC_DROP_INDEX_REMOVED: &str = "store.gc.drop.index-removed";
+
+/// Every fault point, so that tests can crash at each one in turn.
+pub const POINTS: &[&str] = &[
+    BATCH_AFTER_PACK,
+    BATCH_AFTER_INDEX,
+    BATCH_BETWEEN_BARRIERS,
+    BATCH_PACK_RENAMED,
+    BATCH_AFTER_RENAMES,
+    GC_INDEX_WRITTEN,
+    GC_INDEX_RENAMED,
+    GC_BEFORE_PUNCH,
+    GC_AFTER_PUNCH,
+    GC_REPACK_WRITTEN,
+    GC_REPACK_PACK_RENAMED,
+    GC_REPACK_INSTALLED,
+    GC_REPACK_OLD_INDEX_REMOVED,
+    GC_DROP_INDEX_REMOVED,
+];
+
+/// The one point, if any, at which this process aborts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultPoint(Option<&'static str>);
+
+impl FaultPoint {
+    /// The point called `name`; `None` if no point has that name.
+    pub fn named(name: &str) -> Option<FaultPoint> {
+        POINTS
+            .iter()
+            .find(|p| **p == name)
+            .map(|p| FaultPoint(Some(p)))
+    }
+
+    /// Aborts the process if `point` is the one set: no destructor, no
+    /// cleanup, as a crash.
+    pub(crate) fn hit(self, point: &'static str) {
+        if self.0 == Some(point) {
+            std::process::abort();
+        }
+    }
+}
