@@ -1036,3 +1036,47 @@ fn btrfs_snapshots_go_with_their_generations() {
 fn directory_snapshots_go_with_their_generations() {
     snapshots_go_with_their_generations("ext4");
 }
+
+/// A zfs dataset's snapshots of a collected generation go also while the
+/// dataset is detached (its snapshots were renamed with it), and only those.
+#[test]
+fn zfs_snapshots_of_collected_generations_go_while_detached() {
+    let env = TestEnv::new();
+    let ds = json!({ "/srv/db": { "type": "zfs", "name": "tank/db", "snapshot": true } });
+    let c1 = env.config("c1.json", json!({ "datasets": ds }));
+    let c1b = env.config(
+        "c1b.json",
+        json!({ "datasets": ds, "files": { "/etc/motd": { "content": "b\n" } } }),
+    );
+    let c2 = env.config(
+        "c2.json",
+        json!({ "files": { "/etc/motd": { "content": "2\n" } } }),
+    );
+    for c in [&c1, &c1b, &c2] {
+        zfs_run(&env, &["switch", s(c)]).ok();
+    }
+    let n = zfs_calls(&env).len();
+    let dry = zfs_run(&env, &["--json", "gc", "--keep", "2", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(zfs_calls(&env).len(), n, "--dry-run changed something");
+    let items: Vec<_> = dry["gc"]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["what"].clone())
+        .collect();
+    assert_eq!(items, [json!("snapshot")], "{dry}");
+    zfs_run(&env, &["gc", "--keep", "2"]).ok();
+    assert_eq!(
+        zfs_calls(&env)[n..],
+        ["zfs destroy tank/db-sysgen-detached@sysgen-gen-1"]
+    );
+    let state: Value =
+        serde_json::from_slice(&fs::read(env.dir.path().join("zfs/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["snapshots"],
+        json!(["tank/db-sysgen-detached@sysgen-gen-2"]),
+        "{state}"
+    );
+}
