@@ -150,6 +150,7 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
         dry_run: opts.dry_run,
         gone_public: &gone_public,
         opts: opts.kinds,
+        now: opts.now,
     };
     for k in kinds::all() {
         out.kinds.0.extend(k.collect(&cx)?);

@@ -189,6 +189,8 @@ pub struct Collect<'a> {
     /// Store objects of the public area that gc is about to delete.
     pub gone_public: &'a [Hash],
     pub opts: &'a Options,
+    /// gc's clock: what a kind keeps for a grace period is counted from it.
+    pub now: i64,
 }
 
 /// What `apply` lends a step.

@@ -179,7 +179,7 @@ impl KindTrait for DatasetKind {
     }
 
     fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error> {
-        let gone = gc_datasets(cx.state, &cx.opts.tools, cx.kept, cx.dry_run)?;
+        let gone = gc_datasets(cx.state, &cx.opts.tools, cx.kept, cx.now, cx.dry_run)?;
         let verb = if cx.dry_run {
             "would delete"
         } else {

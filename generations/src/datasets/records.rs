@@ -150,6 +150,14 @@ pub fn taken(db: &Db) -> Result<BTreeMap<EntryPath, BTreeSet<String>>, Error> {
         .collect())
 }
 
+/// Orders the snapshots taken when one generation was left: the greatest
+/// is the newest (`gen-N.3` after `gen-N.2` after `gen-N`, also when taken
+/// within the same second), the one `rollback --with-data` restores and gc
+/// keeps.
+pub(super) fn newest(s: &SnapshotRow) -> (i64, usize, &str) {
+    (s.taken_at, s.name.len(), &s.name)
+}
+
 /// For `rollback --with-data` to generation `to`: per path, the newest
 /// snapshot taken when `to` was left, of the kind the target declares.
 pub fn restores(db: &Db, to: u64, target: &Datasets) -> Result<BTreeMap<EntryPath, String>, Error> {
@@ -159,7 +167,7 @@ pub fn restores(db: &Db, to: u64, target: &Datasets) -> Result<BTreeMap<EntryPat
         if let Some((_, s)) = rows
             .iter()
             .filter(|(k, s)| *k == d.kind && s.generation == to && s.why == "switch")
-            .max_by_key(|(_, s)| (s.taken_at, s.name.len(), s.name.clone()))
+            .max_by_key(|(_, s)| newest(s))
         {
             out.insert(p, s.name.clone());
         }

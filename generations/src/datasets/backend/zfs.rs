@@ -315,9 +315,12 @@ impl Backend for Zfs<'_> {
 
     fn destroy_snapshot(&self, _: &RootDir, p: &EntryPath, snap: &str) -> Result<(), Error> {
         let zfs = self.tool(p)?;
-        let full = self.snap(snap);
-        if list(zfs, &full)?.is_some() {
-            zfs.run(&[os("destroy"), os(&full)])?;
+        // A detached dataset's snapshots went with it: gc destroys those
+        // of its collected generations while a kept one still has it.
+        for full in [self.snap(snap), self.detached_snap(snap)] {
+            if list(zfs, &full)?.is_some() {
+                zfs.run(&[os("destroy"), os(&full)])?;
+            }
         }
         Ok(())
     }
