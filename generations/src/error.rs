@@ -200,6 +200,11 @@ pub enum Refusal {
         free: String,
         need: String,
     },
+    /// The root's filesystem is mounted read-only.
+    #[error(
+        "{root} is on a read-only filesystem, and the plan changes it; nothing was changed; remount it read-write (or name another --root)"
+    )]
+    ReadOnly { root: String },
 }
 
 /// A generation named on the command line.

@@ -110,6 +110,11 @@ pub fn check_space(state: &State, plan: &Plan) -> Result<(), Error> {
         entries = entries.saturating_add(n.entries);
     }
     let root = state.root.path().display().to_string();
+    // Anything but the activation writes to the root (a purge, a unit
+    // enabled): a read-only root takes none of it.
+    if free.read_only && plan.steps.iter().any(|s| s.kind_step().is_some()) {
+        return Err(Refusal::ReadOnly { root }.into());
+    }
     if let Some(have) = free.bytes
         && bytes > 0
     {

@@ -134,6 +134,8 @@ pub struct FreeSpace {
     pub inodes: Option<u64>,
     /// Its allocation unit: a file takes whole blocks.
     pub block: u64,
+    /// Mounted read-only: nothing can be written at all.
+    pub read_only: bool,
 }
 
 /// Owner and group to set; `None` leaves that id alone.

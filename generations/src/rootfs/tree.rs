@@ -187,6 +187,7 @@ impl RootDir {
             bytes: (sv.blocks() != 0).then(|| blocks.saturating_mul(unit)),
             inodes: (sv.files() != 0).then_some(files),
             block: unit.max(1),
+            read_only: sv.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
         })
     }
 
