@@ -72,14 +72,7 @@ pub fn gc_datasets(
             if k != kind {
                 continue;
             }
-            out.push(GcDataset {
-                path: p.clone(),
-                kind: kind.clone(),
-                what: "snapshot",
-                location: s.location.clone(),
-                bytes: b.snapshot_bytes(&state.root, p, &s.name)?,
-                snapshot: Some(s.name.clone()),
-            });
+            out.push(snapshot_gone(state, tools, p, kind, s)?);
         }
         if !has_row {
             continue;
@@ -116,14 +109,7 @@ pub fn gc_datasets(
             {
                 continue;
             }
-            out.push(GcDataset {
-                path: p.clone(),
-                kind: kind.clone(),
-                what: "snapshot",
-                location: s.location.clone(),
-                bytes: backend::of(kind, tools).snapshot_bytes(&state.root, p, &s.name)?,
-                snapshot: Some(s.name.clone()),
-            });
+            out.push(snapshot_gone(state, tools, p, kind, s)?);
         }
     }
     if dry_run {
@@ -135,6 +121,24 @@ pub fn gc_datasets(
     }
     out.retain(|g| !g.location.is_empty());
     Ok(out)
+}
+
+/// A snapshot gc destroys, with what it frees.
+fn snapshot_gone(
+    state: &crate::State,
+    tools: &Tools,
+    p: &EntryPath,
+    kind: &Kind,
+    s: &SnapshotRow,
+) -> Result<GcDataset, Error> {
+    Ok(GcDataset {
+        path: p.clone(),
+        kind: kind.clone(),
+        what: "snapshot",
+        location: s.location.clone(),
+        bytes: backend::of(kind, tools).snapshot_bytes(&state.root, p, &s.name)?,
+        snapshot: Some(s.name.clone()),
+    })
 }
 
 /// Per kind, the snapshot each kept generation's `rollback --with-data`
