@@ -97,6 +97,24 @@ impl Error {
     }
 }
 
+/// A failed query of the state database, with rusqlite's error as its
+/// source and, for a full or failing disk, what that means.
+pub(crate) fn sql(e: rusqlite::Error) -> Error {
+    let what = match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            "no space left on the state directory's disk; free some, then run the command again"
+        }
+        Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            "it could not write (is the state directory's disk full, or failing?)"
+        }
+        _ => "query",
+    };
+    Error::Db {
+        what: what.into(),
+        source: e,
+    }
+}
+
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }

@@ -11,15 +11,8 @@ use sysgen_schema::EntryPath;
 
 use super::{Datasets, Kind, Tools, backend};
 use crate::db::Db;
+use crate::error::sql;
 use crate::{Error, GenerationId};
-
-/// A failed query keeps rusqlite's error as its source.
-fn sql(e: rusqlite::Error) -> Error {
-    Error::Db {
-        what: "query".into(),
-        source: e,
-    }
-}
 
 /// A kind as its column holds it (what `known` reads back).
 fn kind_json(kind: &Kind) -> Result<String, Error> {

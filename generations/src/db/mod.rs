@@ -15,6 +15,7 @@ use sysgen_schema::EntryPath;
 use sysgen_store::Hash;
 
 use crate::Error;
+use crate::error::sql;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
 mod migrations;
@@ -100,14 +101,6 @@ pub struct Activation<'a> {
 
 pub struct Db {
     conn: Connection,
-}
-
-/// A failed query keeps rusqlite's error as its source.
-fn sql(e: rusqlite::Error) -> Error {
-    Error::Db {
-        what: "query".into(),
-        source: e,
-    }
 }
 
 fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {

@@ -9,14 +9,7 @@ use sysgen_store::{Area, Hash, Store};
 use super::PackageSet;
 use crate::Error;
 use crate::db::Db;
-
-/// A failed query keeps rusqlite's error as its source.
-fn sql(e: rusqlite::Error) -> Error {
-    Error::Db {
-        what: "query".into(),
-        source: e,
-    }
-}
+use crate::error::sql;
 
 /// The packages sysgen installed (and so may remove).
 pub fn owned(db: &Db, manager: &str) -> Result<BTreeSet<String>, Error> {
