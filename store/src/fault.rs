@@ -1,6 +1,7 @@
-//! Named fault points: places in the store's multi-step writes where a
-//! crash test makes the process abort, as a power cut would (rpm-ostree's
-//! failpoints are the model).
+//! Named fault points: places in the store's multi-step writes, and in the
+//! dataset steps of a switch (which reach them through the store they are
+//! handed), where a crash test makes the process abort, as a power cut
+//! would (rpm-ostree's failpoints are the model).
 //!
 //! They are compiled into release builds, so the crash tests exercise the
 //! binary that ships. The store never reads the environment: the CLI reads
@@ -35,6 +36,20 @@ pub const GC_REPACK_OLD_INDEX_REMOVED: &str = "store.gc.repack.old-index-removed
 /// gc's removal of a pack with nothing live: its index is gone, not the pack.
 pub const GC_DROP_INDEX_REMOVED: &str = "store.gc.drop.index-removed";
 
+/// A dataset step: the snapshot is taken, not yet recorded.
+pub const DATASET_SNAPSHOT_TAKEN: &str = "datasets.snapshot.taken";
+/// A dataset step: the dataset is attached (created or moved back), not
+/// yet recorded.
+pub const DATASET_ATTACH_ATTACHED: &str = "datasets.attach.attached";
+/// A dataset step: its retention area exists, the dataset not yet moved in.
+pub const DATASET_DETACH_AREA_MADE: &str = "datasets.detach.area-made";
+/// A `--with-data` restore: the snapshot's copy is staged, the dataset's
+/// current contents not yet set aside.
+pub const DATASET_RESTORE_STAGED: &str = "datasets.restore.staged";
+/// A `--with-data` restore: the current contents are set aside as the
+/// pre-rollback snapshot, the copy not yet in their place.
+pub const DATASET_RESTORE_SET_ASIDE: &str = "datasets.restore.set-aside";
+
 /// Every fault point, so that tests can crash at each one in turn.
 pub const POINTS: &[&str] = &[
     BATCH_AFTER_PACK,
@@ -51,6 +66,11 @@ pub const POINTS: &[&str] = &[
     GC_REPACK_INSTALLED,
     GC_REPACK_OLD_INDEX_REMOVED,
     GC_DROP_INDEX_REMOVED,
+    DATASET_SNAPSHOT_TAKEN,
+    DATASET_ATTACH_ATTACHED,
+    DATASET_DETACH_AREA_MADE,
+    DATASET_RESTORE_STAGED,
+    DATASET_RESTORE_SET_ASIDE,
 ];
 
 /// The one point, if any, at which this process aborts.
@@ -68,7 +88,7 @@ impl FaultPoint {
 
     /// Aborts the process if `point` is the one set: no destructor, no
     /// cleanup, as a crash.
-    pub(crate) fn hit(self, point: &'static str) {
+    pub fn hit(self, point: &'static str) {
         if self.0 == Some(point) {
             std::process::abort();
         }

@@ -188,6 +188,12 @@ impl Store {
         self.fault = fault;
     }
 
+    /// The fault point set, for the steps outside the store that have some
+    /// (the dataset steps).
+    pub fn fault_point(&self) -> FaultPoint {
+        self.fault
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

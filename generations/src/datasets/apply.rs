@@ -1,6 +1,8 @@
 //! Runs one dataset step: the backend of its kind does the work, and the
 //! records follow each change (see [`Recorder`]).
 
+use sysgen_store::fault;
+
 use super::records::Recorder;
 use super::{DatasetStep, Tools, backend};
 use crate::Error;
@@ -14,6 +16,7 @@ pub fn apply_step(
     tools: &Tools,
     step: &DatasetStep,
     now: i64,
+    fault: sysgen_store::FaultPoint,
 ) -> Result<(), Error> {
     let (path, kind, of) = match step {
         DatasetStep::Release { .. } | DatasetStep::NoSnapshot { .. } => return Ok(()),
@@ -35,14 +38,17 @@ pub fn apply_step(
         kind,
         of,
         now,
+        fault,
     };
     match step {
         DatasetStep::Snapshot { snap, .. } => {
             b.snapshot(root, path, snap)?;
+            rec.hit(fault::DATASET_SNAPSHOT_TAKEN);
             rec.snapshot_taken(snap, "switch")
         }
         DatasetStep::Attach { .. } => {
             b.attach(root, path)?;
+            rec.hit(fault::DATASET_ATTACH_ATTACHED);
             rec.attached()
         }
         DatasetStep::Restore { snap, pre, .. } => b.restore(root, &rec, path, snap, pre),

@@ -187,6 +187,7 @@ fn gc_one(state: &crate::State, tools: &Tools, g: &GcDataset) -> Result<(), Erro
         kind: &g.kind,
         of: 0,
         now: 0,
+        fault: state.store.fault_point(),
     };
     match &g.snapshot {
         Some(name) => {

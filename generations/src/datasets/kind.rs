@@ -234,7 +234,14 @@ impl KindStepOps for DatasetStep {
         let Some(d) = steps.next() else {
             return Ok(0);
         };
-        apply_step(cx.root, cx.db, &cx.opts.tools, d, cx.now)?;
+        apply_step(
+            cx.root,
+            cx.db,
+            &cx.opts.tools,
+            d,
+            cx.now,
+            cx.store.fault_point(),
+        )?;
         (cx.step_done)();
         Ok(1)
     }

@@ -28,9 +28,16 @@ pub(crate) struct Recorder<'a> {
     /// The generation a snapshot is recorded for.
     pub of: u64,
     pub now: i64,
+    /// Where a crash test aborts (`sysgen_store::fault`).
+    pub fault: sysgen_store::FaultPoint,
 }
 
 impl Recorder<'_> {
+    /// Aborts here if `point` is the fault point set.
+    pub(crate) fn hit(&self, point: &'static str) {
+        self.fault.hit(point);
+    }
+
     pub(crate) fn snapshot_taken(&self, name: &str, why: &str) -> Result<(), Error> {
         self.db
             .conn()

@@ -6,6 +6,7 @@
 //! [`Volume`].
 
 use sysgen_schema::EntryPath;
+use sysgen_store::fault;
 
 use super::{Backend, Mounts, is_dir};
 use crate::Error;
@@ -187,10 +188,12 @@ impl<V: Volume> Backend for Area<V> {
             // 1. the snapshot's copy, made afresh (a crash may have cut one short)
             self.destroy_if_there(root, &staging)?;
             self.0.copy(root, &snap_p, &staging, false)?;
+            rec.hit(fault::DATASET_RESTORE_STAGED);
             // 2. the current contents become the pre-rollback snapshot
             if is_dir(root, p)? {
                 root.rename(p, &pre_p)?;
             }
+            rec.hit(fault::DATASET_RESTORE_SET_ASIDE);
             rec.snapshot_taken(pre, "pre-rollback")?;
         }
         self.0.set_read_only(root, &pre_p, true)?;
@@ -241,6 +244,7 @@ impl<V: Volume> Backend for Area<V> {
             prune_keep(root, p)?;
         } else {
             root.make_dirs(&keep_dir(p)?)?;
+            rec.hit(fault::DATASET_DETACH_AREA_MADE);
             root.rename(p, &keep_path(p, &["detached"])?)?;
         }
         Ok(())
