@@ -400,14 +400,25 @@ pub trait KindStepOps: fmt::Display {
         Needs::default()
     }
 
+    /// Runs this one step; converges whatever it finds.
+    fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error>;
+
     /// Runs the first of `steps` (its steps that follow in the plan, in
     /// order, as long as they are consecutive), and may run more of them at
     /// once (files write runs of files in parallel). Returns how many it
-    /// ran, each reported to `cx.step_done`.
+    /// ran, each reported to `cx.step_done`. By default: the first alone.
     fn apply_from(
         steps: &mut dyn Iterator<Item = &Self>,
         cx: &mut ApplyCx<'_>,
     ) -> Result<usize, Error>
     where
-        Self: Sized;
+        Self: Sized,
+    {
+        let Some(s) = steps.next() else {
+            return Ok(0);
+        };
+        s.apply(cx)?;
+        (cx.step_done)();
+        Ok(1)
+    }
 }

@@ -78,7 +78,8 @@ pub(super) fn apply_from<'s>(
     Ok(1)
 }
 
-fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
+/// Runs one file step.
+pub(super) fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
     let root = cx.root;
     match step {
         FileStep::Remove { path, .. } => {

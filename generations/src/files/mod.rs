@@ -209,6 +209,10 @@ impl KindStepOps for FileStep {
         }
     }
 
+    fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
+        apply::run(cx, self)
+    }
+
     fn apply_from(
         steps: &mut dyn Iterator<Item = &FileStep>,
         cx: &mut ApplyCx<'_>,

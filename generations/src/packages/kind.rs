@@ -141,15 +141,7 @@ impl KindStepOps for PackageStep {
         }
     }
 
-    fn apply_from(
-        steps: &mut dyn Iterator<Item = &PackageStep>,
-        cx: &mut ApplyCx<'_>,
-    ) -> Result<usize, Error> {
-        let Some(s) = steps.next() else {
-            return Ok(0);
-        };
-        run_step(cx.root, cx.store, cx.db, s)?;
-        (cx.step_done)();
-        Ok(1)
+    fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
+        run_step(cx.root, cx.store, cx.db, self)
     }
 }

@@ -119,22 +119,14 @@ impl KindStepOps for ServiceStep {
         ServiceStep::is_skipped(self)
     }
 
-    fn apply_from(
-        steps: &mut dyn Iterator<Item = &ServiceStep>,
-        cx: &mut ApplyCx<'_>,
-    ) -> Result<usize, Error> {
-        let Some(s) = steps.next() else {
-            return Ok(0);
-        };
+    fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
         apply_step(
             cx.root.path(),
             cx.db,
             &cx.opts.services,
-            s,
+            self,
             cx.opts.rollback_on_failure,
             cx.failed,
-        )?;
-        (cx.step_done)();
-        Ok(1)
+        )
     }
 }
