@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use super::backend::{self, known, restores, taken};
+use super::backend::{known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
 use super::{
     DatasetReport, apply_step, diff, from_spec, gc_datasets, plan, precheck, report, undo,
 };
 use crate::host::Options;
 use crate::kind::{
-    ApplyCx, BuildCx, Claims, Collect, Gen, Inspection, Kind as KindTrait, KindStepOps, Mode,
-    Phase, Planned, Report, Transition, to_json,
+    ApplyCx, BuildCx, Claims, Collect, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
+    Planned, Report, Transition, to_json,
 };
 use crate::text::{generation_list, human_bytes, plural, utc};
 use crate::{Error, State};
@@ -30,18 +30,15 @@ struct Inputs {
     opts: DatasetOptions,
 }
 
-fn datasets_of(state: &State, g: Option<Gen<'_>>) -> Result<Datasets, Error> {
-    match g {
-        Some(g) => backend::of_generation(&state.db, &g.id),
-        None => Ok(Datasets::default()),
-    }
-}
-
 impl Inputs {
     fn read(t: &Transition<'_>) -> Result<Option<Inputs>, Error> {
         let db = &t.state.db;
-        let old = datasets_of(t.state, t.from)?;
-        let new = datasets_of(t.state, t.to)?;
+        // The transition holds both manifests: no need to read them again.
+        let old = t
+            .from
+            .map_or_else(Datasets::default, |g| g.manifest.datasets.clone());
+        let new =
+            t.to.map_or_else(Datasets::default, |g| g.manifest.datasets.clone());
         if old.is_empty() && new.is_empty() {
             return Ok(None);
         }
@@ -227,23 +224,15 @@ impl KindStepOps for DatasetStep {
         Some(DatasetStep::path(self))
     }
 
-    fn apply_from(
-        steps: &mut dyn Iterator<Item = &DatasetStep>,
-        cx: &mut ApplyCx<'_>,
-    ) -> Result<usize, Error> {
-        let Some(d) = steps.next() else {
-            return Ok(0);
-        };
+    fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
         apply_step(
             cx.root,
             cx.db,
             &cx.opts.tools,
-            d,
+            self,
             cx.now,
             cx.store.fault_point(),
-        )?;
-        (cx.step_done)();
-        Ok(1)
+        )
     }
 }
 

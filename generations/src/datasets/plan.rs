@@ -36,10 +36,8 @@ pub(super) fn leaving<'a>(
     old: &'a Datasets,
     new: &'a Datasets,
 ) -> Vec<(&'a EntryPath, &'a Dataset)> {
-    old.0
-        .iter()
-        .filter(|(p, d)| new.0.get(*p).is_none_or(|n| n.kind != d.kind))
-        .collect()
+    // What leaves old → new is what arrives new → old.
+    arriving(new, old)
 }
 
 /// A dataset that leaves stays in place (released) when sysgen did not
