@@ -14,10 +14,12 @@ use crate::datasets::{self, DatasetStep, Kind as DsKind};
 use crate::db::Origin;
 use crate::files::FileStep;
 use crate::kinds::KindStep;
-use crate::packages::{self, Installed, PackageManager, PackageStep, Resolved, Want};
+use crate::packages::{self, PackageStep};
 use crate::plan::{Action, Plan, Step};
-use crate::rootfs::RootDir;
+
 use crate::services::{Action as UnitAction, ServiceStep};
+
+pub use super::pm::HostPm;
 
 pub type Fallible<T> = Result<T, String>;
 
@@ -551,113 +553,5 @@ impl Host {
         HostPm {
             installed: &self.installed,
         }
-    }
-}
-
-/// A package manager over the model's installed set, as apt answers.
-pub struct HostPm<'a> {
-    pub installed: &'a BTreeMap<String, Pkg>,
-}
-
-impl HostPm<'_> {
-    /// `names` and every installed package that depends on one of them.
-    fn removed_with(&self, names: &[String]) -> BTreeSet<String> {
-        let mut out: BTreeSet<String> = names.iter().cloned().collect();
-        loop {
-            let more: Vec<String> = self
-                .installed
-                .keys()
-                .filter(|n| !out.contains(*n) && deps(n).iter().any(|d| out.contains(*d)))
-                .cloned()
-                .collect();
-            if more.is_empty() {
-                return out;
-            }
-            out.extend(more);
-        }
-    }
-}
-
-impl PackageManager for HostPm<'_> {
-    fn name(&self) -> &'static str {
-        "apt"
-    }
-    fn root_display(&self) -> &str {
-        "/model"
-    }
-    fn installed(&self) -> Result<BTreeMap<String, Installed>, crate::Error> {
-        Ok(self
-            .installed
-            .iter()
-            .map(|(n, k)| {
-                let i = Installed {
-                    version: k.version.clone(),
-                    arch: "all".into(),
-                    healthy: true,
-                };
-                (n.clone(), i)
-            })
-            .collect())
-    }
-    fn auto_marked(&self) -> Result<BTreeSet<String>, crate::Error> {
-        Ok(self
-            .installed
-            .iter()
-            .filter(|(_, k)| k.auto)
-            .map(|(n, _)| n.clone())
-            .collect())
-    }
-    fn resolve(&self, _: &[Want]) -> Result<Resolved, crate::Error> {
-        Ok(Resolved::default())
-    }
-    fn closure(&self, _: &[String]) -> Result<BTreeSet<String>, crate::Error> {
-        Ok(BTreeSet::new())
-    }
-    fn download(&self, _: &[(String, String, String)]) -> Result<Vec<EntryPath>, crate::Error> {
-        Ok(Vec::new())
-    }
-    fn install(&self, _: &[EntryPath], _: &[String], _: &[String]) -> Result<(), crate::Error> {
-        Ok(())
-    }
-    fn removal_extras(&self, names: &[String]) -> Result<Vec<String>, crate::Error> {
-        Ok(self
-            .removed_with(names)
-            .into_iter()
-            .filter(|n| !names.contains(n))
-            .collect())
-    }
-    /// `apt-get -s --autoremove purge NAMES`: what goes with them, and
-    /// every automatic package no manual one left needs.
-    fn unneeded_after(&self, names: &[String]) -> Result<BTreeSet<String>, crate::Error> {
-        let removed = self.removed_with(names);
-        let mut keep: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> = self
-            .installed
-            .iter()
-            .filter(|(n, k)| !k.auto && !removed.contains(*n))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        while let Some(n) = stack.pop() {
-            if keep.insert(n) {
-                stack.extend(deps(n).iter().copied());
-            }
-        }
-        let mut out = removed;
-        out.extend(
-            self.installed
-                .keys()
-                .filter(|n| !keep.contains(n.as_str()))
-                .cloned(),
-        );
-        Ok(out)
-    }
-    fn changed_conffiles(&self, _: &str) -> Result<Vec<EntryPath>, crate::Error> {
-        Ok(Vec::new())
-    }
-    fn purge(&self, _: &[String]) -> Result<(), crate::Error> {
-        Ok(())
-    }
-    fn lock_holder(&self, _: &RootDir) -> Result<Option<(String, u32)>, crate::Error> {
-        Ok(None)
     }
 }
