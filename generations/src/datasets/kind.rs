@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::backend::{known, restores, taken};
+use super::records::{known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
 use super::{
     DatasetReport, apply_step, diff, from_spec, gc_datasets, plan, precheck, report, undo,

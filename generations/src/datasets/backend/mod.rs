@@ -33,9 +33,6 @@ use crate::Error;
 use crate::error::DatasetError;
 use crate::rootfs::{Live, RootDir, RootError};
 
-// switch.rs and recover.rs read the records through this path.
-pub use super::records::{known, of_generation, restores, taken};
-
 /// What one kind of dataset does: the read-only questions of the precheck,
 /// the work of each [`DatasetStep`](super::DatasetStep), and what gc
 /// measures and destroys. Every step converges whatever it finds, so a
