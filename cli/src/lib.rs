@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod help;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -226,6 +227,13 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
     if let Command::Schema = cli.command {
         return schema::run();
     }
+    // Nor do these: they print or write what the command line defines.
+    match &cli.command {
+        Command::Completions { shell } => return completions::run(out, *shell),
+        Command::Man { dir } => return man::run(out, dir),
+        Command::Init { file } => return init::run(out, file),
+        _ => {}
+    }
     let env = Env::new(&cli.global)?;
     let bar = out.progress();
     match &cli.command {
@@ -277,5 +285,23 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Pin { number } => pin::run(&env, out, *number, true),
         Command::Unpin { number } => pin::run(&env, out, *number, false),
         Command::Recover { rollback } => recover::run(&env, out, &bar, *rollback),
+        Command::Completions { shell } => completions::run(out, *shell),
+        Command::Man { dir } => man::run(out, dir),
+        Command::Init { file } => init::run(out, file),
+        Command::Adopt {
+            paths,
+            into,
+            packages,
+            units,
+        } => adopt::run(
+            &env,
+            out,
+            &adopt::Request {
+                paths,
+                into,
+                packages: *packages,
+                units: *units,
+            },
+        ),
     }
 }

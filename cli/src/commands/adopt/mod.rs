@@ -1,0 +1,283 @@
+//! `sysgen adopt PATH… --into DIR`: how an existing host becomes its first
+//! generation. Writes `DIR/sysgen.json` declaring every file, directory and
+//! symlink under the paths as it is now (mode, owner and group; names where
+//! the root's `/etc/passwd` and `/etc/group` have them), with each file's
+//! content copied to `DIR/files/<path>`, so that switching to it changes
+//! nothing on the root. `--packages` adds the packages installed by hand,
+//! `--units` the enabled units. The root is only read.
+
+mod system;
+mod walk;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sysgen_generations::Error;
+use sysgen_generations::rootfs::{Meta, RootDir};
+use sysgen_generations::state::reserved_path;
+use sysgen_schema::EntryPath;
+
+use crate::Env;
+use crate::output::Out;
+use walk::{Found, Skipped, Walker};
+
+/// The configuration's name in `DIR`.
+pub const CONFIG: &str = "sysgen.json";
+
+/// What `adopt` was asked for.
+pub struct Request<'a> {
+    pub paths: &'a [String],
+    pub into: &'a Path,
+    pub packages: bool,
+    pub units: bool,
+}
+
+#[derive(Serialize)]
+struct AdoptOutput {
+    ok: bool,
+    config: PathBuf,
+    files: usize,
+    directories: usize,
+    symlinks: usize,
+    secrets: usize,
+    hard_links: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packages: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    units: Option<Vec<String>>,
+    skipped: Vec<Skipped>,
+}
+
+pub fn run(env: &Env, out: &Out, req: &Request<'_>) -> Result<i32, Error> {
+    let paths = req
+        .paths
+        .iter()
+        .map(|p| {
+            EntryPath::parse(p).map_err(|e| {
+                Error::Invalid(format!(
+                    "adopt {p:?}: {e}; name an absolute path on the root, such as /etc"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = RootDir::open(&env.root).map_err(|source| Error::Io {
+        path: env.root.clone(),
+        source,
+    })?;
+    let state_dir = reserved_path(&env.root, &env.state_dir);
+    for p in &paths {
+        if let Some(s) = &state_dir
+            && (p == s || p.is_under(s))
+        {
+            return Err(Error::Invalid(format!(
+                "adopt {p}: that is sysgen's own state directory; adopt what the host holds"
+            )));
+        }
+    }
+    prepare_into(req.into, &env.root, &paths)?;
+
+    let mut walker = Walker {
+        root: &root,
+        into: req.into,
+        state_dir: state_dir.as_ref(),
+        found: Found::default(),
+    };
+    for p in &paths {
+        walker.adopt(p)?;
+    }
+    let found = walker.found;
+    let packages = req
+        .packages
+        .then(|| system::manual_packages(&root))
+        .transpose()?;
+    let units = req
+        .units
+        .then(|| system::enabled_units(&env.kinds.services.systemctl, &env.root))
+        .transpose()?;
+
+    let users = walk::id_names(&root, "/etc/passwd")?;
+    let groups = walk::id_names(&root, "/etc/group")?;
+    let config = configuration(
+        &found,
+        &users,
+        &groups,
+        packages.as_deref(),
+        units.as_deref(),
+    );
+    let path = req.into.join(CONFIG);
+    write_config(&path, &config)?;
+    // What was written must load: a name or target the loader refuses is
+    // caught here, not at the admin's first switch.
+    env.load(&path)?;
+
+    let secrets = found.files.values().filter(|f| f.secret).count();
+    out.line(format!(
+        "wrote {}: {} files ({secrets} secret), {} directories, {} symlinks{}{}",
+        path.display(),
+        found.files.len(),
+        found.dirs.len(),
+        found.symlinks.len(),
+        packages
+            .as_ref()
+            .map_or(String::new(), |p| format!(", {} packages", p.len())),
+        units
+            .as_ref()
+            .map_or(String::new(), |u| format!(", {} units", u.len())),
+    ));
+    if found.hard_links > 0 {
+        out.line(format!(
+            "{} files have hard links: a switch writes each as a file of its own",
+            found.hard_links
+        ));
+    }
+    for s in &found.skipped {
+        out.line(format!("skipped {}: {}", s.path, s.why));
+    }
+    out.line(format!(
+        "next: `sysgen switch {} --dry-run` shows what switching to it would do (nothing, on this root)",
+        path.display()
+    ));
+    out.doc(AdoptOutput {
+        ok: true,
+        config: path,
+        files: found.files.len(),
+        directories: found.dirs.len(),
+        symlinks: found.symlinks.len(),
+        secrets,
+        hard_links: found.hard_links,
+        packages,
+        units,
+        skipped: found.skipped,
+    })?;
+    Ok(0)
+}
+
+/// Makes `into` (a new or empty directory), refusing one that lies under
+/// an adopted path: its own files would be adopted as they are written.
+fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: into.to_owned(),
+        source,
+    };
+    match std::fs::read_dir(into) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::Invalid(format!(
+                    "--into {}: not empty; name a new or empty directory, so nothing of yours is overwritten",
+                    into.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(into).map_err(io)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::Invalid(format!(
+                "--into {}: not a directory; name a new or empty directory",
+                into.display()
+            )));
+        }
+        Err(e) => return Err(io(e)),
+    }
+    let (Ok(into_real), Ok(root_real)) = (into.canonicalize(), root.canonicalize()) else {
+        return Ok(());
+    };
+    if let Ok(rel) = into_real.strip_prefix(&root_real)
+        && let Some(inside) = rel
+            .to_str()
+            .and_then(|r| EntryPath::parse(&format!("/{r}")).ok())
+        && let Some(p) = paths.iter().find(|p| inside == **p || inside.is_under(p))
+    {
+        return Err(Error::Invalid(format!(
+            "--into {}: lies under {p}, which is being adopted; write the configuration outside it",
+            into.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The configuration, as JSON (the canonical format); sections that would
+/// be empty are left out.
+fn configuration(
+    found: &Found,
+    users: &HashMap<u32, String>,
+    groups: &HashMap<u32, String>,
+    packages: Option<&[String]>,
+    units: Option<&[String]>,
+) -> Value {
+    let who = |meta: &Meta, m: &mut Map<String, Value>| {
+        m.insert("owner".into(), principal(meta.uid, users));
+        m.insert("group".into(), principal(meta.gid, groups));
+    };
+    let mut files = BTreeMap::new();
+    for (p, f) in &found.files {
+        let mut m = Map::new();
+        m.insert("source".into(), json!(f.source));
+        m.insert("mode".into(), json!(format!("{:04o}", f.meta.mode)));
+        who(&f.meta, &mut m);
+        if f.secret {
+            m.insert("secret".into(), json!(true));
+        }
+        files.insert(p.to_string(), Value::Object(m));
+    }
+    let mut dirs = BTreeMap::new();
+    for (p, meta) in &found.dirs {
+        let mut m = Map::new();
+        m.insert("mode".into(), json!(format!("{:04o}", meta.mode)));
+        who(meta, &mut m);
+        dirs.insert(p.to_string(), Value::Object(m));
+    }
+    let symlinks: BTreeMap<String, &String> = found
+        .symlinks
+        .iter()
+        .map(|(p, t)| (p.to_string(), t))
+        .collect();
+
+    let mut config = Map::new();
+    config.insert("sysgen".into(), json!(1));
+    if !files.is_empty() {
+        config.insert("files".into(), json!(files));
+    }
+    if !dirs.is_empty() {
+        config.insert("directories".into(), json!(dirs));
+    }
+    if !symlinks.is_empty() {
+        config.insert("symlinks".into(), json!(symlinks));
+    }
+    if let Some(p) = packages.filter(|p| !p.is_empty()) {
+        config.insert("packages".into(), json!({ "apt": p }));
+    }
+    if let Some(u) = units.filter(|u| !u.is_empty()) {
+        let services: BTreeMap<&String, Value> =
+            u.iter().map(|u| (u, json!({ "enable": true }))).collect();
+        config.insert("services".into(), json!(services));
+    }
+    Value::Object(config)
+}
+
+/// A name when the root's file has one for the id, else the number.
+fn principal(id: u32, names: &HashMap<u32, String>) -> Value {
+    match names.get(&id) {
+        // A name of digits would read as a number, another id.
+        Some(name)
+            if !name.is_empty()
+                && !name.bytes().all(|b| b.is_ascii_digit())
+                && !name.contains(['/', ' ', '\t']) =>
+        {
+            json!(name)
+        }
+        _ => json!(id),
+    }
+}
+
+fn write_config(path: &Path, config: &Value) -> Result<(), Error> {
+    let mut text = serde_json::to_string_pretty(config)
+        .map_err(|e| Error::Internal(format!("the adopted configuration: {e}")))?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
