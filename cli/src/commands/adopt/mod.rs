@@ -76,29 +76,50 @@ pub fn run(env: &Env, out: &Out, req: &Request<'_>) -> Result<i32, Error> {
             )));
         }
     }
-    prepare_into(req.into, &env.root, &paths)?;
+    for p in &paths {
+        walk::check_reachable(&root, p)?;
+    }
+    let created = prepare_into(req.into, &env.root, &paths)?;
+    // Whatever fails from here leaves `into` as it was (absent or empty):
+    // a half-written adoption is worse than none.
+    match adopt(env, out, req, &root, &paths, state_dir.as_ref()) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            undo_into(req.into, created);
+            Err(e)
+        }
+    }
+}
 
+fn adopt(
+    env: &Env,
+    out: &Out,
+    req: &Request<'_>,
+    root: &RootDir,
+    paths: &[EntryPath],
+    state_dir: Option<&EntryPath>,
+) -> Result<i32, Error> {
     let mut walker = Walker {
-        root: &root,
+        root,
         into: req.into,
-        state_dir: state_dir.as_ref(),
+        state_dir,
         found: Found::default(),
     };
-    for p in &paths {
+    for p in paths {
         walker.adopt(p)?;
     }
     let found = walker.found;
     let packages = req
         .packages
-        .then(|| system::manual_packages(&root))
+        .then(|| system::manual_packages(root))
         .transpose()?;
     let units = req
         .units
         .then(|| system::enabled_units(&env.kinds.services.systemctl, &env.root))
         .transpose()?;
 
-    let users = walk::id_names(&root, "/etc/passwd")?;
-    let groups = walk::id_names(&root, "/etc/group")?;
+    let users = walk::id_names(root, "/etc/passwd")?;
+    let groups = walk::id_names(root, "/etc/group")?;
     let config = configuration(
         &found,
         &users,
@@ -156,12 +177,13 @@ pub fn run(env: &Env, out: &Out, req: &Request<'_>) -> Result<i32, Error> {
 
 /// Makes `into` (a new or empty directory), refusing one that lies under
 /// an adopted path: its own files would be adopted as they are written.
-fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<(), Error> {
+/// True when it created the directory.
+fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<bool, Error> {
     let io = |source| Error::Io {
         path: into.to_owned(),
         source,
     };
-    match std::fs::read_dir(into) {
+    let created = match std::fs::read_dir(into) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(Error::Invalid(format!(
@@ -169,9 +191,11 @@ fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<(), Err
                     into.display()
                 )));
             }
+            false
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(into).map_err(io)?;
+            true
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
             return Err(Error::Invalid(format!(
@@ -180,9 +204,9 @@ fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<(), Err
             )));
         }
         Err(e) => return Err(io(e)),
-    }
+    };
     let (Ok(into_real), Ok(root_real)) = (into.canonicalize(), root.canonicalize()) else {
-        return Ok(());
+        return Ok(created);
     };
     if let Ok(rel) = into_real.strip_prefix(&root_real)
         && let Some(inside) = rel
@@ -190,12 +214,46 @@ fn prepare_into(into: &Path, root: &Path, paths: &[EntryPath]) -> Result<(), Err
             .and_then(|r| EntryPath::parse(&format!("/{r}")).ok())
         && let Some(p) = paths.iter().find(|p| inside == **p || inside.is_under(p))
     {
+        undo_into(into, created);
         return Err(Error::Invalid(format!(
             "--into {}: lies under {p}, which is being adopted; write the configuration outside it",
             into.display()
         )));
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Puts `into` back as it was before: removed if adopt made it, emptied
+/// otherwise. The error being reported matters more, so what cannot be
+/// removed is only warned about (it is in a directory the admin named).
+fn undo_into(into: &Path, created: bool) {
+    let warn = |p: &Path, e: std::io::Error| {
+        eprintln!("warning: {}: could not remove it: {e}", p.display());
+    };
+    if created {
+        if let Err(e) = std::fs::remove_dir_all(into) {
+            warn(into, e);
+        }
+        return;
+    }
+    let entries = match std::fs::read_dir(into) {
+        Ok(entries) => entries,
+        Err(e) => return warn(into, e),
+    };
+    for e in entries {
+        let e = match e {
+            Ok(e) => e,
+            Err(err) => return warn(into, err),
+        };
+        let p = e.path();
+        let gone = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+            _ => std::fs::remove_file(&p),
+        };
+        if let Err(err) = gone {
+            warn(&p, err);
+        }
+    }
 }
 
 /// The configuration, as JSON (the canonical format); sections that would

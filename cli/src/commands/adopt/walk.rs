@@ -101,17 +101,10 @@ impl Walker<'_> {
                         &format!("a {what}: sysgen manages files, directories and symlinks"),
                     );
                 }
-                Live::Absent => {
-                    return Err(Error::Invalid(format!(
-                        "{}: nothing is there; name paths that exist on the root",
-                        self.root.display(&p)
-                    )));
-                }
-                Live::Blocked { at, what } => {
-                    return Err(Error::Invalid(format!(
-                        "{}: {at} is a {what}, which sysgen does not follow; adopt the path it leads to instead",
-                        self.root.display(&p)
-                    )));
+                // Gone or replaced while being read (a path named on the
+                // command line was checked before).
+                Live::Absent | Live::Blocked { .. } => {
+                    self.skip(&p, "it disappeared while being read");
                 }
             }
         }
@@ -156,6 +149,21 @@ impl Walker<'_> {
             path: format!("{dir}/{}", name.to_string_lossy()),
             why: why.to_owned(),
         });
+    }
+}
+
+/// Refuses a path with nothing at it, or one reached only through a
+/// symlink or a file, before anything is written.
+pub fn check_reachable(root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+    match root.inspect(p)? {
+        Live::Absent => Err(Error::Invalid(format!(
+            "adopt {p}: nothing is at {}; name paths that exist on the root",
+            root.display(p)
+        ))),
+        Live::Blocked { at, what } => Err(Error::Invalid(format!(
+            "adopt {p}: {at} is a {what}, which sysgen does not follow; adopt the path it leads to instead"
+        ))),
+        _ => Ok(()),
     }
 }
 
