@@ -178,17 +178,14 @@ fn help_shows_examples_and_global_options_under_their_own_heading() {
 /// `cargo deb`. Returns the package, or `None` when cargo-deb is missing.
 fn build_deb() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if !run(Command::new("cargo").args(["deb", "--version"]))
-        .code
-        .is_some_and(|c| c == 0)
-    {
+    if run(Command::new("cargo").args(["deb", "--version"])).code != Some(0) {
         cannot_run(
             "the .deb test",
             "cargo-deb is missing; scripts/test-deps installs it",
         );
         return None;
     }
-    let built = run(Command::new(repo.join("scripts/build-deb"))).ok();
+    let built = run(&mut Command::new(repo.join("scripts/build-deb"))).ok();
     let deb = PathBuf::from(
         built
             .stdout
