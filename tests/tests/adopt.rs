@@ -100,6 +100,7 @@ fn adopt_declares_hand_installed_packages_and_enabled_units() {
     systemctl(&["enable", "adopt-test.service"]);
     units.insert("adopt-test.service".into(), json!({ "enable": true }));
 
+    let (tree, packages) = (deb.tree(), deb.packages());
     let into = env.cfg().join("host");
     let doc = env
         .run(&[
@@ -128,6 +129,10 @@ fn adopt_declares_hand_installed_packages_and_enabled_units() {
         config["symlinks"]["/etc/systemd/system/multi-user.target.wants/adopt-test.service"],
         json!("/etc/systemd/system/adopt-test.service")
     );
+    // Switching to it installs, removes and enables nothing.
+    env.switch(&into.join("sysgen.json"));
+    assert_eq!(deb.packages(), packages);
+    assert_eq!(deb.tree(), tree);
 }
 
 #[test]
