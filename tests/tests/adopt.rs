@@ -271,5 +271,13 @@ fn init_writes_a_commented_example_that_builds_and_switches() {
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     let yaml = env.run(&["init", s(&env.cfg().join("x.yaml"))]).expect(2);
     assert!(yaml.stderr.contains(".toml"), "{}", yaml.stderr);
+    let nowhere = env
+        .run(&["init", s(&env.cfg().join("no/x.toml"))])
+        .expect(2);
+    assert!(
+        nowhere.stderr.contains("does not exist"),
+        "{}",
+        nowhere.stderr
+    );
     assert_eq!(dump_tree(&env.cfg(), &[]), cfg_before);
 }

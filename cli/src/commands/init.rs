@@ -111,6 +111,12 @@ pub fn run(out: &Out, file: &Path) -> Result<i32, Error> {
                 file.display()
             )));
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Invalid(format!(
+                "{}: its directory does not exist; create it first, or name a file in an existing one",
+                file.display()
+            )));
+        }
         Err(e) => return Err(io(e)),
     };
     f.write_all(text.as_bytes()).map_err(io)?;

@@ -134,22 +134,22 @@ fn adopt(
     env.load(&path)?;
 
     let secrets = found.files.values().filter(|f| f.secret).count();
-    out.line(format!(
-        "wrote {}: {} files ({secrets} secret), {} directories, {} symlinks{}{}",
-        path.display(),
-        found.files.len(),
-        found.dirs.len(),
-        found.symlinks.len(),
-        packages
-            .as_ref()
-            .map_or(String::new(), |p| format!(", {} packages", p.len())),
-        units
-            .as_ref()
-            .map_or(String::new(), |u| format!(", {} units", u.len())),
-    ));
+    // Counts as labels: the numbers read the same whatever they are.
+    out.line(format!("wrote {} and its sources:", path.display()));
+    let mut counts = vec![
+        ("files", found.files.len()),
+        ("  of them secret", secrets),
+        ("directories", found.dirs.len()),
+        ("symlinks", found.symlinks.len()),
+    ];
+    counts.extend(packages.as_ref().map(|p| ("packages", p.len())));
+    counts.extend(units.as_ref().map(|u| ("units", u.len())));
+    for (what, n) in counts {
+        out.line(format!("  {what}: {n}"));
+    }
     if found.hard_links > 0 {
         out.line(format!(
-            "{} files have hard links: a switch writes each as a file of its own",
+            "files with hard links: {}; a switch writes each as a file of its own",
             found.hard_links
         ));
     }
