@@ -95,9 +95,16 @@ fn adopt_declares_hand_installed_packages_and_enabled_units() {
     ])
     .lines()
     .filter_map(|l| l.split_whitespace().next())
+    // Templates are left to the admin (and listed as skipped).
+    .filter(|u| !u.contains("@."))
     .map(|u| (u.to_owned(), json!({ "enable": true })))
     .collect();
     systemctl(&["enable", "adopt-test.service"]);
+    env.write_root(
+        "/etc/systemd/system/adopt-tpl@.service",
+        "[Service]\nExecStart=/bin/true %i\n[Install]\nWantedBy=multi-user.target\nDefaultInstance=one\n",
+    );
+    systemctl(&["enable", "adopt-tpl@.service"]);
     units.insert("adopt-test.service".into(), json!({ "enable": true }));
 
     let (tree, packages) = (deb.tree(), deb.packages());
@@ -124,6 +131,18 @@ fn adopt_declares_hand_installed_packages_and_enabled_units() {
     assert_eq!(config["packages"]["apt"], json!(manual));
     assert_eq!(doc["packages"], json!(manual));
     assert_eq!(config["services"], Value::Object(units));
+    // A template is named as skipped; its instance's link is adopted.
+    assert_eq!(
+        doc["skipped"],
+        json!([{
+            "entry": "adopt-tpl@.service",
+            "why": "an enabled template unit: declare the instances to run (name@instance) by hand"
+        }])
+    );
+    assert_eq!(
+        config["symlinks"]["/etc/systemd/system/multi-user.target.wants/adopt-tpl@one.service"],
+        json!("/etc/systemd/system/adopt-tpl@.service")
+    );
     // The enablement link is a symlink of the adopted tree.
     assert_eq!(
         config["symlinks"]["/etc/systemd/system/multi-user.target.wants/adopt-test.service"],

@@ -108,15 +108,24 @@ fn adopt(
     for p in paths {
         walker.adopt(p)?;
     }
-    let found = walker.found;
+    let mut found = walker.found;
     let packages = req
         .packages
         .then(|| system::manual_packages(root))
         .transpose()?;
-    let units = req
-        .units
-        .then(|| system::enabled_units(&env.kinds.services.systemctl, &env.root))
-        .transpose()?;
+    let units = match req.units {
+        false => None,
+        true => {
+            let (units, templates) =
+                system::enabled_units(&env.kinds.services.systemctl, &env.root)?;
+            found.skipped.extend(templates.into_iter().map(|t| Skipped {
+                entry: t,
+                why: "an enabled template unit: declare the instances to run (name@instance) by hand"
+                    .into(),
+            }));
+            Some(units)
+        }
+    };
 
     let users = walk::id_names(root, "/etc/passwd")?;
     let groups = walk::id_names(root, "/etc/group")?;
@@ -154,10 +163,10 @@ fn adopt(
         ));
     }
     for s in &found.skipped {
-        out.line(format!("skipped {}: {}", s.path, s.why));
+        out.line(format!("skipped {}: {}", s.entry, s.why));
     }
     out.line(format!(
-        "next: `sysgen switch {} --dry-run` shows what switching to it would do (nothing, on this root)",
+        "next: `sysgen switch {} --dry-run` shows what switching to it would do",
         path.display()
     ));
     out.doc(AdoptOutput {

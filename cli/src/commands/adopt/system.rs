@@ -61,8 +61,10 @@ pub fn manual_packages(root: &RootDir) -> Result<Vec<String>, Error> {
 
 /// The units enabled on the root, sorted: those `systemctl --root
 /// list-unit-files --state=enabled` lists, of a type a configuration can
-/// declare.
-pub fn enabled_units(systemctl: &Path, root: &Path) -> Result<Vec<String>, Error> {
+/// declare; and apart, the enabled templates (`getty@.service`), which a
+/// switch could enable but never start: their instances are the admin's
+/// to declare.
+pub fn enabled_units(systemctl: &Path, root: &Path) -> Result<(Vec<String>, Vec<String>), Error> {
     let mut c = Command::new(systemctl);
     c.arg(format!("--root={}", root.display())).args([
         "list-unit-files",
@@ -89,7 +91,13 @@ pub fn enabled_units(systemctl: &Path, root: &Path) -> Result<Vec<String>, Error
         .collect();
     units.sort();
     units.dedup();
-    Ok(units)
+    Ok(units.into_iter().partition(|u| !is_template(u)))
+}
+
+/// `name@.type`: a template, not a unit that can run.
+fn is_template(unit: &str) -> bool {
+    unit.rsplit_once('.')
+        .is_some_and(|(name, _)| name.ends_with('@'))
 }
 
 /// Runs `c` (never interactive) and returns its stdout, or why it failed.

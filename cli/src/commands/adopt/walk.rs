@@ -24,10 +24,10 @@ pub struct FileFound {
     pub secret: bool,
 }
 
-/// An entry the configuration cannot declare, and why.
+/// An entry (a path, or a unit) the configuration cannot declare, and why.
 #[derive(Serialize)]
 pub struct Skipped {
-    pub path: String,
+    pub entry: String,
     pub why: String,
 }
 
@@ -139,14 +139,14 @@ impl Walker<'_> {
 
     fn skip(&mut self, p: &EntryPath, why: &str) {
         self.found.skipped.push(Skipped {
-            path: p.to_string(),
+            entry: p.to_string(),
             why: why.to_owned(),
         });
     }
 
     fn skip_name(&mut self, dir: &EntryPath, name: &std::ffi::OsStr, why: &str) {
         self.found.skipped.push(Skipped {
-            path: format!("{dir}/{}", name.to_string_lossy()),
+            entry: format!("{dir}/{}", name.to_string_lossy()),
             why: why.to_owned(),
         });
     }
