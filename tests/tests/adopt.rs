@@ -169,7 +169,17 @@ fn adopt_skips_what_it_cannot_declare_and_names_it() {
     std::os::unix::fs::chown(env.at("/srv/app/sub/b"), Some(33), Some(33)).expect("chown");
     std::os::unix::fs::chown(env.at("/srv/app/a.conf"), Some(4242), Some(4242)).expect("chown");
     let into = env.cfg().join("app");
-    let out = env.run(&["adopt", "/srv/app", "--into", s(&into)]).ok();
+    // Named twice, and with a path under it: adopted once.
+    let out = env
+        .run(&[
+            "adopt",
+            "/srv/app/sub",
+            "/srv/app",
+            "/srv/app",
+            "--into",
+            s(&into),
+        ])
+        .ok();
     assert!(
         out.stdout.contains(
             "skipped /srv/app/pipe: a fifo: sysgen manages files, directories and symlinks"

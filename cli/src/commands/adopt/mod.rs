@@ -62,6 +62,15 @@ pub fn run(env: &Env, out: &Out, req: &Request<'_>) -> Result<i32, Error> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A path named twice, or under another named path, is adopted once,
+    // with the one above it.
+    let paths: Vec<EntryPath> = paths
+        .iter()
+        .filter(|p| !paths.iter().any(|q| p.is_under(q)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
     let root = RootDir::open(&env.root).map_err(|source| Error::Io {
         path: env.root.clone(),
         source,
