@@ -154,12 +154,12 @@ fn adopt(
     let secrets = found.files.values().filter(|f| f.secret).count();
     // Counts as labels: the numbers read the same whatever they are.
     out.line(format!("wrote {} and its sources:", path.display()));
-    let mut counts = vec![
-        ("files", found.files.len()),
-        ("  of them secret", secrets),
+    let mut counts = vec![("files", found.files.len())];
+    counts.extend((secrets > 0).then_some(("  of them secret", secrets)));
+    counts.extend([
         ("directories", found.dirs.len()),
         ("symlinks", found.symlinks.len()),
-    ];
+    ]);
     counts.extend(packages.as_ref().map(|p| ("packages", p.len())));
     counts.extend(units.as_ref().map(|u| ("units", u.len())));
     for (what, n) in counts {
