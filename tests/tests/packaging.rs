@@ -331,4 +331,14 @@ fn the_deb_installs_into_a_debian_root_runs_and_its_timer_enables() {
         }
     }
     assert_eq!(deb_env.tree(), before);
+
+    // Installed again, the packaged binary manages the root it runs on:
+    // the first steps of the README, inside the Debian root.
+    fs::copy(&deb, env.at("/tmp/sysgen.deb")).expect("copy the .deb into the root");
+    deb_env.chroot(&["dpkg", "-i", "/tmp/sysgen.deb"]);
+    deb_env.chroot(&["sysgen", "init", "/root/host.toml"]);
+    let switched = deb_env.chroot(&["sysgen", "switch", "/root/host.toml"]);
+    assert!(switched.starts_with("generation 1 ("), "{switched}");
+    assert!(deb_env.chroot(&["sysgen", "verify"]).starts_with("ok: "));
+    assert!(env.at("/etc/sysgen-example/app.conf").is_file());
 }
