@@ -168,6 +168,7 @@ fn adopt_skips_what_it_cannot_declare_and_names_it() {
     fs::set_permissions(env.at("/srv/app/sub"), fs::Permissions::from_mode(0o2750)).expect("chmod");
     std::os::unix::fs::chown(env.at("/srv/app/sub/b"), Some(33), Some(33)).expect("chown");
     std::os::unix::fs::chown(env.at("/srv/app/a.conf"), Some(4242), Some(4242)).expect("chown");
+    fs::hard_link(env.at("/srv/app/sub/b"), env.at("/srv/app/sub/b2")).expect("hard link");
     let into = env.cfg().join("app");
     // Named twice, and with a path under it: adopted once.
     let out = env
@@ -187,6 +188,12 @@ fn adopt_skips_what_it_cannot_declare_and_names_it() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout
+            .contains("files with hard links: 2; a switch writes each as a file of its own"),
+        "{}",
+        out.stdout
+    );
     let config = read_json(&into.join("sysgen.json"));
     assert_eq!(
         config,
@@ -195,6 +202,7 @@ fn adopt_skips_what_it_cannot_declare_and_names_it() {
             "files": {
                 "/srv/app/a.conf": { "source": "files/srv/app/a.conf", "mode": "0644", "owner": 4242, "group": 4242 },
                 "/srv/app/sub/b": { "source": "files/srv/app/sub/b", "mode": "0644", "owner": "www-data", "group": "www-data" },
+                "/srv/app/sub/b2": { "source": "files/srv/app/sub/b2", "mode": "0644", "owner": "www-data", "group": "www-data" },
             },
             "directories": {
                 "/srv/app": { "mode": "0755", "owner": "root", "group": "root" },
@@ -212,6 +220,11 @@ fn adopt_skips_what_it_cannot_declare_and_names_it() {
     env.switch(&into.join("sysgen.json"));
     assert_eq!(tree(), before);
     assert!(fs::symlink_metadata(env.at("/srv/app/pipe")).is_ok_and(|m| !m.is_file()));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(env.at("/srv/app/sub/b2")).expect("b2").nlink(),
+        1
+    );
 }
 
 #[test]
