@@ -52,8 +52,25 @@ fn adopting_etc_of_a_debian_root_then_switching_changes_nothing() {
         .run(&["switch", s(&into.join("sysgen.json")), "--dry-run"])
         .ok();
     assert!(!plan.stdout.contains("secret\n"), "{}", plan.stdout);
+    let mtimes = || {
+        sysgen_tests::entries_under(&env.at("/etc"))
+            .into_iter()
+            .filter(|(_, md)| md.is_file())
+            .map(|(p, md)| {
+                use std::os::unix::fs::MetadataExt;
+                (p, md.mtime(), md.mtime_nsec())
+            })
+            .collect::<Vec<_>>()
+    };
+    let times = mtimes();
     env.run(&["switch", s(&into.join("sysgen.json"))]).ok();
     assert_eq!(deb.tree(), before, "the switch changed the root");
+    // Not even rewritten with the same bytes: no file under /etc was
+    // modified. (Symlinks are: a switch puts an identical one in place
+    // anew, which touches their directories' mtimes.)
+    let now = mtimes();
+    let changed: Vec<_> = now.iter().filter(|t| !times.contains(t)).collect();
+    assert!(changed.is_empty(), "modified: {changed:#?}");
     env.run(&["verify"]).ok();
 
     // Adopting again now gives the same configuration.
