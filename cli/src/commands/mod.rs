@@ -42,6 +42,7 @@ fn target_id(
             &BuildOptions {
                 now: env.now,
                 progress: bar,
+                proxy: env.proxy.clone(),
             },
         )?;
         out.detail(format!(
