@@ -1,0 +1,455 @@
+//! Verified downloads (`files.<path>.url` with `sha256` or `blake3`,
+//! issue #13), from a real HTTP server the test runs on loopback: fetched
+//! once into the store, a mismatch named with both hashes, a server that
+//! dies halfway, HTTP errors, rollback and rebuild with the server gone,
+//! and the proxy taken from the environment.
+//!
+//! The server is plain `std::net` so that a test can make it misbehave
+//! (announce more bytes than it sends, then hang up). It listens on
+//! 127.0.0.1 only, serves one connection at a time, and stops by itself
+//! when the test drops it or after two minutes.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a failed test with its message"
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::Digest;
+use sysgen_tests::{Run, TestEnv, file_line, s, store_holds, tree_with};
+
+#[derive(Clone)]
+enum Route {
+    /// 200 with the whole body.
+    Full(Vec<u8>),
+    /// 200 announcing the whole body's length, half of it sent, then the
+    /// connection closed: a server that dies halfway.
+    Half(Vec<u8>),
+    /// An error status with a short body.
+    Status(u16),
+}
+
+struct Server {
+    addr: SocketAddr,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    /// Every request line received, in order.
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, q, st) = (routes.clone(), requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => serve(conn, &r, &q),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        Server {
+            addr,
+            routes,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn route(&self, path: &str, r: Route) {
+        self.routes.lock().unwrap().insert(path.to_owned(), r);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request; after a `CONNECT` (a proxy's tunnel, which ureq
+/// opens for http:// URLs too), says yes and answers the request that
+/// comes through the tunnel, on the same connection.
+fn serve(conn: TcpStream, routes: &Mutex<HashMap<String, Route>>, requests: &Mutex<Vec<String>>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let Some(line) = read_head(&mut reader) else {
+            return;
+        };
+        requests.lock().unwrap().push(line.clone());
+        if line.starts_with("CONNECT ") {
+            let _ = out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            continue;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        let route = routes.lock().unwrap().get(&path).cloned();
+        respond(&mut out, route);
+        return;
+    }
+}
+
+/// The request line of the next request, its headers read and dropped.
+fn read_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    loop {
+        let mut h = String::new();
+        match reader.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    Some(line.trim_end().to_owned())
+}
+
+fn respond(out: &mut TcpStream, route: Option<Route>) {
+    let head = |status: &str, len: usize| {
+        format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+    };
+    let _ = match route {
+        Some(Route::Full(body)) => out
+            .write_all(head("200 OK", body.len()).as_bytes())
+            .and_then(|()| out.write_all(&body)),
+        Some(Route::Half(body)) => out
+            .write_all(head("200 OK", body.len()).as_bytes())
+            .and_then(|()| out.write_all(&body[..body.len() / 2])),
+        Some(Route::Status(code)) => out
+            .write_all(head(&format!("{code} Oops"), 4).as_bytes())
+            .and_then(|()| out.write_all(b"oops")),
+        None => out
+            .write_all(head("404 Not Found", 4).as_bytes())
+            .and_then(|()| out.write_all(b"none")),
+    };
+    let _ = out.flush();
+}
+
+/// 3 MiB that do not compress away: a large file, streamed.
+fn big_body() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..3 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex_of(&sha2::Sha256::digest(b))
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn blake3_hex(b: &[u8]) -> String {
+    blake3::hash(b).to_hex().to_string()
+}
+
+/// Runs sysgen with no proxy from the test's own environment, or with
+/// `http_proxy` set to `proxy`.
+fn run(env: &TestEnv, args: &[&str], proxy: Option<&str>) -> Run {
+    let mut c = env.cmd(args);
+    for v in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        c.env_remove(v);
+    }
+    if let Some(p) = proxy {
+        c.env("http_proxy", p);
+    }
+    Run::from(c.output().unwrap())
+}
+
+fn download_cfg(env: &TestEnv, name: &str, files: serde_json::Value) -> PathBuf {
+    env.config(
+        name,
+        json!({"files": files, "symlinks": {"/etc/marker": name}}),
+    )
+}
+
+/// The store's `tmp/` holds nothing: no partial download was left.
+#[track_caller]
+fn tmp_is_empty(env: &TestEnv) {
+    let tmp = env.state().join("store/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "{} holds {left:?}", tmp.display());
+}
+
+#[track_caller]
+fn generations(env: &TestEnv) -> usize {
+    let l = run(env, &["--json", "list"], None).json();
+    l["generations"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_download_is_checked_stored_and_fetched_only_once() {
+    let server = Server::start();
+    let big = big_body();
+    let small = b"#!/bin/sh\necho hello\n".to_vec();
+    server.route("/tool.bin", Route::Full(big.clone()));
+    server.route("/hello.sh", Route::Full(small.clone()));
+    let env = TestEnv::new();
+    let base = env.tree();
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({
+            "/opt/tool.bin": {"url": server.url("/tool.bin"), "sha256": sha256(&big), "mode": "0755"},
+            "/opt/hello.sh": {"url": server.url("/hello.sh"), "blake3": blake3_hex(&small).to_uppercase()},
+        }),
+    );
+    run(&env, &["switch", s(&c)], None).ok();
+    let tree = env.tree();
+    let mut expected = tree_with(
+        &base,
+        &[
+            "/opt dir 0755 0:0",
+            &file_line("/opt/hello.sh", 0o644, "0:0", &small),
+            &file_line("/opt/tool.bin", 0o755, "0:0", &big),
+            "/etc/marker symlink 0:0 -> c.json",
+        ],
+    );
+    // The state directory's parents appear with the first switch.
+    for d in ["/var dir 0755 0:0", "/var/lib dir 0755 0:0"] {
+        expected = tree_with(&expected, &[d]);
+    }
+    assert_eq!(tree, expected);
+    assert_eq!(server.hits(), 2, "one request per file");
+    assert!(store_holds(&env.state().join("store"), &big, false));
+
+    // Built again, and after an unrelated change: no request at all.
+    run(&env, &["build", s(&c)], None).ok();
+    let c2 = download_cfg(
+        &env,
+        "c2.json",
+        json!({
+            "/opt/tool.bin": {"url": server.url("/tool.bin"), "sha256": sha256(&big), "mode": "0755"},
+            "/opt/hello.sh": {"url": server.url("/hello.sh"), "blake3": blake3_hex(&small)},
+        }),
+    );
+    run(&env, &["switch", s(&c2)], None).ok();
+    assert_eq!(server.hits(), 2, "never downloaded again while stored");
+    tmp_is_empty(&env);
+}
+
+#[test]
+fn a_mismatch_names_both_hashes_and_changes_nothing() {
+    let server = Server::start();
+    let body = b"the real content\n".to_vec();
+    server.route("/f", Route::Full(body.clone()));
+    let env = TestEnv::new();
+    let first = download_cfg(&env, "first.json", json!({}));
+    run(&env, &["switch", s(&first)], None).ok();
+    let before = env.tree();
+    let wrong = sha256(b"what the admin expected\n");
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({"/etc/f": {"url": server.url("/f"), "sha256": wrong}}),
+    );
+    let r = run(&env, &["switch", s(&c)], None).expect(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "sha256 mismatch: the configuration expects {wrong}, the download has {}",
+            sha256(&body)
+        )) && r.stderr.contains(&server.url("/f"))
+            && r.stderr.contains("files./etc/f")
+            && r.stderr.contains("nothing was stored"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.tree(), before, "the root is unchanged");
+    assert_eq!(generations(&env), 1);
+    assert!(!store_holds(&env.state().join("store"), &body, false));
+    tmp_is_empty(&env);
+}
+
+#[test]
+fn a_server_that_dies_halfway_changes_nothing() {
+    let server = Server::start();
+    let body = big_body();
+    server.route("/cut", Route::Half(body.clone()));
+    let env = TestEnv::new();
+    let first = download_cfg(&env, "first.json", json!({}));
+    run(&env, &["switch", s(&first)], None).ok();
+    let before = env.tree();
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({"/opt/big": {"url": server.url("/cut"), "sha256": sha256(&body)}}),
+    );
+    let r = run(&env, &["switch", s(&c)], None).expect(1);
+    assert!(
+        r.stderr.contains(&server.url("/cut"))
+            && r.stderr.contains("the transfer broke off after")
+            && r.stderr.contains("nothing was stored"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert_eq!(env.tree(), before);
+    assert_eq!(generations(&env), 1);
+    assert!(!store_holds(&env.state().join("store"), &body, false));
+    tmp_is_empty(&env);
+}
+
+#[test]
+fn http_errors_and_a_closed_port_change_nothing() {
+    let server = Server::start();
+    server.route("/gone", Route::Status(410));
+    let env = TestEnv::new();
+    let first = download_cfg(&env, "first.json", json!({}));
+    run(&env, &["switch", s(&first)], None).ok();
+    let before = env.tree();
+    let digest = sha256(b"x");
+    for (url, want) in [
+        (server.url("/gone"), "410".to_owned()),
+        (server.url("/missing"), "404".to_owned()),
+    ] {
+        let c = download_cfg(
+            &env,
+            "c.json",
+            json!({"/etc/f": {"url": url, "sha256": digest}}),
+        );
+        let r = run(&env, &["build", s(&c)], None).expect(1);
+        assert!(
+            r.stderr.contains(&url) && r.stderr.contains(&want),
+            "{want}: {}",
+            r.stderr
+        );
+    }
+    // A port nothing listens on: bound, then closed.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}/f");
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({"/etc/f": {"url": url, "sha256": digest}}),
+    );
+    let r = run(&env, &["switch", s(&c)], None).expect(1);
+    assert!(r.stderr.contains(&url), "{}", r.stderr);
+    assert_eq!(env.tree(), before);
+    assert_eq!(generations(&env), 1);
+    tmp_is_empty(&env);
+}
+
+#[test]
+fn rollback_and_rebuilds_need_no_network() {
+    let server = Server::start();
+    let v1 = b"tool version 1\n".to_vec();
+    let v2 = big_body();
+    server.route("/v1", Route::Full(v1.clone()));
+    server.route("/v2", Route::Full(v2.clone()));
+    let env = TestEnv::new();
+    let c1 = download_cfg(
+        &env,
+        "c1.json",
+        json!({"/opt/tool": {"url": server.url("/v1"), "sha256": sha256(&v1)}}),
+    );
+    let c2 = download_cfg(
+        &env,
+        "c2.json",
+        json!({"/opt/tool": {"url": server.url("/v2"), "blake3": blake3_hex(&v2)}}),
+    );
+    run(&env, &["switch", s(&c1)], None).ok();
+    let tree1 = env.tree();
+    run(&env, &["switch", s(&c2)], None).ok();
+    let tree2 = env.tree();
+    assert_ne!(tree1, tree2);
+    // The server is gone: nothing answers at its address any more.
+    drop(server);
+    run(&env, &["rollback"], None).ok();
+    assert_eq!(env.tree(), tree1, "rollback is offline");
+    run(&env, &["switch", s(&c2)], None).ok();
+    assert_eq!(
+        env.tree(),
+        tree2,
+        "a rebuild of a stored download is offline"
+    );
+    run(&env, &["switch", s(&c1)], None).ok();
+    assert_eq!(env.tree(), tree1);
+}
+
+#[test]
+fn the_proxy_comes_from_the_environment() {
+    // The loopback server plays the proxy: sysgen asks it for a tunnel to
+    // a host that does not exist (.invalid never resolves), so the file
+    // can only have come through it.
+    let proxy = Server::start();
+    let body = b"through the proxy\n".to_vec();
+    proxy.route("/via-proxy", Route::Full(body.clone()));
+    let env = TestEnv::new();
+    let url = "http://downloads.invalid/via-proxy";
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({"/etc/f": {"url": url, "sha256": sha256(&body)}}),
+    );
+    run(
+        &env,
+        &["switch", s(&c)],
+        Some(&format!("http://{}", proxy.addr)),
+    )
+    .ok();
+    assert_eq!(std::fs::read(env.at("/etc/f")).unwrap(), body);
+    let seen = proxy.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            "CONNECT downloads.invalid:80 HTTP/1.1".to_owned(),
+            "GET /via-proxy HTTP/1.1".to_owned()
+        ]
+    );
+}
