@@ -453,3 +453,80 @@ fn the_proxy_comes_from_the_environment() {
         ]
     );
 }
+
+/// A switch to a generation with a download and a template that reads a
+/// secret, crashed after every step: `recover` lands exactly on it, and
+/// `recover --rollback` exactly on the generation before, while the server
+/// answers nothing but errors (recovery reads the store, never the network).
+#[test]
+fn a_crash_at_every_step_recovers_both_ways_without_the_network() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let server = Server::start();
+    let tool = big_body();
+    server.route("/tool", Route::Full(tool.clone()));
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("token");
+    std::fs::write(&secret, "tok-Crash-Test-4411\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let world = |env: &TestEnv| -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(env.at("/var/lib")).unwrap();
+        let c1 = env.config(
+            "c1.json",
+            json!({"files": {"/etc/motd": {"content": "one\n"}, "/etc/app/app.conf": {"content": "v1\n"}}}),
+        );
+        let c2 = env.config(
+            "c2.json",
+            json!({"vars": {"port": 8080},
+                   "secrets": {"token": {"file": s(&secret)}},
+                   "files": {
+                       "/etc/motd": {"content": "two\n"},
+                       "/etc/app/app.conf": {"content": "port={{ port }}\ntoken={{ secrets.token }}\n", "template": true},
+                       "/opt/tool": {"url": server.url("/tool"), "sha256": sha256(&tool), "mode": "0755"}}}),
+        );
+        (c1, c2)
+    };
+    // Reference trees, from a root that never crashed.
+    let reference = TestEnv::new();
+    let (c1, c2) = world(&reference);
+    run(&reference, &["switch", s(&c1)], None).ok();
+    let from_tree = reference.tree();
+    let n = run(&reference, &["--json", "switch", "--dry-run", s(&c2)], None)
+        .ok()
+        .steps()
+        .len() as u64;
+    run(&reference, &["switch", s(&c2)], None).ok();
+    let to_tree = reference.tree();
+    assert!(n >= 4, "{n} steps");
+
+    for k in 1..=n {
+        for back in [false, true] {
+            server.route("/tool", Route::Full(tool.clone()));
+            let env = TestEnv::new();
+            let (c1, c2) = world(&env);
+            run(&env, &["switch", s(&c1)], None).ok();
+            let r = Run::from(
+                env.cmd(&["switch", s(&c2)])
+                    .env("SYSGEN_FAULT_AFTER_STEPS", k.to_string())
+                    .output()
+                    .unwrap(),
+            );
+            assert!(
+                r.killed,
+                "step {k}: the fault point did not abort:\n{}",
+                r.stderr
+            );
+            server.route("/tool", Route::Status(503));
+            let how: &[&str] = if back {
+                &["recover", "--rollback"]
+            } else {
+                &["recover"]
+            };
+            run(&env, how, None).ok();
+            let (want, number) = if back { (&from_tree, 1) } else { (&to_tree, 2) };
+            assert_eq!(&env.tree(), want, "step {k}, {how:?}");
+            let st = run(&env, &["--json", "status"], None).ok().json();
+            assert_eq!(st["active"]["number"], number, "step {k}, {how:?}: {st}");
+        }
+    }
+}
