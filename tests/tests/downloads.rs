@@ -279,6 +279,20 @@ fn a_download_is_checked_stored_and_fetched_only_once() {
     run(&env, &["switch", s(&c2)], None).ok();
     assert_eq!(server.hits(), 2, "never downloaded again while stored");
     tmp_is_empty(&env);
+
+    // A secret download goes to the secret area, readable by root only.
+    server.route("/key", Route::Full(b"private key\n".to_vec()));
+    let c3 = download_cfg(
+        &env,
+        "c3.json",
+        json!({"/etc/key": {"url": server.url("/key"), "sha256": sha256(b"private key\n"), "secret": true}}),
+    );
+    run(&env, &["switch", s(&c3)], None).ok();
+    let store = env.state().join("store");
+    assert!(store_holds(&store, b"private key\n", true));
+    assert!(!store_holds(&store, b"private key\n", false));
+    let md = std::fs::metadata(env.at("/etc/key")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&md) & 0o7777, 0o600);
 }
 
 #[test]

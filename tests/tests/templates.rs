@@ -43,7 +43,7 @@ fn no_generation(env: &TestEnv) {
 // ---- variables: nearest wins
 
 /// top.json includes roles/web.json and roles/db.json, which both include
-/// roles/base.json (a diamond). `port`: base 80, web 8080 (web overrides
+/// roles/base.toml (a diamond). `port`: base 80, web 8080 (web overrides
 /// base), `name`: base, overridden by top two levels up; `only_base`:
 /// declared in base alone; `shared`: declared equal by both siblings.
 fn override_world(env: &TestEnv) -> PathBuf {
@@ -51,18 +51,19 @@ fn override_world(env: &TestEnv) -> PathBuf {
         "roles/app.conf.j2",
         "port={{ port }}\nname={{ name }}\nbase={{ only_base | tojson }}\nshared={{ shared }}\nlist={{ list | join(',') }}\n",
     );
-    env.config(
-        "roles/base.json",
-        json!({"vars": {"port": 80, "name": "base", "only_base": true, "list": [1, 2]}}),
+    // TOML and JSON share one data model: variables too.
+    env.write_cfg(
+        "roles/base.toml",
+        "[vars]\nport = 80\nname = \"base\"\nonly_base = true\nlist = [1, 2]\n",
     );
     env.config(
         "roles/web.json",
-        json!({"include": ["base.json"], "vars": {"port": 8080, "shared": "same"},
+        json!({"include": ["base.toml"], "vars": {"port": 8080, "shared": "same"},
                "files": {"/etc/app.conf": {"source": "app.conf.j2", "template": true}}}),
     );
     env.config(
         "roles/db.json",
-        json!({"include": ["base.json"], "vars": {"shared": "same"}}),
+        json!({"include": ["base.toml"], "vars": {"shared": "same"}}),
     );
     env.config(
         "top.json",
@@ -95,7 +96,7 @@ fn siblings_that_disagree_on_a_variable_are_refused_until_a_parent_decides() {
     let top = override_world(&env);
     env.config(
         "roles/db.json",
-        json!({"include": ["base.json"], "vars": {"shared": "other"}}),
+        json!({"include": ["base.toml"], "vars": {"shared": "other"}}),
     );
     let before = env.tree();
     let r = env.run(&["build", s(&top)]).expect(2);
