@@ -559,3 +559,26 @@ fn the_schema_covers_templates_secrets_and_downloads() {
         assert!(text.contains(k), "{k} missing from the schema");
     }
 }
+
+#[test]
+fn a_render_error_never_quotes_a_secret() {
+    let env = TestEnv::new();
+    let outside = tempfile::tempdir().unwrap();
+    let file = secret_file(outside.path(), DB_PASS);
+    // minijinja names the template an include asks for: here, the secret.
+    let c = env.config(
+        "c.json",
+        json!({"secrets": {"db": {"file": s(&file)}},
+               "files": {"/etc/x": {"content": "{% include secrets.db %}", "template": true}}}),
+    );
+    let r = env.run(&["build", s(&c)]).expect(2);
+    assert!(
+        r.stderr
+            .contains("content line 1, column 4: template not found: tried to include non-existing template \"<secret>\""),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(&["--json", "build", s(&c)]).expect(2);
+    assert!(!r.stdout.contains(DB_PASS) && !r.stderr.contains(DB_PASS));
+    no_generation(&env);
+}
