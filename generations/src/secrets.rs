@@ -11,11 +11,13 @@
 //! file's directory), so that a secret never gets committed beside it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sysgen_schema::{HostSpec, SecretSource, SecretSpec};
 
@@ -137,30 +139,80 @@ fn read_file(what: &str, path: &Path, repo: &Path) -> Result<String, Error> {
     Ok(value)
 }
 
+/// How long a secret's command may run: a command waiting for a password
+/// prompt that never comes must fail the build, not hang it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `sh -c cmd`; its standard output. Output goes to anonymous files,
+/// not pipes, so a process the command leaves behind cannot keep the
+/// build waiting for end of file (as the services' checks do).
 fn run(what: &str, cmd: &str, declared_in: &Path) -> Result<String, Error> {
-    let out = Command::new("sh")
+    let cannot = |e: std::io::Error| Error::Invalid(format!("{what}: cannot run the command: {e}"));
+    let mut out = anonymous(c"sysgen-secret").map_err(cannot)?;
+    let mut err = anonymous(c"sysgen-secret-err").map_err(cannot)?;
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .current_dir(declared_in.parent().unwrap_or(Path::new("/")))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| Error::Invalid(format!("{what}: cannot run sh: {e}")))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Invalid(format!(
-            "{what}: the command failed ({}){}{}; fix it so that it prints the secret and exits 0",
-            out.status,
-            if stderr.trim().is_empty() { "" } else { ": " },
-            stderr.trim()
-        )));
+        .stdout(Stdio::from(out.try_clone().map_err(cannot)?))
+        .stderr(Stdio::from(err.try_clone().map_err(cannot)?))
+        .spawn()
+        .map_err(cannot)?;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(cannot)? {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => {
+                // Killed and reaped: the failure is reported below either way.
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let read = |f: &mut File| -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        f.seek(SeekFrom::Start(0))
+            .and_then(|_| f.read_to_end(&mut bytes))
+            .map_err(cannot)?;
+        Ok(bytes)
+    };
+    let stdout = read(&mut out)?;
+    let stderr = read(&mut err)?;
+    let stderr = String::from_utf8_lossy(&stderr);
+    let stderr = stderr.trim();
+    let said = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    };
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => {
+            return Err(Error::Invalid(format!(
+                "{what}: the command failed ({s}){said}; fix it so that it prints the secret and exits 0"
+            )));
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "{what}: the command did not finish within {}s{said}; it must not wait for input",
+                COMMAND_TIMEOUT.as_secs()
+            )));
+        }
     }
-    String::from_utf8(out.stdout).map_err(|_| {
+    String::from_utf8(stdout).map_err(|_| {
         Error::Invalid(format!(
             "{what}: the command printed something that is not UTF-8; a secret must be UTF-8 text"
         ))
     })
+}
+
+/// A file with no name (memfd), gone when closed: a secret never touches a disk.
+fn anonymous(name: &std::ffi::CStr) -> std::io::Result<File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    Ok(File::from(fd))
 }
 
 fn io_reason(e: &std::io::Error) -> String {
