@@ -64,8 +64,9 @@ pub struct FileSpec {
     /// `template: true`: the content (inline or source) is a minijinja
     /// template, rendered at build.
     pub template: bool,
-    /// `mode` was written: a template that uses a secret keeps it (if not
-    /// world-readable) instead of getting 0600.
+    /// A template's `mode` was written: if it reads a secret, it keeps that
+    /// mode (if not world-readable) instead of getting 0600. Always false
+    /// for other files.
     pub mode_given: bool,
 }
 

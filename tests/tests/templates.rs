@@ -592,3 +592,18 @@ fn a_render_error_never_quotes_a_secret() {
     assert!(!r.stdout.contains(DB_PASS) && !r.stderr.contains(DB_PASS));
     no_generation(&env);
 }
+
+#[test]
+fn siblings_that_write_a_plain_files_default_mode_or_not_still_agree() {
+    let env = TestEnv::new();
+    env.config(
+        "a.json",
+        json!({"files": {"/etc/motd": {"content": "hi\n", "mode": "0644"}}}),
+    );
+    env.config(
+        "b.json",
+        json!({"files": {"/etc/motd": {"content": "hi\n"}}}),
+    );
+    let top = env.config("top.json", json!({"include": ["a.json", "b.json"]}));
+    env.switch(&top);
+}

@@ -187,7 +187,9 @@ pub(super) fn check_file(
             secret: f.secret,
             declared_in: origin.clone(),
             template: f.template,
-            mode_given: f.mode.is_some(),
+            // Only a template's result depends on it: two declarations of
+            // a plain file that differ only in writing the default agree.
+            mode_given: f.template && f.mode.is_some(),
         };
         d.files.insert(p, spec);
     }
