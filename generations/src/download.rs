@@ -95,7 +95,7 @@ impl<'a> Fetcher<'a> {
         let fail = |why: String| {
             Error::Download(format!(
                 "{what}: files.{p}: {}: {why}; nothing was stored",
-                d.url
+                shown(&d.url)
             ))
         };
         let mut temp = tempfile::tempfile_in(self.store.dir().join("tmp"))
@@ -117,7 +117,7 @@ impl<'a> Fetcher<'a> {
         if hash.to_hex() != blake3 || stored != size {
             return Err(Error::Internal(format!(
                 "{}: the stored download differs from what was hashed",
-                d.url
+                shown(&d.url)
             )));
         }
         self.remember(key, hash, size);
@@ -147,7 +147,7 @@ impl<'a> Fetcher<'a> {
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
         self.progress
-            .start(&format!("downloading {url}"), total.unwrap_or(0));
+            .start(&format!("downloading {}", shown(url)), total.unwrap_or(0));
         let result = loop {
             let n = match body.read(&mut buf) {
                 Ok(0) => break Ok(()),
@@ -176,9 +176,40 @@ impl<'a> Fetcher<'a> {
     }
 }
 
+/// `url` as messages show it: without a password it may carry
+/// (`https://user:secret@host/…` becomes `https://user@host/…`).
+fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{}", &rest[end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn cache_key(d: &Digest) -> String {
     match d {
         Digest::Sha256(h) => format!("download:sha256:{h}"),
         Digest::Blake3(h) => format!("download:blake3:{h}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        for (url, want) in [
+            ("https://example.org/a", "https://example.org/a"),
+            ("https://u:pw@example.org/a@b", "https://u@example.org/a@b"),
+            ("http://u@h:8080", "http://u@h:8080"),
+            ("http://u:p:q@h/x", "http://u@h/x"),
+        ] {
+            assert_eq!(super::shown(url), want);
+        }
     }
 }

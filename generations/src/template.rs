@@ -119,7 +119,7 @@ impl Renderer {
             return Err(Error::Invalid(format!(
                 "{}: files.{p}: the template reads {} but its mode {mode:04o} lets anyone read the file; give a mode without bits for others, such as 0600 or 0640",
                 f.declared_in.display(),
-                names("secret", &used.secrets)
+                secret_names(&used.secrets)
             )));
         }
         let mut vars = BTreeMap::new();
@@ -201,8 +201,9 @@ impl Renderer {
     }
 }
 
-fn names(what: &str, set: &BTreeSet<String>) -> String {
-    let list: Vec<String> = set.iter().map(|n| format!("{what}s.{n}")).collect();
+/// "secrets.a, secrets.b".
+fn secret_names(set: &BTreeSet<String>) -> String {
+    let list: Vec<String> = set.iter().map(|n| format!("secrets.{n}")).collect();
     list.join(", ")
 }
 
@@ -223,8 +224,8 @@ fn read_template(path: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
-/// What one template read.
-#[derive(Default)]
+/// What one template read (names of secrets only, never their values).
+#[derive(Debug, Default)]
 struct Used {
     vars: BTreeSet<String>,
     facts: BTreeMap<String, String>,
@@ -247,12 +248,6 @@ struct Root {
     facts: Arc<BTreeMap<String, String>>,
     secrets: Arc<Secrets>,
     used: Arc<Mutex<Used>>,
-}
-
-impl std::fmt::Debug for Used {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Used")
-    }
 }
 
 impl Object for Root {
