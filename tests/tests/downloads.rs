@@ -437,6 +437,34 @@ fn rollback_and_rebuilds_need_no_network() {
 }
 
 #[test]
+fn a_download_is_kept_while_a_generation_has_it_and_fetched_again_after_gc() {
+    let server = Server::start();
+    let v1 = b"release 1\n".to_vec();
+    server.route("/r", Route::Full(v1.clone()));
+    let env = TestEnv::new();
+    let c1 = download_cfg(
+        &env,
+        "c1.json",
+        json!({"/opt/r": {"url": server.url("/r"), "sha256": sha256(&v1)}}),
+    );
+    let c2 = download_cfg(&env, "c2.json", json!({"/opt/r": {"content": "local\n"}}));
+    run(&env, &["switch", s(&c1)], None).ok();
+    run(&env, &["switch", s(&c2)], None).ok();
+    // Generation 1 still has it: gc keeps it, a rebuild does not fetch.
+    run(&env, &["gc"], None).ok();
+    run(&env, &["build", s(&c1)], None).ok();
+    assert_eq!(server.hits(), 1);
+    // Once gc deleted every generation that had it, the next build fetches
+    // it again (the cache row alone is never trusted).
+    run(&env, &["gc", "--keep", "1"], None).ok();
+    let store = env.state().join("store");
+    assert!(!store_holds(&store, &v1, false), "gc deleted the object");
+    run(&env, &["switch", s(&c1)], None).ok();
+    assert_eq!(server.hits(), 2);
+    assert_eq!(std::fs::read(env.at("/opt/r")).unwrap(), v1);
+}
+
+#[test]
 fn the_proxy_comes_from_the_environment() {
     // The loopback server plays the proxy: sysgen asks it for a tunnel to
     // a host that does not exist (.invalid never resolves), so the file
