@@ -57,6 +57,13 @@ impl<'a> Fetcher<'a> {
             .timeout_connect(Some(TIMEOUT))
             .timeout_per_read(Some(TIMEOUT))
             .user_agent(concat!("sysgen/", env!("CARGO_PKG_VERSION")))
+            // The host's trust store (/etc/ssl/certs, as apt and curl use),
+            // so an admin's own CA for a mirror works.
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
             .build()
             .into();
         Fetcher {

@@ -4,163 +4,23 @@
 //! dies halfway, HTTP errors, rollback and rebuild with the server gone,
 //! and the proxy taken from the environment.
 //!
-//! The server is plain `std::net` so that a test can make it misbehave
-//! (announce more bytes than it sends, then hang up). It listens on
-//! 127.0.0.1 only, serves one connection at a time, and stops by itself
-//! when the test drops it or after two minutes.
+//! The server (`sysgen_tests::http`) is plain `std::net`, so that a test
+//! can make it misbehave (announce more bytes than it sends, then hang
+//! up), and rustls for HTTPS with a CA the test makes. It listens on
+//! 127.0.0.1 only and stops by itself.
 
 #![allow(
     clippy::unwrap_used,
     reason = "helpers of tests: a panic is a failed test with its message"
 )]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::Digest;
-use sysgen_tests::{Run, TestEnv, file_line, s, store_holds, tree_with};
-
-#[derive(Clone)]
-enum Route {
-    /// 200 with the whole body.
-    Full(Vec<u8>),
-    /// 200 announcing the whole body's length, half of it sent, then the
-    /// connection closed: a server that dies halfway.
-    Half(Vec<u8>),
-    /// An error status with a short body.
-    Status(u16),
-}
-
-struct Server {
-    addr: SocketAddr,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
-    /// Every request line received, in order.
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, q, st) = (routes.clone(), requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &r, &q),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => panic!("accept: {e}"),
-                }
-            }
-        });
-        Server {
-            addr,
-            routes,
-            requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn route(&self, path: &str, r: Route) {
-        self.routes.lock().unwrap().insert(path.to_owned(), r);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn hits(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Answers one request; after a `CONNECT` (a proxy's tunnel, which ureq
-/// opens for http:// URLs too), says yes and answers the request that
-/// comes through the tunnel, on the same connection.
-fn serve(conn: TcpStream, routes: &Mutex<HashMap<String, Route>>, requests: &Mutex<Vec<String>>) {
-    conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
-    loop {
-        let Some(line) = read_head(&mut reader) else {
-            return;
-        };
-        requests.lock().unwrap().push(line.clone());
-        if line.starts_with("CONNECT ") {
-            let _ = out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-            continue;
-        }
-        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-        let route = routes.lock().unwrap().get(&path).cloned();
-        respond(&mut out, route);
-        return;
-    }
-}
-
-/// The request line of the next request, its headers read and dropped.
-fn read_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    loop {
-        let mut h = String::new();
-        match reader.read_line(&mut h) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if h == "\r\n" => break,
-            Ok(_) => {}
-        }
-    }
-    Some(line.trim_end().to_owned())
-}
-
-fn respond(out: &mut TcpStream, route: Option<Route>) {
-    let head = |status: &str, len: usize| {
-        format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
-    };
-    let _ = match route {
-        Some(Route::Full(body)) => out
-            .write_all(head("200 OK", body.len()).as_bytes())
-            .and_then(|()| out.write_all(&body)),
-        Some(Route::Half(body)) => out
-            .write_all(head("200 OK", body.len()).as_bytes())
-            .and_then(|()| out.write_all(&body[..body.len() / 2])),
-        Some(Route::Status(code)) => out
-            .write_all(head(&format!("{code} Oops"), 4).as_bytes())
-            .and_then(|()| out.write_all(b"oops")),
-        None => out
-            .write_all(head("404 Not Found", 4).as_bytes())
-            .and_then(|()| out.write_all(b"none")),
-    };
-    let _ = out.flush();
-}
+use sysgen_tests::http::{Route, Server, TestPki};
+use sysgen_tests::{Run, TestEnv, cannot_run, file_line, s, store_holds, tree_with};
 
 /// 3 MiB that do not compress away: a large file, streamed.
 fn big_body() -> Vec<u8> {
@@ -190,7 +50,10 @@ fn blake3_hex(b: &[u8]) -> String {
 /// Runs sysgen with no proxy from the test's own environment, or with
 /// `http_proxy` set to `proxy`.
 fn run(env: &TestEnv, args: &[&str], proxy: Option<&str>) -> Run {
-    let mut c = env.cmd(args);
+    run_with(env.cmd(args), proxy)
+}
+
+fn run_with(mut c: std::process::Command, proxy: Option<&str>) -> Run {
     for v in [
         "http_proxy",
         "HTTP_PROXY",
@@ -486,7 +349,7 @@ fn the_proxy_comes_from_the_environment() {
     )
     .ok();
     assert_eq!(std::fs::read(env.at("/etc/f")).unwrap(), body);
-    let seen = proxy.requests.lock().unwrap().clone();
+    let seen = proxy.requests();
     assert_eq!(
         seen,
         vec![
@@ -571,4 +434,47 @@ fn a_crash_at_every_step_recovers_both_ways_without_the_network() {
             assert_eq!(st["active"]["number"], number, "step {k}, {how:?}: {st}");
         }
     }
+}
+
+/// HTTPS with the host's trust store: a server whose certificate a test
+/// CA signed is trusted once that CA is (here through `SSL_CERT_FILE`,
+/// which the trust store honours as OpenSSL does), and refused, with
+/// nothing stored, when it is not.
+#[test]
+fn https_checks_the_server_against_the_hosts_trust_store() {
+    let Some(pki) = TestPki::make() else {
+        cannot_run(
+            "https_checks_the_server_against_the_hosts_trust_store",
+            "the openssl command is missing (apt-get install openssl)",
+        );
+        return;
+    };
+    let server = Server::start_tls(&pki);
+    let body = b"over tls\n".to_vec();
+    server.route("/t", Route::Full(body.clone()));
+    let env = TestEnv::new();
+    let url = server.url("/t").replace("127.0.0.1", "localhost");
+    let c = download_cfg(
+        &env,
+        "c.json",
+        json!({"/etc/t": {"url": url, "sha256": sha256(&body)}}),
+    );
+    // An empty trust store: the server is a stranger.
+    let empty = pki.dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let mut cmd = env.cmd(&["switch", s(&c)]);
+    cmd.env("SSL_CERT_FILE", &empty).env_remove("SSL_CERT_DIR");
+    let r = run_with(cmd, None).expect(1);
+    assert!(
+        r.stderr.contains(&url) && r.stderr.contains("nothing was stored"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.at("/etc/t").exists());
+    // The test CA trusted: the download goes through.
+    let mut cmd = env.cmd(&["switch", s(&c)]);
+    cmd.env("SSL_CERT_FILE", pki.ca())
+        .env_remove("SSL_CERT_DIR");
+    run_with(cmd, None).ok();
+    assert_eq!(std::fs::read(env.at("/etc/t")).unwrap(), body);
 }
