@@ -123,8 +123,9 @@ impl Renderer {
             )));
         }
         let mut vars = BTreeMap::new();
-        for k in &used.vars {
-            let json = serde_json::to_vec(&self.vars[k])
+        // Only names found in `self.vars` were recorded.
+        for (k, v) in self.vars.iter().filter(|(k, _)| used.vars.contains(*k)) {
+            let json = serde_json::to_vec(v)
                 .map_err(|e| Error::Internal(format!("encoding vars.{k}: {e}")))?;
             vars.insert(k.clone(), Hash::of(&json));
         }
