@@ -119,6 +119,9 @@ pub(crate) struct Env {
     /// What the kinds need from the host: systemd on this root (whether
     /// it runs, which systemctl), where btrfs and zfs are.
     pub kinds: Options,
+    /// The proxy for downloads, from `https_proxy`/`http_proxy`/`all_proxy`
+    /// and `no_proxy` (upper case too), as curl and apt read them.
+    pub proxy: Option<sysgen_generations::download::Proxy>,
 }
 
 impl Env {
@@ -168,6 +171,7 @@ impl Env {
                 rollback_on_failure: true,
                 with_data: false,
             },
+            proxy: sysgen_generations::download::Proxy::try_from_env(),
         })
     }
 

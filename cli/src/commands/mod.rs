@@ -46,6 +46,7 @@ fn target_id(
             &BuildOptions {
                 now: env.now,
                 progress: bar,
+                proxy: env.proxy.clone(),
             },
         )?;
         out.detail(format!(
