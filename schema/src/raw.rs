@@ -80,6 +80,20 @@ pub(crate) struct RawConfig {
         "pattern": r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount)$"
     }))]
     pub services: BTreeMap<String, RawService>,
+
+    /// Managed blocks in files sysgen does not own (/etc/hosts, /etc/fstab,
+    /// /etc/sudoers.d/…), keyed by absolute path, then by block name. Each
+    /// block sits between `# BEGIN sysgen NAME` and `# END sysgen NAME`;
+    /// everything outside the blocks is the admin's or a package's.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub blocks: BTreeMap<String, BTreeMap<String, RawBlock>>,
+
+    /// Commands run in the root after every switch to this generation (in
+    /// a chroot when the root is not /); if one fails, the switch is rolled
+    /// back, as for a failed unit.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
 }
 
 /// A regular file: exactly one of `content` or `source`.
@@ -108,6 +122,13 @@ pub(crate) struct RawFile {
     /// The content is never printed and is stored where only root can read it.
     #[serde(default)]
     pub secret: bool,
+    /// A command that checks the new content before anything changes, `%s`
+    /// standing for a staged copy of it, e.g. "visudo -cf %s". It runs in
+    /// the root (in a chroot when the root is not /); if it fails, the
+    /// switch changes nothing.
+    #[serde(default)]
+    #[schemars(length(min = 1), pattern("%s"))]
+    pub validate: Option<String>,
 }
 
 /// A directory.
@@ -217,6 +238,56 @@ pub(crate) struct RawService {
     #[serde(default)]
     #[schemars(range(min = 1, max = 3600))]
     pub check_timeout: Option<u64>,
+}
+
+/// A managed block: its text, or the text with options.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Block")]
+pub(crate) enum RawBlock {
+    /// The block's text (a final newline is added when missing).
+    Text(String),
+    Full(RawBlockOptions),
+}
+
+/// A managed block with options.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BlockOptions")]
+pub(crate) struct RawBlockOptions {
+    /// The block's text (a final newline is added when missing).
+    pub content: String,
+    /// What starts a comment in this file, for the markers; default "#".
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub comment: Option<String>,
+    /// Mode of the file when sysgen creates it (it does not exist); default
+    /// "0644". Blocks of one file that set it must agree.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+}
+
+/// A generation check: a shell command, or one with its timeout.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "GenerationCheck")]
+pub(crate) enum RawCheck {
+    Command(#[schemars(length(min = 1))] String),
+    Full(RawCheckOptions),
+}
+
+/// A generation check with its timeout.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "GenerationCheckOptions")]
+pub(crate) struct RawCheckOptions {
+    /// A shell command that must exit 0.
+    #[schemars(length(min = 1))]
+    pub command: String,
+    /// Seconds it may run before it counts as failed; default 30.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout: Option<u64>,
 }
 
 fn yes() -> bool {

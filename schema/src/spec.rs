@@ -59,6 +59,9 @@ pub struct FileSpec {
     pub secret: bool,
     /// The configuration file that declared this entry (after overrides).
     pub declared_in: PathBuf,
+    /// A command that checks a staged copy of the new content (`%s`)
+    /// before anything changes.
+    pub validate: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,4 +153,24 @@ pub struct HostSpec {
     pub packages: Packages,
     pub datasets: BTreeMap<EntryPath, DatasetSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Managed blocks, by file, then by block name.
+    pub blocks: BTreeMap<EntryPath, BTreeMap<String, BlockSpec>>,
+    /// Commands run after every switch; a failure rolls the switch back.
+    pub checks: Vec<Check>,
 }
+
+/// A managed block in a file sysgen does not own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSpec {
+    /// The text between the markers, ending with a newline (or empty).
+    pub text: String,
+    /// What starts a comment in the file: the markers are
+    /// `{comment} BEGIN sysgen {name}` and `{comment} END sysgen {name}`.
+    pub comment: String,
+    /// The file's mode when sysgen creates it.
+    pub mode: Option<Mode>,
+    pub declared_in: PathBuf,
+}
+
+/// The marker comment when none is given.
+pub const DEFAULT_BLOCK_COMMENT: &str = "#";

@@ -25,6 +25,8 @@ pub(super) struct Decls {
     pub(super) datasets: BTreeMap<EntryPath, DatasetSpec>,
     pub(super) services: BTreeMap<String, ServiceSpec>,
     pub(super) apt: BTreeMap<String, AptPackage>,
+    pub(super) blocks: BTreeMap<(EntryPath, String), crate::BlockSpec>,
+    pub(super) checks: Vec<Check>,
 }
 
 /// What a path would be once normalized, as a hint; `None` when there is
@@ -182,6 +184,7 @@ pub(super) fn check_file(
             group: principal(&f.group),
             secret: f.secret,
             declared_in: origin.clone(),
+            validate: super::blocks::validate_command(&label, &f.validate).map_err(invalid)?,
         };
         d.files.insert(p, spec);
     }
@@ -351,6 +354,8 @@ pub(super) fn check_file(
         };
         d.apt.insert(name.to_owned(), pkg);
     }
+
+    super::blocks::check_blocks(raw, &path, &invalid, &origin, &mut d)?;
 
     Ok(d)
 }

@@ -34,7 +34,8 @@ same_ignoring_origin!(
     SymlinkSpec,
     TreeSpec,
     DatasetSpec,
-    ServiceSpec
+    ServiceSpec,
+    crate::BlockSpec
 );
 
 impl SameDecl for String {
@@ -110,10 +111,16 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
     let datasets = merge_section(nodes, reach, |d| &d.datasets, |k| format!("datasets.{k}"))?;
     let services = merge_section(nodes, reach, |d| &d.services, |k| format!("services.{k}"))?;
     let apt = merge_section(nodes, reach, |d| &d.apt, |k| format!("packages.apt.{k}"))?;
+    let blocks = merge_section(
+        nodes,
+        reach,
+        |d| &d.blocks,
+        |(p, n)| format!("blocks.{p}.{n}"),
+    )?;
 
     // Every declared path: its section and declaring file.
     let mut paths: BTreeMap<&EntryPath, Vec<(&str, usize)>> = BTreeMap::new();
-    let sections: [(&str, Vec<(&EntryPath, usize)>); 5] = [
+    let sections: [(&str, Vec<(&EntryPath, usize)>); 6] = [
         ("files", files.iter().map(|(k, (i, _))| (k, *i)).collect()),
         (
             "directories",
@@ -128,6 +135,13 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
             "datasets",
             datasets.iter().map(|(k, (i, _))| (k, *i)).collect(),
         ),
+        // One entry per file: a file's blocks are one declaration of its path.
+        ("blocks", {
+            let mut v: Vec<(&EntryPath, usize)> =
+                blocks.iter().map(|((p, _), (i, _))| (p, *i)).collect();
+            v.dedup_by(|a, b| a.0 == b.0);
+            v
+        }),
     ];
     for (section, list) in &sections {
         for &(p, i) in list {
@@ -156,7 +170,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
             let Some(&[(asection, ai)]) = paths.get(&anc).map(Vec::as_slice) else {
                 continue;
             };
-            if asection == "files" || asection == "symlinks" {
+            if asection == "files" || asection == "symlinks" || asection == "blocks" {
                 let (a, b) = (&nodes[i].shown, &nodes[ai].shown);
                 return Err(LoadError::new(
                     a,
@@ -181,5 +195,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         packages: Packages { apt: strip(apt) },
         datasets: strip(datasets),
         services: strip(services),
+        blocks: super::blocks::by_file(strip(blocks))?,
+        checks: super::blocks::all_checks(nodes.iter().map(|n| &n.decls)),
     })
 }
