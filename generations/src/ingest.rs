@@ -333,6 +333,9 @@ pub fn build(
         services: sections.services,
         packages: sections.packages,
         datasets: sections.datasets,
+        blocks: sections.blocks,
+        checks: sections.checks,
+        validate: sections.validate,
     };
     let id = state.db.put_manifest(
         &manifest,

@@ -85,8 +85,10 @@ kinds! {
     Packages(crate::packages::PackageStep) => Packages,
     Services(crate::services::ServiceStep) => ServiceKind,
     Datasets(crate::datasets::DatasetStep) => DatasetKind,
+    Blocks(crate::blocks::BlockStep) => BlockKind,
 }
 
+use crate::blocks::BlockKind;
 use crate::datasets::DatasetKind;
 use crate::files::Files;
 use crate::packages::Packages;

@@ -14,6 +14,7 @@
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
 pub mod apply;
+pub mod blocks;
 pub mod compare;
 pub mod datasets;
 pub mod db;

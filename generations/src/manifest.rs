@@ -246,6 +246,15 @@ pub struct Manifest {
     pub packages: crate::sections::PackageSet,
     #[serde(default, skip_serializing_if = "crate::sections::Datasets::is_empty")]
     pub datasets: crate::sections::Datasets,
+    #[serde(default, skip_serializing_if = "crate::sections::Blocks::is_empty")]
+    pub blocks: crate::sections::Blocks,
+    #[serde(default, skip_serializing_if = "crate::sections::Checks::is_empty")]
+    pub checks: crate::sections::Checks,
+    #[serde(
+        default,
+        skip_serializing_if = "crate::sections::Validations::is_empty"
+    )]
+    pub validate: crate::sections::Validations,
 }
 
 impl Manifest {
