@@ -86,9 +86,11 @@ kinds! {
     Services(crate::services::ServiceStep) => ServiceKind,
     Datasets(crate::datasets::DatasetStep) => DatasetKind,
     Blocks(crate::blocks::BlockStep) => BlockKind,
+    Checks(crate::checks::CheckStep) => Checks,
 }
 
 use crate::blocks::BlockKind;
+use crate::checks::Checks;
 use crate::datasets::DatasetKind;
 use crate::files::Files;
 use crate::packages::Packages;

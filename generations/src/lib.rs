@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod blocks;
+pub mod checks;
 pub mod compare;
 pub mod datasets;
 pub mod db;
@@ -41,6 +42,7 @@ pub mod state;
 pub mod storecheck;
 pub mod switch;
 pub mod text;
+pub mod validate;
 pub mod verify;
 
 pub(crate) use error::io_err;
