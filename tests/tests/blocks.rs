@@ -314,6 +314,69 @@ fn bad_blocks_are_configuration_errors_that_name_the_key() {
     );
     let out = env.run(&["build", s(&both)]).expect(2);
     assert!(out.stderr.contains("declared under both"), "{}", out.stderr);
+    // The neighbours of blocks in issue 13: validate and checks.
+    for (v, want) in [
+        (
+            json!({ "files": { "/etc/x": { "content": "", "validate": "visudo -cf" } } }),
+            "files./etc/x.validate: \"visudo -cf\" has no %s",
+        ),
+        (
+            json!({ "checks": [" "] }),
+            "checks[0]: the command is empty",
+        ),
+        (
+            json!({ "checks": [{ "command": "true", "timeout": 0 }] }),
+            "checks[0].timeout: 0 is out of range",
+        ),
+    ] {
+        let c = env.config("bad.json", v);
+        let out = env.run(&["build", s(&c)]).expect(2);
+        assert!(
+            out.stderr.contains(want),
+            "want {want:?} in:\n{}",
+            out.stderr
+        );
+    }
+    // Two roles give one created file different modes.
+    env.config(
+        "a.json",
+        blocks(json!({ "/etc/x": { "a": { "content": "1", "mode": "0600" } } })),
+    );
+    env.config(
+        "b.json",
+        blocks(json!({ "/etc/x": { "b": { "content": "2", "mode": "0640" } } })),
+    );
+    let top = env.config("top.json", json!({ "include": ["a.json", "b.json"] }));
+    let out = env.run(&["build", s(&top)]).expect(2);
+    assert!(
+        out.stderr.contains("another block of it gives 0600"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn toml_blocks_and_blocks_from_two_roles_share_a_file() {
+    let env = env();
+    env.write_cfg(
+        "roles/db.toml",
+        "[blocks.\"/etc/hosts\"]\ndb = \"10.0.0.5 db\"\n",
+    );
+    env.write_cfg(
+        "roles/web.toml",
+        "[blocks.\"/etc/hosts\".web]\ncontent = \"10.0.0.7 web\"\ncomment = \"#\"\n",
+    );
+    let top = env.write_cfg(
+        "host.toml",
+        "include = [\"roles/db.toml\", \"roles/web.toml\"]\n",
+    );
+    env.switch(&top);
+    assert_eq!(
+        read(&env, "/etc/hosts"),
+        format!(
+            "{HOSTS}# BEGIN sysgen db\n10.0.0.5 db\n# END sysgen db\n# BEGIN sysgen web\n10.0.0.7 web\n# END sysgen web\n"
+        )
+    );
 }
 
 #[test]
