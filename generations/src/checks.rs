@@ -8,6 +8,7 @@
 //! runs in [`Kind::prepare`], before the journal exists; applying the step
 //! does nothing. An undo validates nothing: it goes back to what was there.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -15,14 +16,16 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash};
 
+use crate::blocks::{Block, Blocks, read_text, text};
 use crate::kind::{
     ApplyCx, Claims, Failure, Inspection, Kind, KindStepOps, Mode, Phase, Planned, Report,
     Transition, to_json,
 };
 use crate::manifest::{Change, Entry, Manifest};
+use crate::rootfs::Live;
 use crate::rootfs::Owner;
 use crate::sections::{Check, Checks as CheckList, Validations};
-use crate::validate::{Staged, run_in_root, validate};
+use crate::validate::{Content, Staged, run_in_root, validate};
 use crate::{Error, State, error::ServiceError};
 
 /// The kind of `checks` and `files.<path>.validate`.
@@ -48,12 +51,23 @@ pub enum CheckStep {
     },
     /// A generation check, run in the root after the switch's other steps.
     Run { command: String, timeout_secs: u64 },
+    /// `command` was run on a staged copy of `path` with its blocks
+    /// written (`put`) and removed (`drop`), before the journal was written.
+    ValidateBlocks {
+        path: EntryPath,
+        command: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        put: BTreeMap<String, Block>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        drop: BTreeMap<String, String>,
+    },
 }
 
 impl fmt::Display for CheckStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckStep::Validate { path, command, .. } => write!(
+            CheckStep::Validate { path, command, .. }
+            | CheckStep::ValidateBlocks { path, command, .. } => write!(
                 f,
                 "validate {path} with `{command}` (before anything changes)"
             ),
@@ -75,7 +89,7 @@ impl KindStepOps for CheckStep {
             CheckStep::Validate { hash, secret, .. } => {
                 vec![(*hash, if *secret { Area::Secret } else { Area::Public })]
             }
-            CheckStep::Run { .. } => Vec::new(),
+            CheckStep::Run { .. } | CheckStep::ValidateBlocks { .. } => Vec::new(),
         }
     }
 
@@ -148,6 +162,70 @@ fn validations(changes: &[Change], validate: &Validations) -> Vec<CheckStep> {
         .collect()
 }
 
+/// The validations of the block files that `old` → `new` writes, where a
+/// block of the file in `new` names a command.
+fn block_validations(old: &Blocks, new: &Blocks) -> Vec<CheckStep> {
+    crate::blocks::plan(old, new)
+        .into_iter()
+        .filter(|s| !s.put.is_empty())
+        .filter_map(|s| {
+            let command = new
+                .0
+                .get(&s.path)?
+                .values()
+                .find_map(|b| b.validate.clone())?;
+            Some(CheckStep::ValidateBlocks {
+                path: s.path,
+                command,
+                put: s.put,
+                drop: s.drop,
+            })
+        })
+        .collect()
+}
+
+/// Stages the file at `path` as the blocks step will leave it (same mode
+/// and owner; a new file with its blocks' mode) and runs `command` on it.
+fn validate_blocks(
+    state: &State,
+    path: &EntryPath,
+    command: &str,
+    put: &BTreeMap<String, Block>,
+    drop: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let label = format!("blocks.{path}");
+    let found = read_text(&state.root, path)?;
+    let old = found.as_ref().map_or("", |(t, _)| t.as_str());
+    let new =
+        text::edit(old, put, drop).map_err(|why| Error::Invalid(format!("{label}: {why}")))?;
+    let (mode, owner) = match found {
+        Some((_, Live::File(m))) => (
+            m.mode,
+            Owner {
+                uid: Some(m.uid),
+                gid: Some(m.gid),
+            },
+        ),
+        _ => (
+            put.values()
+                .find_map(|b| b.mode)
+                .unwrap_or(crate::blocks::CREATE_MODE),
+            Owner::default(),
+        ),
+    };
+    validate(
+        state,
+        &Staged {
+            label,
+            path,
+            command,
+            content: Content::Bytes(new.into_bytes()),
+            mode,
+            owner,
+        },
+    )
+}
+
 impl Kind for Checks {
     type Step = CheckStep;
 
@@ -192,6 +270,12 @@ impl Kind for Checks {
                     .into_iter()
                     .map(|s| (Phase::Snapshot, s)),
             );
+            let old = t.from.map_or(Blocks::none(), |g| &g.manifest.blocks);
+            steps.extend(
+                block_validations(old, &to.manifest.blocks)
+                    .into_iter()
+                    .map(|s| (Phase::Snapshot, s)),
+            );
         }
         // The generation reached is checked, also when an undo reaches it
         // (then a failure is reported, not undone again).
@@ -209,6 +293,15 @@ impl Kind for Checks {
 
     fn prepare(&self, state: &mut State, steps: &mut [&mut CheckStep]) -> Result<(), Error> {
         for s in steps.iter() {
+            if let CheckStep::ValidateBlocks {
+                path,
+                command,
+                put,
+                drop,
+            } = &**s
+            {
+                validate_blocks(state, path, command, put, drop)?;
+            }
             if let CheckStep::Validate {
                 path,
                 command,
@@ -222,10 +315,13 @@ impl Kind for Checks {
                 validate(
                     state,
                     &Staged {
+                        label: format!("files.{path}"),
                         path,
                         command,
-                        hash: *hash,
-                        area: if *secret { Area::Secret } else { Area::Public },
+                        content: Content::Stored {
+                            hash: *hash,
+                            area: if *secret { Area::Secret } else { Area::Public },
+                        },
                         mode: *mode,
                         owner: Owner {
                             uid: *uid,

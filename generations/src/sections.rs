@@ -192,6 +192,9 @@ pub struct Block {
     /// The file's mode when sysgen creates it (none: 0644).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// The command that checks the whole file (`%s`) before anything changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<String>,
 }
 
 /// A generation's managed blocks, by file, then by block name. Empty for

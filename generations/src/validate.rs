@@ -115,12 +115,21 @@ fn anonymous_file() -> std::io::Result<File> {
 
 /// The new content of one file, to check before anything changes.
 pub struct Staged<'a> {
+    /// Where the command is declared, for messages: `files./etc/x`.
+    pub label: String,
     pub path: &'a EntryPath,
     pub command: &'a str,
-    pub hash: Hash,
-    pub area: Area,
+    pub content: Content,
     pub mode: u32,
     pub owner: Owner,
+}
+
+/// Where the new content is.
+pub enum Content {
+    /// In the store (a file of the tree).
+    Stored { hash: Hash, area: Area },
+    /// Made now (a file with its blocks edited).
+    Bytes(Vec<u8>),
 }
 
 static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -137,8 +146,8 @@ pub fn validate(state: &State, f: &Staged<'_>) -> Result<(), Error> {
     let tmp = internal_path("/tmp")?;
     if !matches!(root.inspect(&tmp)?, Live::Dir(_)) {
         return Err(Error::Invalid(format!(
-            "files.{}.validate: the root {} has no /tmp directory to stage the new content in; create it (mode 1777)",
-            f.path,
+            "{}.validate: the root {} has no /tmp directory to stage the new content in; create it (mode 1777)",
+            f.label,
             root.path().display()
         )));
     }
@@ -157,8 +166,8 @@ pub fn validate(state: &State, f: &Staged<'_>) -> Result<(), Error> {
         return Ok(());
     }
     let mut msg = format!(
-        "files.{}: its new content failed validation, so nothing was changed: `{command}` {}",
-        f.path,
+        "{}: its new content failed validation, so nothing was changed: `{command}` {}",
+        f.label,
         ran.verdict(VALIDATE_TIMEOUT)
     );
     for l in &ran.output {
@@ -174,23 +183,24 @@ pub fn validate(state: &State, f: &Staged<'_>) -> Result<(), Error> {
 fn stage_and_run(state: &State, f: &Staged<'_>, copy: &EntryPath) -> Result<(String, Ran), Error> {
     let root = &state.root;
     let store = &state.store;
-    root.put_file(copy, f.mode, f.owner, &mut |out| {
-        store
-            .copy_to(&f.hash, f.area, out)
+    root.put_file(copy, f.mode, f.owner, &mut |out| match &f.content {
+        Content::Stored { hash, area } => store
+            .copy_to(hash, *area, out)
             .map(drop)
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other),
+        Content::Bytes(b) => out.write_all(b),
     })?;
     let quoted = shlex::try_quote(copy.as_str()).map_err(|e| {
         Error::Invalid(format!(
-            "files.{}.validate: cannot quote the staged path for the shell: {e}",
-            f.path
+            "{}.validate: cannot quote the staged path for the shell: {e}",
+            f.label
         ))
     })?;
     let command = f.command.replace("%s", &quoted);
     let ran = run_in_root(root.path(), &command, VALIDATE_TIMEOUT).map_err(|e| {
         Error::Invalid(format!(
-            "files.{}.validate: cannot run `{command}` in the root {}: {e}",
-            f.path,
+            "{}.validate: cannot run `{command}` in the root {}: {e}",
+            f.label,
             root.path().display()
         ))
     })?;

@@ -265,6 +265,12 @@ pub(crate) struct RawBlockOptions {
     /// "0644". Blocks of one file that set it must agree.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// A command that checks the whole file with its new blocks before
+    /// anything changes, `%s` standing for a staged copy (e.g. "visudo -cf
+    /// %s"). Blocks of one file that set it must agree.
+    #[serde(default)]
+    #[schemars(length(min = 1), pattern("%s"))]
+    pub validate: Option<String>,
 }
 
 /// A generation check: a shell command, or one with its timeout.

@@ -170,6 +170,9 @@ pub struct BlockSpec {
     /// The file's mode when sysgen creates it.
     pub mode: Option<Mode>,
     pub declared_in: PathBuf,
+    /// A command that checks a staged copy of the whole file (`%s`) with
+    /// its new blocks before anything changes.
+    pub validate: Option<String>,
 }
 
 /// The marker comment when none is given.

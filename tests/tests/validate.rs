@@ -178,6 +178,52 @@ fn a_failing_visudo_leaves_the_root_and_the_database_unchanged() {
 }
 
 #[test]
+fn a_block_in_sudoers_is_validated_with_the_whole_file() {
+    let Some(env) = env("a_block_in_sudoers_is_validated_with_the_whole_file") else {
+        return;
+    };
+    let block = |text: &str| {
+        json!({ "blocks": { "/etc/sudoers": {
+            "ops": { "content": text, "validate": "visudo -cf %s" }
+        } } })
+    };
+    let sudoers = fs::read_to_string(env.at("/etc/sudoers")).unwrap();
+    let before = tree(&env);
+    let bad = env.config("bad.json", block(OPS_BAD));
+    let out = env.run(&["switch", s(&bad)]).expect(2);
+    assert!(
+        out.stderr
+            .contains("blocks./etc/sudoers: its new content failed validation"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("syntax error"), "{}", out.stderr);
+    assert_eq!(tree(&env), before);
+
+    let good = env.config("good.json", block(OPS_OK));
+    env.switch(&good);
+    assert_eq!(
+        fs::read_to_string(env.at("/etc/sudoers")).unwrap(),
+        format!("{sudoers}# BEGIN sysgen ops\n{OPS_OK}# END sysgen ops\n")
+    );
+    let meta = fs::metadata(env.at("/etc/sudoers")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+        0o440
+    );
+    let all = Command::new("chroot")
+        .arg(env.root())
+        .args(["visudo", "-c"])
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}
+
+#[test]
 fn a_failing_generation_check_rolls_the_switch_back() {
     let Some(env) = env("a_failing_generation_check_rolls_the_switch_back") else {
         return;
@@ -237,7 +283,8 @@ fn crash_configs(env: &TestEnv) -> (PathBuf, PathBuf) {
             "files": { "/etc/sudoers.d/ops": { "content": "%ops ALL=(ALL) ALL\n", "mode": "0440", "validate": "visudo -cf %s" } },
             "blocks": {
                 "/etc/hosts": { "db": "10.0.0.6 db\n", "web": "10.0.0.7 web\n" },
-                "/etc/sysgen-made.conf": { "x": { "content": "x = 1\n", "comment": ";" } }
+                "/etc/sysgen-made.conf": { "x": { "content": "x = 1\n", "comment": ";" } },
+                "/etc/sudoers": { "ops": { "content": OPS_OK, "validate": "visudo -cf %s" } }
             },
             "checks": ["grep -q sysgen /etc/hosts", "visudo -c"]
         }),

@@ -24,7 +24,7 @@ pub struct BlockKind;
 /// arrive (`put`) and those that leave (`drop`; a block whose comment
 /// leader changes leaves under the old markers and comes back under the
 /// new). Pure.
-fn plan(old: &Blocks, new: &Blocks) -> Vec<BlockStep> {
+pub(crate) fn plan(old: &Blocks, new: &Blocks) -> Vec<BlockStep> {
     let none = BTreeMap::new();
     let mut steps = Vec::new();
     let paths: std::collections::BTreeSet<&EntryPath> = old.0.keys().chain(new.0.keys()).collect();
@@ -224,6 +224,7 @@ impl Kind for BlockKind {
                                 comment: b.comment.clone(),
                                 text: b.text.clone(),
                                 mode: b.mode.map(|m| m.bits()),
+                                validate: b.validate.clone(),
                             };
                             (name.clone(), block)
                         })
@@ -367,6 +368,7 @@ mod tests {
                         comment: comment.to_string(),
                         text: text.to_string(),
                         mode: None,
+                        validate: None,
                     },
                 );
         }

@@ -33,9 +33,10 @@ use crate::rootfs::{Live, Owner, RootDir, RootError};
 pub use crate::sections::{Block, Blocks};
 use crate::{Error, io_err};
 pub use kind::BlockKind;
+pub(crate) use kind::plan;
 
 /// The mode of a file a block creates, when no block of it gives one.
-const CREATE_MODE: u32 = 0o644;
+pub(crate) const CREATE_MODE: u32 = 0o644;
 /// The largest file sysgen edits blocks in: these are configuration files.
 const MAX_SIZE: u64 = 16 << 20;
 

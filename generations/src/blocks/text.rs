@@ -124,6 +124,7 @@ mod tests {
             comment: "#".into(),
             text: text.into(),
             mode: None,
+            validate: None,
         }
     }
 
@@ -182,6 +183,7 @@ mod tests {
             comment: "//".into(),
             text: "zone \"x\" {};\n".into(),
             mode: None,
+            validate: None,
         };
         let mut p = BTreeMap::new();
         p.insert("zone-x".to_string(), b);

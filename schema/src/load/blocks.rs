@@ -63,6 +63,7 @@ pub(super) fn check_blocks(
             )));
         }
         let mut mode = None;
+        let mut validate: Option<String> = None;
         for (name, b) in blocks {
             let label = format!("blocks.{p}.{name}");
             if !valid_name(name) {
@@ -70,9 +71,14 @@ pub(super) fn check_blocks(
                     "{label}: invalid block name; use up to {MAX_NAME} letters, digits, '_', '.' and '-', starting with a letter or digit"
                 )));
             }
-            let (text, comment, m) = match b {
-                RawBlock::Text(t) => (t, None, None),
-                RawBlock::Full(o) => (&o.content, o.comment.as_deref(), o.mode.map(|m| m.0)),
+            let (text, comment, m, v) = match b {
+                RawBlock::Text(t) => (t, None, None, None),
+                RawBlock::Full(o) => (
+                    &o.content,
+                    o.comment.as_deref(),
+                    o.mode.map(|m| m.0),
+                    validate_command(&label, &o.validate).map_err(invalid)?,
+                ),
             };
             let comment = comment.unwrap_or(DEFAULT_BLOCK_COMMENT);
             if comment.is_empty()
@@ -107,6 +113,14 @@ pub(super) fn check_blocks(
                 )));
             }
             mode = mode.or(m);
+            if let (Some(a), Some(b)) = (&validate, &v)
+                && a != b
+            {
+                return Err(invalid(format!(
+                    "blocks.{p}: the blocks give the file different validate commands; give it once, or the same in each"
+                )));
+            }
+            validate = validate.or(v.clone());
             let mut text = text.clone();
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
@@ -116,6 +130,7 @@ pub(super) fn check_blocks(
                 comment: comment.to_owned(),
                 mode: m,
                 declared_in: origin.to_path_buf(),
+                validate: v,
             };
             d.blocks.insert((p.clone(), name.clone()), spec);
         }
@@ -153,17 +168,20 @@ pub(super) fn by_file(
 ) -> Result<BTreeMap<EntryPath, BTreeMap<String, BlockSpec>>, LoadError> {
     let mut out: BTreeMap<EntryPath, BTreeMap<String, BlockSpec>> = BTreeMap::new();
     for ((p, name), b) in blocks {
-        if let Some(other) = out.get(&p).and_then(|m| {
-            m.values()
-                .find(|o| o.mode.is_some() && b.mode.is_some() && o.mode != b.mode)
-        }) {
+        let differ = |o: &BlockSpec| {
+            (o.mode.is_some() && b.mode.is_some() && o.mode != b.mode)
+                || (o.validate.is_some() && b.validate.is_some() && o.validate != b.validate)
+        };
+        if let Some(other) = out.get(&p).and_then(|m| m.values().find(|o| differ(o))) {
             return Err(LoadError::new(
                 &b.declared_in,
                 Kind::Conflict,
                 format!(
-                    "blocks.{p}.{name}: gives the file mode {} but another block of it gives {} (in {}); give the same mode",
-                    b.mode.map(|m| m.to_string()).unwrap_or_default(),
-                    other.mode.map(|m| m.to_string()).unwrap_or_default(),
+                    "blocks.{p}.{name}: gives the file mode {} and validate {:?}, but another block of it gives {} and {:?} (in {}); give the same",
+                    b.mode.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                    b.validate.as_deref().unwrap_or("-"),
+                    other.mode.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                    other.validate.as_deref().unwrap_or("-"),
                     other.declared_in.display()
                 ),
             )
