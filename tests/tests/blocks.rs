@@ -408,3 +408,37 @@ fn diff_and_the_plan_name_each_block() {
         assert!(diff.stdout.contains(l), "{l} in:\n{}", diff.stdout);
     }
 }
+
+#[test]
+fn a_symlink_at_or_above_a_block_file_is_never_followed() {
+    let env = env();
+    let outside = env.dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("hosts"), HOSTS).unwrap();
+    fs::remove_file(env.at("/etc/hosts")).unwrap();
+    std::os::unix::fs::symlink(outside.join("hosts"), env.at("/etc/hosts")).unwrap();
+    std::os::unix::fs::symlink(&outside, env.at("/etc/linked")).unwrap();
+    let before = env.tree();
+    let c = env.config(
+        "c.json",
+        blocks(json!({
+            "/etc/hosts": { "db": "10.0.0.5 db\n" },
+            "/etc/linked/hosts": { "db": "10.0.0.5 db\n" }
+        })),
+    );
+    let out = env.run(&["switch", s(&c)]).expect(1);
+    assert!(
+        out.stderr
+            .contains("a symlink is there; blocks go only in regular files"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("/etc/linked is a symlink, not a directory"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.tree(), before);
+    assert_eq!(fs::read_to_string(outside.join("hosts")).unwrap(), HOSTS);
+}

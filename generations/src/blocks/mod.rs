@@ -94,6 +94,13 @@ pub(crate) fn read_text(root: &RootDir, p: &EntryPath) -> Result<Option<(String,
             ));
         }
         Live::File(_) => {}
+        Live::Blocked { at, what } => {
+            return Err(failed(
+                p,
+                "read",
+                format!("{at} is a {what}, not a directory; sysgen never follows it"),
+            ));
+        }
         other => {
             return Err(failed(
                 p,
