@@ -442,3 +442,43 @@ fn a_symlink_at_or_above_a_block_file_is_never_followed() {
     assert_eq!(env.tree(), before);
     assert_eq!(fs::read_to_string(outside.join("hosts")).unwrap(), HOSTS);
 }
+
+#[test]
+fn a_first_switch_with_blocks_crashed_anywhere_recovers_both_ways() {
+    let probe = env();
+    let cfg = json!({
+        "files": { "/etc/app/app.conf": { "content": "a = 1\n" } },
+        "blocks": {
+            "/etc/hosts": { "db": "10.0.0.5 db\n" },
+            "/etc/app/extra.conf": { "x": "x = 1\n" }
+        }
+    });
+    let c = probe.config("c.json", cfg.clone());
+    let before = probe.tree();
+    let steps = probe
+        .run(&["--json", "switch", "--dry-run", s(&c)])
+        .ok()
+        .steps()
+        .len() as u64;
+    probe.switch(&c);
+    let after = probe.tree();
+    for k in 1..steps {
+        for back in [true, false] {
+            let env = env();
+            let c = env.config("c.json", cfg.clone());
+            let crashed = env.run_with_fault(k, &["switch", s(&c)]);
+            assert!(crashed.killed, "k={k}: {crashed:?}");
+            if back {
+                env.run(&["recover", "--rollback"]).ok();
+                assert_eq!(env.tree(), before, "k={k}: recover --rollback");
+            } else {
+                env.run(&["recover"]).ok();
+                assert_eq!(env.tree(), after, "k={k}: recover");
+                // The file the block made goes with the last block.
+                let none = env.config("none.json", json!({}));
+                env.switch(&none);
+                assert_eq!(env.tree(), before, "k={k}: then a switch to nothing");
+            }
+        }
+    }
+}
