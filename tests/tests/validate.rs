@@ -96,6 +96,21 @@ fn history(env: &TestEnv) -> Value {
     json!({ "list": list, "status": status })
 }
 
+/// The root's own sudo reads all of its sudoers (modes included).
+#[track_caller]
+fn visudo_accepts_the_whole_root(env: &TestEnv) {
+    let all = Command::new("chroot")
+        .arg(env.root())
+        .args(["visudo", "-c"])
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}
+
 const OPS_OK: &str = "%ops ALL=(ALL) NOPASSWD: /usr/bin/true\n";
 const OPS_BAD: &str = "%ops ALL=(ALL NOPASSWD /usr/bin/true\n";
 
@@ -153,16 +168,7 @@ fn a_failing_visudo_leaves_the_root_and_the_database_unchanged() {
         OPS_OK
     );
     // The root's own sudo accepts the whole of it (mode 0440 included).
-    let all = Command::new("chroot")
-        .arg(env.root())
-        .args(["visudo", "-c"])
-        .output()
-        .unwrap();
-    assert!(
-        all.status.success(),
-        "{}",
-        String::from_utf8_lossy(&all.stderr)
-    );
+    visudo_accepts_the_whole_root(&env);
 
     let tree1 = tree(&env);
     let db = history(&env);
@@ -211,16 +217,7 @@ fn a_block_in_sudoers_is_validated_with_the_whole_file() {
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
         0o440
     );
-    let all = Command::new("chroot")
-        .arg(env.root())
-        .args(["visudo", "-c"])
-        .output()
-        .unwrap();
-    assert!(
-        all.status.success(),
-        "{}",
-        String::from_utf8_lossy(&all.stderr)
-    );
+    visudo_accepts_the_whole_root(&env);
 }
 
 #[test]
