@@ -134,6 +134,31 @@ pub enum Content {
 
 static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Where staged copies go: `/tmp/.sysgen-validate.<pid>.<n>/`.
+const STAGE_PREFIX: &str = "/tmp/.sysgen-validate.";
+
+/// Removes the staging directories a sysgen killed while it validated
+/// left behind (they may hold a copy of a secret file). Those of this
+/// process are its own; the state's lock keeps any other sysgen of this
+/// state directory from validating now.
+fn clean_leftovers(state: &State, tmp: &EntryPath) -> Result<(), Error> {
+    let root = &state.root;
+    let ours = format!(".sysgen-validate.{}.", std::process::id());
+    let prefix = STAGE_PREFIX.trim_start_matches("/tmp/");
+    for name in root.list_dir(tmp)? {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(prefix) && !name.starts_with(&ours) {
+            let p = tmp
+                .join(name)
+                .map_err(|e| Error::Internal(format!("/tmp/{name}: {e}")))?;
+            root.remove_tree(&p)?;
+        }
+    }
+    Ok(())
+}
+
 fn internal_path(s: &str) -> Result<EntryPath, Error> {
     EntryPath::parse(s).map_err(|e| Error::Internal(format!("{s}: {e}")))
 }
@@ -151,8 +176,9 @@ pub fn validate(state: &State, f: &Staged<'_>) -> Result<(), Error> {
             root.path().display()
         )));
     }
+    clean_leftovers(state, &tmp)?;
     let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = internal_path(&format!("/tmp/.sysgen-validate.{}.{n}", std::process::id()))?;
+    let dir = internal_path(&format!("{STAGE_PREFIX}{}.{n}", std::process::id()))?;
     let copy = dir
         .join(f.path.file_name())
         .map_err(|e| Error::Internal(format!("staging {}: {e}", f.path)))?;

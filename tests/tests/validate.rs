@@ -129,6 +129,9 @@ fn a_failing_visudo_leaves_the_root_and_the_database_unchanged() {
     };
     let bad_first = env.config("bad.json", sudoers(OPS_BAD));
     let before = tree(&env);
+    // What a sysgen killed while it validated left: cleaned up.
+    fs::create_dir_all(env.at("/tmp/.sysgen-validate.1.0")).unwrap();
+    fs::write(env.at("/tmp/.sysgen-validate.1.0/ops"), OPS_OK).unwrap();
     let out = env.run(&["switch", s(&bad_first)]).expect(2);
     assert!(
         out.stderr
