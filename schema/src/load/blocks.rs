@@ -205,3 +205,28 @@ pub(super) fn all_checks<'a>(decls: impl Iterator<Item = &'a Decls>) -> Vec<Chec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_names() {
+        for n in ["db", "a.b-c_d", "0x", &"a".repeat(MAX_NAME)] {
+            assert!(valid_name(n), "{n}");
+        }
+        for n in ["", "-a", ".a", "a b", "a/b", "é", &"a".repeat(MAX_NAME + 1)] {
+            assert!(!valid_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn validate_commands_need_their_placeholder() {
+        let v = |s: &str| validate_command("files./etc/x", &Some(s.to_owned()));
+        assert_eq!(v("visudo -cf %s"), Ok(Some("visudo -cf %s".to_owned())));
+        assert!(v("visudo -cf").unwrap_err().contains("has no %s"));
+        assert!(v("  ").unwrap_err().contains("the command is empty"));
+        assert!(v("a %s\nb").unwrap_err().contains("control character"));
+        assert_eq!(validate_command("files./etc/x", &None), Ok(None));
+    }
+}
