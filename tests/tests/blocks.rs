@@ -482,3 +482,31 @@ fn a_first_switch_with_blocks_crashed_anywhere_recovers_both_ways() {
         }
     }
 }
+
+#[test]
+fn a_unit_watching_a_block_file_restarts_when_its_blocks_change() {
+    let env = env();
+    let unit = sysgen_tests::services::logging_unit("app");
+    let cfg = |text: &str| {
+        json!({
+            "files": { "/etc/systemd/system/app.service": { "content": unit } },
+            "blocks": { "/etc/hosts": { "app": text } },
+            "services": { "app.service": { "restart_on": ["/etc/hosts"] } }
+        })
+    };
+    let c1 = env.config("c1.json", cfg("10.0.0.5 app\n"));
+    env.switch(&c1);
+    let c2 = env.config("c2.json", cfg("10.0.0.6 app\n"));
+    let steps = env
+        .run(&["--json", "switch", "--dry-run", s(&c2)])
+        .ok()
+        .steps();
+    assert_eq!(
+        steps[..2],
+        [
+            "edit blocks of /etc/hosts: write app",
+            "skip restart app.service: /etc/hosts changed (systemd is not running on this root)",
+        ],
+    );
+    assert!(steps[2].starts_with("activate generation 2"), "{steps:#?}");
+}

@@ -126,6 +126,24 @@ pub(crate) fn read_text(root: &RootDir, p: &EntryPath) -> Result<Option<(String,
     Ok(Some((text, live)))
 }
 
+/// The files whose blocks `old` → `new` writes or removes, each as a change
+/// of a file of the tree (for what watches paths: a unit's `restart_on`,
+/// its drop-ins). The entries stand for "a file that changed", nothing more.
+pub(crate) fn as_changes(old: &Blocks, new: &Blocks) -> Vec<crate::manifest::Change> {
+    let file = crate::manifest::Entry::File {
+        hash: sysgen_store::Hash::of(b""),
+        size: 0,
+        mode: CREATE_MODE,
+        uid: None,
+        gid: None,
+        secret: false,
+    };
+    plan(old, new)
+        .into_iter()
+        .map(|s| crate::manifest::Change::Changed(s.path, file.clone(), file.clone()))
+        .collect()
+}
+
 impl KindStepOps for BlockStep {
     fn path(&self) -> Option<&EntryPath> {
         Some(&self.path)
