@@ -346,6 +346,9 @@ pub fn build(
         packages: sections.packages,
         datasets: sections.datasets,
         templates,
+        blocks: sections.blocks,
+        checks: sections.checks,
+        validate: sections.validate,
     };
     let id = state.db.put_manifest(
         &manifest,

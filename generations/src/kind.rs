@@ -42,10 +42,16 @@ pub enum Phase {
     /// Datasets created, adopted, re-attached or restored, before the files
     /// inside them.
     Attach,
+    /// Managed blocks removed from files sysgen does not own, before the
+    /// tree's removals (an empty parent sysgen made can then go).
+    Unblock,
     /// Paths removed (or put back as they were before sysgen), deepest first.
     Remove,
     /// Paths created or changed, parents first.
     Create,
+    /// Managed blocks written, after the tree's creations (their parent
+    /// directories exist).
+    Block,
     /// Datasets detached, after the files inside them went.
     Detach,
     /// Packages removed, after the files that needed them.

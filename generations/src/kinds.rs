@@ -85,8 +85,12 @@ kinds! {
     Packages(crate::packages::PackageStep) => Packages,
     Services(crate::services::ServiceStep) => ServiceKind,
     Datasets(crate::datasets::DatasetStep) => DatasetKind,
+    Blocks(crate::blocks::BlockStep) => BlockKind,
+    Checks(crate::checks::CheckStep) => Checks,
 }
 
+use crate::blocks::BlockKind;
+use crate::checks::Checks;
 use crate::datasets::DatasetKind;
 use crate::files::Files;
 use crate::packages::Packages;

@@ -14,6 +14,8 @@
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
 pub mod apply;
+pub mod blocks;
+pub mod checks;
 pub mod compare;
 pub mod datasets;
 pub mod db;
@@ -44,6 +46,7 @@ pub mod storecheck;
 pub mod switch;
 pub mod template;
 pub mod text;
+pub mod validate;
 pub mod verify;
 
 pub(crate) use error::io_err;

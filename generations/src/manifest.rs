@@ -250,6 +250,15 @@ pub struct Manifest {
     /// when no file is a template.
     #[serde(default, skip_serializing_if = "crate::sections::Templates::is_empty")]
     pub templates: crate::sections::Templates,
+    #[serde(default, skip_serializing_if = "crate::sections::Blocks::is_empty")]
+    pub blocks: crate::sections::Blocks,
+    #[serde(default, skip_serializing_if = "crate::sections::Checks::is_empty")]
+    pub checks: crate::sections::Checks,
+    #[serde(
+        default,
+        skip_serializing_if = "crate::sections::Validations::is_empty"
+    )]
+    pub validate: crate::sections::Validations,
 }
 
 impl Manifest {

@@ -20,6 +20,9 @@ pub struct Sections {
     pub packages: PackageSet,
     pub services: Services,
     pub datasets: Datasets,
+    pub blocks: Blocks,
+    pub checks: Checks,
+    pub validate: Validations,
 }
 
 // ---- packages
@@ -216,4 +219,67 @@ pub struct TemplateUse {
     /// The secrets it read, by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub secrets: std::collections::BTreeSet<String>,
+}
+
+// ---- blocks
+
+/// One managed block, as a generation records it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Block {
+    /// What starts a comment in the file (the markers' leader).
+    pub comment: String,
+    /// The text between the markers: empty, or ending with a newline.
+    pub text: String,
+    /// The file's mode when sysgen creates it (none: 0644).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The command that checks the whole file (`%s`) before anything changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<String>,
+}
+
+/// A generation's managed blocks, by file, then by block name. Empty for
+/// generations without any, so their ids do not change.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Blocks(pub BTreeMap<EntryPath, BTreeMap<String, Block>>);
+
+static NO_BLOCKS: Blocks = Blocks(BTreeMap::new());
+
+impl Blocks {
+    /// What a side with no generation has.
+    pub fn none() -> &'static Blocks {
+        &NO_BLOCKS
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+// ---- generation checks and validation
+
+/// Commands run in the root after every switch to the generation; a
+/// failure rolls the switch back.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Checks(pub Vec<Check>);
+
+impl Checks {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `files.<path>.validate`: the command that checks a staged copy of each
+/// file's new content (`%s`) before the journal is written.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Validations(pub BTreeMap<EntryPath, String>);
+
+impl Validations {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }

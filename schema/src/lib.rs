@@ -54,6 +54,8 @@ mod tests {
             "services",
             "vars",
             "secrets",
+            "blocks",
+            "checks",
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }

@@ -21,6 +21,7 @@ use crate::error::{LoadError, LoadErrorKind as Kind};
 use crate::raw::{RawConfig, VersionProbe};
 use crate::{EntryPath, HostSpec};
 
+mod blocks;
 mod check;
 mod merge;
 pub(crate) mod vars;

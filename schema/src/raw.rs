@@ -93,6 +93,19 @@ pub(crate) struct RawConfig {
     #[serde(default, deserialize_with = "unique_map")]
     #[schemars(extend("propertyNames" = { "pattern": crate::load::vars::NAME_PATTERN }))]
     pub secrets: BTreeMap<String, RawSecret>,
+    /// Managed blocks in files sysgen does not own (/etc/hosts, /etc/fstab,
+    /// /etc/sudoers.d/…), keyed by absolute path, then by block name. Each
+    /// block sits between `# BEGIN sysgen NAME` and `# END sysgen NAME`;
+    /// everything outside the blocks is the admin's or a package's.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": "^/" }))]
+    pub blocks: BTreeMap<String, BTreeMap<String, RawBlock>>,
+
+    /// Commands run in the root after every switch to this generation (in
+    /// a chroot when the root is not /); if one fails, the switch is rolled
+    /// back, as for a failed unit.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
 }
 
 /// A regular file: exactly one of `content` or `source`.
@@ -139,6 +152,13 @@ pub(crate) struct RawFile {
     #[serde(default)]
     #[schemars(pattern("^[0-9a-fA-F]{64}$"))]
     pub blake3: Option<String>,
+    /// A command that checks the new content before anything changes, `%s`
+    /// standing for a staged copy of it, e.g. "visudo -cf %s". It runs in
+    /// the root (in a chroot when the root is not /); if it fails, the
+    /// switch changes nothing.
+    #[serde(default)]
+    #[schemars(length(min = 1), pattern("%s"))]
+    pub validate: Option<String>,
 }
 
 /// A secret: exactly one of `file` or `command`.
@@ -267,6 +287,62 @@ pub(crate) struct RawService {
     #[serde(default)]
     #[schemars(range(min = 1, max = 3600))]
     pub check_timeout: Option<u64>,
+}
+
+/// A managed block: its text, or the text with options.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Block")]
+pub(crate) enum RawBlock {
+    /// The block's text (a final newline is added when missing).
+    Text(String),
+    Full(RawBlockOptions),
+}
+
+/// A managed block with options.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BlockOptions")]
+pub(crate) struct RawBlockOptions {
+    /// The block's text (a final newline is added when missing).
+    pub content: String,
+    /// What starts a comment in this file, for the markers; default "#".
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub comment: Option<String>,
+    /// Mode of the file when sysgen creates it (it does not exist); default
+    /// "0644". Blocks of one file that set it must agree.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+    /// A command that checks the whole file with its new blocks before
+    /// anything changes, `%s` standing for a staged copy (e.g. "visudo -cf
+    /// %s"). Blocks of one file that set it must agree.
+    #[serde(default)]
+    #[schemars(length(min = 1), pattern("%s"))]
+    pub validate: Option<String>,
+}
+
+/// A generation check: a shell command, or one with its timeout.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "GenerationCheck")]
+pub(crate) enum RawCheck {
+    Command(#[schemars(length(min = 1))] String),
+    Full(RawCheckOptions),
+}
+
+/// A generation check with its timeout.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "GenerationCheckOptions")]
+pub(crate) struct RawCheckOptions {
+    /// A shell command that must exit 0.
+    #[schemars(length(min = 1))]
+    pub command: String,
+    /// Seconds it may run before it counts as failed; default 30.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout: Option<u64>,
 }
 
 fn yes() -> bool {

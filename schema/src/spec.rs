@@ -68,6 +68,9 @@ pub struct FileSpec {
     /// mode (if not world-readable) instead of getting 0600. Always false
     /// for other files.
     pub mode_given: bool,
+    /// A command that checks a staged copy of the new content (`%s`)
+    /// before anything changes.
+    pub validate: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,4 +202,27 @@ pub struct HostSpec {
     pub vars: BTreeMap<String, VarSpec>,
     /// Secrets, by name (read only when a template uses them).
     pub secrets: BTreeMap<String, SecretSpec>,
+    /// Managed blocks, by file, then by block name.
+    pub blocks: BTreeMap<EntryPath, BTreeMap<String, BlockSpec>>,
+    /// Commands run after every switch; a failure rolls the switch back.
+    pub checks: Vec<Check>,
 }
+
+/// A managed block in a file sysgen does not own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSpec {
+    /// The text between the markers, ending with a newline (or empty).
+    pub text: String,
+    /// What starts a comment in the file: the markers are
+    /// `{comment} BEGIN sysgen {name}` and `{comment} END sysgen {name}`.
+    pub comment: String,
+    /// The file's mode when sysgen creates it.
+    pub mode: Option<Mode>,
+    pub declared_in: PathBuf,
+    /// A command that checks a staged copy of the whole file (`%s`) with
+    /// its new blocks before anything changes.
+    pub validate: Option<String>,
+}
+
+/// The marker comment when none is given.
+pub const DEFAULT_BLOCK_COMMENT: &str = "#";

@@ -93,4 +93,9 @@ INSERT INTO nodes_by_rowid (id, body) SELECT id, body FROM nodes;
 DROP TABLE nodes;
 ALTER TABLE nodes_by_rowid RENAME TO nodes;
 "#,
+    // Files sysgen created to hold its managed blocks: removed again once
+    // their last block leaves and they hold nothing else.
+    r#"
+CREATE TABLE block_files (path TEXT PRIMARY KEY) WITHOUT ROWID;
+"#,
 ];

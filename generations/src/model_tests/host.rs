@@ -289,6 +289,9 @@ impl Host {
             Action::Kind(KindStep::Packages(k)) => return self.package(k),
             Action::Kind(KindStep::Datasets(d)) => return self.dataset(d),
             Action::Kind(KindStep::Services(u)) => return self.service(u),
+            // The model generates no blocks (tests/tests/blocks.rs covers them).
+            Action::Kind(KindStep::Blocks(b)) => return Err(format!("unexpected {b}")),
+            Action::Kind(KindStep::Checks(c)) => return Err(format!("unexpected {c}")),
             Action::Activate { number, .. } => Some(*number),
             Action::Deactivate => None,
         };

@@ -52,7 +52,19 @@ impl Kind for ServiceKind {
             }
             Mode::Undo => undo_origins(state.db.unit_origins()?, undone),
         };
-        let planned = plan(old, new, t.changes, &origins, opts.runtime);
+        // A file whose blocks the switch writes or removes changes as a
+        // file of the tree does: the units that watch it restart or reload.
+        let blocks = crate::blocks::as_changes(
+            t.from
+                .map_or(crate::blocks::Blocks::none(), |g| &g.manifest.blocks),
+            t.to.map_or(crate::blocks::Blocks::none(), |g| &g.manifest.blocks),
+        );
+        let changes: std::borrow::Cow<'_, [crate::manifest::Change]> = if blocks.is_empty() {
+            std::borrow::Cow::Borrowed(t.changes)
+        } else {
+            std::borrow::Cow::Owned(t.changes.iter().cloned().chain(blocks).collect())
+        };
+        let planned = plan(old, new, &changes, &origins, opts.runtime);
         Ok(Inspection::planning(move || Planned::steps(steps(planned))))
     }
 

@@ -27,6 +27,8 @@ pub(super) struct Decls {
     pub(super) apt: BTreeMap<String, AptPackage>,
     pub(super) vars: BTreeMap<String, crate::VarSpec>,
     pub(super) secrets: BTreeMap<String, crate::SecretSpec>,
+    pub(super) blocks: BTreeMap<(EntryPath, String), crate::BlockSpec>,
+    pub(super) checks: Vec<Check>,
 }
 
 /// What a path would be once normalized, as a hint; `None` when there is
@@ -190,6 +192,7 @@ pub(super) fn check_file(
             // Only a template's result depends on it: two declarations of
             // a plain file that differ only in writing the default agree.
             mode_given: f.template && f.mode.is_some(),
+            validate: super::blocks::validate_command(&label, &f.validate).map_err(invalid)?,
         };
         d.files.insert(p, spec);
     }
@@ -362,6 +365,7 @@ pub(super) fn check_file(
 
     d.vars = super::vars::vars(&raw.vars, &origin).map_err(&invalid)?;
     d.secrets = super::vars::secrets(&raw.secrets, &origin).map_err(&invalid)?;
+    super::blocks::check_blocks(raw, &path, &invalid, &origin, &mut d)?;
 
     Ok(d)
 }

@@ -36,7 +36,8 @@ same_ignoring_origin!(
     DatasetSpec,
     ServiceSpec,
     crate::VarSpec,
-    crate::SecretSpec
+    crate::SecretSpec,
+    crate::BlockSpec
 );
 
 impl SameDecl for String {
@@ -114,10 +115,16 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
     let apt = merge_section(nodes, reach, |d| &d.apt, |k| format!("packages.apt.{k}"))?;
     let vars = merge_section(nodes, reach, |d| &d.vars, |k| format!("vars.{k}"))?;
     let secrets = merge_section(nodes, reach, |d| &d.secrets, |k| format!("secrets.{k}"))?;
+    let blocks = merge_section(
+        nodes,
+        reach,
+        |d| &d.blocks,
+        |(p, n)| format!("blocks.{p}.{n}"),
+    )?;
 
     // Every declared path: its section and declaring file.
     let mut paths: BTreeMap<&EntryPath, Vec<(&str, usize)>> = BTreeMap::new();
-    let sections: [(&str, Vec<(&EntryPath, usize)>); 5] = [
+    let sections: [(&str, Vec<(&EntryPath, usize)>); 6] = [
         ("files", files.iter().map(|(k, (i, _))| (k, *i)).collect()),
         (
             "directories",
@@ -132,6 +139,13 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
             "datasets",
             datasets.iter().map(|(k, (i, _))| (k, *i)).collect(),
         ),
+        // One entry per file: a file's blocks are one declaration of its path.
+        ("blocks", {
+            let mut v: Vec<(&EntryPath, usize)> =
+                blocks.iter().map(|((p, _), (i, _))| (p, *i)).collect();
+            v.dedup_by(|a, b| a.0 == b.0);
+            v
+        }),
     ];
     for (section, list) in &sections {
         for &(p, i) in list {
@@ -160,7 +174,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
             let Some(&[(asection, ai)]) = paths.get(&anc).map(Vec::as_slice) else {
                 continue;
             };
-            if asection == "files" || asection == "symlinks" {
+            if asection == "files" || asection == "symlinks" || asection == "blocks" {
                 let (a, b) = (&nodes[i].shown, &nodes[ai].shown);
                 return Err(LoadError::new(
                     a,
@@ -187,5 +201,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         services: strip(services),
         vars: strip(vars),
         secrets: strip(secrets),
+        blocks: super::blocks::by_file(strip(blocks))?,
+        checks: super::blocks::all_checks(nodes.iter().map(|n| &n.decls)),
     })
 }
