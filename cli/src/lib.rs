@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod output;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,12 +44,13 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    signals::install();
     let out = Out {
         json: cli.global.json,
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
     };
-    match run(&cli, &out) {
+    signals::exit_code(match run(&cli, &out) {
         Ok(code) => code,
         Err(e) => {
             let code = if e.is_invalid_input() { 2 } else { 1 };
@@ -58,7 +60,7 @@ pub fn main() -> i32 {
             }
             code
         }
-    }
+    })
 }
 
 /// The `--json` document of a command that failed.
@@ -166,6 +168,7 @@ impl Env {
                 },
                 rollback_on_failure: true,
                 with_data: false,
+                package_timeout: std::time::Duration::from_secs(g.package_timeout),
             },
         })
     }

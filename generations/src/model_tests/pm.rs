@@ -109,7 +109,19 @@ impl PackageManager for HostPm<'_> {
     fn changed_conffiles(&self, _: &str) -> Result<Vec<EntryPath>, crate::Error> {
         Ok(Vec::new())
     }
-    fn purge(&self, _: &[String]) -> Result<(), crate::Error> {
+    fn remove(&self, _: &[String], _: bool) -> Result<(), crate::Error> {
+        Ok(())
+    }
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, crate::Error> {
+        Ok(BTreeMap::new())
+    }
+    fn conffiles(&self, _: &str) -> Result<Vec<EntryPath>, crate::Error> {
+        Ok(Vec::new())
+    }
+    fn purge_leftovers(&self, _: &[String]) -> Result<(), crate::Error> {
+        Ok(())
+    }
+    fn abandon(&self, _: &[String], _: bool) -> Result<(), crate::Error> {
         Ok(())
     }
     fn lock_holder(&self, _: &RootDir) -> Result<Option<(String, u32)>, crate::Error> {

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash, Store};
 
 use super::apt::Apt;
@@ -15,6 +16,10 @@ use crate::{Error, PackageError, State};
 /// The package part of a switch's plan.
 #[derive(Default)]
 pub(crate) struct PackagePlan {
+    /// In an undo: packages the undone switch left half-installed, taken
+    /// out with dpkg directly before anything else (their maintainer
+    /// scripts are not run again).
+    pub abandon: Option<PackageStep>,
     pub install: Option<PackageStep>,
     /// Keep notes and the purge, in that order.
     pub remove: Vec<PackageStep>,
@@ -28,6 +33,7 @@ pub(crate) struct PackagePlan {
 /// refuses at once when another program holds the dpkg lock, or when a
 /// purge would take a package sysgen did not install with it: before any
 /// change.
+#[cfg(test)]
 pub(crate) fn plan_with(
     pm: &dyn PackageManager,
     root: &RootDir,
@@ -37,8 +43,52 @@ pub(crate) fn plan_with(
     new: &PackageSet,
     real: bool,
 ) -> Result<PackagePlan, Error> {
+    plan_full(pm, root, db, store, old, new, real, &[])
+}
+
+/// [`plan_with`], for an undo too: `undone` holds the package steps of the
+/// switch being undone. What it installed fresh is purged (the undo leaves
+/// no trace of it), and what it left half-installed (a maintainer script
+/// cut short: a crash, a timeout, a signal) is taken out with dpkg first,
+/// never configured again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_full(
+    pm: &dyn PackageManager,
+    root: &RootDir,
+    db: &Db,
+    store: &Store,
+    old: &PackageSet,
+    new: &PackageSet,
+    real: bool,
+    undone: &[&PackageStep],
+) -> Result<PackagePlan, Error> {
     let installed = pm.installed()?;
     let owned = owned(db, pm.name())?;
+    let undone_changes: Vec<&PkgChange> = undone
+        .iter()
+        .filter_map(|s| match s {
+            PackageStep::Install { changes, .. } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let fresh: std::collections::BTreeSet<&str> = undone_changes
+        .iter()
+        .filter(|c| c.from.is_none() && !c.kept_config)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut abandon: Vec<PkgGone> = undone_changes
+        .iter()
+        .filter(|c| installed.get(&c.name).is_some_and(|i| !i.healthy))
+        .map(|c| PkgGone {
+            name: c.name.clone(),
+            version: c.to.clone(),
+            dependency: c.dependency,
+            purge: false,
+            destroys: Vec::new(),
+        })
+        .collect();
+    abandon.dedup_by(|a, b| a.name == b.name);
     let mut changes = Vec::new();
     for (name, pin) in &new.apt {
         let live = installed.get(name);
@@ -53,6 +103,7 @@ pub(crate) fn plan_with(
             dependency: pin.dependency,
             owned: live.is_none() || owned.contains(name),
             deb: deb_in_store(db, store, pm.name(), name, &pin.version, &pin.arch)?,
+            kept_config: live.is_none() && owned.contains(name),
         });
     }
     let mut out = PackagePlan::default();
@@ -69,6 +120,8 @@ pub(crate) fn plan_with(
                 name: name.clone(),
                 version: live.version.clone(),
                 dependency: pin.dependency,
+                purge: false,
+                destroys: Vec::new(),
             });
         } else if !pin.dependency {
             out.remove.push(PackageStep::Keep {
@@ -78,8 +131,38 @@ pub(crate) fn plan_with(
             });
         }
     }
+    // What the configuration asks to purge: leaving now, or left over from
+    // an earlier removal (only what sysgen installed, never the admin's).
+    let (mut purged, removed): (Vec<PkgGone>, Vec<PkgGone>) = gone
+        .into_iter()
+        .partition(|g| new.purge.contains(&g.name) || fresh.contains(g.name.as_str()));
+    let leftovers = if new.purge.is_empty() {
+        Default::default()
+    } else {
+        pm.leftovers()?
+    };
+    for name in &new.purge {
+        if let (Some(version), true, false) = (
+            leftovers.get(name),
+            owned.contains(name),
+            new.apt.contains_key(name),
+        ) {
+            purged.push(PkgGone {
+                name: name.clone(),
+                version: version.clone(),
+                dependency: false,
+                purge: true,
+                destroys: Vec::new(),
+            });
+        }
+    }
     let mut conffiles = Vec::new();
-    for g in &gone {
+    for g in &mut purged {
+        g.destroys = destroys(pm, root, &g.name)?;
+        if !installed.contains_key(&g.name) {
+            // Left over: dpkg no longer checks its conffiles.
+            continue;
+        }
         for p in pm.changed_conffiles(&g.name)? {
             // Kept in the store's root-only area before the journal is
             // written (a conffile may hold anything: passwords).
@@ -96,6 +179,11 @@ pub(crate) fn plan_with(
             conffiles.push(p);
         }
     }
+    let gone: Vec<PkgGone> = removed
+        .iter()
+        .chain(purged.iter().filter(|g| installed.contains_key(&g.name)))
+        .cloned()
+        .collect();
     if real && (!changes.is_empty() || !gone.is_empty()) {
         if let Some((lock, pid)) = pm.lock_holder(root)? {
             return Err(Error::Package(PackageError {
@@ -136,12 +224,47 @@ pub(crate) fn plan_with(
             remark,
         });
     }
-    if !gone.is_empty() {
+    if !abandon.is_empty() {
+        out.abandon = Some(PackageStep::Abandon {
+            manager: pm.name().into(),
+            purge: abandon
+                .iter()
+                .filter(|a| fresh.contains(a.name.as_str()))
+                .map(|a| a.name.clone())
+                .collect(),
+            remove: abandon
+                .iter()
+                .filter(|a| !fresh.contains(a.name.as_str()))
+                .map(|a| a.name.clone())
+                .collect(),
+        });
+    }
+    let packages: Vec<PkgGone> = removed
+        .into_iter()
+        .chain(purged.into_iter().map(|g| PkgGone { purge: true, ..g }))
+        .collect();
+    if !packages.is_empty() {
         out.remove.push(PackageStep::Remove {
             manager: pm.name().into(),
-            packages: gone,
+            packages,
             conffiles,
         });
+    }
+    Ok(out)
+}
+
+/// What purging `name` destroys: its conffiles, and its state directory
+/// (`/var/lib/<name>`, Debian policy's place for it) when there is one.
+pub(crate) fn destroys(
+    pm: &dyn PackageManager,
+    root: &RootDir,
+    name: &str,
+) -> Result<Vec<EntryPath>, Error> {
+    let mut out = pm.conffiles(name)?;
+    let state = EntryPath::parse(&format!("/var/lib/{name}"))
+        .map_err(|e| Error::Internal(format!("the state directory of {name}: {e}")))?;
+    if matches!(root.inspect(&state)?, crate::rootfs::Live::Dir(_)) {
+        out.push(state);
     }
     Ok(out)
 }

@@ -12,7 +12,10 @@ use crate::{Error, PackageError, State};
 /// doc). Runs only simulations and queries: nothing on the root changes.
 pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageSet, Error> {
     let Some(first) = spec.apt.values().next() else {
-        return Ok(PackageSet::default());
+        return Ok(PackageSet {
+            purge: spec.purge.clone(),
+            ..PackageSet::default()
+        });
     };
     // A root without apt is a fault of this configuration on this root:
     // name the file that declares packages.
@@ -31,6 +34,7 @@ pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageS
         .collect();
     Ok(PackageSet {
         apt: resolve_with(&apt, &state.db, &wanted)?,
+        purge: spec.purge.clone(),
     })
 }
 

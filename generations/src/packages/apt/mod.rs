@@ -9,11 +9,13 @@
 //! dpkg keeps the admin's version of a changed conffile
 //! (`--force-confdef --force-confold`), so no prompt can hang a switch.
 
+pub mod children;
 mod output;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sysgen_schema::EntryPath;
 
@@ -39,6 +41,8 @@ pub struct Apt {
     /// The root on the host; `None` for `/` (run directly, no chroot).
     chroot: Option<PathBuf>,
     root_display: String,
+    /// How long one run of a tool may take before it is stopped.
+    timeout: Duration,
 }
 
 impl Apt {
@@ -63,7 +67,45 @@ impl Apt {
         Ok(Apt {
             chroot: (!is_slash).then(|| path.to_owned()),
             root_display,
+            timeout: crate::host::DEFAULT_PACKAGE_TIMEOUT,
         })
+    }
+
+    /// The same apt, each run of a tool stopped after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Apt {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl Apt {
+    /// Every package dpkg knows: name, version, architecture and the
+    /// abbreviated status (`ii `, `rc `, `iF `…).
+    fn status(&self) -> Result<Vec<(String, String, String, String)>, Error> {
+        let out = self.run(
+            "dpkg-query",
+            None,
+            &[
+                "-W",
+                "-f=${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n",
+            ],
+        )?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|line| match line.split('\t').collect::<Vec<_>>()[..] {
+                [name, version, arch, status] => Some((
+                    name.to_owned(),
+                    version.to_owned(),
+                    arch.to_owned(),
+                    status.to_owned(),
+                )),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -79,37 +121,46 @@ impl PackageManager for Apt {
     }
 
     fn installed(&self) -> Result<BTreeMap<String, Installed>, Error> {
-        let out = self.run(
-            "dpkg-query",
-            None,
-            &[
-                "-W",
-                "-f=${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n",
-            ],
-        )?;
-        if !out.ok {
-            return Err(tool_failed(&out, None));
-        }
         let mut map = BTreeMap::new();
-        for line in out.stdout.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let [name, version, arch, status] = f[..] {
-                // Second letter: n = not installed, c = only conffiles left.
-                let state = status.as_bytes().get(1).copied().unwrap_or(b'n');
-                if state == b'n' || state == b'c' || version.is_empty() {
-                    continue;
-                }
-                map.insert(
-                    name.to_owned(),
-                    Installed {
-                        version: version.to_owned(),
-                        arch: arch.to_owned(),
-                        healthy: state == b'i' && status.as_bytes().get(2) == Some(&b' '),
-                    },
-                );
+        for (name, version, arch, status) in self.status()? {
+            // Second letter: n = not installed, c = only conffiles left.
+            let state = status.as_bytes().get(1).copied().unwrap_or(b'n');
+            if state == b'n' || state == b'c' || version.is_empty() {
+                continue;
             }
+            map.insert(
+                name,
+                Installed {
+                    version,
+                    arch,
+                    healthy: state == b'i' && status.as_bytes().get(2) == Some(&b' '),
+                },
+            );
         }
         Ok(map)
+    }
+
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, Error> {
+        Ok(self
+            .status()?
+            .into_iter()
+            .filter(|(_, _, _, status)| status.as_bytes().get(1) == Some(&b'c'))
+            .map(|(name, version, _, _)| (name, version))
+            .collect())
+    }
+
+    fn conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error> {
+        let out = self.run("dpkg-query", None, &["-W", "-f=${Conffiles}\n", name])?;
+        if !out.ok {
+            return Err(tool_failed(&out, Some(name.to_owned())));
+        }
+        // " /etc/x.conf <md5> [obsolete]", one a line.
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|p| EntryPath::parse(p).ok())
+            .collect())
     }
 
     fn auto_marked(&self) -> Result<BTreeSet<String>, Error> {
@@ -269,7 +320,7 @@ impl PackageManager for Apt {
     }
 
     fn removal_extras(&self, names: &[String]) -> Result<Vec<String>, Error> {
-        let mut args = vec!["-s", "-q", "purge"];
+        let mut args = vec!["-s", "-q", "remove"];
         args.extend(NO_CACHE);
         args.extend(names.iter().map(String::as_str));
         let out = self.run("apt-get", None, &args)?;
@@ -290,7 +341,7 @@ impl PackageManager for Apt {
         if names.is_empty() {
             args.push("autoremove");
         } else {
-            args.extend(["--autoremove", "purge"]);
+            args.extend(["--autoremove", "remove"]);
         }
         args.extend(NO_CACHE);
         args.extend(names.iter().map(String::as_str));
@@ -321,7 +372,8 @@ impl PackageManager for Apt {
         Ok(changed)
     }
 
-    fn purge(&self, names: &[String]) -> Result<(), Error> {
+    fn remove(&self, names: &[String], purge: bool) -> Result<(), Error> {
+        let verb = if purge { "purge" } else { "remove" };
         let mut args = vec![
             "-y",
             "-q",
@@ -329,15 +381,51 @@ impl PackageManager for Apt {
             "Dpkg::Options::=--force-confdef",
             "-o",
             "Dpkg::Options::=--force-confold",
-            "purge",
+            verb,
         ];
         args.extend(names.iter().map(String::as_str));
         let out = self.transaction(&args)?;
         if !out.ok {
             return Err(self.transaction_error(
                 &out,
-                "purge",
+                verb,
                 "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
+            ));
+        }
+        Ok(())
+    }
+
+    fn purge_leftovers(&self, names: &[String]) -> Result<(), Error> {
+        // Only configuration is left: dpkg alone runs the postrm purge.
+        let mut args = vec!["--purge"];
+        args.extend(names.iter().map(String::as_str));
+        let out = self.run("dpkg", None, &args)?;
+        if !out.ok {
+            return Err(self.transaction_error(
+                &out,
+                "purge",
+                "fix the cause (the package's postrm script), then run `sysgen gc` again",
+            ));
+        }
+        Ok(())
+    }
+
+    fn abandon(&self, names: &[String], purge: bool) -> Result<(), Error> {
+        // dpkg directly: apt would first insist on `dpkg --configure -a`,
+        // which runs the very postinst being undone. The dependencies are
+        // put right by the undo's own transaction and removal.
+        let mut args = vec![
+            if purge { "--purge" } else { "--remove" },
+            "--force-remove-reinstreq",
+            "--force-depends",
+        ];
+        args.extend(names.iter().map(String::as_str));
+        let out = self.run("dpkg", None, &args)?;
+        if !out.ok {
+            return Err(self.transaction_error(
+                &out,
+                if purge { "purge" } else { "remove" },
+                "fix the cause (the package's prerm or postrm script), then run `sysgen recover --rollback` again",
             ));
         }
         Ok(())
