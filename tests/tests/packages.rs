@@ -154,10 +154,12 @@ fn switch_installs_then_purges_package_and_only_the_dependency_it_pulled_in() {
     assert!(out.stdout.contains("generation 1"), "{}", out.stdout);
     assert!(
         out.stdout
-            .contains("apt purge: sg-libhello 1.0 (dependency"),
+            .contains("apt remove: sg-libhello 1.0 (dependency"),
         "the summary names the package steps: {}",
         out.stdout
     );
+    // Removed, not purged: gc purges what no remaining generation has.
+    d.env.run(&["gc", "--keep", "0"]).ok();
     assert_eq!(
         d.packages(),
         before_pkgs,
@@ -187,7 +189,7 @@ fn a_package_installed_by_hand_stays_when_it_leaves_the_configuration() {
         out.stdout
     );
     assert!(
-        out.stdout.contains("apt purge: sg-other 1.0"),
+        out.stdout.contains("apt remove: sg-other 1.0"),
         "{}",
         out.stdout
     );
@@ -212,6 +214,7 @@ fn a_dependency_still_needed_by_a_hand_installed_package_stays() {
     // The admin installs something that needs sysgen's sg-libhello.
     d.chroot(&["apt-get", "install", "-y", "-q", "sg-uses-lib"]);
     d.env.run(&["switch", &c2]).ok();
+    d.env.run(&["gc", "--keep", "0"]).ok();
     let after = d.packages();
     let added: Vec<&str> = after
         .lines()
@@ -273,6 +276,7 @@ fn a_package_that_goes_from_declared_to_dependency_is_purged_with_its_dependent(
     );
     assert!(d.packages().contains("sg-libhello 1.0 ii auto"));
     d.env.run(&["switch", &c3]).ok();
+    d.env.run(&["gc", "--keep", "0"]).ok();
     assert_eq!(d.packages(), before);
     assert_eq!(d.tree(), files_only);
 }
@@ -332,17 +336,27 @@ fn dependency_conflicts_are_refused_naming_the_packages() {
 }
 
 #[test]
-fn an_admin_edited_conffile_is_saved_in_the_store_and_reported_before_the_purge() {
+fn an_admin_edited_conffile_is_saved_in_the_store_and_reported_before_an_asked_purge() {
     let d = published();
     let c1 = cfg(&d, "one.json", &["sg-hello"], "x\n");
-    let c2 = cfg(&d, "two.json", &[], "x\n");
+    let c2 = d
+        .env
+        .config(
+            "two.json",
+            json!({
+                "packages": { "purge": ["sg-hello"] },
+                "files": { "/etc/motd": { "content": "x\n" } }
+            }),
+        )
+        .display()
+        .to_string();
     d.env.run(&["switch", &c1]).ok();
     let edited = "greeting = bonjour\n# the admin's own line\n";
     d.env.write_root("/etc/sg-hello.conf", edited);
     let dry = d.env.run(&["switch", &c2, "--dry-run"]).ok();
     assert!(
         dry.stdout.contains(
-            "apt purge: sg-hello 2.0, sg-libhello 1.0 (dependency, if nothing else needs it) (changed conffiles saved in the store first: /etc/sg-hello.conf)"
+            "apt remove: sg-libhello 1.0 (dependency, if nothing else needs it); their configuration and data stay until gc collects the last generation that has them; purge: sg-hello 2.0 (destroys /etc/sg-hello.conf) (changed conffiles saved in the store first: /etc/sg-hello.conf)"
         ),
         "{}",
         dry.stdout

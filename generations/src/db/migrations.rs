@@ -93,4 +93,10 @@ INSERT INTO nodes_by_rowid (id, body) SELECT id, body FROM nodes;
 DROP TABLE nodes;
 ALTER TABLE nodes_by_rowid RENAME TO nodes;
 "#,
+    // Which copy of each owned package sysgen installed (its dpkg file
+    // list's inode and ctime): one the admin purged and reinstalled by hand
+    // is another copy, and the admin's.
+    r#"
+ALTER TABLE package_owned ADD COLUMN copy TEXT;
+"#,
 ];

@@ -283,6 +283,7 @@ fn plan(
             old_p,
             new_p,
             true,
+            &host.db.owned,
             &pk_refs,
         ) {
             Ok(pk) => pk_steps = crate::packages::kind::steps(pk),

@@ -65,8 +65,11 @@ impl PackageManager for HostPm<'_> {
     fn resolve(&self, _: &[Want]) -> Result<Resolved, crate::Error> {
         Ok(Resolved::default())
     }
-    fn closure(&self, _: &[String]) -> Result<BTreeSet<String>, crate::Error> {
-        Ok(BTreeSet::new())
+    fn relations(
+        &self,
+        _: &[(String, String)],
+    ) -> Result<BTreeMap<String, crate::packages::closure::Relations>, crate::Error> {
+        Ok(BTreeMap::new())
     }
     fn download(&self, _: &[(String, String, String)]) -> Result<Vec<EntryPath>, crate::Error> {
         Ok(Vec::new())

@@ -7,6 +7,7 @@ use sysgen_store::{Area, Store};
 
 use super::apt::{self, Apt};
 use super::plan::purge_set;
+use super::reconcile::record_copy;
 use super::records::own;
 use super::{PackageManager, PackageStep, PkgGone};
 use crate::db::Db;
@@ -115,7 +116,17 @@ pub fn apply(
             for p in &staged {
                 root.remove(p)?;
             }
-            result
+            result?;
+            // The copies now installed are sysgen's; a package it changed
+            // but does not own keeps no record (it is the admin's).
+            for c in changes {
+                if c.owned {
+                    record_copy(db, root, manager, &c.name, &c.arch)?;
+                } else {
+                    own(db, manager, &c.name, false)?;
+                }
+            }
+            Ok(())
         }
         PackageStep::Remove {
             manager, packages, ..

@@ -12,6 +12,7 @@ use sysgen_schema::EntryPath;
 use super::PackageManager;
 use super::apt::Apt;
 use super::plan::destroys;
+use super::reconcile::owned_now;
 use super::records::{own, owned};
 use crate::Error;
 use crate::kind::{Collect, Report, to_json};
@@ -29,11 +30,12 @@ pub struct Purged {
 /// Purges the packages sysgen removed that no kept generation has.
 pub(super) fn purge_unkept(cx: &Collect<'_>) -> Result<Option<Report>, Error> {
     let state = cx.state;
-    let owned = owned(&state.db, "apt")?;
-    if owned.is_empty() {
+    if owned(&state.db, "apt")?.is_empty() {
         return Ok(None);
     }
     let apt = Apt::for_root(&state.root)?.with_timeout(cx.opts.package_timeout);
+    // Only what is still sysgen's, as dpkg has it now.
+    let owned = owned_now(&apt, &state.db, &state.root)?;
     let leftovers = apt.leftovers()?;
     let mut kept = BTreeSet::new();
     for id in cx.kept {

@@ -6,14 +6,15 @@ use super::apply::apply as run_step;
 use super::apt::Apt;
 use super::gc::purge_unkept;
 use super::plan::{PackagePlan, fetch, plan_full};
-use super::records::{forget_files, mark_files};
-use super::{PackageSet, PackageStep, diff, drift, resolve};
+use super::reconcile::owned_now;
+use super::records::{forget_files, mark_files, owned};
+use super::{PackageManager, PackageSet, PackageStep, diff, drift, resolve};
 use crate::host::Options;
-use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, BuildCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report,
     Transition, Verified, to_json,
 };
+use crate::kind::{Mode, Phase};
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
 
@@ -47,6 +48,13 @@ impl Kind for Packages {
         }
         let state = t.state;
         let apt = Apt::for_root(&state.root)?.with_timeout(t.opts.package_timeout);
+        // An undo goes back by the records the interrupted switch wrote; a
+        // switch first sees what dpkg says became of them.
+        let owned = if t.mode == Mode::Undo {
+            owned(&state.db, apt.name())?
+        } else {
+            owned_now(&apt, &state.db, &state.root)?
+        };
         let mut pk = plan_full(
             &apt,
             &state.root,
@@ -55,6 +63,7 @@ impl Kind for Packages {
             old,
             new,
             !t.is_dry_run(),
+            &owned,
             undone,
         )?;
         let saved = std::mem::take(&mut pk.saved);

@@ -32,9 +32,11 @@
 
 mod apply;
 pub mod apt;
+pub mod closure;
 mod gc;
 pub(crate) mod kind;
 pub(crate) mod plan;
+mod reconcile;
 mod records;
 mod resolve;
 mod step;
@@ -100,8 +102,13 @@ pub trait PackageManager {
     fn auto_marked(&self) -> Result<BTreeSet<String>, Error>;
     /// Simulates installing `wanted`; changes nothing.
     fn resolve(&self, wanted: &[Want]) -> Result<Resolved, Error>;
-    /// Every package name the hard dependencies of `names` can reach.
-    fn closure(&self, names: &[String]) -> Result<BTreeSet<String>, Error>;
+    /// The relations of every package present once a transaction
+    /// installing `candidates` (name, exact version) ran: those installed
+    /// now, with the candidates' own at the versions given.
+    fn relations(
+        &self,
+        candidates: &[(String, String)],
+    ) -> Result<BTreeMap<String, closure::Relations>, Error>;
     /// Downloads (name, version, arch) package files into the staging
     /// directory of the root; returns their paths there.
     fn download(&self, pkgs: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error>;

@@ -7,7 +7,9 @@ use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash, Store};
 
 use super::apt::Apt;
-use super::records::{deb_in_store, owned, record_file};
+#[cfg(test)]
+use super::records::owned;
+use super::records::{deb_in_store, record_file};
 use super::{PackageManager, PackageSet, PackageStep, PkgChange, PkgGone, Remark};
 use crate::db::{Db, Saved};
 use crate::rootfs::RootDir;
@@ -43,11 +45,13 @@ pub(crate) fn plan_with(
     new: &PackageSet,
     real: bool,
 ) -> Result<PackagePlan, Error> {
-    plan_full(pm, root, db, store, old, new, real, &[])
+    let owned = owned(db, pm.name())?;
+    plan_full(pm, root, db, store, old, new, real, &owned, &[])
 }
 
-/// [`plan_with`], for an undo too: `undone` holds the package steps of the
-/// switch being undone. What it installed fresh is purged (the undo leaves
+/// [`plan_with`], with what sysgen owns given (reconciled with dpkg for a
+/// switch, as recorded for an undo), for an undo too: `undone` holds the
+/// package steps of the switch being undone. What it installed fresh is purged (the undo leaves
 /// no trace of it), and what it left half-installed (a maintainer script
 /// cut short: a crash, a timeout, a signal) is taken out with dpkg first,
 /// never configured again.
@@ -60,10 +64,10 @@ pub(crate) fn plan_full(
     old: &PackageSet,
     new: &PackageSet,
     real: bool,
+    owned: &std::collections::BTreeSet<String>,
     undone: &[&PackageStep],
 ) -> Result<PackagePlan, Error> {
     let installed = pm.installed()?;
-    let owned = owned(db, pm.name())?;
     let undone_changes: Vec<&PkgChange> = undone
         .iter()
         .filter_map(|s| match s {

@@ -54,8 +54,11 @@ impl PackageManager for FakePm {
     fn resolve(&self, _: &[Want]) -> Result<Resolved, Error> {
         Ok(Resolved::default())
     }
-    fn closure(&self, _: &[String]) -> Result<BTreeSet<String>, Error> {
-        Ok(BTreeSet::new())
+    fn relations(
+        &self,
+        _: &[(String, String)],
+    ) -> Result<BTreeMap<String, closure::Relations>, Error> {
+        Ok(BTreeMap::new())
     }
     fn download(&self, _: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error> {
         Ok(Vec::new())

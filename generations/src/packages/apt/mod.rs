@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use sysgen_schema::EntryPath;
 
+use super::closure::{Relations, parse_depends};
 use super::{Installed, PackageManager, Resolved, Want};
 use crate::rootfs::{Live, RootDir};
 use crate::{Error, PackageError};
@@ -106,6 +107,17 @@ impl Apt {
                 _ => None,
             })
             .collect())
+    }
+}
+
+/// The relations of one package from its control fields.
+fn relations(pre: &str, deps: &str, provides: &str, essential: &str, priority: &str) -> Relations {
+    let mut depends = parse_depends(pre);
+    depends.extend(parse_depends(deps));
+    Relations {
+        depends,
+        provides: parse_depends(provides).into_iter().flatten().collect(),
+        base: essential == "yes" || matches!(priority, "required" | "important"),
     }
 }
 
@@ -209,30 +221,79 @@ impl PackageManager for Apt {
         Ok(res)
     }
 
-    fn closure(&self, names: &[String]) -> Result<BTreeSet<String>, Error> {
-        let mut args = vec![
-            "depends",
-            "--recurse",
-            "--no-recommends",
-            "--no-suggests",
-            "--no-conflicts",
-            "--no-breaks",
-            "--no-replaces",
-            "--no-enhances",
-        ];
-        args.extend(NO_CACHE);
-        args.extend(names.iter().map(String::as_str));
-        let out = self.run("apt-cache", None, &args)?;
+    fn relations(
+        &self,
+        candidates: &[(String, String)],
+    ) -> Result<BTreeMap<String, Relations>, Error> {
+        let out = self.run(
+            "dpkg-query",
+            None,
+            &[
+                "-W",
+                "-f=${Package}\t${db:Status-Abbrev}\t${Pre-Depends}\t${Depends}\t${Provides}\t${Essential}\t${Priority}\n",
+            ],
+        )?;
         if !out.ok {
             return Err(tool_failed(&out, None));
         }
-        // Package names start a line; their dependencies are indented.
-        Ok(out
-            .stdout
-            .lines()
-            .filter(|l| !l.starts_with(' ') && !l.starts_with('<') && !l.is_empty())
-            .map(|l| l.split(':').next().unwrap_or(l).to_owned())
-            .collect())
+        let mut world = BTreeMap::new();
+        for line in out.stdout.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if let [name, status, pre, deps, provides, essential, priority] = f[..] {
+                // Present: not "not installed", not only configuration left.
+                if matches!(status.as_bytes().get(1), Some(b'n' | b'c') | None) {
+                    continue;
+                }
+                world.insert(
+                    name.to_owned(),
+                    relations(pre, deps, provides, essential, priority),
+                );
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(world);
+        }
+        // The versions the transaction installs, not apt's candidates.
+        let mut args: Vec<String> = vec!["show".into()];
+        args.extend(NO_CACHE.iter().map(|s| s.to_string()));
+        args.extend(candidates.iter().map(|(n, v)| format!("{n}={v}")));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("apt-cache", None, &argv)?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        for para in out.stdout.split("\n\n") {
+            let field = |key: &str| -> String {
+                let mut v = String::new();
+                let mut inside = false;
+                for l in para.lines() {
+                    if let Some(rest) = l.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                        v.push_str(rest.trim());
+                        inside = true;
+                    } else if inside && l.starts_with(' ') {
+                        v.push_str(l.trim());
+                    } else {
+                        inside = false;
+                    }
+                }
+                v
+            };
+            let name = field("Package");
+            if name.is_empty() {
+                continue;
+            }
+            world.insert(
+                name,
+                relations(
+                    &field("Pre-Depends"),
+                    &field("Depends"),
+                    &field("Provides"),
+                    &field("Essential"),
+                    &field("Priority"),
+                ),
+            );
+        }
+        Ok(world)
     }
 
     fn download(&self, pkgs: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error> {
