@@ -191,6 +191,24 @@ impl DebEnv {
             ));
     }
 
+    /// sg-db 1.0: keeps state in /var/lib/sg-db (made by its postinst,
+    /// deleted by its postrm on purge, as Debian policy has it) and has a
+    /// conffile, /etc/sg-db.conf.
+    pub fn build_sg_db(&self) {
+        self.build(&Pkg {
+            files: &[
+                ("/etc/sg-db.conf", "port = 1\n"),
+                ("/usr/bin/sg-db", "#!/bin/sh\necho db\n"),
+            ],
+            conffiles: &["/etc/sg-db.conf"],
+            postinst: Some(
+                "mkdir -p /var/lib/sg-db\n[ -e /var/lib/sg-db/data ] || echo empty > /var/lib/sg-db/data",
+            ),
+            postrm: Some(r#"if [ "$1" = purge ]; then rm -rf /var/lib/sg-db; fi"#),
+            ..Pkg::new("sg-db", "1.0")
+        });
+    }
+
     pub fn repo(&self) -> PathBuf {
         self.env.at("/srv/repo")
     }

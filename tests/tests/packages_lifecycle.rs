@@ -21,26 +21,9 @@
 use serde_json::json;
 use sysgen_tests::packages::{DebEnv, Pkg, assert_same};
 
-/// sg-db keeps state in /var/lib/sg-db (made by its postinst, deleted by
-/// its postrm on purge, as Debian policy has it) and has a conffile.
-pub fn sg_db(d: &DebEnv) {
-    d.build(&Pkg {
-        files: &[
-            ("/etc/sg-db.conf", "port = 1\n"),
-            ("/usr/bin/sg-db", "#!/bin/sh\necho db\n"),
-        ],
-        conffiles: &["/etc/sg-db.conf"],
-        postinst: Some(
-            "mkdir -p /var/lib/sg-db\n[ -e /var/lib/sg-db/data ] || echo empty > /var/lib/sg-db/data",
-        ),
-        postrm: Some(r#"if [ "$1" = purge ]; then rm -rf /var/lib/sg-db; fi"#),
-        ..Pkg::new("sg-db", "1.0")
-    });
-}
-
 fn published() -> DebEnv {
     let d = DebEnv::new();
-    sg_db(&d);
+    d.build_sg_db();
     d.build(&Pkg {
         files: &[("/usr/lib/sg-liba/a.txt", "liba\n")],
         ..Pkg::new("sg-liba", "1.0")
