@@ -46,6 +46,17 @@ fn published() -> DebEnv {
         files: &[("/usr/share/sg-needs-tool/n.txt", "needs tool\n")],
         ..Pkg::new("sg-needs-tool", "1.0")
     });
+    for v in ["1.0", "2.0"] {
+        d.build(&Pkg::new("sg-base", v));
+    }
+    d.build(&Pkg {
+        depends: "sg-base",
+        ..Pkg::new("sg-keeper", "1.0")
+    });
+    d.build(&Pkg {
+        depends: "sg-base (>= 2.0)",
+        ..Pkg::new("sg-top", "1.0")
+    });
     d.publish();
     d
 }
@@ -275,4 +286,33 @@ fn a_package_the_admin_purged_and_reinstalled_by_hand_is_the_admins() {
     );
     d.env.run(&["gc", "--keep", "0"]).ok();
     assert_eq!(d.packages(), before.0, "gc purges nothing of the admin's");
+}
+
+#[test]
+fn the_version_a_switch_replaces_is_kept_so_its_rollback_runs_offline() {
+    let d = published();
+    // sg-base 1.0 came with the image; generation 1 records it as what
+    // sg-keeper stands on, generation 2 needs 2.0.
+    d.chroot(&["apt-get", "install", "-y", "-q", "sg-base=1.0"]);
+    let c1 = cfg(&d, "one.json", json!({ "apt": ["sg-keeper"] }));
+    let c2 = cfg(&d, "two.json", json!({ "apt": ["sg-keeper", "sg-top"] }));
+    d.env.run(&["switch", &c1]).ok();
+    let one = (d.packages(), d.tree());
+    assert!(one.0.contains("sg-base 1.0 ii"), "{}", one.0);
+    d.env.run(&["switch", &c2]).ok();
+    assert_eq!(d.version_of("sg-base").as_deref(), Some("2.0"));
+    // The archive goes away: 1.0 comes back from the store.
+    std::fs::rename(d.repo(), d.env.dir.path().join("repo-away")).unwrap();
+    let dry = d.env.run(&["rollback", "--dry-run"]).ok();
+    assert!(
+        dry.stdout.contains("downgrade sg-base 2.0 -> 1.0"),
+        "{}",
+        dry.stdout
+    );
+    d.env.run(&["rollback"]).ok();
+    assert_same(
+        &(d.packages(), d.tree()),
+        &one,
+        "generation 1 again, offline",
+    );
 }

@@ -44,6 +44,7 @@ pub fn apply(
             manager,
             changes,
             remark,
+            ..
         } => {
             let apt = Apt::for_root(root)?.with_timeout(timeout);
             // Ownership is recorded before apt runs: if the switch is cut

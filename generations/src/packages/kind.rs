@@ -4,8 +4,9 @@
 
 use super::apply::apply as run_step;
 use super::apt::Apt;
+use super::fetch::fetch;
 use super::gc::purge_unkept;
-use super::plan::{PackagePlan, fetch, plan_full};
+use super::plan::{PackagePlan, plan_full};
 use super::reconcile::owned_now;
 use super::records::{forget_files, mark_files, owned};
 use super::{PackageManager, PackageSet, PackageStep, diff, drift, resolve};

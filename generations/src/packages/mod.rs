@@ -33,6 +33,7 @@
 mod apply;
 pub mod apt;
 pub mod closure;
+mod fetch;
 mod gc;
 pub(crate) mod kind;
 pub(crate) mod plan;

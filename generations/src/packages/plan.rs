@@ -1,19 +1,15 @@
-//! Planning the packages of a switch (pure), and fetching what its
-//! transaction installs into the store (before the journal).
-
-use std::io::Read;
+//! Planning the packages of a switch (pure).
 
 use sysgen_schema::EntryPath;
-use sysgen_store::{Area, Hash, Store};
+use sysgen_store::{Hash, Store};
 
-use super::apt::Apt;
+use super::records::deb_in_store;
 #[cfg(test)]
 use super::records::owned;
-use super::records::{deb_in_store, record_file};
 use super::{PackageManager, PackageSet, PackageStep, PkgChange, PkgGone, Remark};
 use crate::db::{Db, Saved};
 use crate::rootfs::RootDir;
-use crate::{Error, PackageError, State};
+use crate::{Error, PackageError};
 
 /// The package part of a switch's plan.
 #[derive(Default)]
@@ -226,6 +222,7 @@ pub(crate) fn plan_full(
             manager: pm.name().into(),
             changes,
             remark,
+            unkept: Vec::new(),
         });
     }
     if !abandon.is_empty() {
@@ -320,45 +317,4 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
             extras.join(", ")
         ),
     }))
-}
-
-// ------------------------------------------------------------------ fetch
-
-/// Fills in the `.deb` of every package the plan's transaction installs
-/// that the store does not have yet: downloads it with the root's package
-/// manager, keeps it in the store, and records it. Runs before the journal
-/// is written: a failure here changes nothing.
-pub(super) fn fetch(state: &mut State, steps: &mut [&mut PackageStep]) -> Result<(), Error> {
-    let Some(changes) = steps.iter_mut().find_map(|s| match s {
-        PackageStep::Install { changes, .. } => Some(changes),
-        _ => None,
-    }) else {
-        return Ok(());
-    };
-    let missing: Vec<(String, String, String)> = changes
-        .iter()
-        .filter(|c| c.deb.is_none())
-        .map(|c| (c.name.clone(), c.to.clone(), c.arch.clone()))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let apt = Apt::for_root(&state.root)?;
-    let files = apt.download(&missing)?;
-    for ((name, version, arch), path) in missing.iter().zip(&files) {
-        let mut bytes = Vec::new();
-        state
-            .root
-            .open_file(path)?
-            .read_to_end(&mut bytes)
-            .map_err(crate::io_err(state.root.display(path)))?;
-        let hash = state.store.put_bytes(&bytes, Area::Public)?;
-        record_file(&state.db, apt.name(), name, version, arch, &hash)?;
-        // The store has it now; apt's cache is not sysgen's to fill.
-        state.root.remove(path)?;
-        if let Some(c) = changes.iter_mut().find(|c| &c.name == name) {
-            c.deb = Some(hash);
-        }
-    }
-    Ok(())
 }

@@ -22,6 +22,11 @@ pub enum PackageStep {
         /// that a dependency is purged once nothing needs it).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         remark: Vec<Remark>,
+        /// Versions this transaction replaces whose package files the
+        /// store could not keep (the archive no longer serves them): going
+        /// back to them needs the archive. Filled before the journal.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unkept: Vec<String>,
     },
     /// Remove these packages (all installed by sysgen), in one
     /// transaction. Their conffiles and data stay on the root, as a
@@ -124,6 +129,7 @@ impl fmt::Display for PackageStep {
                 manager,
                 changes,
                 remark,
+                unkept,
             } => {
                 let mut parts: Vec<String> = changes
                     .iter()
@@ -144,7 +150,15 @@ impl fmt::Display for PackageStep {
                         format!("mark {} as declared", r.name)
                     }
                 }));
-                write!(f, "{manager} transaction: {}", parts.join(", "))
+                write!(f, "{manager} transaction: {}", parts.join(", "))?;
+                if !unkept.is_empty() {
+                    write!(
+                        f,
+                        " (the archive no longer serves {}: going back to it needs the archive)",
+                        unkept.join(", ")
+                    )?;
+                }
+                Ok(())
             }
             PackageStep::Remove {
                 manager,

@@ -356,6 +356,7 @@ fn steps_round_trip_through_the_journal_format() {
                     name: "sg-libhello".into(),
                     dependency: true,
                 }],
+                unkept: vec!["sg-hello 2.0".into()],
             },
         ),
         Step::new(
@@ -380,7 +381,7 @@ fn steps_round_trip_through_the_journal_format() {
     assert_eq!(back, steps);
     assert_eq!(
         steps[0].to_string(),
-        "apt transaction: downgrade sg-hello 2.0 -> 1.0, mark sg-libhello as a dependency"
+        "apt transaction: downgrade sg-hello 2.0 -> 1.0, mark sg-libhello as a dependency (the archive no longer serves sg-hello 2.0: going back to it needs the archive)"
     );
     assert_eq!(
         steps[1].to_string(),
