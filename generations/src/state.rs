@@ -144,7 +144,8 @@ impl State {
 
     /// The pid of the command holding the lock now (a switch, recover or
     /// gc under way), if one does: what tells a running switch from an
-    /// interrupted one. Takes nothing: a shared lock is tried and let go at
+    /// interrupted one. 0 when the holder has not written its pid yet
+    /// (it writes it right after taking the lock). Takes nothing: a shared lock is tried and let go at
     /// once, so a read-only command never holds up a writer for longer
     /// than that.
     pub fn lock_holder(&self) -> Result<Option<u32>, Error> {

@@ -257,7 +257,7 @@ fn a_package_sysgen_upgrades_but_did_not_install_keeps_its_mark_and_stays() {
 }
 
 #[test]
-fn a_package_that_goes_from_declared_to_dependency_is_purged_with_its_dependent() {
+fn a_package_that_goes_from_declared_to_dependency_is_removed_with_its_dependent() {
     let d = published();
     let before = d.packages();
     let c1 = cfg(&d, "one.json", &["sg-libhello"], "x\n");
@@ -282,7 +282,7 @@ fn a_package_that_goes_from_declared_to_dependency_is_purged_with_its_dependent(
 }
 
 #[test]
-fn a_declared_package_that_a_hand_installed_one_needs_is_not_purged() {
+fn a_declared_package_that_a_hand_installed_one_needs_is_not_removed() {
     let d = published();
     let c1 = cfg(&d, "one.json", &["sg-libhello"], "x\n");
     let c2 = cfg(&d, "two.json", &[], "y\n");
@@ -292,7 +292,7 @@ fn a_declared_package_that_a_hand_installed_one_needs_is_not_purged() {
     let out = d.env.run(&["switch", &c2]).expect(1);
     assert!(
         out.stderr.contains(
-            "purging sg-libhello would also remove sg-uses-lib, which sysgen did not install"
+            "removing sg-libhello would also remove sg-uses-lib, which sysgen did not install"
         ),
         "{}",
         out.stderr

@@ -306,7 +306,7 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
     Err(Error::Package(PackageError {
         package: names.first().cloned(),
         what: format!(
-            "purging {} would also remove {}, which sysgen did not install",
+            "removing {} would also remove {}, which sysgen did not install",
             names.join(", "),
             extras.join(", ")
         ),

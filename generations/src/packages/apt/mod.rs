@@ -359,7 +359,7 @@ impl PackageManager for Apt {
             if !out.ok {
                 return Err(self.transaction_error(
                     &out,
-                    "install",
+                    "apt-get install",
                     "fix the cause (or remove the package from the configuration), then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
                 ));
             }
@@ -449,7 +449,7 @@ impl PackageManager for Apt {
         if !out.ok {
             return Err(self.transaction_error(
                 &out,
-                verb,
+                &format!("apt-get {verb}"),
                 "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
             ));
         }
@@ -464,7 +464,7 @@ impl PackageManager for Apt {
         if !out.ok {
             return Err(self.transaction_error(
                 &out,
-                "purge",
+                "dpkg --purge",
                 "fix the cause (the package's postrm script), then run `sysgen gc` again",
             ));
         }
@@ -485,7 +485,7 @@ impl PackageManager for Apt {
         if !out.ok {
             return Err(self.transaction_error(
                 &out,
-                if purge { "purge" } else { "remove" },
+                if purge { "dpkg --purge" } else { "dpkg --remove" },
                 "fix the cause (the package's prerm or postrm script), then run `sysgen recover --rollback` again",
             ));
         }
