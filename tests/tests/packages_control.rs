@@ -3,8 +3,8 @@
 //!
 //! - a postinst that hangs is stopped at the package timeout, with every
 //!   process it started, and no dpkg is left holding the lock;
-//! - SIGTERM to sysgen stops apt and dpkg, waits for them, and leaves a
-//!   journal; `status` tells the running switch (the lock holder's pid)
+//! - SIGTERM or SIGINT to sysgen stops apt and dpkg, waits for them, and
+//!   leaves a journal; `status` tells the running switch (the lock holder's pid)
 //!   from the interrupted one;
 //! - undoing a switch cut short inside a postinst (a timeout, a signal, a
 //!   power cut) never runs that postinst again.
@@ -108,6 +108,17 @@ fn a_hung_postinst_is_stopped_at_the_timeout_and_the_undo_never_runs_it_again() 
 
 #[test]
 fn sigterm_stops_apt_and_dpkg_and_status_tells_running_from_interrupted() {
+    stopped_by("TERM", 15);
+}
+
+#[test]
+fn sigint_stops_apt_and_dpkg_as_sigterm_does() {
+    stopped_by("INT", 2);
+}
+
+/// A switch inside a hung postinst, signalled: sysgen stops apt, dpkg and
+/// the script, waits, exits 128 + the signal, and leaves its journal.
+fn stopped_by(signal: &str, number: i32) {
     let d = published();
     let c1 = cfg(&d, "one.json", &[], "one\n");
     let c2 = cfg(&d, "two.json", &["sg-hang"], "two\n");
@@ -137,17 +148,17 @@ fn sigterm_stops_apt_and_dpkg_and_status_tells_running_from_interrupted() {
     let st = d.env.run(&["status", "--json"]).ok().json();
     assert_eq!(st["running"], child.id(), "{st}");
     let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "128 + SIGTERM");
+    assert_eq!(out.status.code(), Some(128 + number), "128 + the signal");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(
-            "sysgen was asked to stop (SIGTERM); it stopped apt-get and every process it started"
-        ) && stderr.contains("recover"),
+        stderr.contains(&format!(
+            "sysgen was asked to stop (SIG{signal}); it stopped apt-get and every process it started"
+        )) && stderr.contains("recover"),
         "{stderr}"
     );
     undone_exactly(&d, &from);
