@@ -44,6 +44,9 @@ pub struct Global {
     /// The zfs command, for zfs datasets (a name is looked up in PATH)
     #[arg(long, global = true, value_name = "PATH", default_value = "zfs")]
     pub zfs: PathBuf,
+    /// Seconds one run of apt or dpkg may take before sysgen stops it (and every process it started)
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub package_timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod help;
 mod output;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,12 +45,13 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    signals::install();
     let out = Out {
         json: cli.global.json,
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
     };
-    match run(&cli, &out) {
+    signals::exit_code(match run(&cli, &out) {
         Ok(code) => code,
         Err(e) => {
             let code = if e.is_invalid_input() { 2 } else { 1 };
@@ -59,7 +61,7 @@ pub fn main() -> i32 {
             }
             code
         }
-    }
+    })
 }
 
 /// The `--json` document of a command that failed.
@@ -170,6 +172,7 @@ impl Env {
                 },
                 rollback_on_failure: true,
                 with_data: false,
+                package_timeout: std::time::Duration::from_secs(g.package_timeout),
             },
             proxy: sysgen_generations::download::Proxy::try_from_env(),
         })

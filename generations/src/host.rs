@@ -3,6 +3,7 @@
 //! library never reads `PATH` or the environment; the CLI fills these in.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What the binary tells the kinds about the host: which tools to run and
 /// whether systemd is up, and the flags of a switch. One value for every
@@ -18,7 +19,14 @@ pub struct Options {
     pub rollback_on_failure: bool,
     /// `rollback --with-data`: restore the target generation's snapshots.
     pub with_data: bool,
+    /// How long one run of apt or dpkg may take before it is stopped
+    /// (a maintainer script that hangs would hold the locks forever).
+    pub package_timeout: Duration,
 }
+
+/// The package timeout when none is given: long enough for a large
+/// upgrade, short of holding the dpkg lock all day.
+pub const DEFAULT_PACKAGE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for Options {
     fn default() -> Self {
@@ -27,6 +35,7 @@ impl Default for Options {
             tools: Tools::default(),
             rollback_on_failure: true,
             with_data: false,
+            package_timeout: DEFAULT_PACKAGE_TIMEOUT,
         }
     }
 }

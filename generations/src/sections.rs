@@ -33,10 +33,16 @@ pub struct Sections {
 pub struct PackageSet {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub apt: BTreeMap<String, Pin>,
+    /// Packages the configuration asks to purge when they leave (or, left
+    /// over from an earlier removal, now): their configuration and data go
+    /// at once rather than when gc collects the last generation with them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub purge: std::collections::BTreeSet<String>,
 }
 
 static NO_PACKAGES: PackageSet = PackageSet {
     apt: BTreeMap::new(),
+    purge: std::collections::BTreeSet::new(),
 };
 
 impl PackageSet {
@@ -46,7 +52,7 @@ impl PackageSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.apt.is_empty()
+        self.apt.is_empty() && self.purge.is_empty()
     }
 }
 

@@ -141,6 +141,37 @@ impl State {
     pub fn journal_path(&self) -> PathBuf {
         self.dir.join("journal.json")
     }
+
+    /// The pid of the command holding the lock now (a switch, recover or
+    /// gc under way), if one does: what tells a running switch from an
+    /// interrupted one. 0 when the holder has not written its pid yet
+    /// (it writes it right after taking the lock). Takes nothing: a shared lock is tried and let go at
+    /// once, so a read-only command never holds up a writer for longer
+    /// than that.
+    pub fn lock_holder(&self) -> Result<Option<u32>, Error> {
+        let path = self.dir.join("lock");
+        let dir = trust::open(&self.dir, Expect::Dir, false)?;
+        let fd = match openat(
+            &dir,
+            "lock",
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            NixMode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(trust::refused_or_io(&path, Expect::File, e.into()).into()),
+        };
+        let mut file = File::from(fd);
+        trust::check(&file, &path, Expect::File)?;
+        let mut s = String::new();
+        file.read_to_string(&mut s).map_err(io_err(&path))?;
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            // Dropping the guard lets go at once.
+            Ok(_) => Ok(None),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(Some(s.trim().parse().unwrap_or(0))),
+            Err((_, e)) => Err(io_err(&path)(e.into())),
+        }
+    }
 }
 
 /// The state directory's path inside the root, when it lies inside it: no

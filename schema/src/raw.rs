@@ -220,6 +220,12 @@ pub(crate) struct RawPackages {
     #[serde(default)]
     #[schemars(inner(pattern(r"^[a-z0-9][a-z0-9+.-]+(=[0-9A-Za-z.+~:-]+)?$")))]
     pub apt: Vec<String>,
+    /// Debian package names to purge when they leave the configuration (or
+    /// now, if sysgen removed them earlier): their configuration and data
+    /// go at once instead of when gc collects the last generation with them.
+    #[serde(default)]
+    #[schemars(inner(pattern(r"^[a-z0-9][a-z0-9+.-]+$")))]
+    pub purge: Vec<String>,
 }
 
 /// The kind of a dataset.

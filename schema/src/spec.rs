@@ -110,6 +110,9 @@ pub struct AptPackage {
 pub struct Packages {
     /// Keyed by package name.
     pub apt: BTreeMap<String, AptPackage>,
+    /// Packages to purge, not just remove, when they leave (every file's
+    /// list, together).
+    pub purge: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -99,6 +99,8 @@ pub struct Pkg<'a> {
     pub postinst: Option<&'a str>,
     /// More control fields (`Conflicts: x\n`).
     pub control: &'a str,
+    /// A postrm script body, if any (`$1` is remove or purge).
+    pub postrm: Option<&'a str>,
 }
 
 impl<'a> Pkg<'a> {
@@ -111,6 +113,7 @@ impl<'a> Pkg<'a> {
             conffiles: &[],
             postinst: None,
             control: "",
+            postrm: None,
         }
     }
 }
@@ -173,9 +176,10 @@ impl DebEnv {
             )
             .expect("conffiles");
         }
-        if let Some(body) = p.postinst {
-            let f = work.join("DEBIAN/postinst");
-            fs::write(&f, format!("#!/bin/sh\n{body}\n")).expect("postinst");
+        for (script, body) in [("postinst", p.postinst), ("postrm", p.postrm)] {
+            let Some(body) = body else { continue };
+            let f = work.join("DEBIAN").join(script);
+            fs::write(&f, format!("#!/bin/sh\n{body}\n")).expect("maintainer script");
             fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         sh(Command::new("dpkg-deb")
@@ -185,6 +189,24 @@ impl DebEnv {
                 self.repo()
                     .join(format!("{}_{}_all.deb", p.name, p.version)),
             ));
+    }
+
+    /// sg-db 1.0: keeps state in /var/lib/sg-db (made by its postinst,
+    /// deleted by its postrm on purge, as Debian policy has it) and has a
+    /// conffile, /etc/sg-db.conf.
+    pub fn build_sg_db(&self) {
+        self.build(&Pkg {
+            files: &[
+                ("/etc/sg-db.conf", "port = 1\n"),
+                ("/usr/bin/sg-db", "#!/bin/sh\necho db\n"),
+            ],
+            conffiles: &["/etc/sg-db.conf"],
+            postinst: Some(
+                "mkdir -p /var/lib/sg-db\n[ -e /var/lib/sg-db/data ] || echo empty > /var/lib/sg-db/data",
+            ),
+            postrm: Some(r#"if [ "$1" = purge ]; then rm -rf /var/lib/sg-db; fi"#),
+            ..Pkg::new("sg-db", "1.0")
+        });
     }
 
     pub fn repo(&self) -> PathBuf {
@@ -310,4 +332,33 @@ impl DebEnv {
             .join(&hex[..2])
             .join(&hex[2..])
     }
+}
+
+/// The lines only one of two listings has, `-` for `a`'s and `+` for
+/// `b`'s: a short message for a failed comparison of whole trees.
+pub fn changed_lines(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut out: Vec<String> = la
+        .iter()
+        .filter(|l| !lb.contains(l))
+        .map(|l| format!("- {l}"))
+        .collect();
+    out.extend(
+        lb.iter()
+            .filter(|l| !la.contains(l))
+            .map(|l| format!("+ {l}")),
+    );
+    out.join("\n")
+}
+
+/// Asserts that two (packages, tree) states are the same, naming only the
+/// lines that differ.
+#[track_caller]
+pub fn assert_same(got: &(String, String), want: &(String, String), what: &str) {
+    assert!(
+        got == want,
+        "{what}: packages:\n{}\ntree:\n{}",
+        changed_lines(&want.0, &got.0),
+        changed_lines(&want.1, &got.1)
+    );
 }

@@ -22,6 +22,10 @@ struct StatusOutput {
     entries: u64,
     /// How many entries differ (`sysgen verify` lists them).
     drift: usize,
+    /// The pid of the command holding the lock now, if any: with
+    /// `interrupted`, the switch is still running, not interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -51,11 +55,20 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
         )),
         None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
     }
-    if let Some(j) = &journal {
-        out.line(format!(
+    let running = state.lock_holder()?;
+    match (&journal, running) {
+        (Some(j), Some(pid)) => out.line(format!(
+            "running: a switch to generation {} is under way (pid {pid} holds the lock); wait for it, or stop it with `kill {pid}` and run `sysgen recover`",
+            j.to_number
+        )),
+        (Some(j), None) => out.line(format!(
             "interrupted: a switch to generation {} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)",
             j.to_number
-        ));
+        )),
+        (None, Some(pid)) => out.line(format!(
+            "running: pid {pid} holds the lock (a build, switch, gc or recover is under way)"
+        )),
+        (None, None) => {}
     }
     if v.drift.is_empty() {
         out.line(format!("drift: none ({} entries match)", v.entries));
@@ -84,6 +97,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
         }),
         entries: v.entries,
         drift: v.drift.len(),
+        running,
     })?;
     Ok(0)
 }

@@ -98,4 +98,10 @@ ALTER TABLE nodes_by_rowid RENAME TO nodes;
     r#"
 CREATE TABLE block_files (path TEXT PRIMARY KEY) WITHOUT ROWID;
 "#,
+    // Which copy of each owned package sysgen installed (its dpkg file
+    // list's inode and ctime): one the admin purged and reinstalled by hand
+    // is another copy, and the admin's.
+    r#"
+ALTER TABLE package_owned ADD COLUMN copy TEXT;
+"#,
 ];

@@ -239,7 +239,10 @@ pub(super) fn generation(
         tree,
         root,
         datasets: Datasets(ds),
-        packages: PackageSet { apt },
+        packages: PackageSet {
+            apt,
+            purge: Default::default(),
+        },
         services: Services(services),
     }
 }

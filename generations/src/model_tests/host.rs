@@ -475,7 +475,7 @@ impl Host {
 
     fn package(&mut self, s: &PackageStep) -> Fallible<()> {
         match s {
-            PackageStep::Keep { .. } => {}
+            PackageStep::Keep { .. } | PackageStep::Abandon { .. } => {}
             PackageStep::Install {
                 changes, remark, ..
             } => {
@@ -542,8 +542,10 @@ impl Host {
                 for n in self.pm().removed_with(&names) {
                     self.installed.remove(&n);
                 }
+                // A removed package stays sysgen's (its configuration is
+                // purged by gc); a purged one is gone for good.
                 for g in packages {
-                    if !before.contains_key(&g.name) || names.contains(&g.name) {
+                    if g.purge && (!before.contains_key(&g.name) || names.contains(&g.name)) {
                         self.db.owned.remove(&g.name);
                     }
                 }

@@ -273,7 +273,9 @@ fn plan(
     if !(old_p.is_empty() && new_p.is_empty()) {
         world.sync_owned(&host.db.owned)?;
         let pm = host.pm();
-        match crate::packages::plan::plan_with(
+        let pk_undone: Vec<crate::packages::PackageStep> = own_steps(undone);
+        let pk_refs: Vec<&crate::packages::PackageStep> = pk_undone.iter().collect();
+        match crate::packages::plan::plan_full(
             &pm,
             &world.root,
             &world.db,
@@ -281,6 +283,8 @@ fn plan(
             old_p,
             new_p,
             true,
+            &host.db.owned,
+            &pk_refs,
         ) {
             Ok(pk) => pk_steps = crate::packages::kind::steps(pk),
             Err(e) if !is_undo => refused.push(e.to_string()),

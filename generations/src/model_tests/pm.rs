@@ -65,8 +65,11 @@ impl PackageManager for HostPm<'_> {
     fn resolve(&self, _: &[Want]) -> Result<Resolved, crate::Error> {
         Ok(Resolved::default())
     }
-    fn closure(&self, _: &[String]) -> Result<BTreeSet<String>, crate::Error> {
-        Ok(BTreeSet::new())
+    fn relations(
+        &self,
+        _: &[(String, String)],
+    ) -> Result<BTreeMap<String, crate::packages::closure::Relations>, crate::Error> {
+        Ok(BTreeMap::new())
     }
     fn download(&self, _: &[(String, String, String)]) -> Result<Vec<EntryPath>, crate::Error> {
         Ok(Vec::new())
@@ -109,7 +112,19 @@ impl PackageManager for HostPm<'_> {
     fn changed_conffiles(&self, _: &str) -> Result<Vec<EntryPath>, crate::Error> {
         Ok(Vec::new())
     }
-    fn purge(&self, _: &[String]) -> Result<(), crate::Error> {
+    fn remove(&self, _: &[String], _: bool) -> Result<(), crate::Error> {
+        Ok(())
+    }
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, crate::Error> {
+        Ok(BTreeMap::new())
+    }
+    fn conffiles(&self, _: &str) -> Result<Vec<EntryPath>, crate::Error> {
+        Ok(Vec::new())
+    }
+    fn purge_leftovers(&self, _: &[String]) -> Result<(), crate::Error> {
+        Ok(())
+    }
+    fn abandon(&self, _: &[String], _: bool) -> Result<(), crate::Error> {
         Ok(())
     }
     fn lock_holder(&self, _: &RootDir) -> Result<Option<(String, u32)>, crate::Error> {

@@ -4,15 +4,18 @@
 
 use super::apply::apply as run_step;
 use super::apt::Apt;
-use super::plan::{PackagePlan, fetch, plan_with};
-use super::records::{forget_files, mark_files};
-use super::{PackageSet, PackageStep, diff, drift, resolve};
+use super::fetch::fetch;
+use super::gc::purge_unkept;
+use super::plan::{PackagePlan, plan_full};
+use super::reconcile::owned_now;
+use super::records::{forget_files, mark_files, owned};
+use super::{PackageManager, PackageSet, PackageStep, diff, drift, resolve};
 use crate::host::Options;
-use crate::kind::Phase;
 use crate::kind::{
     ApplyCx, BuildCx, Claims, Collect, Inspection, Kind, KindStepOps, Marks, Planned, Report,
     Transition, Verified, to_json,
 };
+use crate::kind::{Mode, Phase};
 use crate::manifest::Manifest;
 use crate::{Error, Progress, State};
 
@@ -37,7 +40,7 @@ impl Kind for Packages {
         &self,
         t: &'a Transition<'a>,
         _claims: &'a Claims,
-        _undone: &[&PackageStep],
+        undone: &[&PackageStep],
     ) -> Result<Inspection<'a, PackageStep>, Error> {
         let old = t.from.map_or(PackageSet::none(), |g| &g.manifest.packages);
         let new = t.to.map_or(PackageSet::none(), |g| &g.manifest.packages);
@@ -45,8 +48,15 @@ impl Kind for Packages {
             return Ok(Inspection::planning(Planned::default));
         }
         let state = t.state;
-        let apt = Apt::for_root(&state.root)?;
-        let mut pk = plan_with(
+        let apt = Apt::for_root(&state.root)?.with_timeout(t.opts.package_timeout);
+        // An undo goes back by the records the interrupted switch wrote; a
+        // switch first sees what dpkg says became of them.
+        let owned = if t.mode == Mode::Undo {
+            owned(&state.db, apt.name())?
+        } else {
+            owned_now(&apt, &state.db, &state.root)?
+        };
+        let mut pk = plan_full(
             &apt,
             &state.root,
             &state.db,
@@ -54,6 +64,8 @@ impl Kind for Packages {
             old,
             new,
             !t.is_dry_run(),
+            &owned,
+            undone,
         )?;
         let saved = std::mem::take(&mut pk.saved);
         let mut look = Inspection::planning(move || Planned::steps(steps(pk)));
@@ -90,12 +102,12 @@ impl Kind for Packages {
         &self,
         state: &State,
         generation: &Manifest,
-        _opts: &Options,
+        opts: &Options,
         _progress: &dyn Progress,
     ) -> Result<Verified, Error> {
         Ok(Verified {
             entries: generation.packages.apt.len() as u64,
-            drift: drift(state, &generation.packages)?,
+            drift: drift(state, &generation.packages, opts.package_timeout)?,
         })
     }
 
@@ -112,14 +124,18 @@ impl Kind for Packages {
             // Rows before objects, as everywhere in gc.
             forget_files(&cx.state.db, cx.gone_public)?;
         }
-        Ok(None)
+        purge_unkept(cx)
     }
 }
 
 /// The package steps with their phases: the transaction before the
 /// files, the keep notes and the purge after them.
 pub(crate) fn steps(pk: PackagePlan) -> Vec<(Phase, PackageStep)> {
-    let install = pk.install.into_iter().map(|s| (Phase::Install, s));
+    let install = pk
+        .abandon
+        .into_iter()
+        .chain(pk.install)
+        .map(|s| (Phase::Install, s));
     let remove = pk.remove.into_iter().map(|s| (Phase::Purge, s));
     install.chain(remove).collect()
 }
@@ -142,6 +158,6 @@ impl KindStepOps for PackageStep {
     }
 
     fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
-        run_step(cx.root, cx.store, cx.db, self)
+        run_step(cx.root, cx.store, cx.db, cx.opts.package_timeout, self)
     }
 }

@@ -32,8 +32,12 @@
 
 mod apply;
 pub mod apt;
+pub mod closure;
+mod fetch;
+mod gc;
 pub(crate) mod kind;
 pub(crate) mod plan;
+mod reconcile;
 mod records;
 mod resolve;
 mod step;
@@ -99,8 +103,13 @@ pub trait PackageManager {
     fn auto_marked(&self) -> Result<BTreeSet<String>, Error>;
     /// Simulates installing `wanted`; changes nothing.
     fn resolve(&self, wanted: &[Want]) -> Result<Resolved, Error>;
-    /// Every package name the hard dependencies of `names` can reach.
-    fn closure(&self, names: &[String]) -> Result<BTreeSet<String>, Error>;
+    /// The relations of every package present once a transaction
+    /// installing `candidates` (name, exact version) ran: those installed
+    /// now, with the candidates' own at the versions given.
+    fn relations(
+        &self,
+        candidates: &[(String, String)],
+    ) -> Result<BTreeMap<String, closure::Relations>, Error>;
     /// Downloads (name, version, arch) package files into the staging
     /// directory of the root; returns their paths there.
     fn download(&self, pkgs: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error>;
@@ -116,8 +125,19 @@ pub trait PackageManager {
     fn unneeded_after(&self, names: &[String]) -> Result<BTreeSet<String>, Error>;
     /// Conffiles of an installed package that differ from what it shipped.
     fn changed_conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error>;
-    /// Removes the packages with their configuration.
-    fn purge(&self, names: &[String]) -> Result<(), Error>;
+    /// Removes the packages; with `purge`, their configuration and data too.
+    fn remove(&self, names: &[String], purge: bool) -> Result<(), Error>;
+    /// Packages removed with their configuration left (dpkg's `rc`): name
+    /// -> version.
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, Error>;
+    /// The conffiles dpkg records for a package (installed or left over).
+    fn conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error>;
+    /// Purges packages of which only the configuration is left.
+    fn purge_leftovers(&self, names: &[String]) -> Result<(), Error>;
+    /// Takes half-installed packages out directly (no configure step, so
+    /// the script that was cut short never runs again); with `purge`,
+    /// their configuration too.
+    fn abandon(&self, names: &[String], purge: bool) -> Result<(), Error>;
     /// The lock file and pid of another program holding the manager's lock.
     fn lock_holder(&self, root: &RootDir) -> Result<Option<(String, u32)>, Error>;
 }
@@ -189,11 +209,17 @@ pub fn diff(a: &PackageSet, b: &PackageSet) -> Vec<PkgDiff> {
 
 /// Packages of the generation that are not installed as it records them
 /// (removed, another version, or left half-installed), for `verify`.
-pub fn drift(state: &State, set: &PackageSet) -> Result<Vec<crate::Drift>, Error> {
-    if set.is_empty() {
+pub fn drift(
+    state: &State,
+    set: &PackageSet,
+    timeout: std::time::Duration,
+) -> Result<Vec<crate::Drift>, Error> {
+    if set.apt.is_empty() {
         return Ok(Vec::new());
     }
-    let installed = Apt::for_root(&state.root)?.installed()?;
+    let installed = Apt::for_root(&state.root)?
+        .with_timeout(timeout)
+        .installed()?;
     Ok(set
         .apt
         .iter()

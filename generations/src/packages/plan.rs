@@ -1,20 +1,23 @@
-//! Planning the packages of a switch (pure), and fetching what its
-//! transaction installs into the store (before the journal).
+//! Planning the packages of a switch (pure).
 
-use std::io::Read;
+use sysgen_schema::EntryPath;
+use sysgen_store::{Hash, Store};
 
-use sysgen_store::{Area, Hash, Store};
-
-use super::apt::Apt;
-use super::records::{deb_in_store, owned, record_file};
+use super::records::deb_in_store;
+#[cfg(test)]
+use super::records::owned;
 use super::{PackageManager, PackageSet, PackageStep, PkgChange, PkgGone, Remark};
 use crate::db::{Db, Saved};
 use crate::rootfs::RootDir;
-use crate::{Error, PackageError, State};
+use crate::{Error, PackageError};
 
 /// The package part of a switch's plan.
 #[derive(Default)]
 pub(crate) struct PackagePlan {
+    /// In an undo: packages the undone switch left half-installed, taken
+    /// out with dpkg directly before anything else (their maintainer
+    /// scripts are not run again).
+    pub abandon: Option<PackageStep>,
     pub install: Option<PackageStep>,
     /// Keep notes and the purge, in that order.
     pub remove: Vec<PackageStep>,
@@ -28,6 +31,7 @@ pub(crate) struct PackagePlan {
 /// refuses at once when another program holds the dpkg lock, or when a
 /// purge would take a package sysgen did not install with it: before any
 /// change.
+#[cfg(test)]
 pub(crate) fn plan_with(
     pm: &dyn PackageManager,
     root: &RootDir,
@@ -37,8 +41,54 @@ pub(crate) fn plan_with(
     new: &PackageSet,
     real: bool,
 ) -> Result<PackagePlan, Error> {
-    let installed = pm.installed()?;
     let owned = owned(db, pm.name())?;
+    plan_full(pm, root, db, store, old, new, real, &owned, &[])
+}
+
+/// [`plan_with`], with what sysgen owns given (reconciled with dpkg for a
+/// switch, as recorded for an undo), for an undo too: `undone` holds the
+/// package steps of the switch being undone. What it installed fresh is purged (the undo leaves
+/// no trace of it), and what it left half-installed (a maintainer script
+/// cut short: a crash, a timeout, a signal) is taken out with dpkg first,
+/// never configured again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_full(
+    pm: &dyn PackageManager,
+    root: &RootDir,
+    db: &Db,
+    store: &Store,
+    old: &PackageSet,
+    new: &PackageSet,
+    real: bool,
+    owned: &std::collections::BTreeSet<String>,
+    undone: &[&PackageStep],
+) -> Result<PackagePlan, Error> {
+    let installed = pm.installed()?;
+    let undone_changes: Vec<&PkgChange> = undone
+        .iter()
+        .filter_map(|s| match s {
+            PackageStep::Install { changes, .. } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let fresh: std::collections::BTreeSet<&str> = undone_changes
+        .iter()
+        .filter(|c| c.from.is_none() && !c.kept_config)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut abandon: Vec<PkgGone> = undone_changes
+        .iter()
+        .filter(|c| installed.get(&c.name).is_some_and(|i| !i.healthy))
+        .map(|c| PkgGone {
+            name: c.name.clone(),
+            version: c.to.clone(),
+            dependency: c.dependency,
+            purge: false,
+            destroys: Vec::new(),
+        })
+        .collect();
+    abandon.dedup_by(|a, b| a.name == b.name);
     let mut changes = Vec::new();
     for (name, pin) in &new.apt {
         let live = installed.get(name);
@@ -53,6 +103,7 @@ pub(crate) fn plan_with(
             dependency: pin.dependency,
             owned: live.is_none() || owned.contains(name),
             deb: deb_in_store(db, store, pm.name(), name, &pin.version, &pin.arch)?,
+            kept_config: live.is_none() && owned.contains(name),
         });
     }
     let mut out = PackagePlan::default();
@@ -69,6 +120,8 @@ pub(crate) fn plan_with(
                 name: name.clone(),
                 version: live.version.clone(),
                 dependency: pin.dependency,
+                purge: false,
+                destroys: Vec::new(),
             });
         } else if !pin.dependency {
             out.remove.push(PackageStep::Keep {
@@ -78,8 +131,38 @@ pub(crate) fn plan_with(
             });
         }
     }
+    // What the configuration asks to purge: leaving now, or left over from
+    // an earlier removal (only what sysgen installed, never the admin's).
+    let (mut purged, removed): (Vec<PkgGone>, Vec<PkgGone>) = gone
+        .into_iter()
+        .partition(|g| new.purge.contains(&g.name) || fresh.contains(g.name.as_str()));
+    let leftovers = if new.purge.is_empty() {
+        Default::default()
+    } else {
+        pm.leftovers()?
+    };
+    for name in &new.purge {
+        if let (Some(version), true, false) = (
+            leftovers.get(name),
+            owned.contains(name),
+            new.apt.contains_key(name),
+        ) {
+            purged.push(PkgGone {
+                name: name.clone(),
+                version: version.clone(),
+                dependency: false,
+                purge: true,
+                destroys: Vec::new(),
+            });
+        }
+    }
     let mut conffiles = Vec::new();
-    for g in &gone {
+    for g in &mut purged {
+        g.destroys = destroys(pm, root, &g.name)?;
+        if !installed.contains_key(&g.name) {
+            // Left over: dpkg no longer checks its conffiles.
+            continue;
+        }
         for p in pm.changed_conffiles(&g.name)? {
             // Kept in the store's root-only area before the journal is
             // written (a conffile may hold anything: passwords).
@@ -96,6 +179,11 @@ pub(crate) fn plan_with(
             conffiles.push(p);
         }
     }
+    let gone: Vec<PkgGone> = removed
+        .iter()
+        .chain(purged.iter().filter(|g| installed.contains_key(&g.name)))
+        .cloned()
+        .collect();
     if real && (!changes.is_empty() || !gone.is_empty()) {
         if let Some((lock, pid)) = pm.lock_holder(root)? {
             return Err(Error::Package(PackageError {
@@ -134,14 +222,50 @@ pub(crate) fn plan_with(
             manager: pm.name().into(),
             changes,
             remark,
+            unkept: Vec::new(),
         });
     }
-    if !gone.is_empty() {
+    if !abandon.is_empty() {
+        out.abandon = Some(PackageStep::Abandon {
+            manager: pm.name().into(),
+            purge: abandon
+                .iter()
+                .filter(|a| fresh.contains(a.name.as_str()))
+                .map(|a| a.name.clone())
+                .collect(),
+            remove: abandon
+                .iter()
+                .filter(|a| !fresh.contains(a.name.as_str()))
+                .map(|a| a.name.clone())
+                .collect(),
+        });
+    }
+    let packages: Vec<PkgGone> = removed
+        .into_iter()
+        .chain(purged.into_iter().map(|g| PkgGone { purge: true, ..g }))
+        .collect();
+    if !packages.is_empty() {
         out.remove.push(PackageStep::Remove {
             manager: pm.name().into(),
-            packages: gone,
+            packages,
             conffiles,
         });
+    }
+    Ok(out)
+}
+
+/// What purging `name` destroys: its conffiles, and its state directory
+/// (`/var/lib/<name>`, Debian policy's place for it) when there is one.
+pub(crate) fn destroys(
+    pm: &dyn PackageManager,
+    root: &RootDir,
+    name: &str,
+) -> Result<Vec<EntryPath>, Error> {
+    let mut out = pm.conffiles(name)?;
+    let state = EntryPath::parse(&format!("/var/lib/{name}"))
+        .map_err(|e| Error::Internal(format!("the state directory of {name}: {e}")))?;
+    if matches!(root.inspect(&state)?, crate::rootfs::Live::Dir(_)) {
+        out.push(state);
     }
     Ok(out)
 }
@@ -182,7 +306,7 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
     Err(Error::Package(PackageError {
         package: names.first().cloned(),
         what: format!(
-            "purging {} would also remove {}, which sysgen did not install",
+            "removing {} would also remove {}, which sysgen did not install",
             names.join(", "),
             extras.join(", ")
         ),
@@ -193,45 +317,4 @@ fn refuse_extras(pm: &dyn PackageManager, names: &[String]) -> Result<(), Error>
             extras.join(", ")
         ),
     }))
-}
-
-// ------------------------------------------------------------------ fetch
-
-/// Fills in the `.deb` of every package the plan's transaction installs
-/// that the store does not have yet: downloads it with the root's package
-/// manager, keeps it in the store, and records it. Runs before the journal
-/// is written: a failure here changes nothing.
-pub(super) fn fetch(state: &mut State, steps: &mut [&mut PackageStep]) -> Result<(), Error> {
-    let Some(changes) = steps.iter_mut().find_map(|s| match s {
-        PackageStep::Install { changes, .. } => Some(changes),
-        _ => None,
-    }) else {
-        return Ok(());
-    };
-    let missing: Vec<(String, String, String)> = changes
-        .iter()
-        .filter(|c| c.deb.is_none())
-        .map(|c| (c.name.clone(), c.to.clone(), c.arch.clone()))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let apt = Apt::for_root(&state.root)?;
-    let files = apt.download(&missing)?;
-    for ((name, version, arch), path) in missing.iter().zip(&files) {
-        let mut bytes = Vec::new();
-        state
-            .root
-            .open_file(path)?
-            .read_to_end(&mut bytes)
-            .map_err(crate::io_err(state.root.display(path)))?;
-        let hash = state.store.put_bytes(&bytes, Area::Public)?;
-        record_file(&state.db, apt.name(), name, version, arch, &hash)?;
-        // The store has it now; apt's cache is not sysgen's to fill.
-        state.root.remove(path)?;
-        if let Some(c) = changes.iter_mut().find(|c| &c.name == name) {
-            c.deb = Some(hash);
-        }
-    }
-    Ok(())
 }

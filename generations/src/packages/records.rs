@@ -24,8 +24,10 @@ pub fn owned(db: &Db, manager: &str) -> Result<BTreeSet<String>, Error> {
 }
 
 pub(super) fn own(db: &Db, manager: &str, name: &str, yes: bool) -> Result<(), Error> {
+    // Owned anew, the copy is not known until the transaction ran (see
+    // `reconcile`): unknown counts as sysgen's.
     let q = if yes {
-        "INSERT OR IGNORE INTO package_owned (manager, name) VALUES (?1, ?2)"
+        "INSERT INTO package_owned (manager, name) VALUES (?1, ?2) ON CONFLICT (manager, name) DO UPDATE SET copy = NULL"
     } else {
         "DELETE FROM package_owned WHERE manager = ?1 AND name = ?2"
     };

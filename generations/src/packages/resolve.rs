@@ -3,16 +3,18 @@
 use std::collections::BTreeMap;
 
 use super::apt::Apt;
-use super::records::owned;
+use super::closure::closure;
 use super::{PackageManager, PackageSet, Pin, Want};
-use crate::db::Db;
 use crate::{Error, PackageError, State};
 
 /// The exact packages a configuration means on this root (see the module
 /// doc). Runs only simulations and queries: nothing on the root changes.
 pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageSet, Error> {
     let Some(first) = spec.apt.values().next() else {
-        return Ok(PackageSet::default());
+        return Ok(PackageSet {
+            purge: spec.purge.clone(),
+            ..PackageSet::default()
+        });
     };
     // A root without apt is a fault of this configuration on this root:
     // name the file that declares packages.
@@ -30,15 +32,12 @@ pub fn resolve(state: &State, spec: &sysgen_schema::Packages) -> Result<PackageS
         })
         .collect();
     Ok(PackageSet {
-        apt: resolve_with(&apt, &state.db, &wanted)?,
+        apt: resolve_with(&apt, &wanted)?,
+        purge: spec.purge.clone(),
     })
 }
 
-fn resolve_with(
-    pm: &dyn PackageManager,
-    db: &Db,
-    wanted: &[Want],
-) -> Result<BTreeMap<String, Pin>, Error> {
+fn resolve_with(pm: &dyn PackageManager, wanted: &[Want]) -> Result<BTreeMap<String, Pin>, Error> {
     let installed = pm.installed()?;
     let res = pm.resolve(wanted)?;
     if !res.removes.is_empty() {
@@ -87,27 +86,32 @@ fn resolve_with(
             dependency: true,
         });
     }
-    // Dependencies sysgen installed for an earlier generation that the
-    // declared packages still need stay recorded (and so stay installed).
-    let owned = owned(db, pm.name())?;
-    if !owned.is_empty() {
-        let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
-        for name in pm.closure(&names)? {
-            if let (Some(i), true, false) = (
-                installed.get(&name),
-                owned.contains(&name),
-                set.contains_key(&name),
-            ) {
-                set.insert(
-                    name,
-                    Pin {
-                        version: i.version.clone(),
-                        arch: i.arch.clone(),
-                        dependency: true,
-                    },
-                );
-            }
+    // The exact closure: everything the declared packages need at the
+    // versions this generation installs, whether the transaction brings it
+    // or it is on the root already (sysgen's or not). A rollback to the
+    // generation then reinstalls exactly what it stood on.
+    let candidates: Vec<(String, String)> = res
+        .installs
+        .iter()
+        .map(|(n, (v, _))| (n.clone(), v.clone()))
+        .collect();
+    let world = pm.relations(&candidates)?;
+    let roots: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
+    for name in closure(&world, &roots) {
+        if set.contains_key(&name) {
+            continue;
         }
+        let Some(i) = installed.get(&name) else {
+            continue;
+        };
+        set.insert(
+            name,
+            Pin {
+                version: i.version.clone(),
+                arch: i.arch.clone(),
+                dependency: true,
+            },
+        );
     }
     Ok(set)
 }

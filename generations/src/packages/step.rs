@@ -22,9 +22,18 @@ pub enum PackageStep {
         /// that a dependency is purged once nothing needs it).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         remark: Vec<Remark>,
+        /// Versions this transaction replaces whose package files the
+        /// store could not keep (the archive no longer serves them): going
+        /// back to them needs the archive. Filled before the journal.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unkept: Vec<String>,
     },
-    /// Purge these packages (all installed by sysgen), after saving their
-    /// changed conffiles (done while planning).
+    /// Remove these packages (all installed by sysgen), in one
+    /// transaction. Their conffiles and data stay on the root, as a
+    /// detached dataset's do, until gc collects the last generation that
+    /// has them. Those marked `purge` (the configuration asks for it) are
+    /// purged right after, their changed conffiles saved first (before the
+    /// journal).
     Remove {
         manager: String,
         packages: Vec<PkgGone>,
@@ -37,6 +46,19 @@ pub enum PackageStep {
         manager: String,
         name: String,
         version: String,
+    },
+    /// Undoing a switch cut short inside a maintainer script: the packages
+    /// it left half-installed are taken out with dpkg directly, so the
+    /// script being undone never runs again. `purge`: installed fresh by
+    /// that switch (nothing of them stays); `remove`: upgraded or
+    /// downgraded by it (the undo's transaction puts the old version back
+    /// over their kept configuration).
+    Abandon {
+        manager: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        purge: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<String>,
     },
 }
 
@@ -57,6 +79,11 @@ pub struct PkgChange {
     /// The package file in the store (filled before the journal is written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deb: Option<Hash>,
+    /// Sysgen removed it earlier and its configuration and data stayed:
+    /// undoing this install removes it again, keeping them (a package
+    /// installed afresh is purged by the undo instead).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kept_config: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +100,13 @@ pub struct PkgGone {
     pub version: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub dependency: bool,
+    /// Purged, not only removed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub purge: bool,
+    /// What purging it destroys (its conffiles, its state directory): said
+    /// in the plan. Empty for a removal, which destroys nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destroys: Vec<EntryPath>,
 }
 
 impl PkgChange {
@@ -95,6 +129,7 @@ impl fmt::Display for PackageStep {
                 manager,
                 changes,
                 remark,
+                unkept,
             } => {
                 let mut parts: Vec<String> = changes
                     .iter()
@@ -115,25 +150,51 @@ impl fmt::Display for PackageStep {
                         format!("mark {} as declared", r.name)
                     }
                 }));
-                write!(f, "{manager} transaction: {}", parts.join(", "))
+                write!(f, "{manager} transaction: {}", parts.join(", "))?;
+                if !unkept.is_empty() {
+                    write!(
+                        f,
+                        " (the archive no longer serves {}: going back to it needs the archive)",
+                        unkept.join(", ")
+                    )?;
+                }
+                Ok(())
             }
             PackageStep::Remove {
                 manager,
                 packages,
                 conffiles,
             } => {
-                let parts: Vec<String> = packages
-                    .iter()
-                    .map(|p| {
-                        let dep = if p.dependency {
-                            " (dependency, if nothing else needs it)"
-                        } else {
-                            ""
-                        };
-                        format!("{} {}{dep}", p.name, p.version)
-                    })
-                    .collect();
-                write!(f, "{manager} purge: {}", parts.join(", "))?;
+                let part = |p: &PkgGone| {
+                    let dep = if p.dependency {
+                        " (dependency, if nothing else needs it)"
+                    } else {
+                        ""
+                    };
+                    let gone = if p.destroys.is_empty() {
+                        String::new()
+                    } else {
+                        let d: Vec<&str> = p.destroys.iter().map(|d| d.as_str()).collect();
+                        format!(" (destroys {})", d.join(", "))
+                    };
+                    format!("{} {}{dep}{gone}", p.name, p.version)
+                };
+                let removed: Vec<String> = packages.iter().filter(|p| !p.purge).map(part).collect();
+                let purged: Vec<String> = packages.iter().filter(|p| p.purge).map(part).collect();
+                write!(f, "{manager} ")?;
+                if !removed.is_empty() {
+                    write!(
+                        f,
+                        "remove: {}; their configuration and data stay until gc collects the last generation that has them",
+                        removed.join(", ")
+                    )?;
+                    if !purged.is_empty() {
+                        write!(f, "; ")?;
+                    }
+                }
+                if !purged.is_empty() {
+                    write!(f, "purge: {}", purged.join(", "))?;
+                }
                 if !conffiles.is_empty() {
                     let c: Vec<String> = conffiles.iter().map(|p| p.to_string()).collect();
                     write!(
@@ -143,6 +204,18 @@ impl fmt::Display for PackageStep {
                     )?;
                 }
                 Ok(())
+            }
+            PackageStep::Abandon {
+                manager,
+                purge,
+                remove,
+            } => {
+                let all: Vec<&str> = purge.iter().chain(remove).map(String::as_str).collect();
+                write!(
+                    f,
+                    "{manager}: take out {} with dpkg, left half-installed by the switch being undone (its maintainer scripts are not run again)",
+                    all.join(", ")
+                )
             }
             PackageStep::Keep {
                 manager,

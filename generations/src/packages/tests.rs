@@ -54,8 +54,11 @@ impl PackageManager for FakePm {
     fn resolve(&self, _: &[Want]) -> Result<Resolved, Error> {
         Ok(Resolved::default())
     }
-    fn closure(&self, _: &[String]) -> Result<BTreeSet<String>, Error> {
-        Ok(BTreeSet::new())
+    fn relations(
+        &self,
+        _: &[(String, String)],
+    ) -> Result<BTreeMap<String, closure::Relations>, Error> {
+        Ok(BTreeMap::new())
     }
     fn download(&self, _: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error> {
         Ok(Vec::new())
@@ -72,7 +75,19 @@ impl PackageManager for FakePm {
     fn changed_conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error> {
         Ok(self.conffiles.get(name).cloned().unwrap_or_default())
     }
-    fn purge(&self, _: &[String]) -> Result<(), Error> {
+    fn remove(&self, _: &[String], _: bool) -> Result<(), Error> {
+        Ok(())
+    }
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, Error> {
+        Ok(BTreeMap::new())
+    }
+    fn conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error> {
+        Ok(self.conffiles.get(name).cloned().unwrap_or_default())
+    }
+    fn purge_leftovers(&self, _: &[String]) -> Result<(), Error> {
+        Ok(())
+    }
+    fn abandon(&self, _: &[String], _: bool) -> Result<(), Error> {
         Ok(())
     }
     fn lock_holder(&self, _: &RootDir) -> Result<Option<(String, u32)>, Error> {
@@ -95,6 +110,7 @@ fn set(pins: &[(&str, &str, bool)]) -> PackageSet {
                 )
             })
             .collect(),
+        purge: Default::default(),
     }
 }
 
@@ -169,7 +185,7 @@ fn plans_installs_upgrades_downgrades_and_repairs_against_the_live_root() {
 }
 
 #[test]
-fn removes_only_what_sysgen_owns_and_saves_changed_conffiles() {
+fn removes_only_what_sysgen_owns_and_purges_only_when_asked_saving_changed_conffiles() {
     let w = world(&["mine", "dep"]);
     let mut pm = FakePm::default();
     for n in ["mine", "dep", "theirs"] {
@@ -187,18 +203,9 @@ fn removes_only_what_sysgen_owns_and_saves_changed_conffiles() {
         ("theirs", "1.0", false),
         ("gone-already", "1.0", false),
     ]);
-    // A dry run shows the same plan, and the same copy to keep.
-    let dry = plan_with(
-        &pm,
-        &w.root,
-        &w.db,
-        &w.store,
-        &old,
-        &PackageSet::default(),
-        false,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let p = plan_with(
+    // Leaving, a package is removed: its configuration stays, nothing
+    // to save.
+    let removed = plan_with(
         &pm,
         &w.root,
         &w.db,
@@ -208,13 +215,31 @@ fn removes_only_what_sysgen_owns_and_saves_changed_conffiles() {
         true,
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        lines(&removed),
+        [
+            "apt: keep theirs 1.0: sysgen did not install it (it was there before, or installed by hand)",
+            "apt remove: dep 1.0 (dependency, if nothing else needs it), mine 1.0; their configuration and data stay until gc collects the last generation that has them",
+        ]
+    );
+    assert!(removed.saved.is_empty());
+    // Asked to purge: the plan says what goes. A dry run shows the same
+    // plan, and the same copy to keep.
+    let new = PackageSet {
+        purge: ["mine".to_string()].into(),
+        ..PackageSet::default()
+    };
+    let dry = plan_with(&pm, &w.root, &w.db, &w.store, &old, &new, false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = plan_with(&pm, &w.root, &w.db, &w.store, &old, &new, true)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lines(&p), lines(&dry));
     assert_eq!(p.saved, dry.saved);
     assert_eq!(
         lines(&p),
         [
             "apt: keep theirs 1.0: sysgen did not install it (it was there before, or installed by hand)",
-            "apt purge: dep 1.0 (dependency, if nothing else needs it), mine 1.0 (changed conffiles saved in the store first: /etc/mine.conf)",
+            "apt remove: dep 1.0 (dependency, if nothing else needs it); their configuration and data stay until gc collects the last generation that has them; purge: mine 1.0 (destroys /etc/mine.conf) (changed conffiles saved in the store first: /etc/mine.conf)",
         ]
     );
     // Planning is pure: the copy is named with its hash, and the pipeline
@@ -239,6 +264,8 @@ fn a_dependency_something_else_needs_is_not_purged_and_extras_refuse() {
         name: n.into(),
         version: "1.0".into(),
         dependency: dep,
+        purge: false,
+        destroys: Vec::new(),
     };
     pm.unneeded = ["mine".to_string()].into();
     let names =
@@ -323,11 +350,13 @@ fn steps_round_trip_through_the_journal_format() {
                     dependency: false,
                     owned: true,
                     deb: Some(Hash::of(b"deb")),
+                    kept_config: true,
                 }],
                 remark: vec![Remark {
                     name: "sg-libhello".into(),
                     dependency: true,
                 }],
+                unkept: vec!["sg-hello 2.0".into()],
             },
         ),
         Step::new(
@@ -338,6 +367,10 @@ fn steps_round_trip_through_the_journal_format() {
                     name: "sg-libhello".into(),
                     version: "1.0".into(),
                     dependency: true,
+                    purge: true,
+                    destroys: vec![
+                        EntryPath::parse("/var/lib/sg-libhello").unwrap_or_else(|e| panic!("{e}")),
+                    ],
                 }],
                 conffiles: vec![EntryPath::parse("/etc/sg.conf").unwrap_or_else(|e| panic!("{e}"))],
             },
@@ -348,10 +381,10 @@ fn steps_round_trip_through_the_journal_format() {
     assert_eq!(back, steps);
     assert_eq!(
         steps[0].to_string(),
-        "apt transaction: downgrade sg-hello 2.0 -> 1.0, mark sg-libhello as a dependency"
+        "apt transaction: downgrade sg-hello 2.0 -> 1.0, mark sg-libhello as a dependency (the archive no longer serves sg-hello 2.0: going back to it needs the archive)"
     );
     assert_eq!(
         steps[1].to_string(),
-        "apt purge: sg-libhello 1.0 (dependency, if nothing else needs it) (changed conffiles saved in the store first: /etc/sg.conf)"
+        "apt purge: sg-libhello 1.0 (dependency, if nothing else needs it) (destroys /var/lib/sg-libhello) (changed conffiles saved in the store first: /etc/sg.conf)"
     );
 }

@@ -29,6 +29,7 @@ pub(super) struct Decls {
     pub(super) secrets: BTreeMap<String, crate::SecretSpec>,
     pub(super) blocks: BTreeMap<(EntryPath, String), crate::BlockSpec>,
     pub(super) checks: Vec<Check>,
+    pub(super) purge: std::collections::BTreeSet<String>,
 }
 
 /// What a path would be once normalized, as a hint; `None` when there is
@@ -361,6 +362,19 @@ pub(super) fn check_file(
             declared_in: origin.clone(),
         };
         d.apt.insert(name.to_owned(), pkg);
+    }
+    for name in &raw.packages.purge {
+        if !valid_deb_name(name) {
+            return Err(invalid(format!(
+                "packages.purge: invalid package name {name:?}; a Debian package name has at least 2 characters, lowercase letters, digits, +, - and ., and starts with a letter or digit (no version: a purge takes whatever is there)"
+            )));
+        }
+        if d.apt.contains_key(name.as_str()) {
+            return Err(invalid(format!(
+                "packages.purge.{name}: {name} is also in packages.apt; a package is purged when it leaves, so list it in one of them"
+            )));
+        }
+        d.purge.insert(name.clone());
     }
 
     d.vars = super::vars::vars(&raw.vars, &origin).map_err(&invalid)?;

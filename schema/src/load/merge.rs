@@ -196,7 +196,10 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         directories: strip(directories),
         symlinks: strip(symlinks),
         trees: strip(trees),
-        packages: Packages { apt: strip(apt) },
+        packages: Packages {
+            apt: strip(apt),
+            purge: nodes.iter().flat_map(|n| n.decls.purge.clone()).collect(),
+        },
         datasets: strip(datasets),
         services: strip(services),
         vars: strip(vars),

@@ -9,14 +9,17 @@
 //! dpkg keeps the admin's version of a changed conffile
 //! (`--force-confdef --force-confold`), so no prompt can hang a switch.
 
+pub mod children;
 mod output;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sysgen_schema::EntryPath;
 
+use super::closure::{Relations, parse_depends};
 use super::{Installed, PackageManager, Resolved, Want};
 use crate::rootfs::{Live, RootDir};
 use crate::{Error, PackageError};
@@ -39,6 +42,8 @@ pub struct Apt {
     /// The root on the host; `None` for `/` (run directly, no chroot).
     chroot: Option<PathBuf>,
     root_display: String,
+    /// How long one run of a tool may take before it is stopped.
+    timeout: Duration,
 }
 
 impl Apt {
@@ -63,7 +68,56 @@ impl Apt {
         Ok(Apt {
             chroot: (!is_slash).then(|| path.to_owned()),
             root_display,
+            timeout: crate::host::DEFAULT_PACKAGE_TIMEOUT,
         })
+    }
+
+    /// The same apt, each run of a tool stopped after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Apt {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl Apt {
+    /// Every package dpkg knows: name, version, architecture and the
+    /// abbreviated status (`ii `, `rc `, `iF `…).
+    fn status(&self) -> Result<Vec<(String, String, String, String)>, Error> {
+        let out = self.run(
+            "dpkg-query",
+            None,
+            &[
+                "-W",
+                "-f=${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n",
+            ],
+        )?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|line| match line.split('\t').collect::<Vec<_>>()[..] {
+                [name, version, arch, status] => Some((
+                    name.to_owned(),
+                    version.to_owned(),
+                    arch.to_owned(),
+                    status.to_owned(),
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// The relations of one package from its control fields.
+fn relations(pre: &str, deps: &str, provides: &str, essential: &str, priority: &str) -> Relations {
+    let mut depends = parse_depends(pre);
+    depends.extend(parse_depends(deps));
+    Relations {
+        depends,
+        provides: parse_depends(provides).into_iter().flatten().collect(),
+        base: essential == "yes" || matches!(priority, "required" | "important"),
     }
 }
 
@@ -79,37 +133,46 @@ impl PackageManager for Apt {
     }
 
     fn installed(&self) -> Result<BTreeMap<String, Installed>, Error> {
-        let out = self.run(
-            "dpkg-query",
-            None,
-            &[
-                "-W",
-                "-f=${Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n",
-            ],
-        )?;
-        if !out.ok {
-            return Err(tool_failed(&out, None));
-        }
         let mut map = BTreeMap::new();
-        for line in out.stdout.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let [name, version, arch, status] = f[..] {
-                // Second letter: n = not installed, c = only conffiles left.
-                let state = status.as_bytes().get(1).copied().unwrap_or(b'n');
-                if state == b'n' || state == b'c' || version.is_empty() {
-                    continue;
-                }
-                map.insert(
-                    name.to_owned(),
-                    Installed {
-                        version: version.to_owned(),
-                        arch: arch.to_owned(),
-                        healthy: state == b'i' && status.as_bytes().get(2) == Some(&b' '),
-                    },
-                );
+        for (name, version, arch, status) in self.status()? {
+            // Second letter: n = not installed, c = only conffiles left.
+            let state = status.as_bytes().get(1).copied().unwrap_or(b'n');
+            if state == b'n' || state == b'c' || version.is_empty() {
+                continue;
             }
+            map.insert(
+                name,
+                Installed {
+                    version,
+                    arch,
+                    healthy: state == b'i' && status.as_bytes().get(2) == Some(&b' '),
+                },
+            );
         }
         Ok(map)
+    }
+
+    fn leftovers(&self) -> Result<BTreeMap<String, String>, Error> {
+        Ok(self
+            .status()?
+            .into_iter()
+            .filter(|(_, _, _, status)| status.as_bytes().get(1) == Some(&b'c'))
+            .map(|(name, version, _, _)| (name, version))
+            .collect())
+    }
+
+    fn conffiles(&self, name: &str) -> Result<Vec<EntryPath>, Error> {
+        let out = self.run("dpkg-query", None, &["-W", "-f=${Conffiles}\n", name])?;
+        if !out.ok {
+            return Err(tool_failed(&out, Some(name.to_owned())));
+        }
+        // " /etc/x.conf <md5> [obsolete]", one a line.
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|p| EntryPath::parse(p).ok())
+            .collect())
     }
 
     fn auto_marked(&self) -> Result<BTreeSet<String>, Error> {
@@ -158,30 +221,79 @@ impl PackageManager for Apt {
         Ok(res)
     }
 
-    fn closure(&self, names: &[String]) -> Result<BTreeSet<String>, Error> {
-        let mut args = vec![
-            "depends",
-            "--recurse",
-            "--no-recommends",
-            "--no-suggests",
-            "--no-conflicts",
-            "--no-breaks",
-            "--no-replaces",
-            "--no-enhances",
-        ];
-        args.extend(NO_CACHE);
-        args.extend(names.iter().map(String::as_str));
-        let out = self.run("apt-cache", None, &args)?;
+    fn relations(
+        &self,
+        candidates: &[(String, String)],
+    ) -> Result<BTreeMap<String, Relations>, Error> {
+        let out = self.run(
+            "dpkg-query",
+            None,
+            &[
+                "-W",
+                "-f=${Package}\t${db:Status-Abbrev}\t${Pre-Depends}\t${Depends}\t${Provides}\t${Essential}\t${Priority}\n",
+            ],
+        )?;
         if !out.ok {
             return Err(tool_failed(&out, None));
         }
-        // Package names start a line; their dependencies are indented.
-        Ok(out
-            .stdout
-            .lines()
-            .filter(|l| !l.starts_with(' ') && !l.starts_with('<') && !l.is_empty())
-            .map(|l| l.split(':').next().unwrap_or(l).to_owned())
-            .collect())
+        let mut world = BTreeMap::new();
+        for line in out.stdout.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if let [name, status, pre, deps, provides, essential, priority] = f[..] {
+                // Present: not "not installed", not only configuration left.
+                if matches!(status.as_bytes().get(1), Some(b'n' | b'c') | None) {
+                    continue;
+                }
+                world.insert(
+                    name.to_owned(),
+                    relations(pre, deps, provides, essential, priority),
+                );
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(world);
+        }
+        // The versions the transaction installs, not apt's candidates.
+        let mut args: Vec<String> = vec!["show".into()];
+        args.extend(NO_CACHE.iter().map(|s| s.to_string()));
+        args.extend(candidates.iter().map(|(n, v)| format!("{n}={v}")));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("apt-cache", None, &argv)?;
+        if !out.ok {
+            return Err(tool_failed(&out, None));
+        }
+        for para in out.stdout.split("\n\n") {
+            let field = |key: &str| -> String {
+                let mut v = String::new();
+                let mut inside = false;
+                for l in para.lines() {
+                    if let Some(rest) = l.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                        v.push_str(rest.trim());
+                        inside = true;
+                    } else if inside && l.starts_with(' ') {
+                        v.push_str(l.trim());
+                    } else {
+                        inside = false;
+                    }
+                }
+                v
+            };
+            let name = field("Package");
+            if name.is_empty() {
+                continue;
+            }
+            world.insert(
+                name,
+                relations(
+                    &field("Pre-Depends"),
+                    &field("Depends"),
+                    &field("Provides"),
+                    &field("Essential"),
+                    &field("Priority"),
+                ),
+            );
+        }
+        Ok(world)
     }
 
     fn download(&self, pkgs: &[(String, String, String)]) -> Result<Vec<EntryPath>, Error> {
@@ -247,7 +359,7 @@ impl PackageManager for Apt {
             if !out.ok {
                 return Err(self.transaction_error(
                     &out,
-                    "install",
+                    "apt-get install",
                     "fix the cause (or remove the package from the configuration), then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
                 ));
             }
@@ -269,7 +381,7 @@ impl PackageManager for Apt {
     }
 
     fn removal_extras(&self, names: &[String]) -> Result<Vec<String>, Error> {
-        let mut args = vec!["-s", "-q", "purge"];
+        let mut args = vec!["-s", "-q", "remove"];
         args.extend(NO_CACHE);
         args.extend(names.iter().map(String::as_str));
         let out = self.run("apt-get", None, &args)?;
@@ -290,7 +402,7 @@ impl PackageManager for Apt {
         if names.is_empty() {
             args.push("autoremove");
         } else {
-            args.extend(["--autoremove", "purge"]);
+            args.extend(["--autoremove", "remove"]);
         }
         args.extend(NO_CACHE);
         args.extend(names.iter().map(String::as_str));
@@ -321,7 +433,8 @@ impl PackageManager for Apt {
         Ok(changed)
     }
 
-    fn purge(&self, names: &[String]) -> Result<(), Error> {
+    fn remove(&self, names: &[String], purge: bool) -> Result<(), Error> {
+        let verb = if purge { "purge" } else { "remove" };
         let mut args = vec![
             "-y",
             "-q",
@@ -329,15 +442,51 @@ impl PackageManager for Apt {
             "Dpkg::Options::=--force-confdef",
             "-o",
             "Dpkg::Options::=--force-confold",
-            "purge",
+            verb,
         ];
         args.extend(names.iter().map(String::as_str));
         let out = self.transaction(&args)?;
         if !out.ok {
             return Err(self.transaction_error(
                 &out,
-                "purge",
+                &format!("apt-get {verb}"),
                 "fix the cause, then run `sysgen recover` to finish the switch, or `sysgen recover --rollback` to undo it",
+            ));
+        }
+        Ok(())
+    }
+
+    fn purge_leftovers(&self, names: &[String]) -> Result<(), Error> {
+        // Only configuration is left: dpkg alone runs the postrm purge.
+        let mut args = vec!["--purge"];
+        args.extend(names.iter().map(String::as_str));
+        let out = self.run("dpkg", None, &args)?;
+        if !out.ok {
+            return Err(self.transaction_error(
+                &out,
+                "dpkg --purge",
+                "fix the cause (the package's postrm script), then run `sysgen gc` again",
+            ));
+        }
+        Ok(())
+    }
+
+    fn abandon(&self, names: &[String], purge: bool) -> Result<(), Error> {
+        // dpkg directly: apt would first insist on `dpkg --configure -a`,
+        // which runs the very postinst being undone. The dependencies are
+        // put right by the undo's own transaction and removal.
+        let mut args = vec![
+            if purge { "--purge" } else { "--remove" },
+            "--force-remove-reinstreq",
+            "--force-depends",
+        ];
+        args.extend(names.iter().map(String::as_str));
+        let out = self.run("dpkg", None, &args)?;
+        if !out.ok {
+            return Err(self.transaction_error(
+                &out,
+                if purge { "dpkg --purge" } else { "dpkg --remove" },
+                "fix the cause (the package's prerm or postrm script), then run `sysgen recover --rollback` again",
             ));
         }
         Ok(())

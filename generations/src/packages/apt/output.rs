@@ -64,18 +64,15 @@ pub(super) fn parse_remv(line: &str) -> Option<String> {
 }
 
 impl Apt {
-    /// Why the `apt-get <verb>` that printed `out` failed: the dpkg lock, or
-    /// the package (and maintainer script) that broke, with `hint`.
-    pub(super) fn transaction_error(&self, out: &Output, verb: &str, hint: &str) -> Error {
+    /// Why the `tool` run (`apt-get install`, `dpkg --purge`) that printed
+    /// `out` failed: the dpkg lock, or the package (and maintainer script)
+    /// that broke, with `hint`.
+    pub(super) fn transaction_error(&self, out: &Output, tool: &str, hint: &str) -> Error {
         self.dpkg_lock_error(out).unwrap_or_else(|| {
             let pkg = failed_package(out);
             let on = pkg.as_ref().map(|p| format!(" on {p}")).unwrap_or_default();
             Error::Package(PackageError {
-                what: format!(
-                    "apt-get {verb} failed{on}{}:{}",
-                    script_failure(out),
-                    out.tail()
-                ),
+                what: format!("{tool} failed{on}{}:{}", script_failure(out), out.tail()),
                 package: pkg,
                 hint: hint.into(),
             })
