@@ -80,6 +80,15 @@ pub(crate) struct RawConfig {
         "pattern": r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount)$"
     }))]
     pub services: BTreeMap<String, RawService>,
+
+    /// The JSON Schema an editor checks this file against (`sysgen
+    /// schema` writes it); sysgen itself ignores it.
+    #[serde(default, rename = "$schema")]
+    #[allow(
+        dead_code,
+        reason = "serde and schemars read it; sysgen has no use for it"
+    )]
+    pub schema: Option<String>,
 }
 
 /// A regular file: exactly one of `content` or `source`.
@@ -258,8 +267,25 @@ impl<'de> Deserialize<'de> for RawMode {
                     ))
                 })
             }
+            // TOML's octal integers (`mode = 0o644`); that the number was
+            // written in octal, not decimal, is checked on the text
+            // (`locate::number_modes`), which alone still knows.
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawMode, E> {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(Mode::new)
+                    .map(RawMode)
+                    .ok_or_else(|| {
+                        E::custom(format!("invalid mode 0o{n:o}: a mode is at most 0o7777"))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawMode, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("invalid mode {n}: a mode is not negative")))
+                    .and_then(|n| self.visit_u64(n))
+            }
         }
-        d.deserialize_str(V)
+        d.deserialize_any(V)
     }
 }
 

@@ -146,6 +146,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
                     b.display()
                 ),
             )
+            .key(&[s1, p.as_str()])
             .other(b));
         }
     }
@@ -166,6 +167,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
                         b.display()
                     ),
                 )
+                .key(&[section, p.as_str()])
                 .other(b));
             }
         }

@@ -1,0 +1,199 @@
+//! Errors that point: the keys, line and column, and the text of the file
+//! at fault (for a snippet), and "did you mean" for an unknown key or value.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{LoadError, LoadErrorKind as Kind};
+use crate::locate::{Doc, Place};
+
+use super::line_col;
+
+/// A syntax or type error of serde at `line:column` (1-based), `keys` the
+/// path serde was at. The message loses serde's list of expected names
+/// when a hint says better.
+pub(super) fn syntax(
+    shown: &Path,
+    text: &str,
+    json: bool,
+    message: String,
+    at: (usize, usize),
+    keys: Vec<String>,
+) -> LoadError {
+    let (message, hint) = did_you_mean(message);
+    let mut e = LoadError::new(shown, Kind::Syntax, message).at(at.0.max(1), at.1.max(1));
+    e.hint = hint;
+    e.path = keys;
+    let offset = offset_of(text, e.line.unwrap_or(1), e.column.unwrap_or(1));
+    // Without keys (a plain syntax error) serde's position is all there is.
+    let found = (!e.path.is_empty())
+        .then(|| Doc::parse(text, json).and_then(|doc| doc.find(&e.path)))
+        .flatten();
+    // An unknown key is the key; a bad value is the value. serde's position
+    // (at or after the token) must agree: a duplicate key's keys also name
+    // its first declaration.
+    let found = found
+        .map(|Place { span, value, .. }| match e.code() {
+            "config-unknown-key" => span,
+            _ => value.unwrap_or(span),
+        })
+        .filter(|span| span.start <= offset && offset <= span.end)
+        .filter(|_| !e.message.starts_with("duplicate key"));
+    match found {
+        Some(span) => set_span(&mut e, text, span),
+        None => {
+            let end = text[offset..]
+                .chars()
+                .next()
+                .map_or(offset, |c| offset + c.len_utf8());
+            // serde_json stops on a key's closing quote: underline the key.
+            let start = match (json, text[offset..].starts_with('"')) {
+                (true, true) => text[..offset].rfind('"').unwrap_or(offset),
+                _ => offset,
+            };
+            e.span = Some(start..end);
+        }
+    }
+    e.source = Some(Arc::from(text));
+    e
+}
+
+/// Where a rule's error is: from its explicit keys, or from the label its
+/// message starts with (`files./etc/motd: ...`). Errors about another file
+/// (an include that cannot be read names the including file) or already
+/// placed pass unchanged.
+pub(super) fn place(mut e: LoadError, shown: &Path, text: &str, json: bool) -> LoadError {
+    if e.file != shown || e.source.is_some() {
+        return e;
+    }
+    if let Some(doc) = Doc::parse(text, json) {
+        let found = if e.path.is_empty() {
+            e.message
+                .split_once(": ")
+                .and_then(|(label, _)| doc.resolve(label))
+        } else {
+            doc.find(&e.path)
+        };
+        if let Some(p) = found {
+            e.path = p.path;
+            set_span(&mut e, text, p.span);
+        }
+    }
+    e.source = Some(Arc::from(text));
+    e
+}
+
+/// A mode written as a decimal (TOML) or any number (JSON).
+pub(super) fn number_modes(shown: &Path, text: &str, json: bool) -> Result<(), LoadError> {
+    // Parsed a second time only when a mode may be there.
+    if !text.contains("mode") {
+        return Ok(());
+    }
+    let Some(doc) = Doc::parse(text, json) else {
+        return Ok(());
+    };
+    match crate::locate::number_modes(&doc, text) {
+        None => Ok(()),
+        Some((p, msg)) => {
+            let mut e = LoadError::new(shown, Kind::Invalid, msg);
+            e.path = p.path;
+            set_span(&mut e, text, p.span);
+            e.source = Some(Arc::from(text));
+            Err(e)
+        }
+    }
+}
+
+fn set_span(e: &mut LoadError, text: &str, span: std::ops::Range<usize>) {
+    let (l, c) = line_col(text, span.start);
+    e.line = Some(l);
+    e.column = Some(c);
+    e.span = Some(span);
+}
+
+/// The byte offset of 1-based `line:column` (column in characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = &text[start.min(text.len())..];
+    start
+        + rest
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
+}
+
+/// serde writes "unknown field `x`, expected one of `a`, `b`" (or
+/// "expected `a` or `b`", "there are no fields"); the same for variants.
+/// Returns the message without the list, and the nearest name as a hint,
+/// or the list when none is near.
+fn did_you_mean(message: String) -> (String, Option<String>) {
+    let Some((head, expected)) = message.split_once(", expected ") else {
+        return (message, None);
+    };
+    let Some(unknown) = head
+        .strip_prefix("unknown field `")
+        .or_else(|| head.strip_prefix("unknown variant `"))
+        .and_then(|s| s.strip_suffix('`'))
+    else {
+        return (message, None);
+    };
+    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let hint = match nearest(unknown, &names) {
+        Some(n) => format!("did you mean `{n}`?"),
+        None => format!("expected {expected}"),
+    };
+    (head.to_owned(), Some(hint))
+}
+
+/// The closest of `names` to `word`, if it is close: `restart-on` is
+/// `restart_on`, and a typo or two in a longer word.
+pub(crate) fn nearest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
+    let norm = |s: &str| s.to_lowercase().replace('-', "_");
+    let w = norm(word);
+    names
+        .iter()
+        .map(|&n| (strsim::normalized_damerau_levenshtein(&w, &norm(n)), n))
+        .filter(|&(score, _)| score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let (m, h) = did_you_mean(
+            "unknown field `restart-on`, expected one of `enable`, `restart_on`, `reload_on`"
+                .into(),
+        );
+        assert_eq!(m, "unknown field `restart-on`");
+        assert_eq!(h.as_deref(), Some("did you mean `restart_on`?"));
+        let (_, h) = did_you_mean(
+            "unknown variant `brtfs`, expected one of `directory`, `btrfs`, `zfs`".into(),
+        );
+        assert_eq!(h.as_deref(), Some("did you mean `btrfs`?"));
+        let (m, h) = did_you_mean("unknown field `zzz`, expected `a` or `b`".into());
+        assert_eq!(m, "unknown field `zzz`");
+        assert_eq!(h.as_deref(), Some("expected `a` or `b`"));
+        let (m, h) = did_you_mean("invalid type: integer `4`".into());
+        assert_eq!((m.as_str(), h), ("invalid type: integer `4`", None));
+        assert_eq!(nearest("filez", &["files", "trees"]), Some("files"));
+        assert_eq!(nearest("Services", &["services"]), Some("services"));
+        assert_eq!(nearest("x", &["files", "trees"]), None);
+    }
+
+    #[test]
+    fn offsets() {
+        let t = "ab\ncé\nx";
+        assert_eq!(offset_of(t, 1, 1), 0);
+        assert_eq!(offset_of(t, 2, 3), 6);
+        assert_eq!(offset_of(t, 3, 1), 7);
+        assert_eq!(offset_of(t, 9, 9), 8);
+    }
+}
