@@ -23,6 +23,14 @@ pub struct LoadError {
     /// Lowercase, no trailing period; says what is wrong and what to do.
     /// Does not repeat `file`, `line` or `column` (Display adds them).
     pub message: String,
+    /// Where in `file`, and what to do: boxed, as errors travel in every
+    /// `Result` of the loader.
+    pub detail: Box<Detail>,
+}
+
+/// The parts of a [`LoadError`] that point into the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail {
     /// The keys from the top of `file` to what is at fault (`files`,
     /// `/etc/motd`, `mode`); an array element is its string. Empty when
     /// the fault is the whole file.
@@ -63,17 +71,14 @@ impl LoadError {
             kind,
             other_file: None,
             message,
-            path: Vec::new(),
-            hint: None,
-            span: None,
-            source: None,
+            detail: Box::default(),
         }
     }
 
     /// Names the keys at fault explicitly, where the message does not start
     /// with them (the location is found from them later).
     pub(crate) fn key<S: AsRef<str>>(mut self, path: &[S]) -> Self {
-        self.path = path.iter().map(|s| s.as_ref().to_owned()).collect();
+        self.detail.path = path.iter().map(|s| s.as_ref().to_owned()).collect();
         self
     }
 
@@ -97,7 +102,7 @@ impl LoadError {
     /// What is wrong and what to do, apart: the message is written "what is
     /// wrong; what to do", or the hint was given on its own.
     pub fn parts(&self) -> (&str, Option<&str>) {
-        match (&self.hint, self.message.split_once("; ")) {
+        match (&self.detail.hint, self.message.split_once("; ")) {
             (Some(h), _) => (&self.message, Some(h)),
             (None, Some((what, todo))) => (what, Some(todo)),
             (None, None) => (&self.message, None),
@@ -123,7 +128,7 @@ impl fmt::Display for LoadError {
             write!(f, ":{l}:{c}")?;
         }
         write!(f, ": {}", self.message)?;
-        if let Some(h) = &self.hint {
+        if let Some(h) = &self.detail.hint {
             write!(f, "; {h}")?;
         }
         Ok(())

@@ -14,7 +14,7 @@ mod path;
 mod raw;
 mod spec;
 
-pub use error::{LoadError, LoadErrorKind};
+pub use error::{Detail, LoadError, LoadErrorKind};
 pub use load::{FORMAT_VERSION, LoadOptions, load};
 pub use path::{EntryPath, PathError};
 pub use spec::*;

@@ -104,14 +104,14 @@ fn walk(
     span: Option<Range<usize>>,
     best: &mut Option<Place>,
 ) -> bool {
-    if let Some(span) = &span {
-        if best.as_ref().is_none_or(|b| b.path.len() < keys.len()) {
-            *best = Some(Place {
-                path: keys.clone(),
-                span: span.clone(),
-                value: node.span(),
-            });
-        }
+    if let Some(span) = &span
+        && best.as_ref().is_none_or(|b| b.path.len() < keys.len())
+    {
+        *best = Some(Place {
+            path: keys.clone(),
+            span: span.clone(),
+            value: node.span(),
+        });
     }
     if rest.is_empty() {
         return true;

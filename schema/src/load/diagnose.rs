@@ -22,12 +22,12 @@ pub(super) fn syntax(
 ) -> LoadError {
     let (message, hint) = did_you_mean(message);
     let mut e = LoadError::new(shown, Kind::Syntax, message).at(at.0.max(1), at.1.max(1));
-    e.hint = hint;
-    e.path = keys;
+    e.detail.hint = hint;
+    e.detail.path = keys;
     let offset = offset_of(text, e.line.unwrap_or(1), e.column.unwrap_or(1));
     // Without keys (a plain syntax error) serde's position is all there is.
-    let found = (!e.path.is_empty())
-        .then(|| Doc::parse(text, json).and_then(|doc| doc.find(&e.path)))
+    let found = (!e.detail.path.is_empty())
+        .then(|| Doc::parse(text, json).and_then(|doc| doc.find(&e.detail.path)))
         .flatten();
     // An unknown key is the key; a bad value is the value. serde's position
     // (at or after the token) must agree: a duplicate key's keys also name
@@ -51,10 +51,10 @@ pub(super) fn syntax(
                 (true, true) => text[..offset].rfind('"').unwrap_or(offset),
                 _ => offset,
             };
-            e.span = Some(start..end);
+            e.detail.span = Some(start..end);
         }
     }
-    e.source = Some(Arc::from(text));
+    e.detail.source = Some(Arc::from(text));
     e
 }
 
@@ -63,23 +63,23 @@ pub(super) fn syntax(
 /// (an include that cannot be read names the including file) or already
 /// placed pass unchanged.
 pub(super) fn place(mut e: LoadError, shown: &Path, text: &str, json: bool) -> LoadError {
-    if e.file != shown || e.source.is_some() {
+    if e.file != shown || e.detail.source.is_some() {
         return e;
     }
     if let Some(doc) = Doc::parse(text, json) {
-        let found = if e.path.is_empty() {
+        let found = if e.detail.path.is_empty() {
             e.message
                 .split_once(": ")
                 .and_then(|(label, _)| doc.resolve(label))
         } else {
-            doc.find(&e.path)
+            doc.find(&e.detail.path)
         };
         if let Some(p) = found {
-            e.path = p.path;
+            e.detail.path = p.path;
             set_span(&mut e, text, p.span);
         }
     }
-    e.source = Some(Arc::from(text));
+    e.detail.source = Some(Arc::from(text));
     e
 }
 
@@ -96,9 +96,9 @@ pub(super) fn number_modes(shown: &Path, text: &str, json: bool) -> Result<(), L
         None => Ok(()),
         Some((p, msg)) => {
             let mut e = LoadError::new(shown, Kind::Invalid, msg);
-            e.path = p.path;
+            e.detail.path = p.path;
             set_span(&mut e, text, p.span);
-            e.source = Some(Arc::from(text));
+            e.detail.source = Some(Arc::from(text));
             Err(e)
         }
     }
@@ -108,7 +108,7 @@ fn set_span(e: &mut LoadError, text: &str, span: std::ops::Range<usize>) {
     let (l, c) = line_col(text, span.start);
     e.line = Some(l);
     e.column = Some(c);
-    e.span = Some(span);
+    e.detail.span = Some(span);
 }
 
 /// The byte offset of 1-based `line:column` (column in characters).
