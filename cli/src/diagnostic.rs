@@ -1,0 +1,144 @@
+//! How a failed command's error reads: for a configuration error, like
+//! rustc's (the line of the file with a caret under what is wrong, and
+//! what to do); under `--json`, the same parts as fields.
+
+use std::io::IsTerminal;
+
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+use serde::Serialize;
+use sysgen_generations::Error;
+use sysgen_schema::LoadError;
+
+/// An error's parts for scripts (`--json`): `code` always; the rest for
+/// a configuration error.
+#[derive(Serialize)]
+pub struct Diagnostic {
+    /// What kind of mistake: `config-syntax`, `config-unknown-key`,
+    /// `config-unknown-value`, `config-invalid`, `config-conflict`,
+    /// `config-cycle`, `config-read`; `invalid-input` or `failed` for
+    /// errors of other kinds.
+    pub code: &'static str,
+    /// What is wrong, without the file or the hint.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// The keys from the top of the file to what is wrong.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(e: &Error, exit: i32) -> Diagnostic {
+        match e {
+            Error::Config(le) => {
+                let (message, hint) = le.parts();
+                Diagnostic {
+                    code: le.code(),
+                    message: message.to_owned(),
+                    file: Some(le.file.display().to_string()),
+                    line: le.line,
+                    column: le.column,
+                    path: le.detail.path.clone(),
+                    hint: hint.map(str::to_owned),
+                }
+            }
+            _ => Diagnostic {
+                code: if exit == 2 { "invalid-input" } else { "failed" },
+                message: e.to_string(),
+                file: None,
+                line: None,
+                column: None,
+                path: Vec::new(),
+                hint: None,
+            },
+        }
+    }
+}
+
+/// Writes `e` to stderr for people.
+pub fn eprint(e: &Error) {
+    match e {
+        Error::Config(le) => match snippet(le, colour()) {
+            Some(text) => eprintln!("{text}"),
+            None => eprintln!("error: {e}"),
+        },
+        _ => eprintln!("error: {e}"),
+    }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error with the file's line(s) and a caret; `None` when it points at
+/// no text (a file that cannot be read, a cycle of includes).
+fn snippet(le: &LoadError, colour: bool) -> Option<String> {
+    let (source, span) = (le.detail.source.as_deref()?, le.detail.span.clone()?);
+    let (message, hint) = le.parts();
+    let file = le.file.display().to_string();
+    // The first line keeps `file:line:column: message` whole: it is what a
+    // terminal makes clickable and what grep finds, as before snippets.
+    let title = match (le.line, le.column) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}: {message}"),
+        _ => format!("{file}: {message}"),
+    };
+    let mut group = Level::ERROR.primary_title(title).element(
+        Snippet::source(source)
+            .path(file.as_str())
+            .annotation(AnnotationKind::Primary.span(span)),
+    );
+    if let Some(other) = &le.other_file {
+        group = group.element(Level::NOTE.message(format!("also declared in {}", other.display())));
+    }
+    if let Some(h) = hint {
+        group = group.element(Level::HELP.message(h));
+    }
+    let renderer = if colour {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
+    Some(renderer.render(&[group]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_semantic_error_reads_like_rustc() {
+        let dir = tempfile_dir();
+        let cfg = dir.join("c.json");
+        std::fs::write(
+            &cfg,
+            "{\n  \"services\": {\n    \"a.service\": { \"check_timeout\": 5 }\n  }\n}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = sysgen_schema::load(&cfg, &Default::default()).expect_err("invalid");
+        let text = snippet(&e, false).expect("a snippet");
+        let want = format!(
+            "error: {f}:3:20: services.a.service.check_timeout: there is no check to time\n \
+             --> {f}:3:20\n  |\n3 |     \"a.service\": {{ \"check_timeout\": 5 }}\n  \
+             |                    ^^^^^^^^^^^^^^^\n  |\n  = help: add check or remove check_timeout",
+            f = cfg.display()
+        );
+        assert_eq!(text, want);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("sysgen-diag-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+}
