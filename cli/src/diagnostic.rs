@@ -36,10 +36,20 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+/// The configuration error in `e`: a loader's, or one found against the
+/// root afterwards, whose message names the file and the keys.
+fn config_error(e: &Error) -> Option<std::borrow::Cow<'_, LoadError>> {
+    match e {
+        Error::Config(le) => Some(std::borrow::Cow::Borrowed(le)),
+        Error::Invalid(m) => sysgen_schema::located(m).map(std::borrow::Cow::Owned),
+        _ => None,
+    }
+}
+
 impl Diagnostic {
     pub fn new(e: &Error, exit: i32) -> Diagnostic {
-        match e {
-            Error::Config(le) => {
+        match config_error(e) {
+            Some(le) => {
                 let (message, hint) = le.parts();
                 Diagnostic {
                     code: le.code(),
@@ -51,7 +61,7 @@ impl Diagnostic {
                     hint: hint.map(str::to_owned),
                 }
             }
-            _ => Diagnostic {
+            None => Diagnostic {
                 code: if exit == 2 { "invalid-input" } else { "failed" },
                 message: e.to_string(),
                 file: None,
@@ -66,12 +76,9 @@ impl Diagnostic {
 
 /// Writes `e` to stderr for people.
 pub fn eprint(e: &Error) {
-    match e {
-        Error::Config(le) => match snippet(le, colour()) {
-            Some(text) => eprintln!("{text}"),
-            None => eprintln!("error: {e}"),
-        },
-        _ => eprintln!("error: {e}"),
+    match config_error(e).and_then(|le| snippet(&le, colour())) {
+        Some(text) => eprintln!("{text}"),
+        None => eprintln!("error: {e}"),
     }
 }
 

@@ -15,7 +15,7 @@ mod raw;
 mod spec;
 
 pub use error::{Detail, LoadError, LoadErrorKind};
-pub use load::{FORMAT_VERSION, LoadOptions, load};
+pub use load::{FORMAT_VERSION, LoadOptions, load, located};
 pub use path::{EntryPath, PathError};
 pub use spec::*;
 

@@ -26,6 +26,7 @@ mod diagnose;
 mod merge;
 
 use check::{Decls, check_file};
+pub use diagnose::located;
 use merge::merge;
 
 /// The only format version this build reads.
@@ -299,6 +300,11 @@ fn parse(shown: &Path, text: &str, format: Format) -> Result<RawConfig, LoadErro
                 let full = e.to_string();
                 let suffix = format!(" at line {} column {}", e.line(), e.column());
                 let msg = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+                // A syntax error is where serde stopped, whatever the keys.
+                let path = match e.classify() {
+                    serde_json::error::Category::Data => path,
+                    _ => Vec::new(),
+                };
                 diagnose::syntax(shown, text, true, msg, (e.line(), e.column()), path)
             };
             let mut de = serde_json::Deserializer::from_str(text);

@@ -1,10 +1,11 @@
 //! Every bad-input rule of SPEC §2: exit status 2, an error on stderr that
 //! starts with "error:", is a few lines long, names the file and the
-//! location (line:column for syntax and type errors, the declared path for
-//! the others), one JSON document with "ok": false under --json, never a
-//! panic, and nothing changed: the whole root, the generation list and the
-//! store are identical before and after, on a root that already has an
-//! active generation.
+//! location (line:column, and the declared path for the rules past
+//! syntax), shows the line with a caret when it points into the file, one
+//! JSON document with "ok": false and a structured "diagnostic" under
+//! --json, never a panic, and nothing changed: the whole root, the
+//! generation list and the store are identical before and after, on a root
+//! that already has an active generation.
 
 #![allow(
     clippy::unwrap_used,
@@ -473,6 +474,73 @@ const CASES: &[Case] = &[
         )],
         want: &["c.json:1:", "at most 4294967294"],
     },
+    // Issue 12: every error points at file:line:column, semantic ones too,
+    // with the line and a caret, and "did you mean" for a near miss.
+    Case {
+        name: "a key written with a hyphen",
+        files: &[(
+            "c.json",
+            "{\n  \"services\": {\n    \"a.service\": { \"restart-on\": [\"/etc/a\"] }\n  }\n}\n",
+        )],
+        want: &[
+            "c.json:3:20: unknown field `restart-on`",
+            "^^^^^^^^^^^^",
+            "help: did you mean `restart_on`?",
+        ],
+    },
+    Case {
+        name: "a misspelt section (TOML)",
+        files: &[("c.toml", "[service.\"a.service\"]\nenable = true\n")],
+        want: &[
+            "c.toml:1:2: unknown field `service`",
+            "did you mean `services`?",
+        ],
+    },
+    Case {
+        name: "a misspelt dataset type",
+        files: &[(
+            "c.json",
+            "{\n  \"datasets\": {\n    \"/srv/d\": { \"type\": \"brtfs\" }\n  }\n}\n",
+        )],
+        want: &[
+            "c.json:3:25: unknown variant `brtfs`",
+            "did you mean `btrfs`?",
+        ],
+    },
+    Case {
+        name: "a decimal mode in TOML",
+        files: &[(
+            "c.toml",
+            "[files.\"/etc/motd\"]\ncontent = \"x\"\nmode = 644\n",
+        )],
+        want: &["c.toml:3:8: invalid mode 644", "0o1204", "0o644"],
+    },
+    Case {
+        name: "a rule past syntax points at its key",
+        files: &[(
+            "c.json",
+            "{\n  \"services\": {\n    \"a.service\": { \"check_timeout\": 5 }\n  }\n}\n",
+        )],
+        want: &[
+            "c.json:3:20: services.a.service.check_timeout: there is no check to time",
+            "3 |     \"a.service\": { \"check_timeout\": 5 }",
+            "^^^^^^^^^^^^^^^",
+            "help: add check or remove check_timeout",
+        ],
+    },
+    Case {
+        name: "a path rule points at the path (TOML)",
+        files: &[("c.toml", "[directories.\"/srv/app/\"]\nmode = \"0750\"\n")],
+        want: &["c.toml:1:14: directories./srv/app/: path must not end with /"],
+    },
+    Case {
+        name: "an owner the root does not have points at its entry",
+        files: &[(
+            "c.json",
+            "{\n  \"files\": {\n    \"/etc/o\": { \"content\": \"x\", \"owner\": \"nobody-here\" }\n  }\n}\n",
+        )],
+        want: &["c.json:3:5: files./etc/o: user \"nobody-here\" does not exist"],
+    },
 ];
 
 /// Everything a failed command must leave alone: the whole root (state
@@ -519,8 +587,14 @@ fn check_error(case: &Case, how: &str, r: &Run) {
         r.stderr.starts_with("error:"),
         "stderr must start with error: {ctx}"
     );
+    // The error line, the snippet (location, the line, the caret) and a
+    // help line.
     let lines = r.stderr.trim_end().lines().count();
-    assert!(lines <= 4, "the error must be a few lines ({lines}): {ctx}");
+    assert!(lines <= 9, "the error must be a few lines ({lines}): {ctx}");
+    // A located error shows its line with a caret under what is wrong.
+    if r.stderr.contains("\n --> ") {
+        assert!(r.stderr.contains(" ^"), "a snippet without a caret: {ctx}");
+    }
     for w in case.want {
         assert!(r.stderr.contains(w), "stderr must name {w:?}: {ctx}");
     }
@@ -555,6 +629,22 @@ fn run_case(case: &Case) -> Vec<String> {
                     doc["error"].as_str().is_some_and(|e| !e.is_empty()),
                     "{doc}"
                 );
+                let d = &doc["diagnostic"];
+                assert!(d["code"].as_str().is_some_and(|c| !c.is_empty()), "{doc}");
+                assert!(
+                    d["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "{doc}"
+                );
+                // What stderr locates, the document locates too.
+                if let Some(at) = r.stderr.lines().find_map(|l| l.strip_prefix(" --> ")) {
+                    let want = format!(
+                        "{}:{}:{}",
+                        d["file"].as_str().unwrap_or("?"),
+                        d["line"],
+                        d["column"]
+                    );
+                    assert_eq!(at, want, "{doc}");
+                }
             } else {
                 assert!(r.stdout.is_empty(), "stdout must be empty: {}", r.stdout);
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{LoadError, LoadErrorKind as Kind};
 use crate::locate::{Doc, Place};
 
-use super::line_col;
+use super::{Format, format_of, line_col, read_config};
 
 /// A syntax or type error of serde at `line:column` (1-based), `keys` the
 /// path serde was at. The message loses serde's list of expected names
@@ -81,6 +81,27 @@ pub(super) fn place(mut e: LoadError, shown: &Path, text: &str, json: bool) -> L
     }
     e.detail.source = Some(Arc::from(text));
     e
+}
+
+/// An error found after loading, against the root or the sources (an
+/// owner the root does not have, a tree's content), written "FILE: LABEL:
+/// what": the same error, pointing into FILE. `None` when the message does
+/// not name a configuration file that can be read.
+pub fn located(message: &str) -> Option<LoadError> {
+    let (file, rest) = message.split_once(": ")?;
+    let file = Path::new(file);
+    let json = match format_of(file)? {
+        Format::Json => true,
+        Format::Toml => false,
+    };
+    let text = read_config(file).ok()?;
+    let e = place(
+        LoadError::new(file, Kind::Invalid, rest.to_owned()),
+        file,
+        &text,
+        json,
+    );
+    e.line.is_some().then_some(e)
 }
 
 /// A mode written as a decimal (TOML) or any number (JSON).
