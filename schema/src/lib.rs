@@ -13,6 +13,7 @@ mod locate;
 mod path;
 mod raw;
 mod spec;
+mod strict;
 
 pub use error::{Detail, LoadError, LoadErrorKind};
 pub use load::{FORMAT_VERSION, LoadOptions, load, located};
@@ -20,11 +21,13 @@ pub use path::{EntryPath, PathError};
 pub use spec::*;
 
 /// The JSON Schema (draft 2020-12) of one configuration file, for editors
-/// (`sysgen schema`). Derived from the types `load` deserializes, so it
-/// accepts what `load` accepts, short of the checks a schema cannot express
-/// (sources exist, includes resolve, merge conflicts).
+/// (`sysgen schema`). Derived from the types `load` deserializes and
+/// tightened with the loader's rules of shape (`strict.rs`), so it accepts
+/// what `load` accepts, short of the checks a schema cannot express
+/// (sources exist, includes resolve, merge conflicts, owners exist).
 pub fn json_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(raw::RawConfig).to_value();
+    strict::tighten(&mut schema);
     if let Some(obj) = schema.as_object_mut() {
         obj.insert(
             "description".into(),

@@ -295,9 +295,11 @@ impl JsonSchema for RawMode {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Octal permission bits as a string of 3 or 4 digits, such as \"0644\" or \"2755\".",
-            "type": "string",
-            "pattern": MODE_PATTERN,
+            "description": "Octal permission bits as a string of 3 or 4 digits, such as \"0644\" or \"2755\"; in TOML also an octal integer, such as 0o644 (a decimal integer is refused).",
+            "oneOf": [
+                { "type": "string", "pattern": MODE_PATTERN },
+                { "type": "integer", "minimum": 0, "maximum": 0o7777 }
+            ]
         })
     }
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 pub mod datasets;
 pub mod packages;
+pub mod schema_check;
 pub mod services;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
@@ -157,7 +158,9 @@ impl TestEnv {
 
     /// Runs the binary with `--root` set, and returns what it did.
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).output().expect("run sysgen"))
+        let run = Run::from(self.cmd(args).output().expect("run sysgen"));
+        schema_check::loaded_configs_are_valid(args, run.code);
+        run
     }
 
     /// `switch CONFIG`, which must succeed.
