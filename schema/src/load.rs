@@ -23,6 +23,7 @@ use crate::{EntryPath, HostSpec};
 
 mod check;
 mod diagnose;
+mod exclude;
 mod merge;
 
 use check::{Decls, check_file};

@@ -148,6 +148,17 @@ pub(crate) struct RawTree {
     /// Overrides the mode of every regular file of the tree.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// Globs of what to leave out: a glob without `/` (`*.swp`, `*~`)
+    /// matches a name at any depth, one with `/` the path from the tree's
+    /// top (`cache/**`); a trailing `/` matches directories only. An
+    /// excluded directory is left out with everything under it.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub exclude: Vec<String>,
+    /// Also deploy version-control directories (`.git`, `.hg`, `.svn`,
+    /// `.bzr`, `_darcs`, `CVS`), which are left out by default.
+    #[serde(default)]
+    pub vcs: bool,
 }
 
 /// Packages, by package manager.

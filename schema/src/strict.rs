@@ -69,6 +69,11 @@ pub(crate) fn tighten(schema: &mut Value) {
     // A timeout times a check; a check is a command, not blanks.
     defs["Service"]["dependentRequired"] = json!({ "check_timeout": ["check"] });
     defs["Service"]["properties"]["check"]["pattern"] = json!(r"\S");
+    // A glob says what to leave out; an empty one says nothing.
+    defs["Tree"]["properties"]["exclude"]["items"] = json!({
+        "type": "string",
+        "pattern": r"[^/]",
+    });
 }
 
 /// Every `"pattern": from` becomes `to`: the derived schema writes `^/` for

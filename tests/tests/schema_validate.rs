@@ -158,7 +158,9 @@ const GOOD: &[(&str, &str, &str)] = &[
   },
   "directories": { "/srv/app": { "mode": "2750", "owner": 33, "group": "www-data" } },
   "symlinks": { "/etc/localtime": "../usr/share/zoneinfo/UTC" },
-  "trees": { "/srv/www": { "source": "site", "mode": "0640" } },
+  "trees": {
+    "/srv/www": { "source": "site", "mode": "0640", "exclude": ["*~", "/cache/", "*.sw?"], "vcs": false }
+  },
   "packages": { "apt": ["nginx", "g++", "libc6=2.36-9+deb12u4", "vim=2:9.0.1378-2"] },
   "datasets": {
     "/srv/data": { "type": "btrfs", "snapshot": true, "mode": "0750" },
@@ -338,6 +340,22 @@ const BAD_SHAPE: &[(&str, &str)] = &[
     ),
     ("apt not a list", r#"{"packages": {"apt": "nginx"}}"#),
     ("$schema not a string", r#"{"$schema": 5}"#),
+    (
+        "an empty exclude glob",
+        r#"{"trees": {"/w": {"source": "site", "exclude": [""]}}}"#,
+    ),
+    (
+        "a slash for a glob",
+        r#"{"trees": {"/w": {"source": "site", "exclude": ["/"]}}}"#,
+    ),
+    (
+        "exclude not a list",
+        r#"{"trees": {"/w": {"source": "site", "exclude": "*~"}}}"#,
+    ),
+    (
+        "vcs not a bool",
+        r#"{"trees": {"/w": {"source": "site", "vcs": "yes"}}}"#,
+    ),
 ];
 
 #[test]

@@ -227,10 +227,17 @@ pub(super) fn check_file(
 
     for (k, t) in &raw.trees {
         let p = path("trees", k)?;
+        for g in &t.exclude {
+            if let Err(why) = super::exclude::check_glob(g) {
+                return Err(invalid(format!("trees.{p}.exclude.{g}: {why}")));
+            }
+        }
         let spec = TreeSpec {
             source: source(&format!("trees.{p}"), &t.source, true)?,
             mode: t.mode.map(|m| m.0),
             declared_in: origin.clone(),
+            exclude: t.exclude.clone(),
+            vcs: t.vcs,
         };
         d.trees.insert(p, spec);
     }
