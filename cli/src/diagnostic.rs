@@ -76,7 +76,13 @@ impl Diagnostic {
 
 /// Writes `e` to stderr for people.
 pub fn eprint(e: &Error) {
-    match config_error(e).and_then(|le| snippet(&le, colour())) {
+    // An error found after loading keeps its first line as it was written
+    // ("FILE: LABEL: what"); the snippet's `-->` line says where.
+    let title = match e {
+        Error::Invalid(m) => Some(m.split_once("; ").map_or(m.as_str(), |(what, _)| what)),
+        _ => None,
+    };
+    match config_error(e).and_then(|le| snippet(&le, title, colour())) {
         Some(text) => eprintln!("{text}"),
         None => eprintln!("error: {e}"),
     }
@@ -89,15 +95,16 @@ fn colour() -> bool {
 
 /// The error with the file's line(s) and a caret; `None` when it points at
 /// no text (a file that cannot be read, a cycle of includes).
-fn snippet(le: &LoadError, colour: bool) -> Option<String> {
+fn snippet(le: &LoadError, title: Option<&str>, colour: bool) -> Option<String> {
     let (source, span) = (le.detail.source.as_deref()?, le.detail.span.clone()?);
     let (message, hint) = le.parts();
     let file = le.file.display().to_string();
     // The first line keeps `file:line:column: message` whole: it is what a
     // terminal makes clickable and what grep finds, as before snippets.
-    let title = match (le.line, le.column) {
-        (Some(l), Some(c)) => format!("{file}:{l}:{c}: {message}"),
-        _ => format!("{file}: {message}"),
+    let title = match (title, le.line, le.column) {
+        (Some(t), _, _) => t.to_owned(),
+        (None, Some(l), Some(c)) => format!("{file}:{l}:{c}: {message}"),
+        (None, _, _) => format!("{file}: {message}"),
     };
     let mut group = Level::ERROR.primary_title(title).element(
         Snippet::source(source)
@@ -132,7 +139,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let e = sysgen_schema::load(&cfg, &Default::default()).expect_err("invalid");
-        let text = snippet(&e, false).expect("a snippet");
+        let text = snippet(&e, None, false).expect("a snippet");
         let want = format!(
             "error: {f}:3:20: services.a.service.check_timeout: there is no check to time\n \
              --> {f}:3:20\n  |\n3 |     \"a.service\": {{ \"check_timeout\": 5 }}\n  \

@@ -539,7 +539,11 @@ const CASES: &[Case] = &[
             "c.json",
             "{\n  \"files\": {\n    \"/etc/o\": { \"content\": \"x\", \"owner\": \"nobody-here\" }\n  }\n}\n",
         )],
-        want: &["c.json:3:5: files./etc/o: user \"nobody-here\" does not exist"],
+        want: &[
+            "c.json: files./etc/o: user \"nobody-here\" does not exist",
+            "c.json:3:5\n",
+            "help: create it first or give a number",
+        ],
     },
 ];
 
