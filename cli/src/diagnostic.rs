@@ -112,7 +112,12 @@ fn snippet(le: &LoadError, title: Option<&str>, colour: bool) -> Option<String> 
             .annotation(AnnotationKind::Primary.span(span)),
     );
     if let Some(other) = &le.other_file {
-        group = group.element(Level::NOTE.message(format!("also declared in {}", other.display())));
+        let at = le
+            .detail
+            .other_at
+            .map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+        group =
+            group.element(Level::NOTE.message(format!("also declared in {}{at}", other.display())));
     }
     if let Some(h) = hint {
         group = group.element(Level::HELP.message(h));

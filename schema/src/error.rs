@@ -42,6 +42,8 @@ pub struct Detail {
     pub span: Option<Range<usize>>,
     /// The text of `file`, when the error points into it.
     pub source: Option<Arc<str>>,
+    /// For conflicts: line and column of the same keys in `other_file`.
+    pub other_at: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,15 +54,7 @@ pub fn load(config: &Path, opts: &LoadOptions) -> Result<HostSpec, LoadError> {
     let root = graph.visit(config, None, opts)?;
     debug_assert_eq!(root, 0);
     let reach = graph.reach();
-    merge(&graph.nodes, &reach).map_err(|e| match graph.nodes.iter().find(|n| n.shown == e.file) {
-        Some(n) => diagnose::place(
-            e,
-            &n.shown,
-            &n.text,
-            matches!(format_of(&n.shown), Some(Format::Json)),
-        ),
-        None => e,
-    })
+    merge(&graph.nodes, &reach).map_err(|e| diagnose::place_conflict(e, &graph.nodes))
 }
 
 /// One configuration file of the include graph.

@@ -337,7 +337,8 @@ pub(super) fn check_file(
         if !valid_deb_name(name) {
             return Err(invalid(format!(
                 "packages.apt: invalid package name {name:?}; a Debian package name has at least 2 characters, lowercase letters, digits, +, - and ., and starts with a letter or digit"
-            )));
+            ))
+            .key(&["packages", "apt", entry]));
         }
         if let Some(v) = version.filter(|v| !valid_deb_version(v)) {
             {
@@ -349,7 +350,8 @@ pub(super) fn check_file(
         if d.apt.contains_key(name) {
             return Err(invalid(format!(
                 "packages.apt.{name}: listed more than once in this file; list it once"
-            )));
+            ))
+            .key(&["packages", "apt", entry]));
         }
         let pkg = AptPackage {
             name: name.to_owned(),

@@ -83,6 +83,26 @@ pub(super) fn place(mut e: LoadError, shown: &Path, text: &str, json: bool) -> L
     e
 }
 
+/// A merge error: placed in its file, and the same keys found in the
+/// other file it names.
+pub(super) fn place_conflict(e: LoadError, nodes: &[super::Node]) -> LoadError {
+    let is_json = |p: &Path| matches!(format_of(p), Some(Format::Json));
+    let Some(n) = nodes.iter().find(|n| n.shown == e.file) else {
+        return e;
+    };
+    let mut e = place(e, &n.shown, &n.text, is_json(&n.shown));
+    let other = e
+        .other_file
+        .as_ref()
+        .and_then(|o| nodes.iter().find(|n| n.shown == *o));
+    if let Some(o) = other {
+        e.detail.other_at = Doc::parse(&o.text, is_json(&o.shown))
+            .and_then(|doc| doc.find(&e.detail.path))
+            .map(|p| line_col(&o.text, p.span.start));
+    }
+    e
+}
+
 /// An error found after loading, against the root or the sources (an
 /// owner the root does not have, a tree's content), written "FILE: LABEL:
 /// what": the same error, pointing into FILE. `None` when the message does
