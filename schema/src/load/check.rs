@@ -285,7 +285,9 @@ pub(super) fn check_file(
 
     for (unit, s) in &raw.services {
         if let Err(why) = valid_unit(unit) {
-            return Err(invalid(format!("services.{unit}: {why}")));
+            let mut e = invalid(format!("services.{unit}: {why}"));
+            e.detail.hint = super::diagnose::unit_suffix_hint(unit, &UNIT_SUFFIXES);
+            return Err(e);
         }
         let paths = |field: &str, list: &[String]| -> Result<Vec<EntryPath>, LoadError> {
             let mut out: Vec<EntryPath> = Vec::new();

@@ -190,6 +190,15 @@ fn did_you_mean(message: String) -> (String, Option<String>) {
     (head.to_owned(), Some(hint))
 }
 
+/// For a unit name with a misspelt suffix (`nginx.servce`), the name with
+/// the nearest suffix.
+pub(super) fn unit_suffix_hint(unit: &str, suffixes: &[&str]) -> Option<String> {
+    let (stem, suffix) = unit.rsplit_once('.')?;
+    let names: Vec<&str> = suffixes.iter().map(|s| s.trim_start_matches('.')).collect();
+    let near = nearest(suffix, &names).filter(|&n| n != suffix)?;
+    (!stem.is_empty()).then(|| format!("did you mean `{stem}.{near}`?"))
+}
+
 /// The closest of `names` to `word`, if it is close: `restart-on` is
 /// `restart_on`, and a typo or two in a longer word.
 pub(crate) fn nearest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
@@ -227,6 +236,13 @@ mod tests {
         assert_eq!(nearest("filez", &["files", "trees"]), Some("files"));
         assert_eq!(nearest("Services", &["services"]), Some("services"));
         assert_eq!(nearest("x", &["files", "trees"]), None);
+        let units = [".service", ".socket", ".timer"];
+        assert_eq!(
+            unit_suffix_hint("nginx.servce", &units).as_deref(),
+            Some("did you mean `nginx.service`?")
+        );
+        assert_eq!(unit_suffix_hint("nginx", &units), None);
+        assert_eq!(unit_suffix_hint("a.slice", &units), None);
     }
 
     #[test]

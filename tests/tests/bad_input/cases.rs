@@ -480,6 +480,14 @@ pub const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "a misspelt unit suffix",
+        files: &[("c.toml", "[services.\"nginx.servce\"]\nenable = true\n")],
+        want: &[
+            "c.toml:1:11: services.nginx.servce: not a unit name",
+            "did you mean `nginx.service`?",
+        ],
+    },
+    Case {
         name: "a misspelt dataset type",
         files: &[(
             "c.json",
