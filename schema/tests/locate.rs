@@ -234,6 +234,19 @@ fn an_error_found_after_loading_is_located() {
     let (what, hint) = e.parts();
     assert_eq!(what, "trees./srv/www: site/x is a special file");
     assert_eq!(hint, Some("trees may hold only files"));
+    // An owner the root lacks is the owner key.
+    fs::write(
+        &cfg,
+        "{\"files\": {\"/a\": {\"content\": \"\", \"owner\": \"web\", \"group\": \"web\"}}}",
+    )
+    .unwrap();
+    let e = located(&format!(
+        "{}: files./a: group \"web\" does not exist in the target root's /etc/group",
+        cfg.display()
+    ))
+    .unwrap();
+    assert_eq!(e.detail.path, ["files", "/a", "group"]);
+    assert_eq!(e.column, Some(50));
     // Not a configuration file, or no such label: nothing to point at.
     assert!(located("/etc/passwd: x: y").is_none());
     assert!(located(&format!("{}: nothing.here: y", cfg.display())).is_none());

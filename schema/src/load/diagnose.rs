@@ -115,12 +115,24 @@ pub fn located(message: &str) -> Option<LoadError> {
         Format::Toml => false,
     };
     let text = read_config(file).ok()?;
-    let e = place(
-        LoadError::new(file, Kind::Invalid, rest.to_owned()),
-        file,
-        &text,
-        json,
-    );
+    let mut e = LoadError::new(file, Kind::Invalid, rest.to_owned());
+    // An owner or group the root lacks: its key, where it is written.
+    if let Some((label, what)) = rest.split_once(": ") {
+        let field = match what.split(' ').next() {
+            Some("user") => Some("owner"),
+            Some("group") => Some("group"),
+            _ => None,
+        };
+        let doc = Doc::parse(&text, json);
+        if let Some((field, Some(at))) = field.zip(doc.as_ref().map(|d| d.resolve(label))) {
+            let mut keys = at.path;
+            keys.push(field.to_owned());
+            if doc.as_ref().and_then(|d| d.find(&keys)).is_some() {
+                e.detail.path = keys;
+            }
+        }
+    }
+    let e = place(e, file, &text, json);
     e.line.is_some().then_some(e)
 }
 

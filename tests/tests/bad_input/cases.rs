@@ -532,7 +532,7 @@ pub const CASES: &[Case] = &[
         )],
         want: &[
             "c.json: files./etc/o: user \"nobody-here\" does not exist",
-            "c.json:3:5\n",
+            "c.json:3:33\n",
             "help: create it first or give a number",
         ],
     },
