@@ -9,19 +9,16 @@ use serde::Serialize;
 use sysgen_generations::Error;
 use sysgen_schema::LoadError;
 
-/// An error's parts for scripts (`--json`): `code` always; the rest for
-/// a configuration error.
+/// A configuration error's parts for scripts (`--json`).
 #[derive(Serialize)]
 pub struct Diagnostic {
     /// What kind of mistake: `config-syntax`, `config-unknown-key`,
     /// `config-unknown-value`, `config-invalid`, `config-conflict`,
-    /// `config-cycle`, `config-read`; `invalid-input` or `failed` for
-    /// errors of other kinds.
+    /// `config-cycle`, `config-read`.
     pub code: &'static str,
     /// What is wrong, without the file or the hint.
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
+    pub file: String,
     /// 1-based.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
@@ -47,30 +44,19 @@ fn config_error(e: &Error) -> Option<std::borrow::Cow<'_, LoadError>> {
 }
 
 impl Diagnostic {
-    pub fn new(e: &Error, exit: i32) -> Diagnostic {
-        match config_error(e) {
-            Some(le) => {
-                let (message, hint) = le.parts();
-                Diagnostic {
-                    code: le.code(),
-                    message: message.to_owned(),
-                    file: Some(le.file.display().to_string()),
-                    line: le.line,
-                    column: le.column,
-                    path: le.detail.path.clone(),
-                    hint: hint.map(str::to_owned),
-                }
-            }
-            None => Diagnostic {
-                code: if exit == 2 { "invalid-input" } else { "failed" },
-                message: e.to_string(),
-                file: None,
-                line: None,
-                column: None,
-                path: Vec::new(),
-                hint: None,
-            },
-        }
+    /// `None` for an error that is not about a configuration file.
+    pub fn new(e: &Error) -> Option<Diagnostic> {
+        let le = config_error(e)?;
+        let (message, hint) = le.parts();
+        Some(Diagnostic {
+            code: le.code(),
+            message: message.to_owned(),
+            file: le.file.display().to_string(),
+            line: le.line,
+            column: le.column,
+            path: le.detail.path.clone(),
+            hint: hint.map(str::to_owned),
+        })
     }
 }
 

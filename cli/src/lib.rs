@@ -77,8 +77,10 @@ struct ErrorOutput<'a> {
     /// was before sysgen); present only when it rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     active: Option<Option<u64>>,
-    /// The error's parts: code, message, file, line, column, path, hint.
-    diagnostic: diagnostic::Diagnostic,
+    /// A configuration error's parts: code, message, file, line, column,
+    /// path, hint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostic: Option<diagnostic::Diagnostic>,
 }
 
 impl<'a> ErrorOutput<'a> {
@@ -90,7 +92,7 @@ impl<'a> ErrorOutput<'a> {
             failed: None,
             rolled_back: None,
             active: None,
-            diagnostic: diagnostic::Diagnostic::new(e, exit),
+            diagnostic: diagnostic::Diagnostic::new(e),
         };
         match e {
             Error::Service(ServiceError::Failed {
