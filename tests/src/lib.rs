@@ -170,12 +170,14 @@ impl TestEnv {
 
     /// Runs with `SYSGEN_FAULT_AFTER_STEPS=k`.
     pub fn run_with_fault(&self, k: u64, args: &[&str]) -> Run {
-        Run::from(
+        let run = Run::from(
             self.cmd(args)
                 .env("SYSGEN_FAULT_AFTER_STEPS", k.to_string())
                 .output()
                 .expect("run sysgen"),
-        )
+        );
+        schema_check::loaded_configs_are_valid(args, run.code);
+        run
     }
 
     /// The whole root, less sysgen's own state directory.
