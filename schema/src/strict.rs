@@ -12,16 +12,18 @@ use serde_json::{Value, json};
 pub(crate) const SCHEMA_ID: &str = "urn:sysgen:schema:config:1";
 
 /// A character allowed in a path component: not `/`, not a control
-/// character (the loader refuses those: they would forge plan lines).
-const CHAR: &str = r"[^/\x00-\x1f\x7f]";
+/// character (C0, DEL, C1: what `char::is_control` calls one; the loader
+/// refuses those, they would forge plan lines).
+const CHAR: &str = r"[^/\x00-\x1f\x7f-\x9f]";
 
 /// An absolute path in canonical form, as `EntryPath::parse` wants it:
 /// components that are neither empty, `.` nor `..`, no trailing slash,
 /// not `/` itself.
 pub(crate) fn path_pattern() -> String {
-    let first = r"[^/.\x00-\x1f\x7f]";
-    let after_dot = r"[^/.\x00-\x1f\x7f]";
-    let component = format!(r"(?:{first}|\.{after_dot}|\.\.{CHAR}){CHAR}*");
+    // A component starts with a character that is not a dot, or with one
+    // dot and such a character, or with two dots and anything.
+    let not_dot = r"[^/.\x00-\x1f\x7f-\x9f]";
+    let component = format!(r"(?:{not_dot}|\.{not_dot}|\.\.{CHAR}){CHAR}*");
     format!("^(?:/{component})+$")
 }
 
@@ -53,7 +55,7 @@ pub(crate) fn tighten(schema: &mut Value) {
         "type": "string",
         "minLength": 1,
         "maxLength": 4095,
-        "pattern": r"^[^\x00-\x1f\x7f]+$",
+        "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$",
     });
     props["services"]["propertyNames"] = json!({ "pattern": UNIT_PATTERN, "maxLength": 255 });
     props["host"]["maxLength"] = json!(253);

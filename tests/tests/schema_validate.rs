@@ -413,3 +413,49 @@ fn a_toml_octal_mode_switches() {
     assert_eq!(mode & 0o7777, 0o640);
     assert!(config_value(&cfg).is_ok());
 }
+
+/// The schema's path pattern and the loader's path rule agree on every
+/// kind of component (lengths aside: the pattern counts characters, the
+/// loader bytes).
+#[test]
+fn the_path_pattern_is_the_loaders_rule() {
+    let paths = [
+        "/a",
+        "/.a",
+        "/..a",
+        "/...",
+        "/a.",
+        "/a..",
+        "/a/.b/..c/...d",
+        "/a b",
+        "/é/ü",
+        "/a-b_c~",
+        "/a/./b",
+        "/a/../b",
+        "/.",
+        "/..",
+        "/a/.",
+        "/a/..",
+        "/a//b",
+        "/a/",
+        "/",
+        "",
+        "a",
+        "a/b",
+        "//a",
+        "/a\tb",
+        "/a\u{7f}",
+        "/a\nb",
+    ];
+    let mut bad = Vec::new();
+    for p in paths {
+        // The loader refuses control characters before it parses a path.
+        let loader = sysgen_schema::EntryPath::parse(p).is_ok() && !p.contains(char::is_control);
+        let doc = serde_json::json!({ "directories": { p: {} }, "services": { "a.service": { "restart_on": [p] } } });
+        let schema = schema_errors(&doc).is_empty();
+        if loader != schema {
+            bad.push(format!("{p:?}: loader {loader}, schema {schema}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
