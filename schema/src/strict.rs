@@ -71,6 +71,8 @@ pub(crate) fn tighten(schema: &mut Value) {
     // A timeout times a check; a check is a command, not blanks.
     defs["Service"]["dependentRequired"] = json!({ "check_timeout": ["check"] });
     defs["Service"]["properties"]["check"]["pattern"] = json!(r"\S");
+    // A name has no `:`, `/`, blank or control character.
+    defs["Principal"]["oneOf"][0]["pattern"] = json!(r"^[^:/\s\x00-\x1f\x7f-\x9f]+$");
     // A glob says what to leave out; an empty one says nothing.
     defs["Tree"]["properties"]["exclude"]["items"] = json!({
         "type": "string",

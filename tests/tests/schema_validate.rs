@@ -283,6 +283,10 @@ const BAD_SHAPE: &[(&str, &str)] = &[
         "owner with a colon",
         r#"{"directories": {"/a": {"owner": "a:b"}}}"#,
     ),
+    (
+        "owner with a control character",
+        r#"{"directories": {"/a": {"owner": "a\u0085b"}}}"#,
+    ),
     ("empty group", r#"{"directories": {"/a": {"group": ""}}}"#),
     (
         "secret not a bool",
