@@ -70,10 +70,17 @@ impl<'a> Doc<'a> {
         let mut node = self.root();
         let mut span = node.span()?;
         for key in path {
-            let child = node
-                .children()
-                .into_iter()
-                .find(|c| c.name.as_deref() == Some(key.as_str()))?;
+            let mut children = node.children();
+            // An array element is named by its string, or by its index (as
+            // serde names one that is not a string).
+            let at = children
+                .iter()
+                .position(|c| c.name.as_deref() == Some(key.as_str()))
+                .or_else(|| key.parse::<usize>().ok().filter(|_| node.is_array()))?;
+            if at >= children.len() {
+                return None;
+            }
+            let child = children.swap_remove(at);
             span = child.span.clone().or_else(|| child.node.span())?;
             node = child.node;
         }
@@ -145,6 +152,15 @@ fn walk(
 }
 
 impl<'t, 'a> Node<'t, 'a> {
+    fn is_array(&self) -> bool {
+        matches!(
+            self,
+            Node::Json(JValue::Array(_))
+                | Node::TomlItem(Item::Value(TValue::Array(_)))
+                | Node::TomlValue(TValue::Array(_))
+        )
+    }
+
     fn span(&self) -> Option<Range<usize>> {
         match self {
             Node::Json(v) => {
@@ -323,6 +339,9 @@ mod tests {
         let p = doc.resolve("services.a.service.check_timeout").unwrap();
         assert_eq!(&text[p.span], "check_timeout");
         let exact = doc.find(&["files".into(), "/etc/a.conf".into()]).unwrap();
+        let doc2 = Doc::parse("restart_on = [\"/a\", 7]\n", false).unwrap();
+        let second = doc2.find(&["restart_on".into(), "1".into()]).unwrap();
+        assert_eq!(second.span, 20..21);
         assert_eq!(&text[exact.span], "\"/etc/a.conf\"");
         let (place, msg) = number_modes(&doc, text).unwrap();
         assert_eq!(&text[place.span], "420");
