@@ -248,6 +248,18 @@ impl<'t, 'a> Node<'t, 'a> {
     }
 }
 
+/// The mode someone who wrote the number `raw` most likely meant: its
+/// digits read as octal when they are octal digits (`644` is "0644"),
+/// else an example.
+fn meant(raw: &str) -> String {
+    let octal = (1..=4).contains(&raw.len()) && raw.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    if octal {
+        format!("{raw:0>4}")
+    } else {
+        "0644".to_owned()
+    }
+}
+
 /// An integer as written, for the modes.
 enum Integer {
     Json(String),
@@ -280,12 +292,20 @@ fn find_modes(
             .flatten()
             .and_then(|n| match n {
                 Integer::Json(raw) => Some(format!(
-                    "invalid mode {raw}: JSON has no octal numbers; write the mode as a string, such as \"0644\""
+                    "invalid mode {raw}: JSON has no octal numbers; write the mode as a string, such as \"{}\"",
+                    meant(&raw)
                 )),
                 Integer::Toml(raw, _) if raw.starts_with("0o") => None,
-                Integer::Toml(raw, v) => Some(format!(
-                    "invalid mode {raw}: a mode written as a number must be octal (0o{v:o} is what {raw} means); write it as 0o644 or \"0644\""
-                )),
+                Integer::Toml(raw, v) => {
+                    let m = meant(&raw);
+                    let digits = match m.trim_start_matches('0') {
+                        "" => "0",
+                        d => d,
+                    };
+                    Some(format!(
+                        "invalid mode {raw}: a mode written as a number must be octal (0o{v:o} is what {raw} means); write it as 0o{digits} or \"{m}\""
+                    ))
+                }
             });
         match bad {
             Some(msg) => {

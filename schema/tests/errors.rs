@@ -140,7 +140,7 @@ fn syntax_and_type_errors_give_line_and_column() {
                 at: Some((2, 11)),
                 ..invalid(
                     "c.json",
-                    &["invalid mode 755: JSON has no octal numbers", "\"0644\""],
+                    &["invalid mode 755: JSON has no octal numbers", "\"0755\""],
                 )
             },
         ),
@@ -224,7 +224,7 @@ fn syntax_and_type_errors_give_line_and_column() {
                     "c.toml",
                     &[
                         "invalid mode 755: a mode written as a number must be octal",
-                        "0o644",
+                        "0o755 or \"0755\"",
                     ],
                 )
             },
