@@ -80,7 +80,7 @@ fn colour() -> bool {
 }
 
 /// The error with the file's line(s) and a caret; `None` when it points at
-/// no text (a file that cannot be read, a cycle of includes).
+/// no text (the file named on the command line cannot be read).
 fn snippet(le: &LoadError, title: Option<&str>, colour: bool) -> Option<String> {
     let (source, span) = (le.detail.source.as_deref()?, le.detail.span.clone()?);
     let (message, hint) = le.parts();
