@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod help;
+mod diagnostic;
 mod output;
 mod signals;
 
@@ -55,7 +56,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let code = if e.is_invalid_input() { 2 } else { 1 };
-            eprintln!("error: {e}");
+            diagnostic::eprint(&e);
             if let Err(e) = out.doc(ErrorOutput::new(&e, code)) {
                 eprintln!("error: {e}");
             }
@@ -79,6 +80,10 @@ struct ErrorOutput<'a> {
     /// was before sysgen); present only when it rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     active: Option<Option<u64>>,
+    /// A configuration error's parts: code, message, file, line, column,
+    /// path, hint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostic: Option<diagnostic::Diagnostic>,
 }
 
 impl<'a> ErrorOutput<'a> {
@@ -90,6 +95,7 @@ impl<'a> ErrorOutput<'a> {
             failed: None,
             rolled_back: None,
             active: None,
+            diagnostic: diagnostic::Diagnostic::new(e),
         };
         match e {
             Error::Service(ServiceError::Failed {
@@ -215,17 +221,12 @@ fn systemd_runs_on(root: &Path) -> bool {
         && Path::new("/run/systemd/system").is_dir()
 }
 
-/// A tool given as a path is used if it exists; a bare name is looked up
-/// in `PATH`. `None`: not installed (the library says so when it needs it).
+/// A tool given as a path is used if it is an executable file; a bare
+/// name is looked up in `PATH`, skipping files that are not executable, as
+/// the shell does. `None`: not installed (the library says so when it
+/// needs it).
 fn find_tool(t: &Path) -> Option<PathBuf> {
-    if t.components().count() > 1 {
-        return t.is_file().then(|| t.to_owned());
-    }
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(t))
-            .find(|p| p.is_file())
-    })
+    which::which(t).ok()
 }
 
 fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {

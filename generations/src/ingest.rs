@@ -23,6 +23,8 @@ use crate::produce::Produced;
 use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
+mod exclude;
+
 pub struct BuildOptions<'a> {
     pub now: i64,
     pub progress: &'a dyn Progress,
@@ -512,6 +514,7 @@ fn expand_tree(
         }),
         &what,
     )?;
+    let exclude = exclude::Exclude::new(tree, &what)?;
     let mut stack: Vec<(PathBuf, EntryPath)> = vec![(tree.source.clone(), at.clone())];
     while let Some((dir, dest)) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
@@ -525,6 +528,11 @@ fn expand_tree(
                     src.display()
                 ))
             })?;
+            // Before any check of the name: what is left out is not read.
+            let is_dir = ent.file_type().map_err(io_err(&src))?.is_dir();
+            if exclude.excludes(&exclude::relative(at, &dest, name), name, is_dir) {
+                continue;
+            }
             // As for declared paths: a control character would forge lines
             // in the plan or reach the terminal.
             if name.contains(char::is_control) {

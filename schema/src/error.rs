@@ -1,7 +1,9 @@
 //! `LoadError`: what is wrong with a configuration, and where.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a configuration could not be loaded. Always names a file; syntax and
 /// type errors also carry a line and column (1-based). The CLI maps every
@@ -21,6 +23,27 @@ pub struct LoadError {
     /// Lowercase, no trailing period; says what is wrong and what to do.
     /// Does not repeat `file`, `line` or `column` (Display adds them).
     pub message: String,
+    /// Where in `file`, and what to do: boxed, as errors travel in every
+    /// `Result` of the loader.
+    pub detail: Box<Detail>,
+}
+
+/// The parts of a [`LoadError`] that point into the file.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// The keys from the top of `file` to what is at fault (`files`,
+    /// `/etc/motd`, `mode`); an array element is its string. Empty when
+    /// the fault is the whole file.
+    pub path: Vec<String>,
+    /// What to do, when it is not already said in `message` (a "did you
+    /// mean"); Display appends it.
+    pub hint: Option<String>,
+    /// Bytes of `source` at fault, for a snippet with a caret.
+    pub span: Option<Range<usize>>,
+    /// The text of `file`, when the error points into it.
+    pub source: Option<Arc<str>>,
+    /// For conflicts: line and column of the same keys in `other_file`.
+    pub other_at: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +73,41 @@ impl LoadError {
             kind,
             other_file: None,
             message,
+            detail: Box::default(),
+        }
+    }
+
+    /// Names the keys at fault explicitly, where the message does not start
+    /// with them (the location is found from them later).
+    pub(crate) fn key<S: AsRef<str>>(mut self, path: &[S]) -> Self {
+        self.detail.path = path.iter().map(|s| s.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// A stable name for scripts (`--json`): what kind of mistake this is.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            LoadErrorKind::Read => "config-read",
+            LoadErrorKind::Syntax if self.message.starts_with("unknown field") => {
+                "config-unknown-key"
+            }
+            LoadErrorKind::Syntax if self.message.starts_with("unknown variant") => {
+                "config-unknown-value"
+            }
+            LoadErrorKind::Syntax => "config-syntax",
+            LoadErrorKind::Invalid => "config-invalid",
+            LoadErrorKind::Cycle => "config-cycle",
+            LoadErrorKind::Conflict => "config-conflict",
+        }
+    }
+
+    /// What is wrong and what to do, apart: the message is written "what is
+    /// wrong; what to do", or the hint was given on its own.
+    pub fn parts(&self) -> (&str, Option<&str>) {
+        match (&self.detail.hint, self.message.split_once("; ")) {
+            (Some(h), _) => (&self.message, Some(h)),
+            (None, Some((what, todo))) => (what, Some(todo)),
+            (None, None) => (&self.message, None),
         }
     }
 
@@ -71,8 +129,26 @@ impl fmt::Display for LoadError {
         if let (Some(l), Some(c)) = (self.line, self.column) {
             write!(f, ":{l}:{c}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.detail.hint {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for LoadError {}
+
+impl fmt::Debug for Detail {
+    /// Without the file's text, which a failed test's message would
+    /// otherwise repeat whole.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Detail")
+            .field("path", &self.path)
+            .field("hint", &self.hint)
+            .field("span", &self.span)
+            .field("source", &self.source.as_ref().map(|s| s.len()))
+            .field("other_at", &self.other_at)
+            .finish()
+    }
+}

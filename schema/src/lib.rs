@@ -9,21 +9,25 @@
 
 mod error;
 mod load;
+mod locate;
 mod path;
 mod raw;
 mod spec;
+mod strict;
 
-pub use error::{LoadError, LoadErrorKind};
-pub use load::{FORMAT_VERSION, LoadOptions, load};
+pub use error::{Detail, LoadError, LoadErrorKind};
+pub use load::{FORMAT_VERSION, LoadOptions, load, located};
 pub use path::{EntryPath, PathError};
 pub use spec::*;
 
 /// The JSON Schema (draft 2020-12) of one configuration file, for editors
-/// (`sysgen schema`). Derived from the types `load` deserializes, so it
-/// accepts what `load` accepts, short of the checks a schema cannot express
-/// (sources exist, includes resolve, merge conflicts).
+/// (`sysgen schema`). Derived from the types `load` deserializes and
+/// tightened with the loader's rules of shape (`strict.rs`), so it accepts
+/// what `load` accepts, short of the checks a schema cannot express
+/// (sources exist, includes resolve, merge conflicts, owners exist).
 pub fn json_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(raw::RawConfig).to_value();
+    strict::tighten(&mut schema);
     if let Some(obj) = schema.as_object_mut() {
         obj.insert(
             "description".into(),
@@ -59,7 +63,9 @@ mod tests {
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }
-        assert_eq!(props.len(), 12);
+        assert_eq!(props.len(), 13);
+        // Editors write the schema's address in the file itself.
+        assert!(props.contains_key("$schema"));
         // Round-trips as JSON text.
         let text = serde_json::to_string_pretty(&s).unwrap();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();

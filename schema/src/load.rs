@@ -23,10 +23,13 @@ use crate::{EntryPath, HostSpec};
 
 mod blocks;
 mod check;
+mod diagnose;
+mod exclude;
 mod merge;
 pub(crate) mod vars;
 
 use check::{Decls, check_file};
+pub use diagnose::located;
 use merge::merge;
 
 /// The only format version this build reads.
@@ -53,7 +56,7 @@ pub fn load(config: &Path, opts: &LoadOptions) -> Result<HostSpec, LoadError> {
     let root = graph.visit(config, None, opts)?;
     debug_assert_eq!(root, 0);
     let reach = graph.reach();
-    merge(&graph.nodes, &reach)
+    merge(&graph.nodes, &reach).map_err(|e| diagnose::place_conflict(e, &graph.nodes))
 }
 
 /// One configuration file of the include graph.
@@ -64,6 +67,8 @@ struct Node {
     real: PathBuf,
     includes: Vec<usize>,
     decls: Decls,
+    /// The file's text, to point at a merge conflict in it.
+    text: String,
 }
 
 #[derive(Default)]
@@ -132,7 +137,8 @@ impl Graph {
                 &self.nodes[i].shown,
                 Kind::Read,
                 format!("include {inc:?}: {msg}"),
-            ),
+            )
+            .key(&["include", inc]),
             None => LoadError::new(shown, Kind::Read, msg),
         };
         let Some(format) = format_of(shown) else {
@@ -163,7 +169,8 @@ impl Graph {
                         "include {inc:?} makes a cycle: {}; remove one of these includes",
                         chain.join(" -> ")
                     ),
-                ));
+                )
+                .key(&["include", inc]));
             }
             return Ok(i); // a diamond: already loaded, counts once
         }
@@ -181,8 +188,12 @@ impl Graph {
                 io_reason(&e)
             ))
         })?;
-        let raw = parse(shown, &text, format)?;
-        let decls = check_file(shown, &real, &raw, opts)?;
+        let json = matches!(format, Format::Json);
+        let raw =
+            parse(shown, &text, format).map_err(|e| diagnose::place(e, shown, &text, json))?;
+        diagnose::number_modes(shown, &text, json)?;
+        let decls = check_file(shown, &real, &raw, opts)
+            .map_err(|e| diagnose::place(e, shown, &text, json))?;
 
         let idx = self.nodes.len();
         self.nodes.push(Node {
@@ -190,6 +201,7 @@ impl Graph {
             real: real.clone(),
             includes: Vec::new(),
             decls,
+            text,
         });
         self.by_real.insert(real, idx);
         self.stack.push(idx);
@@ -202,7 +214,9 @@ impl Graph {
                     "include: an empty file name; remove it or name a file".to_owned(),
                 ));
             }
-            let child = self.visit(&base.join(inc), Some((idx, inc)), opts)?;
+            let child = self
+                .visit(&base.join(inc), Some((idx, inc)), opts)
+                .map_err(|e| diagnose::place(e, shown, &self.nodes[idx].text, json))?;
             self.nodes[idx].includes.push(child);
         }
         self.stack.pop();
@@ -264,25 +278,56 @@ fn parse(shown: &Path, text: &str, format: Format) -> Result<RawConfig, LoadErro
             ));
         }
     }
+    // serde_path_to_error: the keys serde was at, to point at them and to
+    // say which key of the JSON output is wrong.
+    let keys = |p: &serde_path_to_error::Path| -> Vec<String> {
+        p.iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
     match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| {
-            let full = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let msg = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-            LoadError::new(shown, Kind::Syntax, msg).at(e.line().max(1), e.column().max(1))
-        }),
-        Format::Toml => toml::from_str(text).map_err(|e| {
-            let (l, c) = line_col(text, e.span().map_or(0, |s| s.start));
-            // toml's messages may span lines ("invalid string\nexpected ..."):
-            // one line reads better after file:line:column.
-            let msg = e
-                .message()
-                .trim_end()
-                .lines()
-                .collect::<Vec<_>>()
-                .join("; ");
-            LoadError::new(shown, Kind::Syntax, msg).at(l, c)
-        }),
+        Format::Json => {
+            let json_error = |e: serde_json::Error, path: Vec<String>| {
+                let full = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let msg = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+                // A syntax error is where serde stopped, whatever the keys.
+                let path = match e.classify() {
+                    serde_json::error::Category::Data => path,
+                    _ => Vec::new(),
+                };
+                diagnose::syntax(shown, text, true, msg, (e.line(), e.column()), path)
+            };
+            let mut de = serde_json::Deserializer::from_str(text);
+            let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = keys(e.path());
+                json_error(e.into_inner(), path)
+            })?;
+            // Trailing characters after the document, as from_str refuses.
+            de.end().map_err(|e| json_error(e, Vec::new()))?;
+            Ok(raw)
+        }
+        Format::Toml => {
+            let de = toml::Deserializer::new(text);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = keys(e.path());
+                let e = e.into_inner();
+                // toml's messages may span lines ("invalid string\nexpected ..."):
+                // one line reads better after file:line:column.
+                let msg = e
+                    .message()
+                    .trim_end()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let at = line_col(text, e.span().map_or(0, |s| s.start));
+                diagnose::syntax(shown, text, false, msg, at, path)
+            })
+        }
     }
 }
 

@@ -106,6 +106,14 @@ pub(crate) struct RawConfig {
     /// back, as for a failed unit.
     #[serde(default)]
     pub checks: Vec<RawCheck>,
+    /// The JSON Schema an editor checks this file against (`sysgen
+    /// schema` writes it); sysgen itself ignores it.
+    #[serde(default, rename = "$schema")]
+    #[allow(
+        dead_code,
+        reason = "serde and schemars read it; sysgen has no use for it"
+    )]
+    pub schema: Option<String>,
 }
 
 /// A regular file: exactly one of `content` or `source`.
@@ -209,6 +217,17 @@ pub(crate) struct RawTree {
     /// Overrides the mode of every regular file of the tree.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// Globs of what to leave out: a glob without `/` (`*.swp`, `*~`)
+    /// matches a name at any depth, one with `/` the path from the tree's
+    /// top (`cache/**`); a trailing `/` matches directories only. An
+    /// excluded directory is left out with everything under it.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub exclude: Vec<String>,
+    /// Also deploy version-control directories (`.git`, `.hg`, `.svn`,
+    /// `.bzr`, `_darcs`, `CVS`), which are left out by default.
+    #[serde(default)]
+    pub vcs: bool,
 }
 
 /// Packages, by package manager.
@@ -390,8 +409,25 @@ impl<'de> Deserialize<'de> for RawMode {
                     ))
                 })
             }
+            // TOML's octal integers (`mode = 0o644`); that the number was
+            // written in octal, not decimal, is checked on the text
+            // (`locate::number_modes`), which alone still knows.
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawMode, E> {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(Mode::new)
+                    .map(RawMode)
+                    .ok_or_else(|| {
+                        E::custom(format!("invalid mode 0o{n:o}: a mode is at most 0o7777"))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawMode, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("invalid mode {n}: a mode is not negative")))
+                    .and_then(|n| self.visit_u64(n))
+            }
         }
-        d.deserialize_str(V)
+        d.deserialize_any(V)
     }
 }
 
@@ -401,9 +437,11 @@ impl JsonSchema for RawMode {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Octal permission bits as a string of 3 or 4 digits, such as \"0644\" or \"2755\".",
-            "type": "string",
-            "pattern": MODE_PATTERN,
+            "description": "Octal permission bits as a string of 3 or 4 digits, such as \"0644\" or \"2755\"; in TOML also an octal integer, such as 0o644 (a decimal integer is refused).",
+            "oneOf": [
+                { "type": "string", "pattern": MODE_PATTERN },
+                { "type": "integer", "minimum": 0, "maximum": 0o7777 }
+            ]
         })
     }
 }

@@ -95,6 +95,10 @@ pub struct TreeSpec {
     /// Overrides the mode of every regular file of the tree.
     pub mode: Option<Mode>,
     pub declared_in: PathBuf,
+    /// Globs of what to leave out, as written (checked to compile).
+    pub exclude: Vec<String>,
+    /// Deploy version-control directories too (left out by default).
+    pub vcs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 pub mod datasets;
 pub mod http;
 pub mod packages;
+pub mod schema_check;
 pub mod services;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
@@ -158,7 +159,9 @@ impl TestEnv {
 
     /// Runs the binary with `--root` set, and returns what it did.
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).output().expect("run sysgen"))
+        let run = Run::from(self.cmd(args).output().expect("run sysgen"));
+        schema_check::loaded_configs_are_valid(args, run.code);
+        run
     }
 
     /// `switch CONFIG`, which must succeed.
@@ -168,12 +171,14 @@ impl TestEnv {
 
     /// Runs with `SYSGEN_FAULT_AFTER_STEPS=k`.
     pub fn run_with_fault(&self, k: u64, args: &[&str]) -> Run {
-        Run::from(
+        let run = Run::from(
             self.cmd(args)
                 .env("SYSGEN_FAULT_AFTER_STEPS", k.to_string())
                 .output()
                 .expect("run sysgen"),
-        )
+        );
+        schema_check::loaded_configs_are_valid(args, run.code);
+        run
     }
 
     /// The whole root, less sysgen's own state directory.

@@ -239,10 +239,17 @@ pub(super) fn check_file(
 
     for (k, t) in &raw.trees {
         let p = path("trees", k)?;
+        for g in &t.exclude {
+            if let Err(why) = super::exclude::check_glob(g) {
+                return Err(invalid(format!("trees.{p}.exclude.{g}: {why}")));
+            }
+        }
         let spec = TreeSpec {
             source: source(&format!("trees.{p}"), &t.source, true)?,
             mode: t.mode.map(|m| m.0),
             declared_in: origin.clone(),
+            exclude: t.exclude.clone(),
+            vcs: t.vcs,
         };
         d.trees.insert(p, spec);
     }
@@ -290,7 +297,9 @@ pub(super) fn check_file(
 
     for (unit, s) in &raw.services {
         if let Err(why) = valid_unit(unit) {
-            return Err(invalid(format!("services.{unit}: {why}")));
+            let mut e = invalid(format!("services.{unit}: {why}"));
+            e.detail.hint = super::diagnose::unit_suffix_hint(unit, &UNIT_SUFFIXES);
+            return Err(e);
         }
         let paths = |field: &str, list: &[String]| -> Result<Vec<EntryPath>, LoadError> {
             let mut out: Vec<EntryPath> = Vec::new();
@@ -342,7 +351,8 @@ pub(super) fn check_file(
         if !valid_deb_name(name) {
             return Err(invalid(format!(
                 "packages.apt: invalid package name {name:?}; a Debian package name has at least 2 characters, lowercase letters, digits, +, - and ., and starts with a letter or digit"
-            )));
+            ))
+            .key(&["packages", "apt", entry]));
         }
         if let Some(v) = version.filter(|v| !valid_deb_version(v)) {
             {
@@ -354,7 +364,8 @@ pub(super) fn check_file(
         if d.apt.contains_key(name) {
             return Err(invalid(format!(
                 "packages.apt.{name}: listed more than once in this file; list it once"
-            )));
+            ))
+            .key(&["packages", "apt", entry]));
         }
         let pkg = AptPackage {
             name: name.to_owned(),

@@ -164,6 +164,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
                     b.display()
                 ),
             )
+            .key(&[s1, p.as_str()])
             .other(b));
         }
     }
@@ -184,6 +185,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
                         b.display()
                     ),
                 )
+                .key(&[section, p.as_str()])
                 .other(b));
             }
         }
