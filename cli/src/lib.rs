@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod output;
+mod render;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +44,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    cli.global.color.apply();
     let out = Out {
         json: cli.global.json,
         quiet: cli.global.quiet,
@@ -51,7 +53,7 @@ pub fn main() -> i32 {
     match run(&cli, &out) {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.is_invalid_input() { 2 } else { 1 };
+            let code = output::exit_code(&e);
             eprintln!("error: {e}");
             if let Err(e) = out.doc(ErrorOutput::new(&e, code)) {
                 eprintln!("error: {e}");
@@ -265,7 +267,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 rollback_on_failure: !*no_rollback_on_failure,
             },
         ),
-        Command::Diff { a, b } => diff::run(&env, out, &bar, a.as_deref(), b.as_deref()),
+        Command::Diff { a, b, patch } => {
+            diff::run(&env, out, &bar, a.as_deref(), b.as_deref(), *patch)
+        }
         Command::List => list::run(&env, out),
         Command::Status => status::run(&env, out, &bar),
         Command::Verify { store } => verify::run(&env, out, &bar, *store),
@@ -277,5 +281,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Pin { number } => pin::run(&env, out, *number, true),
         Command::Unpin { number } => pin::run(&env, out, *number, false),
         Command::Recover { rollback } => recover::run(&env, out, &bar, *rollback),
+        Command::Log => log::run(&env, out),
+        Command::Show { generation } => show::run(&env, out, generation.as_deref()),
+        Command::Saved { copy, to } => saved::run(&env, out, copy.as_deref(), to.as_deref()),
+        Command::Repair { dry_run } => repair::run(&env, out, &bar, *dry_run),
     }
 }

@@ -27,6 +27,9 @@ pub struct ApplyOptions<'a> {
     pub kinds: &'a Options,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    /// How the activation is recorded in the history when not as the
+    /// journal's switch was ("recover": a switch finished by `recover`).
+    pub how: Option<&'a str>,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -101,6 +104,9 @@ pub fn apply(
                 if ran == 0 {
                     return Err(failed(i, Error::Internal(format!("step did not run: {k}"))));
                 }
+                for s in &steps[i..i + ran] {
+                    opts.progress.step(&s.to_string());
+                }
                 i += ran;
                 continue;
             }
@@ -113,11 +119,12 @@ pub fn apply(
                 path: root.path().to_owned(),
                 source: e,
             })
-            .and_then(|()| activate(db, journal, target, opts.now));
+            .and_then(|()| activate(db, journal, target, opts));
         if let Err(e) = activated {
             return Err(failed(i, e));
         }
         step_done();
+        opts.progress.step(&steps[i].to_string());
         i += 1;
     }
     out.steps = done.into_inner();
@@ -132,15 +139,15 @@ fn activate(
     db: &mut Db,
     journal: &Journal,
     target: Option<(u64, crate::GenerationId)>,
-    now: i64,
+    opts: &ApplyOptions<'_>,
 ) -> Result<(), Error> {
     if db.active()?.map(|a| a.id) == target.map(|t| t.1) {
         return Ok(());
     }
     db.activate(&Activation {
         target,
-        at: now,
-        how: &journal.how,
+        at: opts.now,
+        how: opts.how.unwrap_or(&journal.how),
         ledger_add: &journal.plan.ledger_add,
         ledger_remove: &journal.plan.ledger_remove,
     })

@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod recover;
+pub mod repair;
 pub mod rootfs;
 pub mod sections;
 pub mod services;

@@ -24,6 +24,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, rollback: bool) -> Result<i32, Error
             fault_after: env.fault_after,
             progress: bar,
             kinds: &env.kinds,
+            automatic: false,
         },
     )?;
     for f in &r.failed {

@@ -36,5 +36,5 @@ pub fn run(
         id,
         &options(env, &kinds, flags, "rollback", bar),
     )?;
-    show(out, &o)
+    show(out, &o, &crate::render::Names::read(&state)?)
 }

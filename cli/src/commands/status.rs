@@ -9,7 +9,7 @@ use sysgen_generations::state::Access;
 use sysgen_generations::verify::verify;
 
 use crate::Env;
-use crate::output::{Bar, Out, utc};
+use crate::output::{Bar, Out, local, relative};
 
 #[derive(Serialize)]
 struct StatusOutput {
@@ -43,12 +43,16 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
     let v = verify(&state, false, &env.kinds, bar)?;
     let active = state.db.active()?;
     match &active {
-        Some(a) => out.line(format!(
-            "active: generation {} ({}), since {}",
-            a.number,
-            a.id.short(),
-            utc(state.db.active_since()?.unwrap_or(a.created_at))
-        )),
+        Some(a) => {
+            let since = state.db.active_since()?.unwrap_or(a.created_at);
+            out.line(format!(
+                "active: generation {} ({}), since {} ({})",
+                a.number,
+                a.id.short(),
+                local(since),
+                relative(since, env.now)
+            ))
+        }
         None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
     }
     if let Some(j) = &journal {
@@ -61,7 +65,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
         out.line(format!("drift: none ({} entries match)", v.entries));
     } else {
         out.line(format!(
-            "drift: {} of {} entries differ; `sysgen verify` lists them",
+            "drift: {} of {} entries differ; `sysgen verify` lists them, `sysgen repair` puts them back",
             v.drift.len(),
             v.entries
         ));

@@ -7,7 +7,7 @@ use sysgen_generations::state::Access;
 use sysgen_generations::verify::{VerifyOutcome, verify};
 
 use crate::Env;
-use crate::output::{Bar, Out, generation_list};
+use crate::output::{Bar, CHANGED, Out, generation_list, paint, plural};
 
 #[derive(Serialize)]
 struct VerifyOutput<'a> {
@@ -19,7 +19,12 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
     let state = env.open(Access::Read)?;
     let v = verify(&state, store, &env.kinds, bar)?;
     for d in &v.drift {
-        out.line(format!("drift: {}: {}", d.path, d.what));
+        out.line(format!(
+            "{} {}: {}",
+            paint(CHANGED, "drift:"),
+            d.path,
+            d.what
+        ));
     }
     if v.corrupt_secret_objects > 0 {
         out.line(format!(
@@ -50,19 +55,26 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
             ))
         }
         Some(n) if !bad => out.line(format!(
-            "ok: the root matches generation {n} ({} entries)",
-            v.entries
+            "ok: the root matches generation {n} ({})",
+            plural(v.entries, "entry")
         )),
-        Some(n) => out.line(format!(
-            "the root differs from generation {n} in {} of {} entries{}",
-            v.drift.len(),
-            v.entries,
-            if v.corrupt_objects.is_empty() {
-                String::new()
-            } else {
-                format!("; {} store objects are corrupt", v.corrupt_objects.len())
+        Some(n) => {
+            out.line(format!(
+                "the root differs from generation {n} in {} of {}{}",
+                v.drift.len(),
+                plural(v.entries, "entry"),
+                if v.corrupt_objects.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} are corrupt", plural(v.corrupt_objects.len(), "store object"))
+                }
+            ));
+            if !v.drift.is_empty() {
+                out.line(
+                    "`sysgen repair` puts the changed entries back (saving each first), `sysgen switch --force` does so as it switches",
+                );
             }
-        )),
+        }
     }
     if store {
         out.detail(format!("checked {} store objects", v.objects_checked));
