@@ -42,7 +42,10 @@ pub struct RepairOutcome {
     /// Drift repair cannot undo (a directory where a file was): moved
     /// away by hand first.
     pub refused: Vec<Drift>,
-    /// Copies of what was there, kept in the store before it was replaced.
+    /// Copies of what was there, kept in the store before it was replaced
+    /// (not serialized: a copy may be of a secret, and not even its hash
+    /// leaves the store).
+    #[serde(skip)]
     pub saved: Vec<Saved>,
     pub dry_run: bool,
     #[serde(skip)]

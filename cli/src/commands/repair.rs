@@ -17,6 +17,8 @@ struct RepairOutput<'a> {
     ok: bool,
     #[serde(flatten)]
     repair: &'a RepairOutcome,
+    /// The paths whose copies were saved first (`sysgen saved` reads them).
+    saved: Vec<&'a str>,
     steps: Vec<String>,
 }
 
@@ -92,6 +94,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, dry_run: bool) -> Result<i32, Error>
     out.doc(RepairOutput {
         ok,
         repair: &r,
+        saved: r.saved.iter().map(|s| s.path.as_str()).collect(),
         steps,
     })?;
     Ok(if ok { 0 } else { 1 })
