@@ -5,7 +5,7 @@
 //! under `-v`. The library's own lines stay plain and exact; this is only
 //! the people's view of them (`--json` keeps every record).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 
 use serde_json::Value;
@@ -86,60 +86,74 @@ pub fn config_path(recorded: &str) -> String {
         .unwrap_or_else(|| recorded.to_owned())
 }
 
+/// An added or removed directory with more entries than this under it is
+/// folded into its one line: a few are clearer listed.
+const FOLD_OVER: u64 = 10;
+
 /// The tree's changes (the `changes` records of `diff`) as lines: an
-/// added or removed directory with everything under it added or removed
-/// too is one line with a count, unless `all`.
+/// added or removed directory with more than [`FOLD_OVER`] entries added
+/// or removed with it is one line with a count (the outermost such
+/// directory), unless `all`.
 pub fn change_lines(records: &[Value], names: &Names, all: bool) -> Vec<String> {
-    // Folded directories: path → (index of its line, its change, entries
-    // folded into it).
-    let mut folds: BTreeMap<&str, (usize, &str, u64)> = BTreeMap::new();
-    let mut lines: Vec<String> = Vec::new();
+    // Added or removed directories: path → (their change, entries under them).
+    let mut dirs: HashMap<&str, (&str, u64)> = records
+        .iter()
+        .filter(|r| change(r) != "changed")
+        .filter(|r| r["new"]["type"] == "dir" || r["old"]["type"] == "dir")
+        .map(|r| (path(r), (change(r), 0)))
+        .collect();
     for r in records {
-        let path = r["path"].as_str().unwrap_or_default();
-        let change = r["change"].as_str().unwrap_or_default();
-        if !all
-            && let Some(f) = folded_parent(&mut folds, path)
-            && f.1 == change
-        {
-            f.2 += 1;
+        for a in ancestors(path(r)) {
+            if let Some(d) = dirs.get_mut(a)
+                && d.0 == change(r)
+            {
+                d.1 += 1;
+            }
+        }
+    }
+    let folded = |p: &str, c: &str| {
+        ancestors(p).any(|a| dirs.get(a).is_some_and(|d| d.0 == c && d.1 > FOLD_OVER))
+    };
+    let mut lines = Vec::new();
+    for r in records {
+        let (p, c) = (path(r), change(r));
+        if !all && folded(p, c) {
             continue;
         }
-        let (sign, entry) = match change {
+        let (sign, entry) = match c {
             "added" => ('+', &r["new"]),
             "removed" => ('-', &r["old"]),
             _ => ('~', &Value::Null),
         };
-        let text = if sign == '~' {
+        let mut text = if sign == '~' {
             what_text(r, names)
         } else {
             entry_text(entry, names, all)
         };
-        if sign != '~' && entry["type"] == "dir" {
-            folds.insert(path, (lines.len(), change, 0));
+        if let Some((_, n)) = dirs.get(p)
+            && !all
+            && *n > FOLD_OVER
+        {
+            text.push_str(&format!(", and {} under it", plural(*n, "entry")));
         }
-        lines.push(format!("{sign} {path}  {text}"));
+        lines.push(marked(&format!("{sign} {p}  {text}")));
     }
-    for (i, _, n) in folds.values() {
-        if *n > 0 {
-            lines[*i].push_str(&format!(", and {} under it", plural(*n, "entry")));
-        }
-    }
-    lines.iter().map(|l| marked(l)).collect()
+    lines
 }
 
-/// The fold of the nearest folded directory `path` lies under, if any.
-fn folded_parent<'a, 'b>(
-    folds: &'b mut BTreeMap<&'a str, (usize, &'a str, u64)>,
-    path: &str,
-) -> Option<&'b mut (usize, &'a str, u64)> {
-    let mut p = path;
-    while let Some(i) = p.rfind('/') {
-        p = &p[..i];
-        if folds.contains_key(p) {
-            return folds.get_mut(p);
-        }
-    }
-    None
+fn change(r: &Value) -> &str {
+    r["change"].as_str().unwrap_or_default()
+}
+
+fn path(r: &Value) -> &str {
+    r["path"].as_str().unwrap_or_default()
+}
+
+/// `/a/b/c`'s ancestors below the root: `/a/b`, `/a`.
+fn ancestors(p: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(p), |q| q.rfind('/').map(|i| &q[..i]))
+        .skip(1)
+        .filter(|q| !q.is_empty())
 }
 
 /// `file (0644, 1.2 KiB, root:www-data)`, `directory (0750)`, `symlink -> x`.
@@ -280,13 +294,8 @@ mod tests {
         let dir =
             |p: &str| json!({"path": p, "change": "added", "new": {"type": "dir", "mode": 0o755}});
         let file = |p: &str| json!({"path": p, "change": "added", "new": {"type": "file", "mode": 0o644, "size": 3, "uid": 0, "gid": 33, "hash": "ab"}});
-        let recs = vec![
-            dir("/srv/www"),
-            file("/srv/www-old"),
-            dir("/srv/www/a"),
-            file("/srv/www/a/b"),
-            file("/srv/www/c"),
-        ];
+        let mut recs = vec![dir("/srv/www"), file("/srv/www-old"), dir("/srv/www/a")];
+        recs.extend((0..11).map(|i| file(&format!("/srv/www/a/{i}"))));
         let lines: Vec<String> = change_lines(&recs, &names(), false)
             .iter()
             .map(|l| anstream::adapter::strip_str(l).to_string())
@@ -294,10 +303,12 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "+ /srv/www  directory (0755), and 3 entries under it",
+                "+ /srv/www  directory (0755), and 12 entries under it",
                 "+ /srv/www-old  file (0644, 3 B, owner root, group www-data)",
             ]
         );
-        assert_eq!(change_lines(&recs, &names(), true).len(), 5);
+        assert_eq!(change_lines(&recs, &names(), true).len(), 14);
+        // A few entries are clearer listed.
+        assert_eq!(change_lines(&recs[..5], &names(), false).len(), 5);
     }
 }
