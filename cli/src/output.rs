@@ -16,6 +16,8 @@ use sysgen_generations::Error;
 use sysgen_generations::Progress;
 use sysgen_generations::error::GenerationError;
 
+use crate::render::{Names, plan_line};
+
 pub struct Out {
     pub json: bool,
     pub quiet: bool,
@@ -60,6 +62,7 @@ impl Out {
             enabled: !self.json && !self.quiet && std::io::stderr().is_terminal(),
             steps: self.verbose && !self.json && !self.quiet,
             bar: Mutex::new(None),
+            names: Mutex::new(None),
         }
     }
 }
@@ -124,6 +127,15 @@ pub struct Bar {
     enabled: bool,
     steps: bool,
     bar: Mutex<Option<ProgressBar>>,
+    /// The root's user and group names, for the steps it prints.
+    names: Mutex<Option<Names>>,
+}
+
+impl Bar {
+    /// Names owners in the steps it prints (once the root is open).
+    pub fn set_names(&self, names: Names) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
+    }
 }
 
 impl Progress for Bar {
@@ -164,7 +176,16 @@ impl Progress for Bar {
         if !self.steps {
             return;
         }
-        let line = format!("  {}", step_line(line));
+        let line = match self
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(names) => plan_line(line, names, true),
+            None => line.to_owned(),
+        };
+        let line = format!("  {}", step_line(&line));
         match self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             // Above the bar, which is drawn again below it.
             Some(pb) => pb.suspend(|| anstream::println!("{line}")),

@@ -348,3 +348,26 @@ fn no_such_generation_is_one_exit_code_and_durations_read_naturally() {
     let v = env.run(&["verify"]).ok().stdout;
     assert_eq!(v, "ok: the root matches generation 2 (2 entries)\n");
 }
+
+/// `-v` prints each step of a switch as it runs (once, in plan order,
+/// before the summary), with sizes human and owners named.
+#[test]
+fn verbose_switch_streams_its_steps() {
+    let env = TestEnv::new();
+    let c = env.config(
+        "c.json",
+        json!({ "files": { "/etc/app.conf": { "content": "x\n", "group": "www-data" } }, "symlinks": { "/etc/l": "/etc/app.conf" } }),
+    );
+    let out = env.run(&["-v", "switch", s(&c)]).ok().stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    let step = |l: &str| lines.iter().position(|x| x.trim().starts_with(l));
+    // The content's hash too, under -v.
+    let hash = &blake3::hash(b"x\n").to_hex()[..12];
+    let write = step(&format!(
+        "create file /etc/app.conf (2 B, {hash}, mode 0644, group www-data)"
+    ));
+    let link = step("link symlink /etc/l -> /etc/app.conf");
+    let done = lines.iter().position(|l| l.contains("is active"));
+    assert!(write.is_some() && write < link && link < done, "{out}");
+    assert_eq!(out.matches("link symlink /etc/l").count(), 1, "{out}");
+}

@@ -16,6 +16,7 @@ struct RecoverOutput<'a> {
 
 pub fn run(env: &Env, out: &Out, bar: &Bar, rollback: bool) -> Result<i32, Error> {
     let mut state = env.open(Access::Write)?;
+    bar.set_names(crate::render::Names::read(&state)?);
     let r = recover(
         &mut state,
         &RecoverOptions {

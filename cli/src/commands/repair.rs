@@ -24,6 +24,7 @@ struct RepairOutput<'a> {
 
 pub fn run(env: &Env, out: &Out, bar: &Bar, dry_run: bool) -> Result<i32, Error> {
     let mut state = env.open(Access::Write)?;
+    bar.set_names(Names::read(&state)?);
     let r = repair(
         &mut state,
         &RepairOptions {

@@ -30,6 +30,7 @@ pub fn run(
         })?,
     };
     let id = resolve(&state, &n.to_string())?;
+    bar.set_names(crate::render::Names::read(&state)?);
     let kinds = kinds(env, flags, with_data);
     let o = switch_to(
         &mut state,

@@ -27,6 +27,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, target: &str, flags: &Flags) -> Resu
     let mut state = env.open(Access::Write)?;
     state.refuse_if_interrupted()?;
     let id = target_id(env, &mut state, target, out, bar)?;
+    bar.set_names(Names::read(&state)?);
     let kinds = kinds(env, flags, false);
     let o = switch_to(&mut state, id, &options(env, &kinds, flags, "switch", bar))?;
     show(out, &o, &Names::read(&state)?)
