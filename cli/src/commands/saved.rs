@@ -178,11 +178,11 @@ fn write_out(store: &sysgen_store::Store, hash: &Hash, to: &Path) -> Result<(), 
     f.sync_all().map_err(io)
 }
 
-/// `file (0644, root:root)`, `symlink -> x`.
+/// `file (0644, owner root, group root)`, `symlink -> x`.
 fn origin_text(o: &Origin, names: &Names) -> String {
     match o {
         Origin::File { mode, uid, gid, .. } => format!(
-            "file ({mode:04o}, {}:{})",
+            "file ({mode:04o}, owner {}, group {})",
             names.user(u64::from(*uid)),
             names.group(u64::from(*gid))
         ),
