@@ -146,3 +146,55 @@ fn repair_refuses_what_it_must_not_replace_and_changes_nothing_then() {
     );
     env.run(&["verify"]).ok();
 }
+
+/// A repair cut short at every step: `recover` finishes it (the root is
+/// exactly the generation); `recover --rollback` stops it where it was
+/// (what was put back stays, the rest is still drift, named by verify),
+/// and a second repair finishes the job. Either way one generation is
+/// active and nothing is lost: the edited copy is in `saved`.
+#[test]
+fn a_repair_cut_short_at_any_step_recovers_both_ways() {
+    let (probe, _) = setup();
+    drift(&probe);
+    let steps = probe
+        .run(&["--json", "repair", "--dry-run"])
+        .ok()
+        .steps()
+        .len();
+    assert!(steps >= 5, "{steps}");
+    for k in 1..=steps as u64 {
+        for back in [false, true] {
+            let (env, clean) = setup();
+            drift(&env);
+            let r = env.run_with_fault(k, &["repair"]);
+            assert!(r.killed, "step {k}: {}", r.stdout);
+            let st = env.run(&["--json", "status"]).ok().json();
+            assert_eq!(st["active"]["number"], 1, "step {k}");
+            assert!(st["interrupted"].is_object(), "step {k}: {st}");
+            if back {
+                env.run(&["recover", "--rollback"]).ok();
+                let v = env.run(&["--json", "verify"]).json();
+                assert!(
+                    v["verify"]["drift"]
+                        .as_array()
+                        .is_some_and(|d| d.len() <= 5),
+                    "step {k}: {v}"
+                );
+                env.run(&["repair"]).ok();
+            } else {
+                env.run(&["recover"]).ok();
+            }
+            assert_eq!(env.tree(), clean, "step {k}, rollback {back}");
+            env.run(&["verify"]).ok();
+            let saved = env.run(&["--json", "saved"]).ok().json();
+            assert!(
+                saved["saved"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|c| c["path"] == "/etc/app.conf")),
+                "step {k}: {saved}"
+            );
+            let log = env.run(&["--json", "log"]).ok().json();
+            assert_eq!(log["activations"].as_array().map(Vec::len), Some(1));
+        }
+    }
+}
