@@ -277,7 +277,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             keep,
             older_than,
             dry_run,
-        } => gc::run(&env, out, *keep, *older_than, *dry_run),
+        } => gc::run(&env, out, &bar, *keep, *older_than, *dry_run),
         Command::Pin { number } => pin::run(&env, out, *number, true),
         Command::Unpin { number } => pin::run(&env, out, *number, false),
         Command::Recover { rollback } => recover::run(&env, out, &bar, *rollback),

@@ -1,7 +1,7 @@
 //! sysgen in a real terminal: `script` (util-linux) runs it on a pseudo
 //! terminal and records every byte it writes there. On a terminal the
 //! markers are coloured and long jobs draw a progress bar with a rate and
-//! an ETA; `NO_COLOR` and `--color never` turn colour off (the bar stays,
+//! an ETA (build, switch, verify, gc); `NO_COLOR` and `--color never` turn colour off (the bar stays,
 //! plain); through a pipe there is neither colour nor bar unless `--color
 //! always` asks for colour.
 
@@ -143,4 +143,6 @@ fn long_jobs_draw_a_progress_bar_with_rate_and_eta_on_a_terminal_only() {
     assert!(v.stderr.is_empty(), "{:?}", v.stderr);
     let on_tty = on_terminal(&env, &["verify"], &[]).unwrap_or_default();
     assert!(bar(&on_tty, "verifying"), "no verifying bar in {on_tty:?}");
+    let gc = on_terminal(&env, &["gc", "--dry-run"], &[]).unwrap_or_default();
+    assert!(bar(&gc, "scanning store"), "no gc bar in {gc:?}");
 }

@@ -7,7 +7,7 @@ use sysgen_generations::gc::{GcOptions, GcOutcome, gc};
 use sysgen_generations::state::Access;
 
 use crate::Env;
-use crate::output::{Out, generation_list, human_bytes, plural};
+use crate::output::{Bar, Out, generation_list, human_bytes, plural};
 
 #[derive(Serialize)]
 struct GcOutput<'a> {
@@ -18,6 +18,7 @@ struct GcOutput<'a> {
 pub fn run(
     env: &Env,
     out: &Out,
+    bar: &Bar,
     keep: Option<usize>,
     older_than: Option<i64>,
     dry_run: bool,
@@ -31,6 +32,7 @@ pub fn run(
             dry_run,
             now: env.now,
             kinds: &env.kinds,
+            progress: bar,
         },
     )?;
     let verb = if dry_run { "would delete" } else { "deleted" };
