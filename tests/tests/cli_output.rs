@@ -128,6 +128,28 @@ fn every_command_prints_one_document_with_its_keys() {
     assert_eq!(keys(&g), ["gc", "ok"]);
     let r = env.run(&["--json", "recover"]).ok().json();
     assert_eq!(keys(&r), ["ok", "recover"]);
+    let lg = env.run(&["--json", "log"]).ok().json();
+    assert_eq!(keys(&lg), ["activations", "ok"]);
+    assert_eq!(
+        keys(&lg["activations"][0]),
+        ["at", "changes", "from", "how", "to"]
+    );
+    let sh = env.run(&["--json", "show"]).ok().json();
+    assert_eq!(
+        keys(&sh),
+        [
+            "active", "built_at", "config", "files", "id", "number", "ok", "pinned", "sections"
+        ]
+    );
+    let sv = env.run(&["--json", "saved"]).ok().json();
+    assert_eq!(keys(&sv), ["ok", "saved", "taken_over"]);
+    let rp = env.run(&["--json", "repair"]).ok().json();
+    assert_eq!(
+        keys(&rp),
+        [
+            "applied", "dry_run", "number", "ok", "refused", "repaired", "saved", "steps"
+        ]
+    );
     let e = env
         .run(&["--json", "rollback", "--to", "9"])
         .expect(2)

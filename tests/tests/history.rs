@@ -152,3 +152,33 @@ fn show_and_list_tell_the_configuration_and_the_counts() {
     );
     assert_eq!(human.lines().nth(1), Some(want.as_str()), "{human}");
 }
+
+/// `show` names every other section of a generation: services here (and
+/// packages with their versions, datasets, whatever a kind records), for a
+/// generation built and never switched to, found by its id prefix.
+#[test]
+fn show_lists_the_sections_of_a_built_generation() {
+    let env = TestEnv::new();
+    let c = env.config(
+        "svc.json",
+        json!({
+            "files": { "/etc/systemd/system/app.service": { "content": "[Service]\nExecStart=/bin/true\n" } },
+            "services": { "app.service": { "restart_on": ["/etc/motd"] } },
+            "datasets": { "/srv/db": { "type": "directory" } },
+        }),
+    );
+    let id = env.run(&["build", s(&c)]).ok().stdout.trim().to_owned();
+    let out = at(&env, T0, &["show", &id[..8]]).ok().stdout;
+    assert!(
+        out.starts_with(&format!("a generation never switched to ({})\n", &id[..12])),
+        "{out}"
+    );
+    assert!(out.contains("\ndatasets: 1\n  /srv/db\n"), "{out}");
+    assert!(out.contains("\nservices: 1\n  app.service\n"), "{out}");
+    let j = at(&env, T0, &["--json", "show", &id[..8]]).ok().json();
+    assert_eq!(j["number"], Value::Null);
+    assert_eq!(
+        j["sections"]["services"]["app.service"]["restart_on"],
+        json!(["/etc/motd"])
+    );
+}

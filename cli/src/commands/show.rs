@@ -171,3 +171,24 @@ fn section_lines(name: &str, v: &Value) -> Vec<String> {
     lines.extend(items.into_iter().map(|i| format!("  {i}")));
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn packages_show_with_their_versions() {
+        let v = json!({ "apt": {
+            "hello": { "version": "2.10-3", "arch": "amd64" },
+            "libx": { "version": "1.0", "arch": "amd64", "dependency": true },
+        }});
+        assert_eq!(
+            super::section_lines("packages", &v),
+            [
+                "packages: 2",
+                "  apt: hello 2.10-3",
+                "  apt: libx 1.0, a dependency"
+            ]
+        );
+    }
+}
