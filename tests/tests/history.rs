@@ -182,3 +182,47 @@ fn show_lists_the_sections_of_a_built_generation() {
         json!(["/etc/motd"])
     );
 }
+
+/// Nothing of a secret (content or hash) in the new commands' output, with
+/// `-v` or `--json`, after --force kept a hand-edited copy of it.
+#[test]
+fn the_history_commands_never_show_a_secret() {
+    let env = TestEnv::new();
+    let secret = |v: &str| json!({ "files": { "/etc/token": { "content": v, "secret": true } } });
+    let one = env.config("one.json", secret("hush-one\n"));
+    let two = env.config("two.json", secret("hush-two\n"));
+    env.switch(&one);
+    env.write_root("/etc/token", "hush-edit\n");
+    env.run(&["switch", "--force", s(&two)]).ok();
+    let leaks: Vec<String> = ["hush-one\n", "hush-two\n", "hush-edit\n"]
+        .iter()
+        .flat_map(|v| {
+            let h = blake3::hash(v.as_bytes()).to_hex().to_string();
+            [v.trim().to_owned(), h[..12].to_owned()]
+        })
+        .collect();
+    for args in [
+        &["log"][..],
+        &["-v", "log"],
+        &["--json", "log"],
+        &["show", "1"],
+        &["-v", "show", "2"],
+        &["--json", "show", "2"],
+        &["saved"],
+        &["-v", "--json", "saved"],
+        &["saved", "1"],
+        &["-v", "diff", "-p", "1", "2"],
+        &["--json", "diff", "-p", "1", "2"],
+        &["-v", "list"],
+        &["--json", "list"],
+    ] {
+        let r = env.run(args).ok();
+        for l in &leaks {
+            assert!(
+                !r.stdout.contains(l.as_str()) && !r.stderr.contains(l.as_str()),
+                "{args:?} shows {l}:\n{}",
+                r.stdout
+            );
+        }
+    }
+}
