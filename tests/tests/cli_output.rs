@@ -147,7 +147,7 @@ fn every_command_prints_one_document_with_its_keys() {
     assert_eq!(
         keys(&rp),
         [
-            "applied", "dry_run", "number", "ok", "refused", "repaired", "saved", "steps"
+            "applied", "dry_run", "left", "number", "ok", "refused", "repaired", "saved", "steps"
         ]
     );
     let e = env

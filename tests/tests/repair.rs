@@ -80,7 +80,7 @@ fn repair_puts_back_every_drifted_entry_and_saves_what_was_there() {
     env.run(&["verify"]).ok();
     let again = env.run(&["repair"]).ok();
     assert!(
-        again.stdout.contains("nothing to repair"),
+        again.stdout == "ok: the root matches generation 1; no path to repair\n",
         "{}",
         again.stdout
     );
@@ -197,4 +197,46 @@ fn a_repair_cut_short_at_any_step_recovers_both_ways() {
             assert_eq!(log["activations"].as_array().map(Vec::len), Some(1));
         }
     }
+}
+
+/// Drift that is not a path (a unit disabled by hand) is named as not
+/// repaired, and repair exits 1; the paths are put back all the same.
+#[test]
+fn repair_names_the_drift_it_does_not_put_back() {
+    if std::process::Command::new("systemctl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        sysgen_tests::cannot_run("repair units", "no systemctl on this machine");
+        return;
+    }
+    let env = TestEnv::new();
+    let cfg = env.config(
+        "svc.json",
+        json!({
+            "files": {
+                "/etc/systemd/system/app.service": { "content": "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n" },
+                "/etc/motd": { "content": "hello\n" },
+            },
+            "services": { "app.service": {} },
+        }),
+    );
+    env.switch(&cfg);
+    fs::remove_file(env.at("/etc/systemd/system/multi-user.target.wants/app.service"))
+        .expect("disable by hand");
+    env.write_root("/etc/motd", "edited\n");
+    let r = env.run(&["repair"]).expect(1);
+    assert!(r.stdout.contains("put back /etc/motd"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("not repaired: app.service: disabled"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(env.at("/etc/motd")).expect("motd"),
+        "hello\n"
+    );
+    let v = env.run(&["verify"]).expect(1);
+    assert!(!v.stdout.contains("`sysgen repair`"), "{}", v.stdout);
 }

@@ -4,9 +4,10 @@
 //! back. The generation stays the same.
 
 use serde::Serialize;
-use sysgen_generations::Error;
 use sysgen_generations::repair::{RepairOptions, RepairOutcome, repair};
 use sysgen_generations::state::Access;
+use sysgen_generations::verify::verify;
+use sysgen_generations::{Drift, Error};
 
 use crate::Env;
 use crate::output::{Bar, CHANGED, Out, REMOVED, paint, plural};
@@ -19,6 +20,8 @@ struct RepairOutput<'a> {
     repair: &'a RepairOutcome,
     /// The paths whose copies were saved first (`sysgen saved` reads them).
     saved: Vec<&'a str>,
+    /// Drift repair leaves: units and packages.
+    left: &'a [Drift],
     steps: Vec<String>,
 }
 
@@ -36,11 +39,27 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, dry_run: bool) -> Result<i32, Error>
         },
     )?;
     let names = Names::read(&state)?;
+    // What repair does not put back: the drift of units and packages (a
+    // path's drift that is left is one repair refused, named below).
+    let left: Vec<Drift> = if r.number.is_some() {
+        verify(&state, false, &env.kinds, bar)?
+            .drift
+            .into_iter()
+            .filter(|d| !d.path.starts_with('/'))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let steps: Vec<String> = r.plan.steps.iter().map(ToString::to_string).collect();
     match r.number {
         None => out.line("no active generation; nothing to repair"),
         Some(n) if r.repaired.is_empty() && r.refused.is_empty() => out.line(format!(
-            "ok: the root matches generation {n}; nothing to repair"
+            "{} generation {n}; no path to repair",
+            if left.is_empty() {
+                "ok: the root matches"
+            } else {
+                "the paths match"
+            }
         )),
         Some(n) => {
             let verb = if dry_run {
@@ -91,11 +110,20 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, dry_run: bool) -> Result<i32, Error>
             ));
         }
     }
-    let ok = r.refused.is_empty();
+    for d in &left {
+        out.line(format!(
+            "{} {}: {}; repair puts back paths only: fix it by hand (systemctl, apt)",
+            paint(REMOVED, "not repaired:"),
+            d.path,
+            d.what
+        ));
+    }
+    let ok = r.refused.is_empty() && left.is_empty();
     out.doc(RepairOutput {
         ok,
         repair: &r,
         saved: r.saved.iter().map(|s| s.path.as_str()).collect(),
+        left: &left,
         steps,
     })?;
     Ok(if ok { 0 } else { 1 })

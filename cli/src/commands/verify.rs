@@ -69,9 +69,10 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
                     format!("; {} are corrupt", plural(v.corrupt_objects.len(), "store object"))
                 }
             ));
-            if !v.drift.is_empty() {
+            // Paths are the tree's; units and packages are named otherwise.
+            if v.drift.iter().any(|d| d.path.starts_with('/')) {
                 out.line(
-                    "`sysgen repair` puts the changed entries back (saving each first), `sysgen switch --force` does so as it switches",
+                    "`sysgen repair` puts the changed paths back (saving each first), `sysgen switch --force` does so as it switches",
                 );
             }
         }
