@@ -88,17 +88,17 @@ pub enum Command {
         #[arg(long)]
         no_rollback_on_failure: bool,
     },
-    /// What switching from A to B adds, removes and changes (default: previous against current)
+    /// What switching adds (+), removes (-) and changes (~): `diff X` from the active generation to X (what `switch X` would do), `diff A B` from A to B, `diff` from the previous generation to the active one
     Diff {
-        /// A generation number, id, id prefix, or a configuration file
+        /// Alone: the target, compared from the active generation; with B: the side compared from. A generation number, id, id prefix, or a configuration file
         a: Option<String>,
-        /// A generation number, id, id prefix, or a configuration file [default: the active one]
+        /// The target: a generation number, id, id prefix, or a configuration file
         b: Option<String>,
         /// Also show the content changes of text files as unified diffs
         #[arg(short, long)]
         patch: bool,
     },
-    /// List generations: number, id, date, active and pinned markers
+    /// List generations: number, id, date and age, changes against the one before, configuration, active and pinned markers
     List,
     /// The active generation, an interrupted switch if any, and a drift summary
     Status,
