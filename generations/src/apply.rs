@@ -9,7 +9,7 @@
 //! CLI sets it from `SYSGEN_FAULT_AFTER_STEPS`; it is part of release
 //! builds so crash tests exercise the real binary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sysgen_store::Store;
 
@@ -61,9 +61,14 @@ pub fn apply(
     let steps = &journal.plan.steps;
     opts.progress.start("applying", steps.len() as u64);
     let done = AtomicU64::new(0);
-    let step_done = || {
+    // Where the run of steps a kind is handed starts in the plan.
+    let base = AtomicUsize::new(0);
+    let step_done = |k: usize| {
         let n = done.fetch_add(1, Ordering::SeqCst) + 1;
         opts.progress.advance(1);
+        if let Some(s) = steps.get(base.load(Ordering::SeqCst) + k) {
+            opts.progress.step(&s.to_string());
+        }
         if opts.fault_after == Some(n) {
             // A simulated power cut: no unwinding, no cleanup, no flush.
             std::process::abort();
@@ -84,6 +89,7 @@ pub fn apply(
     while i < steps.len() {
         let target = match &steps[i].action {
             Action::Kind(k) => {
+                base.store(i, Ordering::SeqCst);
                 let mut cx = ApplyCx {
                     root,
                     store,
@@ -104,9 +110,6 @@ pub fn apply(
                 if ran == 0 {
                     return Err(failed(i, Error::Internal(format!("step did not run: {k}"))));
                 }
-                for s in &steps[i..i + ran] {
-                    opts.progress.step(&s.to_string());
-                }
                 i += ran;
                 continue;
             }
@@ -123,8 +126,8 @@ pub fn apply(
         if let Err(e) = activated {
             return Err(failed(i, e));
         }
-        step_done();
-        opts.progress.step(&steps[i].to_string());
+        base.store(i, Ordering::SeqCst);
+        step_done(0);
         i += 1;
     }
     out.steps = done.into_inner();

@@ -393,3 +393,25 @@ fn verbose_switch_streams_its_steps() {
     assert!(write.is_some() && write < link && link < done, "{out}");
     assert_eq!(out.matches("link symlink /etc/l").count(), 1, "{out}");
 }
+
+/// The steps stream: a switch cut short after its 5th step (the fault
+/// point) has printed exactly those 5, though they were files written in
+/// one parallel run.
+#[test]
+fn verbose_steps_are_printed_as_they_finish() {
+    let env = TestEnv::new();
+    let files: serde_json::Map<String, Value> = (0..40)
+        .map(|i| {
+            (
+                format!("/etc/f{i:02}"),
+                json!({ "content": format!("{i}\n") }),
+            )
+        })
+        .collect();
+    let c = env.config("c.json", json!({ "files": files }));
+    let r = env.run_with_fault(5, &["-v", "switch", s(&c)]);
+    assert!(r.killed, "{r:?}");
+    let printed: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(printed.len(), 5, "{}", r.stdout);
+    assert!(!r.stdout.contains("is active"), "{}", r.stdout);
+}
