@@ -168,6 +168,7 @@ impl Env {
                 },
                 rollback_on_failure: true,
                 with_data: false,
+                tool_output: None,
             },
         })
     }
@@ -228,7 +229,10 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
     if let Command::Schema = cli.command {
         return schema::run();
     }
-    let env = Env::new(&cli.global)?;
+    let mut env = Env::new(&cli.global)?;
+    if out.verbose && !out.json {
+        env.kinds.tool_output = Some(output::tool_output());
+    }
     let bar = out.progress();
     match &cli.command {
         Command::Schema => schema::run(),

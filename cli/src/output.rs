@@ -194,6 +194,14 @@ impl Progress for Bar {
     }
 }
 
+/// Under `-v`: the output of the tools a step runs (apt's progress),
+/// indented under the step, dimmed.
+pub fn tool_output() -> sysgen_generations::host::ToolOutput {
+    sysgen_generations::host::ToolOutput(std::sync::Arc::new(|l: &str| {
+        anstream::println!("    {}", paint(DIM, l));
+    }))
+}
+
 /// A plan line, its verb coloured as a marker would be.
 pub fn step_line(line: &str) -> String {
     let verb = line.split(' ').next().unwrap_or_default();

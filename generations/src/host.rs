@@ -18,6 +18,19 @@ pub struct Options {
     pub rollback_on_failure: bool,
     /// `rollback --with-data`: restore the target generation's snapshots.
     pub with_data: bool,
+    /// Where the tools a step runs (apt-get) show their output as it comes
+    /// (`-v`); `None`: it is only captured.
+    pub tool_output: Option<ToolOutput>,
+}
+
+/// A sink for a tool's output lines, as they come.
+#[derive(Clone)]
+pub struct ToolOutput(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for ToolOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolOutput")
+    }
 }
 
 impl Default for Options {
@@ -27,6 +40,7 @@ impl Default for Options {
             tools: Tools::default(),
             rollback_on_failure: true,
             with_data: false,
+            tool_output: None,
         }
     }
 }

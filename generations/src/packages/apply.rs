@@ -8,12 +8,19 @@ use super::plan::purge_set;
 use super::records::own;
 use super::{PackageManager, PackageStep, PkgGone};
 use crate::db::Db;
+use crate::host::ToolOutput;
 use crate::rootfs::{Owner, RootDir};
 use crate::{Error, PackageError};
 
 /// Runs one package step. Converges: what is already as the step wants it
 /// is left alone, so `recover` can run it again.
-pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> Result<(), Error> {
+pub fn apply(
+    root: &RootDir,
+    store: &Store,
+    db: &mut Db,
+    step: &PackageStep,
+    shown: Option<&ToolOutput>,
+) -> Result<(), Error> {
     match step {
         PackageStep::Keep { .. } => Ok(()),
         PackageStep::Install {
@@ -21,7 +28,7 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
             changes,
             remark,
         } => {
-            let apt = Apt::for_root(root)?;
+            let apt = Apt::for_root(root)?.showing(shown);
             // Ownership is recorded before apt runs: if the switch is cut
             // short, undoing it knows these packages are sysgen's to remove.
             for c in changes.iter().filter(|c| c.owned) {
@@ -97,7 +104,7 @@ pub fn apply(root: &RootDir, store: &Store, db: &mut Db, step: &PackageStep) -> 
         PackageStep::Remove {
             manager, packages, ..
         } => {
-            let apt = Apt::for_root(root)?;
+            let apt = Apt::for_root(root)?.showing(shown);
             let installed = apt.installed()?;
             let present: Vec<PkgGone> = packages
                 .iter()

@@ -142,6 +142,6 @@ impl KindStepOps for PackageStep {
     }
 
     fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
-        run_step(cx.root, cx.store, cx.db, self)
+        run_step(cx.root, cx.store, cx.db, self, cx.opts.tool_output.as_ref())
     }
 }

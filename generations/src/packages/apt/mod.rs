@@ -11,6 +11,7 @@
 
 mod output;
 mod run;
+mod shown;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct Apt {
     /// The root on the host; `None` for `/` (run directly, no chroot).
     chroot: Option<PathBuf>,
     root_display: String,
+    /// Where transactions show their output as it comes (`-v`).
+    shown: Option<crate::host::ToolOutput>,
 }
 
 impl Apt {
@@ -63,6 +66,7 @@ impl Apt {
         Ok(Apt {
             chroot: (!is_slash).then(|| path.to_owned()),
             root_display,
+            shown: None,
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::{Error, PackageError};
 
 impl Apt {
     /// A command for `prog` in the root; `cwd` is a directory inside it.
-    fn command(&self, prog: &str, cwd: Option<&str>) -> Command {
+    pub(super) fn command(&self, prog: &str, cwd: Option<&str>) -> Command {
         let mut c = match &self.chroot {
             Some(root) => {
                 let mut c = Command::new("chroot");
@@ -72,11 +72,11 @@ impl Apt {
     /// `dpkg --configure -a` has finished it: do that, once, then retry,
     /// so `recover` works after a crash inside dpkg too.
     pub(super) fn transaction(&self, args: &[&str]) -> Result<Output, Error> {
-        let out = self.run("apt-get", None, args)?;
+        let out = self.run_shown("apt-get", None, args)?;
         if out.ok || !out.stderr.contains("dpkg was interrupted") {
             return Ok(out);
         }
-        let fix = self.run("dpkg", None, &["--configure", "-a"])?;
+        let fix = self.run_shown("dpkg", None, &["--configure", "-a"])?;
         if !fix.ok {
             return Err(Error::Package(PackageError {
                 package: failed_package(&fix),
@@ -90,7 +90,7 @@ impl Apt {
                         .into(),
             }));
         }
-        self.run("apt-get", None, args)
+        self.run_shown("apt-get", None, args)
     }
 }
 
