@@ -168,6 +168,11 @@ fn a_repair_cut_short_at_any_step_recovers_both_ways() {
             drift(&env);
             let r = env.run_with_fault(k, &["repair"]);
             assert!(r.killed, "step {k}: {}", r.stdout);
+            let human = env.run(&["status"]).ok().stdout;
+            assert!(
+                human.contains("interrupted: a repair of generation 1 did not finish"),
+                "{human}"
+            );
             let st = env.run(&["--json", "status"]).ok().json();
             assert_eq!(st["active"]["number"], 1, "step {k}");
             assert!(st["interrupted"].is_object(), "step {k}: {st}");

@@ -56,9 +56,14 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
         None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
     }
     if let Some(j) = &journal {
+        // A repair journals its plan as a switch does, to the same generation.
+        let what = if j.how == "repair" {
+            format!("a repair of generation {}", j.to_number)
+        } else {
+            format!("a switch to generation {}", j.to_number)
+        };
         out.line(format!(
-            "interrupted: a switch to generation {} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)",
-            j.to_number
+            "interrupted: {what} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)"
         ));
     }
     if v.drift.is_empty() {
