@@ -44,8 +44,8 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
         None => out.line("no active generation; nothing to verify"),
         Some(n) if v.drift.is_empty() && v.corrupt_objects.is_empty() && v.store_damaged() => {
             out.line(format!(
-                "the root matches generation {n} ({} entries), but the store cannot give what {} need{}; `sysgen gc` moves damaged packs aside and puts back what the root still holds",
-                v.entries,
+                "the root matches generation {n} ({}), but the store cannot give what {} need{}; `sysgen gc` moves damaged packs aside and puts back what the root still holds",
+                plural(v.entries, "entry"),
                 if v.affected_generations.is_empty() {
                     "the ledger or saved copies".to_owned()
                 } else {
