@@ -214,6 +214,11 @@ pub fn step_line(line: &str) -> String {
     format!("{}{}", paint(style, verb), &line[verb.len()..])
 }
 
-pub use sysgen_generations::text::{
-    generation_list, human_bytes, local, plural, relative, rfc3339,
-};
+pub use sysgen_generations::text::{generation_list, human_bytes, plural, relative, rfc3339};
+
+/// Seconds since the epoch in local time (`TZ`, else `/etc/localtime`),
+/// with the zone's abbreviation: `2026-11-23 13:02:18 CET`. The library
+/// never reads the environment; the binary picks the zone.
+pub fn local(secs: i64) -> String {
+    sysgen_generations::text::in_zone(secs, &jiff::tz::TimeZone::system())
+}

@@ -1,6 +1,6 @@
 //! Small pieces of text that reports, plan lines and the CLI share: sizes,
-//! counts, lists of generations, dates. The caller gives the time; the
-//! calendar and the sizes are `jiff`'s and `bytesize`'s.
+//! counts, lists of generations, dates. The caller gives the time and the
+//! time zone; the calendar and the sizes are `jiff`'s and `bytesize`'s.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -84,13 +84,9 @@ pub fn utc(secs: i64) -> String {
     in_zone(secs, &TimeZone::UTC)
 }
 
-/// Seconds since the epoch in the local time zone (`TZ`, else
-/// `/etc/localtime`), with the zone's abbreviation: `2026-11-23 13:02:18 CET`.
-pub fn local(secs: i64) -> String {
-    in_zone(secs, &TimeZone::system())
-}
-
-fn in_zone(secs: i64, tz: &TimeZone) -> String {
+/// Seconds since the epoch in the zone `tz` (the binary picks the local
+/// one), with the zone's abbreviation: `2026-11-23 13:02:18 CET`.
+pub fn in_zone(secs: i64, tz: &TimeZone) -> String {
     match Timestamp::from_second(secs) {
         Ok(t) => t
             .to_zoned(tz.clone())
