@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::When;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sysgen",
@@ -47,6 +49,9 @@ pub struct Global {
     /// Seconds one run of apt or dpkg may take before sysgen stops it (and every process it started)
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub package_timeout: u64,
+    /// When to colour the output (auto: on a terminal, unless NO_COLOR is set)
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = When::Auto)]
+    pub color: When,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,15 +96,18 @@ pub enum Command {
         #[arg(long)]
         no_rollback_on_failure: bool,
     },
-    /// What switching from A to B adds, removes and changes (default: previous against current)
+    /// What switching adds (+), removes (-) and changes (~): `diff X` from the active generation to X (what `switch X` would do), `diff A B` from A to B, `diff` from the previous generation to the active one
     #[command(after_help = crate::help::DIFF)]
     Diff {
-        /// A generation number, id, id prefix, or a configuration file
+        /// Alone: the target, compared from the active generation; with B: the side compared from. A generation number, id, id prefix, or a configuration file
         a: Option<String>,
-        /// A generation number, id, id prefix, or a configuration file [default: the active one]
+        /// The target: a generation number, id, id prefix, or a configuration file
         b: Option<String>,
+        /// Also show the content changes of text files as unified diffs
+        #[arg(short, long)]
+        patch: bool,
     },
-    /// List generations: number, id, date, active and pinned markers
+    /// List generations: number, id, date and age, changes against the one before, configuration, active and pinned markers
     #[command(after_help = crate::help::LIST)]
     List,
     /// The active generation, an interrupted switch if any, and a drift summary
@@ -118,7 +126,7 @@ pub enum Command {
         /// Keep the N newest generations
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
-        /// Delete only generations older than this (e.g. 30d, 12h, 90m, 2w)
+        /// Delete only generations older than this (e.g. 30d, 12h, 1h30m, 2w)
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         older_than: Option<i64>,
         /// Print what would be deleted and delete nothing
@@ -176,29 +184,53 @@ pub enum Command {
         #[arg(long)]
         units: bool,
     },
+    /// The history of activations: when, how, from which generation to which, and what changed
+    #[command(after_help = crate::help::LOG)]
+    Log,
+    /// One generation: its configuration, entries and sizes per kind, packages, datasets, units
+    #[command(after_help = crate::help::SHOW)]
+    Show {
+        /// A generation number, id or id prefix [default: the active one]
+        generation: Option<String>,
+    },
+    /// The copies sysgen kept of files it overwrote (--force) or took over; write one out with --to
+    #[command(after_help = crate::help::SAVED)]
+    Saved {
+        /// A saved copy's number, or the path of a file sysgen took over
+        copy: Option<String>,
+        /// Write that copy to this new file (mode 0600)
+        #[arg(long, value_name = "FILE", requires = "copy")]
+        to: Option<PathBuf>,
+    },
+    /// Put every managed entry that changed on the root back as the active generation has it, saving each changed copy first
+    #[command(after_help = crate::help::REPAIR)]
+    Repair {
+        /// Print what would be put back and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
-/// `30d`, `12h`, `90m`, `45s`, `2w` (or a bare number of seconds) to seconds.
+/// `30d`, `12h`, `1h30m`, `90m`, `45s`, `2w` (or a bare number of seconds) to
+/// seconds; a day is 24 hours. jiff reads the units ("1 day 2h" too).
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a duration; write a number and a unit: 45s, 90m, 12h, 30d, 2w")
-    })?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        "w" => 7 * 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}; use s, m, h, d or w"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long"))
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let bad =
+        || format!("{s:?} is not a duration; write numbers with units: 45s, 90m, 1h30m, 30d, 2w");
+    let span: jiff::Span = s.parse().map_err(|_| bad())?;
+    let secs = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|_| format!("{s:?}: months and years have no fixed length; use days or weeks"))?;
+    if secs < 0.0 || secs > i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(secs as i64)
 }
 
 #[cfg(test)]
@@ -210,6 +242,10 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(30 * 86400));
         assert_eq!(parse_duration("90m"), Ok(5400));
         assert_eq!(parse_duration("45"), Ok(45));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86400));
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("3mo").is_err());
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("3y").is_err());
     }

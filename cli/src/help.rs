@@ -35,6 +35,7 @@ pub const DIFF: &str = "\
 Examples:
   sysgen diff                          the previous generation against the active one
   sysgen diff web.json                 what `sysgen switch web.json` would change
+  sysgen diff -p web.json              the same, with the content changes of text files
   sysgen diff 2 5                      what switching from generation 2 to 5 changes";
 
 pub const LIST: &str = "\
@@ -98,3 +99,23 @@ Examples:
   sysgen adopt /etc --into ./host      /etc as it is now: ./host/sysgen.json and ./host/files/
   sysgen adopt /etc/nginx /srv/www --into ./web --packages --units
   sysgen switch ./host/sysgen.json     the first generation: nothing on the root changes";
+
+pub const LOG: &str = "\
+Examples:
+  sysgen log                           every activation, newest last
+  sysgen --json log | jq '.activations[-1]'   the last one, for a script";
+
+pub const SHOW: &str = "\
+Examples:
+  sysgen show                          the active generation
+  sysgen show 3                        generation 3: configuration, counts, packages, units";
+
+pub const SAVED: &str = "\
+Examples:
+  sysgen saved                         the copies kept by --force, repair and takeovers
+  sysgen saved 2 --to /root/motd.old   write copy 2 out to a new file (mode 0600)";
+
+pub const REPAIR: &str = "\
+Examples:
+  sysgen repair --dry-run              what would be put back
+  sysgen repair                        put drifted entries back, saving each changed copy first";

@@ -5,9 +5,10 @@
 
 mod args;
 mod commands;
-mod help;
 mod diagnostic;
+mod help;
 mod output;
+mod render;
 mod signals;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub fn main() -> i32 {
         }
     };
     signals::install();
+    cli.global.color.apply();
     let out = Out {
         json: cli.global.json,
         quiet: cli.global.quiet,
@@ -55,7 +57,7 @@ pub fn main() -> i32 {
     signals::exit_code(match run(&cli, &out) {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.is_invalid_input() { 2 } else { 1 };
+            let code = output::exit_code(&e);
             diagnostic::eprint(&e);
             if let Err(e) = out.doc(ErrorOutput::new(&e, code)) {
                 eprintln!("error: {e}");
@@ -179,6 +181,7 @@ impl Env {
                 rollback_on_failure: true,
                 with_data: false,
                 package_timeout: std::time::Duration::from_secs(g.package_timeout),
+                tool_output: None,
             },
             proxy: sysgen_generations::download::Proxy::try_from_env(),
         })
@@ -242,7 +245,10 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Init { file } => return init::run(out, file),
         _ => {}
     }
-    let env = Env::new(&cli.global)?;
+    let mut env = Env::new(&cli.global)?;
+    if out.verbose && !out.json {
+        env.kinds.tool_output = Some(output::tool_output());
+    }
     let bar = out.progress();
     match &cli.command {
         Command::Schema => schema::run(),
@@ -281,7 +287,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 rollback_on_failure: !*no_rollback_on_failure,
             },
         ),
-        Command::Diff { a, b } => diff::run(&env, out, &bar, a.as_deref(), b.as_deref()),
+        Command::Diff { a, b, patch } => {
+            diff::run(&env, out, &bar, a.as_deref(), b.as_deref(), *patch)
+        }
         Command::List => list::run(&env, out),
         Command::Status => status::run(&env, out, &bar),
         Command::Verify { store } => verify::run(&env, out, &bar, *store),
@@ -289,7 +297,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             keep,
             older_than,
             dry_run,
-        } => gc::run(&env, out, *keep, *older_than, *dry_run),
+        } => gc::run(&env, out, &bar, *keep, *older_than, *dry_run),
         Command::Pin { number } => pin::run(&env, out, *number, true),
         Command::Unpin { number } => pin::run(&env, out, *number, false),
         Command::Recover { rollback } => recover::run(&env, out, &bar, *rollback),
@@ -311,5 +319,9 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 units: *units,
             },
         ),
+        Command::Log => log::run(&env, out),
+        Command::Show { generation } => show::run(&env, out, generation.as_deref()),
+        Command::Saved { copy, to } => saved::run(&env, out, copy.as_deref(), to.as_deref()),
+        Command::Repair { dry_run } => repair::run(&env, out, &bar, *dry_run),
     }
 }

@@ -9,7 +9,7 @@
 //! CLI sets it from `SYSGEN_FAULT_AFTER_STEPS`; it is part of release
 //! builds so crash tests exercise the real binary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sysgen_store::Store;
 
@@ -27,6 +27,9 @@ pub struct ApplyOptions<'a> {
     pub kinds: &'a Options,
     pub fault_after: Option<u64>,
     pub progress: &'a dyn Progress,
+    /// How the activation is recorded in the history when not as the
+    /// journal's switch was ("recover": a switch finished by `recover`).
+    pub how: Option<&'a str>,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -58,9 +61,14 @@ pub fn apply(
     let steps = &journal.plan.steps;
     opts.progress.start("applying", steps.len() as u64);
     let done = AtomicU64::new(0);
-    let step_done = || {
+    // Where the run of steps a kind is handed starts in the plan.
+    let base = AtomicUsize::new(0);
+    let step_done = |k: usize| {
         let n = done.fetch_add(1, Ordering::SeqCst) + 1;
         opts.progress.advance(1);
+        if let Some(s) = steps.get(base.load(Ordering::SeqCst) + k) {
+            opts.progress.step(&s.to_string());
+        }
         if opts.fault_after == Some(n) {
             // A simulated power cut: no unwinding, no cleanup, no flush.
             std::process::abort();
@@ -81,6 +89,7 @@ pub fn apply(
     while i < steps.len() {
         let target = match &steps[i].action {
             Action::Kind(k) => {
+                base.store(i, Ordering::SeqCst);
                 let mut cx = ApplyCx {
                     root,
                     store,
@@ -113,11 +122,12 @@ pub fn apply(
                 path: root.path().to_owned(),
                 source: e,
             })
-            .and_then(|()| activate(db, journal, target, opts.now));
+            .and_then(|()| activate(db, journal, target, opts));
         if let Err(e) = activated {
             return Err(failed(i, e));
         }
-        step_done();
+        base.store(i, Ordering::SeqCst);
+        step_done(0);
         i += 1;
     }
     out.steps = done.into_inner();
@@ -132,15 +142,15 @@ fn activate(
     db: &mut Db,
     journal: &Journal,
     target: Option<(u64, crate::GenerationId)>,
-    now: i64,
+    opts: &ApplyOptions<'_>,
 ) -> Result<(), Error> {
     if db.active()?.map(|a| a.id) == target.map(|t| t.1) {
         return Ok(());
     }
     db.activate(&Activation {
         target,
-        at: now,
-        how: &journal.how,
+        at: opts.now,
+        how: opts.how.unwrap_or(&journal.how),
         ledger_add: &journal.plan.ledger_add,
         ledger_remove: &journal.plan.ledger_remove,
     })

@@ -321,9 +321,8 @@ fn locked_message(pid: &Option<u32>, path: &std::path::Path) -> String {
 
 fn drift_message(since: &u64, paths: &[Drift]) -> String {
     let mut s = format!(
-        "{} managed path{} changed on the root since generation {since} wrote {}:",
-        paths.len(),
-        if paths.len() == 1 { "" } else { "s" },
+        "{} changed on the root since generation {since} wrote {}:",
+        crate::text::plural(paths.len(), "managed path"),
         if paths.len() == 1 { "it" } else { "them" }
     );
     for d in paths.iter().take(20) {

@@ -25,7 +25,7 @@ use crate::db::Origin;
 use crate::host::Options;
 use crate::kind::{Collect, Marks, Reports};
 use crate::kinds;
-use crate::{Error, GenerationId, State};
+use crate::{Error, GenerationId, Progress, State};
 
 pub struct GcOptions<'a> {
     pub keep: Option<usize>,
@@ -35,6 +35,8 @@ pub struct GcOptions<'a> {
     pub now: i64,
     /// What the kinds need to destroy what no generation has (tools).
     pub kinds: &'a Options,
+    /// The scan of the store's objects reports how far it is.
+    pub progress: &'a dyn Progress,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -122,14 +124,24 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
         ..repaired
     };
     let mut garbage = Vec::new();
-    for (area, live) in [(Area::Public, &marks.public), (Area::Secret, &marks.secret)] {
-        for h in state.store.list(area)? {
+    let listed = [
+        (Area::Public, &marks.public, state.store.list(Area::Public)?),
+        (Area::Secret, &marks.secret, state.store.list(Area::Secret)?),
+    ];
+    opts.progress.start(
+        "scanning store",
+        listed.iter().map(|(_, _, l)| l.len() as u64).sum(),
+    );
+    for (area, live, hashes) in listed {
+        for h in hashes {
             if !live.contains(&h) {
                 out.bytes_freed += state.store.disk_size(&h, area)?;
                 garbage.push((h, area));
             }
+            opts.progress.advance(1);
         }
     }
+    opts.progress.finish();
     out.objects = garbage.len() as u64;
     let all_manifests = state.db.all_manifest_ids()?;
     out.manifests = all_manifests.iter().filter(|m| !kept.contains(m)).count() as u64;

@@ -22,6 +22,19 @@ pub struct Options {
     /// How long one run of apt or dpkg may take before it is stopped
     /// (a maintainer script that hangs would hold the locks forever).
     pub package_timeout: Duration,
+    /// Where the tools a step runs (apt-get) show their output as it comes
+    /// (`-v`); `None`: it is only captured.
+    pub tool_output: Option<ToolOutput>,
+}
+
+/// A sink for a tool's output lines, as they come.
+#[derive(Clone)]
+pub struct ToolOutput(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for ToolOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolOutput")
+    }
 }
 
 /// The package timeout when none is given: long enough for a large
@@ -36,6 +49,7 @@ impl Default for Options {
             rollback_on_failure: true,
             with_data: false,
             package_timeout: DEFAULT_PACKAGE_TIMEOUT,
+            tool_output: None,
         }
     }
 }

@@ -206,8 +206,10 @@ pub struct ApplyCx<'a> {
     pub db: &'a mut Db,
     pub opts: &'a Options,
     pub now: i64,
-    /// Called after each finished step (the fault point counts them).
-    pub step_done: &'a (dyn Fn() + Sync),
+    /// Called after each finished step (the fault point counts them), with
+    /// its place among the steps `apply_from` was handed (0: the first),
+    /// so the step's line can be shown as it finishes.
+    pub step_done: &'a (dyn Fn(usize) + Sync),
     /// Directories that left the configuration but still hold unmanaged files.
     pub kept: &'a mut Vec<String>,
     /// What did not come up (when the switch goes on regardless).
@@ -424,7 +426,7 @@ pub trait KindStepOps: fmt::Display {
             return Ok(0);
         };
         s.apply(cx)?;
-        (cx.step_done)();
+        (cx.step_done)(0);
         Ok(1)
     }
 }

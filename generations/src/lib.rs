@@ -37,6 +37,7 @@ pub mod plan;
 mod produce;
 pub mod progress;
 pub mod recover;
+pub mod repair;
 pub mod rootfs;
 pub mod secrets;
 pub mod sections;

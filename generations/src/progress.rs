@@ -6,6 +6,9 @@ pub trait Progress: Sync {
     fn start(&self, what: &str, total: u64);
     fn advance(&self, n: u64);
     fn finish(&self);
+    /// A step of a switch has run (its plan line): `-v` prints each as
+    /// the switch goes, not all at its end.
+    fn step(&self, _line: &str) {}
 }
 
 pub struct NoProgress;

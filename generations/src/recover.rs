@@ -27,6 +27,9 @@ pub struct RecoverOptions<'a> {
     pub progress: &'a dyn Progress,
     /// What the kinds need from the host (tools, systemd).
     pub kinds: &'a Options,
+    /// The undo of a switch whose unit failed, which the history records
+    /// as an automatic rollback (else `recover --rollback`).
+    pub automatic: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +99,15 @@ fn recover_journal(
         kinds: &kinds,
         fault_after: opts.fault_after,
         progress: opts.progress,
+        how: Some(if opts.rollback {
+            if opts.automatic {
+                "automatic rollback"
+            } else {
+                "recover --rollback"
+            }
+        } else {
+            "recover"
+        }),
     };
 
     if !opts.rollback {

@@ -190,6 +190,7 @@ pub fn switch_to(
             kinds: opts.kinds,
             fault_after: opts.fault_after,
             progress: opts.progress,
+            how: None,
         },
     );
     outcome.applied = match applied {
@@ -236,6 +237,7 @@ fn roll_back_after(state: &mut State, failure: Failure, opts: &SwitchOptions<'_>
             fault_after: None,
             progress: opts.progress,
             kinds: &kinds,
+            automatic: true,
         },
     );
     match undo {

@@ -77,6 +77,7 @@ impl World {
                 kinds: &opts,
                 fault_after: None,
                 progress: &NoProgress,
+                how: None,
             },
         )
         .map(|o| o.steps)
@@ -216,6 +217,7 @@ fn a_directory_still_holding_files_is_kept_and_reported() {
             kinds: &opts,
             fault_after: None,
             progress: &NoProgress,
+            how: None,
         },
     )
     .expect("apply");

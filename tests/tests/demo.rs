@@ -91,6 +91,8 @@ fn tour(name: &str) -> Vec<Said> {
         .env("SYSGEN", TestEnv::sysgen_bin())
         .env("TMPDIR", scratch.path())
         .env("SYSGEN_NOW", NOW)
+        // Dates are local time: the README's are in UTC.
+        .env("TZ", "UTC")
         .output()
         .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -196,6 +198,7 @@ fn packages_tour() -> Vec<Said> {
             .args(args)
             .current_dir(d.env.cfg())
             .env("SYSGEN_NOW", NOW)
+            .env("TZ", "UTC")
             .output()
             .expect("run sysgen");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

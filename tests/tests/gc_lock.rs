@@ -88,13 +88,13 @@ fn gc_keep_deletes_old_unpinned_generations_and_frees_their_objects() {
     assert_eq!(g["gc"]["objects"], 6, "{g}");
     assert_eq!(env.tree(), trees[4], "gc changed the root");
 
-    let r = env.run(&["rollback", "--to", "3"]).expect(1);
+    let r = env.run(&["rollback", "--to", "3"]).expect(2);
     assert!(
         r.stderr.contains("generation 3 was deleted by gc"),
         "{}",
         r.stderr
     );
-    let r = env.run(&["switch", "3"]).expect(1);
+    let r = env.run(&["switch", "3"]).expect(2);
     assert!(
         r.stderr.contains("generation 3 was deleted by gc"),
         "{}",

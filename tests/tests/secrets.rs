@@ -112,8 +112,8 @@ fn secret_text_and_hash_never_appear_in_any_output() {
     let all = [TOKEN_1, TOKEN_2, PASS_1, PASS_2];
     let c = s.c().to_owned();
     // Sanity: the public file's hash prefix does appear where plans show
-    // hashes, so the check below is not vacuous about output forms.
-    let dry = s.run(&["switch", "--dry-run", &c], &all).ok();
+    // hashes (with -v), so the check below is not vacuous about output forms.
+    let dry = s.run(&["switch", "--dry-run", "-v", &c], &all).ok();
     assert!(dry.stdout.contains("/etc/app/token"), "{}", dry.stdout);
     assert!(dry.stdout.contains(&hex(PUBLIC)[..12]), "{}", dry.stdout);
     s.run(&["switch", "-v", &c], &all).ok();

@@ -9,7 +9,7 @@ use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
 use sysgen_generations::state::Access;
 
 use crate::Env;
-use crate::output::{Bar, Out, human_bytes};
+use crate::output::{Bar, Out, human_bytes, plural};
 
 #[derive(Serialize)]
 struct BuildOutput<'a> {
@@ -33,12 +33,12 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, config: &Path) -> Result<i32, Error>
     )?;
     out.line(b.id.to_string());
     out.detail(format!(
-        "{} entries, {}, {} files hashed, {} from the stat cache, {} new store objects",
-        b.entries,
+        "{}, {}, {} hashed, {} from the stat cache, {}",
+        plural(b.entries, "entry"),
         human_bytes(b.bytes),
-        b.files_hashed,
+        plural(b.files_hashed, "file"),
         b.files_cached,
-        b.objects_written
+        plural(b.objects_written, "new store object")
     ));
     out.doc(BuildOutput {
         ok: true,

@@ -1,30 +1,51 @@
 //! `sysgen diff [A [B]]`: what switching from A to B adds, removes and
 //! changes. No argument: the previous generation to the active one; one
-//! argument X: the active generation to X (what `sysgen switch X` would do).
+//! argument X: the active generation to X, which is what `sysgen switch X`
+//! would do; two: A to B. `+` is what B has and A has not. With `-p`, the
+//! content changes of text files as unified diffs (never a secret's).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Serialize;
+use serde_json::Value;
+use similar::TextDiff;
 use sysgen_generations::Error;
+use sysgen_generations::State;
 use sysgen_generations::compare::compare;
 use sysgen_generations::error::GenerationError;
 use sysgen_generations::kind::Reports;
-use sysgen_generations::manifest::GenerationId;
 use sysgen_generations::state::Access;
 use sysgen_generations::switch::resolve;
+use sysgen_store::{Area, Hash, Store};
 
 use super::{looks_like_config, target_id};
 use crate::Env;
-use crate::output::{Bar, Out};
+use crate::output::{ADDED, Bar, CHANGED, DIM, Out, REMOVED, marked, paint};
+use crate::render::{Names, change_lines};
 
 #[derive(Serialize)]
 struct DiffOutput<'a> {
     ok: bool,
-    from: String,
+    /// `null`: from nothing (no generation is active yet).
+    from: Option<String>,
     to: String,
     /// Each kind's changes under its name ("changes" for the tree).
     #[serde(flatten)]
     kinds: &'a Reports,
+    /// With `--patch`: each file's content change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patches: Option<Vec<Patch>>,
+}
+
+/// A file's content change, as `--patch` shows it.
+#[derive(Serialize)]
+struct Patch {
+    path: String,
+    /// "text" (with `diff`), "binary", or "secret" (nothing shown).
+    content: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff: Option<String>,
 }
 
 pub fn run(
@@ -33,6 +54,7 @@ pub fn run(
     bar: &Bar,
     a: Option<&str>,
     b: Option<&str>,
+    patch: bool,
 ) -> Result<i32, Error> {
     let needs_build = [a, b]
         .iter()
@@ -48,39 +70,194 @@ pub fn run(
     }
     let prev = state.db.previous()?;
     let cur = state.db.active()?.map(|g| g.number);
-    let mut pick =
-        |t: Option<&str>, default: Option<u64>, which: &str| -> Result<GenerationId, Error> {
-            match (t, default) {
-                (Some(t), _) => target_id(env, &mut state, t, out, bar),
-                (None, Some(n)) => resolve(&state, &n.to_string()),
-                (None, None) => Err(Error::Generation(GenerationError::NoSuch(format!(
-                    "there is no {which} generation to compare; name two generations"
-                )))),
-            }
-        };
-    let (ida, idb) = match (a, b) {
-        (None, _) => (pick(None, prev, "previous")?, pick(None, cur, "active")?),
-        (Some(a), None) => (pick(Some(a), None, "")?, pick(None, cur, "active")?),
-        (Some(a), Some(b)) => (pick(Some(a), None, "")?, pick(Some(b), None, "")?),
+    let none = |which: &str| {
+        Error::Generation(GenerationError::NoSuch(format!(
+            "there is no {which} generation to compare; name two generations"
+        )))
     };
-    let c = compare(&state, Some(&ida), &idb)?;
+    let (ida, idb) = match (a, b) {
+        (None, _) => {
+            let (p, c) = (
+                prev.ok_or_else(|| none("previous"))?,
+                cur.ok_or_else(|| none("active"))?,
+            );
+            (
+                Some(resolve(&state, &p.to_string())?),
+                resolve(&state, &c.to_string())?,
+            )
+        }
+        // What `switch X` would do: from the active generation (or from
+        // nothing on a root sysgen never switched) to X.
+        (Some(x), None) => {
+            let to = target_id(env, &mut state, x, out, bar)?;
+            let from = cur.map(|c| resolve(&state, &c.to_string())).transpose()?;
+            (from, to)
+        }
+        (Some(a), Some(b)) => (
+            Some(target_id(env, &mut state, a, out, bar)?),
+            target_id(env, &mut state, b, out, bar)?,
+        ),
+    };
+    let c = compare(&state, ida.as_ref(), &idb)?;
+    let names = Names::read(&state)?;
     let mut empty = true;
-    for l in c.lines() {
-        out.line(l);
-        empty = false;
+    for r in &c.0 {
+        let lines = match (r.kind, r.json.as_array()) {
+            ("changes", Some(records)) => change_lines(records, &names, out.verbose),
+            _ => r.lines.iter().map(|l| marked(l)).collect(),
+        };
+        for l in lines {
+            out.line(l);
+            empty = false;
+        }
     }
     if empty {
         out.line(format!(
             "no differences between {} and {}",
-            ida.short(),
+            ida.map_or("nothing".into(), |i| i.short()),
             idb.short()
         ));
     }
+    let patches = if patch {
+        let records =
+            c.0.iter()
+                .find(|r| r.kind == "changes")
+                .and_then(|r| r.json.as_array())
+                .map_or(&[][..], Vec::as_slice);
+        let p = patches(&state, records)?;
+        for x in &p {
+            show_patch(out, x);
+        }
+        Some(p)
+    } else {
+        None
+    };
     out.doc(DiffOutput {
         ok: true,
-        from: ida.to_string(),
+        from: ida.map(|i| i.to_string()),
         to: idb.to_string(),
         kinds: &c,
+        patches,
     })?;
     Ok(0)
+}
+
+/// The content changes of the files among `records`: files changed in
+/// content, and files added or removed on their own (a whole directory
+/// added or removed is its one line, not a patch per file).
+fn patches(state: &State, records: &[Value]) -> Result<Vec<Patch>, Error> {
+    let whole: HashSet<&str> = records
+        .iter()
+        .filter(|r| r["change"] != "changed")
+        .filter(|r| r["new"]["type"] == "dir" || r["old"]["type"] == "dir")
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    let under_whole = |p: &str| {
+        let mut q = p;
+        while let Some(i) = q.rfind('/') {
+            q = &q[..i];
+            if whole.contains(q) {
+                return true;
+            }
+        }
+        false
+    };
+    let mut out = Vec::new();
+    for r in records {
+        let path = r["path"].as_str().unwrap_or_default();
+        let (old, new) = (&r["old"], &r["new"]);
+        let is_file = |e: &Value| e["type"] == "file";
+        let relevant = match r["change"].as_str() {
+            Some("changed") => {
+                is_file(old)
+                    && is_file(new)
+                    && r["what"].as_str().is_some_and(|w| w.contains("content"))
+            }
+            _ => (is_file(old) || is_file(new)) && !under_whole(path),
+        };
+        if !relevant {
+            continue;
+        }
+        if old["secret"] == true || new["secret"] == true {
+            out.push(Patch {
+                path: path.into(),
+                content: "secret",
+                diff: None,
+            });
+            continue;
+        }
+        let a = content(&state.store, old)?;
+        let b = content(&state.store, new)?;
+        let text = |c: &Option<Vec<u8>>| match c {
+            None => Some(String::new()),
+            Some(bytes) if !bytes.contains(&0) => String::from_utf8(bytes.clone()).ok(),
+            Some(_) => None,
+        };
+        let patch = match (text(&a), text(&b)) {
+            (Some(x), Some(y)) => Patch {
+                path: path.into(),
+                content: "text",
+                diff: Some(
+                    TextDiff::from_lines(&x, &y)
+                        .unified_diff()
+                        .context_radius(3)
+                        .header(
+                            &if a.is_some() {
+                                format!("a{path}")
+                            } else {
+                                "/dev/null".into()
+                            },
+                            &if b.is_some() {
+                                format!("b{path}")
+                            } else {
+                                "/dev/null".into()
+                            },
+                        )
+                        .to_string(),
+                ),
+            },
+            _ => Patch {
+                path: path.into(),
+                content: "binary",
+                diff: None,
+            },
+        };
+        out.push(patch);
+    }
+    Ok(out)
+}
+
+/// A file entry's content from the store; `None` for no file (added or
+/// removed: the other side is empty).
+fn content(store: &Store, e: &Value) -> Result<Option<Vec<u8>>, Error> {
+    let Some(hex) = e["hash"].as_str() else {
+        return Ok(None);
+    };
+    let hash = Hash::from_hex(hex)?;
+    Ok(Some(store.read(&hash, Area::Public)?))
+}
+
+fn show_patch(out: &Out, p: &Patch) {
+    match (p.content, &p.diff) {
+        ("text", Some(d)) => {
+            for l in d.lines() {
+                let style = match l.as_bytes() {
+                    [b'+', b'+', b'+', ..] | [b'-', b'-', b'-', ..] => crate::output::BOLD,
+                    [b'@', b'@', ..] => DIM,
+                    [b'+', ..] => ADDED,
+                    [b'-', ..] => REMOVED,
+                    _ => anstyle::Style::new(),
+                };
+                out.line(paint(style, l));
+            }
+        }
+        ("secret", _) => out.line(paint(
+            CHANGED,
+            format!("{}: secret; its content is not shown", p.path),
+        )),
+        _ => out.line(paint(
+            CHANGED,
+            format!("{}: binary file; not shown", p.path),
+        )),
+    }
 }

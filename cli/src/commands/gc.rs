@@ -7,7 +7,7 @@ use sysgen_generations::gc::{GcOptions, GcOutcome, gc};
 use sysgen_generations::state::Access;
 
 use crate::Env;
-use crate::output::{Out, generation_list, human_bytes};
+use crate::output::{Bar, Out, generation_list, human_bytes, plural};
 
 #[derive(Serialize)]
 struct GcOutput<'a> {
@@ -18,6 +18,7 @@ struct GcOutput<'a> {
 pub fn run(
     env: &Env,
     out: &Out,
+    bar: &Bar,
     keep: Option<usize>,
     older_than: Option<i64>,
     dry_run: bool,
@@ -31,6 +32,7 @@ pub fn run(
             dry_run,
             now: env.now,
             kinds: &env.kinds,
+            progress: bar,
         },
     )?;
     let verb = if dry_run { "would delete" } else { "deleted" };
@@ -39,10 +41,11 @@ pub fn run(
     } else {
         generation_list(&g.generations)
     };
+    // A semicolon, so the object count does not read as a generation.
     out.line(format!(
-        "{verb} {gens}, {} store object{} ({})",
-        g.objects,
-        if g.objects == 1 { "" } else { "s" },
+        "{verb} {gens}; {} {} ({})",
+        if dry_run { "would free" } else { "freed" },
+        plural(g.objects, "store object"),
         human_bytes(g.bytes_freed)
     ));
     for p in &g.packs_set_aside {
@@ -52,8 +55,9 @@ pub fn run(
     }
     if !g.packs_set_aside.is_empty() {
         out.line(format!(
-            "salvaged {} objects from damaged packs, put back {} from the root",
-            g.objects_salvaged, g.objects_put_back
+            "salvaged {} from damaged packs, put back {} from the root",
+            plural(g.objects_salvaged, "object"),
+            g.objects_put_back
         ));
     }
     for l in g.kinds.lines() {

@@ -9,11 +9,15 @@ pub mod diff;
 pub mod gc;
 pub mod init;
 pub mod list;
+pub mod log;
 pub mod man;
 pub mod pin;
 pub mod recover;
+pub mod repair;
 pub mod rollback;
+pub mod saved;
 pub mod schema;
+pub mod show;
 pub mod status;
 pub mod switch;
 pub mod verify;
@@ -50,10 +54,10 @@ fn target_id(
             },
         )?;
         out.detail(format!(
-            "built {} ({} entries, {} files hashed, {} from cache)",
+            "built {} ({}, {} hashed, {} from cache)",
             b.id.short(),
-            b.entries,
-            b.files_hashed,
+            crate::output::plural(b.entries, "entry"),
+            crate::output::plural(b.files_hashed, "file"),
             b.files_cached
         ));
         return Ok(b.id);

@@ -16,6 +16,7 @@ struct RecoverOutput<'a> {
 
 pub fn run(env: &Env, out: &Out, bar: &Bar, rollback: bool) -> Result<i32, Error> {
     let mut state = env.open(Access::Write)?;
+    bar.set_names(crate::render::Names::read(&state)?);
     let r = recover(
         &mut state,
         &RecoverOptions {
@@ -24,6 +25,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, rollback: bool) -> Result<i32, Error
             fault_after: env.fault_after,
             progress: bar,
             kinds: &env.kinds,
+            automatic: false,
         },
     )?;
     for f in &r.failed {

@@ -30,11 +30,12 @@ pub fn run(
         })?,
     };
     let id = resolve(&state, &n.to_string())?;
+    bar.set_names(crate::render::Names::read(&state)?);
     let kinds = kinds(env, flags, with_data);
     let o = switch_to(
         &mut state,
         id,
         &options(env, &kinds, flags, "rollback", bar),
     )?;
-    show(out, &o)
+    show(out, &o, &crate::render::Names::read(&state)?)
 }

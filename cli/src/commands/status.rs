@@ -9,7 +9,7 @@ use sysgen_generations::state::Access;
 use sysgen_generations::verify::verify;
 
 use crate::Env;
-use crate::output::{Bar, Out, utc};
+use crate::output::{Bar, Out, local, relative};
 
 #[derive(Serialize)]
 struct StatusOutput {
@@ -47,23 +47,35 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
     let v = verify(&state, false, &env.kinds, bar)?;
     let active = state.db.active()?;
     match &active {
-        Some(a) => out.line(format!(
-            "active: generation {} ({}), since {}",
-            a.number,
-            a.id.short(),
-            utc(state.db.active_since()?.unwrap_or(a.created_at))
-        )),
+        Some(a) => {
+            let since = state.db.active_since()?.unwrap_or(a.created_at);
+            out.line(format!(
+                "active: generation {} ({}), since {} ({})",
+                a.number,
+                a.id.short(),
+                local(since),
+                relative(since, env.now)
+            ))
+        }
         None => out.line("active: none; `sysgen switch CONFIG` makes the first generation"),
     }
     let running = state.lock_holder()?;
+    // A repair journals its plan as a switch does, to the same generation.
+    let what = |j: &sysgen_generations::journal::Journal| {
+        if j.how == "repair" {
+            format!("a repair of generation {}", j.to_number)
+        } else {
+            format!("a switch to generation {}", j.to_number)
+        }
+    };
     match (&journal, running) {
         (Some(j), Some(pid)) => out.line(format!(
-            "running: a switch to generation {} is under way (pid {pid} holds the lock); wait for it, or stop it with `kill {pid}` and run `sysgen recover`",
-            j.to_number
+            "running: {} is under way (pid {pid} holds the lock); wait for it, or stop it with `kill {pid}` and run `sysgen recover`",
+            what(j)
         )),
         (Some(j), None) => out.line(format!(
-            "interrupted: a switch to generation {} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)",
-            j.to_number
+            "interrupted: {} did not finish; run `sysgen recover` (or `sysgen recover --rollback`)",
+            what(j)
         )),
         (None, Some(pid)) => out.line(format!(
             "running: pid {pid} holds the lock (a build, switch, gc or recover is under way)"
@@ -74,7 +86,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar) -> Result<i32, Error> {
         out.line(format!("drift: none ({} entries match)", v.entries));
     } else {
         out.line(format!(
-            "drift: {} of {} entries differ; `sysgen verify` lists them",
+            "drift: {} of {} entries differ; `sysgen verify` lists them, `sysgen repair` puts them back",
             v.drift.len(),
             v.entries
         ));

@@ -13,7 +13,8 @@ use sysgen_schema::EntryPath;
 
 use super::target_id;
 use crate::Env;
-use crate::output::{Bar, Out};
+use crate::output::{ADDED, Bar, CHANGED, Out, REMOVED, paint, plural, step_line};
+use crate::render::{Names, plan_line};
 
 /// The flags `switch` and `rollback` share.
 pub struct Flags {
@@ -26,9 +27,10 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, target: &str, flags: &Flags) -> Resu
     let mut state = env.open(Access::Write)?;
     state.refuse_if_interrupted()?;
     let id = target_id(env, &mut state, target, out, bar)?;
+    bar.set_names(Names::read(&state)?);
     let kinds = kinds(env, flags, false);
     let o = switch_to(&mut state, id, &options(env, &kinds, flags, "switch", bar))?;
-    show(out, &o)
+    show(out, &o, &Names::read(&state)?)
 }
 
 /// The kinds' options of a switch or rollback: the host's, with the flags.
@@ -103,7 +105,7 @@ impl Serialize for StepLines<'_> {
 
 /// Prints a switch's (or rollback's) outcome; returns the exit status (1
 /// when a unit did not come up and the switch was told not to roll back).
-pub fn show(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
+pub fn show(out: &Out, o: &SwitchOutcome, names: &Names) -> Result<i32, Error> {
     let name = format!("generation {} ({})", o.number, o.id.short());
     let steps = &o.plan.steps;
     let skipped: Vec<String> = steps
@@ -128,15 +130,17 @@ pub fn show(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
             steps.len()
         ));
         for (i, s) in steps.iter().enumerate() {
-            out.line(format!("{:>5}. {s}", i + 1));
+            let line = plan_line(&s.to_string(), names, out.verbose);
+            out.line(format!("{:>5}. {}", i + 1, step_line(&line)));
         }
     } else {
-        for s in steps {
-            out.detail(format!("  {s}"));
-        }
+        // Under -v each step was printed as it ran (the progress sink).
         out.line(format!(
-            "{name} is active: {} added, {} removed, {} changed ({} steps)",
-            o.added, o.removed, o.changed, o.applied.steps
+            "{name} is active: {} added, {} removed, {} changed ({})",
+            paint(ADDED, o.added),
+            paint(REMOVED, o.removed),
+            paint(CHANGED, o.changed),
+            plural(o.applied.steps, "step")
         ));
         // What happened to packages is news even without -v.
         if !out.verbose {
@@ -150,16 +154,15 @@ pub fn show(out: &Out, o: &SwitchOutcome) -> Result<i32, Error> {
             ));
         }
         for s in &o.saved {
-            // Not even a hash of a secret leaves the store.
-            let name = if s.secret {
-                "a secret object".to_owned()
-            } else {
-                s.hash.to_string()
-            };
+            // Not even a hash of a secret leaves the store; the number to
+            // read the copy back with is `sysgen saved`'s.
             out.line(format!(
-                "saved {} in the store as {name} ({})",
+                "saved {} in the store ({}); `sysgen saved` lists it",
                 s.path, s.why
             ));
+            if out.verbose && !s.secret {
+                out.line(format!("  as {}", s.hash));
+            }
         }
         for k in kinds::all() {
             if let Some(note) = k.skipped_note(&kind_steps) {

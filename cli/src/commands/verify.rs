@@ -7,7 +7,7 @@ use sysgen_generations::state::Access;
 use sysgen_generations::verify::{VerifyOutcome, verify};
 
 use crate::Env;
-use crate::output::{Bar, Out, generation_list};
+use crate::output::{Bar, CHANGED, Out, generation_list, paint, plural};
 
 #[derive(Serialize)]
 struct VerifyOutput<'a> {
@@ -19,7 +19,12 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
     let state = env.open(Access::Read)?;
     let v = verify(&state, store, &env.kinds, bar)?;
     for d in &v.drift {
-        out.line(format!("drift: {}: {}", d.path, d.what));
+        out.line(format!(
+            "{} {}: {}",
+            paint(CHANGED, "drift:"),
+            d.path,
+            d.what
+        ));
     }
     if v.corrupt_secret_objects > 0 {
         out.line(format!(
@@ -39,8 +44,8 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
         None => out.line("no active generation; nothing to verify"),
         Some(n) if v.drift.is_empty() && v.corrupt_objects.is_empty() && v.store_damaged() => {
             out.line(format!(
-                "the root matches generation {n} ({} entries), but the store cannot give what {} need{}; `sysgen gc` moves damaged packs aside and puts back what the root still holds",
-                v.entries,
+                "the root matches generation {n} ({}), but the store cannot give what {} need{}; `sysgen gc` moves damaged packs aside and puts back what the root still holds",
+                plural(v.entries, "entry"),
                 if v.affected_generations.is_empty() {
                     "the ledger or saved copies".to_owned()
                 } else {
@@ -50,19 +55,27 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, store: bool) -> Result<i32, Error> {
             ))
         }
         Some(n) if !bad => out.line(format!(
-            "ok: the root matches generation {n} ({} entries)",
-            v.entries
+            "ok: the root matches generation {n} ({})",
+            plural(v.entries, "entry")
         )),
-        Some(n) => out.line(format!(
-            "the root differs from generation {n} in {} of {} entries{}",
-            v.drift.len(),
-            v.entries,
-            if v.corrupt_objects.is_empty() {
-                String::new()
-            } else {
-                format!("; {} store objects are corrupt", v.corrupt_objects.len())
+        Some(n) => {
+            out.line(format!(
+                "the root differs from generation {n} in {} of {}{}",
+                v.drift.len(),
+                plural(v.entries, "entry"),
+                if v.corrupt_objects.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} are corrupt", plural(v.corrupt_objects.len(), "store object"))
+                }
+            ));
+            // Paths are the tree's; units and packages are named otherwise.
+            if v.drift.iter().any(|d| d.path.starts_with('/')) {
+                out.line(
+                    "`sysgen repair` puts the changed paths back (saving each first), `sysgen switch --force` does so as it switches",
+                );
             }
-        )),
+        }
     }
     if store {
         out.detail(format!("checked {} store objects", v.objects_checked));

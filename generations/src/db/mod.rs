@@ -18,6 +18,7 @@ use crate::Error;
 use crate::error::sql;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
+pub mod history;
 mod migrations;
 mod records;
 

@@ -24,7 +24,7 @@ pub(super) fn apply_from<'s>(
     };
     let Some(put) = Put::of(first) else {
         run(cx, first)?;
-        (cx.step_done)();
+        (cx.step_done)(0);
         return Ok(1);
     };
     let puts: Vec<Put<'s>> = std::iter::once(put)
@@ -60,7 +60,7 @@ pub(super) fn apply_from<'s>(
                     if result.is_err() {
                         break;
                     }
-                    step_done();
+                    step_done(at + i);
                 }
                 // Even after an error: what was written must reach the disk.
                 root.touched(&parent);
@@ -74,7 +74,7 @@ pub(super) fn apply_from<'s>(
         return Ok(puts.len());
     }
     run(cx, first)?;
-    (cx.step_done)();
+    (cx.step_done)(0);
     Ok(1)
 }
 

@@ -11,6 +11,7 @@ use super::reconcile::record_copy;
 use super::records::own;
 use super::{PackageManager, PackageStep, PkgGone};
 use crate::db::Db;
+use crate::host::ToolOutput;
 use crate::rootfs::{Owner, RootDir};
 use crate::{Error, PackageError};
 
@@ -22,6 +23,7 @@ pub fn apply(
     db: &mut Db,
     timeout: Duration,
     step: &PackageStep,
+    shown: Option<&ToolOutput>,
 ) -> Result<(), Error> {
     match step {
         PackageStep::Keep { .. } => Ok(()),
@@ -46,7 +48,7 @@ pub fn apply(
             remark,
             ..
         } => {
-            let apt = Apt::for_root(root)?.with_timeout(timeout);
+            let apt = Apt::for_root(root)?.with_timeout(timeout).showing(shown);
             // Ownership is recorded before apt runs: if the switch is cut
             // short, undoing it knows these packages are sysgen's to remove.
             for c in changes.iter().filter(|c| c.owned) {
@@ -132,7 +134,7 @@ pub fn apply(
         PackageStep::Remove {
             manager, packages, ..
         } => {
-            let apt = Apt::for_root(root)?.with_timeout(timeout);
+            let apt = Apt::for_root(root)?.with_timeout(timeout).showing(shown);
             let installed = apt.installed()?;
             let present: Vec<PkgGone> = packages
                 .iter()

@@ -158,6 +158,13 @@ impl KindStepOps for PackageStep {
     }
 
     fn apply(&self, cx: &mut ApplyCx<'_>) -> Result<(), Error> {
-        run_step(cx.root, cx.store, cx.db, cx.opts.package_timeout, self)
+        run_step(
+            cx.root,
+            cx.store,
+            cx.db,
+            cx.opts.package_timeout,
+            self,
+            cx.opts.tool_output.as_ref(),
+        )
     }
 }

@@ -12,6 +12,7 @@
 pub mod children;
 mod output;
 mod run;
+mod shown;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,8 @@ pub struct Apt {
     root_display: String,
     /// How long one run of a tool may take before it is stopped.
     timeout: Duration,
+    /// Where transactions show their output as it comes (`-v`).
+    shown: Option<crate::host::ToolOutput>,
 }
 
 impl Apt {
@@ -69,6 +72,7 @@ impl Apt {
             chroot: (!is_slash).then(|| path.to_owned()),
             root_display,
             timeout: crate::host::DEFAULT_PACKAGE_TIMEOUT,
+            shown: None,
         })
     }
 

@@ -2,7 +2,7 @@
 //! `chroot(8)` elsewhere, never interactive), and the apt-get transaction
 //! that first finishes an interrupted dpkg.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::output::{Output, failed_package};
 use super::{Apt, children};
+use crate::host::ToolOutput;
 use crate::{Error, PackageError};
 
 impl Apt {
     /// A command for `prog` in the root; `cwd` is a directory inside it.
-    fn command(&self, prog: &str, cwd: Option<&str>) -> Command {
+    pub(super) fn command(&self, prog: &str, cwd: Option<&str>) -> Command {
         let mut c = match &self.chroot {
             Some(root) => {
                 let mut c = Command::new("chroot");
@@ -58,6 +59,18 @@ impl Apt {
         cwd: Option<&str>,
         args: &[&str],
     ) -> Result<Output, Error> {
+        self.run_with(prog, cwd, args, None)
+    }
+
+    /// `run`, handing each line of the tool's standard output to `shown`
+    /// as it comes when there is a sink.
+    pub(super) fn run_with(
+        &self,
+        prog: &str,
+        cwd: Option<&str>,
+        args: &[&str],
+        shown: Option<&ToolOutput>,
+    ) -> Result<Output, Error> {
         let cmdline = format!("{prog} {}", args.join(" "));
         let mut c = self.command(prog, cwd);
         c.args(args)
@@ -91,14 +104,16 @@ impl Apt {
         .enumerate()
         {
             let tx = tx.clone();
+            // Standard output only is shown (`-v`): apt's progress.
+            let sink = shown.filter(|_| i == 0).cloned();
             // A reader that never ends (a daemon the tool started keeps the
             // pipe) is left behind rather than waited for.
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
+                if let Some(p) = pipe {
                     // A read error leaves what was read: the output is for
                     // messages only.
-                    let _ = p.read_to_end(&mut buf);
+                    let _ = read_all(p, &mut buf, sink.as_ref());
                 }
                 let _ = tx.send((i, buf));
             });
@@ -162,11 +177,11 @@ impl Apt {
     /// `dpkg --configure -a` has finished it: do that, once, then retry,
     /// so `recover` works after a crash inside dpkg too.
     pub(super) fn transaction(&self, args: &[&str]) -> Result<Output, Error> {
-        let out = self.run("apt-get", None, args)?;
+        let out = self.run_shown("apt-get", None, args)?;
         if out.ok || !out.stderr.contains("dpkg was interrupted") {
             return Ok(out);
         }
-        let fix = self.run("dpkg", None, &["--configure", "-a"])?;
+        let fix = self.run_shown("dpkg", None, &["--configure", "-a"])?;
         if !fix.ok {
             return Err(Error::Package(PackageError {
                 package: failed_package(&fix),
@@ -180,7 +195,7 @@ impl Apt {
                         .into(),
             }));
         }
-        self.run("apt-get", None, args)
+        self.run_shown("apt-get", None, args)
     }
 }
 
@@ -214,4 +229,26 @@ fn stop(child: &mut Child, group: i32) {
     children::signal_group(group, libc::SIGKILL);
     // Reaping cannot fail for a child of ours but by EINTR; it is dead.
     let _ = child.wait();
+}
+
+/// Reads `pipe` to its end into `buf`, handing each line to `sink` as it
+/// comes when there is one.
+fn read_all(
+    pipe: Box<dyn Read + Send>,
+    buf: &mut Vec<u8>,
+    sink: Option<&ToolOutput>,
+) -> std::io::Result<()> {
+    let Some(sink) = sink else {
+        let mut pipe = pipe;
+        return pipe.read_to_end(buf).map(|_| ());
+    };
+    let mut lines = BufReader::new(pipe);
+    loop {
+        let start = buf.len();
+        if lines.read_until(b'\n', buf)? == 0 {
+            return Ok(());
+        }
+        let line = String::from_utf8_lossy(&buf[start..]);
+        (sink.0)(line.trim_end_matches('\n'));
+    }
 }
