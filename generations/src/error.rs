@@ -84,6 +84,9 @@ pub enum Error {
     /// A bug in sysgen: never the user's input.
     #[error("internal error (a bug in sysgen; please report it): {0}")]
     Internal(String),
+    /// A shadow tool (useradd, usermod…) failed.
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
 }
 
 impl Error {

@@ -39,6 +39,9 @@ pub enum Phase {
     Stop,
     /// Packages installed, upgraded or downgraded (one transaction).
     Install,
+    /// Groups and users created or changed, before the files they own (and
+    /// after the packages, which may make the groups they name).
+    AddUsers,
     /// Datasets created, adopted, re-attached or restored, before the files
     /// inside them.
     Attach,
@@ -48,6 +51,9 @@ pub enum Phase {
     Create,
     /// Datasets detached, after the files inside them went.
     Detach,
+    /// Users and groups removed (homes kept) or put back as they were,
+    /// after the files they owned went.
+    RemoveUsers,
     /// Packages removed, after the files that needed them.
     Purge,
     /// Units enabled, reloaded, started, restarted, checked.

@@ -85,12 +85,14 @@ kinds! {
     Packages(crate::packages::PackageStep) => Packages,
     Services(crate::services::ServiceStep) => ServiceKind,
     Datasets(crate::datasets::DatasetStep) => DatasetKind,
+    Users(crate::users::UserStep) => UserKind,
 }
 
 use crate::datasets::DatasetKind;
 use crate::files::Files;
 use crate::packages::Packages;
 use crate::services::ServiceKind;
+use crate::users::UserKind;
 
 impl KindStep {
     /// The path the step changes, if it changes one path.

@@ -13,6 +13,7 @@
 //! The library never prints, reads the environment or the clock: the
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
+pub mod accounts;
 pub mod apply;
 pub mod compare;
 pub mod datasets;
@@ -40,6 +41,7 @@ pub mod state;
 pub mod storecheck;
 pub mod switch;
 pub mod text;
+pub mod users;
 pub mod verify;
 
 pub(crate) use error::io_err;

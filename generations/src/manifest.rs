@@ -246,6 +246,8 @@ pub struct Manifest {
     pub packages: crate::sections::PackageSet,
     #[serde(default, skip_serializing_if = "crate::sections::Datasets::is_empty")]
     pub datasets: crate::sections::Datasets,
+    #[serde(default, skip_serializing_if = "crate::accounts::Accounts::is_empty")]
+    pub accounts: crate::accounts::Accounts,
 }
 
 impl Manifest {

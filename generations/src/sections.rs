@@ -20,6 +20,7 @@ pub struct Sections {
     pub packages: PackageSet,
     pub services: Services,
     pub datasets: Datasets,
+    pub accounts: crate::accounts::Accounts,
 }
 
 // ---- packages

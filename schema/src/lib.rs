@@ -52,10 +52,12 @@ mod tests {
             "packages",
             "datasets",
             "services",
+            "groups",
+            "users",
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }
-        assert_eq!(props.len(), 10);
+        assert_eq!(props.len(), 12);
         // Round-trips as JSON text.
         let text = serde_json::to_string_pretty(&s).unwrap();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -23,6 +23,7 @@ use crate::{EntryPath, HostSpec};
 
 mod check;
 mod merge;
+pub(crate) mod users;
 
 use check::{Decls, check_file};
 use merge::merge;

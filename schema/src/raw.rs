@@ -80,6 +80,19 @@ pub(crate) struct RawConfig {
         "pattern": r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount)$"
     }))]
     pub services: BTreeMap<String, RawService>,
+
+    /// Groups, keyed by name: created when missing, removed when they leave
+    /// (unless they were there before sysgen).
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::users::NAME_PATTERN }))]
+    pub groups: BTreeMap<String, crate::load::users::RawGroup>,
+
+    /// Users, keyed by name: created when missing, removed when they leave
+    /// (their home kept until gc), put back as they were if they were there
+    /// before sysgen.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::users::NAME_PATTERN }))]
+    pub users: BTreeMap<String, crate::load::users::RawUser>,
 }
 
 /// A regular file: exactly one of `content` or `source`.

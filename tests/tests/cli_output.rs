@@ -70,7 +70,7 @@ fn every_command_prints_one_document_with_its_keys() {
     assert_eq!(
         keys(&d),
         [
-            "changes", "datasets", "from", "ok", "packages", "services", "to"
+            "changes", "datasets", "from", "ok", "packages", "services", "to", "users"
         ]
     );
     let changes = d["changes"].as_array().expect("changes");

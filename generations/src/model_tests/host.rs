@@ -289,6 +289,8 @@ impl Host {
             Action::Kind(KindStep::Packages(k)) => return self.package(k),
             Action::Kind(KindStep::Datasets(d)) => return self.dataset(d),
             Action::Kind(KindStep::Services(u)) => return self.service(u),
+            // The model's configurations declare no accounts.
+            Action::Kind(KindStep::Users(u)) => return Err(format!("unexpected step {u}")),
             Action::Activate { number, .. } => Some(*number),
             Action::Deactivate => None,
         };

@@ -25,6 +25,8 @@ pub(super) struct Decls {
     pub(super) datasets: BTreeMap<EntryPath, DatasetSpec>,
     pub(super) services: BTreeMap<String, ServiceSpec>,
     pub(super) apt: BTreeMap<String, AptPackage>,
+    pub(super) groups: BTreeMap<String, crate::GroupSpec>,
+    pub(super) users: BTreeMap<String, crate::UserSpec>,
 }
 
 /// What a path would be once normalized, as a hint; `None` when there is
@@ -351,6 +353,8 @@ pub(super) fn check_file(
         };
         d.apt.insert(name.to_owned(), pkg);
     }
+
+    super::users::check(shown, &origin, &raw.groups, &raw.users, &mut d)?;
 
     Ok(d)
 }

@@ -34,7 +34,9 @@ same_ignoring_origin!(
     SymlinkSpec,
     TreeSpec,
     DatasetSpec,
-    ServiceSpec
+    ServiceSpec,
+    crate::GroupSpec,
+    crate::UserSpec
 );
 
 impl SameDecl for String {
@@ -110,6 +112,8 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
     let datasets = merge_section(nodes, reach, |d| &d.datasets, |k| format!("datasets.{k}"))?;
     let services = merge_section(nodes, reach, |d| &d.services, |k| format!("services.{k}"))?;
     let apt = merge_section(nodes, reach, |d| &d.apt, |k| format!("packages.apt.{k}"))?;
+    let groups = merge_section(nodes, reach, |d| &d.groups, |k| format!("groups.{k}"))?;
+    let users = merge_section(nodes, reach, |d| &d.users, |k| format!("users.{k}"))?;
 
     // Every declared path: its section and declaring file.
     let mut paths: BTreeMap<&EntryPath, Vec<(&str, usize)>> = BTreeMap::new();
@@ -181,5 +185,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         packages: Packages { apt: strip(apt) },
         datasets: strip(datasets),
         services: strip(services),
+        groups: strip(groups),
+        users: strip(users),
     })
 }
