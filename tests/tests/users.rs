@@ -1,0 +1,301 @@
+//! Users and groups (issue #13; `docs/users.md`) with the real shadow tools
+//! of a scratch Debian root (`sysgen_tests::packages::debian_root`, copied
+//! per test): create, change, remove; a pre-existing user put back exactly;
+//! a file owned by a new user; ids given once; rollback; gc of kept homes;
+//! a crash after every step, recovered both ways.
+//!
+//! The account files are compared whole (`/etc/passwd`, `shadow`, `group`,
+//! `gshadow`, `subuid`, `subgid`), and the root as a whole tree less the
+//! shadow tools' own backups (`/etc/passwd-` …, rewritten by every tool).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+use sysgen_tests::packages::DebEnv;
+use sysgen_tests::{TestEnv, file_line, s};
+
+const ACCOUNT_FILES: [&str; 6] = [
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/subuid",
+    "/etc/subgid",
+];
+
+/// Every account file, whole, one after the other.
+fn accounts(env: &TestEnv) -> String {
+    ACCOUNT_FILES
+        .iter()
+        .map(|f| format!("== {f}\n{}", fs::read_to_string(env.at(f)).unwrap()))
+        .collect()
+}
+
+/// Every account file's lines, sorted: what a rollback that makes an account
+/// again restores (the tools append a new line at the end of each file).
+fn account_lines(env: &TestEnv) -> String {
+    ACCOUNT_FILES
+        .iter()
+        .map(|f| {
+            let text = fs::read_to_string(env.at(f)).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            format!("== {f}\n{}\n", lines.join("\n"))
+        })
+        .collect()
+}
+
+/// The lines of `file` naming `name` (its first field).
+fn line(env: &TestEnv, file: &str, name: &str) -> String {
+    fs::read_to_string(env.at(file))
+        .unwrap()
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .map_or_else(String::new, str::to_owned)
+}
+
+/// The whole root (as `DebEnv::tree`), less the shadow tools' backups.
+fn tree(d: &DebEnv) -> String {
+    d.tree()
+        .lines()
+        .filter(|l| {
+            let path = l.split(' ').next().unwrap_or_default();
+            !(path.starts_with("/etc/") && path.ends_with('-'))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The lines of `tree` under `from`, moved to `to`.
+fn moved(tree: &str, from: &str, to: &str) -> Vec<String> {
+    tree.lines()
+        .filter(|l| l.starts_with(&format!("{from}/")) || l.starts_with(&format!("{from} ")))
+        .map(|l| format!("{to}{}", &l[from.len()..]))
+        .collect()
+}
+
+/// Two whole trees are equal; a failure shows only the lines that differ.
+#[track_caller]
+fn same_tree(got: &str, want: &str) {
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
+    let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty() && g.len() == w.len(),
+        "the root differs\nunexpected:\n{extra:#?}\nmissing:\n{missing:#?}"
+    );
+}
+
+fn sorted(lines: impl IntoIterator<Item = String>) -> String {
+    let mut v: Vec<String> = lines.into_iter().collect();
+    v.sort_unstable_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
+    v.join("\n")
+}
+
+/// A Debian root where the admin made `bob` (uid 1000) before sysgen.
+fn with_bob() -> DebEnv {
+    let d = DebEnv::new();
+    d.chroot(&["useradd", "-m", "-s", "/bin/sh", "-G", "users", "bob"]);
+    d
+}
+
+/// alice (new, in dev, owning a file in her home), dev (new), bob
+/// (pre-existing: shell, groups and password changed).
+fn first(env: &TestEnv) -> std::path::PathBuf {
+    let hash = env.write_cfg("bob.hash", "$6$salt$0123456789abcdef\n");
+    fs::set_permissions(&hash, fs::Permissions::from_mode(0o600)).unwrap();
+    env.config(
+        "c1.json",
+        json!({
+            "groups": { "dev": {} },
+            "users": {
+                "alice": { "groups": ["dev"], "shell": "/bin/bash", "comment": "Alice" },
+                "bob": { "shell": "/bin/bash", "groups": ["dev", "users"],
+                         "password": { "hash_file": "bob.hash" } }
+            },
+            "files": {
+                "/home/alice/.plan": { "content": "plans\n", "mode": "0600",
+                                       "owner": "alice", "group": "dev" }
+            }
+        }),
+    )
+}
+
+#[test]
+fn create_change_remove_and_put_back_a_user_that_was_there() {
+    let d = with_bob();
+    let env = &d.env;
+    let before = accounts(env);
+    let before_tree = tree(&d);
+    assert_eq!(
+        line(env, "/etc/passwd", "bob"),
+        "bob:x:1000:1000::/home/bob:/bin/sh"
+    );
+
+    // Create: ids from the root's range, past bob's; alice's group shares her uid.
+    let out = env.switch(&first(env));
+    assert!(!out.stdout.contains("0123456789abcdef"), "{}", out.stdout);
+    assert_eq!(
+        line(env, "/etc/passwd", "alice"),
+        "alice:x:1001:1001:Alice:/home/alice:/bin/bash"
+    );
+    assert_eq!(line(env, "/etc/group", "alice"), "alice:x:1001:");
+    assert_eq!(line(env, "/etc/group", "dev"), "dev:x:1002:alice,bob");
+    assert_eq!(line(env, "/etc/group", "users"), "users:x:100:bob");
+    assert_eq!(
+        line(env, "/etc/passwd", "bob"),
+        "bob:x:1000:1000::/home/bob:/bin/bash"
+    );
+    assert!(
+        line(env, "/etc/shadow", "bob").starts_with("bob:$6$salt$0123456789abcdef:"),
+        "{}",
+        line(env, "/etc/shadow", "bob")
+    );
+    // The file owned by the new user: made in her home, which useradd made.
+    let tree1 = tree(&d);
+    assert!(
+        tree1.contains(&file_line(
+            "/home/alice/.plan",
+            0o600,
+            "1001:1002",
+            b"plans\n"
+        )),
+        "{tree1}"
+    );
+    assert!(tree1.contains("/home/alice dir 0755 1001:1001"), "{tree1}");
+    env.run(&["verify"]).ok();
+
+    // Change.
+    let c2 = env.config(
+        "c2.json",
+        json!({
+            "groups": { "dev": {} },
+            "users": {
+                "alice": { "groups": [], "shell": "/bin/sh", "comment": "Alice A." },
+                "bob": { "shell": "/bin/bash", "groups": ["dev", "users"] }
+            }
+        }),
+    );
+    env.switch(&c2);
+    assert_eq!(
+        line(env, "/etc/passwd", "alice"),
+        "alice:x:1001:1001:Alice A.:/home/alice:/bin/sh"
+    );
+    assert_eq!(line(env, "/etc/group", "dev"), "dev:x:1002:bob");
+    env.run(&["verify"]).ok();
+
+    // Remove everything: alice and dev go, bob is put back exactly, and
+    // alice's home is kept (her file went with the configuration).
+    let empty = env.config("empty.json", json!({}));
+    env.switch(&empty);
+    assert_eq!(accounts(env), before);
+    let kept = moved(&tree1, "/home/alice", "/home/.sysgen-homes/alice")
+        .into_iter()
+        .filter(|l| !l.contains("/.plan "))
+        .chain(["/home/.sysgen-homes dir 0755 0:0".to_owned()]);
+    same_tree(
+        &tree(&d),
+        &sorted(before_tree.lines().map(str::to_owned).chain(kept)),
+    );
+    let st = env.run(&["status"]).ok();
+    assert!(
+        st.stdout.contains(
+            "home of removed user alice (/home/alice) kept at /home/.sysgen-homes/alice until gc"
+        ),
+        "{}",
+        st.stdout
+    );
+
+    // gc of the generations that had alice deletes her kept home: the
+    // root is as it was before sysgen.
+    let gc = env.run(&["gc", "--keep", "1"]).ok();
+    assert!(
+        gc.stdout.contains("deleted the kept home of user alice"),
+        "{}",
+        gc.stdout
+    );
+    same_tree(&tree(&d), &before_tree);
+    assert_eq!(accounts(env), before);
+}
+
+#[test]
+fn rollback_makes_a_removed_user_again_with_its_ids_and_home() {
+    let d = with_bob();
+    let env = &d.env;
+    env.switch(&first(env));
+    let lines1 = account_lines(env);
+    let tree1 = tree(&d);
+    let id1 = env.run(&["build", s(&first(env))]).ok().stdout;
+
+    // alice leaves; carol gets a new uid, never alice's (1001), and a gid
+    // of her own (1002 is dev's).
+    let c2 = env.config("c2.json", json!({ "users": { "carol": {} } }));
+    env.switch(&c2);
+    assert_eq!(line(env, "/etc/passwd", "alice"), "");
+    assert_eq!(
+        line(env, "/etc/passwd", "carol"),
+        "carol:x:1002:1003::/home/carol:/bin/sh"
+    );
+
+    let carol = moved(&tree(&d), "/home/carol", "/home/.sysgen-homes/carol");
+
+    // Back: alice has uid 1001 again and her kept home back, with the file;
+    // carol's home is kept in her place.
+    env.run(&["rollback"]).ok();
+    assert_eq!(account_lines(env), lines1);
+    let area = "/home/.sysgen-homes dir 0755 0:0".to_owned();
+    let want = tree1.lines().map(str::to_owned).chain(carol).chain([area]);
+    same_tree(&tree(&d), &sorted(want));
+    env.run(&["verify"]).ok();
+    // A rebuild gives the same generation: the ids are recorded.
+    assert_eq!(env.run(&["build", s(&first(env))]).ok().stdout, id1);
+}
+
+#[test]
+fn bad_accounts_exit_2_and_change_nothing() {
+    let d = with_bob();
+    let env = &d.env;
+    let before = accounts(env);
+    let before_tree = tree(&d);
+    let unknown = env.config(
+        "u.json",
+        json!({ "users": { "alice": { "groups": ["nosuch"] } } }),
+    );
+    let r = env.run(&["switch", s(&unknown)]).expect(2);
+    assert!(
+        r.stderr.contains("users.alice") && r.stderr.contains("nosuch"),
+        "{}",
+        r.stderr
+    );
+    let bad_name = env.config("n.json", json!({ "users": { "Alice": {} } }));
+    let r = env.run(&["switch", s(&bad_name)]).expect(2);
+    assert!(
+        r.stderr.contains("users.Alice: invalid name"),
+        "{}",
+        r.stderr
+    );
+    let hash = env.write_cfg("open.hash", "$6$x$y\n");
+    fs::set_permissions(&hash, fs::Permissions::from_mode(0o644)).unwrap();
+    let open = env.config(
+        "h.json",
+        json!({ "users": { "alice": { "password": { "hash_file": "open.hash" } } } }),
+    );
+    let r = env.run(&["switch", s(&open)]).expect(2);
+    assert!(r.stderr.contains("chmod 0600"), "{}", r.stderr);
+    // A uid another account has on the root is a conflict, named.
+    let taken = env.config("t.json", json!({ "users": { "alice": { "uid": 1000 } } }));
+    let r = env.run(&["switch", s(&taken)]).expect(1);
+    assert!(
+        r.stderr.contains("uid 1000 is taken by user bob"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(accounts(env), before);
+    same_tree(&tree(&d), &before_tree);
+}
