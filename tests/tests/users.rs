@@ -299,3 +299,108 @@ fn bad_accounts_exit_2_and_change_nothing() {
     assert_eq!(accounts(env), before);
     same_tree(&tree(&d), &before_tree);
 }
+
+/// The root as a crash test compares it: the account files' lines sorted
+/// (a user made again is appended, wherever it was), and the rest whole.
+fn state_of(d: &DebEnv) -> (String, String) {
+    let rest = tree(d)
+        .lines()
+        .filter(|l| !ACCOUNT_FILES.contains(&l.split(' ').next().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (account_lines(&d.env), rest)
+}
+
+/// From `first` to a generation where alice and dev leave (her home kept),
+/// ops and dave arrive and bob changes again; a crash after every step,
+/// then `recover --rollback` lands exactly on the first generation and
+/// `recover` (after the same crash again) exactly on the second.
+#[test]
+fn a_crash_after_every_step_recovers_both_ways() {
+    let second = |env: &TestEnv| {
+        env.config(
+            "c2.json",
+            json!({
+                "groups": { "ops": {} },
+                "users": {
+                    "bob": { "shell": "/bin/dash", "groups": ["ops"], "password": "locked" },
+                    "dave": { "groups": ["ops", "users"], "comment": "Dave" }
+                },
+                "files": { "/etc/motd": { "content": "ops\n", "owner": "dave", "group": "ops" } }
+            }),
+        )
+    };
+    // References from a root that never crashed.
+    let clean = with_bob();
+    let (c1, c2) = (first(&clean.env), second(&clean.env));
+    clean.env.switch(&c1);
+    let at_first = state_of(&clean);
+    let steps = clean
+        .env
+        .run(&["--json", "switch", "--dry-run", s(&c2)])
+        .ok()
+        .steps();
+    clean.env.switch(&c2);
+    let at_second = state_of(&clean);
+    assert!(
+        at_second
+            .0
+            .contains("dave:x:1002:1003:Dave:/home/dave:/bin/sh"),
+        "{}",
+        at_second.0
+    );
+    assert!(
+        steps.iter().any(|l| l.contains("remove user alice")),
+        "{steps:?}"
+    );
+
+    for k in 1..steps.len() as u64 {
+        let d = with_bob();
+        let env = &d.env;
+        let (c1, c2) = (first(env), second(env));
+        env.switch(&c1);
+        let crashed = env.run_with_fault(k, &["switch", s(&c2)]);
+        assert!(crashed.killed, "step {k}: {crashed:?}");
+        env.run(&["recover", "--rollback"]).ok();
+        let (accounts, rest) = state_of(&d);
+        assert_eq!(
+            accounts,
+            at_first.0,
+            "recover --rollback after step {k} ({})",
+            steps[k as usize - 1]
+        );
+        // A user the undone switch made is removed like any other: its
+        // home is kept until gc.
+        if rest.contains("/home/.sysgen-homes/dave ") {
+            let kept = moved(&at_second.1, "/home/dave", "/home/.sysgen-homes/dave");
+            let area = "/home/.sysgen-homes dir 0755 0:0".to_owned();
+            let want = at_first
+                .1
+                .lines()
+                .map(str::to_owned)
+                .chain(kept)
+                .chain([area]);
+            same_tree(&rest, &sorted(want));
+        } else {
+            same_tree(&rest, &at_first.1);
+        }
+        let st = env.run(&["--json", "status"]).ok().json();
+        assert_eq!(st["active"]["number"], 1, "after step {k}: {st}");
+        env.run(&["verify"]).ok();
+
+        let crashed = env.run_with_fault(k, &["switch", s(&c2)]);
+        assert!(crashed.killed, "step {k}: {crashed:?}");
+        env.run(&["recover"]).ok();
+        let (accounts, rest) = state_of(&d);
+        assert_eq!(
+            accounts,
+            at_second.0,
+            "recover after step {k} ({})",
+            steps[k as usize - 1]
+        );
+        same_tree(&rest, &at_second.1);
+        let st = env.run(&["--json", "status"]).ok().json();
+        assert_eq!(st["active"]["number"], 2, "after step {k}: {st}");
+        env.run(&["verify"]).ok();
+    }
+}

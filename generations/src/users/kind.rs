@@ -71,10 +71,19 @@ impl Kind for UserKind {
         let mut origins_u: BTreeMap<String, LiveUser> = records::origins(&state.db, USER)?;
         let mut origins_g: BTreeMap<String, LiveGroup> = records::origins(&state.db, GROUP)?;
         // Undoing a switch: the accounts it started to manage may not have
-        // reached the database; their steps carry what they were.
+        // reached the database; their steps carry what they were. Those it
+        // put back are recorded again as the undo manages them again.
+        let mut readopt_u = BTreeMap::new();
+        let mut readopt_g = BTreeMap::new();
         if t.mode == Mode::Undo {
             for s in undone {
                 match s {
+                    UserStep::RestoreUser { name, origin } => {
+                        readopt_u.insert(name.clone(), (**origin).clone());
+                    }
+                    UserStep::RestoreGroup { name, origin } => {
+                        readopt_g.insert(name.clone(), origin.clone());
+                    }
                     UserStep::User {
                         name,
                         origin: Some(o),
@@ -103,6 +112,9 @@ impl Kind for UserKind {
             etc: &etc,
             origins_u: &origins_u,
             origins_g: &origins_g,
+            switch: matches!(t.mode, Mode::Switch { .. }),
+            readopt_u: &readopt_u,
+            readopt_g: &readopt_g,
             password_ok: &pw,
         })?;
         let tool = super::tools::USERADD;

@@ -116,6 +116,13 @@ pub(crate) struct Sides<'a> {
     pub etc: &'a Etc,
     pub origins_u: &'a BTreeMap<String, LiveUser>,
     pub origins_g: &'a BTreeMap<String, LiveGroup>,
+    /// A switch: an account of `new` that `old` lacks and the root has was
+    /// there before sysgen, and is recorded as it is. An undo adopts
+    /// nothing (every account of the generation it returns to was managed
+    /// already) but records again what the undone switch put back.
+    pub switch: bool,
+    pub readopt_u: &'a BTreeMap<String, LiveUser>,
+    pub readopt_g: &'a BTreeMap<String, LiveGroup>,
     /// Whether each wanted user's password is right on the root.
     pub password_ok: &'a dyn Fn(&LiveUser, &User) -> Result<bool, Error>,
 }
@@ -145,15 +152,19 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
         let live = etc.group(name);
         // A group there before sysgen manages it from now on: its origin
         // goes with the step, even when nothing about it changes.
-        let adopt =
-            live.is_some() && !old.groups.contains_key(name) && !s.origins_g.contains_key(name);
-        if adopt || live.as_ref().is_none_or(|l| l.gid != g.gid) {
+        let origin = if s.switch {
+            live.clone()
+                .filter(|_| !old.groups.contains_key(name) && !s.origins_g.contains_key(name))
+        } else {
+            s.readopt_g.get(name).cloned()
+        };
+        if origin.is_some() || live.as_ref().is_none_or(|l| l.gid != g.gid) {
             steps.push((
                 Phase::AddUsers,
                 UserStep::Group {
                     name: name.clone(),
                     group: g.clone(),
-                    origin: if adopt { live } else { None },
+                    origin,
                 },
             ));
         }
@@ -166,19 +177,23 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
             ));
         }
         let live = etc.user(name);
-        let adopt =
-            live.is_some() && !old.users.contains_key(name) && !s.origins_u.contains_key(name);
+        let origin = if s.switch {
+            live.clone()
+                .filter(|_| !old.users.contains_key(name) && !s.origins_u.contains_key(name))
+        } else {
+            s.readopt_u.get(name).cloned()
+        };
         let differs = match &live {
             None => true,
             Some(l) => !user_changes(etc, l, u).what.is_empty() || !(s.password_ok)(l, u)?,
         };
-        if adopt || differs {
+        if origin.is_some() || differs {
             steps.push((
                 Phase::AddUsers,
                 UserStep::User {
                     name: name.clone(),
                     user: Box::new(u.clone()),
-                    origin: if adopt { live.map(Box::new) } else { None },
+                    origin: origin.map(Box::new),
                 },
             ));
         }
