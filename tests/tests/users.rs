@@ -189,6 +189,15 @@ fn create_change_remove_and_put_back_a_user_that_was_there() {
     );
     assert_eq!(line(env, "/etc/group", "dev"), "dev:x:1002:bob");
     env.run(&["verify"]).ok();
+    // An admin's change is drift that verify names (exit 1).
+    d.chroot(&["usermod", "-s", "/bin/bash", "alice"]);
+    let v = env.run(&["verify"]).expect(1);
+    assert!(
+        v.stdout
+            .contains(r#"user alice: shell "/bin/bash", expected "/bin/sh""#),
+        "{v:?}"
+    );
+    d.chroot(&["usermod", "-s", "/bin/sh", "alice"]);
 
     // Remove everything: alice and dev go, bob is put back exactly, and
     // alice's home is kept (her file went with the configuration).

@@ -158,13 +158,19 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
         } else {
             s.readopt_g.get(name).cloned()
         };
-        if origin.is_some() || live.as_ref().is_none_or(|l| l.gid != g.gid) {
+        let what: Vec<String> = live
+            .iter()
+            .filter(|l| l.gid != g.gid)
+            .map(|l| format!("gid {}, expected {}", l.gid, g.gid))
+            .collect();
+        if origin.is_some() || live.is_none() || !what.is_empty() {
             steps.push((
                 Phase::AddUsers,
                 UserStep::Group {
                     name: name.clone(),
                     group: g.clone(),
                     origin,
+                    what,
                 },
             ));
         }
@@ -183,17 +189,24 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
         } else {
             s.readopt_u.get(name).cloned()
         };
-        let differs = match &live {
-            None => true,
-            Some(l) => !user_changes(etc, l, u).what.is_empty() || !(s.password_ok)(l, u)?,
+        let what = match &live {
+            None => Vec::new(),
+            Some(l) => {
+                let mut w = user_changes(etc, l, u).what;
+                if !(s.password_ok)(l, u)? {
+                    w.push("password".to_owned());
+                }
+                w
+            }
         };
-        if origin.is_some() || differs {
+        if origin.is_some() || live.is_none() || !what.is_empty() {
             steps.push((
                 Phase::AddUsers,
                 UserStep::User {
                     name: name.clone(),
                     user: Box::new(u.clone()),
                     origin: origin.map(Box::new),
+                    what,
                 },
             ));
         }
@@ -225,6 +238,7 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
                             name: name.clone(),
                             group: g.clone(),
                             origin: None,
+                            what: Vec::new(),
                         },
                     ));
                 }

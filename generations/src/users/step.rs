@@ -27,6 +27,9 @@ pub enum UserStep {
         group: Group,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<LiveGroup>,
+        /// What differed when planned, for the plan line (empty: absent).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        what: Vec<String>,
     },
     /// The user exists with these attributes (created, its kept home put
     /// back first, or changed). `origin` as for groups.
@@ -35,6 +38,9 @@ pub enum UserStep {
         user: Box<User>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<Box<LiveUser>>,
+        /// What differed when planned, for the plan line (empty: absent).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        what: Vec<String>,
     },
     /// A user sysgen created leaves: `userdel`, then its home (when sysgen
     /// made one) moves to the kept area.
@@ -58,14 +64,14 @@ impl fmt::Display for UserStep {
                 name,
                 group,
                 origin,
-            } => match origin {
-                Some(_) => write!(f, "manage group {name} (gid {}), there before", group.gid),
-                None => write!(f, "group {name} (gid {})", group.gid),
-            },
-            UserStep::User { name, user, origin } => match origin {
-                Some(_) => write!(f, "manage user {name} (uid {}), there before", user.uid),
-                None => write!(f, "user {name} (uid {})", user.uid),
-            },
+                what,
+            } => line(f, "group", name, "gid", group.gid, origin.is_some(), what),
+            UserStep::User {
+                name,
+                user,
+                origin,
+                what,
+            } => line(f, "user", name, "uid", user.uid, origin.is_some(), what),
             UserStep::RemoveUser { name, home } => match home {
                 Some(h) => write!(f, "remove user {name}, keep its home {h} until gc"),
                 None => write!(f, "remove user {name}"),
@@ -78,6 +84,29 @@ impl fmt::Display for UserStep {
                 write!(f, "put back group {name} as it was before sysgen")
             }
         }
+    }
+}
+
+/// "create user alice (uid 1001)", "change user alice: shell …",
+/// "manage user bob (uid 1000), there before[: …]".
+fn line(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    name: &str,
+    id_name: &str,
+    id: u32,
+    adopted: bool,
+    what: &[String],
+) -> fmt::Result {
+    match (adopted, what.is_empty()) {
+        (true, true) => write!(f, "manage {kind} {name} ({id_name} {id}), there before"),
+        (true, false) => write!(
+            f,
+            "manage {kind} {name} ({id_name} {id}), there before: {}",
+            what.join(", ")
+        ),
+        (false, true) => write!(f, "create {kind} {name} ({id_name} {id})"),
+        (false, false) => write!(f, "change {kind} {name}: {}", what.join(", ")),
     }
 }
 
@@ -104,6 +133,7 @@ impl KindStepOps for UserStep {
                 name,
                 group,
                 origin,
+                ..
             } => {
                 if let Some(o) = origin {
                     records::set_origin(cx.db, GROUP, name, o)?;
@@ -135,7 +165,9 @@ impl KindStepOps for UserStep {
                 }
                 records::drop_origin(cx.db, GROUP, name)
             }
-            UserStep::User { name, user, origin } => {
+            UserStep::User {
+                name, user, origin, ..
+            } => {
                 if let Some(o) = origin {
                     records::set_origin(cx.db, USER, name, o)?;
                 }
