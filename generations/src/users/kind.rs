@@ -42,14 +42,14 @@ impl Kind for UserKind {
     }
 
     fn claims(&self, t: &Transition<'_>, _undone: &[&UserStep]) -> Result<Claims, Error> {
-        // The home of a leaving user moves away whole: the tree must not
-        // try to remove it (it holds the user's files).
+        // The home of a leaving user moves away whole, and the home of a
+        // user that stays stays: the tree must not try to remove either
+        // (a file declared in a home leaving the configuration leaves its
+        // directory to the user).
         let (old, new) = (accounts(t.from), accounts(t.to));
         let mut claims = Claims::new();
-        for (name, u) in &old.users {
-            if !new.users.contains_key(name)
-                && let Some(h) = kept_home(name, u)?
-            {
+        for (name, u) in old.users.iter().chain(&new.users) {
+            if let Some(h) = kept_home(name, u)? {
                 claims.insert(h);
             }
         }
