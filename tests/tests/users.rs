@@ -266,6 +266,40 @@ fn rollback_makes_a_removed_user_again_with_its_ids_and_home() {
     assert_eq!(env.run(&["build", s(&first(env))]).ok().stdout, id1);
 }
 
+/// userdel removes a group of the user's name with the user; a group the
+/// configuration keeps is made again at once, with its gid.
+#[test]
+fn a_group_named_after_a_removed_user_stays() {
+    let d = DebEnv::new();
+    let env = &d.env;
+    let both = env.config(
+        "both.json",
+        json!({ "groups": { "erin": { "gid": 1500 } }, "users": { "erin": { "uid": 1500, "group": "erin" } } }),
+    );
+    env.switch(&both);
+    assert_eq!(line(env, "/etc/group", "erin"), "erin:x:1500:");
+    let group = env.config(
+        "group.json",
+        json!({ "groups": { "erin": { "gid": 1500 } } }),
+    );
+    let plan = env
+        .run(&["--json", "switch", "--dry-run", s(&group)])
+        .ok()
+        .steps();
+    assert_eq!(
+        plan[..2],
+        [
+            "remove user erin, keep its home /home/erin until gc",
+            "create group erin (gid 1500)",
+        ]
+    );
+    assert!(plan[2].starts_with("activate generation 2"), "{plan:?}");
+    env.switch(&group);
+    assert_eq!(line(env, "/etc/passwd", "erin"), "");
+    assert_eq!(line(env, "/etc/group", "erin"), "erin:x:1500:");
+    env.run(&["verify"]).ok();
+}
+
 #[test]
 fn bad_accounts_exit_2_and_change_nothing() {
     let d = with_bob();
