@@ -73,6 +73,16 @@ fn field(f: &[String], i: usize) -> &str {
 }
 
 impl Etc {
+    /// From the files' texts, for the planner's tests.
+    #[cfg(test)]
+    pub(crate) fn from_texts(passwd: &str, shadow: &str, group: &str) -> Etc {
+        Etc {
+            passwd: parse(passwd),
+            shadow: parse(shadow),
+            group: parse(group),
+        }
+    }
+
     pub fn read(root: &RootDir) -> Result<Etc, Error> {
         Ok(Etc {
             passwd: parse(&read(root, "/etc/passwd")?),

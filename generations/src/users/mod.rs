@@ -22,6 +22,8 @@ mod kind;
 mod plan;
 mod records;
 mod step;
+#[cfg(test)]
+mod tests;
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
