@@ -39,12 +39,13 @@ pub enum Phase {
     Stop,
     /// Packages installed, upgraded or downgraded (one transaction).
     Install,
-    /// Groups and users created or changed, before the files they own (and
-    /// after the packages, which may make the groups they name).
-    AddUsers,
     /// Datasets created, adopted, re-attached or restored, before the files
     /// inside them.
     Attach,
+    /// Groups and users created or changed, before the files they own;
+    /// after the packages (which may make the groups they name) and the
+    /// datasets (a home may lie in one).
+    AddUsers,
     /// Paths removed (or put back as they were before sysgen), deepest first.
     Remove,
     /// Paths created or changed, parents first.
