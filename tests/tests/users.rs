@@ -326,6 +326,18 @@ fn bad_accounts_exit_2_and_change_nothing() {
         "{}",
         r.stderr
     );
+    let clear = env.config(
+        "p.json",
+        json!({ "users": { "alice": { "password": "hunter2" } } }),
+    );
+    let r = env.run(&["switch", s(&clear)]).expect(2);
+    assert!(
+        r.stderr
+            .contains("users.alice.password: a password is never written"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
     let hash = env.write_cfg("open.hash", "$6$x$y\n");
     fs::set_permissions(&hash, fs::Permissions::from_mode(0o644)).unwrap();
     let open = env.config(

@@ -41,8 +41,10 @@ pub(crate) struct RawGroup {
 #[serde(untagged)]
 #[schemars(rename = "Password")]
 pub(crate) enum RawPassword {
-    /// "locked": no password can log in.
-    Locked(RawLocked),
+    /// "locked": no password can log in. Any other word is refused by
+    /// `check`, with what to write (an untagged enum's own error says
+    /// only that nothing matched).
+    Word(#[schemars(with = "RawLocked")] String),
     /// A crypt(3) hash kept in a file outside the configuration.
     HashFile {
         /// A file of mode 0600 holding one crypt(3) hash ("$6$…" or
@@ -196,7 +198,13 @@ pub(super) fn check(
         }
         let password = match &u.password {
             None => None,
-            Some(RawPassword::Locked(RawLocked::Locked)) => Some(PasswordSpec::Locked),
+            Some(RawPassword::Word(w)) if w == "locked" => Some(PasswordSpec::Locked),
+            // Not echoed: it may be a password written in the clear.
+            Some(RawPassword::Word(_)) => {
+                return Err(invalid(format!(
+                    "{label}.password: a password is never written in the configuration; write \"locked\", or {{\"hash_file\": PATH}} naming a 0600 file that holds a crypt(3) hash"
+                )));
+            }
             Some(RawPassword::HashFile { hash_file }) => Some(PasswordSpec::HashFile(
                 hash_file_path(&format!("{label}.password.hash_file"), base, hash_file)
                     .map_err(invalid)?,
