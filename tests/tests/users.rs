@@ -189,6 +189,13 @@ fn create_change_remove_and_put_back_a_user_that_was_there() {
     );
     assert_eq!(line(env, "/etc/group", "dev"), "dev:x:1002:bob");
     env.run(&["verify"]).ok();
+    let diff = env.run(&["diff", "1", "2"]).ok().stdout;
+    for l in [
+        r#"~ user alice  groups ["dev"] -> [], shell "/bin/bash" -> "/bin/sh", comment "Alice" -> "Alice A.""#,
+        "~ user bob  password",
+    ] {
+        assert!(diff.lines().any(|d| d == l), "{l} not in:\n{diff}");
+    }
     // An admin's change is drift that verify names (exit 1).
     d.chroot(&["usermod", "-s", "/bin/bash", "alice"]);
     let v = env.run(&["verify"]).expect(1);

@@ -292,11 +292,11 @@ impl Kind for UserKind {
             });
         }
         for (name, change, o, n) in keyed_changes(&old.users, &new.users) {
-            lines.push(format!(
-                "{} user {name}  uid {}",
-                sign(change),
-                n.or(o).map_or(0, |u| u.uid)
-            ));
+            let what = match (o, n) {
+                (Some(o), Some(n)) => changed_fields(o, n).join(", "),
+                _ => format!("uid {}", n.or(o).map_or(0, |u| u.uid)),
+            };
+            lines.push(format!("{} user {name}  {what}", sign(change)));
             json.push(Change {
                 kind: "user",
                 name,
@@ -317,6 +317,37 @@ struct Change<'a> {
     kind: &'static str,
     name: &'a str,
     change: &'static str,
+}
+
+/// What differs between two generations' records of one user, each as
+/// `field old -> new` (a password as "password", never its hash).
+fn changed_fields(o: &crate::accounts::User, n: &crate::accounts::User) -> Vec<String> {
+    fn show<T: std::fmt::Debug>(v: &Option<T>) -> String {
+        v.as_ref()
+            .map_or_else(|| "unmanaged".to_owned(), |v| format!("{v:?}"))
+    }
+    let mut out = Vec::new();
+    if o.uid != n.uid {
+        out.push(format!("uid {} -> {}", o.uid, n.uid));
+    }
+    for (field, a, b) in [
+        ("group", show(&o.group), show(&n.group)),
+        ("groups", show(&o.groups), show(&n.groups)),
+        ("home", show(&o.home), show(&n.home)),
+        ("shell", show(&o.shell), show(&n.shell)),
+        ("comment", show(&o.comment), show(&n.comment)),
+    ] {
+        if a != b {
+            out.push(format!("{field} {a} -> {b}"));
+        }
+    }
+    if o.password != n.password {
+        out.push("password".to_owned());
+    }
+    if o.system != n.system || o.create_home != n.create_home {
+        out.push("system or create_home (applies when the user is made)".to_owned());
+    }
+    out
 }
 
 fn sign(change: &str) -> char {
