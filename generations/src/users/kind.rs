@@ -166,7 +166,7 @@ impl Kind for UserKind {
             let mut what = match etc.user(name) {
                 None => vec!["missing".to_owned()],
                 Some(l) => {
-                    let mut w = user_changes(&etc, &l, u).what;
+                    let mut w = user_changes(&etc, &l, u).expected();
                     if !password_ok(&l, u, &read)? {
                         w.push("password changed".to_owned());
                     }

@@ -24,15 +24,28 @@ pub(crate) fn default_home(name: &str) -> String {
 pub(crate) struct UserChanges {
     /// `usermod` options that make them right.
     args: Vec<String>,
-    /// Each, for people: "shell /bin/sh, expected /bin/bash".
-    pub what: Vec<String>,
+    /// Each, for people: the field, what the root has, what is wanted.
+    diffs: Vec<(&'static str, String, String)>,
 }
 
 impl UserChanges {
-    fn add(&mut self, flag: &str, value: String, what: String) {
+    fn add(&mut self, flag: &str, value: String, diff: (&'static str, String, String)) {
         self.args.push(flag.to_owned());
         self.args.push(value);
-        self.what.push(what);
+        self.diffs.push(diff);
+    }
+
+    /// As drift: "shell \"/bin/sh\", expected \"/bin/bash\"".
+    pub(crate) fn expected(&self) -> Vec<String> {
+        let f =
+            |(field, now, want): &(&str, String, String)| format!("{field} {now}, expected {want}");
+        self.diffs.iter().map(f).collect()
+    }
+
+    /// As a plan's change: "shell \"/bin/sh\" -> \"/bin/bash\"".
+    pub(crate) fn moves(&self) -> Vec<String> {
+        let f = |(field, now, want): &(&str, String, String)| format!("{field} {now} -> {want}");
+        self.diffs.iter().map(f).collect()
     }
 
     pub(crate) fn usermod_args(self) -> Vec<String> {
@@ -48,7 +61,7 @@ pub(crate) fn user_changes(etc: &Etc, live: &LiveUser, want: &User) -> UserChang
         c.add(
             "-u",
             want.uid.to_string(),
-            format!("uid {}, expected {}", live.uid, want.uid),
+            ("uid", live.uid.to_string(), want.uid.to_string()),
         );
     }
     if let Some(g) = &want.group
@@ -57,16 +70,16 @@ pub(crate) fn user_changes(etc: &Etc, live: &LiveUser, want: &User) -> UserChang
         let now = etc
             .group_name(live.gid)
             .map_or_else(|| live.gid.to_string(), str::to_owned);
-        c.add("-g", g.clone(), format!("group {now}, expected {g}"));
+        c.add("-g", g.clone(), ("group", now, g.clone()));
     }
     if let Some(gs) = want.groups.as_ref().filter(|gs| **gs != live.groups) {
         c.add(
             "-G",
             gs.join(","),
-            format!(
-                "groups [{}], expected [{}]",
-                live.groups.join(","),
-                gs.join(",")
+            (
+                "groups",
+                format!("[{}]", live.groups.join(",")),
+                format!("[{}]", gs.join(",")),
             ),
         );
     }
@@ -76,7 +89,11 @@ pub(crate) fn user_changes(etc: &Etc, live: &LiveUser, want: &User) -> UserChang
         ("-c", "comment", &live.comment, &want.comment),
     ] {
         if let Some(w) = want.as_ref().filter(|w| *w != now) {
-            c.add(flag, w.clone(), format!("{field} {now:?}, expected {w:?}"));
+            c.add(
+                flag,
+                w.clone(),
+                (field, format!("{now:?}"), format!("{w:?}")),
+            );
         }
     }
     c
@@ -161,7 +178,7 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
         let what: Vec<String> = live
             .iter()
             .filter(|l| l.gid != g.gid)
-            .map(|l| format!("gid {}, expected {}", l.gid, g.gid))
+            .map(|l| format!("gid {} -> {}", l.gid, g.gid))
             .collect();
         if origin.is_some() || live.is_none() || !what.is_empty() {
             steps.push((
@@ -192,7 +209,7 @@ pub(crate) fn plan(s: &Sides<'_>) -> Result<(Steps, Vec<String>), Error> {
         let what = match &live {
             None => Vec::new(),
             Some(l) => {
-                let mut w = user_changes(etc, l, u).what;
+                let mut w = user_changes(etc, l, u).moves();
                 if !(s.password_ok)(l, u)? {
                     w.push("password".to_owned());
                 }
