@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     name = "sysgen",
     version,
     about = "Generations for ordinary Linux hosts: switch exactly, roll back, collect garbage",
-    propagate_version = true
+    propagate_version = true,
+    after_help = crate::help::TOP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -20,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The root directory sysgen manages
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
@@ -47,11 +49,13 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Realize a configuration into the store and print its generation id; the root is not changed
+    #[command(after_help = crate::help::BUILD)]
     Build {
         /// The configuration file (.json or .toml)
         config: PathBuf,
     },
     /// Build if needed, then make the generation active, applying exactly the difference
+    #[command(after_help = crate::help::SWITCH)]
     Switch {
         /// A configuration file, or a generation number, id or id prefix
         target: String,
@@ -66,6 +70,7 @@ pub enum Command {
         no_rollback_on_failure: bool,
     },
     /// Switch to an older generation (default: the one active before the current one)
+    #[command(after_help = crate::help::ROLLBACK)]
     Rollback {
         /// The generation number to switch to
         #[arg(long, value_name = "N")]
@@ -84,6 +89,7 @@ pub enum Command {
         no_rollback_on_failure: bool,
     },
     /// What switching from A to B adds, removes and changes (default: previous against current)
+    #[command(after_help = crate::help::DIFF)]
     Diff {
         /// A generation number, id, id prefix, or a configuration file
         a: Option<String>,
@@ -91,16 +97,20 @@ pub enum Command {
         b: Option<String>,
     },
     /// List generations: number, id, date, active and pinned markers
+    #[command(after_help = crate::help::LIST)]
     List,
     /// The active generation, an interrupted switch if any, and a drift summary
+    #[command(after_help = crate::help::STATUS)]
     Status,
     /// Compare the root with the active generation
+    #[command(after_help = crate::help::VERIFY)]
     Verify {
         /// Also rehash every store object
         #[arg(long)]
         store: bool,
     },
     /// Delete old generations (never the active or pinned ones) and unreferenced store objects
+    #[command(after_help = crate::help::GC)]
     Gc {
         /// Keep the N newest generations
         #[arg(long, value_name = "N")]
@@ -113,17 +123,56 @@ pub enum Command {
         dry_run: bool,
     },
     /// Keep generation N from gc
+    #[command(after_help = crate::help::PIN)]
     Pin { number: u64 },
     /// Let gc delete generation N again
+    #[command(after_help = crate::help::UNPIN)]
     Unpin { number: u64 },
     /// Finish an interrupted switch, or undo it with --rollback
+    #[command(after_help = crate::help::RECOVER)]
     Recover {
         /// Go back to the generation active before the interrupted switch
         #[arg(long)]
         rollback: bool,
     },
     /// Print the JSON Schema of the configuration format
+    #[command(after_help = crate::help::SCHEMA)]
     Schema,
+    /// Print a completion script for a shell
+    #[command(after_help = crate::help::COMPLETIONS)]
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (sysgen.8 and one per command) into a directory
+    #[command(after_help = crate::help::MAN)]
+    Man {
+        /// Where to write them (created if missing)
+        dir: PathBuf,
+    },
+    /// Write a commented example configuration to start from
+    #[command(after_help = crate::help::INIT)]
+    Init {
+        /// The file to write (.toml, with comments; .json, without: JSON has none)
+        #[arg(default_value = "sysgen.toml")]
+        file: PathBuf,
+    },
+    /// Write a configuration and source files for what is on the root now, so switching to it changes nothing
+    #[command(after_help = crate::help::ADOPT)]
+    Adopt {
+        /// Paths on the root to adopt (files, directories with all they hold, symlinks)
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// A new or empty directory for the configuration (sysgen.json) and its sources
+        #[arg(long, value_name = "DIR")]
+        into: PathBuf,
+        /// Also declare the packages installed by hand (apt-mark showmanual in the root)
+        #[arg(long)]
+        packages: bool,
+        /// Also declare the systemd units enabled on the root
+        #[arg(long)]
+        units: bool,
+    },
 }
 
 /// `30d`, `12h`, `90m`, `45s`, `2w` (or a bare number of seconds) to seconds.

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod help;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -118,6 +119,9 @@ pub(crate) struct Env {
     /// What the kinds need from the host: systemd on this root (whether
     /// it runs, which systemctl), where btrfs and zfs are.
     pub kinds: Options,
+    /// The proxy for downloads, from `https_proxy`/`http_proxy`/`all_proxy`
+    /// and `no_proxy` (upper case too), as curl and apt read them.
+    pub proxy: Option<sysgen_generations::download::Proxy>,
 }
 
 impl Env {
@@ -167,6 +171,7 @@ impl Env {
                 rollback_on_failure: true,
                 with_data: false,
             },
+            proxy: sysgen_generations::download::Proxy::try_from_env(),
         })
     }
 
@@ -226,6 +231,13 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
     if let Command::Schema = cli.command {
         return schema::run();
     }
+    // Nor do these: they print or write what the command line defines.
+    match &cli.command {
+        Command::Completions { shell } => return completions::run(out, *shell),
+        Command::Man { dir } => return man::run(out, dir),
+        Command::Init { file } => return init::run(out, file),
+        _ => {}
+    }
     let env = Env::new(&cli.global)?;
     let bar = out.progress();
     match &cli.command {
@@ -277,5 +289,23 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Pin { number } => pin::run(&env, out, *number, true),
         Command::Unpin { number } => pin::run(&env, out, *number, false),
         Command::Recover { rollback } => recover::run(&env, out, &bar, *rollback),
+        Command::Completions { shell } => completions::run(out, *shell),
+        Command::Man { dir } => man::run(out, dir),
+        Command::Init { file } => init::run(out, file),
+        Command::Adopt {
+            paths,
+            into,
+            packages,
+            units,
+        } => adopt::run(
+            &env,
+            out,
+            &adopt::Request {
+                paths,
+                into,
+                packages: *packages,
+                units: *units,
+            },
+        ),
     }
 }

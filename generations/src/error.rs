@@ -84,6 +84,10 @@ pub enum Error {
     /// A bug in sysgen: never the user's input.
     #[error("internal error (a bug in sysgen; please report it): {0}")]
     Internal(String),
+    /// A download (`files.<path>.url`) failed or did not match its digest;
+    /// nothing was stored or changed.
+    #[error("{0}")]
+    Download(String),
     /// A shadow tool (useradd, usermod…) failed.
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),

@@ -12,19 +12,22 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use sysgen_schema::{EntryPath, FileContent, HostSpec, Principal};
+use sysgen_schema::{EntryPath, HostSpec, Principal};
 use sysgen_store::{Area, Hash};
 
 use crate::db::{CacheRow, ManifestInfo};
 use crate::kind::BuildCx;
 use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest, build_tree};
+use crate::produce::Produced;
 use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
 pub struct BuildOptions<'a> {
     pub now: i64,
     pub progress: &'a dyn Progress,
+    /// The proxy for downloads (`files.<path>.url`), from the binary.
+    pub proxy: Option<crate::download::Proxy>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,6 +52,8 @@ enum Src {
     /// read: kept for each of 100k files, those paths took more memory than
     /// anything else the build held.
     Tree(u32),
+    /// Already in the store, hash and size set (a download).
+    Stored,
 }
 
 /// What identifies a file's content on the build host, for the stat cache.
@@ -196,22 +201,29 @@ pub fn build(
     ids.groups.extend(gids);
     let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
 
+    let mut made = crate::produce::Producer::new(state, spec, opts)?;
     for (p, f) in &spec.files {
         let what = format!("{}: files.{p}", f.declared_in.display());
-        let src = match &f.content {
-            FileContent::Inline(s) => Src::Inline(s.as_bytes().to_vec()),
-            FileContent::Source(path) => Src::Path(path.clone()),
+        let m = made.file(state, p, f)?;
+        let unset = Hash::from_bytes([0; 32]);
+        let (src, hash, size) = match m.content {
+            Produced::Bytes(b) => (Src::Inline(b), unset, 0),
+            Produced::Path(path) => (Src::Path(path), unset, 0),
+            Produced::Stored(hash, size) => (Src::Stored, hash, size),
         };
         pending.insert(
             p.clone(),
             Pending::File(PendingFile {
                 uid: ids.resolve(&f.owner, false, &what)?,
                 gid: ids.resolve(&f.group, true, &what)?,
-                secret: f.secret,
-                ..PendingFile::new(src, None, f.mode.bits())
+                secret: m.secret,
+                hash,
+                size,
+                ..PendingFile::new(src, None, m.mode)
             }),
         );
     }
+    let (templates, download_rows) = made.finish();
     for (p, d) in &spec.directories {
         let what = format!("{}: directories.{p}", d.declared_in.display());
         pending.insert(
@@ -342,6 +354,7 @@ pub fn build(
         services: sections.services,
         packages: sections.packages,
         datasets: sections.datasets,
+        templates,
         accounts: sections.accounts,
     };
     let id = state.db.put_manifest(
@@ -365,6 +378,7 @@ pub fn build(
             }
             _ => None,
         }))?;
+    state.db.update_stat_cache(download_rows)?;
     let number = state
         .db
         .generation_of(&id)?
@@ -394,6 +408,7 @@ fn hash_file(
 ) -> Result<(), Error> {
     let area = if f.secret { Area::Secret } else { Area::Public };
     let path = match &f.src {
+        Src::Stored => return Ok(()),
         Src::Inline(bytes) => {
             f.hash = batch.put_bytes(bytes, area)?;
             f.size = bytes.len() as u64;
@@ -439,7 +454,7 @@ fn source_path(
     src: &Src,
 ) -> Option<PathBuf> {
     match src {
-        Src::Inline(_) => None,
+        Src::Inline(_) | Src::Stored => None,
         Src::Path(path) => Some(path.clone()),
         Src::Tree(i) => {
             let (at, tree) = trees.get(*i as usize)?;

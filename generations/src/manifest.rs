@@ -246,6 +246,10 @@ pub struct Manifest {
     pub packages: crate::sections::PackageSet,
     #[serde(default, skip_serializing_if = "crate::sections::Datasets::is_empty")]
     pub datasets: crate::sections::Datasets,
+    /// What the rendered files were rendered from (for `diff`); absent
+    /// when no file is a template.
+    #[serde(default, skip_serializing_if = "crate::sections::Templates::is_empty")]
+    pub templates: crate::sections::Templates,
     #[serde(default, skip_serializing_if = "crate::accounts::Accounts::is_empty")]
     pub accounts: crate::accounts::Accounts,
 }

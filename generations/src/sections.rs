@@ -176,3 +176,45 @@ pub(crate) fn keyed_changes<'a, K: Ord, V: PartialEq>(
         Some((k, change, o, n))
     })
 }
+
+// ---- templates
+
+/// What each rendered file of a generation was rendered from
+/// (`files.<path>.template`), so that `diff` can say which template
+/// changed and why. Absent from the manifest when empty.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Templates(pub BTreeMap<EntryPath, TemplateUse>);
+
+static NO_TEMPLATES: Templates = Templates(BTreeMap::new());
+
+impl Templates {
+    /// What a side with no generation has.
+    pub fn none() -> &'static Templates {
+        &NO_TEMPLATES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One rendered file's inputs. Never a secret's value nor its hash: only
+/// the names of the secrets it used.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateUse {
+    /// The template's source file, relative to the top-level
+    /// configuration's directory when under it; absent for inline content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// BLAKE3 of the template's text.
+    pub text: sysgen_store::Hash,
+    /// The variables and host facts (`host.arch`) it read, each with the
+    /// BLAKE3 of its value's JSON.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, sysgen_store::Hash>,
+    /// The secrets it read, by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub secrets: std::collections::BTreeSet<String>,
+}

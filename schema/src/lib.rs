@@ -52,12 +52,14 @@ mod tests {
             "packages",
             "datasets",
             "services",
+            "vars",
+            "secrets",
             "groups",
             "users",
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }
-        assert_eq!(props.len(), 12);
+        assert_eq!(props.len(), 14);
         // Round-trips as JSON text.
         let text = serde_json::to_string_pretty(&s).unwrap();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -24,6 +24,7 @@ use crate::{EntryPath, HostSpec};
 mod check;
 mod merge;
 pub(crate) mod users;
+pub(crate) mod vars;
 
 use check::{Decls, check_file};
 use merge::merge;

@@ -81,6 +81,18 @@ pub(crate) struct RawConfig {
     }))]
     pub services: BTreeMap<String, RawService>,
 
+    /// Variables for templates (`files.<path>.template`), by name: any JSON
+    /// value. A declaration here overrides the same name declared in an
+    /// included file.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::vars::NAME_PATTERN }))]
+    pub vars: BTreeMap<String, serde_json::Value>,
+
+    /// Secrets for templates, by name: read at build from a file outside
+    /// the configuration repository (mode 0600) or from a command's output.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::vars::NAME_PATTERN }))]
+    pub secrets: BTreeMap<String, RawSecret>,
     /// Groups, keyed by name: created when missing, removed when they leave
     /// (unless they were there before sysgen).
     #[serde(default, deserialize_with = "unique_map")]
@@ -99,7 +111,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "File")]
-#[schemars(extend("oneOf" = [{ "required": ["content"] }, { "required": ["source"] }]))]
+#[schemars(extend("oneOf" = [{ "required": ["content"] }, { "required": ["source"] }, { "required": ["url"] }]))]
 pub(crate) struct RawFile {
     /// The file's content, as text.
     #[serde(default)]
@@ -121,6 +133,43 @@ pub(crate) struct RawFile {
     /// The content is never printed and is stored where only root can read it.
     #[serde(default)]
     pub secret: bool,
+    /// Render `content` or `source` as a minijinja template with `vars`,
+    /// host facts (`host.name`, `host.release`, `host.codename`,
+    /// `host.arch`) and `secrets`. A file that uses a secret is secret.
+    #[serde(default)]
+    pub template: bool,
+    /// Download the content from this http:// or https:// URL at build;
+    /// needs `sha256` or `blake3`.
+    #[serde(default)]
+    #[schemars(pattern("^https?://"))]
+    pub url: Option<String>,
+    /// The SHA-256 of the downloaded content, 64 hex digits.
+    #[serde(default)]
+    #[schemars(pattern("^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
+    /// The BLAKE3 of the downloaded content, 64 hex digits.
+    #[serde(default)]
+    #[schemars(pattern("^[0-9a-fA-F]{64}$"))]
+    pub blake3: Option<String>,
+}
+
+/// A secret: exactly one of `file` or `command`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Secret")]
+#[schemars(extend("oneOf" = [{ "required": ["file"] }, { "required": ["command"] }]))]
+pub(crate) struct RawSecret {
+    /// An absolute path outside the configuration repository, mode 0600
+    /// (no group or other bits), owned by the user sysgen runs as. One
+    /// trailing newline is dropped.
+    #[serde(default)]
+    #[schemars(pattern("^/"))]
+    pub file: Option<String>,
+    /// A shell command (`sh -c`) whose standard output is the value; it
+    /// must exit 0. One trailing newline is dropped.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub command: Option<String>,
 }
 
 /// A directory.

@@ -48,6 +48,8 @@ pub enum FileContent {
     Inline(String),
     /// `source`: a file, already resolved to an absolute path on the build host.
     Source(PathBuf),
+    /// `url`: downloaded at build, checked against its digest.
+    Url(Download),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,13 @@ pub struct FileSpec {
     pub secret: bool,
     /// The configuration file that declared this entry (after overrides).
     pub declared_in: PathBuf,
+    /// `template: true`: the content (inline or source) is a minijinja
+    /// template, rendered at build.
+    pub template: bool,
+    /// A template's `mode` was written: if it reads a secret, it keeps that
+    /// mode (if not world-readable) instead of getting 0600. Always false
+    /// for other files.
+    pub mode_given: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +146,42 @@ pub struct Check {
 /// How long a check may run when `check_timeout` is not given.
 pub const DEFAULT_CHECK_TIMEOUT_SECS: u64 = 30;
 
+/// A file to download (`url`), with the digest its content must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub url: String,
+    pub digest: Digest,
+}
+
+/// An expected digest, as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Digest {
+    Sha256(String),
+    Blake3(String),
+}
+
+/// A template variable: any JSON value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarSpec {
+    pub value: serde_json::Value,
+    pub declared_in: PathBuf,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An absolute path on the build host.
+    File(PathBuf),
+    /// A shell command whose standard output is the value.
+    Command(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSpec {
+    pub source: SecretSource,
+    pub declared_in: PathBuf,
+}
+
 /// A whole host configuration, includes merged, every rule checked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostSpec {
@@ -150,6 +195,10 @@ pub struct HostSpec {
     pub packages: Packages,
     pub datasets: BTreeMap<EntryPath, DatasetSpec>,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Template variables, by name, overrides applied.
+    pub vars: BTreeMap<String, VarSpec>,
+    /// Secrets, by name (read only when a template uses them).
+    pub secrets: BTreeMap<String, SecretSpec>,
     pub groups: BTreeMap<String, GroupSpec>,
     pub users: BTreeMap<String, UserSpec>,
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod datasets;
+pub mod http;
 pub mod packages;
 pub mod services;
 

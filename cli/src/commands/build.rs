@@ -28,6 +28,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, config: &Path) -> Result<i32, Error>
         &BuildOptions {
             now: env.now,
             progress: bar,
+            proxy: env.proxy.clone(),
         },
     )?;
     out.line(b.id.to_string());

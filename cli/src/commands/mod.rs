@@ -2,10 +2,14 @@
 //! prints the human lines, and builds a typed output that `--json`
 //! serializes; it returns the exit status.
 
+pub mod adopt;
 pub mod build;
+pub mod completions;
 pub mod diff;
 pub mod gc;
+pub mod init;
 pub mod list;
+pub mod man;
 pub mod pin;
 pub mod recover;
 pub mod rollback;
@@ -42,6 +46,7 @@ fn target_id(
             &BuildOptions {
                 now: env.now,
                 progress: bar,
+                proxy: env.proxy.clone(),
             },
         )?;
         out.detail(format!(

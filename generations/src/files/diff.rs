@@ -6,6 +6,7 @@ use serde::{Serialize, Serializer};
 use sysgen_schema::EntryPath;
 
 use crate::manifest::{Change, Entry};
+use crate::sections::{TemplateUse, Templates};
 
 /// One path whose entry differs. `old` and `new` serialize without a
 /// secret file's hash and size, so that not even a hash of its content
@@ -28,6 +29,10 @@ pub struct FileChange {
     /// For a change: what differs ("content, mode 0644 -> 0600", "target a -> b").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub what: Option<String>,
+    /// For a rendered file: which template, and which of its inputs
+    /// changed ("template app.conf.j2: vars port changed").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 impl From<Change> for FileChange {
@@ -47,6 +52,7 @@ impl From<Change> for FileChange {
             old,
             new,
             what,
+            template: None,
         }
     }
 }
@@ -63,8 +69,65 @@ impl FileChange {
             "removed" => '-',
             _ => '~',
         };
-        format!("{sign} {}  {text}", self.path)
+        match &self.template {
+            Some(t) => format!("{sign} {}  {text} ({t})", self.path),
+            None => format!("{sign} {}  {text}", self.path),
+        }
     }
+}
+
+/// Says, for every rendered file among `changes`, which template it comes
+/// from and which of its inputs changed between the two generations.
+pub fn note_templates(changes: &mut [FileChange], old: &Templates, new: &Templates) {
+    for c in changes.iter_mut() {
+        let Some(n) = new.0.get(&c.path).or_else(|| old.0.get(&c.path)) else {
+            continue;
+        };
+        let name = match &n.source {
+            Some(s) => format!("template {s}"),
+            None => "inline template".to_owned(),
+        };
+        let why = match (c.change, old.0.get(&c.path), new.0.get(&c.path)) {
+            ("changed", Some(o), Some(n)) => template_inputs(o, n),
+            ("changed", None, Some(_)) => Some("now rendered".to_owned()),
+            ("changed", Some(_), None) => Some("no longer rendered".to_owned()),
+            _ => None,
+        };
+        c.template = Some(match why {
+            Some(w) => format!("{name}: {w}"),
+            None => name,
+        });
+    }
+}
+
+/// "text changed", "vars port, host.arch changed", "secret db changed or
+/// its value did": what differs between two renderings' inputs.
+fn template_inputs(o: &TemplateUse, n: &TemplateUse) -> Option<String> {
+    let mut w = Vec::new();
+    if o.text != n.text || o.source != n.source {
+        w.push("text changed".to_owned());
+    }
+    let vars: Vec<&str> = o
+        .vars
+        .keys()
+        .chain(n.vars.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| o.vars.get(*k) != n.vars.get(*k))
+        .map(String::as_str)
+        .collect();
+    if !vars.is_empty() {
+        let s = if vars.len() == 1 { "" } else { "s" };
+        w.push(format!("var{s} {} changed", vars.join(", ")));
+    }
+    if w.is_empty() && !n.secrets.is_empty() {
+        // Only the names are recorded: a changed secret value is the one
+        // input left that can change the output.
+        let names: Vec<&str> = n.secrets.iter().map(String::as_str).collect();
+        let s = if names.len() == 1 { "" } else { "s" };
+        w.push(format!("secret{s} {} changed", names.join(", ")));
+    }
+    (!w.is_empty()).then(|| w.join(", "))
 }
 
 fn entry_text(e: &Entry) -> String {

@@ -130,7 +130,13 @@ impl Kind for Files {
         let changes = state
             .db
             .reading(|db| manifest::diff(db, old.map(|m| m.root), Some(new.root)))?;
-        let changes: Vec<FileChange> = changes.into_iter().map(FileChange::from).collect();
+        let mut changes: Vec<FileChange> = changes.into_iter().map(FileChange::from).collect();
+        let none = crate::sections::Templates::none();
+        diff::note_templates(
+            &mut changes,
+            old.map_or(none, |m| &m.templates),
+            &new.templates,
+        );
         Ok(Report {
             // The tree's changes are `diff`'s main list.
             kind: "changes",

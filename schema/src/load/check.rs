@@ -25,6 +25,8 @@ pub(super) struct Decls {
     pub(super) datasets: BTreeMap<EntryPath, DatasetSpec>,
     pub(super) services: BTreeMap<String, ServiceSpec>,
     pub(super) apt: BTreeMap<String, AptPackage>,
+    pub(super) vars: BTreeMap<String, crate::VarSpec>,
+    pub(super) secrets: BTreeMap<String, crate::SecretSpec>,
     pub(super) groups: BTreeMap<String, crate::GroupSpec>,
     pub(super) users: BTreeMap<String, crate::UserSpec>,
 }
@@ -163,15 +165,17 @@ pub(super) fn check_file(
         let p = path("files", k)?;
         not_above_reserved("files", &p)?;
         let label = format!("files.{p}");
-        let content = match (&f.content, &f.source) {
-            (Some(c), None) => FileContent::Inline(c.clone()),
-            (None, Some(s)) => FileContent::Source(source(&label, s, false)?),
-            (Some(_), Some(_)) => {
+        let download = super::vars::download(&label, f).map_err(&invalid)?;
+        let content = match (download, &f.content, &f.source) {
+            (Some(url), _, _) => url,
+            (None, Some(c), None) => FileContent::Inline(c.clone()),
+            (None, None, Some(s)) => FileContent::Source(source(&label, s, false)?),
+            (None, Some(_), Some(_)) => {
                 return Err(invalid(format!(
                     "{label}: both content and source are set; keep only one"
                 )));
             }
-            (None, None) => {
+            (None, None, None) => {
                 return Err(invalid(format!(
                     "{label}: neither content nor source is set; set one (content: \"\" for an empty file)"
                 )));
@@ -184,6 +188,10 @@ pub(super) fn check_file(
             group: principal(&f.group),
             secret: f.secret,
             declared_in: origin.clone(),
+            template: f.template,
+            // Only a template's result depends on it: two declarations of
+            // a plain file that differ only in writing the default agree.
+            mode_given: f.template && f.mode.is_some(),
         };
         d.files.insert(p, spec);
     }
@@ -354,6 +362,8 @@ pub(super) fn check_file(
         d.apt.insert(name.to_owned(), pkg);
     }
 
+    d.vars = super::vars::vars(&raw.vars, &origin).map_err(&invalid)?;
+    d.secrets = super::vars::secrets(&raw.secrets, &origin).map_err(&invalid)?;
     super::users::check(shown, &origin, &raw.groups, &raw.users, &mut d)?;
 
     Ok(d)

@@ -35,6 +35,8 @@ same_ignoring_origin!(
     TreeSpec,
     DatasetSpec,
     ServiceSpec,
+    crate::VarSpec,
+    crate::SecretSpec,
     crate::GroupSpec,
     crate::UserSpec
 );
@@ -112,6 +114,8 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
     let datasets = merge_section(nodes, reach, |d| &d.datasets, |k| format!("datasets.{k}"))?;
     let services = merge_section(nodes, reach, |d| &d.services, |k| format!("services.{k}"))?;
     let apt = merge_section(nodes, reach, |d| &d.apt, |k| format!("packages.apt.{k}"))?;
+    let vars = merge_section(nodes, reach, |d| &d.vars, |k| format!("vars.{k}"))?;
+    let secrets = merge_section(nodes, reach, |d| &d.secrets, |k| format!("secrets.{k}"))?;
     let groups = merge_section(nodes, reach, |d| &d.groups, |k| format!("groups.{k}"))?;
     let users = merge_section(nodes, reach, |d| &d.users, |k| format!("users.{k}"))?;
 
@@ -185,6 +189,8 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         packages: Packages { apt: strip(apt) },
         datasets: strip(datasets),
         services: strip(services),
+        vars: strip(vars),
+        secrets: strip(secrets),
         groups: strip(groups),
         users: strip(users),
     })
