@@ -221,6 +221,8 @@ pub enum PasswordSpec {
     /// A crypt(3) hash, read from a file that only root can read (mode
     /// 0600), outside the configuration.
     HashFile(PathBuf),
+    /// A crypt(3) hash: the value of the named secret (`secrets.<name>`).
+    Secret(String),
 }
 
 /// A user of `users`. `None` leaves an attribute to the root (the shadow

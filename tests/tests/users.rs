@@ -310,6 +310,67 @@ fn a_group_named_after_a_removed_user_stays() {
     env.run(&["verify"]).ok();
 }
 
+/// A password given as a secret (`secrets.<name>`, a 0600 file outside the
+/// configuration): set on the root, never in any output, the manifest or a
+/// world-readable file of the state.
+#[test]
+fn a_password_from_a_secret_is_set_and_never_shown() {
+    let d = DebEnv::new();
+    let env = &d.env;
+    let hash = "$y$j9T$sysgentestsalt$secrethashvalue0123456789";
+    let file = env.dir.path().join("erin.hash");
+    fs::write(&file, format!("{hash}\n")).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let c = env.config(
+        "s.json",
+        json!({
+            "secrets": { "erin_password": { "file": s(&file) } },
+            "users": { "erin": { "password": { "secret": "erin_password" } } }
+        }),
+    );
+    let mut out = String::new();
+    for args in [
+        vec!["--json", "switch", "--dry-run", s(&c)],
+        vec!["-v", "switch", s(&c)],
+        vec!["--json", "status"],
+        vec!["status"],
+        vec!["verify"],
+    ] {
+        let r = env.run(&args).ok();
+        out.push_str(&r.stdout);
+        out.push_str(&r.stderr);
+    }
+    assert!(!out.contains("secrethashvalue"), "{out}");
+    assert!(
+        line(env, "/etc/shadow", "erin").starts_with(&format!("erin:{hash}:")),
+        "{}\n{out}",
+        line(env, "/etc/shadow", "erin")
+    );
+    env.run(&["verify"]).ok();
+    // Nowhere in the state a non-root user could read.
+    for (path, md) in sysgen_tests::entries_under(&env.state()) {
+        if md.is_file() && md.permissions().mode() & 0o004 != 0 {
+            let bytes = fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(15).any(|w| w == b"secrethashvalue"),
+                "{} holds the hash",
+                path.display()
+            );
+        }
+    }
+    // An undeclared secret is refused, named.
+    let bad = env.config(
+        "b.json",
+        json!({ "users": { "erin": { "password": { "secret": "nosuch" } } } }),
+    );
+    let r = env.run(&["switch", s(&bad)]).expect(2);
+    assert!(
+        r.stderr.contains(r#"no secret "nosuch" is declared"#),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn bad_accounts_exit_2_and_change_nothing() {
     let d = with_bob();

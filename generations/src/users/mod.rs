@@ -66,6 +66,8 @@ pub fn build(state: &State, spec: &HostSpec) -> Result<Accounts, Error> {
     if spec.users.is_empty() && spec.groups.is_empty() {
         return Ok(out);
     }
+    // Read only when a password names a secret, each once.
+    let secrets = crate::secrets::Secrets::new(spec);
     let etc = Etc::read(&state.root)?;
     let defs = LoginDefs::read(&state.root)?;
     let given_u = records::ids(&state.db, USER)?;
@@ -98,7 +100,20 @@ pub fn build(state: &State, spec: &HostSpec) -> Result<Accounts, Error> {
             None => None,
             Some(PasswordSpec::Locked) => Some(Password::Locked),
             Some(PasswordSpec::HashFile(path)) => {
-                Some(Password::Hash(hash_file(state, name, path)?))
+                let text =
+                    std::fs::read_to_string(path).map_err(crate::io_err(path.to_path_buf()))?;
+                let what = format!("users.{name}.password.hash_file: {}", path.display());
+                Some(Password::Hash(keep_hash(state, &what, &text)?))
+            }
+            Some(PasswordSpec::Secret(s)) => {
+                let what = format!("users.{name}.password.secret {s}");
+                let text = secrets.get(s)?.ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{}: {what}: no secret {s:?} is declared under secrets; declare it",
+                        u.declared_in.display()
+                    ))
+                })?;
+                Some(Password::Hash(keep_hash(state, &what, &text)?))
             }
         };
         // A user without a primary group gets one of its own name, as
@@ -174,19 +189,15 @@ pub fn build(state: &State, spec: &HostSpec) -> Result<Accounts, Error> {
     Ok(out)
 }
 
-/// The hash in a `hash_file`, kept in the store's secret area.
-fn hash_file(
-    state: &State,
-    user: &str,
-    path: &std::path::Path,
-) -> Result<sysgen_store::Hash, Error> {
-    let text = std::fs::read_to_string(path).map_err(crate::io_err(path.to_path_buf()))?;
+/// A password hash (from a file or a secret, named by `what`), checked to
+/// be one crypt(3) hash and kept in the store's secret area. The message
+/// never shows the value.
+fn keep_hash(state: &State, what: &str, text: &str) -> Result<sysgen_store::Hash, Error> {
     let hash = text.trim_end_matches('\n');
     let looks_like_crypt = hash.starts_with('$') || hash == "!" || hash == "*";
     if !looks_like_crypt || hash.contains([':', '\n']) {
         return Err(Error::Invalid(format!(
-            "users.{user}.password.hash_file: {} does not hold one crypt(3) hash; write one line such as the output of `mkpasswd -m yescrypt`",
-            path.display()
+            "{what} is not one crypt(3) hash; give one line such as the output of `mkpasswd -m yescrypt`"
         )));
     }
     Ok(state.store.put_bytes(hash.as_bytes(), Area::Secret)?)

@@ -51,6 +51,13 @@ pub(crate) enum RawPassword {
         /// "$y$…"), relative to this configuration file or absolute.
         hash_file: String,
     },
+    /// A crypt(3) hash, the value of a secret declared under `secrets`.
+    Secret {
+        /// The name of the secret (a file of mode 0600 outside the
+        /// configuration's repository, or a command).
+        #[schemars(length(min = 1))]
+        secret: String,
+    },
 }
 
 /// The only string a password may be.
@@ -98,8 +105,9 @@ pub(crate) struct RawUser {
     /// user. Default: true, false for system users.
     #[serde(default)]
     pub create_home: Option<bool>,
-    /// "locked", or {"hash_file": PATH}. When absent, not managed (a user
-    /// sysgen creates is locked).
+    /// "locked", {"secret": NAME} or {"hash_file": PATH}, a crypt(3) hash
+    /// either way. When absent, not managed (a user sysgen creates is
+    /// locked).
     #[serde(default)]
     pub password: Option<RawPassword>,
 }
@@ -205,6 +213,12 @@ pub(super) fn check(
                     "{label}.password: a password is never written in the configuration; write \"locked\", or {{\"hash_file\": PATH}} naming a 0600 file that holds a crypt(3) hash"
                 )));
             }
+            Some(RawPassword::Secret { secret }) if secret.is_empty() => {
+                return Err(invalid(format!(
+                    "{label}.password.secret: the name is empty; name a secret declared under secrets"
+                )));
+            }
+            Some(RawPassword::Secret { secret }) => Some(PasswordSpec::Secret(secret.clone())),
             Some(RawPassword::HashFile { hash_file }) => Some(PasswordSpec::HashFile(
                 hash_file_path(&format!("{label}.password.hash_file"), base, hash_file)
                     .map_err(invalid)?,
