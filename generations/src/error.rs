@@ -88,6 +88,9 @@ pub enum Error {
     /// nothing was stored or changed.
     #[error("{0}")]
     Download(String),
+    /// A shadow tool (useradd, usermod…) failed.
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
 }
 
 impl Error {

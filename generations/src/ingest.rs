@@ -194,7 +194,13 @@ pub fn build(
     spec: &HostSpec,
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
-    let ids = Ids::read(state)?;
+    let mut ids = Ids::read(state)?;
+    // Accounts declared in this configuration get their ids first, so
+    // files may be owned by them (the users kind creates them before).
+    let accounts = crate::users::build(state, spec)?;
+    let (uids, gids) = crate::users::declared_ids(&accounts);
+    ids.users.extend(uids);
+    ids.groups.extend(gids);
     let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
 
     let mut made = crate::produce::Producer::new(state, spec, opts)?;
@@ -248,7 +254,10 @@ pub fn build(
     // Every other kind's section, validated against the root before
     // anything is hashed (an unknown package fails quickly); the
     // directories they need join the tree.
-    let mut sections = Sections::default();
+    let mut sections = Sections {
+        accounts,
+        ..Sections::default()
+    };
     let mut dirs = Vec::new();
     let resolve = |owner: &Option<_>, group: &Option<_>, what: &str| {
         Ok((
@@ -351,6 +360,7 @@ pub fn build(
         blocks: sections.blocks,
         checks: sections.checks,
         validate: sections.validate,
+        accounts: sections.accounts,
     };
     let id = state.db.put_manifest(
         &manifest,

@@ -45,6 +45,10 @@ pub enum Phase {
     /// Managed blocks removed from files sysgen does not own, before the
     /// tree's removals (an empty parent sysgen made can then go).
     Unblock,
+    /// Groups and users created or changed, before the files they own;
+    /// after the packages (which may make the groups they name) and the
+    /// datasets (a home may lie in one).
+    AddUsers,
     /// Paths removed (or put back as they were before sysgen), deepest first.
     Remove,
     /// Paths created or changed, parents first.
@@ -54,6 +58,9 @@ pub enum Phase {
     Block,
     /// Datasets detached, after the files inside them went.
     Detach,
+    /// Users and groups removed (homes kept) or put back as they were,
+    /// after the files they owned went.
+    RemoveUsers,
     /// Packages removed, after the files that needed them.
     Purge,
     /// Units enabled, reloaded, started, restarted, checked.

@@ -87,6 +87,7 @@ kinds! {
     Datasets(crate::datasets::DatasetStep) => DatasetKind,
     Blocks(crate::blocks::BlockStep) => BlockKind,
     Checks(crate::checks::CheckStep) => Checks,
+    Users(crate::users::UserStep) => UserKind,
 }
 
 use crate::blocks::BlockKind;
@@ -95,6 +96,7 @@ use crate::datasets::DatasetKind;
 use crate::files::Files;
 use crate::packages::Packages;
 use crate::services::ServiceKind;
+use crate::users::UserKind;
 
 impl KindStep {
     /// The path the step changes, if it changes one path.

@@ -13,6 +13,7 @@
 //! The library never prints, reads the environment or the clock: the
 //! binary passes the time, the fault point and a [`Progress`] sink in.
 
+pub mod accounts;
 pub mod apply;
 pub mod blocks;
 pub mod checks;
@@ -47,6 +48,7 @@ pub mod storecheck;
 pub mod switch;
 pub mod template;
 pub mod text;
+pub mod users;
 pub mod validate;
 pub mod verify;
 

@@ -259,6 +259,8 @@ pub struct Manifest {
         skip_serializing_if = "crate::sections::Validations::is_empty"
     )]
     pub validate: crate::sections::Validations,
+    #[serde(default, skip_serializing_if = "crate::accounts::Accounts::is_empty")]
+    pub accounts: crate::accounts::Accounts,
 }
 
 impl Manifest {

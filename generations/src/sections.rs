@@ -23,6 +23,7 @@ pub struct Sections {
     pub blocks: Blocks,
     pub checks: Checks,
     pub validate: Validations,
+    pub accounts: crate::accounts::Accounts,
 }
 
 // ---- packages

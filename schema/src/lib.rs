@@ -60,10 +60,12 @@ mod tests {
             "secrets",
             "blocks",
             "checks",
+            "groups",
+            "users",
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }
-        assert_eq!(props.len(), 13);
+        assert_eq!(props.len(), 15);
         // Editors write the schema's address in the file itself.
         assert!(props.contains_key("$schema"));
         // Round-trips as JSON text.

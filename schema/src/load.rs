@@ -26,6 +26,7 @@ mod check;
 mod diagnose;
 mod exclude;
 mod merge;
+pub(crate) mod users;
 pub(crate) mod vars;
 
 use check::{Decls, check_file};

@@ -114,6 +114,18 @@ pub(crate) struct RawConfig {
         reason = "serde and schemars read it; sysgen has no use for it"
     )]
     pub schema: Option<String>,
+    /// Groups, keyed by name: created when missing, removed when they leave
+    /// (unless they were there before sysgen).
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::users::NAME_PATTERN }))]
+    pub groups: BTreeMap<String, crate::load::users::RawGroup>,
+
+    /// Users, keyed by name: created when missing, removed when they leave
+    /// (their home kept until gc), put back as they were if they were there
+    /// before sysgen.
+    #[serde(default, deserialize_with = "unique_map")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::load::users::NAME_PATTERN }))]
+    pub users: BTreeMap<String, crate::load::users::RawUser>,
 }
 
 /// A regular file: exactly one of `content` or `source`.

@@ -213,6 +213,52 @@ pub struct HostSpec {
     pub blocks: BTreeMap<EntryPath, BTreeMap<String, BlockSpec>>,
     /// Commands run after every switch; a failure rolls the switch back.
     pub checks: Vec<Check>,
+    pub groups: BTreeMap<String, GroupSpec>,
+    pub users: BTreeMap<String, UserSpec>,
+}
+
+/// A group of `groups`: what the configuration says; the gid, when not
+/// given, is allocated once at build and then kept (generations' users kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub gid: Option<u32>,
+    /// A system group (gid allocated in the root's system range).
+    pub system: bool,
+    pub declared_in: PathBuf,
+}
+
+/// How a user's password is managed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSpec {
+    /// No password can log in (`!` in `/etc/shadow`).
+    Locked,
+    /// A crypt(3) hash, read from a file that only root can read (mode
+    /// 0600), outside the configuration.
+    HashFile(PathBuf),
+    /// A crypt(3) hash: the value of the named secret (`secrets.<name>`).
+    Secret(String),
+}
+
+/// A user of `users`. `None` leaves an attribute to the root (the shadow
+/// tools' default for a user sysgen creates; unchanged for a user that was
+/// there before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub uid: Option<u32>,
+    /// Primary group, by name. When absent, a user sysgen creates gets a
+    /// group of its own name.
+    pub group: Option<String>,
+    /// Supplementary groups, exactly (sorted, once each).
+    pub groups: Option<Vec<String>>,
+    pub home: Option<EntryPath>,
+    pub shell: Option<String>,
+    pub comment: Option<String>,
+    pub system: bool,
+    /// Create the home directory when sysgen creates the user; default:
+    /// not for system users.
+    pub create_home: Option<bool>,
+    pub password: Option<PasswordSpec>,
+    pub declared_in: PathBuf,
 }
 
 /// A managed block in a file sysgen does not own.

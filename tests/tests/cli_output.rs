@@ -70,7 +70,8 @@ fn every_command_prints_one_document_with_its_keys() {
     assert_eq!(
         keys(&d),
         [
-            "blocks", "changes", "checks", "datasets", "from", "ok", "packages", "services", "to"
+            "blocks", "changes", "checks", "datasets", "from", "ok", "packages", "services", "to",
+            "users"
         ]
     );
     let changes = d["changes"].as_array().expect("changes");

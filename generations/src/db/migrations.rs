@@ -104,4 +104,27 @@ CREATE TABLE block_files (path TEXT PRIMARY KEY) WITHOUT ROWID;
     r#"
 ALTER TABLE package_owned ADD COLUMN copy TEXT;
 "#,
+    // Users and groups (users/records.rs): the id each was given once (kept
+    // for good, so a name gets its id back), what a pre-existing account was
+    // before sysgen first changed it, and the homes of removed users, kept
+    // until gc.
+    r#"
+CREATE TABLE account_ids (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+CREATE TABLE account_origins (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+CREATE TABLE account_homes (
+    name TEXT PRIMARY KEY,
+    home TEXT NOT NULL,
+    kept TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];

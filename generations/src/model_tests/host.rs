@@ -292,6 +292,8 @@ impl Host {
             // The model generates no blocks (tests/tests/blocks.rs covers them).
             Action::Kind(KindStep::Blocks(b)) => return Err(format!("unexpected {b}")),
             Action::Kind(KindStep::Checks(c)) => return Err(format!("unexpected {c}")),
+            // The model's configurations declare no accounts.
+            Action::Kind(KindStep::Users(u)) => return Err(format!("unexpected step {u}")),
             Action::Activate { number, .. } => Some(*number),
             Action::Deactivate => None,
         };

@@ -30,6 +30,8 @@ pub(super) struct Decls {
     pub(super) blocks: BTreeMap<(EntryPath, String), crate::BlockSpec>,
     pub(super) checks: Vec<Check>,
     pub(super) purge: std::collections::BTreeSet<String>,
+    pub(super) groups: BTreeMap<String, crate::GroupSpec>,
+    pub(super) users: BTreeMap<String, crate::UserSpec>,
 }
 
 /// What a path would be once normalized, as a hint; `None` when there is
@@ -391,6 +393,7 @@ pub(super) fn check_file(
     d.vars = super::vars::vars(&raw.vars, &origin).map_err(&invalid)?;
     d.secrets = super::vars::secrets(&raw.secrets, &origin).map_err(&invalid)?;
     super::blocks::check_blocks(raw, &path, &invalid, &origin, &mut d)?;
+    super::users::check(shown, &origin, &raw.groups, &raw.users, &mut d)?;
 
     Ok(d)
 }

@@ -37,7 +37,9 @@ same_ignoring_origin!(
     ServiceSpec,
     crate::VarSpec,
     crate::SecretSpec,
-    crate::BlockSpec
+    crate::BlockSpec,
+    crate::GroupSpec,
+    crate::UserSpec
 );
 
 impl SameDecl for String {
@@ -121,6 +123,8 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         |d| &d.blocks,
         |(p, n)| format!("blocks.{p}.{n}"),
     )?;
+    let groups = merge_section(nodes, reach, |d| &d.groups, |k| format!("groups.{k}"))?;
+    let users = merge_section(nodes, reach, |d| &d.users, |k| format!("users.{k}"))?;
 
     // Every declared path: its section and declaring file.
     let mut paths: BTreeMap<&EntryPath, Vec<(&str, usize)>> = BTreeMap::new();
@@ -208,5 +212,7 @@ pub(super) fn merge(nodes: &[Node], reach: &[BTreeSet<usize>]) -> Result<HostSpe
         secrets: strip(secrets),
         blocks: super::blocks::by_file(strip(blocks))?,
         checks: super::blocks::all_checks(nodes.iter().map(|n| &n.decls)),
+        groups: strip(groups),
+        users: strip(users),
     })
 }
