@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash};
 
+use crate::rootfs::Xattrs;
+
 /// The id of a directory node: BLAKE3 of its canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -73,6 +75,15 @@ pub enum Entry {
         gid: Option<u32>,
         #[serde(default, skip_serializing_if = "is_false")]
         secret: bool,
+        /// Extended attributes (a capability, ACLs, `user.*` a tree asked
+        /// for); absent when none, so other ids do not change.
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
+        /// Another name of the same file in this generation (the first in
+        /// path order of a tree's hard links): put on the root as a hard
+        /// link to it. Its other fields are that file's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<EntryPath>,
     },
     /// `mode: None` is a parent directory that sysgen only makes sure
     /// exists: created 0755 when absent, its attributes not managed.
@@ -83,6 +94,8 @@ pub enum Entry {
         uid: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
     },
     Symlink {
         target: String,
@@ -104,6 +117,8 @@ struct FlatEntry {
     gid: Option<u32>,
     secret: Option<bool>,
     target: Option<String>,
+    xattrs: Option<Xattrs>,
+    link: Option<EntryPath>,
 }
 
 #[derive(Deserialize)]
@@ -133,15 +148,19 @@ impl TryFrom<FlatEntry> for Entry {
                     uid: f.uid,
                     gid: f.gid,
                     secret: f.secret.unwrap_or(false),
+                    xattrs: f.xattrs.unwrap_or_default(),
+                    link: f.link,
                 }),
                 (_, _, _, Some(_)) => stray("target"),
                 _ => Err("a file entry needs `hash`, `size` and `mode`".into()),
             },
             FlatKind::Dir => match (f.hash, f.size, f.secret, &f.target) {
+                _ if f.link.is_some() => stray("link"),
                 (None, None, None, None) => Ok(Entry::Dir {
                     mode: f.mode,
                     uid: f.uid,
                     gid: f.gid,
+                    xattrs: f.xattrs.unwrap_or_default(),
                 }),
                 (Some(_), ..) => stray("hash"),
                 (_, Some(_), ..) => stray("size"),
@@ -149,6 +168,9 @@ impl TryFrom<FlatEntry> for Entry {
                 _ => stray("target"),
             },
             FlatKind::Symlink => match (f.hash, f.size, f.mode, f.uid, f.gid, f.secret) {
+                _ if f.xattrs.is_some() || f.link.is_some() => {
+                    Err("a symlink entry has only `target`".into())
+                }
                 (None, None, None, None, None, None) => Ok(Entry::Symlink {
                     target: f.target.ok_or("a symlink entry needs `target`")?,
                 }),
@@ -453,6 +475,7 @@ mod tests {
             mode: None,
             uid: None,
             gid: None,
+            xattrs: Default::default(),
         }
     }
     fn file(c: &str) -> Entry {
@@ -463,6 +486,8 @@ mod tests {
             uid: None,
             gid: None,
             secret: false,
+            xattrs: Default::default(),
+            link: None,
         }
     }
 
@@ -477,12 +502,15 @@ mod tests {
                 uid: Some(0),
                 gid: Some(5),
                 secret: true,
+                xattrs: Default::default(),
+                link: None,
             },
             dir(),
             Entry::Dir {
                 mode: Some(0o750),
                 uid: Some(1),
                 gid: None,
+                xattrs: Default::default(),
             },
             Entry::Symlink {
                 target: "/x".into(),

@@ -73,6 +73,8 @@ fn node(name: &str) -> (NodeId, Node, Vec<u8>) {
                 uid: None,
                 gid: None,
                 secret: false,
+                xattrs: Default::default(),
+                link: None,
             },
             tree: None,
         }],

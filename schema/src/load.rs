@@ -23,6 +23,7 @@ use crate::{EntryPath, HostSpec};
 
 mod check;
 mod merge;
+mod xattrs;
 
 use check::{Decls, check_file};
 use merge::merge;

@@ -108,6 +108,16 @@ pub(crate) struct RawFile {
     /// The content is never printed and is stored where only root can read it.
     #[serde(default)]
     pub secret: bool,
+    /// File capabilities in libcap's text form, as `setcap` takes them
+    /// (e.g. "cap_net_raw=ep").
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub caps: Option<String>,
+    /// Extended attributes to set, name to text value; names in the
+    /// `user.`, `trusted.` or `security.` namespace (a capability goes in
+    /// `caps`).
+    #[serde(default)]
+    pub xattrs: BTreeMap<String, String>,
 }
 
 /// A directory.
@@ -139,6 +149,18 @@ pub(crate) struct RawTree {
     /// Overrides the mode of every regular file of the tree.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// Owner of every entry: a user name or a uid. By default each keeps
+    /// its source's numeric owner.
+    #[serde(default)]
+    pub owner: Option<RawPrincipal>,
+    /// Group of every entry: a group name or a gid. By default each keeps
+    /// its source's numeric group.
+    #[serde(default)]
+    pub group: Option<RawPrincipal>,
+    /// Also keep the sources' `user.*` extended attributes (capabilities
+    /// and POSIX ACLs are always kept).
+    #[serde(default)]
+    pub xattrs: bool,
 }
 
 /// Packages, by package manager.

@@ -59,6 +59,10 @@ pub struct FileSpec {
     pub secret: bool,
     /// The configuration file that declared this entry (after overrides).
     pub declared_in: PathBuf,
+    /// File capabilities, in libcap's text form (parsed at build).
+    pub caps: Option<String>,
+    /// Extended attributes, name to value.
+    pub xattrs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +87,12 @@ pub struct TreeSpec {
     /// Overrides the mode of every regular file of the tree.
     pub mode: Option<Mode>,
     pub declared_in: PathBuf,
+    /// Overrides the owner and group of every entry; by default each
+    /// keeps its source's numeric ids.
+    pub owner: Option<Principal>,
+    pub group: Option<Principal>,
+    /// Keep the sources' `user.*` extended attributes too.
+    pub xattrs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

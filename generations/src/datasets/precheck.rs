@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use sysgen_schema::EntryPath;
 
 use super::backend::{self, Mounts};
+use super::plan::undo_expect;
 use super::plan::{arriving, leaving, released};
-use super::{Context, Datasets, Facts};
+use super::{Context, DatasetStep, Datasets, Facts, How};
 use crate::Error;
 use crate::rootfs::{Live, RootDir};
 
@@ -49,6 +50,14 @@ pub fn precheck(
         }
         match b.arrival(root, p, cx.known.get(p))? {
             Ok(how) => {
+                let id = match how {
+                    How::Adopt => b.identity(root, p)?,
+                    How::Reattach => b.detached_identity(root, p)?,
+                    How::Create => None,
+                };
+                if let Some(id) = id {
+                    facts.expect.insert(p.clone(), id);
+                }
                 facts.how.insert(p.clone(), how);
             }
             Err(why) => conflicts.push(why),
@@ -62,6 +71,9 @@ pub fn precheck(
         if let Err(e) = b.check_tool(p) {
             conflicts.push(e);
             continue;
+        }
+        if let Some(id) = b.identity(root, p)? {
+            facts.ids.insert(p.clone(), id);
         }
         if b.busy(root, &mounts, p) {
             conflicts.push(format!(
@@ -92,4 +104,28 @@ pub fn precheck(
         }
     }
     Ok((facts, conflicts))
+}
+
+/// For `recover --rollback`: every dataset the undo brings back whose path
+/// holds something that is not that dataset. The undo is refused with
+/// these, before anything changes: taking a stranger for the dataset would
+/// leave the real one orphaned in its retention area.
+pub fn strangers(
+    root: &RootDir,
+    old: &Datasets,
+    new: &Datasets,
+    facts: &Facts,
+    undone: &[DatasetStep],
+    cx: &Context<'_>,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for (p, d) in arriving(old, new) {
+        let b = backend::of(&d.kind, &cx.opts.tools);
+        if b.check_tool(p).is_err() {
+            continue;
+        }
+        let expect = undo_expect(undone, p, facts);
+        out.extend(b.stranger(root, p, expect.as_deref())?);
+    }
+    Ok(out)
 }

@@ -158,6 +158,8 @@ mod tests {
             uid: Some(0),
             gid: None,
             secret,
+            xattrs: Default::default(),
+            link: None,
         }
     }
 

@@ -51,6 +51,8 @@ pub fn drift_of(
                 mode,
                 uid,
                 gid,
+                xattrs,
+                link,
                 ..
             },
             Live::File(m),
@@ -62,6 +64,10 @@ pub fn drift_of(
             } else if m.size != *size {
                 // Another size is another content: no need to read it.
                 Some("content changed".into())
+            } else if let Some(d) = root.xattr_drift(p, xattrs)? {
+                Some(format!("extended attributes differ: {d}"))
+            } else if let Some(d) = link_drift(root, link.as_ref(), m)? {
+                Some(d)
             } else {
                 let (h, _) = root.hash_file(p)?;
                 (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
@@ -70,18 +76,49 @@ pub fn drift_of(
         (Entry::Symlink { target }, Live::Symlink { target: t, .. }) => {
             (t != target).then(|| format!("symlink points to {t}, expected {target}"))
         }
-        (Entry::Dir { mode, uid, gid }, Live::Dir(m)) => {
+        (
+            Entry::Dir {
+                mode,
+                uid,
+                gid,
+                xattrs,
+            },
+            Live::Dir(m),
+        ) => {
             if mode.is_some_and(|x| x != m.mode) {
                 Some(format!(
                     "mode {:04o}, expected {:04o}",
                     m.mode,
                     mode.unwrap_or_default()
                 ))
+            } else if let Some(d) = owner_drift(*uid, *gid, m) {
+                Some(d)
+            } else if xattrs.is_empty() {
+                // A directory has no capability; other attributes are
+                // managed only where the generation records some.
+                None
             } else {
-                owner_drift(*uid, *gid, m)
+                root.xattr_drift(p, xattrs)?
+                    .map(|d| format!("extended attributes differ: {d}"))
             }
         }
         (want, live) => Some(format!("is a {}, expected a {}", live.kind(), want.kind())),
+    })
+}
+
+/// A file that must be another name of `link` (a tree's hard link) and
+/// is a file of its own.
+fn link_drift(
+    root: &RootDir,
+    link: Option<&EntryPath>,
+    m: &crate::rootfs::Meta,
+) -> Result<Option<String>, Error> {
+    let Some(to) = link else {
+        return Ok(None);
+    };
+    Ok(match root.inspect(to)? {
+        Live::File(t) if (t.dev, t.ino) == (m.dev, m.ino) => None,
+        _ => Some(format!("is no longer a hard link of {to}")),
     })
 }
 

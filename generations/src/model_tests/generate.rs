@@ -133,6 +133,8 @@ pub(super) fn generation(
                 uid: uid(v),
                 gid: None,
                 secret: false,
+                xattrs: Default::default(),
+                link: None,
             },
             5 => Entry::Symlink {
                 target: if bit(v, 4) { "t1" } else { "t2" }.into(),
@@ -152,6 +154,7 @@ pub(super) fn generation(
                     mode: dir_mode(v),
                     uid: uid(v),
                     gid: None,
+                    xattrs: Default::default(),
                 }
             }
         };
@@ -173,6 +176,7 @@ pub(super) fn generation(
                         mode: None,
                         uid: None,
                         gid: None,
+                        xattrs: Default::default(),
                     },
                 );
             }
@@ -185,6 +189,8 @@ pub(super) fn generation(
                     uid: None,
                     gid: None,
                     secret: false,
+                    xattrs: Default::default(),
+                    link: None,
                 },
             );
         }

@@ -375,7 +375,7 @@ pub fn drift_of(want: &Entry, live: &Seen) -> Option<String> {
             (t != target).then(|| format!("symlink to {t}, expected {target}"))
         }
         (
-            Entry::Dir { mode, uid, gid },
+            Entry::Dir { mode, uid, gid, .. },
             HNode::Dir {
                 mode: m,
                 uid: u,

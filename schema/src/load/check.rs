@@ -182,6 +182,8 @@ pub(super) fn check_file(
             group: principal(&f.group),
             secret: f.secret,
             declared_in: origin.clone(),
+            caps: f.caps.clone(),
+            xattrs: super::xattrs::check(&label, &f.xattrs).map_err(invalid)?,
         };
         d.files.insert(p, spec);
     }
@@ -231,6 +233,9 @@ pub(super) fn check_file(
             source: source(&format!("trees.{p}"), &t.source, true)?,
             mode: t.mode.map(|m| m.0),
             declared_in: origin.clone(),
+            owner: principal(&t.owner),
+            group: principal(&t.group),
+            xattrs: t.xattrs,
         };
         d.trees.insert(p, spec);
     }

@@ -213,7 +213,16 @@ impl Backend for Zfs<'_> {
         Ok(())
     }
 
-    fn attach(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+    fn attach(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+        _: &str,
+    ) -> Result<(), Error> {
+        if let Some(why) = self.stranger(root, p, expect)? {
+            return Err(Error::Dataset(crate::error::DatasetError(why)));
+        }
         let (zfs, name) = (self.tool(p)?, self.name);
         let detached = detached_zfs_name(name);
         if let Some((mp, _)) = list(zfs, name)? {
@@ -279,15 +288,46 @@ impl Backend for Zfs<'_> {
         _: &Recorder<'_>,
         p: &EntryPath,
         _: bool,
+        _: &str,
     ) -> Result<(), Error> {
         let (zfs, name) = (self.tool(p)?, self.name);
-        if list(zfs, name)?.is_some() {
+        if list(zfs, name)?.is_some() && list(zfs, &detached_zfs_name(name))?.is_none() {
             zfs.run(&[os("set"), os("mountpoint=none"), os(name)])?;
             zfs.run(&[os("rename"), os(name), os(&detached_zfs_name(name))])?;
         }
         // zfs leaves the empty mountpoint directory behind.
         root.remove(p)?;
         Ok(())
+    }
+
+    // A zfs dataset is known by its name, which its data keeps through a
+    // detach; its guid is not compared (the stand-in has none).
+    fn identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    fn detached_identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    /// Another dataset of the same name, while sysgen keeps the detached one.
+    fn stranger(
+        &self,
+        _: &RootDir,
+        p: &EntryPath,
+        _: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(zfs) = self.tool.map(Tool) else {
+            return Ok(None);
+        };
+        let detached = detached_zfs_name(self.name);
+        if list(zfs, self.name)?.is_some() && list(zfs, &detached)?.is_some() {
+            return Ok(Some(format!(
+                "{p}: a zfs dataset named {} exists, but it is not the one sysgen detached, which is kept whole as {detached}; sysgen never takes a stranger for its dataset: rename or destroy {} yourself, then run the command again",
+                self.name, self.name
+            )));
+        }
+        Ok(None)
     }
 
     fn detached(
