@@ -11,6 +11,7 @@ use sysgen_store::{Area, Hash, Store};
 use super::FileStep;
 use crate::Error;
 use crate::kind::ApplyCx;
+use crate::rootfs::xattr::{ACL_ACCESS, ACL_DEFAULT};
 use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir, WantFile, Xattrs};
 
 /// Runs the first of `steps`, and the run of file and symlink writes that
@@ -105,9 +106,17 @@ pub(super) fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
             if matches!(root.inspect(path)?, Live::File(_) | Live::Symlink { .. }) {
                 root.remove(path)?;
             }
-            root.make_dir(path, *mode, owner(*uid, *gid))?;
-            if !xattrs.is_empty() {
-                root.apply_xattrs(path, xattrs, &[])?;
+            let created = root.make_dir(path, *mode, owner(*uid, *gid))?;
+            // A directory sysgen makes with declared attributes has exactly
+            // the ACLs it records, not those inherited from its parent.
+            let inherited = [ACL_ACCESS.to_owned(), ACL_DEFAULT.to_owned()];
+            let drop: &[String] = if created && mode.is_some() {
+                &inherited
+            } else {
+                &[]
+            };
+            if !xattrs.is_empty() || !drop.is_empty() {
+                root.apply_xattrs(path, xattrs, drop)?;
             }
         }
         FileStep::SetMeta {

@@ -139,9 +139,9 @@ impl RootDir {
             // After chown: chown clears set-id bits, and the umask must not matter.
             fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
             // Last: chown clears a capability, chmod rewrites an ACL's mask.
-            if !xattrs.is_empty() {
-                super::xattr::apply_fd(f.as_fd(), xattrs, &[])?;
-            }
+            // An ACL the new file inherited from its directory's default
+            // ACL goes: the file is exactly what the generation records.
+            super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?;
             Ok(())
         })();
         if let Err(e) = written {
