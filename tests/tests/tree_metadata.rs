@@ -279,6 +279,13 @@ fn files_declare_caps_and_xattrs() {
     // Another capability; then another owner, whose chown clears it.
     env.switch(&cfg("cap_net_bind_service+ep", 0));
     assert!(xattrs(&tool).contains(&format!("{CAP}=01000002000400")));
+    let d = env.run(&["diff", "1", "2"]).ok();
+    assert!(
+        d.stdout
+            .contains("~ /usr/local/bin/tool  caps cap_net_raw=ep -> cap_net_bind_service=ep"),
+        "{}",
+        d.stdout
+    );
     env.switch(&cfg("cap_net_bind_service+ep", 33));
     assert!(xattrs(&tool).contains(&format!("{CAP}=01000002000400")));
     assert_eq!(fs::metadata(&tool).unwrap().uid(), 33);
@@ -314,4 +321,90 @@ fn files_declare_caps_and_xattrs() {
     );
     let r = env.run(&["build", s(&bad)]).expect(2);
     assert!(r.stderr.contains("declare it as caps"), "{}", r.stderr);
+}
+
+/// A small tree with every kind of metadata: a set-gid file of group 42, a
+/// capability, an ACL, a `user.*` attribute and a hard link (`b` and `c`).
+/// `second` changes each of them.
+fn small_tree(dir: &Path, second: bool) {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::write(dir.join("bin/a"), "a\n").unwrap();
+    fs::write(dir.join("bin/b"), "b\n").unwrap();
+    fs::hard_link(dir.join("bin/b"), dir.join("bin/c")).unwrap();
+    fs::write(dir.join("bin/d"), "d\n").unwrap();
+    std::os::unix::fs::chown(dir.join("bin/a"), Some(0), Some(42)).unwrap();
+    fs::set_permissions(dir.join("bin/a"), fs::Permissions::from_mode(0o2755)).unwrap();
+    if second {
+        // c leaves the link and changes; d gets linked to b; a loses its
+        // capability and changes group; the ACL goes, the attribute changes.
+        fs::remove_file(dir.join("bin/c")).unwrap();
+        fs::write(dir.join("bin/c"), "c\n").unwrap();
+        fs::remove_file(dir.join("bin/d")).unwrap();
+        fs::hard_link(dir.join("bin/b"), dir.join("bin/d")).unwrap();
+        std::os::unix::fs::chown(dir.join("bin/a"), Some(0), Some(7)).unwrap();
+        fs::set_permissions(dir.join("bin/a"), fs::Permissions::from_mode(0o2755)).unwrap();
+        set_xattr(&dir.join("bin/d"), "user.v", b"2");
+    } else {
+        set_xattr(&dir.join("bin/a"), CAP, &NET_RAW_EP);
+        set_xattr(&dir.join("bin/b"), ACL, &acl());
+        set_xattr(&dir.join("bin/d"), "user.v", b"1");
+    }
+}
+
+/// A switch between two such trees crashes after every step; `recover`
+/// lands exactly on the second tree, `recover --rollback` exactly on the
+/// first, metadata and links included.
+#[test]
+fn crash_at_every_step_of_a_metadata_switch_recovers_both_ways() {
+    // `crash`: after which step, and whether to recover forward.
+    let run = |crash: Option<(u64, bool)>| -> (String, u64) {
+        let env = TestEnv::new();
+        let src = env.dir.path().join("src");
+        let cfg = env.config(
+            "c.json",
+            json!({ "trees": { "/opt/app": { "source": s(&src), "xattrs": true } } }),
+        );
+        small_tree(&src, false);
+        env.switch(&cfg);
+        assert_eq!(dump(&env.at("/opt/app")), dump(&src));
+        small_tree(&src, true);
+        let steps = env
+            .run(&["--json", "switch", s(&cfg), "--dry-run"])
+            .ok()
+            .steps();
+        match crash {
+            None => env.switch(&cfg),
+            Some((k, forward)) => {
+                let r = env.run_with_fault(k, &["switch", s(&cfg)]);
+                assert!(r.killed, "no crash after step {k}: {}", r.stderr);
+                if forward {
+                    env.run(&["recover"]).ok()
+                } else {
+                    env.run(&["recover", "--rollback"]).ok()
+                }
+            }
+        };
+        env.run(&["verify"]).ok();
+        (dump(&env.at("/opt/app")), steps.len() as u64)
+    };
+    let first = {
+        let dir = tempfile::tempdir().unwrap();
+        small_tree(dir.path(), false);
+        dump(dir.path())
+    };
+    let (second, steps) = run(None);
+    assert_ne!(first, second);
+    for k in 1..steps {
+        for forward in [true, false] {
+            let (got, _) = run(Some((k, forward)));
+            let want = if forward { &second } else { &first };
+            assert!(
+                got == *want,
+                "crash after step {k}, recover{}:\n{}",
+                if forward { "" } else { " --rollback" },
+                first_diff(want, &got)
+            );
+        }
+    }
 }
