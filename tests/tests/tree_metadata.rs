@@ -408,3 +408,32 @@ fn crash_at_every_step_of_a_metadata_switch_recovers_both_ways() {
         }
     }
 }
+
+/// A tree may give every entry one owner and group, by name or number;
+/// without `"xattrs": true` it keeps capabilities and ACLs but not the
+/// sources' `user.*` attributes.
+#[test]
+fn a_tree_overrides_owner_and_group_and_keeps_user_xattrs_only_when_asked() {
+    let env = TestEnv::new();
+    let src = env.dir.path().join("src");
+    small_tree(&src, false);
+    let cfg = env.config(
+        "c.json",
+        json!({ "trees": { "/opt/app": { "source": s(&src), "owner": 33, "group": "www-data" } } }),
+    );
+    env.switch(&cfg);
+    for p in [
+        "/opt/app",
+        "/opt/app/bin",
+        "/opt/app/bin/a",
+        "/opt/app/bin/c",
+    ] {
+        let md = fs::symlink_metadata(env.at(p)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (33, 33), "{p}");
+    }
+    // The capability was set after the chown, so it is there.
+    assert!(xattrs(&env.at("/opt/app/bin/a")).contains(CAP));
+    assert!(xattrs(&env.at("/opt/app/bin/b")).contains(ACL));
+    assert!(!xattrs(&env.at("/opt/app/bin/d")).contains("user.v"));
+    env.run(&["verify"]).ok();
+}

@@ -64,13 +64,15 @@ pub fn drift_of(
             } else if m.size != *size {
                 // Another size is another content: no need to read it.
                 Some("content changed".into())
-            } else if let Some(d) = root.xattr_drift(p, xattrs)? {
-                Some(format!("extended attributes differ: {d}"))
-            } else if let Some(d) = link_drift(root, link.as_ref(), m)? {
-                Some(d)
             } else {
-                let (h, _) = root.hash_file(p)?;
-                (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
+                let ((h, _), attrs) = root.hash_file_and_xattrs(p, xattrs)?;
+                if let Some(d) = attrs {
+                    Some(format!("extended attributes differ: {d}"))
+                } else if let Some(d) = link_drift(root, link.as_ref(), m)? {
+                    Some(d)
+                } else {
+                    (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
+                }
             }
         }
         (Entry::Symlink { target }, Live::Symlink { target: t, .. }) => {

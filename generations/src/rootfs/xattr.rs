@@ -205,6 +205,19 @@ impl RootDir {
         }
     }
 
+    /// The BLAKE3 and size of the file `p`, and how its attributes differ
+    /// from `want` ([`matches_fd`]): one open for both, as `verify` reads
+    /// every managed file.
+    pub fn hash_file_and_xattrs(
+        &self,
+        p: &EntryPath,
+        want: &Xattrs,
+    ) -> Result<((blake3::Hash, u64), Option<String>)> {
+        let f = self.open_file(p)?;
+        let differ = matches_fd(f.as_fd(), want).map_err(|e| err(p, "read xattrs", e))?;
+        Ok((super::hash_open(f, p)?, differ))
+    }
+
     /// [`matches_fd`] on the file or directory `p`.
     pub fn xattr_drift(&self, p: &EntryPath, want: &Xattrs) -> Result<Option<String>> {
         match self.open_meta(p)? {
