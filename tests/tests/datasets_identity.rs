@@ -6,7 +6,8 @@
 //! moved away, `recover --rollback` brings the dataset back, its data
 //! intact. Forward `recover` leaves the stranger alone. `verify` reports a
 //! stranger at an attached dataset's path. On a real btrfs on a loop device
-//! (subvolume UUIDs) and on plain directories (sysgen's marker).
+//! (subvolume UUIDs), on plain directories (sysgen's marker), and on zfs
+//! through the stand-in (guids).
 
 #![allow(
     clippy::unwrap_used,
@@ -14,17 +15,22 @@
 )]
 
 use std::fs;
+use std::process::Command;
 
 use serde_json::json;
-use sysgen_tests::datasets::{Backing, is_subvolume};
-use sysgen_tests::{TestEnv, s};
+use sysgen_tests::datasets::{Backing, is_subvolume, zfs_stand_in};
+use sysgen_tests::{Run, TestEnv, s};
 
 /// The two configurations: with the dataset, and without it.
 fn configs(env: &TestEnv, ty: &str) -> (String, String) {
+    let mut ds = json!({ "type": ty });
+    if ty == "zfs" {
+        ds["name"] = json!("tank/db");
+    }
     let with = env.config(
         "with.json",
         json!({
-            "datasets": { "/srv/db": { "type": ty } },
+            "datasets": { "/srv/db": ds },
             "files": { "/etc/motd": { "content": "1\n" } }
         }),
     );
@@ -180,4 +186,73 @@ fn verify_reports_a_stranger_at_an_attached_dataset() {
             "{ty}: {drift}"
         );
     }
+}
+
+/// sysgen with the zfs stand-in, whose state is in the test's directory.
+fn zfs_run(env: &TestEnv, fault: Option<u64>, args: &[&str]) -> Run {
+    let zfs = zfs_stand_in();
+    let mut all = vec!["--zfs", zfs.to_str().unwrap()];
+    all.extend(args);
+    let mut c = env.cmd(&all);
+    c.env("ZFS_STAND_IN_DIR", env.dir.path().join("zfs"));
+    if let Some(k) = fault {
+        c.env("SYSGEN_FAULT_AFTER_STEPS", k.to_string());
+    }
+    Run::from(c.output().unwrap())
+}
+
+/// The admin's own zfs call.
+fn zfs(env: &TestEnv, args: &[&str]) {
+    let o = Command::new(zfs_stand_in())
+        .args(args)
+        .env("ZFS_STAND_IN_DIR", env.dir.path().join("zfs"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "zfs {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// zfs: after the crash right after the detach (`tank/db` renamed to
+/// `tank/db-sysgen-detached`), the admin creates a new `tank/db` at the
+/// same mountpoint. `recover --rollback` refuses it (another guid) and
+/// changes nothing; once it is destroyed, the dataset comes back whole.
+#[test]
+fn zfs_stranger_of_the_same_name_is_refused_by_recover_rollback() {
+    let env = TestEnv::new();
+    fs::create_dir_all(env.at("/var/lib")).unwrap();
+    fs::create_dir_all(env.at("/srv")).unwrap();
+    let (with, without) = configs(&env, "zfs");
+    zfs_run(&env, None, &["switch", &with]).ok();
+    env.write_root("/srv/db/data", "v1\n");
+    let steps = zfs_run(&env, None, &["--json", "switch", &without, "--dry-run"])
+        .ok()
+        .steps();
+    let k = steps
+        .iter()
+        .position(|l| l.starts_with("detach dataset /srv/db"))
+        .unwrap() as u64
+        + 1;
+    assert!(zfs_run(&env, Some(k), &["switch", &without]).killed);
+    let mp = format!("mountpoint={}", env.at("/srv/db").display());
+    zfs(&env, &["create", "-o", &mp, "tank/db"]);
+    env.write_root("/srv/db/fresh", "app\n");
+    let before = env.tree();
+    let r = zfs_run(&env, None, &["recover", "--rollback"]).expect(1);
+    assert!(
+        r.stderr
+            .contains("/srv/db: the zfs dataset named tank/db (guid ")
+            && r.stderr.contains("is not the one sysgen detached")
+            && r.stderr.contains("kept whole as tank/db-sysgen-detached")
+            && r.stderr.contains("nothing was changed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.tree(), before);
+    zfs(&env, &["destroy", "tank/db"]);
+    zfs_run(&env, None, &["recover", "--rollback"]).ok();
+    assert_eq!(fs::read_to_string(env.at("/srv/db/data")).unwrap(), "v1\n");
+    assert!(!env.at("/srv/db/fresh").exists());
 }

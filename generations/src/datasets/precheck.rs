@@ -55,6 +55,12 @@ pub fn precheck(
                     How::Reattach => b.detached_identity(root, p)?,
                     How::Create => None,
                 };
+                // What a switch would adopt or bring back must be the
+                // dataset (zfs: a dataset of the name made while the
+                // detached one is kept is not).
+                if let Some(why) = b.stranger(root, p, id.as_deref())? {
+                    conflicts.push(why);
+                }
                 if let Some(id) = id {
                     facts.expect.insert(p.clone(), id);
                 }

@@ -63,6 +63,28 @@ fn list(zfs: Tool<'_>, name: &str) -> Result<Option<(String, u64)>, Error> {
     )))
 }
 
+/// The guid of the file system `name`, or `None` when zfs has none such.
+fn guid(zfs: Tool<'_>, name: &str) -> Result<Option<String>, Error> {
+    let args = [
+        os("get"),
+        os("-H"),
+        os("-p"),
+        os("-o"),
+        os("value"),
+        os("guid"),
+        os(name),
+    ];
+    let out = zfs.output(&args)?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("does not exist") {
+            return Ok(None);
+        }
+        return Err(zfs.err(&args, &err));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|g| !g.is_empty()))
+}
+
 /// Where zfs shows the snapshot `sysgen-<snap>` of the dataset mounted at `p`.
 fn snapdir(p: &EntryPath, snap: &str) -> Result<EntryPath, Error> {
     [".zfs", "snapshot", &format!("sysgen-{snap}")]
@@ -300,34 +322,47 @@ impl Backend for Zfs<'_> {
         Ok(())
     }
 
-    // A zfs dataset is known by its name, which its data keeps through a
-    // detach; its guid is not compared (the stand-in has none).
+    /// Its guid, which stays through the renames of a detach.
     fn identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
-        Ok(None)
+        self.tool.map_or(Ok(None), |zfs| guid(Tool(zfs), self.name))
     }
 
     fn detached_identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
-        Ok(None)
+        self.tool.map_or(Ok(None), |zfs| {
+            guid(Tool(zfs), &detached_zfs_name(self.name))
+        })
     }
 
-    /// Another dataset of the same name, while sysgen keeps the detached one.
+    /// A dataset of the name that is not the one sysgen detached: one
+    /// made while sysgen keeps the detached one, or one of another guid.
     fn stranger(
         &self,
         _: &RootDir,
         p: &EntryPath,
-        _: Option<&str>,
+        expect: Option<&str>,
     ) -> Result<Option<String>, Error> {
         let Some(zfs) = self.tool.map(Tool) else {
             return Ok(None);
         };
+        let Some(here) = guid(zfs, self.name)? else {
+            return Ok(None);
+        };
         let detached = detached_zfs_name(self.name);
-        if list(zfs, self.name)?.is_some() && list(zfs, &detached)?.is_some() {
-            return Ok(Some(format!(
-                "{p}: a zfs dataset named {} exists, but it is not the one sysgen detached, which is kept whole as {detached}; sysgen never takes a stranger for its dataset: rename or destroy {} yourself, then run the command again",
-                self.name, self.name
-            )));
+        let kept = list(zfs, &detached)?.is_some();
+        if !kept && expect.is_none_or(|e| e == here) {
+            return Ok(None);
         }
-        Ok(None)
+        let data = if kept {
+            format!("the dataset is kept whole as {detached}")
+        } else {
+            "the dataset is not there either; look for where it was renamed".to_owned()
+        };
+        Ok(Some(format!(
+            "{p}: the zfs dataset named {} (guid {here}) is not the one sysgen detached{}; {data}. sysgen never takes a stranger for its dataset: rename or destroy {} yourself, then run the command again",
+            self.name,
+            expect.map(|e| format!(" (guid {e})")).unwrap_or_default(),
+            self.name
+        )))
     }
 
     fn detached(
