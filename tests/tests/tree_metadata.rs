@@ -437,3 +437,25 @@ fn a_tree_overrides_owner_and_group_and_keeps_user_xattrs_only_when_asked() {
     assert!(!xattrs(&env.at("/opt/app/bin/d")).contains("user.v"));
     env.run(&["verify"]).ok();
 }
+
+/// A file that was on the root before sysgen took its path over comes back
+/// with its capability and attributes when the path leaves the
+/// configuration.
+#[test]
+fn a_file_taken_over_comes_back_with_its_capability() {
+    let env = TestEnv::new();
+    env.write_root("/usr/bin/ping", "the admin's ping\n");
+    let ping = env.at("/usr/bin/ping");
+    set_xattr(&ping, CAP, &NET_RAW_EP);
+    set_xattr(&ping, "user.origin", b"admin");
+    let before = xattrs(&ping);
+    let ours = env.config(
+        "ours.json",
+        json!({ "files": { "/usr/bin/ping": { "content": "ours\n", "mode": "0755" } } }),
+    );
+    env.switch(&ours);
+    assert_eq!(xattrs(&ping), "");
+    env.switch(&env.config("none.json", json!({ "files": {} })));
+    assert_eq!(fs::read_to_string(&ping).unwrap(), "the admin's ping\n");
+    assert_eq!(xattrs(&ping), before);
+}

@@ -304,6 +304,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             mode,
             uid,
             gid,
+            xattrs,
         } => Some(FileStep::PutFile {
             path: p.clone(),
             why: Why::Restore,
@@ -314,7 +315,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             gid: Some(*gid),
             // Backups live in the secret area: they may be anything.
             secret: true,
-            xattrs: Xattrs::default(),
+            xattrs: xattrs.clone(),
         }),
         Origin::Symlink { target, uid, gid } => Some(FileStep::PutSymlink {
             path: p.clone(),
@@ -422,6 +423,7 @@ mod tests {
                 mode: 0o640,
                 uid: 0,
                 gid: 4,
+                xattrs: Xattrs::default(),
             },
         );
         let changes = [Change::Removed(p("/etc/hosts"), file("new", 0o644))];

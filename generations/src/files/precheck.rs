@@ -23,6 +23,7 @@ use sysgen_store::Hash;
 use super::Facts;
 use crate::db::{Origin, Saved};
 use crate::manifest::{Change, Entry};
+use crate::rootfs::xattr::recorded;
 use crate::rootfs::{Live, RootDir};
 use crate::{Drift, Error};
 
@@ -250,7 +251,8 @@ pub fn precheck(
                 (Live::Absent, _) => {}
                 (Live::File(m), _) => {
                     let hash = hash_of(root, p)?;
-                    out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid });
+                    let xattrs = root.xattrs(p, &|n| recorded(n, true))?;
+                    out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid, xattrs });
                     if new.is_dir() {
                         out.facts.in_the_way.insert(p.clone());
                     }

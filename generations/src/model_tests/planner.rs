@@ -340,6 +340,7 @@ fn origin_of(n: &HNode) -> Origin {
             mode,
             uid,
             gid,
+            xattrs: Default::default(),
         },
         HNode::Dir { mode, uid, gid } => Origin::Dir { mode, uid, gid },
         HNode::Symlink { target, uid, gid } => Origin::Symlink { target, uid, gid },
