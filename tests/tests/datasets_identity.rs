@@ -185,6 +185,39 @@ fn verify_reports_a_stranger_at_an_attached_dataset() {
             drift.contains("/srv/db") && drift.contains("is not the dataset"),
             "{ty}: {drift}"
         );
+        let st = env.run(&["status"]);
+        assert!(st.stdout.contains("drift: 1 of"), "{ty}: {}", st.stdout);
+    }
+}
+
+/// After the crash and forward `recover`, then a rollback to the dataset
+/// refused because of the stranger, `status` says where the data is.
+#[test]
+fn status_says_detached_while_a_stranger_holds_the_path() {
+    for ty in ["btrfs", "directory"] {
+        let env = TestEnv::new();
+        let Some(_fs) = Backing::at_srv(&env, if ty == "btrfs" { "btrfs" } else { "ext4" }) else {
+            return;
+        };
+        crash_after_detach(&env, ty);
+        // Undo by hand what recover --rollback refuses: the database
+        // says generation 1 (with the dataset) is active.
+        fs::remove_file(env.state().join("journal.json")).unwrap();
+        let st = env.run(&["status"]);
+        assert!(
+            st.stdout.contains("dataset /srv/db (")
+                && st
+                    .stdout
+                    .contains("): detached at /srv/.sysgen-data/db/detached"),
+            "{ty}: {}",
+            st.stdout
+        );
+        let r = env.run(&["verify"]).expect(1);
+        assert!(
+            r.stdout.contains("/srv/db: is not the dataset"),
+            "{ty}: {}",
+            r.stdout
+        );
     }
 }
 
