@@ -218,6 +218,16 @@ fn status_says_detached_while_a_stranger_holds_the_path() {
             "{ty}: {}",
             r.stdout
         );
+        // A switch refuses before any change, not halfway.
+        let (_, without) = configs(&env, ty);
+        let before = env.tree();
+        let r = env.run(&["switch", &without]).expect(1);
+        assert!(
+            r.stderr.contains("not the dataset sysgen detached") && !r.stderr.contains("step "),
+            "{ty}: {}",
+            r.stderr
+        );
+        assert_eq!(env.tree(), before, "{ty}");
     }
 }
 

@@ -69,6 +69,18 @@ pub fn precheck(
             Err(why) => conflicts.push(why),
         }
     }
+    // A dataset of the active generation whose path holds a stranger
+    // while its data is kept aside: snapshotting, detaching or keeping
+    // it would take the stranger for it (a btrfs snapshot of a plain
+    // directory fails halfway).
+    for (p, d) in &old.0 {
+        let b = backend::of(&d.kind, tools);
+        if b.check_tool(p).is_ok()
+            && let Some(why) = b.stranger(root, p, None)?
+        {
+            conflicts.push(why);
+        }
+    }
     for (p, d) in leaving(old, new) {
         if released(p, cx.changes, cx.ledger) {
             continue;
