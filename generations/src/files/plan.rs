@@ -456,6 +456,46 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_link_is_linked_after_its_file_and_again_when_it_changes() {
+        let linked = |to: &str| match file("x", 0o755) {
+            Entry::File {
+                hash,
+                size,
+                mode,
+                uid,
+                gid,
+                secret,
+                xattrs,
+                ..
+            } => Entry::File {
+                hash,
+                size,
+                mode,
+                uid,
+                gid,
+                secret,
+                xattrs,
+                link: Some(p(to)),
+            },
+            other => other,
+        };
+        let changes = [
+            Change::Added(p("/b"), linked("/a")),
+            Change::Added(p("/a"), file("x", 0o755)),
+            Change::Changed(p("/c"), file("y", 0o755), linked("/a")),
+        ];
+        let got = ops(&plan(changes.iter(), &BTreeMap::new(), &Facts::default()));
+        assert!(got[0].starts_with("create file /a (1 bytes"), "{got:?}");
+        assert_eq!(
+            got[1..],
+            [
+                "hard-link file /b to /a".to_owned(),
+                "hard-link file /c to /a".to_owned()
+            ]
+        );
+    }
+
+    #[test]
     fn secret_content_never_shown() {
         let e = Entry::File {
             hash: Hash::of(b"hunter2"),

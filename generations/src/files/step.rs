@@ -226,8 +226,12 @@ impl fmt::Display for FileStep {
                 }
                 Ok(())
             }
-            FileStep::Link { path, to, .. } => {
-                write!(f, "hard-link file {path} to {to}")
+            FileStep::Link { path, why, to } => {
+                write!(f, "hard-link file {path} to {to}")?;
+                if *why == Why::Replace {
+                    write!(f, "; what was there is saved in the store")?;
+                }
+                Ok(())
             }
         }
     }
