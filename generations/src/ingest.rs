@@ -234,6 +234,8 @@ pub fn build(
             p.clone(),
             Pending::Ready(Entry::Symlink {
                 target: s.target.clone(),
+                uid: None,
+                gid: None,
             }),
         );
     }

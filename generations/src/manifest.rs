@@ -99,8 +99,14 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
         xattrs: Xattrs,
     },
+    /// `uid`/`gid`: a tree's symlink keeps its source's owner; a declared
+    /// symlink's owner is not managed.
     Symlink {
         target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
     },
 }
 
@@ -428,6 +434,13 @@ mod tests {
             },
             Entry::Symlink {
                 target: "/x".into(),
+                uid: None,
+                gid: None,
+            },
+            Entry::Symlink {
+                target: "/y".into(),
+                uid: Some(3),
+                gid: Some(4),
             },
         ];
         for e in all {
@@ -467,7 +480,14 @@ mod tests {
             ("/a", dir()),
             ("/a-b", file("x")),
             ("/a/b", file("y")),
-            ("/c", Entry::Symlink { target: "a".into() }),
+            (
+                "/c",
+                Entry::Symlink {
+                    target: "a".into(),
+                    uid: None,
+                    gid: None,
+                },
+            ),
         ];
         let (root, nodes) = tree(&entries);
         let got: Vec<String> = walk(&nodes, root)

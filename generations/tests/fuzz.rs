@@ -434,7 +434,11 @@ fn entry() -> impl Strategy<Value = Entry> {
             gid: None,
             xattrs: Default::default(),
         }),
-        word().prop_map(|target| Entry::Symlink { target }),
+        word().prop_map(|target| Entry::Symlink {
+            target,
+            uid: None,
+            gid: None
+        }),
     ]
 }
 

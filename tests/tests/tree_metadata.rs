@@ -324,7 +324,8 @@ fn files_declare_caps_and_xattrs() {
 }
 
 /// A small tree with every kind of metadata: a set-gid file of group 42, a
-/// capability, an ACL, a `user.*` attribute and a hard link (`b` and `c`).
+/// capability, an ACL, a `user.*` attribute, a hard link (`b` and `c`) and
+/// a symlink owned by another user.
 /// `second` changes each of them.
 fn small_tree(dir: &Path, second: bool) {
     let _ = fs::remove_dir_all(dir);
@@ -335,6 +336,9 @@ fn small_tree(dir: &Path, second: bool) {
     fs::write(dir.join("bin/d"), "d\n").unwrap();
     std::os::unix::fs::chown(dir.join("bin/a"), Some(0), Some(42)).unwrap();
     fs::set_permissions(dir.join("bin/a"), fs::Permissions::from_mode(0o2755)).unwrap();
+    std::os::unix::fs::symlink("a", dir.join("bin/s")).unwrap();
+    let owner = if second { 7 } else { 33 };
+    std::os::unix::fs::lchown(dir.join("bin/s"), Some(owner), Some(owner)).unwrap();
     if second {
         // c leaves the link and changes; d gets linked to b; a loses its
         // capability and changes group; the ACL goes, the attribute changes.

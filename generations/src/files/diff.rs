@@ -77,7 +77,7 @@ fn entry_text(e: &Entry) -> String {
         Entry::File { size, mode, .. } => format!("file ({mode:04o}, {size} bytes)"),
         Entry::Dir { mode: Some(m), .. } => format!("directory ({m:04o})"),
         Entry::Dir { mode: None, .. } => "directory".into(),
-        Entry::Symlink { target } => format!("symlink -> {target}"),
+        Entry::Symlink { target, .. } => format!("symlink -> {target}"),
     }
 }
 
@@ -125,9 +125,10 @@ fn what_changed(o: &Entry, n: &Entry) -> String {
             }
             w.join(", ")
         }
-        (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => {
+        (Entry::Symlink { target: a, .. }, Entry::Symlink { target: b, .. }) if a != b => {
             format!("target {a} -> {b}")
         }
+        (Entry::Symlink { .. }, Entry::Symlink { .. }) => "owner".into(),
         (Entry::Dir { xattrs: x1, .. }, Entry::Dir { xattrs: x2, .. }) if x1 != x2 => {
             format!("attributes, {}", xattrs_changed(x1, x2))
         }
@@ -228,7 +229,11 @@ mod tests {
         let c = FileChange::from(Change::Changed(
             EntryPath::parse("/a").expect("path"),
             file(false),
-            Entry::Symlink { target: "b".into() },
+            Entry::Symlink {
+                target: "b".into(),
+                uid: None,
+                gid: None,
+            },
         ));
         assert_eq!(c.what.as_deref(), Some("file -> symlink"));
     }

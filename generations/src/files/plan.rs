@@ -183,12 +183,12 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
             gid: *gid,
             xattrs: xattrs.clone(),
         },
-        Entry::Symlink { target } => FileStep::PutSymlink {
+        Entry::Symlink { target, uid, gid } => FileStep::PutSymlink {
             path: p.clone(),
             why,
             target: target.clone(),
-            uid: None,
-            gid: None,
+            uid: *uid,
+            gid: *gid,
         },
     }
 }

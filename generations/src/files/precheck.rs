@@ -76,8 +76,20 @@ pub fn drift_of(
                 }
             }
         }
-        (Entry::Symlink { target }, Live::Symlink { target: t, .. }) => {
-            (t != target).then(|| format!("symlink points to {t}, expected {target}"))
+        (
+            Entry::Symlink { target, uid, gid },
+            Live::Symlink {
+                target: t,
+                uid: u,
+                gid: g,
+            },
+        ) => {
+            if t != target {
+                Some(format!("symlink points to {t}, expected {target}"))
+            } else {
+                (uid.is_some_and(|x| x != *u) || gid.is_some_and(|x| x != *g))
+                    .then(|| format!("owner {u}:{g}, expected {}:{}", show(uid), show(gid)))
+            }
         }
         (
             Entry::Dir {

@@ -103,6 +103,8 @@ pub(super) fn expand_tree(
                 }
                 Pending::Ready(Entry::Symlink {
                     target: target.to_owned(),
+                    uid: Some(ids.uid.unwrap_or(md.uid())),
+                    gid: Some(ids.gid.unwrap_or(md.gid())),
                 })
             } else if ft.is_file() {
                 if md.nlink() > 1 {

@@ -72,14 +72,16 @@ impl TryFrom<FlatEntry> for Entry {
                 (_, _, Some(_), _) => stray("secret"),
                 _ => stray("target"),
             },
-            FlatKind::Symlink => match (f.hash, f.size, f.mode, f.uid, f.gid, f.secret) {
+            FlatKind::Symlink => match (f.hash, f.size, f.mode, f.secret) {
                 _ if f.xattrs.is_some() || f.link.is_some() => {
-                    Err("a symlink entry has only `target`".into())
+                    Err("a symlink entry has only `target`, `uid` and `gid`".into())
                 }
-                (None, None, None, None, None, None) => Ok(Entry::Symlink {
+                (None, None, None, None) => Ok(Entry::Symlink {
                     target: f.target.ok_or("a symlink entry needs `target`")?,
+                    uid: f.uid,
+                    gid: f.gid,
                 }),
-                _ => Err("a symlink entry has only `target`".into()),
+                _ => Err("a symlink entry has only `target`, `uid` and `gid`".into()),
             },
         }
     }

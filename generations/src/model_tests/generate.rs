@@ -138,6 +138,8 @@ pub(super) fn generation(
             },
             5 => Entry::Symlink {
                 target: if bit(v, 4) { "t1" } else { "t2" }.into(),
+                uid: None,
+                gid: None,
             },
             _ => {
                 let nested = ds.keys().any(|d: &EntryPath| q.is_under(d));

@@ -372,7 +372,7 @@ pub fn drift_of(want: &Entry, live: &Seen) -> Option<String> {
             },
         ) => (m != mode || owner(uid, gid, *u, *g) || content != hash)
             .then(|| format!("file {n:?}, expected {want:?}")),
-        (Entry::Symlink { target }, HNode::Symlink { target: t, .. }) => {
+        (Entry::Symlink { target, .. }, HNode::Symlink { target: t, .. }) => {
             (t != target).then(|| format!("symlink to {t}, expected {target}"))
         }
         (
