@@ -80,7 +80,13 @@ impl Volume for Directory {
 
     fn mark(&self, root: &RootDir, p: &EntryPath, token: &str) -> Result<(), Error> {
         if is_dir(root, p)? && root.get_xattr(p, MARKER)?.is_none() {
-            root.set_xattr(p, MARKER, token.as_bytes())?;
+            match root.set_xattr(p, MARKER, token.as_bytes()) {
+                // A filesystem without extended attributes: the dataset
+                // goes unmarked, and a stranger is told from it only by
+                // its data kept aside (docs/datasets.md).
+                Err(e) if e.source.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
