@@ -20,10 +20,12 @@ use crate::kind::BuildCx;
 use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest, build_tree};
 use crate::produce::Produced;
+use crate::rootfs::Xattrs;
 use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
 mod exclude;
+mod tree;
 
 pub struct BuildOptions<'a> {
     pub now: i64,
@@ -77,6 +79,9 @@ struct PendingFile {
     uid: Option<u32>,
     gid: Option<u32>,
     secret: bool,
+    xattrs: Xattrs,
+    /// A tree's hard link: the first name of the same file.
+    link: Option<EntryPath>,
     /// Set by hashing, in place (no second map of 100k entries).
     hash: Hash,
     size: u64,
@@ -94,6 +99,8 @@ impl PendingFile {
             uid: None,
             gid: None,
             secret: false,
+            xattrs: Xattrs::default(),
+            link: None,
             hash: Hash::from_bytes([0; 32]),
             size: 0,
             cache: false,
@@ -109,6 +116,8 @@ impl PendingFile {
             uid: self.uid,
             gid: self.gid,
             secret: self.secret,
+            xattrs: self.xattrs.clone(),
+            link: self.link.clone(),
         }
     }
 }
@@ -221,6 +230,7 @@ pub fn build(
                 secret: m.secret,
                 hash,
                 size,
+                xattrs: declared_xattrs(f, &what)?,
                 ..PendingFile::new(src, None, m.mode)
             }),
         );
@@ -234,6 +244,7 @@ pub fn build(
                 mode: Some(d.mode.bits()),
                 uid: ids.resolve(&d.owner, false, &what)?,
                 gid: ids.resolve(&d.group, true, &what)?,
+                xattrs: Xattrs::default(),
             }),
         );
     }
@@ -242,6 +253,8 @@ pub fn build(
             p.clone(),
             Pending::Ready(Entry::Symlink {
                 target: s.target.clone(),
+                uid: None,
+                gid: None,
             }),
         );
     }
@@ -249,7 +262,12 @@ pub fn build(
     for (i, (p, t)) in trees.iter().enumerate() {
         let i = u32::try_from(i)
             .map_err(|_| Error::Invalid("more than 2^32 trees are declared".into()))?;
-        expand_tree(i, p, t, &mut pending)?;
+        let what = format!("{}: trees.{p}", t.declared_in.display());
+        let over = tree::Overrides {
+            uid: ids.resolve(&t.owner, false, &what)?,
+            gid: ids.resolve(&t.group, true, &what)?,
+        };
+        tree::expand_tree(i, p, t, &over, &mut pending)?;
     }
     // Every other kind's section, validated against the root before
     // anything is hashed (an unknown package fails quickly); the
@@ -300,6 +318,7 @@ pub fn build(
                 mode: None,
                 uid: None,
                 gid: None,
+                xattrs: Xattrs::default(),
             }),
         );
     }
@@ -400,6 +419,21 @@ pub fn build(
     })
 }
 
+/// The capability and attributes a `files` entry declares.
+fn declared_xattrs(f: &sysgen_schema::FileSpec, what: &str) -> Result<Xattrs, Error> {
+    let mut out: BTreeMap<String, Vec<u8>> = f
+        .xattrs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .collect();
+    if let Some(text) = &f.caps {
+        let v = crate::files::caps::parse(text)
+            .map_err(|e| Error::Invalid(format!("{what}: caps: {e}")))?;
+        out.insert(crate::rootfs::xattr::CAPABILITY.to_owned(), v);
+    }
+    Ok(Xattrs(out))
+}
+
 /// Hashes and stores one file, or takes its hash from the stat cache; the
 /// result goes into `f`.
 fn hash_file(
@@ -496,121 +530,4 @@ fn same_file(c: &CacheRow, s: &Stat) -> bool {
         && c.size == s.size
         && c.mtime_ns == s.mtime_ns
         && c.ctime_ns == s.ctime_ns
-}
-
-/// Declares every file, directory and symlink under a tree's source at the
-/// matching path, with the source's permission bits.
-fn expand_tree(
-    index: u32,
-    at: &EntryPath,
-    tree: &sysgen_schema::TreeSpec,
-    out: &mut BTreeMap<EntryPath, Pending>,
-) -> Result<(), Error> {
-    let what = format!("{}: trees.{at}", tree.declared_in.display());
-    let md = std::fs::symlink_metadata(&tree.source).map_err(io_err(&tree.source))?;
-    if !md.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{what}: source {} is not a directory",
-            tree.source.display()
-        )));
-    }
-    insert_unique(
-        out,
-        at.clone(),
-        Pending::Ready(Entry::Dir {
-            mode: Some(md.mode() & 0o7777),
-            uid: None,
-            gid: None,
-        }),
-        &what,
-    )?;
-    let exclude = exclude::Exclude::new(tree, &what)?;
-    let mut stack: Vec<(PathBuf, EntryPath)> = vec![(tree.source.clone(), at.clone())];
-    while let Some((dir, dest)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
-        for ent in rd {
-            let ent = ent.map_err(io_err(&dir))?;
-            let src = ent.path();
-            let name = ent.file_name();
-            let name = name.to_str().ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{what}: {} has a name that is not UTF-8; rename it",
-                    src.display()
-                ))
-            })?;
-            // Before any check of the name: what is left out is not read.
-            let is_dir = ent.file_type().map_err(io_err(&src))?.is_dir();
-            if exclude.excludes(&exclude::relative(at, &dest, name), name, is_dir) {
-                continue;
-            }
-            // As for declared paths: a control character would forge lines
-            // in the plan or reach the terminal.
-            if name.contains(char::is_control) {
-                return Err(Error::Invalid(format!(
-                    "{what}: {} has a name with a control character; rename it",
-                    src.display().to_string().escape_debug()
-                )));
-            }
-            let p = dest
-                .join(name)
-                .map_err(|e| Error::Invalid(format!("{what}: {}: {e}", src.display())))?;
-            // Relative to the open directory (no symlink followed), not a
-            // walk of the whole path again for each of 100k entries.
-            let md = ent.metadata().map_err(io_err(&src))?;
-            let ft = md.file_type();
-            let entry = if ft.is_dir() {
-                stack.push((src.clone(), p.clone()));
-                Pending::Ready(Entry::Dir {
-                    mode: Some(md.mode() & 0o7777),
-                    uid: None,
-                    gid: None,
-                })
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(&src).map_err(io_err(&src))?;
-                let target = target.to_str().ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "{what}: symlink {} has a target that is not UTF-8",
-                        src.display()
-                    ))
-                })?;
-                if target.contains(char::is_control) {
-                    return Err(Error::Invalid(format!(
-                        "{what}: symlink {} has a target with a control character; change it",
-                        src.display()
-                    )));
-                }
-                Pending::Ready(Entry::Symlink {
-                    target: target.to_owned(),
-                })
-            } else if ft.is_file() {
-                Pending::File(PendingFile::new(
-                    Src::Tree(index),
-                    Some(stat_of(&md)),
-                    tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
-                ))
-            } else {
-                return Err(Error::Invalid(format!(
-                    "{what}: {} is a special file (socket, fifo or device); trees may hold only files, directories and symlinks",
-                    src.display()
-                )));
-            };
-            insert_unique(out, p, entry, &what)?;
-        }
-    }
-    Ok(())
-}
-
-fn insert_unique(
-    out: &mut BTreeMap<EntryPath, Pending>,
-    p: EntryPath,
-    e: Pending,
-    what: &str,
-) -> Result<(), Error> {
-    if out.contains_key(&p) {
-        return Err(Error::Invalid(format!(
-            "{what}: the tree provides {p}, which the configuration also declares; declare it in one place only"
-        )));
-    }
-    out.insert(p, e);
-    Ok(())
 }

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 use sysgen_store::{Area, Hash};
 
+use crate::rootfs::Xattrs;
+
+mod flat;
+
 /// The id of a directory node: BLAKE3 of its canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -60,7 +64,7 @@ fn is_false(b: &bool) -> bool {
     tag = "type",
     rename_all = "lowercase",
     deny_unknown_fields,
-    try_from = "FlatEntry"
+    try_from = "flat::FlatEntry"
 )]
 pub enum Entry {
     File {
@@ -73,6 +77,15 @@ pub enum Entry {
         gid: Option<u32>,
         #[serde(default, skip_serializing_if = "is_false")]
         secret: bool,
+        /// Extended attributes (a capability, ACLs, `user.*` a tree asked
+        /// for); absent when none, so other ids do not change.
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
+        /// Another name of the same file in this generation (the first in
+        /// path order of a tree's hard links): put on the root as a hard
+        /// link to it. Its other fields are that file's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<EntryPath>,
     },
     /// `mode: None` is a parent directory that sysgen only makes sure
     /// exists: created 0755 when absent, its attributes not managed.
@@ -83,89 +96,18 @@ pub enum Entry {
         uid: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
     },
+    /// `uid`/`gid`: a tree's symlink keeps its source's owner; a declared
+    /// symlink's owner is not managed.
     Symlink {
         target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
     },
-}
-
-/// How an [`Entry`] is read: every kind's fields in one flat struct. serde's
-/// internally tagged enums buffer each entry before they look at its tag,
-/// which made decoding nodes most of the cost of a diff.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FlatEntry {
-    #[serde(rename = "type")]
-    kind: FlatKind,
-    hash: Option<Hash>,
-    size: Option<u64>,
-    mode: Option<u32>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    secret: Option<bool>,
-    target: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FlatKind {
-    File,
-    Dir,
-    Symlink,
-}
-
-impl TryFrom<FlatEntry> for Entry {
-    type Error = String;
-
-    fn try_from(f: FlatEntry) -> Result<Entry, String> {
-        let stray = |what: &str| {
-            Err(format!(
-                "unknown field `{what}` in a {} entry",
-                f.kind_name()
-            ))
-        };
-        match f.kind {
-            FlatKind::File => match (f.hash, f.size, f.mode, &f.target) {
-                (Some(hash), Some(size), Some(mode), None) => Ok(Entry::File {
-                    hash,
-                    size,
-                    mode,
-                    uid: f.uid,
-                    gid: f.gid,
-                    secret: f.secret.unwrap_or(false),
-                }),
-                (_, _, _, Some(_)) => stray("target"),
-                _ => Err("a file entry needs `hash`, `size` and `mode`".into()),
-            },
-            FlatKind::Dir => match (f.hash, f.size, f.secret, &f.target) {
-                (None, None, None, None) => Ok(Entry::Dir {
-                    mode: f.mode,
-                    uid: f.uid,
-                    gid: f.gid,
-                }),
-                (Some(_), ..) => stray("hash"),
-                (_, Some(_), ..) => stray("size"),
-                (_, _, Some(_), _) => stray("secret"),
-                _ => stray("target"),
-            },
-            FlatKind::Symlink => match (f.hash, f.size, f.mode, f.uid, f.gid, f.secret) {
-                (None, None, None, None, None, None) => Ok(Entry::Symlink {
-                    target: f.target.ok_or("a symlink entry needs `target`")?,
-                }),
-                _ => Err("a symlink entry has only `target`".into()),
-            },
-        }
-    }
-}
-
-impl FlatEntry {
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            FlatKind::File => "file",
-            FlatKind::Dir => "dir",
-            FlatKind::Symlink => "symlink",
-        }
-    }
 }
 
 impl Entry {
@@ -468,6 +410,7 @@ mod tests {
             mode: None,
             uid: None,
             gid: None,
+            xattrs: Default::default(),
         }
     }
     fn file(c: &str) -> Entry {
@@ -478,6 +421,8 @@ mod tests {
             uid: None,
             gid: None,
             secret: false,
+            xattrs: Default::default(),
+            link: None,
         }
     }
 
@@ -492,15 +437,25 @@ mod tests {
                 uid: Some(0),
                 gid: Some(5),
                 secret: true,
+                xattrs: Default::default(),
+                link: None,
             },
             dir(),
             Entry::Dir {
                 mode: Some(0o750),
                 uid: Some(1),
                 gid: None,
+                xattrs: Default::default(),
             },
             Entry::Symlink {
                 target: "/x".into(),
+                uid: None,
+                gid: None,
+            },
+            Entry::Symlink {
+                target: "/y".into(),
+                uid: Some(3),
+                gid: Some(4),
             },
         ];
         for e in all {
@@ -540,7 +495,14 @@ mod tests {
             ("/a", dir()),
             ("/a-b", file("x")),
             ("/a/b", file("y")),
-            ("/c", Entry::Symlink { target: "a".into() }),
+            (
+                "/c",
+                Entry::Symlink {
+                    target: "a".into(),
+                    uid: None,
+                    gid: None,
+                },
+            ),
         ];
         let (root, nodes) = tree(&entries);
         let got: Vec<String> = walk(&nodes, root)

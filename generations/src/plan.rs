@@ -152,11 +152,13 @@ mod tests {
             path: p("/e"),
             kind: Kind::Directory,
             how: How::Create,
+            expect: None,
         };
         let detach = DatasetStep::Detach {
             path: p("/d"),
             kind: Kind::Directory,
             discard_if_empty: false,
+            id: None,
         };
         // Asked in an order that is none of the phases'.
         let steps = vec![

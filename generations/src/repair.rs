@@ -194,25 +194,39 @@ fn as_entry(state: &State, p: &EntryPath, live: &Live) -> Result<Option<Entry>, 
                 uid: Some(meta.uid),
                 gid: Some(meta.gid),
                 secret: false,
+                xattrs: managed_xattrs(state, p)?,
+                // A hard link is put back as the file it names.
+                link: None,
             })
         }
         Live::Dir(meta) => Some(Entry::Dir {
             mode: Some(meta.mode),
             uid: Some(meta.uid),
             gid: Some(meta.gid),
+            xattrs: managed_xattrs(state, p)?,
         }),
-        Live::Symlink { target, .. } => Some(Entry::Symlink {
+        Live::Symlink { target, uid, gid } => Some(Entry::Symlink {
             target: target.clone(),
+            uid: Some(*uid),
+            gid: Some(*gid),
         }),
         _ => None,
     })
+}
+
+/// The attributes sysgen always manages (a capability, ACLs) of what is
+/// at `p`: `user.*` ones the generation does not record are not drift.
+fn managed_xattrs(state: &State, p: &EntryPath) -> Result<crate::rootfs::Xattrs, Error> {
+    Ok(state
+        .root
+        .xattrs(p, &|n| crate::rootfs::xattr::recorded(n, false))?)
 }
 
 /// Whether putting `want` back replaces content (not only attributes).
 fn content_differs(now: &Entry, want: &Entry) -> bool {
     match (now, want) {
         (Entry::File { hash: a, .. }, Entry::File { hash: b, .. }) => a != b,
-        (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => a != b,
+        (Entry::Symlink { target: a, .. }, Entry::Symlink { target: b, .. }) => a != b,
         _ => true,
     }
 }
@@ -222,7 +236,7 @@ fn content_differs(now: &Entry, want: &Entry) -> bool {
 fn content_hash(e: &Entry) -> sysgen_store::Hash {
     match e {
         Entry::File { hash, .. } => *hash,
-        Entry::Symlink { target } => sysgen_store::Hash::of(target.as_bytes()),
+        Entry::Symlink { target, .. } => sysgen_store::Hash::of(target.as_bytes()),
         Entry::Dir { .. } => sysgen_store::Hash::of(b""),
     }
 }

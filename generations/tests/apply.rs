@@ -61,6 +61,7 @@ impl World {
                 uid: None,
                 gid: None,
                 secret: false,
+                xattrs: Default::default(),
             },
         )
     }
@@ -131,6 +132,7 @@ fn mkdir(path: &str, mode: u32) -> Step {
             mode: Some(mode),
             uid: None,
             gid: None,
+            xattrs: Default::default(),
         },
     )
 }
@@ -240,6 +242,7 @@ fn a_failing_step_stops_the_plan_before_the_activation() {
             uid: None,
             gid: None,
             secret: false,
+            xattrs: Default::default(),
         },
     );
     let steps = vec![

@@ -73,6 +73,8 @@ fn node(name: &str) -> (NodeId, Node, Vec<u8>) {
                 uid: None,
                 gid: None,
                 secret: false,
+                xattrs: Default::default(),
+                link: None,
             },
             tree: None,
         }],
@@ -301,6 +303,7 @@ fn the_ledger_changes_only_with_an_activation() {
         mode: 0o644,
         uid: 0,
         gid: 0,
+        xattrs: Default::default(),
     };
     let link = Origin::Symlink {
         target: "/usr/share/x".into(),

@@ -425,13 +425,20 @@ fn entry() -> impl Strategy<Value = Entry> {
                 uid,
                 gid: uid,
                 secret,
+                xattrs: Default::default(),
+                link: None,
             }),
         any::<Option<u32>>().prop_map(|mode| Entry::Dir {
             mode,
             uid: None,
+            gid: None,
+            xattrs: Default::default(),
+        }),
+        word().prop_map(|target| Entry::Symlink {
+            target,
+            uid: None,
             gid: None
         }),
-        word().prop_map(|target| Entry::Symlink { target }),
     ]
 }
 

@@ -21,6 +21,7 @@ fn journal() -> Journal {
                 mode: 0o644,
                 uid: 0,
                 gid: 0,
+                xattrs: Default::default(),
             },
         )],
         ledger_remove: vec![(

@@ -28,6 +28,7 @@ mod exclude;
 mod merge;
 pub(crate) mod users;
 pub(crate) mod vars;
+mod xattrs;
 
 use check::{Decls, check_file};
 pub use diagnose::located;

@@ -179,6 +179,16 @@ pub(crate) struct RawFile {
     #[serde(default)]
     #[schemars(length(min = 1), pattern("%s"))]
     pub validate: Option<String>,
+    /// File capabilities in libcap's text form, as `setcap` takes them
+    /// (e.g. "cap_net_raw=ep").
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub caps: Option<String>,
+    /// Extended attributes to set, name to text value; names in the
+    /// `user.`, `trusted.` or `security.` namespace (a capability goes in
+    /// `caps`).
+    #[serde(default)]
+    pub xattrs: BTreeMap<String, String>,
 }
 
 /// A secret: exactly one of `file` or `command`.
@@ -240,6 +250,18 @@ pub(crate) struct RawTree {
     /// `.bzr`, `_darcs`, `CVS`), which are left out by default.
     #[serde(default)]
     pub vcs: bool,
+    /// Owner of every entry: a user name or a uid. By default each keeps
+    /// its source's numeric owner.
+    #[serde(default)]
+    pub owner: Option<RawPrincipal>,
+    /// Group of every entry: a group name or a gid. By default each keeps
+    /// its source's numeric group.
+    #[serde(default)]
+    pub group: Option<RawPrincipal>,
+    /// Also keep the sources' `user.*` extended attributes (capabilities
+    /// and POSIX ACLs are always kept).
+    #[serde(default)]
+    pub xattrs: bool,
 }
 
 /// Packages, by package manager.

@@ -71,6 +71,10 @@ pub struct FileSpec {
     /// A command that checks a staged copy of the new content (`%s`)
     /// before anything changes.
     pub validate: Option<String>,
+    /// File capabilities, in libcap's text form (parsed at build).
+    pub caps: Option<String>,
+    /// Extended attributes, name to value.
+    pub xattrs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,12 @@ pub struct TreeSpec {
     pub exclude: Vec<String>,
     /// Deploy version-control directories too (left out by default).
     pub vcs: bool,
+    /// Overrides the owner and group of every entry; by default each
+    /// keeps its source's numeric ids.
+    pub owner: Option<Principal>,
+    pub group: Option<Principal>,
+    /// Keep the sources' `user.*` extended attributes too.
+    pub xattrs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -137,6 +137,8 @@ pub(crate) fn as_changes(old: &Blocks, new: &Blocks) -> Vec<crate::manifest::Cha
         uid: None,
         gid: None,
         secret: false,
+        xattrs: Default::default(),
+        link: None,
     };
     plan(old, new)
         .into_iter()

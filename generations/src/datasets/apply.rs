@@ -46,8 +46,8 @@ pub fn apply_step(
             rec.hit(fault::DATASET_SNAPSHOT_TAKEN);
             rec.snapshot_taken(snap, "switch")
         }
-        DatasetStep::Attach { .. } => {
-            b.attach(root, path)?;
+        DatasetStep::Attach { expect, .. } => {
+            b.attach(root, path, expect.as_deref(), &token(path, now))?;
             rec.hit(fault::DATASET_ATTACH_ATTACHED);
             rec.attached()
         }
@@ -55,7 +55,17 @@ pub fn apply_step(
         DatasetStep::Unrestore { pre, aside, .. } => b.unrestore(root, &rec, path, pre, aside),
         DatasetStep::Detach {
             discard_if_empty, ..
-        } => b.detach(root, &rec, path, *discard_if_empty),
+        } => b.detach(root, &rec, path, *discard_if_empty, &token(path, now)),
         DatasetStep::Release { .. } | DatasetStep::NoSnapshot { .. } => Ok(()),
     }
+}
+
+/// The identity given to a dataset that has none of its own (a plain
+/// directory): unique enough that a directory made elsewhere never has it.
+fn token(path: &sysgen_schema::EntryPath, now: i64) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(path.as_str().as_bytes());
+    h.update(&now.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.finalize().to_hex()[..16].to_owned()
 }

@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use super::records::{known, restores, taken};
 use super::{Context, DatasetOptions, DatasetPlan, DatasetStep, Datasets, Names};
 use super::{
-    DatasetReport, apply_step, diff, from_spec, gc_datasets, plan, precheck, report, undo,
+    DatasetReport, apply_step, diff, from_spec, gc_datasets, plan, precheck, report, strangers,
+    undo,
 };
 use crate::host::Options;
 use crate::kind::{
     ApplyCx, BuildCx, Claims, Collect, Inspection, Kind as KindTrait, KindStepOps, Mode, Phase,
-    Planned, Report, Transition, to_json,
+    Planned, Report, Transition, Verified, to_json,
 };
+use crate::rootfs::Live;
 use crate::text::{generation_list, human_bytes, plural, utc};
 use crate::{Error, State};
 
@@ -117,6 +119,7 @@ impl KindTrait for DatasetKind {
                     mode: d.mode.map(|m| m.bits()),
                     uid,
                     gid,
+                    xattrs: crate::rootfs::Xattrs::default(),
                 },
             ));
             Ok(())
@@ -155,10 +158,77 @@ impl KindTrait for DatasetKind {
             &inputs.context(t),
         )?;
         let undone: Vec<DatasetStep> = undone.iter().map(|s| (*s).clone()).collect();
+        if let Mode::Undo = t.mode {
+            let strangers = strangers(
+                &t.state.root,
+                &inputs.old,
+                &inputs.new,
+                &facts,
+                &undone,
+                &inputs.context(t),
+            )?;
+            if !strangers.is_empty() {
+                return Err(Error::Dataset(crate::error::DatasetError(format!(
+                    "cannot undo the interrupted switch, nothing was changed:\n{}",
+                    strangers
+                        .iter()
+                        .map(|s| format!("  {s}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ))));
+            }
+        }
         let mut look =
             Inspection::planning(move || Planned::steps(steps(inputs.plan(t, &facts, &undone))));
         look.conflicts = conflicts;
         Ok(look)
+    }
+
+    /// Each dataset of the generation is at its path and is the dataset:
+    /// a subvolume, a marked directory. A directory that an app or
+    /// tmpfiles made there while the dataset was away is not it.
+    fn verify(
+        &self,
+        state: &State,
+        generation: &crate::manifest::Manifest,
+        opts: &Options,
+        _progress: &dyn crate::Progress,
+    ) -> Result<Verified, Error> {
+        let mut drift = Vec::new();
+        for (p, d) in &generation.datasets.0 {
+            // A zfs dataset is known by its name (see backend/zfs.rs).
+            if matches!(d.kind, super::Kind::Zfs { .. }) {
+                continue;
+            }
+            let b = super::backend::of(&d.kind, &opts.tools);
+            if b.check_tool(p).is_err() || !matches!(state.root.inspect(p)?, Live::Dir(_)) {
+                // Missing: the tree's own check of the directory says so.
+                continue;
+            }
+            let what = match (
+                b.identity(&state.root, p)?,
+                b.detached(&state.root, p, false)?,
+            ) {
+                (_, Some((at, _))) => format!(
+                    "is not the dataset ({}): the dataset is detached at {at}; move what is at {p} away, then `sysgen switch` again",
+                    d.kind
+                ),
+                (None, None) => format!(
+                    "is not the dataset ({}): a plain directory, which sysgen did not make or adopt as the dataset",
+                    d.kind
+                ),
+                (Some(_), None) => continue,
+            };
+            drift.push(crate::Drift {
+                path: p.to_string(),
+                what,
+            });
+        }
+        Ok(Verified {
+            // Each dataset's directory is counted as an entry of the tree.
+            entries: 0,
+            drift,
+        })
     }
 
     fn diff(

@@ -55,7 +55,7 @@ pub use apply::apply_step;
 pub use gc::{GcDataset, gc_datasets};
 pub use kind::DatasetKind;
 pub use plan::{Context, DatasetPlan, Facts, Names, plan, undo};
-pub use precheck::precheck;
+pub use precheck::{precheck, strangers};
 pub use records::{DatasetReport, SnapshotRow, report};
 
 /// How a dataset that the target has and the root lacks at its path comes about.
@@ -86,6 +86,10 @@ pub enum DatasetStep {
         path: EntryPath,
         kind: Kind,
         how: How,
+        /// The identity of the dataset it brings back or adopts, when known:
+        /// anything else found at the path is a stranger, never adopted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect: Option<String>,
     },
     /// `rollback --with-data`: the current contents become snapshot `pre`,
     /// then the dataset is made from snapshot `snap`.
@@ -112,6 +116,10 @@ pub enum DatasetStep {
         path: EntryPath,
         kind: Kind,
         discard_if_empty: bool,
+        /// The identity of the dataset when the switch was planned, for the
+        /// undo that brings it back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// The dataset leaves the configuration but stays where it is: it was
     /// there before sysgen, or the target still has a directory there.
@@ -153,7 +161,9 @@ impl fmt::Display for DatasetStep {
                     ", read-only"
                 }
             ),
-            DatasetStep::Attach { path, kind, how } => match how {
+            DatasetStep::Attach {
+                path, kind, how, ..
+            } => match how {
                 How::Create => write!(f, "create dataset {path} ({kind})"),
                 How::Adopt => write!(
                     f,
@@ -193,6 +203,7 @@ impl fmt::Display for DatasetStep {
                 path,
                 kind,
                 discard_if_empty,
+                ..
             } => {
                 write!(
                     f,

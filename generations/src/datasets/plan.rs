@@ -19,6 +19,11 @@ pub struct Facts {
     /// Datasets of the active generation that are not on the root: nothing
     /// to snapshot.
     pub missing: BTreeSet<EntryPath>,
+    /// The identity of what each arriving dataset's attach must find: what
+    /// is adopted, or the detached data re-attached.
+    pub expect: BTreeMap<EntryPath, String>,
+    /// The identity of each leaving dataset, recorded in its detach.
+    pub ids: BTreeMap<EntryPath, String>,
 }
 
 /// The datasets a switch from `old` to `new` adds (or re-types) and those it drops.
@@ -119,6 +124,7 @@ pub fn plan(
             path: p.clone(),
             kind: d.kind.clone(),
             how: facts.how.get(p).copied().unwrap_or(How::Create),
+            expect: facts.expect.get(p).cloned(),
         });
     }
     if cx.opts.with_data {
@@ -153,6 +159,7 @@ pub fn plan(
                 path: p.clone(),
                 kind: d.kind.clone(),
                 discard_if_empty: false,
+                id: facts.ids.get(p).cloned(),
             });
         }
     }
@@ -218,6 +225,7 @@ pub fn undo(
             // Detached by the switch, or still in place (released, or the
             // switch stopped before its detach).
             how: facts.how.get(p).copied().unwrap_or(How::Reattach),
+            expect: undo_expect(switch_steps, p, facts),
         });
     }
     for s in switch_steps {
@@ -259,10 +267,30 @@ pub fn undo(
                 path: p.clone(),
                 kind: d.kind.clone(),
                 discard_if_empty: created.contains(p),
+                id: facts.ids.get(p).cloned(),
             });
         }
     }
     out
+}
+
+/// What the undo's attach of `p` must find: the dataset the undone switch
+/// detached (its identity when that switch was planned), or else what the
+/// inspection of the undo found kept aside.
+pub(super) fn undo_expect(
+    switch_steps: &[DatasetStep],
+    p: &EntryPath,
+    facts: &Facts,
+) -> Option<String> {
+    switch_steps
+        .iter()
+        .find_map(|s| match s {
+            DatasetStep::Detach {
+                path, id: Some(id), ..
+            } if path == p => Some(id.clone()),
+            _ => None,
+        })
+        .or_else(|| facts.expect.get(p).cloned())
 }
 
 #[cfg(test)]
@@ -293,6 +321,7 @@ mod tests {
             mode: None,
             uid: None,
             gid: None,
+            xattrs: Default::default(),
         };
         let changes = vec![
             Change::Removed(p("/a"), dir.clone()),
@@ -356,6 +385,7 @@ mod tests {
                     mode: None,
                     uid: None,
                     gid: None,
+                    xattrs: Default::default(),
                 },
             ),
             Change::Removed(
@@ -364,6 +394,7 @@ mod tests {
                     mode: None,
                     uid: None,
                     gid: None,
+                    xattrs: Default::default(),
                 },
             ),
         ];

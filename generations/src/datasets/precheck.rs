@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use sysgen_schema::EntryPath;
 
 use super::backend::{self, Mounts};
+use super::plan::undo_expect;
 use super::plan::{arriving, leaving, released};
-use super::{Context, Datasets, Facts};
+use super::{Context, DatasetStep, Datasets, Facts, How};
 use crate::Error;
 use crate::rootfs::{Live, RootDir};
 
@@ -49,9 +50,35 @@ pub fn precheck(
         }
         match b.arrival(root, p, cx.known.get(p))? {
             Ok(how) => {
+                let id = match how {
+                    How::Adopt => b.identity(root, p)?,
+                    How::Reattach => b.detached_identity(root, p)?,
+                    How::Create => None,
+                };
+                // What a switch would adopt or bring back must be the
+                // dataset (zfs: a dataset of the name made while the
+                // detached one is kept is not).
+                if let Some(why) = b.stranger(root, p, id.as_deref())? {
+                    conflicts.push(why);
+                }
+                if let Some(id) = id {
+                    facts.expect.insert(p.clone(), id);
+                }
                 facts.how.insert(p.clone(), how);
             }
             Err(why) => conflicts.push(why),
+        }
+    }
+    // A dataset of the active generation whose path holds a stranger
+    // while its data is kept aside: snapshotting, detaching or keeping
+    // it would take the stranger for it (a btrfs snapshot of a plain
+    // directory fails halfway).
+    for (p, d) in &old.0 {
+        let b = backend::of(&d.kind, tools);
+        if b.check_tool(p).is_ok()
+            && let Some(why) = b.stranger(root, p, None)?
+        {
+            conflicts.push(why);
         }
     }
     for (p, d) in leaving(old, new) {
@@ -62,6 +89,9 @@ pub fn precheck(
         if let Err(e) = b.check_tool(p) {
             conflicts.push(e);
             continue;
+        }
+        if let Some(id) = b.identity(root, p)? {
+            facts.ids.insert(p.clone(), id);
         }
         if b.busy(root, &mounts, p) {
             conflicts.push(format!(
@@ -92,4 +122,28 @@ pub fn precheck(
         }
     }
     Ok((facts, conflicts))
+}
+
+/// For `recover --rollback`: every dataset the undo brings back whose path
+/// holds something that is not that dataset. The undo is refused with
+/// these, before anything changes: taking a stranger for the dataset would
+/// leave the real one orphaned in its retention area.
+pub fn strangers(
+    root: &RootDir,
+    old: &Datasets,
+    new: &Datasets,
+    facts: &Facts,
+    undone: &[DatasetStep],
+    cx: &Context<'_>,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for (p, d) in arriving(old, new) {
+        let b = backend::of(&d.kind, &cx.opts.tools);
+        if b.check_tool(p).is_err() {
+            continue;
+        }
+        let expect = undo_expect(undone, p, facts);
+        out.extend(b.stranger(root, p, expect.as_deref())?);
+    }
+    Ok(out)
 }

@@ -225,20 +225,20 @@ pub fn report(state: &crate::State, tools: &Tools) -> Result<Vec<DatasetReport>,
     let mut out = Vec::new();
     for (p, kind) in all {
         let key = (p.clone(), kind.clone());
-        let (st, location) = if attached.contains(&key) {
-            (
+        // Where the data is, not where the database says it should be: a
+        // dataset of the active generation whose data is still kept aside
+        // (a stranger is at its path; `verify` names it) is detached.
+        let detached = backend::of(&kind, tools).detached(&state.root, &p, false)?;
+        let (st, location) = match detached {
+            Some((d, _)) => ("detached", d),
+            None if attached.contains(&key) => (
                 "attached",
                 backend::host(&state.root, &p).display().to_string(),
-            )
-        } else {
-            let detached = backend::of(&kind, tools).detached(&state.root, &p, false)?;
-            match detached {
-                Some((d, _)) => ("detached", d),
-                None => (
-                    "released",
-                    backend::host(&state.root, &p).display().to_string(),
-                ),
-            }
+            ),
+            None => (
+                "released",
+                backend::host(&state.root, &p).display().to_string(),
+            ),
         };
         out.push(DatasetReport {
             snapshots: snaps

@@ -36,6 +36,10 @@ pub enum Origin {
         mode: u32,
         uid: u32,
         gid: u32,
+        /// Its capability, ACL and `user.*` attributes, put back with it
+        /// (a binary restored without its capability would not work).
+        #[serde(default, skip_serializing_if = "crate::rootfs::Xattrs::is_empty")]
+        xattrs: crate::rootfs::Xattrs,
     },
     Symlink {
         target: String,

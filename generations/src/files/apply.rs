@@ -11,7 +11,8 @@ use sysgen_store::{Area, Hash, Store};
 use super::FileStep;
 use crate::Error;
 use crate::kind::ApplyCx;
-use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir};
+use crate::rootfs::xattr::{ACL_ACCESS, ACL_DEFAULT};
+use crate::rootfs::{Live, Owner, ParentDir, Removed, RootDir, WantFile, Xattrs};
 
 /// Runs the first of `steps`, and the run of file and symlink writes that
 /// starts with it, if any. Returns how many steps ran.
@@ -98,27 +99,52 @@ pub(super) fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
             mode,
             uid,
             gid,
+            xattrs,
             ..
         } => {
             // Converge: a file or symlink left here by an interrupted plan goes first.
             if matches!(root.inspect(path)?, Live::File(_) | Live::Symlink { .. }) {
                 root.remove(path)?;
             }
-            root.make_dir(path, *mode, owner(*uid, *gid))?;
+            let created = root.make_dir(path, *mode, owner(*uid, *gid))?;
+            // A directory sysgen makes with declared attributes has exactly
+            // the ACLs it records, not those inherited from its parent.
+            let inherited = [ACL_ACCESS.to_owned(), ACL_DEFAULT.to_owned()];
+            let drop: &[String] = if created && mode.is_some() {
+                &inherited
+            } else {
+                &[]
+            };
+            if !xattrs.is_empty() || !drop.is_empty() {
+                root.apply_xattrs(path, xattrs, drop)?;
+            }
         }
         FileStep::SetMeta {
             path,
             mode,
             uid,
             gid,
+            xattrs,
+            drop,
             ..
-        } => {
-            if matches!(
-                root.inspect(path)?,
-                Live::File(_) | Live::Dir(_) | Live::Symlink { .. }
-            ) {
+        } => match root.inspect(path)? {
+            Live::Symlink { .. } => root.set_meta(path, *mode, owner(*uid, *gid))?,
+            Live::File(_) | Live::Dir(_) => {
                 root.set_meta(path, *mode, owner(*uid, *gid))?;
+                // Again after the chown, which cleared a capability; a
+                // directory has none to lose, nor to remove.
+                if !xattrs.is_empty() || !drop.is_empty() || uid.is_some() || gid.is_some() {
+                    root.apply_xattrs(path, xattrs, drop)?;
+                }
             }
+            _ => {}
+        },
+        FileStep::Link { path, to, .. } => {
+            // Converge: an empty directory left by an interrupted plan goes first.
+            if matches!(root.inspect(path)?, Live::Dir(_)) {
+                root.remove(path)?;
+            }
+            root.hard_link(path, to)?;
         }
     }
     Ok(())
@@ -137,6 +163,7 @@ enum Put<'a> {
         owner: Owner,
         area: Area,
         size: u64,
+        xattrs: &'a Xattrs,
     },
     Symlink {
         path: &'a EntryPath,
@@ -156,10 +183,12 @@ impl<'a> Put<'a> {
                 gid,
                 secret,
                 size,
+                xattrs,
                 ..
             } => Some(Put::File {
                 path,
                 hash,
+                xattrs,
                 size: *size,
                 mode: *mode,
                 owner: owner(*uid, *gid),
@@ -203,6 +232,7 @@ impl<'a> Put<'a> {
                 owner,
                 area,
                 size,
+                xattrs,
             } => {
                 let own;
                 let dir = match parent {
@@ -215,7 +245,14 @@ impl<'a> Put<'a> {
                 // Already as wanted (an undo putting back what never
                 // changed, a recover re-running a written step): writing
                 // it again would change nothing and needs free space.
-                if root.file_is_in(dir, path, size, hash.as_bytes(), mode, owner)? {
+                let want = WantFile {
+                    size,
+                    hash: hash.as_bytes(),
+                    mode,
+                    owner,
+                    xattrs,
+                };
+                if root.file_is_in(dir, path, &want)? {
                     return Ok(());
                 }
                 let fill = &mut |w: &mut dyn io::Write| {
@@ -224,7 +261,7 @@ impl<'a> Put<'a> {
                         .map(|_| ())
                         .map_err(io::Error::other)
                 };
-                let written = root.put_file_in(dir, path, mode, owner, fill);
+                let written = root.put_file_x_in(dir, path, mode, owner, xattrs, fill);
                 // A handle of its own: the caller does not know to sync it.
                 if parent.is_none() {
                     root.touched(dir);

@@ -6,6 +6,8 @@ use serde::{Serialize, Serializer};
 use sysgen_schema::EntryPath;
 
 use crate::manifest::{Change, Entry};
+use crate::rootfs::Xattrs;
+use crate::rootfs::xattr::CAPABILITY;
 use crate::sections::{TemplateUse, Templates};
 
 /// One path whose entry differs. `old` and `new` serialize without a
@@ -138,7 +140,7 @@ fn entry_text(e: &Entry) -> String {
         Entry::File { size, mode, .. } => format!("file ({mode:04o}, {size} bytes)"),
         Entry::Dir { mode: Some(m), .. } => format!("directory ({m:04o})"),
         Entry::Dir { mode: None, .. } => "directory".into(),
-        Entry::Symlink { target } => format!("symlink -> {target}"),
+        Entry::Symlink { target, .. } => format!("symlink -> {target}"),
     }
 }
 
@@ -151,6 +153,8 @@ fn what_changed(o: &Entry, n: &Entry) -> String {
                 mode: m1,
                 uid: u1,
                 gid: g1,
+                xattrs: x1,
+                link: l1,
                 ..
             },
             Entry::File {
@@ -158,6 +162,8 @@ fn what_changed(o: &Entry, n: &Entry) -> String {
                 mode: m2,
                 uid: u2,
                 gid: g2,
+                xattrs: x2,
+                link: l2,
                 ..
             },
         ) => {
@@ -171,14 +177,51 @@ fn what_changed(o: &Entry, n: &Entry) -> String {
             if u1 != u2 || g1 != g2 {
                 w.push("owner".to_owned());
             }
+            if x1 != x2 {
+                w.push(xattrs_changed(x1, x2));
+            }
+            if l1 != l2 {
+                w.push(match l2 {
+                    Some(to) => format!("hard link of {to}"),
+                    None => "no longer a hard link".to_owned(),
+                });
+            }
             w.join(", ")
         }
-        (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => {
+        (Entry::Symlink { target: a, .. }, Entry::Symlink { target: b, .. }) if a != b => {
             format!("target {a} -> {b}")
+        }
+        (Entry::Symlink { .. }, Entry::Symlink { .. }) => "owner".into(),
+        (Entry::Dir { xattrs: x1, .. }, Entry::Dir { xattrs: x2, .. }) if x1 != x2 => {
+            format!("attributes, {}", xattrs_changed(x1, x2))
         }
         (Entry::Dir { .. }, Entry::Dir { .. }) => "attributes".into(),
         _ => format!("{} -> {}", o.kind(), n.kind()),
     }
+}
+
+/// "caps cap_net_raw=ep -> none", or the extended attributes in general.
+fn xattrs_changed(x1: &Xattrs, x2: &Xattrs) -> String {
+    let caps = |x: &Xattrs| {
+        super::caps::describe(x)
+            .into_iter()
+            .find_map(|d| d.strip_prefix("caps ").map(str::to_owned))
+            .unwrap_or_else(|| "none".into())
+    };
+    let (c1, c2) = (caps(x1), caps(x2));
+    fn others(x: &Xattrs) -> Vec<(&String, &Vec<u8>)> {
+        x.0.iter()
+            .filter(|(k, _)| k.as_str() != CAPABILITY)
+            .collect()
+    }
+    let mut w = Vec::new();
+    if c1 != c2 {
+        w.push(format!("caps {c1} -> {c2}"));
+    }
+    if others(x1) != others(x2) {
+        w.push("xattrs".to_owned());
+    }
+    w.join(", ")
 }
 
 /// An entry as [`Entry`] serializes it, less a secret file's `hash` and
@@ -221,6 +264,8 @@ mod tests {
             uid: Some(0),
             gid: None,
             secret,
+            xattrs: Default::default(),
+            link: None,
         }
     }
 
@@ -247,7 +292,11 @@ mod tests {
         let c = FileChange::from(Change::Changed(
             EntryPath::parse("/a").expect("path"),
             file(false),
-            Entry::Symlink { target: "b".into() },
+            Entry::Symlink {
+                target: "b".into(),
+                uid: None,
+                gid: None,
+            },
         ));
         assert_eq!(c.what.as_deref(), Some("file -> symlink"));
     }

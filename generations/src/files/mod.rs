@@ -10,6 +10,7 @@
 //! - gc: the nodes and objects of the kept generations' trees.
 
 mod apply;
+pub mod caps;
 pub mod diff;
 pub mod plan;
 pub mod precheck;
@@ -212,6 +213,11 @@ impl KindStepOps for FileStep {
                 entries: 1,
             },
             FileStep::Remove { .. } | FileStep::SetMeta { .. } => Needs::default(),
+            // A name in its directory, no data.
+            FileStep::Link { .. } => Needs {
+                bytes: 0,
+                entries: 0,
+            },
         }
     }
 

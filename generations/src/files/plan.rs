@@ -12,6 +12,7 @@ use super::{Facts, FileStep, Why};
 use crate::db::Origin;
 use crate::kind::{Phase, Planned};
 use crate::manifest::{Change, Entry};
+use crate::rootfs::Xattrs;
 
 /// Plans the file steps of `changes` (old → new). `ledger` holds the
 /// records of paths the old generation manages; `facts` those of paths the
@@ -47,6 +48,7 @@ pub fn plan<'c>(
                             mode: Some(*mode),
                             uid: Some(*uid),
                             gid: Some(*gid),
+                            xattrs: Xattrs::default(),
                         });
                     }
                     Some(origin) => {
@@ -126,6 +128,7 @@ fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>)
                 mode: None,
                 uid: None,
                 gid: None,
+                ..
             },
             None | Some(Origin::File { .. } | Origin::Symlink { .. }),
         ) => FileStep::MakeDir {
@@ -134,6 +137,7 @@ fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>)
             mode: Some(0o755),
             uid: None,
             gid: None,
+            xattrs: Xattrs::default(),
         },
         _ => create(p, new, why),
     }
@@ -141,6 +145,11 @@ fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>)
 
 fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
     match new {
+        Entry::File { link: Some(to), .. } => FileStep::Link {
+            path: p.clone(),
+            why,
+            to: to.clone(),
+        },
         Entry::File {
             hash,
             size,
@@ -148,6 +157,8 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
             uid,
             gid,
             secret,
+            xattrs,
+            link: None,
         } => FileStep::PutFile {
             path: p.clone(),
             why,
@@ -157,20 +168,27 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
             uid: *uid,
             gid: *gid,
             secret: *secret,
+            xattrs: xattrs.clone(),
         },
-        Entry::Dir { mode, uid, gid } => FileStep::MakeDir {
+        Entry::Dir {
+            mode,
+            uid,
+            gid,
+            xattrs,
+        } => FileStep::MakeDir {
             path: p.clone(),
             why,
             mode: *mode,
             uid: *uid,
             gid: *gid,
+            xattrs: xattrs.clone(),
         },
-        Entry::Symlink { target } => FileStep::PutSymlink {
+        Entry::Symlink { target, uid, gid } => FileStep::PutSymlink {
             path: p.clone(),
             why,
             target: target.clone(),
-            uid: None,
-            gid: None,
+            uid: *uid,
+            gid: *gid,
         },
     }
 }
@@ -197,11 +215,19 @@ fn change(
         return Some(create_or_make(p, new, Why::Change, origin));
     }
     match (old, new) {
+        // A hard link is made again whenever anything of it changes.
+        (_, Entry::File { link: Some(to), .. }) => Some(FileStep::Link {
+            path: p.clone(),
+            why: Why::Change,
+            to: to.clone(),
+        }),
         (
             Entry::File {
                 hash: h1,
                 uid: u1,
                 gid: g1,
+                xattrs: x1,
+                link: None,
                 ..
             },
             Entry::File {
@@ -210,6 +236,7 @@ fn change(
                 uid,
                 gid,
                 secret: s2,
+                xattrs,
                 ..
             },
         ) if h1 == h2 && old.is_secret() == *s2 => Some(FileStep::SetMeta {
@@ -219,37 +246,54 @@ fn change(
             // An owner no longer managed goes back to the one a fresh write gives.
             uid: uid.or(u1.map(|_| 0)),
             gid: gid.or(g1.map(|_| 0)),
+            xattrs: xattrs.clone(),
+            drop: dropped(x1, xattrs),
         }),
         (
             Entry::Dir {
                 mode: m1,
                 uid: u1,
                 gid: g1,
+                xattrs: x1,
             },
             Entry::Dir {
                 mode: m2,
                 uid: u2,
                 gid: g2,
+                xattrs: x2,
             },
         ) => {
             let (dm, du, dg) = unmanaged_attrs(origin);
             let mode = m2.or(m1.map(|_| dm));
             let uid = u2.or(u1.map(|_| du));
             let gid = g2.or(g1.map(|_| dg));
-            if mode.is_none() && uid.is_none() && gid.is_none() {
+            let drop = dropped(x1, x2);
+            if mode.is_none() && uid.is_none() && gid.is_none() && x2.is_empty() && drop.is_empty()
+            {
                 return None;
             }
-            let managed = m2.is_some() || u2.is_some() || g2.is_some();
+            let managed = m2.is_some() || u2.is_some() || g2.is_some() || !x2.is_empty();
             Some(FileStep::SetMeta {
                 path: p.clone(),
                 why: if managed { Why::Change } else { Why::Restore },
                 mode,
                 uid,
                 gid,
+                xattrs: x2.clone(),
+                drop,
             })
         }
         _ => Some(create(p, new, Why::Change)),
     }
+}
+
+/// The attributes `old` recorded that `new` does not: removed in place.
+fn dropped(old: &Xattrs, new: &Xattrs) -> Vec<String> {
+    old.0
+        .keys()
+        .filter(|k| !new.0.contains_key(*k))
+        .cloned()
+        .collect()
 }
 
 /// The step that puts back what was on the root before sysgen managed `p`.
@@ -260,6 +304,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             mode,
             uid,
             gid,
+            xattrs,
         } => Some(FileStep::PutFile {
             path: p.clone(),
             why: Why::Restore,
@@ -270,6 +315,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             gid: Some(*gid),
             // Backups live in the secret area: they may be anything.
             secret: true,
+            xattrs: xattrs.clone(),
         }),
         Origin::Symlink { target, uid, gid } => Some(FileStep::PutSymlink {
             path: p.clone(),
@@ -284,6 +330,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
                 mode: None,
                 uid: None,
                 gid: None,
+                ..
             } => None,
             _ => Some(FileStep::SetMeta {
                 path: p.clone(),
@@ -291,6 +338,11 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
                 mode: Some(*mode),
                 uid: Some(*uid),
                 gid: Some(*gid),
+                xattrs: Xattrs::default(),
+                drop: match old {
+                    Entry::Dir { xattrs, .. } => xattrs.0.keys().cloned().collect(),
+                    _ => Vec::new(),
+                },
             }),
         },
     }
@@ -312,6 +364,8 @@ mod tests {
             uid: None,
             gid: None,
             secret: false,
+            xattrs: Xattrs::default(),
+            link: None,
         }
     }
     fn dir() -> Entry {
@@ -319,6 +373,7 @@ mod tests {
             mode: None,
             uid: None,
             gid: None,
+            xattrs: Xattrs::default(),
         }
     }
     fn ops(plan: &Planned<FileStep>) -> Vec<String> {
@@ -368,6 +423,7 @@ mod tests {
                 mode: 0o640,
                 uid: 0,
                 gid: 4,
+                xattrs: Xattrs::default(),
             },
         );
         let changes = [Change::Removed(p("/etc/hosts"), file("new", 0o644))];
@@ -400,6 +456,46 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_link_is_linked_after_its_file_and_again_when_it_changes() {
+        let linked = |to: &str| match file("x", 0o755) {
+            Entry::File {
+                hash,
+                size,
+                mode,
+                uid,
+                gid,
+                secret,
+                xattrs,
+                ..
+            } => Entry::File {
+                hash,
+                size,
+                mode,
+                uid,
+                gid,
+                secret,
+                xattrs,
+                link: Some(p(to)),
+            },
+            other => other,
+        };
+        let changes = [
+            Change::Added(p("/b"), linked("/a")),
+            Change::Added(p("/a"), file("x", 0o755)),
+            Change::Changed(p("/c"), file("y", 0o755), linked("/a")),
+        ];
+        let got = ops(&plan(changes.iter(), &BTreeMap::new(), &Facts::default()));
+        assert!(got[0].starts_with("create file /a (1 bytes"), "{got:?}");
+        assert_eq!(
+            got[1..],
+            [
+                "hard-link file /b to /a".to_owned(),
+                "hard-link file /c to /a".to_owned()
+            ]
+        );
+    }
+
+    #[test]
     fn secret_content_never_shown() {
         let e = Entry::File {
             hash: Hash::of(b"hunter2"),
@@ -408,6 +504,8 @@ mod tests {
             uid: None,
             gid: None,
             secret: true,
+            xattrs: Xattrs::default(),
+            link: None,
         };
         let plan = plan(
             [Change::Added(p("/s"), e)].iter(),

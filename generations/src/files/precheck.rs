@@ -23,6 +23,7 @@ use sysgen_store::Hash;
 use super::Facts;
 use crate::db::{Origin, Saved};
 use crate::manifest::{Change, Entry};
+use crate::rootfs::xattr::recorded;
 use crate::rootfs::{Live, RootDir};
 use crate::{Drift, Error};
 
@@ -51,6 +52,8 @@ pub fn drift_of(
                 mode,
                 uid,
                 gid,
+                xattrs,
+                link,
                 ..
             },
             Live::File(m),
@@ -63,25 +66,74 @@ pub fn drift_of(
                 // Another size is another content: no need to read it.
                 Some("content changed".into())
             } else {
-                let (h, _) = root.hash_file(p)?;
-                (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
+                let ((h, _), attrs) = root.hash_file_and_xattrs(p, xattrs)?;
+                if let Some(d) = attrs {
+                    Some(format!("extended attributes differ: {d}"))
+                } else if let Some(d) = link_drift(root, link.as_ref(), m)? {
+                    Some(d)
+                } else {
+                    (Hash::from_bytes(*h.as_bytes()) != *hash).then(|| "content changed".into())
+                }
             }
         }
-        (Entry::Symlink { target }, Live::Symlink { target: t, .. }) => {
-            (t != target).then(|| format!("symlink points to {t}, expected {target}"))
+        (
+            Entry::Symlink { target, uid, gid },
+            Live::Symlink {
+                target: t,
+                uid: u,
+                gid: g,
+            },
+        ) => {
+            if t != target {
+                Some(format!("symlink points to {t}, expected {target}"))
+            } else {
+                (uid.is_some_and(|x| x != *u) || gid.is_some_and(|x| x != *g))
+                    .then(|| format!("owner {u}:{g}, expected {}:{}", show(uid), show(gid)))
+            }
         }
-        (Entry::Dir { mode, uid, gid }, Live::Dir(m)) => {
+        (
+            Entry::Dir {
+                mode,
+                uid,
+                gid,
+                xattrs,
+            },
+            Live::Dir(m),
+        ) => {
             if mode.is_some_and(|x| x != m.mode) {
                 Some(format!(
                     "mode {:04o}, expected {:04o}",
                     m.mode,
                     mode.unwrap_or_default()
                 ))
+            } else if let Some(d) = owner_drift(*uid, *gid, m) {
+                Some(d)
+            } else if xattrs.is_empty() {
+                // A directory has no capability; other attributes are
+                // managed only where the generation records some.
+                None
             } else {
-                owner_drift(*uid, *gid, m)
+                root.xattr_drift(p, xattrs)?
+                    .map(|d| format!("extended attributes differ: {d}"))
             }
         }
         (want, live) => Some(format!("is a {}, expected a {}", live.kind(), want.kind())),
+    })
+}
+
+/// A file that must be another name of `link` (a tree's hard link) and
+/// is a file of its own.
+fn link_drift(
+    root: &RootDir,
+    link: Option<&EntryPath>,
+    m: &crate::rootfs::Meta,
+) -> Result<Option<String>, Error> {
+    let Some(to) = link else {
+        return Ok(None);
+    };
+    Ok(match root.inspect(to)? {
+        Live::File(t) if (t.dev, t.ino) == (m.dev, m.ino) => None,
+        _ => Some(format!("is no longer a hard link of {to}")),
     })
 }
 
@@ -211,7 +263,8 @@ pub fn precheck(
                 (Live::Absent, _) => {}
                 (Live::File(m), _) => {
                     let hash = hash_of(root, p)?;
-                    out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid });
+                    let xattrs = root.xattrs(p, &|n| recorded(n, true))?;
+                    out.facts.origins.insert(p.clone(), Origin::File { hash, mode: m.mode, uid: m.uid, gid: m.gid, xattrs });
                     if new.is_dir() {
                         out.facts.in_the_way.insert(p.clone());
                     }

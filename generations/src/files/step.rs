@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use sysgen_schema::EntryPath;
 use sysgen_store::Hash;
 
+use crate::rootfs::Xattrs;
+
 /// Why a step is there, for people reading the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +46,8 @@ pub enum FileStep {
         gid: Option<u32>,
         /// The content is in the secret area and is never shown.
         secret: bool,
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
     },
     PutSymlink {
         path: EntryPath,
@@ -65,7 +69,11 @@ pub enum FileStep {
         uid: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
     },
+    /// Mode and owner in place; then the extended attributes again (a chown
+    /// clears a file capability), less those in `drop`.
     SetMeta {
         path: EntryPath,
         why: Why,
@@ -75,6 +83,17 @@ pub enum FileStep {
         uid: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Xattrs::is_empty")]
+        xattrs: Xattrs,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        drop: Vec<String>,
+    },
+    /// Make `path` another name of the file at `to` (a hard link of a tree),
+    /// which an earlier step of the plan wrote.
+    Link {
+        path: EntryPath,
+        why: Why,
+        to: EntryPath,
     },
 }
 
@@ -85,12 +104,13 @@ impl FileStep {
             | FileStep::PutFile { path, .. }
             | FileStep::PutSymlink { path, .. }
             | FileStep::MakeDir { path, .. }
-            | FileStep::SetMeta { path, .. } => path,
+            | FileStep::SetMeta { path, .. }
+            | FileStep::Link { path, .. } => path,
         }
     }
 }
 
-fn meta_text(mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> String {
+fn meta_text(mode: Option<u32>, uid: Option<u32>, gid: Option<u32>, x: &Xattrs) -> String {
     let mut parts = Vec::new();
     if let Some(m) = mode {
         parts.push(format!("mode {m:04o}"));
@@ -101,6 +121,7 @@ fn meta_text(mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> String {
     if let Some(g) = gid {
         parts.push(format!("group {g}"));
     }
+    parts.extend(super::caps::describe(x));
     parts.join(", ")
 }
 
@@ -125,6 +146,7 @@ impl fmt::Display for FileStep {
                 gid,
                 secret,
                 hash,
+                xattrs,
             } => {
                 let verb = match why {
                     Why::Add => "create",
@@ -141,7 +163,7 @@ impl fmt::Display for FileStep {
                 write!(
                     f,
                     "{verb} file {path} ({content}, {})",
-                    meta_text(Some(*mode), *uid, *gid)
+                    meta_text(Some(*mode), *uid, *gid, xattrs)
                 )?;
                 if *why == Why::Replace {
                     write!(f, "; what was there is saved in the store")?;
@@ -167,6 +189,7 @@ impl fmt::Display for FileStep {
                 mode,
                 uid,
                 gid,
+                xattrs,
                 ..
             } => {
                 if mode.is_none() && uid.is_none() && gid.is_none() {
@@ -175,7 +198,7 @@ impl fmt::Display for FileStep {
                     write!(
                         f,
                         "create directory {path} ({})",
-                        meta_text(*mode, *uid, *gid)
+                        meta_text(*mode, *uid, *gid, xattrs)
                     )
                 }
             }
@@ -185,13 +208,30 @@ impl fmt::Display for FileStep {
                 mode,
                 uid,
                 gid,
+                xattrs,
+                drop,
             } => {
                 let verb = if *why == Why::Restore {
                     "restore"
                 } else {
                     "set"
                 };
-                write!(f, "{verb} {} of {path}", meta_text(*mode, *uid, *gid))
+                write!(
+                    f,
+                    "{verb} {} of {path}",
+                    meta_text(*mode, *uid, *gid, xattrs)
+                )?;
+                if !drop.is_empty() {
+                    write!(f, "; remove {}", drop.join(", "))?;
+                }
+                Ok(())
+            }
+            FileStep::Link { path, why, to } => {
+                write!(f, "hard-link file {path} to {to}")?;
+                if *why == Why::Replace {
+                    write!(f, "; what was there is saved in the store")?;
+                }
+                Ok(())
             }
         }
     }

@@ -91,6 +91,9 @@ mod tests {
             declared_in: "/c.json".into(),
             exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
             vcs,
+            owner: None,
+            group: None,
+            xattrs: false,
         };
         Exclude::new(&tree, "trees./srv").unwrap()
     }

@@ -133,9 +133,13 @@ pub(super) fn generation(
                 uid: uid(v),
                 gid: None,
                 secret: false,
+                xattrs: Default::default(),
+                link: None,
             },
             5 => Entry::Symlink {
                 target: if bit(v, 4) { "t1" } else { "t2" }.into(),
+                uid: None,
+                gid: None,
             },
             _ => {
                 let nested = ds.keys().any(|d: &EntryPath| q.is_under(d));
@@ -152,6 +156,7 @@ pub(super) fn generation(
                     mode: dir_mode(v),
                     uid: uid(v),
                     gid: None,
+                    xattrs: Default::default(),
                 }
             }
         };
@@ -173,6 +178,7 @@ pub(super) fn generation(
                         mode: None,
                         uid: None,
                         gid: None,
+                        xattrs: Default::default(),
                     },
                 );
             }
@@ -185,6 +191,8 @@ pub(super) fn generation(
                     uid: None,
                     gid: None,
                     secret: false,
+                    xattrs: Default::default(),
+                    link: None,
                 },
             );
         }

@@ -366,6 +366,9 @@ impl Host {
                     self.set_meta(path, *mode, *uid, *gid);
                 }
             }
+            FileStep::Link { path, .. } => {
+                return Err(format!("{path}: the model generates no hard links"));
+            }
         }
         Ok(())
     }

@@ -344,6 +344,7 @@ fn origin_of(n: &HNode) -> Origin {
             mode,
             uid,
             gid,
+            xattrs: Default::default(),
         },
         HNode::Dir { mode, uid, gid } => Origin::Dir { mode, uid, gid },
         HNode::Symlink { target, uid, gid } => Origin::Symlink { target, uid, gid },
@@ -375,11 +376,11 @@ pub fn drift_of(want: &Entry, live: &Seen) -> Option<String> {
             },
         ) => (m != mode || owner(uid, gid, *u, *g) || content != hash)
             .then(|| format!("file {n:?}, expected {want:?}")),
-        (Entry::Symlink { target }, HNode::Symlink { target: t, .. }) => {
+        (Entry::Symlink { target, .. }, HNode::Symlink { target: t, .. }) => {
             (t != target).then(|| format!("symlink to {t}, expected {target}"))
         }
         (
-            Entry::Dir { mode, uid, gid },
+            Entry::Dir { mode, uid, gid, .. },
             HNode::Dir {
                 mode: m,
                 uid: u,

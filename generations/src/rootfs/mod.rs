@@ -34,6 +34,10 @@ use sysgen_schema::EntryPath;
 
 mod tree;
 mod write;
+pub mod xattr;
+
+pub use write::WantFile;
+pub use xattr::Xattrs;
 
 /// What is on the root at a path, read without following symlinks.
 #[derive(Debug, Clone, PartialEq, Eq)]

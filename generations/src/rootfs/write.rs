@@ -5,6 +5,16 @@ use super::hash_open;
 use super::tree::kind_of;
 use super::*;
 
+/// What a file must be for [`RootDir::file_is_in`].
+#[derive(Clone, Copy)]
+pub struct WantFile<'a> {
+    pub size: u64,
+    pub hash: &'a [u8; 32],
+    pub mode: u32,
+    pub owner: Owner,
+    pub xattrs: &'a Xattrs,
+}
+
 impl RootDir {
     pub(super) fn touch(&self, dir: &OwnedFd) {
         let dev = match fstat(dir.as_fd()) {
@@ -93,6 +103,19 @@ impl RootDir {
         owner: Owner,
         fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<()> {
+        self.put_file_x_in(parent, p, mode, owner, &Xattrs::default(), fill)
+    }
+
+    /// [`RootDir::put_file_in`], with the extended attributes `xattrs`.
+    pub fn put_file_x_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        mode: u32,
+        owner: Owner,
+        xattrs: &Xattrs,
+        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
         Self::check_parent(parent, p)?;
         let parent = &parent.fd;
         let tmp = self.tmp_name(p);
@@ -115,6 +138,10 @@ impl RootDir {
             }
             // After chown: chown clears set-id bits, and the umask must not matter.
             fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
+            // Last: chown clears a capability, chmod rewrites an ACL's mask.
+            // An ACL the new file inherited from its directory's default
+            // ACL goes: the file is exactly what the generation records.
+            super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?;
             Ok(())
         })();
         if let Err(e) = written {
@@ -132,18 +159,18 @@ impl RootDir {
     /// True when `p`, an entry of `parent`, is already what
     /// [`RootDir::put_file_in`] would make of it: a regular file with no
     /// other name, of `size` bytes whose BLAKE3 is `hash`, with exactly
-    /// `mode`, and owned as `owner` says (an id left `None` as a write
-    /// would leave it: sysgen's own). Writing it again would change
-    /// nothing but use space, which an undo after a full disk lacks.
-    pub fn file_is_in(
-        &self,
-        parent: &ParentDir,
-        p: &EntryPath,
-        size: u64,
-        hash: &[u8; 32],
-        mode: u32,
-        owner: Owner,
-    ) -> Result<bool> {
+    /// `mode`, owned as `owner` says (an id left `None` as a write would
+    /// leave it: sysgen's own), and with the attributes `xattrs` records.
+    /// Writing it again would change nothing but use space, which an undo
+    /// after a full disk lacks.
+    pub fn file_is_in(&self, parent: &ParentDir, p: &EntryPath, want: &WantFile) -> Result<bool> {
+        let WantFile {
+            size,
+            hash,
+            mode,
+            owner,
+            xattrs,
+        } = *want;
         Self::check_parent(parent, p)?;
         let st = match fstatat(
             parent.fd.as_fd(),
@@ -180,8 +207,55 @@ impl RootDir {
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) || !same_meta(&now) {
             return Ok(false);
         }
+        let same_xattrs = super::xattr::matches_fd(f.as_fd(), xattrs)
+            .map_err(|e| err(p, "read xattrs", e))?
+            .is_none();
         let (h, n) = hash_open(f, p)?;
-        Ok(n == size && h.as_bytes() == hash)
+        Ok(same_xattrs && n == size && h.as_bytes() == hash)
+    }
+
+    /// Makes `p` another name of the regular file `to` (both below the
+    /// root, never through a symlink): linked under a temporary name, then
+    /// renamed over whatever file or symlink is at `p`. Nothing is done
+    /// when `p` is that file already.
+    pub fn hard_link(&self, p: &EntryPath, to: &EntryPath) -> Result<()> {
+        let from_dir = self.parent(to).map_err(|e| err(to, "open parent", e))?;
+        let st = fstatat(
+            from_dir.as_fd(),
+            to.file_name(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(to, "stat", e))?;
+        if kind_of(&st) != SFlag::S_IFREG {
+            return Err(err(
+                p,
+                "hard link",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{to}, which it must be another name of, is not a regular file"),
+                ),
+            ));
+        }
+        let dir = self.parent(p).map_err(|e| err(p, "open parent", e))?;
+        match fstatat(dir.as_fd(), p.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => return Ok(()),
+            _ => {}
+        }
+        let tmp = self.tmp_name(p);
+        rustix::fs::linkat(
+            &from_dir,
+            to.file_name(),
+            &dir,
+            tmp.as_str(),
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(|e| err(p, "hard link", io::Error::from(e)))?;
+        if let Err(e) = self.rename_into_place(&dir, &tmp, p) {
+            let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "rename into place", e));
+        }
+        self.touch(&dir);
+        Ok(())
     }
 
     /// Renames the temp entry `tmp` over `p`. An empty directory at `p` (left

@@ -23,6 +23,8 @@ fn file(c: &str) -> Entry {
         uid: None,
         gid: None,
         secret: false,
+        xattrs: Default::default(),
+        link: None,
     }
 }
 

@@ -196,6 +196,8 @@ pub(super) fn check_file(
             // a plain file that differ only in writing the default agree.
             mode_given: f.template && f.mode.is_some(),
             validate: super::blocks::validate_command(&label, &f.validate).map_err(invalid)?,
+            caps: f.caps.clone(),
+            xattrs: super::xattrs::check(&label, &f.xattrs).map_err(invalid)?,
         };
         d.files.insert(p, spec);
     }
@@ -252,6 +254,9 @@ pub(super) fn check_file(
             declared_in: origin.clone(),
             exclude: t.exclude.clone(),
             vcs: t.vcs,
+            owner: principal(&t.owner),
+            group: principal(&t.group),
+            xattrs: t.xattrs,
         };
         d.trees.insert(p, spec);
     }

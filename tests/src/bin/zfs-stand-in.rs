@@ -11,6 +11,7 @@
 //! zfs rename <pool/fs> <pool/fs>          (same pool; snapshots follow)
 //! zfs destroy [-r] <pool/fs>|<pool/fs>@<snap>
 //! zfs list -H -p -o name,mountpoint,used <pool/fs>|<pool/fs>@<snap>
+//! zfs get -H -p -o value guid <pool/fs>
 //! ```
 //!
 //! It models what sysgen relies on: a mounted dataset's files are at its
@@ -19,7 +20,8 @@
 //! directory stays (empty) after an unmount, as with zfs; snapshots are
 //! copies, shown under `<mountpoint>/.zfs/snapshot/<snapname>` while the
 //! file system is mounted (as zfs shows them, `snapdir`); `destroy` of a
-//! dataset with snapshots needs `-r`.
+//! dataset with snapshots needs `-r`; each file system has a `guid`, made
+//! when it is created and kept through a rename.
 //!
 //! State and log live in `$ZFS_STAND_IN_DIR`: `state.json` and `calls.log`
 //! (one line per call: the arguments, space-separated). The pool `tank`
@@ -42,6 +44,8 @@ struct Zfs {
     /// name -> mountpoint ("none" or an absolute path)
     datasets: BTreeMap<String, String>,
     snapshots: BTreeSet<String>,
+    /// name -> guid
+    guids: BTreeMap<String, u64>,
 }
 
 fn valid_fs(n: &str) -> bool {
@@ -115,11 +119,26 @@ impl Zfs {
             dir: dir.to_owned(),
             datasets: serde_json::from_value(state["datasets"].clone()).unwrap(),
             snapshots: serde_json::from_value(state["snapshots"].clone()).unwrap(),
+            guids: serde_json::from_value(state["guids"].clone()).unwrap_or_default(),
         }
     }
 
+    /// A new guid: unique among the file systems, like zfs's random ones.
+    fn new_guid(&mut self, name: &str) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut g = nanos ^ u64::from(std::process::id()) << 32;
+        while self.guids.values().any(|x| *x == g) {
+            g += 1;
+        }
+        self.guids.insert(name.to_owned(), g);
+    }
+
     fn save(&self) {
-        let v = json!({"datasets": self.datasets, "snapshots": self.snapshots});
+        let v =
+            json!({"datasets": self.datasets, "snapshots": self.snapshots, "guids": self.guids});
         fs::write(
             self.dir.join("state.json"),
             serde_json::to_vec_pretty(&v).unwrap(),
@@ -239,11 +258,13 @@ impl Zfs {
                         return Err(Ok(format!("cannot create '{name}': parent does not exist")));
                     }
                     self.datasets.insert(parent.to_owned(), "none".into());
+                    self.new_guid(parent);
                 }
                 self.datasets.insert(
                     name.to_string(),
                     mountpoint.unwrap_or_else(|| "none".into()),
                 );
+                self.new_guid(name);
                 fs::create_dir_all(self.aside(name)).unwrap();
                 if self.datasets[*name] != "none" {
                     self.mount(name).map_err(Ok)?;
@@ -309,6 +330,9 @@ impl Zfs {
                     fs::rename(self.aside(from), self.aside(to)).unwrap();
                 }
                 self.datasets.insert(to.to_string(), mp);
+                if let Some(g) = self.guids.remove(*from) {
+                    self.guids.insert(to.to_string(), g);
+                }
                 let moved: Vec<String> = self
                     .snapshots
                     .iter()
@@ -371,6 +395,7 @@ impl Zfs {
                     self.unmount(name).map_err(Ok)?;
                 }
                 self.datasets.remove(name);
+                self.guids.remove(name);
                 let _ = fs::remove_dir_all(self.aside(name));
                 Ok(String::new())
             }
@@ -392,6 +417,15 @@ impl Zfs {
                     Some(mp) => Ok(format!("{name}\t{mp}\t{}\n", size(&self.files(name)))),
                     None => Err(Ok(Self::missing(name))),
                 }
+            }
+            ["get", "-H", "-p", "-o", "value", "guid", name] => {
+                if !valid_fs(name) && !self.datasets.contains_key(*name) {
+                    return usage("not a dataset name");
+                }
+                if !self.datasets.contains_key(*name) {
+                    return Err(Ok(Self::missing(name)));
+                }
+                Ok(format!("{}\n", self.guids.get(*name).copied().unwrap_or(0)))
             }
             _ => usage("not a subcommand and options of zfs(8) that this stand-in knows"),
         }

@@ -45,6 +45,13 @@ pub(super) trait Volume {
 
     /// Destroys the directory `p` of sysgen's own area, whatever it holds.
     fn destroy(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error>;
+
+    /// The identity of the dataset at `p` (see [`Backend::identity`]).
+    fn identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error>;
+
+    /// Gives the dataset at `p` the identity `token` if the kind has none of
+    /// its own and `p` none yet.
+    fn mark(&self, root: &RootDir, p: &EntryPath, token: &str) -> Result<(), Error>;
 }
 
 /// The [`Backend`] of an in-tree dataset.
@@ -158,8 +165,17 @@ impl<V: Volume> Backend for Area<V> {
         Ok(())
     }
 
-    fn attach(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+    fn attach(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+        token: &str,
+    ) -> Result<(), Error> {
         let detached = keep_path(p, &["detached"])?;
+        if let Some(why) = self.stranger(root, p, expect)? {
+            return Err(Error::Dataset(crate::error::DatasetError(why)));
+        }
         if is_dir(root, p)? {
             // There already: adopted, or done by an earlier run.
         } else if is_dir(root, &detached)? {
@@ -170,7 +186,52 @@ impl<V: Volume> Backend for Area<V> {
             }
             self.0.create(root, p)?;
         }
-        Ok(())
+        self.0.mark(root, p, token)
+    }
+
+    fn identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error> {
+        self.0.identity(root, p)
+    }
+
+    fn detached_identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error> {
+        self.0.identity(root, &keep_path(p, &["detached"])?)
+    }
+
+    fn stranger(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        if !is_dir(root, p)? {
+            return Ok(None);
+        }
+        let here = self.0.identity(root, p)?;
+        if expect.is_some() && here.as_deref() == expect {
+            return Ok(None);
+        }
+        let detached = keep_path(p, &["detached"])?;
+        let kept = is_dir(root, &detached)?;
+        // Without the detached data and without an identity to compare,
+        // what is there is the dataset itself (a switch cut short before
+        // its detach, or a dataset from before identities were recorded).
+        if !kept && expect.is_none() {
+            return Ok(None);
+        }
+        let kind = self.0.kind();
+        let what = match &here {
+            None => format!("not a {kind} that sysgen made"),
+            Some(id) => format!("another {kind} ({id})"),
+        };
+        let data = if kept {
+            format!("the dataset is kept whole at {detached}")
+        } else {
+            "the dataset is not there either; look for where it was moved".to_owned()
+        };
+        Ok(Some(format!(
+            "{p}: what is there is {what}, not the dataset sysgen detached{}; {data}. sysgen never takes a stranger for its dataset: move {p} away (its contents are not the dataset's), then run the command again",
+            expect.map(|e| format!(" ({e})")).unwrap_or_default()
+        )))
     }
 
     fn restore(
@@ -197,11 +258,15 @@ impl<V: Volume> Backend for Area<V> {
             rec.snapshot_taken(pre, "pre-rollback")?;
         }
         self.0.set_read_only(root, &pre_p, true)?;
-        // 3. the copy takes the dataset's place
+        // 3. the copy takes the dataset's place, as the same dataset: a
+        // directory's copy gets the marker of the one it replaces
         if is_dir(root, &staging)? && !is_dir(root, p)? {
             root.rename(&staging, p)?;
         }
-        Ok(())
+        match self.0.identity(root, &pre_p)? {
+            Some(id) => self.0.mark(root, p, &id),
+            None => Ok(()),
+        }
     }
 
     fn unrestore(
@@ -232,8 +297,12 @@ impl<V: Volume> Backend for Area<V> {
         rec: &Recorder<'_>,
         p: &EntryPath,
         discard_if_empty: bool,
+        token: &str,
     ) -> Result<(), Error> {
-        if !is_dir(root, p)? {
+        let detached = keep_path(p, &["detached"])?;
+        // Gone already, or moved by the run a crash cut short: whatever is
+        // at the path since is not the dataset and stays where it is.
+        if !is_dir(root, p)? || is_dir(root, &detached)? {
             return Ok(());
         }
         if discard_if_empty && root.list_dir(p)?.is_empty() {
@@ -243,9 +312,10 @@ impl<V: Volume> Backend for Area<V> {
             rec.dataset_gone()?;
             prune_keep(root, p)?;
         } else {
+            self.0.mark(root, p, token)?;
             root.make_dirs(&keep_dir(p)?)?;
             rec.hit(fault::DATASET_DETACH_AREA_MADE);
-            root.rename(p, &keep_path(p, &["detached"])?)?;
+            root.rename(p, &detached)?;
         }
         Ok(())
     }

@@ -127,6 +127,27 @@ impl Volume for Btrfs<'_> {
         Ok(())
     }
 
+    fn identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error> {
+        if !is_subvolume(root, p)? {
+            return Ok(None);
+        }
+        let at = HandlePath::dir(root, p)?;
+        let shown = self
+            .tool(p)?
+            .run(&[os("subvolume"), os("show"), at.as_os_str()])?;
+        // `UUID:` alone; `Parent UUID:` and `Received UUID:` are others'.
+        Ok(shown
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("UUID:"))
+            .map(|u| u.trim().to_owned())
+            .find(|u| !u.is_empty() && u != "-"))
+    }
+
+    fn mark(&self, _: &RootDir, _: &EntryPath, _: &str) -> Result<(), Error> {
+        // A subvolume's UUID is its identity.
+        Ok(())
+    }
+
     fn destroy(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
         if !is_subvolume(root, p)? {
             // Not a subvolume: a plain tree, removed as one.

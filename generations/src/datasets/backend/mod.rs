@@ -72,8 +72,35 @@ pub(crate) trait Backend {
     fn snapshot(&self, root: &RootDir, p: &EntryPath, snap: &str) -> Result<(), Error>;
 
     /// Creates the dataset, or re-attaches its detached data, or keeps
-    /// what is there (adopted, or done by an earlier run).
-    fn attach(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error>;
+    /// what is there (adopted, or done by an earlier run). What is there
+    /// must be the dataset (`expect`: its identity, when known); a stranger
+    /// is an error, never adopted. `token` marks a dataset that has no
+    /// identity of its own (a plain directory).
+    fn attach(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+        token: &str,
+    ) -> Result<(), Error>;
+
+    /// The identity of the dataset at `p` (a btrfs subvolume's UUID, a
+    /// zfs dataset's guid, a directory dataset's marker); `None` when what
+    /// is there has none (nothing, or not a dataset of this kind).
+    fn identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error>;
+
+    /// The identity of the dataset's detached data, if it has some.
+    fn detached_identity(&self, root: &RootDir, p: &EntryPath) -> Result<Option<String>, Error>;
+
+    /// Why what is at `p` must not be taken for the dataset (identity
+    /// `expect`, when known) that sysgen detached: a conflict naming both
+    /// places and the way out; `None` when nothing is in the way.
+    fn stranger(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+    ) -> Result<Option<String>, Error>;
 
     /// Keeps the current contents as snapshot `pre` (recorded through
     /// `rec` as soon as they are), then makes the dataset from `snap`.
@@ -99,12 +126,15 @@ pub(crate) trait Backend {
 
     /// Moves the dataset away from `p`, whole; with `discard_if_empty`, an
     /// empty one is destroyed (and its record dropped) instead.
+    /// `token` marks a dataset that has no identity of its own, before it
+    /// moves, so that re-attaching it later can tell it from a stranger.
     fn detach(
         &self,
         root: &RootDir,
         rec: &Recorder<'_>,
         p: &EntryPath,
         discard_if_empty: bool,
+        token: &str,
     ) -> Result<(), Error>;
 
     /// Where the detached data of the dataset at `p` is kept, if anywhere,

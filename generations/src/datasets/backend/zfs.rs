@@ -63,6 +63,28 @@ fn list(zfs: Tool<'_>, name: &str) -> Result<Option<(String, u64)>, Error> {
     )))
 }
 
+/// The guid of the file system `name`, or `None` when zfs has none such.
+fn guid(zfs: Tool<'_>, name: &str) -> Result<Option<String>, Error> {
+    let args = [
+        os("get"),
+        os("-H"),
+        os("-p"),
+        os("-o"),
+        os("value"),
+        os("guid"),
+        os(name),
+    ];
+    let out = zfs.output(&args)?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("does not exist") {
+            return Ok(None);
+        }
+        return Err(zfs.err(&args, &err));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|g| !g.is_empty()))
+}
+
 /// Where zfs shows the snapshot `sysgen-<snap>` of the dataset mounted at `p`.
 fn snapdir(p: &EntryPath, snap: &str) -> Result<EntryPath, Error> {
     [".zfs", "snapshot", &format!("sysgen-{snap}")]
@@ -213,7 +235,16 @@ impl Backend for Zfs<'_> {
         Ok(())
     }
 
-    fn attach(&self, root: &RootDir, p: &EntryPath) -> Result<(), Error> {
+    fn attach(
+        &self,
+        root: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+        _: &str,
+    ) -> Result<(), Error> {
+        if let Some(why) = self.stranger(root, p, expect)? {
+            return Err(Error::Dataset(crate::error::DatasetError(why)));
+        }
         let (zfs, name) = (self.tool(p)?, self.name);
         let detached = detached_zfs_name(name);
         if let Some((mp, _)) = list(zfs, name)? {
@@ -279,15 +310,59 @@ impl Backend for Zfs<'_> {
         _: &Recorder<'_>,
         p: &EntryPath,
         _: bool,
+        _: &str,
     ) -> Result<(), Error> {
         let (zfs, name) = (self.tool(p)?, self.name);
-        if list(zfs, name)?.is_some() {
+        if list(zfs, name)?.is_some() && list(zfs, &detached_zfs_name(name))?.is_none() {
             zfs.run(&[os("set"), os("mountpoint=none"), os(name)])?;
             zfs.run(&[os("rename"), os(name), os(&detached_zfs_name(name))])?;
         }
         // zfs leaves the empty mountpoint directory behind.
         root.remove(p)?;
         Ok(())
+    }
+
+    /// Its guid, which stays through the renames of a detach.
+    fn identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        self.tool.map_or(Ok(None), |zfs| guid(Tool(zfs), self.name))
+    }
+
+    fn detached_identity(&self, _: &RootDir, _: &EntryPath) -> Result<Option<String>, Error> {
+        self.tool.map_or(Ok(None), |zfs| {
+            guid(Tool(zfs), &detached_zfs_name(self.name))
+        })
+    }
+
+    /// A dataset of the name that is not the one sysgen detached: one
+    /// made while sysgen keeps the detached one, or one of another guid.
+    fn stranger(
+        &self,
+        _: &RootDir,
+        p: &EntryPath,
+        expect: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(zfs) = self.tool.map(Tool) else {
+            return Ok(None);
+        };
+        let Some(here) = guid(zfs, self.name)? else {
+            return Ok(None);
+        };
+        let detached = detached_zfs_name(self.name);
+        let kept = list(zfs, &detached)?.is_some();
+        if !kept && expect.is_none_or(|e| e == here) {
+            return Ok(None);
+        }
+        let data = if kept {
+            format!("the dataset is kept whole as {detached}")
+        } else {
+            "the dataset is not there either; look for where it was renamed".to_owned()
+        };
+        Ok(Some(format!(
+            "{p}: the zfs dataset named {} (guid {here}) is not the one sysgen detached{}; {data}. sysgen never takes a stranger for its dataset: rename or destroy {} yourself, then run the command again",
+            self.name,
+            expect.map(|e| format!(" (guid {e})")).unwrap_or_default(),
+            self.name
+        )))
     }
 
     fn detached(

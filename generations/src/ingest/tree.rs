@@ -1,0 +1,165 @@
+//! Expanding a tree: every file, directory and symlink under its source is
+//! declared at the matching path with what `cp -a` keeps: permission bits,
+//! numeric owner and group (unless the tree overrides them), the file
+//! capability, POSIX ACLs, `user.*` attributes when the tree asks, and hard
+//! links between its files. Sockets, fifos and device nodes are skipped:
+//! they hold no data, and a root's `/dev` is the kernel's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sysgen_schema::{EntryPath, TreeSpec};
+
+use super::{Pending, PendingFile, Src, stat_of};
+use crate::manifest::Entry;
+use crate::rootfs::Xattrs;
+use crate::rootfs::xattr::{read_path, recorded};
+use crate::{Error, io_err};
+
+/// What a tree gives every entry instead of the source's own ids.
+pub(super) struct Overrides {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Declares every file, directory and symlink under a tree's source at the
+/// matching path (see the module docs).
+pub(super) fn expand_tree(
+    index: u32,
+    at: &EntryPath,
+    tree: &TreeSpec,
+    ids: &Overrides,
+    out: &mut BTreeMap<EntryPath, Pending>,
+) -> Result<(), Error> {
+    let what = format!("{}: trees.{at}", tree.declared_in.display());
+    let md = std::fs::symlink_metadata(&tree.source).map_err(io_err(&tree.source))?;
+    if !md.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{what}: source {} is not a directory",
+            tree.source.display()
+        )));
+    }
+    let xattrs = |p: &Path| read_path(p, &|n| recorded(n, tree.xattrs)).map_err(io_err(p));
+    let dir = |md: &std::fs::Metadata, x: Xattrs| Entry::Dir {
+        mode: Some(md.mode() & 0o7777),
+        uid: Some(ids.uid.unwrap_or(md.uid())),
+        gid: Some(ids.gid.unwrap_or(md.gid())),
+        xattrs: x,
+    };
+    insert_unique(
+        out,
+        at.clone(),
+        Pending::Ready(dir(&md, xattrs(&tree.source)?)),
+        &what,
+    )?;
+    let exclude = super::exclude::Exclude::new(tree, &what)?;
+    // Files with more than one name, by inode: those named more than once
+    // inside the tree become hard links of the first name.
+    let mut inodes: HashMap<(u64, u64), Vec<EntryPath>> = HashMap::new();
+    let mut stack: Vec<(PathBuf, EntryPath)> = vec![(tree.source.clone(), at.clone())];
+    while let Some((src_dir, dest)) = stack.pop() {
+        let rd = std::fs::read_dir(&src_dir).map_err(io_err(&src_dir))?;
+        for ent in rd {
+            let ent = ent.map_err(io_err(&src_dir))?;
+            let src = ent.path();
+            let name = ent.file_name();
+            let name = name.to_str().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{what}: {} has a name that is not UTF-8; rename it",
+                    src.display()
+                ))
+            })?;
+            // Before any check of the name: what is left out is not read,
+            // and no hard link can point at it.
+            let is_dir = ent.file_type().map_err(io_err(&src))?.is_dir();
+            if exclude.excludes(&super::exclude::relative(at, &dest, name), name, is_dir) {
+                continue;
+            }
+            // As for declared paths: a control character would forge lines
+            // in the plan or reach the terminal.
+            if name.contains(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "{what}: {} has a name with a control character; rename it",
+                    src.display().to_string().escape_debug()
+                )));
+            }
+            let p = dest
+                .join(name)
+                .map_err(|e| Error::Invalid(format!("{what}: {}: {e}", src.display())))?;
+            // Relative to the open directory (no symlink followed), not a
+            // walk of the whole path again for each of 100k entries.
+            let md = ent.metadata().map_err(io_err(&src))?;
+            let ft = md.file_type();
+            let entry = if ft.is_dir() {
+                stack.push((src.clone(), p.clone()));
+                Pending::Ready(dir(&md, xattrs(&src)?))
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&src).map_err(io_err(&src))?;
+                let target = target.to_str().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{what}: symlink {} has a target that is not UTF-8",
+                        src.display()
+                    ))
+                })?;
+                if target.contains(char::is_control) {
+                    return Err(Error::Invalid(format!(
+                        "{what}: symlink {} has a target with a control character; change it",
+                        src.display()
+                    )));
+                }
+                Pending::Ready(Entry::Symlink {
+                    target: target.to_owned(),
+                    uid: Some(ids.uid.unwrap_or(md.uid())),
+                    gid: Some(ids.gid.unwrap_or(md.gid())),
+                })
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    inodes
+                        .entry((md.dev(), md.ino()))
+                        .or_default()
+                        .push(p.clone());
+                }
+                Pending::File(PendingFile {
+                    uid: Some(ids.uid.unwrap_or(md.uid())),
+                    gid: Some(ids.gid.unwrap_or(md.gid())),
+                    xattrs: xattrs(&src)?,
+                    ..PendingFile::new(
+                        Src::Tree(index),
+                        Some(stat_of(&md)),
+                        tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
+                    )
+                })
+            } else {
+                // A socket, fifo or device node: nothing to keep.
+                continue;
+            };
+            insert_unique(out, p, entry, &what)?;
+        }
+    }
+    for mut names in inodes.into_values().filter(|n| n.len() > 1) {
+        names.sort();
+        let first = names[0].clone();
+        for p in &names[1..] {
+            if let Some(Pending::File(f)) = out.get_mut(p) {
+                f.link = Some(first.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn insert_unique(
+    out: &mut BTreeMap<EntryPath, Pending>,
+    p: EntryPath,
+    e: Pending,
+    what: &str,
+) -> Result<(), Error> {
+    if out.contains_key(&p) {
+        return Err(Error::Invalid(format!(
+            "{what}: the tree provides {p}, which the configuration also declares; declare it in one place only"
+        )));
+    }
+    out.insert(p, e);
+    Ok(())
+}
