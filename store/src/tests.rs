@@ -484,7 +484,7 @@ fn interrupted_pack_installs_are_invisible_and_cleaned() {
     fs::copy(
         files
             .iter()
-            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .find(|p| p.extension().is_some_and(|e| e == "idx") && p.exists())
             .unwrap(),
         &orphan_idx,
     )
