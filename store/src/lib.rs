@@ -45,6 +45,7 @@ mod hash;
 mod pack;
 mod raw;
 mod read;
+mod repack;
 pub mod trust;
 mod write;
 
@@ -335,9 +336,9 @@ impl Store {
                         None => loose.push(*hash),
                     }
                 }
-                for (p, d) in set.packs.iter().zip(&dead).filter(|(_, d)| !d.is_empty()) {
+                if dead.iter().any(|d| !d.is_empty()) {
                     changed = true;
-                    pack::remove_from(self, &dir, p, d, area)?;
+                    repack::remove(self, &dir, area, &set.packs, &dead)?;
                 }
                 Ok::<_, StoreError>(loose)
             });
