@@ -23,6 +23,15 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
     if skip_unless(ctx, rec, "cp", "cp", &[("cp_a", "cp -a of the tree")]) {
         cp(ctx, rec);
     }
+    if skip_unless(
+        ctx,
+        rec,
+        "rsync",
+        "rsync",
+        &[("rsync_a", "rsync -a of the tree")],
+    ) {
+        rsync(ctx, rec);
+    }
     let git_ops = [
         ("git_commit", "git add -A && git commit (fresh repo)"),
         ("git_status", "git status, nothing changed"),
@@ -123,6 +132,29 @@ fn cp(ctx: &Ctx, rec: &mut Recorder) {
         &mut |i| {
             let mut c = Command::new("cp");
             c.arg("-a").arg(&ctx.a).arg(base.join(i.to_string()));
+            Ok(c)
+        },
+    );
+}
+
+fn rsync(ctx: &Ctx, rec: &mut Recorder) {
+    let base = ctx.work.join("anchors/rsync");
+    rec.measure(
+        "[anchor]",
+        "rsync_a",
+        "rsync -a of the tree",
+        "rsync",
+        ctx.runs,
+        &mut |_| {
+            std::fs::create_dir_all(&base)?;
+            Ok(())
+        },
+        &mut |i| {
+            let mut c = Command::new("rsync");
+            // The trailing slash copies the tree's content, as cp -a does.
+            let mut src = ctx.a.clone().into_os_string();
+            src.push("/");
+            c.arg("-a").arg(src).arg(base.join(i.to_string()));
             Ok(c)
         },
     );

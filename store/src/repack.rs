@@ -30,9 +30,9 @@ use crate::fault;
 use crate::pack::{self, IdxEntry, Pack, PackWriter};
 use crate::{Area, Hash, HashKeySet, Store, StoreError};
 
-/// The largest live frame gc copies out of a block it wants to free: a
-/// larger one costs more to copy than the partial block it would give back.
-pub(crate) const RELOCATE_MAX: u32 = 8 * 1024;
+/// The largest live frame gc copies out of a block it wants to free: past
+/// this, a copy costs more than any partial block it could give back.
+pub(crate) const RELOCATE_MAX: u32 = 64 * 1024;
 
 /// One pack that keeps live objects after this gc, and what to do to it.
 struct Punch<'a> {
@@ -134,12 +134,31 @@ fn block_size(pack: &Pack) -> Result<u64, StoreError> {
         })
 }
 
+/// How many blocks past a dead frame's own gc looks for a better edge.
+const REACH: u64 = 32;
+
+/// A byte copied counts as this fraction of a byte left unfreed: copies are
+/// cheap, but not free, and a far edge copies many frames.
+const COPY_WEIGHT: u64 = 256;
+
+fn copied(frames: &[IdxEntry]) -> u64 {
+    frames.iter().map(|e| u64::from(e.len)).sum()
+}
+
 /// The holes (whole blocks, sorted, disjoint) that free the `gone` frames of
 /// a pack of `len` bytes, and which of the `live` frames (sorted by offset)
 /// must be copied out first because they share a block with one. Each hole
 /// also takes whatever lies between the live frames around its gone frame
 /// (space left by an earlier gc cut short). Block 0 holds the pack's magic
 /// and is never punched.
+///
+/// The edges of a hole are the pair of block boundaries, within [`REACH`]
+/// blocks, that loses least: a boundary inside a live frame copies that whole frame and
+/// frees only its part inside the hole; one inside the dead space leaves
+/// the dead bytes before it; and every byte copied weighs a little
+/// ([`COPY_WEIGHT`]). Frames larger than [`RELOCATE_MAX`] are never
+/// copied, so an edge never crosses one. When every pair loses more than
+/// the dead bytes themselves, the frame waits for its neighbours to die.
 fn plan(
     live: &[IdxEntry],
     gone: &[IdxEntry],
@@ -153,48 +172,84 @@ fn plan(
         let after = live.partition_point(|e| e.offset < g.offset);
         let gap_start = after.checked_sub(1).map_or(0, |i| end_of(&live[i]));
         let gap_end = live.get(after).map_or(len, |e| e.offset);
-        // Widened to whole blocks, unless a large frame shares the edge
-        // block: then narrowed to the blocks it does not touch.
-        let mut candidates = Vec::new();
-        let mut start = (gap_start / block * block).max(block);
-        for i in (0..after).rev() {
-            let e = &live[i];
-            if end_of(e) <= start {
+        // Left edges: the boundary at or after the gap's start costs the
+        // dead bytes it leaves; each one before costs the part of the frame
+        // it cuts (0 when it falls between frames). (edge, loss, first frame
+        // copied.)
+        let up = gap_start.div_ceil(block) * block;
+        let mut lefts = vec![(up.max(block), up.max(block) - gap_start, after)];
+        let mut first = after;
+        for k in 0..=REACH {
+            let Some(at) = (gap_start / block).checked_sub(k).map(|b| b * block) else {
+                break;
+            };
+            if at < block || at >= up {
+                continue;
+            }
+            while first > 0 && end_of(&live[first - 1]) > at {
+                first -= 1;
+            }
+            if live[first..after].iter().any(|e| e.len > RELOCATE_MAX) {
                 break;
             }
-            if e.offset >= start || e.len <= RELOCATE_MAX {
-                candidates.push(i);
-            } else {
-                start = end_of(e).div_ceil(block) * block;
+            let loss = live[first..after]
+                .first()
+                .map_or(0, |e| at.saturating_sub(e.offset))
+                + copied(&live[first..after]) / COPY_WEIGHT;
+            lefts.push((at, loss, first));
+        }
+        // Right edges, the same way round (edge, loss, frame after the
+        // last one copied).
+        let down = gap_end / block * block;
+        let mut rights = vec![(down, gap_end - down, after)];
+        let mut last = after;
+        for k in 0..=REACH {
+            let at = (gap_end.div_ceil(block) + k) * block;
+            if at <= down {
+                continue;
             }
-            if e.offset < start {
+            while last < live.len() && live[last].offset < at {
+                last += 1;
+            }
+            if live[after..last].iter().any(|e| e.len > RELOCATE_MAX) {
+                break;
+            }
+            let loss = live[after..last]
+                .last()
+                .map_or(0, |e| end_of(e).saturating_sub(at))
+                + copied(&live[after..last]) / COPY_WEIGHT;
+            rights.push((at, loss, last));
+            if at >= len {
                 break;
             }
         }
-        let mut end = gap_end.div_ceil(block) * block;
-        for (j, e) in live.iter().enumerate().skip(after) {
-            if e.offset >= end {
-                break;
-            }
-            if end_of(e) <= end || e.len <= RELOCATE_MAX {
-                candidates.push(j);
-            } else {
-                end = e.offset / block * block;
-            }
-            if end_of(e) > end {
-                break;
+        // Both edges together: a gap inside one block frees nothing unless
+        // both of its edges move out. Freeing nothing loses the whole gap.
+        let mut best = None;
+        let mut least = gap_end - gap_start;
+        for l in &lefts {
+            for r in rights.iter().filter(|r| r.0 > l.0) {
+                let loss = if l.0 >= gap_end || r.0 <= gap_start {
+                    continue;
+                } else {
+                    l.1 + r.1
+                };
+                if loss < least {
+                    least = loss;
+                    best = Some((*l, *r));
+                }
             }
         }
-        if start >= end {
+        let Some((start, end)) = best else {
             continue;
+        };
+        for m in &mut moved[start.2..after] {
+            *m = true;
         }
-        // Only the frames inside the blocks finally chosen are worth a copy.
-        for i in candidates {
-            if live[i].offset < end && end_of(&live[i]) > start {
-                moved[i] = true;
-            }
+        for m in &mut moved[after..end.2] {
+            *m = true;
         }
-        holes.push((start, end));
+        holes.push((start.0, end.0));
     }
     holes.sort_unstable();
     let mut merged: Vec<(u64, u64)> = Vec::with_capacity(holes.len());
@@ -302,36 +357,50 @@ mod tests {
         }
     }
 
+    /// A frame too large to be copied.
+    const BIG: u32 = RELOCATE_MAX + 1;
+
     #[test]
-    fn a_small_neighbour_moves_a_large_one_keeps_its_blocks() {
-        // [8, 5000) small and live, [5000, 9000) gone, [9000, 30000) large.
-        let live = [e(8, 4992), e(9000, 21_000)];
-        let (holes, moved) = plan(&live, &[e(5000, 4000)], 30_000, 4096);
+    fn a_small_neighbour_moves_when_that_frees_more_than_it_copies() {
+        // [8, 4000) stays in block 0; [4000, 4600) is copied so that block
+        // 4096..8192 goes whole; the large frame at 9000 keeps its blocks.
+        let live = [e(8, 3992), e(4000, 600), e(9000, BIG)];
+        let (holes, moved) = plan(&live, &[e(4600, 4400)], 9000 + u64::from(BIG), 4096);
         assert_eq!(holes, vec![(4096, 8192)]);
-        assert_eq!(moved, vec![true, false]);
+        assert_eq!(moved, vec![false, true, false]);
+        // Copying a frame of 4992 bytes to free 904 of them is not worth it.
+        let live = [e(8, 4992), e(9000, BIG)];
+        let (holes, moved) = plan(&live, &[e(5000, 4000)], 9000 + u64::from(BIG), 4096);
+        assert_eq!((holes, moved), (vec![], vec![false, false]));
     }
 
     #[test]
     fn nothing_moves_when_no_whole_block_would_be_freed() {
-        let live = [e(8, 19_992), e(21_000, 100), e(21_100, 18_900)];
-        let (holes, moved) = plan(&live, &[e(20_000, 1000)], 40_000, 4096);
+        let live = [e(8, 19_992), e(21_000, 100), e(21_100, BIG)];
+        let (holes, moved) = plan(&live, &[e(20_000, 1000)], 100_000, 4096);
         assert_eq!((holes, moved), (vec![], vec![false; 3]));
     }
 
     #[test]
-    fn neighbours_inside_the_freed_blocks_move() {
+    fn each_edge_is_where_least_is_lost() {
         let live = [
             e(8, 8_500),
             e(8_508, 40),
             e(8_548, 50),
             e(9_400, 10),
-            e(9_410, 5_000),
+            e(9_410, BIG),
         ];
-        let (holes, moved) = plan(&live, &[e(8_598, 802)], 20_000, 512);
-        // The large first frame ends in block 8192..8704, which stays with
-        // the two small frames in it; from 8704 the blocks are freed.
-        assert_eq!(holes, vec![(8_704, 9_728)]);
-        assert_eq!(moved, vec![false, false, false, true, true]);
+        let (holes, moved) = plan(&live, &[e(8_598, 802)], 200_000, 512);
+        // Left: from 8704 leaves 106 dead bytes; cutting the 8500-byte
+        // frame would lose more of it. Right: ending at 9216 leaves 184
+        // dead bytes, and the large frame after cannot be copied.
+        assert_eq!(holes, vec![(8_704, 9_216)]);
+        assert_eq!(moved, vec![false; 5]);
+        // Frames that end on a block boundary cost nothing to cut at.
+        let live = [e(8, 1016), e(1024, 100), e(1124, 376), e(2048, 300)];
+        let (holes, moved) = plan(&live, &[e(1500, 548)], 2348, 512);
+        assert_eq!(holes, vec![(1024, 2048)]);
+        assert_eq!(moved, vec![false, true, true, false]);
     }
 
     #[test]
@@ -349,7 +418,7 @@ mod tests {
         let mut gone = Vec::new();
         let mut at = 8u64;
         for k in 0..200u64 {
-            let len = if k % 20 == 1 { 20_000 } else { 3000 };
+            let len = if k % 20 == 1 { BIG } else { 3000 };
             if k % 2 == 0 {
                 gone.push(e(at, len));
             } else {
