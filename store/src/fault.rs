@@ -43,6 +43,13 @@ pub const GC_RELOCATE_PACK_RENAMED: &str = "store.gc.relocate.pack-renamed";
 /// gc's copy: the new pack is installed; the old packs' indexes still name
 /// the copied objects too.
 pub const GC_RELOCATE_INSTALLED: &str = "store.gc.relocate.installed";
+/// gc's merge of small packs: the merged pack is written in `tmp/`, its
+/// index not yet.
+pub const GC_MERGE_WRITTEN: &str = "store.gc.merge.written";
+/// gc's merge: the merged pack is in place, its index not yet.
+pub const GC_MERGE_PACK_RENAMED: &str = "store.gc.merge.pack-renamed";
+/// gc's merge: the merged pack is installed, the old ones still there.
+pub const GC_MERGE_INSTALLED: &str = "store.gc.merge.installed";
 
 /// A dataset step: the snapshot is taken, not yet recorded.
 pub const DATASET_SNAPSHOT_TAKEN: &str = "datasets.snapshot.taken";
@@ -82,6 +89,9 @@ pub const POINTS: &[&str] = &[
     GC_RELOCATE_WRITTEN,
     GC_RELOCATE_PACK_RENAMED,
     GC_RELOCATE_INSTALLED,
+    GC_MERGE_WRITTEN,
+    GC_MERGE_PACK_RENAMED,
+    GC_MERGE_INSTALLED,
 ];
 
 /// The one point, if any, at which this process aborts.

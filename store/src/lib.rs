@@ -42,6 +42,7 @@ mod damaged;
 mod error;
 pub mod fault;
 mod hash;
+mod merge;
 mod pack;
 mod raw;
 mod read;
@@ -315,7 +316,8 @@ impl Store {
         self.stream(hash, area, &mut |chunk| out.write_all(chunk))
     }
 
-    /// Removes objects; those already absent are skipped.
+    /// Removes objects; those already absent are skipped. Then merges the
+    /// oldest small packs if there are too many (see the `merge` module).
     ///
     /// A removed file's directory is not synced: an object that comes back
     /// after a crash is still valid content, and the next gc removes it
@@ -349,6 +351,14 @@ impl Store {
             for hash in loose?? {
                 remove_if_present(&self.object_path(&hash, area))?;
             }
+            let merged = self.with_packs(area, |set| {
+                merge::merge_small(self, &self.pack_dir(area), area, &set.packs)
+            });
+            // Merged, or failed partway: the packs on disk changed.
+            if !matches!(merged, Ok(Ok(false))) {
+                self.forget_packs(area);
+            }
+            merged??;
         }
         Ok(())
     }

@@ -265,6 +265,25 @@ fn relocate_scene(_state: Option<PathBuf>) -> GcScene {
     }
 }
 
+/// Eighteen generations, each adding one file to the one before: eighteen
+/// small packs, all live, more than the store keeps apart, so `gc --keep 1`
+/// merges the oldest of them.
+fn merge_scene(_state: Option<PathBuf>) -> GcScene {
+    let w = World::new(None);
+    let files: Vec<(String, Vec<u8>)> = (0..18)
+        .map(|i| (format!("m{i}"), noise(3000 + i, 2000)))
+        .collect();
+    for n in 1..=files.len() {
+        let cfg = w.config(&format!("m{n}.json"), &with_common(&files[..n], &[]));
+        w.run(&["switch", s(&cfg)]).ok();
+    }
+    GcScene {
+        w,
+        live: files.into_iter().map(|(_, b)| b).collect(),
+        dead: Vec::new(),
+    }
+}
+
 fn crash_in_gc(point: &str, scene: fn(Option<PathBuf>) -> GcScene) {
     let g = scene(None);
     let tree = g.w.env.tree();
@@ -282,6 +301,8 @@ fn a_crash_at_every_fault_point_loses_nothing_and_the_next_command_finishes() {
     for point in sysgen_store::fault::POINTS {
         if point.starts_with("store.batch.") {
             crash_in_build(point);
+        } else if point.starts_with("store.gc.merge.") {
+            crash_in_gc(point, merge_scene);
         } else if point.starts_with("store.gc.relocate.") {
             crash_in_gc(point, relocate_scene);
         } else if point.starts_with("store.gc.") {
