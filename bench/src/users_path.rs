@@ -5,7 +5,7 @@
 //! unchanged build's stat pass.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::record::{Interleaved, Recorder};
@@ -16,6 +16,43 @@ pub const FIRST: &str = "switch_config_first";
 pub const ACTIVE: &str = "switch_config_active";
 pub const CP: &str = "cp_a_interleaved";
 pub const RSYNC: &str = "rsync_a_interleaved";
+
+/// `cp -a` of the corpus to `base/<i>`.
+pub fn cp_cmd(ctx: &Ctx, base: &Path, i: usize) -> Command {
+    let mut c = Command::new("cp");
+    c.arg("-a").arg(&ctx.a).arg(base.join(i.to_string()));
+    c
+}
+
+/// `rsync -a` of the corpus's content to `base/<i>` (the trailing slash
+/// copies the content, as `cp -a` to a new name does).
+pub fn rsync_cmd(ctx: &Ctx, base: &Path, i: usize) -> Command {
+    let mut c = Command::new("rsync");
+    let mut src = ctx.a.clone().into_os_string();
+    src.push("/");
+    c.arg("-a").arg(src).arg(base.join(i.to_string()));
+    c
+}
+
+/// True if the anchor `tool` (run as `exe`) is to be measured; otherwise
+/// records `key` as skipped, with why.
+pub fn anchor_wanted(
+    ctx: &Ctx,
+    rec: &mut Recorder,
+    (key, label): (&str, &str),
+    tool: &str,
+    exe: &str,
+) -> bool {
+    let why = if ctx.skipped(tool) {
+        "--skip".to_string()
+    } else if !on_path(exe) {
+        format!("{exe} is not installed")
+    } else {
+        return true;
+    };
+    rec.skip(key, label, tool, &why);
+    false
+}
 
 pub fn run(ctx: &Ctx, rec: &mut Recorder) {
     let first_label = "switch CONFIG onto an empty root (build included)";
@@ -43,20 +80,9 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
         Ok(ctx.sysgen(root, state, &["switch", &cfg]))
     };
     let mut cp_prep = |_| Ok(std::fs::create_dir_all(&cp_base)?);
-    let mut cp_cmd = |i: usize| {
-        let mut c = Command::new("cp");
-        c.arg("-a").arg(&ctx.a).arg(cp_base.join(i.to_string()));
-        Ok(c)
-    };
+    let mut cp_run = |i: usize| Ok(cp_cmd(ctx, &cp_base, i));
     let mut rsync_prep = |_| Ok(std::fs::create_dir_all(&rsync_base)?);
-    let mut rsync_cmd = |i: usize| {
-        let mut c = Command::new("rsync");
-        // The trailing slash copies the tree's content, as cp -a does.
-        let mut src = ctx.a.clone().into_os_string();
-        src.push("/");
-        c.arg("-a").arg(src).arg(rsync_base.join(i.to_string()));
-        Ok(c)
-    };
+    let mut rsync_run = |i: usize| Ok(rsync_cmd(ctx, &rsync_base, i));
     let mut ops = vec![Interleaved {
         key: FIRST,
         label: first_label,
@@ -64,30 +90,24 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
         prep: &mut sysgen_prep,
         cmd: &mut sysgen_cmd,
     }];
-    let cp_label = "cp -a of the tree, interleaved";
-    if ctx.skipped("cp") {
-        rec.skip(CP, cp_label, "cp", "--skip");
-    } else {
+    let cp_op = (CP, "cp -a of the tree, interleaved");
+    if anchor_wanted(ctx, rec, cp_op, "cp", "cp") {
         ops.push(Interleaved {
-            key: CP,
-            label: cp_label,
+            key: cp_op.0,
+            label: cp_op.1,
             tool: "cp",
             prep: &mut cp_prep,
-            cmd: &mut cp_cmd,
+            cmd: &mut cp_run,
         });
     }
-    let rsync_label = "rsync -a of the tree, interleaved";
-    if ctx.skipped("rsync") {
-        rec.skip(RSYNC, rsync_label, "rsync", "--skip");
-    } else if !on_path("rsync") {
-        rec.skip(RSYNC, rsync_label, "rsync", "rsync is not installed");
-    } else {
+    let rsync_op = (RSYNC, "rsync -a of the tree, interleaved");
+    if anchor_wanted(ctx, rec, rsync_op, "rsync", "rsync") {
         ops.push(Interleaved {
-            key: RSYNC,
-            label: rsync_label,
+            key: rsync_op.0,
+            label: rsync_op.1,
             tool: "rsync",
             prep: &mut rsync_prep,
-            cmd: &mut rsync_cmd,
+            cmd: &mut rsync_run,
         });
     }
     let ok = rec.measure_interleaved("[user's path]", ctx.runs, &mut ops);
