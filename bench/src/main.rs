@@ -418,7 +418,7 @@ fn real_main(args: Args) -> Result<()> {
     let total_s = t0.elapsed().as_secs_f64();
 
     let meta = report::meta(&ctx, &serde_json::to_value(args.preset)?, total_s);
-    let rows = report::comparisons(&rec, &sizes);
+    let rows = report::comparisons(&rec, &sizes, ctx.nfiles);
     print!("{}", report::human(&rec, &rows, &sizes, &meta));
     if let Some(p) = &args.json {
         let doc = serde_json::json!({
