@@ -338,6 +338,11 @@ impl Store {
                         None => loose.push(*hash),
                     }
                 }
+                // Second copies left by a copy or merge cut short: never
+                // read, so they go too.
+                for (pack, hash) in &set.shadowed {
+                    dead[*pack as usize].insert(*hash);
+                }
                 if dead.iter().any(|d| !d.is_empty()) {
                     changed = true;
                     repack::remove(self, &dir, area, &set.packs, &dead)?;

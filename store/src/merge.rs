@@ -146,4 +146,37 @@ mod tests {
         store.remove_all(&[]).expect("gc");
         assert_eq!(packs(&store), now);
     }
+
+    #[test]
+    fn a_second_copy_left_by_a_crash_goes_at_the_next_gc() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let batch = store.batch();
+        let hashes: Vec<Hash> = (0..3)
+            .map(|i| {
+                batch
+                    .put_bytes(&bytes(200 + i, 5000), Area::Public)
+                    .expect("put")
+            })
+            .collect();
+        batch.commit().expect("commit");
+        // As a copy cut short leaves it: the same objects in a second pack.
+        let first = packs(&store).remove(0);
+        let pack_dir = store.dir().join("objects/pack");
+        for ext in ["pack", "idx"] {
+            fs::copy(
+                first.with_extension(ext),
+                pack_dir.join(format!("{}.{ext}", "f".repeat(32))),
+            )
+            .expect("copy");
+        }
+        let store = Store::open(store.dir()).expect("reopen");
+        assert_eq!(packs(&store).len(), 2);
+        store.remove_all(&[]).expect("gc");
+        assert_eq!(packs(&store), vec![first]);
+        assert_eq!(store.list(Area::Public).expect("list").len(), 3);
+        for h in &hashes {
+            assert!(store.check(h, Area::Public).expect("check"));
+        }
+    }
 }

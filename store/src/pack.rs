@@ -93,6 +93,9 @@ pub(crate) struct PackSet {
     /// they hold is unknown, and only those objects are lost (the others
     /// load and read as usual).
     pub(crate) damaged: Vec<DamagedPack>,
+    /// Objects a later pack holds again (a copy or a merge cut short):
+    /// which pack, and the object. Reads use the first; gc drops these.
+    pub(crate) shadowed: Vec<(u32, Hash)>,
 }
 
 /// A pack that could not be loaded, and why.
@@ -184,11 +187,18 @@ pub(crate) fn load(dir: &Path, area: Area) -> Result<PackSet, StoreError> {
         };
         let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
         for e in entries {
-            set.map.entry(e.hash).or_insert(Loc {
-                pack,
-                offset: e.offset,
-                len: e.len,
-            });
+            match set.map.entry(e.hash) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Loc {
+                        pack,
+                        offset: e.offset,
+                        len: e.len,
+                    });
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    set.shadowed.push((pack, e.hash));
+                }
+            }
         }
         set.packs.push(Pack { path, file, len });
     }
