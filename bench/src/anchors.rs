@@ -4,7 +4,7 @@
 
 use crate::record::Recorder;
 use crate::report::Sizes;
-use crate::{Ctx, Result, measure, on_path};
+use crate::{Ctx, Result, measure, on_path, users_path};
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,8 +20,32 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
     ) {
         b3sum(ctx, rec);
     }
-    if skip_unless(ctx, rec, "cp", "cp", &[("cp_a", "cp -a of the tree")]) {
-        cp(ctx, rec);
+    // Measured with the first switch, interleaved with it, unless that was skipped.
+    if rec.get("cp_a").is_none()
+        && skip_unless(ctx, rec, "cp", "cp", &[("cp_a", "cp -a of the tree")])
+    {
+        copy_anchor(
+            ctx,
+            rec,
+            ("cp_a", "cp -a of the tree", "cp"),
+            users_path::cp_cmd,
+        );
+    }
+    if rec.get("rsync_a").is_none()
+        && skip_unless(
+            ctx,
+            rec,
+            "rsync",
+            "rsync",
+            &[("rsync_a", "rsync -a of the tree")],
+        )
+    {
+        copy_anchor(
+            ctx,
+            rec,
+            ("rsync_a", "rsync -a of the tree", "rsync"),
+            users_path::rsync_cmd,
+        );
     }
     let git_ops = [
         ("git_commit", "git add -A && git commit (fresh repo)"),
@@ -108,23 +132,25 @@ fn b3sum(ctx: &Ctx, rec: &mut Recorder) {
     );
 }
 
-fn cp(ctx: &Ctx, rec: &mut Recorder) {
-    let base = ctx.work.join("anchors/cp");
+/// A copy of the tree to a fresh directory per run, `key` of `tool`.
+fn copy_anchor(
+    ctx: &Ctx,
+    rec: &mut Recorder,
+    (key, label, tool): (&str, &str, &str),
+    command: fn(&Ctx, &Path, usize) -> Command,
+) {
+    let base = ctx.work.join("anchors").join(tool);
     rec.measure(
         "[anchor]",
-        "cp_a",
-        "cp -a of the tree",
-        "cp",
+        key,
+        label,
+        tool,
         ctx.runs,
         &mut |_| {
             std::fs::create_dir_all(&base)?;
             Ok(())
         },
-        &mut |i| {
-            let mut c = Command::new("cp");
-            c.arg("-a").arg(&ctx.a).arg(base.join(i.to_string()));
-            Ok(c)
-        },
+        &mut |i| Ok(command(ctx, &base, i)),
     );
 }
 

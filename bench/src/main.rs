@@ -9,6 +9,7 @@ mod ops;
 mod prng;
 mod record;
 mod report;
+mod users_path;
 
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeSet;
@@ -26,6 +27,11 @@ enum Preset {
     Small,
     /// 100,000 files (about 1 GiB), 3 runs per operation
     Large,
+    /// 1,000,000 files (about 10 GiB), 1 run per operation. Needs about
+    /// 250 GiB free in the work directory (every run gets fresh copies, and
+    /// trees are moved aside rather than deleted): never run it on a
+    /// machine without that much disk.
+    Huge,
 }
 
 /// Names accepted by --skip.
@@ -38,6 +44,7 @@ const SKIPPABLE: &[&str] = &[
     "switch-active",
     "gc",
     "verify",
+    "switch-config",
     "sysgen",
     "anchors",
     "b3sum",
@@ -45,6 +52,7 @@ const SKIPPABLE: &[&str] = &[
     "git",
     "ostree",
     "nix",
+    "rsync",
 ];
 
 #[derive(Parser, Debug)]
@@ -254,14 +262,15 @@ fn real_main(args: Args) -> Result<()> {
         skip.insert(s.clone());
     }
     if skip.contains("sysgen") {
-        skip.extend(SKIPPABLE[..8].iter().map(|s| s.to_string()));
+        skip.extend(SKIPPABLE[..9].iter().map(|s| s.to_string()));
     }
     if skip.contains("anchors") {
-        skip.extend(SKIPPABLE[10..].iter().map(|s| s.to_string()));
+        skip.extend(SKIPPABLE[11..].iter().map(|s| s.to_string()));
     }
     let (preset_files, preset_runs) = match args.preset {
         Preset::Small => (10_000, 5),
         Preset::Large => (100_000, 3),
+        Preset::Huge => (1_000_000, 1),
     };
     let runs = args.runs.unwrap_or(preset_runs).max(1);
     let sysgen = match &args.sysgen {
@@ -404,11 +413,12 @@ fn real_main(args: Args) -> Result<()> {
     };
     let t0 = Instant::now();
     ops::run_all(&ctx, &mut rec, &mut sizes);
+    users_path::run(&ctx, &mut rec);
     anchors::run_all(&ctx, &mut rec, &mut sizes);
     let total_s = t0.elapsed().as_secs_f64();
 
     let meta = report::meta(&ctx, &serde_json::to_value(args.preset)?, total_s);
-    let rows = report::comparisons(&rec, &sizes);
+    let rows = report::comparisons(&rec, &sizes, ctx.nfiles);
     print!("{}", report::human(&rec, &rows, &sizes, &meta));
     if let Some(p) = &args.json {
         let doc = serde_json::json!({

@@ -1,8 +1,8 @@
 //! sysgen's operations (SPEC §3), each timed over several runs.
 
-use crate::record::Recorder;
+use crate::record::{Interleaved, Recorder};
 use crate::report::Sizes;
-use crate::{Ctx, Result, corpus, measure, write_config};
+use crate::{Ctx, Result, corpus, measure, users_path, write_config};
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -179,25 +179,55 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
     if ctx.skipped("switch-first") {
         rec.skip("switch_first", label, "sysgen", "--skip");
     } else {
+        // Interleaved with the copies it is compared with (sysgen, cp,
+        // rsync, sysgen, ...), so a drift of the disk reaches all alike.
         let hosts = RefCell::new(Vec::<(Host, String)>::new());
-        let ok = rec.measure(
-            "[4/8]",
-            "switch_first",
+        let mut prep = |i: usize| {
+            let h = Host::fresh(ctx, &format!("sg/switch-first/{i}"))?;
+            let id = build_untimed(ctx, &h, &ctx.cfg_a)?;
+            hosts.borrow_mut().push((h, id));
+            Ok(())
+        };
+        let mut cmd = |i: usize| {
+            let (h, id) = &hosts.borrow()[i - 1];
+            Ok(ctx.sysgen(&h.root, &h.state, &["switch", id]))
+        };
+        let cp_base = ctx.work.join("anchors/cp");
+        let rsync_base = ctx.work.join("anchors/rsync");
+        let mut cp_prep = |_| Ok(fs::create_dir_all(&cp_base)?);
+        let mut cp_run = |i: usize| Ok(users_path::cp_cmd(ctx, &cp_base, i));
+        let mut rsync_prep = |_| Ok(fs::create_dir_all(&rsync_base)?);
+        let mut rsync_run = |i: usize| Ok(users_path::rsync_cmd(ctx, &rsync_base, i));
+        let mut ops = vec![Interleaved {
+            key: "switch_first",
             label,
-            "sysgen",
-            n,
-            &mut |i| {
-                let h = Host::fresh(ctx, &format!("sg/switch-first/{i}"))?;
-                let id = build_untimed(ctx, &h, &ctx.cfg_a)?;
-                hosts.borrow_mut().push((h, id));
-                Ok(())
-            },
-            &mut |i| {
-                let (h, id) = &hosts.borrow()[i - 1];
-                Ok(ctx.sysgen(&h.root, &h.state, &["switch", id]))
-            },
-        );
-        if ok {
+            tool: "sysgen",
+            prep: &mut prep,
+            cmd: &mut cmd,
+        }];
+        let cp_op = ("cp_a", "cp -a of the tree");
+        if users_path::anchor_wanted(ctx, rec, cp_op, "cp", "cp") {
+            ops.push(Interleaved {
+                key: cp_op.0,
+                label: cp_op.1,
+                tool: "cp",
+                prep: &mut cp_prep,
+                cmd: &mut cp_run,
+            });
+        }
+        let rsync_op = ("rsync_a", "rsync -a of the tree");
+        if users_path::anchor_wanted(ctx, rec, rsync_op, "rsync", "rsync") {
+            ops.push(Interleaved {
+                key: rsync_op.0,
+                label: rsync_op.1,
+                tool: "rsync",
+                prep: &mut rsync_prep,
+                cmd: &mut rsync_run,
+            });
+        }
+        rec.measure_interleaved("[4/8]", n, &mut ops);
+        drop(ops);
+        if rec.get("switch_first").is_some_and(|o| o.error.is_none()) {
             switched = hosts.borrow().last().cloned();
         }
     }

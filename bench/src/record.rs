@@ -52,6 +52,15 @@ pub type Prep<'a> = &'a mut dyn FnMut(usize) -> Result<()>;
 /// The command of run `i` (1-based).
 pub type Cmd<'a> = &'a mut dyn FnMut(usize) -> Result<Command>;
 
+/// One operation of [`Recorder::measure_interleaved`].
+pub struct Interleaved<'a> {
+    pub key: &'a str,
+    pub label: &'a str,
+    pub tool: &'a str,
+    pub prep: Prep<'a>,
+    pub cmd: Cmd<'a>,
+}
+
 pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
@@ -90,44 +99,86 @@ impl Recorder {
     ) -> bool {
         let mut res = OpResult::new(key, label, tool);
         for i in 1..=n {
-            if let Err(e) = prep(i) {
-                eprintln!("{step} {label}: setup of run {i} failed: {e}");
-                res.error = Some(format!("setup of run {i}: {e}"));
+            if !self.run_once(step, &mut res, n, i, prep, cmd) {
                 break;
             }
-            let c = match cmd(i) {
-                Ok(c) => c,
-                Err(e) => {
-                    res.error = Some(format!("run {i}: {e}"));
-                    break;
-                }
-            };
-            res.command = describe(&c);
-            measure::sync();
-            eprint!("{step} {label}: run {i}/{n} ...");
-            let base = self.log_base(key);
-            match measure::run(c, &base) {
-                Ok(r) => {
-                    let ok = r.ok();
-                    if ok {
-                        eprintln!(" {:.3} s, {} MiB", r.wall_s, r.maxrss_kib / 1024);
-                    } else {
-                        eprintln!(" FAILED (exit {}): {}", r.status, r.stderr_tail());
-                        res.error =
-                            Some(format!("run {i} exited {}: {}", r.status, r.stderr_tail()));
-                    }
-                    res.runs.push(r);
-                    if !ok {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    eprintln!(" FAILED: {e}");
-                    res.error = Some(format!("run {i}: {e}"));
-                    break;
+        }
+        self.finish(res)
+    }
+
+    /// Time `n` rounds of several operations, one run of each per round in
+    /// turn (A B A B ...), so that a slow drift of the machine (writeback of
+    /// an earlier step, ext4 after a mass delete) reaches every side alike.
+    /// Each is recorded as [`Recorder::measure`] would, with its own spread;
+    /// one that fails stops, the others go on. True if all succeeded.
+    pub fn measure_interleaved(&mut self, step: &str, n: usize, ops: &mut [Interleaved]) -> bool {
+        let mut results: Vec<(OpResult, bool)> = ops
+            .iter()
+            .map(|o| (OpResult::new(o.key, o.label, o.tool), true))
+            .collect();
+        for i in 1..=n {
+            for (op, (res, going)) in ops.iter_mut().zip(&mut results) {
+                if *going {
+                    *going = self.run_once(step, res, n, i, op.prep, op.cmd);
                 }
             }
         }
+        let mut ok = true;
+        for (res, _) in results {
+            ok &= self.finish(res);
+        }
+        ok
+    }
+
+    /// Run `i` of `n` of `res`'s operation: false if it failed (recorded).
+    fn run_once(
+        &mut self,
+        step: &str,
+        res: &mut OpResult,
+        n: usize,
+        i: usize,
+        prep: Prep,
+        cmd: Cmd,
+    ) -> bool {
+        let label = res.label.clone();
+        if let Err(e) = prep(i) {
+            eprintln!("{step} {label}: setup of run {i} failed: {e}");
+            res.error = Some(format!("setup of run {i}: {e}"));
+            return false;
+        }
+        let c = match cmd(i) {
+            Ok(c) => c,
+            Err(e) => {
+                res.error = Some(format!("run {i}: {e}"));
+                return false;
+            }
+        };
+        res.command = describe(&c);
+        measure::sync();
+        eprint!("{step} {label}: run {i}/{n} ...");
+        let base = self.log_base(&res.key);
+        match measure::run(c, &base) {
+            Ok(r) => {
+                let ok = r.ok();
+                if ok {
+                    eprintln!(" {:.3} s, {} MiB", r.wall_s, r.maxrss_kib / 1024);
+                } else {
+                    eprintln!(" FAILED (exit {}): {}", r.status, r.stderr_tail());
+                    res.error = Some(format!("run {i} exited {}: {}", r.status, r.stderr_tail()));
+                }
+                res.runs.push(r);
+                ok
+            }
+            Err(e) => {
+                eprintln!(" FAILED: {e}");
+                res.error = Some(format!("run {i}: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Summarizes the runs of `res` and keeps it; true if it had no error.
+    fn finish(&mut self, mut res: OpResult) -> bool {
         let good: Vec<&Run> = res.runs.iter().filter(|r| r.ok()).collect();
         let pick =
             |f: fn(&Run) -> f64| measure::summarize(&good.iter().map(|r| f(r)).collect::<Vec<_>>());

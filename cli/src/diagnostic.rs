@@ -2,8 +2,6 @@
 //! rustc's (the line of the file with a caret under what is wrong, and
 //! what to do); under `--json`, the same parts as fields.
 
-use std::io::IsTerminal;
-
 use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 use serde::Serialize;
 use sysgen_generations::Error;
@@ -68,20 +66,22 @@ pub fn eprint(e: &Error) {
         Error::Invalid(m) => Some(m.split_once("; ").map_or(m.as_str(), |(what, _)| what)),
         _ => None,
     };
-    match config_error(e).and_then(|le| snippet(&le, title, colour())) {
-        Some(text) => eprintln!("{text}"),
+    // Styled always; anstream strips the colour unless `--color` and the
+    // terminal (and `NO_COLOR`) allow it, as for every other output.
+    match config_error(e).and_then(|le| snippet(&le, title, true)) {
+        Some(text) => anstream::eprintln!("{text}"),
         None => eprintln!("error: {e}"),
     }
-}
-
-/// Colour only on a terminal, and never with `NO_COLOR` set.
-fn colour() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The error with the file's line(s) and a caret; `None` when it points at
 /// no text (the file named on the command line cannot be read).
 fn snippet(le: &LoadError, title: Option<&str>, colour: bool) -> Option<String> {
+    // A password written in the clear is refused, and never repeated back:
+    // its line is not shown.
+    if le.detail.path.iter().any(|k| k == "password") {
+        return None;
+    }
     let (source, span) = (le.detail.source.as_deref()?, le.detail.span.clone()?);
     let (message, hint) = le.parts();
     let file = le.file.display().to_string();

@@ -65,7 +65,7 @@ mod tests {
         ] {
             assert!(props.contains_key(k), "{k} missing from the schema");
         }
-        assert_eq!(props.len(), 15);
+        assert_eq!(props.len(), 17);
         // Editors write the schema's address in the file itself.
         assert!(props.contains_key("$schema"));
         // Round-trips as JSON text.

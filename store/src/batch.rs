@@ -97,7 +97,7 @@ impl<'a> Batch<'a> {
         }
         // Compressed outside the lock, so workers compress in parallel and
         // only take turns to append.
-        let frame = crate::compress(bytes).map_err(StoreError::io(self.store.dir()))?;
+        let frame = crate::encode(bytes).map_err(StoreError::io(self.store.dir()))?;
         let mut state = self.state();
         if state.pending.contains_key(&(hash, area)) {
             return Ok(hash);

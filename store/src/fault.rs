@@ -35,6 +35,21 @@ pub const GC_REPACK_INSTALLED: &str = "store.gc.repack.installed";
 pub const GC_REPACK_OLD_INDEX_REMOVED: &str = "store.gc.repack.old-index-removed";
 /// gc's removal of a pack with nothing live: its index is gone, not the pack.
 pub const GC_DROP_INDEX_REMOVED: &str = "store.gc.drop.index-removed";
+/// gc's copy of small live frames out of blocks it frees: the new pack is
+/// written in `tmp/`, its index not yet.
+pub const GC_RELOCATE_WRITTEN: &str = "store.gc.relocate.written";
+/// gc's copy: the new pack is in place, its index not yet.
+pub const GC_RELOCATE_PACK_RENAMED: &str = "store.gc.relocate.pack-renamed";
+/// gc's copy: the new pack is installed; the old packs' indexes still name
+/// the copied objects too.
+pub const GC_RELOCATE_INSTALLED: &str = "store.gc.relocate.installed";
+/// gc's merge of small packs: the merged pack is written in `tmp/`, its
+/// index not yet.
+pub const GC_MERGE_WRITTEN: &str = "store.gc.merge.written";
+/// gc's merge: the merged pack is in place, its index not yet.
+pub const GC_MERGE_PACK_RENAMED: &str = "store.gc.merge.pack-renamed";
+/// gc's merge: the merged pack is installed, the old ones still there.
+pub const GC_MERGE_INSTALLED: &str = "store.gc.merge.installed";
 
 /// A dataset step: the snapshot is taken, not yet recorded.
 pub const DATASET_SNAPSHOT_TAKEN: &str = "datasets.snapshot.taken";
@@ -71,6 +86,12 @@ pub const POINTS: &[&str] = &[
     DATASET_DETACH_AREA_MADE,
     DATASET_RESTORE_STAGED,
     DATASET_RESTORE_SET_ASIDE,
+    GC_RELOCATE_WRITTEN,
+    GC_RELOCATE_PACK_RENAMED,
+    GC_RELOCATE_INSTALLED,
+    GC_MERGE_WRITTEN,
+    GC_MERGE_PACK_RENAMED,
+    GC_MERGE_INSTALLED,
 ];
 
 /// The one point, if any, at which this process aborts.

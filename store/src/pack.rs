@@ -31,17 +31,16 @@
 //! gc ([`crate::Store::remove_all`]) never rewrites pack bytes in place. It
 //! writes a new index without the dead objects (temp, fsync, rename, fsync
 //! dir) and only then punches holes over their bytes, so no index ever
-//! names a hole. A pack that is mostly dead is copied, live frames only,
-//! into a new pack, which is installed before the old one is removed.
+//! names a hole. Which holes, and when a pack is copied instead, is the
+//! `repack` module's policy.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::hash::BuildHasherDefault;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::fault::{self, FaultPoint};
 use crate::trust::{self, Expect};
 use crate::{Area, Hash, KeyHasher, Store, StoreError, TempFile};
 
@@ -80,7 +79,7 @@ pub(crate) struct Pack {
 }
 
 impl Pack {
-    fn idx(&self) -> PathBuf {
+    pub(crate) fn idx(&self) -> PathBuf {
         self.path.with_extension("idx")
     }
 }
@@ -94,6 +93,9 @@ pub(crate) struct PackSet {
     /// they hold is unknown, and only those objects are lost (the others
     /// load and read as usual).
     pub(crate) damaged: Vec<DamagedPack>,
+    /// Objects a later pack holds again (a copy or a merge cut short):
+    /// which pack, and the object. Reads use the first; gc drops these.
+    pub(crate) shadowed: Vec<(u32, Hash)>,
 }
 
 /// A pack that could not be loaded, and why.
@@ -185,11 +187,18 @@ pub(crate) fn load(dir: &Path, area: Area) -> Result<PackSet, StoreError> {
         };
         let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
         for e in entries {
-            set.map.entry(e.hash).or_insert(Loc {
-                pack,
-                offset: e.offset,
-                len: e.len,
-            });
+            match set.map.entry(e.hash) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Loc {
+                        pack,
+                        offset: e.offset,
+                        len: e.len,
+                    });
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    set.shadowed.push((pack, e.hash));
+                }
+            }
         }
         set.packs.push(Pack { path, file, len });
     }
@@ -257,7 +266,7 @@ pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
 }
 
 /// The bytes of an index for `entries` (sorted here).
-fn idx_bytes(entries: &mut [IdxEntry]) -> Vec<u8> {
+pub(crate) fn idx_bytes(entries: &mut [IdxEntry]) -> Vec<u8> {
     entries.sort_unstable_by_key(|e| e.hash);
     let mut out = Vec::with_capacity(16 + entries.len() * ENTRY_LEN + 32);
     out.extend_from_slice(IDX_MAGIC);
@@ -352,7 +361,12 @@ impl PackWriter {
 }
 
 /// Writes `bytes` to a new temp file with the area's mode.
-fn write_temp(store: &Store, bytes: &[u8], area: Area, sync: bool) -> Result<TempFile, StoreError> {
+pub(crate) fn write_temp(
+    store: &Store,
+    bytes: &[u8],
+    area: Area,
+    sync: bool,
+) -> Result<TempFile, StoreError> {
     let (mut file, temp) = store.create_temp("idx")?;
     file.write_all(bytes)
         .and_then(|()| crate::finish_temp(&file, area, sync))
@@ -438,133 +452,6 @@ pub(crate) fn read_frame(
             path: pack.path.clone(),
             source,
         })
-}
-
-/// Removes the `dead` objects of `pack`, in `dir` (see the module docs for
-/// the order of writes).
-pub(crate) fn remove_from(
-    store: &Store,
-    dir: &Path,
-    pack: &Pack,
-    dead: &crate::HashKeySet<Hash>,
-    area: Area,
-) -> Result<(), StoreError> {
-    let idx = pack.idx();
-    let entries = read_idx(&idx)?;
-    let (gone, mut live): (Vec<IdxEntry>, Vec<IdxEntry>) =
-        entries.into_iter().partition(|e| dead.contains(&e.hash));
-    if gone.is_empty() {
-        return Ok(());
-    }
-    if live.is_empty() {
-        // The index first: a pack without one is a leftover, never a hole.
-        crate::remove_if_present(&idx)?;
-        store.fault.hit(fault::GC_DROP_INDEX_REMOVED);
-        return crate::remove_if_present(&pack.path);
-    }
-    let live_bytes: u64 = live.iter().map(|e| u64::from(e.len)).sum();
-    if live_bytes * 2 < pack.len {
-        return repack(store, dir, pack, &live, area);
-    }
-    let temp = write_temp(store, &idx_bytes(&mut live), area, true)?;
-    store.fault.hit(fault::GC_INDEX_WRITTEN);
-    fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;
-    temp.keep();
-    store.fault.hit(fault::GC_INDEX_RENAMED);
-    crate::sync_dir(dir)?;
-    punch_holes(&pack.path, &mut live, &gone, pack.len, store.fault)
-}
-
-/// Copies the `live` frames of `pack` into a new pack, installs it durably,
-/// then removes the old one.
-fn repack(
-    store: &Store,
-    dir: &Path,
-    pack: &Pack,
-    live: &[IdxEntry],
-    area: Area,
-) -> Result<(), StoreError> {
-    let mut w = PackWriter::create(store)?;
-    let mut frame = Vec::new();
-    // In file order, so the old pack is read front to back.
-    let mut order = live.to_vec();
-    order.sort_unstable_by_key(|e| e.offset);
-    for e in order {
-        read_frame(pack, e.offset, e.len, &mut frame)?;
-        w.append(e.hash, &frame)?;
-    }
-    w.finish(store, area, true, fault::GC_REPACK_WRITTEN)?
-        .install(store, dir, area, fault::GC_REPACK_PACK_RENAMED)?;
-    crate::sync_dir(dir)?;
-    store.fault.hit(fault::GC_REPACK_INSTALLED);
-    crate::remove_if_present(&pack.idx())?;
-    store.fault.hit(fault::GC_REPACK_OLD_INDEX_REMOVED);
-    crate::remove_if_present(&pack.path)
-}
-
-/// Gives the file system back the blocks that held the `gone` frames, and
-/// whatever else lies between the live frames around each of them (space
-/// left by an earlier gc cut short). Only whole blocks are punched: a hole
-/// inside a block would make the file system write zeros rather than free
-/// anything. A file system that cannot punch holes keeps the bytes until
-/// the pack is repacked.
-fn punch_holes(
-    path: &Path,
-    live: &mut [IdxEntry],
-    gone: &[IdxEntry],
-    len: u64,
-    at: FaultPoint,
-) -> Result<(), StoreError> {
-    use nix::fcntl::{FallocateFlags, fallocate};
-    // Root may open a 0444 pack for writing; a hole changes no live byte.
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(StoreError::io(path))?;
-    let block = nix::sys::stat::fstat(&file)
-        .map(|st| u64::try_from(st.st_blksize).unwrap_or(4096).max(512))
-        .map_err(|e| StoreError::Io {
-            path: path.into(),
-            source: e.into(),
-        })?;
-    live.sort_unstable_by_key(|e| e.offset);
-    // Each gone frame widened to the free space around it: from the end of
-    // the live frame before it to the start of the live frame after it.
-    let mut holes: Vec<(u64, u64)> = gone
-        .iter()
-        .map(|g| {
-            let after = live.partition_point(|e| e.offset < g.offset);
-            let start = match after.checked_sub(1) {
-                Some(i) => live[i].offset + u64::from(live[i].len),
-                None => PACK_MAGIC.len() as u64,
-            };
-            let end = live.get(after).map_or(len, |e| e.offset);
-            (start.div_ceil(block) * block, end / block * block)
-        })
-        .filter(|(start, end)| start < end)
-        .collect();
-    holes.sort_unstable();
-    holes.dedup();
-    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
-    at.hit(fault::GC_BEFORE_PUNCH);
-    for (start, end) in holes {
-        let (Ok(off), Ok(n)) = (i64::try_from(start), i64::try_from(end - start)) else {
-            continue;
-        };
-        match fallocate(&file, flags, off, n) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::EOPNOTSUPP) => break,
-            Err(e) => {
-                return Err(StoreError::Io {
-                    path: path.into(),
-                    source: e.into(),
-                });
-            }
-        }
-    }
-    at.hit(fault::GC_AFTER_PUNCH);
-    Ok(())
 }
 
 /// Removes packs without an index and indexes without a pack from `dir`.

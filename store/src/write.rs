@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use crate::{
     Area, Hash, PRIVATE_FILE_MODE, SMALL_FILE_LIMIT, Store, StoreError, TEMP_COUNTER, ZSTD_LEVEL,
-    ensure_dir, fanout_slot, hash, sync_dir,
+    ensure_dir, fanout_slot, hash, raw, sync_dir,
 };
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -83,7 +83,7 @@ impl Store {
         area: Area,
         sync: bool,
     ) -> Result<Staged, StoreError> {
-        let compressed = compress(bytes).map_err(StoreError::io(&self.tmp))?;
+        let compressed = encode(bytes).map_err(StoreError::io(&self.tmp))?;
         let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
         let result = (|| {
             file.write_all(&compressed)?;
@@ -114,6 +114,14 @@ impl Store {
     ) -> Result<Staged, StoreError> {
         file.rewind().map_err(StoreError::io(path))?;
         let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
+        // Samples decide how the whole is stored (see the `raw` module).
+        let as_raw = sampled_raw(&file, size).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => StoreError::Changed { path: path.into() },
+            _ => StoreError::Io {
+                path: path.into(),
+                source: e,
+            },
+        })?;
         let mut source = HashingReader {
             inner: file,
             hasher: blake3::Hasher::new(),
@@ -128,6 +136,11 @@ impl Store {
             failed: &write_failed,
         };
         let copied = (|| {
+            if as_raw {
+                let mut frame = raw::FrameWriter::new(sink, size)?;
+                io::copy(&mut source, &mut frame)?;
+                return frame.finish();
+            }
             let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
             encoder.set_pledged_src_size(Some(size))?;
             io::copy(&mut source, &mut encoder)?;
@@ -224,7 +237,60 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-pub(crate) fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
+/// The stored frame of an object held in memory: compressed, or a raw-block
+/// frame when zstd cannot shrink it, judged on samples if it is large
+/// (see the `raw` module).
+pub(crate) fn encode(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    if bytes.len() <= raw::PROBE {
+        let compressed = compress(bytes)?;
+        return Ok(if raw::not_worth_it(bytes.len(), compressed.len()) {
+            raw::frame(bytes)
+        } else {
+            compressed
+        });
+    }
+    let samples = raw::sample_offsets(bytes.len() as u64).map(|at| {
+        let at = at as usize;
+        &bytes[at..at + raw::SAMPLE]
+    });
+    if samples_incompressible(&samples)? {
+        Ok(raw::frame(bytes))
+    } else {
+        compress(bytes)
+    }
+}
+
+/// [`encode`]'s choice for a file too large to hold: true to store it raw.
+/// Its samples are read with `pread`, leaving the file's position alone.
+fn sampled_raw(file: &File, size: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if size <= raw::PROBE as u64 {
+        let mut all = vec![0; size as usize];
+        file.read_exact_at(&mut all, 0)?;
+        return Ok(raw::not_worth_it(all.len(), compress(&all)?.len()));
+    }
+    let mut samples = [(); 3].map(|()| vec![0; raw::SAMPLE]);
+    for (at, sample) in raw::sample_offsets(size).into_iter().zip(&mut samples) {
+        file.read_exact_at(sample, at)?;
+    }
+    samples_incompressible(&samples.each_ref().map(Vec::as_slice))
+}
+
+/// True if zstd cannot shrink any of `samples`: asked only when their bytes
+/// look random, since compressing them costs a share of the whole.
+fn samples_incompressible(samples: &[&[u8]; 3]) -> io::Result<bool> {
+    if !raw::looks_random(samples) {
+        return Ok(false);
+    }
+    for sample in samples {
+        if !raw::not_worth_it(sample.len(), compress(sample)?.len()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn compress(bytes: &[u8]) -> io::Result<Vec<u8>> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let compressor = match slot.as_mut() {

@@ -366,10 +366,11 @@ pub fn store_holds(store: &Path, content: &[u8], secret: bool) -> bool {
         .unwrap_or_else(|e| panic!("{}: {e}", store.display()))
 }
 
-/// The zstd frame in which the store keeps `content` (level 3, as the store
-/// writes it): what to look for in its files, packed or not.
+/// The frame in which the store keeps `content` (asked of the store, which
+/// picks the level, or raw blocks): what to look for in its files, packed
+/// or not.
 pub fn stored_frame(content: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(content, 3).unwrap_or_else(|e| panic!("zstd: {e}"))
+    sysgen_store::frame_of(content).unwrap_or_else(|e| panic!("zstd: {e}"))
 }
 
 /// Damages the stored copy of `content` by flipping a byte in the middle

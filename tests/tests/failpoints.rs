@@ -240,8 +240,52 @@ impl GcScene {
     }
 }
 
-fn crash_in_gc(point: &str) {
-    let g = gc_scene(None);
+/// Generation 1 has four hundred tiny files that generation 2 keeps, and
+/// three of 20 KiB that only it has: `gc --keep 1` frees the three's
+/// blocks whole by copying the tiny neighbours out into a new pack (the
+/// pack stays: far more than half of it is live).
+fn relocate_scene(_state: Option<PathBuf>) -> GcScene {
+    let w = World::new(None);
+    let tiny: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (format!("t{i}"), noise(1000 + i, 200 + i as usize)))
+        .collect();
+    let dead: Vec<Vec<u8>> = (0..3).map(|i| noise(2000 + i, 20 * 1024)).collect();
+    // Named among the tiny ones, so that ingest (in path order, split
+    // between threads) packs tiny frames on both sides of each.
+    let names = ["t100x", "t200x", "t300x"];
+    let own: Vec<(&str, Vec<u8>)> = names.iter().copied().zip(dead.iter().cloned()).collect();
+    let cfg1 = w.config("r1.json", &with_common(&tiny, &own));
+    w.run(&["switch", s(&cfg1)]).ok();
+    let cfg2 = w.config("r2.json", &with_common(&tiny, &[]));
+    w.run(&["switch", s(&cfg2)]).ok();
+    GcScene {
+        w,
+        live: tiny.into_iter().map(|(_, b)| b).collect(),
+        dead,
+    }
+}
+
+/// Eighteen generations, each adding one file to the one before: eighteen
+/// small packs, all live, more than the store keeps apart, so `gc --keep 1`
+/// merges the oldest of them.
+fn merge_scene(_state: Option<PathBuf>) -> GcScene {
+    let w = World::new(None);
+    let files: Vec<(String, Vec<u8>)> = (0..18)
+        .map(|i| (format!("m{i}"), noise(3000 + i, 2000)))
+        .collect();
+    for n in 1..=files.len() {
+        let cfg = w.config(&format!("m{n}.json"), &with_common(&files[..n], &[]));
+        w.run(&["switch", s(&cfg)]).ok();
+    }
+    GcScene {
+        w,
+        live: files.into_iter().map(|(_, b)| b).collect(),
+        dead: Vec::new(),
+    }
+}
+
+fn crash_in_gc(point: &str, scene: fn(Option<PathBuf>) -> GcScene) {
+    let g = scene(None);
     let tree = g.w.env.tree();
     g.w.crash_at(point, &["gc", "--keep", "1"]);
     g.w.run(&["verify", "--store"]).ok();
@@ -257,8 +301,12 @@ fn a_crash_at_every_fault_point_loses_nothing_and_the_next_command_finishes() {
     for point in sysgen_store::fault::POINTS {
         if point.starts_with("store.batch.") {
             crash_in_build(point);
+        } else if point.starts_with("store.gc.merge.") {
+            crash_in_gc(point, merge_scene);
+        } else if point.starts_with("store.gc.relocate.") {
+            crash_in_gc(point, relocate_scene);
         } else if point.starts_with("store.gc.") {
-            crash_in_gc(point);
+            crash_in_gc(point, gc_scene);
         } else if point.starts_with("datasets.") {
             // tests/tests/failpoints_datasets.rs crashes at these.
         } else {
