@@ -22,6 +22,10 @@ use crate::plan::{Action, Step};
 use crate::rootfs::RootDir;
 use crate::{Error, Progress};
 
+/// How the history records the undoing of a switch whose units or checks
+/// failed.
+pub const AUTOMATIC_ROLLBACK: &str = "automatic rollback";
+
 pub struct ApplyOptions<'a> {
     pub now: i64,
     pub kinds: &'a Options,
@@ -137,14 +141,17 @@ pub fn apply(
 
 /// Commits the activation unless the target is active already: a re-run
 /// by `recover`, or the undoing of a switch that never committed, which
-/// has nothing to record.
+/// has nothing to record. An automatic rollback is recorded even then:
+/// the history tells that a switch was tried, failed and was undone, and
+/// which generation stayed active.
 fn activate(
     db: &mut Db,
     journal: &Journal,
     target: Option<(u64, crate::GenerationId)>,
     opts: &ApplyOptions<'_>,
 ) -> Result<(), Error> {
-    if db.active()?.map(|a| a.id) == target.map(|t| t.1) {
+    let automatic = opts.how == Some(AUTOMATIC_ROLLBACK);
+    if db.active()?.map(|a| a.id) == target.map(|t| t.1) && !automatic {
         return Ok(());
     }
     db.activate(&Activation {

@@ -101,7 +101,7 @@ fn recover_journal(
         progress: opts.progress,
         how: Some(if opts.rollback {
             if opts.automatic {
-                "automatic rollback"
+                crate::apply::AUTOMATIC_ROLLBACK
             } else {
                 "recover --rollback"
             }

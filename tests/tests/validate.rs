@@ -261,6 +261,17 @@ fn a_failing_generation_check_rolls_the_switch_back() {
     assert_eq!(tree(&env), tree1, "rolled back to generation 1 exactly");
     env.run(&["verify"]).ok();
     assert!(!env.state().join("journal.json").exists());
+    // The history tells the switch was tried and undone.
+    let log: serde_json::Value =
+        serde_json::from_str(&env.run(&["--json", "log"]).ok().stdout).expect("log --json");
+    let last = &log["activations"][1];
+    assert_eq!(last["how"], "automatic rollback", "{log}");
+    assert_eq!((&last["from"], &last["to"]), (&json!(1), &json!(1)), "{log}");
+    let people = env.run(&["log"]).ok().stdout;
+    assert!(
+        people.contains("automatic rollback  a switch failed and was undone; generation 1 stayed active"),
+        "{people}"
+    );
 }
 
 /// A switch from generation 1 to 2 that involves every new kind: blocks

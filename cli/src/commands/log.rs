@@ -59,17 +59,26 @@ pub fn run(env: &Env, out: &Out) -> Result<i32, Error> {
             (None, None) => None,
         };
         let gen_name = |n: Option<u64>| n.map_or("nothing".into(), |n| format!("generation {n}"));
+        // A switch that failed before it took effect and was undone: the
+        // same generation stayed active.
+        let what = if from == to {
+            format!("a switch failed and was undone; {} stayed active", gen_name(to))
+        } else {
+            format!(
+                "{} -> {}{}",
+                gen_name(from),
+                gen_name(to),
+                changes.as_ref().map_or_else(
+                    || "  (a generation gc deleted)".into(),
+                    |c| format!("  {}", c.text())
+                ),
+            )
+        };
         out.line(format!(
-            "{} ({})  {}  {} -> {}{}",
+            "{} ({})  {}  {what}",
             local(a.at),
             relative(a.at, env.now),
             paint(BOLD, &a.how),
-            gen_name(from),
-            gen_name(to),
-            changes.map_or_else(
-                || "  (a generation gc deleted)".into(),
-                |c| format!("  {}", c.text())
-            ),
         ));
         entries.push(Entry {
             at: rfc3339(a.at),
