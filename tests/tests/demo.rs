@@ -234,6 +234,15 @@ fn packages_tour() -> Vec<Said> {
 #[test]
 fn every_console_block_of_the_docs_is_what_the_tours_print() {
     let tours = [tour("demo"), tour("demo-datasets"), packages_tour()];
+    // After a change of output, the docs are brought up to date from what
+    // the tours really print: SYSGEN_DEMO_TRANSCRIPTS=DIR writes each here.
+    if let Some(dir) = std::env::var_os("SYSGEN_DEMO_TRANSCRIPTS") {
+        for (name, said) in ["demo", "demo-datasets", "packages"].iter().zip(&tours) {
+            let path = Path::new(&dir).join(format!("{name}.txt"));
+            std::fs::write(&path, render(said))
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+    }
     check_blocks("README.md", &tours);
     check_blocks("docs/datasets.md", &tours);
 }
