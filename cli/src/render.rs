@@ -130,6 +130,10 @@ pub fn change_lines(records: &[Value], names: &Names, all: bool) -> Vec<String> 
         } else {
             entry_text(entry, names, all)
         };
+        // A rendered file says which template it comes from and what changed.
+        if let Some(t) = r["template"].as_str() {
+            text.push_str(&format!(" ({t})"));
+        }
         if let Some((_, n)) = dirs.get(p)
             && !all
             && *n > FOLD_OVER
