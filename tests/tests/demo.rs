@@ -33,6 +33,12 @@ fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
         "{stdout}"
     );
     assert!(stdout.contains("\napp.service\n"), "{stdout}");
+    // The template step: the secret is rendered into a file, never printed.
+    assert!(
+        stdout.contains("inline template: var db_host changed")
+            && !stdout.contains("correct horse"),
+        "{stdout}"
+    );
 }
 
 /// 2026-11-23 12:02:18 UTC, the date the README shows: the tours run with
