@@ -1,5 +1,6 @@
 //! The README's tour is `scripts/demo` (its datasets step
-//! `scripts/demo-datasets`): run them against the binary under test, so the
+//! `scripts/demo-datasets`, its last `scripts/demo-adopt`; the packages and
+//! users steps, which need a Debian root, are here): run them against the binary under test, so the
 //! documented example keeps working, and check that every console block of
 //! README.md and docs/datasets.md is, whole, what the commands print.
 
@@ -312,11 +313,12 @@ fn every_console_block_of_the_docs_is_what_the_tours_print() {
         tour("demo-datasets"),
         packages_tour(),
         users_tour(),
+        tour("demo-adopt"),
     ];
     // After a change of output, the docs are brought up to date from what
     // the tours really print: SYSGEN_DEMO_TRANSCRIPTS=DIR writes each here.
     if let Some(dir) = std::env::var_os("SYSGEN_DEMO_TRANSCRIPTS") {
-        for (name, said) in ["demo", "demo-datasets", "packages", "users"]
+        for (name, said) in ["demo", "demo-datasets", "packages", "users", "demo-adopt"]
             .iter()
             .zip(&tours)
         {
