@@ -1,5 +1,6 @@
 //! The README's tour is `scripts/demo` (its datasets step
-//! `scripts/demo-datasets`): run them against the binary under test, so the
+//! `scripts/demo-datasets`, its last `scripts/demo-adopt`; the packages and
+//! users steps, which need a Debian root, are here): run them against the binary under test, so the
 //! documented example keeps working, and check that every console block of
 //! README.md and docs/datasets.md is, whole, what the commands print.
 
@@ -33,6 +34,12 @@ fn the_readme_demo_runs_and_ends_on_the_rolled_back_generation() {
         "{stdout}"
     );
     assert!(stdout.contains("\napp.service\n"), "{stdout}");
+    // The template step: the secret is rendered into a file, never printed.
+    assert!(
+        stdout.contains("inline template: var db_host changed")
+            && !stdout.contains("correct horse"),
+        "{stdout}"
+    );
 }
 
 /// 2026-11-23 12:02:18 UTC, the date the README shows: the tours run with
@@ -178,41 +185,80 @@ fn check_blocks(doc: &str, tours: &[Vec<Said>]) {
     }
 }
 
-/// The README's packages step, which needs apt: a copy of the cached
-/// Debian root whose only apt source is a local repository of test
-/// packages with the names, versions and dependency the README shows.
-fn packages_tour() -> Vec<Said> {
-    let d = DebEnv::new();
-    d.build(&Pkg::new("hello", "2.10-3"));
-    d.build(&Pkg {
-        depends: "libtext-charwidth-perl",
-        ..Pkg::new("cowsay", "3.03+dfsg2-8")
-    });
-    d.build(&Pkg::new("libtext-charwidth-perl", "0.04-11"));
-    d.publish();
-    let root = d.env.root();
-    let sysgen = |args: &[&str]| {
-        let out = Command::new(TestEnv::sysgen_bin())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .current_dir(d.env.cfg())
+/// A tour on a copy of the cached Debian root (`$DEB` in the docs): its
+/// commands run there, as typed, and are recorded with what they print.
+struct DebTour {
+    d: DebEnv,
+    said: Vec<Said>,
+}
+
+impl DebTour {
+    fn new() -> DebTour {
+        DebTour {
+            d: DebEnv::new(),
+            said: Vec::new(),
+        }
+    }
+
+    /// `sysgen --root $DEB ARGS`, run in the configuration's directory.
+    fn sysgen(&mut self, args: &[&str]) {
+        let mut cmd = Command::new(TestEnv::sysgen_bin());
+        cmd.arg("--root").arg(self.d.env.root()).args(args);
+        self.record(format!("sysgen --root $DEB {}", args.join(" ")), cmd);
+    }
+
+    /// A shell command line, shown as written; `$DEB` is the root.
+    fn shell(&mut self, line: &str) {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", line]).env("DEB", self.d.env.root());
+        self.record(line.to_owned(), cmd);
+    }
+
+    fn record(&mut self, command: String, mut cmd: Command) {
+        let out = cmd
+            .current_dir(self.d.env.cfg())
             .env("SYSGEN_NOW", NOW)
             .env("TZ", "UTC")
             .output()
-            .expect("run sysgen");
+            .unwrap_or_else(|e| panic!("run {command}: {e}"));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "sysgen {args:?} failed:\n{stdout}\n{}",
+            "{command} failed:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Said {
-            command: format!("sysgen --root $DEB {}", args.join(" ")),
-            output: stdout.trim_end_matches('\n').to_owned(),
-        }
-    };
-    let config = |apt: &[&str]| {
+        // The scratch root is the only unstable text: written `$DEB`.
+        let root = self.d.env.root().display().to_string();
+        self.said.push(Said {
+            command,
+            output: stdout.trim_end_matches('\n').replace(&root, "$DEB"),
+        });
+    }
+}
+
+/// The README's packages step, which needs apt: the cached Debian root
+/// whose only apt source is a local repository of test packages with the
+/// names, versions and dependency the README shows. nginx-common has a
+/// conffile, and nginx keeps state in /var/lib/nginx (made by its
+/// postinst, deleted by its postrm on purge, as Debian's do).
+fn packages_tour() -> Vec<Said> {
+    let mut t = DebTour::new();
+    let d = &t.d;
+    d.build(&Pkg::new("hello", "2.10-3"));
+    d.build(&Pkg {
+        depends: "nginx-common",
+        files: &[("/usr/sbin/nginx", "#!/bin/sh\n")],
+        postinst: Some("mkdir -p /var/lib/nginx/body"),
+        postrm: Some(r#"if [ "$1" = purge ]; then rm -rf /var/lib/nginx; fi"#),
+        ..Pkg::new("nginx", "1.22.1-9")
+    });
+    d.build(&Pkg {
+        files: &[("/etc/nginx/nginx.conf", "worker_processes auto;\n")],
+        conffiles: &["/etc/nginx/nginx.conf"],
+        ..Pkg::new("nginx-common", "1.22.1-9")
+    });
+    d.publish();
+    let config = |d: &DebEnv, apt: &[&str]| {
         d.env.config(
             "web.json",
             serde_json::json!({
@@ -221,19 +267,66 @@ fn packages_tour() -> Vec<Said> {
             }),
         );
     };
-    config(&["hello", "cowsay"]);
-    let first = sysgen(&["switch", "web.json"]);
-    config(&["hello"]);
-    vec![
-        first,
-        sysgen(&["switch", "web.json"]),
-        sysgen(&["rollback"]),
-    ]
+    config(&t.d, &["hello", "nginx"]);
+    t.sysgen(&["switch", "web.json"]);
+    t.shell("echo 'worker_connections 64;' >> $DEB/etc/nginx/nginx.conf");
+    config(&t.d, &["hello"]);
+    t.sysgen(&["switch", "web.json"]);
+    t.shell("cat $DEB/etc/nginx/nginx.conf");
+    t.shell("ls $DEB/var/lib/nginx");
+    t.sysgen(&["gc", "--keep", "1", "--dry-run"]);
+    t.sysgen(&["rollback"]);
+    t.shell("cat $DEB/etc/nginx/nginx.conf");
+    t.said
+}
+
+/// The README's users step, which needs the root's shadow tools: a group,
+/// a user in it with a file of theirs, then the user leaving.
+fn users_tour() -> Vec<Said> {
+    let mut t = DebTour::new();
+    t.d.env.write_cfg(
+        "team.json",
+        r#"{
+  "groups": { "dev": {} },
+  "users": { "alice": { "groups": ["dev"], "shell": "/bin/bash", "comment": "Alice" } },
+  "files": { "/home/alice/.plan": { "content": "ship the tour\n", "owner": "alice", "group": "dev" } }
+}
+"#,
+    );
+    t.shell("cat team.json");
+    t.sysgen(&["switch", "team.json", "--dry-run"]);
+    t.sysgen(&["switch", "team.json"]);
+    t.shell("grep alice $DEB/etc/passwd $DEB/etc/group");
+    t.shell("chroot $DEB stat -c '%U:%G %a %n' /home/alice /home/alice/.plan");
+    t.d.env.write_cfg("bare.json", "{ \"sysgen\": 1 }\n");
+    t.sysgen(&["switch", "bare.json"]);
+    t.shell("ls -A $DEB/home $DEB/home/.sysgen-homes/alice");
+    t.sysgen(&["list"]);
+    t.sysgen(&["gc", "--keep", "1", "--dry-run"]);
+    t.said
 }
 
 #[test]
 fn every_console_block_of_the_docs_is_what_the_tours_print() {
-    let tours = [tour("demo"), tour("demo-datasets"), packages_tour()];
+    let tours = [
+        tour("demo"),
+        tour("demo-datasets"),
+        packages_tour(),
+        users_tour(),
+        tour("demo-adopt"),
+    ];
+    // After a change of output, the docs are brought up to date from what
+    // the tours really print: SYSGEN_DEMO_TRANSCRIPTS=DIR writes each here.
+    if let Some(dir) = std::env::var_os("SYSGEN_DEMO_TRANSCRIPTS") {
+        for (name, said) in ["demo", "demo-datasets", "packages", "users", "demo-adopt"]
+            .iter()
+            .zip(&tours)
+        {
+            let path = Path::new(&dir).join(format!("{name}.txt"));
+            std::fs::write(&path, render(said))
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+    }
     check_blocks("README.md", &tours);
     check_blocks("docs/datasets.md", &tours);
 }
