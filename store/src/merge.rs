@@ -62,11 +62,14 @@ pub(crate) fn merge_small(
             }
         }
     }
-    w.finish(store, area, true, fault::GC_MERGE_WRITTEN)?
+    let merged = w
+        .finish(store, area, true, fault::GC_MERGE_WRITTEN)?
         .install(store, dir, area, fault::GC_MERGE_PACK_RENAMED)?;
     crate::sync_dir(dir)?;
     store.fault.hit(fault::GC_MERGE_INSTALLED);
-    for (_, p) in old {
+    // An old pack whose content the merge made again (its twin left by a
+    // crash dropped as a second copy) is now the merged pack: it stays.
+    for (_, p) in old.iter().filter(|(_, p)| p.path != merged) {
         // The index first: a pack without one is a leftover, never a hole.
         crate::remove_if_present(&p.idx())?;
         crate::remove_if_present(&p.path)?;

@@ -377,14 +377,16 @@ pub(crate) fn write_temp(
 impl FinishedPack {
     /// Renames the pack, then its index, into `dir` (created if missing).
     /// Durable only once the caller syncs: `syncfs`, or `sync_dir` of `dir`.
-    /// `renamed` names the fault point between the two renames.
+    /// `renamed` names the fault point between the two renames. Returns the
+    /// pack's path: packs are named by their content, so it may be that of
+    /// a pack already there, which must then not be removed as an old one.
     pub(crate) fn install(
         self,
         store: &Store,
         dir: &Path,
         area: Area,
         renamed: &'static str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<PathBuf, StoreError> {
         crate::ensure_dir(dir, area.dir_mode(), false)?;
         let pack = pack_path(dir, &self.name);
         fs::rename(self.pack.path(), &pack).map_err(StoreError::io(&pack))?;
@@ -393,7 +395,7 @@ impl FinishedPack {
         let idx = idx_path(dir, &self.name);
         fs::rename(self.idx.path(), &idx).map_err(StoreError::io(&idx))?;
         self.idx.keep();
-        Ok(())
+        Ok(pack)
     }
 }
 

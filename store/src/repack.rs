@@ -52,6 +52,7 @@ pub(crate) fn remove(
     let mut copies: Option<PackWriter> = None;
     let mut punches = Vec::new();
     let mut emptied = Vec::new();
+    let mut repacks = Vec::new();
     let mut frame = Vec::new();
     for (p, dead) in packs.iter().zip(dead).filter(|(_, d)| !d.is_empty()) {
         let (gone, mut live): (Vec<IdxEntry>, Vec<IdxEntry>) = pack::read_idx(&p.idx())?
@@ -66,7 +67,7 @@ pub(crate) fn remove(
         }
         let live_bytes: u64 = live.iter().map(|e| u64::from(e.len)).sum();
         if live_bytes * 2 < p.len {
-            repack(store, dir, p, &live, area)?;
+            repacks.push((p, live));
             continue;
         }
         live.sort_unstable_by_key(|e| e.offset);
@@ -94,17 +95,26 @@ pub(crate) fn remove(
             });
         }
     }
-    if let Some(w) = copies {
-        w.finish(store, area, true, fault::GC_RELOCATE_WRITTEN)?
-            .install(store, dir, area, fault::GC_RELOCATE_PACK_RENAMED)?;
-        crate::sync_dir(dir)?;
-        store.fault.hit(fault::GC_RELOCATE_INSTALLED);
-    }
+    // Packs with nothing live go before any pack is written: a pack is
+    // named by its content, so a new pack of copies can bear the very name
+    // of an emptied one (a second copy left by a relocation cut short holds
+    // exactly what the relocation copies again), and removing the emptied
+    // pack afterwards would remove the copies. What they hold is dead, or a
+    // second copy whose first stays where it is until the steps below.
     for p in emptied {
         // The index first: a pack without one is a leftover, never a hole.
         crate::remove_if_present(&p.idx())?;
         store.fault.hit(fault::GC_DROP_INDEX_REMOVED);
         crate::remove_if_present(&p.path)?;
+    }
+    for (p, live) in repacks {
+        repack(store, dir, p, &live, area)?;
+    }
+    if let Some(w) = copies {
+        w.finish(store, area, true, fault::GC_RELOCATE_WRITTEN)?
+            .install(store, dir, area, fault::GC_RELOCATE_PACK_RENAMED)?;
+        crate::sync_dir(dir)?;
+        store.fault.hit(fault::GC_RELOCATE_INSTALLED);
     }
     if punches.is_empty() {
         return Ok(());

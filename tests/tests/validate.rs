@@ -266,10 +266,16 @@ fn a_failing_generation_check_rolls_the_switch_back() {
         serde_json::from_str(&env.run(&["--json", "log"]).ok().stdout).expect("log --json");
     let last = &log["activations"][1];
     assert_eq!(last["how"], "automatic rollback", "{log}");
-    assert_eq!((&last["from"], &last["to"]), (&json!(1), &json!(1)), "{log}");
+    assert_eq!(
+        (&last["from"], &last["to"]),
+        (&json!(1), &json!(1)),
+        "{log}"
+    );
     let people = env.run(&["log"]).ok().stdout;
     assert!(
-        people.contains("automatic rollback  a switch failed and was undone; generation 1 stayed active"),
+        people.contains(
+            "automatic rollback  a switch failed and was undone; generation 1 stayed active"
+        ),
         "{people}"
     );
 }

@@ -62,7 +62,10 @@ pub fn run(env: &Env, out: &Out) -> Result<i32, Error> {
         // A switch that failed before it took effect and was undone: the
         // same generation stayed active.
         let what = if from == to {
-            format!("a switch failed and was undone; {} stayed active", gen_name(to))
+            format!(
+                "a switch failed and was undone; {} stayed active",
+                gen_name(to)
+            )
         } else {
             format!(
                 "{} -> {}{}",
