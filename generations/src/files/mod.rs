@@ -43,6 +43,10 @@ pub struct Facts {
     /// Newly managed paths where an unmanaged entry of another type must be
     /// removed first (it was saved in `origins`).
     pub in_the_way: BTreeSet<EntryPath>,
+    /// Paths another kind makes before the tree's creations (a new user's
+    /// home, a dataset): an implicit directory there keeps the attributes
+    /// that kind gave it (a home's 0700), where one sysgen makes gets 0755.
+    pub provided: BTreeSet<EntryPath>,
 }
 
 /// The kind of the tree of paths.
@@ -77,7 +81,10 @@ impl Kind for Files {
                     .iter()
                     .map(|(p, o)| (p.clone(), o.clone()))
                     .collect();
-                let facts = pre.facts;
+                let facts = Facts {
+                    provided: claims.clone(),
+                    ..pre.facts
+                };
                 Ok(Inspection {
                     conflicts: pre.conflicts,
                     drift: pre.drift,
@@ -89,7 +96,11 @@ impl Kind for Files {
             // The way back converges from wherever the switch stopped: it
             // knows every ledger record involved, and looks at nothing.
             Mode::Undo => Ok(Inspection::planning(move || {
-                plan::plan(changes.into_iter(), ledger, &Facts::default())
+                let facts = Facts {
+                    provided: claims.clone(),
+                    ..Facts::default()
+                };
+                plan::plan(changes.into_iter(), ledger, &facts)
             })),
         }
     }

@@ -95,8 +95,13 @@ pub fn plan<'c>(
                     Some(Origin::File { .. } | Origin::Symlink { .. }) => Why::Replace,
                     _ => Why::Add,
                 };
-                let step =
-                    create_or_make(p, new, why, facts.origins.get(p).or_else(|| ledger.get(p)));
+                let origin = facts.origins.get(p).or_else(|| ledger.get(p));
+                let step = if facts.provided.contains(p) && is_implicit_dir(new) {
+                    // Another kind made it: its mode is that kind's.
+                    create(p, new, why)
+                } else {
+                    create_or_make(p, new, why, origin)
+                };
                 creations.push(step);
             }
         }
@@ -141,6 +146,19 @@ fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>)
         },
         _ => create(p, new, why),
     }
+}
+
+/// A directory the configuration does not declare: a parent of what it does.
+fn is_implicit_dir(e: &Entry) -> bool {
+    matches!(
+        e,
+        Entry::Dir {
+            mode: None,
+            uid: None,
+            gid: None,
+            ..
+        }
+    )
 }
 
 fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
