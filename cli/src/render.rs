@@ -225,6 +225,55 @@ fn what_text(r: &Value, names: &Names) -> String {
     what.replace("owner", &owner)
 }
 
+/// The lines of a plan for people: a run of more than [`FOLD_OVER`] steps
+/// that create (or remove) what lies under a directory the same plan
+/// creates (or removes) is one line, with the steps' numbers, as `diff`
+/// folds a subtree; `all` (`-v`) keeps every step. Each item is a step's
+/// path, if it has one, and its line; the result pairs each line with its
+/// step numbers.
+pub fn fold_plan(steps: &[(Option<&str>, String)], all: bool) -> Vec<(String, String)> {
+    let verb = |line: &str| line.split(' ').next().unwrap_or_default().to_owned();
+    // Directories the plan creates or removes whole.
+    let dirs: std::collections::HashSet<(&str, String)> = steps
+        .iter()
+        .filter(|(_, l)| l.contains(" directory "))
+        .filter_map(|(p, l)| p.map(|p| (p, verb(l))))
+        .collect();
+    // The outermost such directory above a step, with the step's verb.
+    let under = |k: usize| -> Option<(&str, String)> {
+        let (p, l) = &steps[k];
+        let v = verb(l);
+        let top = ancestors((*p)?)
+            .filter(|a| dirs.contains(&(*a, v.clone())))
+            .last()?;
+        Some((top, v))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let key = under(i);
+        let mut j = i + 1;
+        while key.is_some() && j < steps.len() && under(j) == key {
+            j += 1;
+        }
+        match key {
+            Some((dir, v)) if !all && (j - i) as u64 > FOLD_OVER => {
+                out.push((
+                    format!("{}-{}", i + 1, j),
+                    format!("{v} {} under {dir}", plural((j - i) as u64, "entry")),
+                ));
+            }
+            _ => {
+                for (k, (_, l)) in steps.iter().enumerate().take(j).skip(i) {
+                    out.push(((k + 1).to_string(), l.clone()));
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}
+
 /// A plan line for people: "(16 bytes, 0123456789ab, mode 0644, owner 0,
 /// group 33)" becomes "(16 B, mode 0644, owner root, group www-data)", with
 /// the hash kept under `-v`.

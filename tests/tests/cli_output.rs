@@ -330,6 +330,33 @@ fn an_added_or_removed_tree_is_one_line() {
     env.switch(&one);
     let d = run_in_cfg(&env, &["diff", "two.json"]).ok().stdout;
     assert_eq!(d, "+ /srv  directory, and 56 entries under it\n");
+    // The plan folds the same way, keeping the steps' numbers.
+    let plan = run_in_cfg(&env, &["switch", "--dry-run", "two.json"])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = plan.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{plan}");
+    assert_eq!(
+        lines[0], "    1. create directory /srv (mode 0755)",
+        "{plan}"
+    );
+    assert_eq!(lines[1], " 2-57. create 56 entries under /srv", "{plan}");
+    assert!(
+        lines[2].starts_with("   58. activate generation 2 ("),
+        "{plan}"
+    );
+    let all = run_in_cfg(&env, &["-v", "switch", "--dry-run", "two.json"])
+        .ok()
+        .stdout;
+    let numbered = all
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .split_once(". ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        })
+        .count();
+    assert_eq!(numbered, 58, "-v lists every step:\n{all}");
     let all = run_in_cfg(&env, &["-v", "diff", "two.json"]).ok().stdout;
     assert!(all.lines().count() > 56, "{all}");
     env.switch(&two);

@@ -14,7 +14,7 @@ use sysgen_schema::EntryPath;
 use super::target_id;
 use crate::Env;
 use crate::output::{ADDED, Bar, CHANGED, Out, REMOVED, paint, plural, step_line};
-use crate::render::{Names, plan_line};
+use crate::render::{Names, fold_plan, plan_line};
 
 /// The flags `switch` and `rollback` share.
 pub struct Flags {
@@ -129,9 +129,15 @@ pub fn show(out: &Out, o: &SwitchOutcome, names: &Names) -> Result<i32, Error> {
                 .map_or("nothing".to_owned(), |n| format!("generation {n}")),
             steps.len()
         ));
-        for (i, s) in steps.iter().enumerate() {
-            let line = plan_line(&s.to_string(), names, out.verbose);
-            out.line(format!("{:>5}. {}", i + 1, step_line(&line)));
+        let lines: Vec<(Option<&str>, String)> = steps
+            .iter()
+            .map(|s| {
+                let line = plan_line(&s.to_string(), names, out.verbose);
+                (s.path().map(|p| p.as_str()), line)
+            })
+            .collect();
+        for (n, line) in fold_plan(&lines, out.verbose) {
+            out.line(format!("{n:>5}. {}", step_line(&line)));
         }
     } else {
         // Under -v each step was printed as it ran (the progress sink).
