@@ -25,6 +25,10 @@ sysgen = 1
 # declares overrides what they declare.
 # include = ["roles/base.toml"]
 
+# Commands run in the root after every switch; one that fails rolls the
+# switch back.
+# checks = ["nginx -t"]
+
 # Regular files: `content` (text) or `source` (a file, relative to this
 # one). mode defaults to "0644"; owner and group are names from the root's
 # /etc/passwd and /etc/group, or numbers; absent, ownership is not managed.
@@ -53,10 +57,32 @@ mode = "0750"
 [symlinks]
 "/etc/sysgen-example/current" = "/srv/sysgen-example"
 
+# A file checked before anything changes: `%s` is a staged copy of it.
+# [files."/etc/sudoers.d/admins"]
+# content = "%admin ALL=(ALL) ALL\n"
+# mode = "0440"
+# validate = "visudo -cf %s"
+
+# A template (minijinja) with variables ([vars]), host facts (host.name,
+# host.release, host.arch) and secrets ([secrets]); a file that reads a
+# secret is secret.
+# [files."/etc/app/db.conf"]
+# template = true
+# content = "host = {{ db_host }}\npassword = {{ secrets.db_password }}\n"
+
+# A download, checked against its hash and kept in the store.
+# [files."/usr/local/bin/tool"]
+# url = "https://example.org/tool"
+# sha256 = "<64 hex digits>"
+# mode = "0755"
+# caps = "cap_net_bind_service=ep"
+
 # A tree: every file, directory and symlink under `source` (relative to
-# this file), with the source's permission bits.
+# this file), with the source's permission bits, owner, group, file
+# capabilities and hard links; .git and other VCS directories are left out.
 # [trees."/srv/www"]
 # source = "site"
+# exclude = ["*.swp", "*~"]
 
 # Packages, installed and removed with the root's own apt.
 # [packages]
@@ -73,6 +99,26 @@ mode = "0750"
 # [services."nginx.service"]
 # restart_on = ["/etc/nginx/nginx.conf"]
 # check = "systemctl is-active nginx.service"
+
+# A block in a file sysgen does not own, between `# BEGIN sysgen NAME` and
+# `# END sysgen NAME`; the rest of the file stays as it is.
+# [blocks."/etc/hosts"]
+# db = "10.0.0.5 db.internal\n"
+
+# Groups and users, made with the root's own shadow tools. One sysgen made
+# is removed when it leaves (its home kept until gc); one that was there
+# before is put back as it was.
+# [groups.dev]
+# [users.alice]
+# groups = ["dev"]
+# shell = "/bin/bash"
+
+# Variables for templates, and secrets read at build from a 0600 file
+# outside this repository (or from a command's output).
+# [vars]
+# db_host = "10.0.0.5"
+# [secrets.db_password]
+# file = "/root/secrets/db_password"
 "#;
 
 #[derive(Serialize)]
