@@ -17,10 +17,15 @@
 //! - a sudoers file validated with `visudo -cf %s` arrives;
 //! - the generation's `checks` change (all pass).
 //!
-//! One root is prepared at generation 1 and copied (`cp -a`) for every
-//! crash. The account files are compared line by line, sorted (the shadow
-//! tools append a user made again at the end); the rest of the root as a
-//! whole tree, less sysgen's state, `/dev` and the shadow tools' backups.
+//! One root is prepared at generation 1 and copied for each of the two
+//! crashes at every step (`cp -a`, `/usr` hard-linked). The account files
+//! are compared line by line, sorted (the shadow tools append a user made
+//! again at the end); the rest of the root as a whole tree, less sysgen's
+//! state, `/dev` and the shadow tools' backups. Generation 2's tree comes
+//! from a switch that never crashed; generation 1's is the prepared root's,
+//! with what `docs/users.md` and `docs/blocks.md` say a way back changes
+//! (a removed user's home is kept; a block added back goes at the end of
+//! its file).
 
 #![allow(
     clippy::unwrap_used,
