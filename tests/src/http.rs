@@ -4,7 +4,8 @@
 //! misbehave on purpose: announce more bytes than it sends, then hang up.
 //! It serves one connection at a time, plays an HTTP CONNECT proxy when
 //! asked (ureq tunnels http:// URLs too), records every request line, and
-//! stops by itself when dropped or after two minutes.
+//! stops by itself when dropped or after two minutes (or the lifetime a
+//! longer test asks for).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +31,10 @@ pub enum Route {
 
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
 
+/// How long a server runs unless dropped first: a test that forgot it
+/// does not leave it listening.
+const LIFETIME: Duration = Duration::from_secs(120);
+
 pub struct Server {
     pub addr: SocketAddr,
     routes: Routes,
@@ -44,16 +49,22 @@ pub struct Server {
 impl Server {
     /// A plain HTTP server.
     pub fn start() -> Server {
-        Server::spawn(None)
+        Server::spawn(None, LIFETIME)
+    }
+
+    /// A plain HTTP server that stops by itself after `lifetime` (for a
+    /// test that runs longer than the default two minutes).
+    pub fn start_lasting(lifetime: Duration) -> Server {
+        Server::spawn(None, lifetime)
     }
 
     /// An HTTPS server for `localhost` and 127.0.0.1, with a certificate
     /// the CA of `pki` signed.
     pub fn start_tls(pki: &TestPki) -> Server {
-        Server::spawn(Some(pki.server_config()))
+        Server::spawn(Some(pki.server_config()), LIFETIME)
     }
 
-    fn spawn(tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+    fn spawn(tls: Option<Arc<rustls::ServerConfig>>, lifetime: Duration) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
@@ -63,7 +74,7 @@ impl Server {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let (r, q, st) = (routes.clone(), requests.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
+            let deadline = Instant::now() + lifetime;
             while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((conn, _)) => {

@@ -9,11 +9,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod accounts;
 pub mod datasets;
 pub mod http;
 pub mod packages;
 pub mod schema_check;
 pub mod services;
+pub mod sudo;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
 /// and their sources. The state dir is the default, `root/var/lib/sysgen`.

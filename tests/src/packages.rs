@@ -22,7 +22,7 @@ const CACHE_NAME: &str = "debian-bookworm-apt-v1";
 
 static MAKE_ROOT: Mutex<()> = Mutex::new(());
 
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("SYSGEN_TEST_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/sysgen-tests"))

@@ -17,39 +17,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
+use sysgen_tests::accounts::{
+    ACCOUNT_FILES, account_lines, accounts, moved, same_tree, sorted, without_backups,
+};
 use sysgen_tests::packages::DebEnv;
 use sysgen_tests::{TestEnv, file_line, s};
-
-const ACCOUNT_FILES: [&str; 6] = [
-    "/etc/passwd",
-    "/etc/shadow",
-    "/etc/group",
-    "/etc/gshadow",
-    "/etc/subuid",
-    "/etc/subgid",
-];
-
-/// Every account file, whole, one after the other.
-fn accounts(env: &TestEnv) -> String {
-    ACCOUNT_FILES
-        .iter()
-        .map(|f| format!("== {f}\n{}", fs::read_to_string(env.at(f)).unwrap()))
-        .collect()
-}
-
-/// Every account file's lines, sorted: what a rollback that makes an account
-/// again restores (the tools append a new line at the end of each file).
-fn account_lines(env: &TestEnv) -> String {
-    ACCOUNT_FILES
-        .iter()
-        .map(|f| {
-            let text = fs::read_to_string(env.at(f)).unwrap();
-            let mut lines: Vec<&str> = text.lines().collect();
-            lines.sort_unstable();
-            format!("== {f}\n{}\n", lines.join("\n"))
-        })
-        .collect()
-}
 
 /// The lines of `file` naming `name` (its first field).
 fn line(env: &TestEnv, file: &str, name: &str) -> String {
@@ -62,40 +34,7 @@ fn line(env: &TestEnv, file: &str, name: &str) -> String {
 
 /// The whole root (as `DebEnv::tree`), less the shadow tools' backups.
 fn tree(d: &DebEnv) -> String {
-    d.tree()
-        .lines()
-        .filter(|l| {
-            let path = l.split(' ').next().unwrap_or_default();
-            !(path.starts_with("/etc/") && path.ends_with('-'))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The lines of `tree` under `from`, moved to `to`.
-fn moved(tree: &str, from: &str, to: &str) -> Vec<String> {
-    tree.lines()
-        .filter(|l| l.starts_with(&format!("{from}/")) || l.starts_with(&format!("{from} ")))
-        .map(|l| format!("{to}{}", &l[from.len()..]))
-        .collect()
-}
-
-/// Two whole trees are equal; a failure shows only the lines that differ.
-#[track_caller]
-fn same_tree(got: &str, want: &str) {
-    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
-    let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
-    let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
-    assert!(
-        extra.is_empty() && missing.is_empty() && g.len() == w.len(),
-        "the root differs\nunexpected:\n{extra:#?}\nmissing:\n{missing:#?}"
-    );
-}
-
-fn sorted(lines: impl IntoIterator<Item = String>) -> String {
-    let mut v: Vec<String> = lines.into_iter().collect();
-    v.sort_unstable_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()));
-    v.join("\n")
+    without_backups(&d.tree())
 }
 
 /// A Debian root where the admin made `bob` (uid 1000) before sysgen.

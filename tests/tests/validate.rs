@@ -21,72 +21,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use sysgen_tests::{TestEnv, cannot_run, dump_tree, s};
-
-/// Bump when the way the sudo root is made changes.
-const SUDO_ROOT: &str = "debian-bookworm-apt-v1+sudo-v1";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SYSGEN_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/sysgen-tests"))
-}
-
-/// The cached Debian root with sudo installed, made on first use (apt
-/// inside a copy of the cached root, from Debian's mirror); `None` when it
-/// cannot be made here (the reason is given to `cannot_run`).
-fn sudo_root(test: &str) -> Option<PathBuf> {
-    let root = cache_dir().join(SUDO_ROOT);
-    if root.join("usr/sbin/visudo").exists() {
-        return Some(root);
-    }
-    let base = sysgen_tests::packages::debian_root();
-    let lock = fs::File::create(cache_dir().join(format!("{SUDO_ROOT}.lock"))).unwrap();
-    let _flock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("lock the test cache: {e}"));
-    if root.join("usr/sbin/visudo").exists() {
-        return Some(root);
-    }
-    let tmp = cache_dir().join(format!("{SUDO_ROOT}.tmp"));
-    let _ = fs::remove_dir_all(&tmp);
-    let ok = |c: &mut Command| c.status().is_ok_and(|st| st.success());
-    assert!(
-        ok(Command::new("cp").arg("-a").arg(&base).arg(&tmp)),
-        "copy the Debian root"
-    );
-    let _ = fs::copy("/etc/resolv.conf", tmp.join("etc/resolv.conf"));
-    let installed = ok(Command::new("chroot").arg(&tmp).args([
-        "sh",
-        "-c",
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo && apt-get clean && rm -rf /var/lib/apt/lists/*",
-    ]));
-    if !installed {
-        let _ = fs::remove_dir_all(&tmp);
-        cannot_run(
-            test,
-            "sudo could not be installed in the scratch Debian root (no network to Debian's mirror?)",
-        );
-        return None;
-    }
-    fs::rename(&tmp, &root).unwrap();
-    Some(root)
-}
+use sysgen_tests::{TestEnv, dump_tree, s};
 
 /// A fresh copy of the sudo root, with `cfg/` beside it.
 fn env(test: &str) -> Option<TestEnv> {
-    let src = sudo_root(test)?;
-    let env = TestEnv {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(env.root())
-        .status()
-        .unwrap();
-    assert!(copied.success(), "copy the sudo root");
-    fs::create_dir_all(env.cfg()).unwrap();
-    Some(env)
+    sysgen_tests::sudo::sudo_env(test)
 }
 
 /// The generations and activations the database records.
