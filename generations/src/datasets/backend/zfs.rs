@@ -11,6 +11,7 @@
 //! descriptor: zfs keeps it and mounts there itself, now and at every boot.
 //! [`mountpoint`] checks it against the root handle right before the call.
 
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -35,6 +36,20 @@ fn missing(p: &EntryPath) -> String {
     )
 }
 
+/// What `zfs ARGS` prints, or `None` when the dataset it names does not
+/// exist.
+fn query(zfs: Tool<'_>, args: &[&OsStr]) -> Result<Option<String>, Error> {
+    let out = zfs.output(args)?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("does not exist") {
+            return Ok(None);
+        }
+        return Err(zfs.err(args, &err));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
 /// The mountpoint and the bytes used of `name` (a dataset or a snapshot),
 /// or `None` when zfs has no such thing.
 fn list(zfs: Tool<'_>, name: &str) -> Result<Option<(String, u64)>, Error> {
@@ -46,21 +61,14 @@ fn list(zfs: Tool<'_>, name: &str) -> Result<Option<(String, u64)>, Error> {
         os("name,mountpoint,used"),
         os(name),
     ];
-    let out = zfs.output(&args)?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("does not exist") {
-            return Ok(None);
-        }
-        return Err(zfs.err(&args, &err));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut f = text.trim_end().split('\t');
-    let (_, mp, used) = (f.next(), f.next(), f.next());
-    Ok(Some((
-        mp.unwrap_or_default().to_owned(),
-        used.and_then(|u| u.parse().ok()).unwrap_or(0),
-    )))
+    Ok(query(zfs, &args)?.map(|text| {
+        let mut f = text.trim_end().split('\t');
+        let (_, mp, used) = (f.next(), f.next(), f.next());
+        (
+            mp.unwrap_or_default().to_owned(),
+            used.and_then(|u| u.parse().ok()).unwrap_or(0),
+        )
+    }))
 }
 
 /// The guid of the file system `name`, or `None` when zfs has none such.
@@ -74,15 +82,9 @@ fn guid(zfs: Tool<'_>, name: &str) -> Result<Option<String>, Error> {
         os("guid"),
         os(name),
     ];
-    let out = zfs.output(&args)?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("does not exist") {
-            return Ok(None);
-        }
-        return Err(zfs.err(&args, &err));
-    }
-    Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|g| !g.is_empty()))
+    Ok(query(zfs, &args)?
+        .map(|t| t.trim().to_owned())
+        .filter(|g| !g.is_empty()))
 }
 
 /// Where zfs shows the snapshot `sysgen-<snap>` of the dataset mounted at `p`.
