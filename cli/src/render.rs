@@ -232,19 +232,21 @@ fn what_text(r: &Value, names: &Names) -> String {
 /// path, if it has one, and its line; the result pairs each line with its
 /// step numbers.
 pub fn fold_plan(steps: &[(Option<&str>, String)], all: bool) -> Vec<(String, String)> {
-    let verb = |line: &str| line.split(' ').next().unwrap_or_default().to_owned();
+    fn verb(line: &str) -> &str {
+        line.split(' ').next().unwrap_or_default()
+    }
     // Directories the plan creates or removes whole.
-    let dirs: std::collections::HashSet<(&str, String)> = steps
+    let dirs: std::collections::HashSet<(&str, &str)> = steps
         .iter()
         .filter(|(_, l)| l.contains(" directory "))
         .filter_map(|(p, l)| p.map(|p| (p, verb(l))))
         .collect();
     // The outermost such directory above a step, with the step's verb.
-    let under = |k: usize| -> Option<(&str, String)> {
+    let under = |k: usize| -> Option<(&str, &str)> {
         let (p, l) = &steps[k];
         let v = verb(l);
         let top = ancestors((*p)?)
-            .filter(|a| dirs.contains(&(*a, v.clone())))
+            .filter(|a| dirs.contains(&(*a, v)))
             .last()?;
         Some((top, v))
     };

@@ -127,23 +127,17 @@ pub fn plan<'c>(
 /// (sysgen creates it) gets an explicit 0755: a re-run after a crash between
 /// mkdir and chmod then still converges.
 fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>) -> FileStep {
-    match (new, origin) {
-        (
-            Entry::Dir {
-                mode: None,
+    match origin {
+        None | Some(Origin::File { .. } | Origin::Symlink { .. }) if is_implicit_dir(new) => {
+            FileStep::MakeDir {
+                path: p.clone(),
+                why,
+                mode: Some(0o755),
                 uid: None,
                 gid: None,
-                ..
-            },
-            None | Some(Origin::File { .. } | Origin::Symlink { .. }),
-        ) => FileStep::MakeDir {
-            path: p.clone(),
-            why,
-            mode: Some(0o755),
-            uid: None,
-            gid: None,
-            xattrs: Xattrs::default(),
-        },
+                xattrs: Xattrs::default(),
+            }
+        }
         _ => create(p, new, why),
     }
 }
