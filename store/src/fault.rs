@@ -64,6 +64,9 @@ pub const DATASET_RESTORE_STAGED: &str = "datasets.restore.staged";
 /// A `--with-data` restore: the current contents are set aside as the
 /// pre-rollback snapshot, the copy not yet in their place.
 pub const DATASET_RESTORE_SET_ASIDE: &str = "datasets.restore.set-aside";
+/// A switch creating a new file in place: half its content is written and
+/// on disk, then the crash.
+pub const FILES_PUT_PARTIAL: &str = "files.put.partial";
 
 /// Every fault point, so that tests can crash at each one in turn.
 pub const POINTS: &[&str] = &[
@@ -92,6 +95,7 @@ pub const POINTS: &[&str] = &[
     GC_MERGE_WRITTEN,
     GC_MERGE_PACK_RENAMED,
     GC_MERGE_INSTALLED,
+    FILES_PUT_PARTIAL,
 ];
 
 /// The one point, if any, at which this process aborts.
@@ -105,6 +109,12 @@ impl FaultPoint {
             .iter()
             .find(|p| **p == name)
             .map(|p| FaultPoint(Some(p)))
+    }
+
+    /// Whether `point` is the one set, for a point whose crash needs more
+    /// than an abort (a half-written file).
+    pub fn is(self, point: &'static str) -> bool {
+        self.0 == Some(point)
     }
 
     /// Aborts the process if `point` is the one set: no destructor, no

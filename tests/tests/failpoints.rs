@@ -187,6 +187,48 @@ fn crash_in_build(point: &str) {
     assert_eq!(fs::read(w.env.at("/etc/n0")).unwrap(), new[0], "{point}");
 }
 
+// ----------------------------------------------------------------- switch
+
+/// A crash while a switch creates a new file in place (half of it written
+/// under its final name): the root stays marked as interrupted, and
+/// `recover` lands exactly on generation 2, or `recover --rollback` exactly
+/// on generation 1, with the half-written file gone either way.
+fn crash_in_switch(point: &str, back: bool) {
+    let w = World::new(None);
+    let c = common();
+    let cfg1 = w.config("c1.json", &with_common(&c, &[]));
+    w.run(&["switch", s(&cfg1)]).ok();
+    let tree1 = w.env.tree();
+    let own = [("new/big", noise(400, 300_000)), ("new/small", noise(401, 5000))];
+    let cfg2 = w.config("c2.json", &with_common(&c, &own));
+    // The reference: another root that switched to generation 2 unharmed.
+    let r = World::new(None);
+    let rc1 = r.config("c1.json", &with_common(&c, &[]));
+    r.run(&["switch", s(&rc1)]).ok();
+    let rc2 = r.config("c2.json", &with_common(&c, &own));
+    r.run(&["switch", s(&rc2)]).ok();
+    let tree2 = r.env.tree();
+
+    w.crash_at(point, &["switch", s(&cfg2)]);
+    // The crash left a file of the new generation half-written in place.
+    let half = ["/etc/new/big", "/etc/new/small"]
+        .iter()
+        .filter_map(|p| fs::read(w.env.at(p)).ok())
+        .any(|b| own.iter().any(|(_, full)| b.len() == full.len() / 2));
+    assert!(half, "{point}: no half-written file:\n{}", w.env.tree());
+    let status = w.run(&["status"]);
+    assert!(status.stdout.contains("interrupted"), "{point}: {status:?}");
+    if back {
+        w.run(&["recover", "--rollback"]).ok();
+        assert_eq!(w.env.tree(), tree1, "{point}: recover --rollback");
+    } else {
+        w.run(&["recover"]).ok();
+        assert_eq!(w.env.tree(), tree2, "{point}: recover");
+    }
+    w.run(&["verify"]).ok();
+    w.run(&["verify", "--store"]).ok();
+}
+
 // --------------------------------------------------------------------- gc
 
 /// Four generations, the fourth active, so that `gc --keep 1` meets one pack
@@ -307,6 +349,9 @@ fn a_crash_at_every_fault_point_loses_nothing_and_the_next_command_finishes() {
             crash_in_gc(point, relocate_scene);
         } else if point.starts_with("store.gc.") {
             crash_in_gc(point, gc_scene);
+        } else if point.starts_with("files.") {
+            crash_in_switch(point, false);
+            crash_in_switch(point, true);
         } else if point.starts_with("datasets.") {
             // tests/tests/failpoints_datasets.rs crashes at these.
         } else {

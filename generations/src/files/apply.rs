@@ -6,7 +6,7 @@ use std::io;
 
 use rayon::prelude::*;
 use sysgen_schema::EntryPath;
-use sysgen_store::{Area, Hash, Store};
+use sysgen_store::{Area, Hash, Store, fault};
 
 use super::FileStep;
 use crate::Error;
@@ -242,26 +242,38 @@ impl<'a> Put<'a> {
                         &own
                     }
                 };
-                // Already as wanted (an undo putting back what never
-                // changed, a recover re-running a written step): writing
-                // it again would change nothing and needs free space.
-                let want = WantFile {
-                    size,
-                    hash: hash.as_bytes(),
-                    mode,
-                    owner,
-                    xattrs,
-                };
-                if root.file_is_in(dir, path, &want)? {
-                    return Ok(());
-                }
+                let fault = store.fault_point();
                 let fill = &mut |w: &mut dyn io::Write| {
+                    if fault.is(fault::FILES_PUT_PARTIAL) {
+                        crash_half_written(store, hash, area, w);
+                    }
                     store
                         .copy_to(hash, area, w)
                         .map(|_| ())
                         .map_err(io::Error::other)
                 };
-                let written = root.put_file_x_in(dir, path, mode, owner, xattrs, fill);
+                // Nearly every file of a first switch is new: made in place.
+                let written = match root.create_file_x_in(dir, path, mode, owner, xattrs, fill) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        // Already as wanted (an undo putting back what never
+                        // changed, a recover re-running a written step):
+                        // writing it again would change nothing and needs
+                        // free space.
+                        let want = WantFile {
+                            size,
+                            hash: hash.as_bytes(),
+                            mode,
+                            owner,
+                            xattrs,
+                        };
+                        if root.file_is_in(dir, path, &want)? {
+                            return Ok(());
+                        }
+                        root.put_file_x_in(dir, path, mode, owner, xattrs, fill)
+                    }
+                    Err(e) => Err(e),
+                };
                 // A handle of its own: the caller does not know to sync it.
                 if parent.is_none() {
                     root.touched(dir);
@@ -279,6 +291,17 @@ impl<'a> Put<'a> {
         }
         Ok(())
     }
+}
+
+/// The fault point `files.put.partial`: writes the first half of the
+/// object, makes it reach the disk, and aborts, as a power cut in the middle
+/// of a file would.
+fn crash_half_written(store: &Store, hash: &Hash, area: Area, w: &mut dyn io::Write) {
+    if let Ok(bytes) = store.read(hash, area) {
+        let _ = w.write_all(&bytes[..bytes.len() / 2]);
+    }
+    nix::unistd::sync();
+    std::process::abort();
 }
 
 fn owner(uid: Option<u32>, gid: Option<u32>) -> Owner {

@@ -127,24 +127,7 @@ impl RootDir {
         )
         .map_err(|e| err(p, "create temporary file", e))?;
         let mut f = File::from(fd);
-        let written = (|| -> io::Result<()> {
-            fill(&mut f)?;
-            if owner.uid.is_some() || owner.gid.is_some() {
-                nix::unistd::fchown(
-                    f.as_fd(),
-                    owner.uid.map(Uid::from_raw),
-                    owner.gid.map(Gid::from_raw),
-                )?;
-            }
-            // After chown: chown clears set-id bits, and the umask must not matter.
-            fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
-            // Last: chown clears a capability, chmod rewrites an ACL's mask.
-            // An ACL the new file inherited from its directory's default
-            // ACL goes: the file is exactly what the generation records.
-            super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?;
-            Ok(())
-        })();
-        if let Err(e) = written {
+        if let Err(e) = seal(&mut f, mode, owner, xattrs, fill) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "write", e));
         }
@@ -154,6 +137,47 @@ impl RootDir {
             return Err(err(p, "rename into place", e));
         }
         Ok(())
+    }
+
+    /// Creates `p`, which must not exist, in place: `O_CREAT|O_EXCL` on
+    /// its own name, no temp file, no rename (issue 14: a first switch
+    /// writes most of its files this way). Returns `false`, having changed
+    /// nothing, when `p` exists in any form (even a dangling symlink); the
+    /// caller then replaces it with [`RootDir::put_file_x_in`].
+    ///
+    /// Until the content is written the file is visible half-written under
+    /// its final name. That name was free when the switch began, so nothing
+    /// read it before; a crash leaves the step to redo or undo, and both
+    /// converge (redo finds it and replaces it, undo removes it), as the
+    /// journal records the step as not done.
+    pub fn create_file_x_in(
+        &self,
+        parent: &ParentDir,
+        p: &EntryPath,
+        mode: u32,
+        owner: Owner,
+        xattrs: &Xattrs,
+        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<bool> {
+        Self::check_parent(parent, p)?;
+        let parent = &parent.fd;
+        let fd = match openat(
+            parent.as_fd(),
+            p.file_name(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            NixMode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => return Ok(false),
+            Err(e) => return Err(err(p, "create", e)),
+        };
+        let mut f = File::from(fd);
+        if let Err(e) = seal(&mut f, mode, owner, xattrs, fill) {
+            // Ours since the O_EXCL: nobody else's file goes.
+            let _ = unlinkat(parent.as_fd(), p.file_name(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(p, "write", e));
+        }
+        Ok(true)
     }
 
     /// True when `p`, an entry of `parent`, is already what
@@ -464,4 +488,30 @@ impl RootDir {
         self.touch(&parent);
         Ok(out)
     }
+}
+
+/// Fills a file sysgen just created, then gives it its owner, mode and
+/// attributes, in the order that leaves each one as the generation says.
+fn seal(
+    f: &mut File,
+    mode: u32,
+    owner: Owner,
+    xattrs: &Xattrs,
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    fill(f)?;
+    if owner.uid.is_some() || owner.gid.is_some() {
+        nix::unistd::fchown(
+            f.as_fd(),
+            owner.uid.map(Uid::from_raw),
+            owner.gid.map(Gid::from_raw),
+        )?;
+    }
+    // After chown: chown clears set-id bits, and the umask must not matter.
+    fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
+    // Last: chown clears a capability, chmod rewrites an ACL's mask.
+    // An ACL the new file inherited from its directory's default ACL goes:
+    // the file is exactly what the generation records.
+    super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?;
+    Ok(())
 }
