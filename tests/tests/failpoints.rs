@@ -199,7 +199,10 @@ fn crash_in_switch(point: &str, back: bool) {
     let cfg1 = w.config("c1.json", &with_common(&c, &[]));
     w.run(&["switch", s(&cfg1)]).ok();
     let tree1 = w.env.tree();
-    let own = [("new/big", noise(400, 300_000)), ("new/small", noise(401, 5000))];
+    let own = [
+        ("new/big", noise(400, 300_000)),
+        ("new/small", noise(401, 5000)),
+    ];
     let cfg2 = w.config("c2.json", &with_common(&c, &own));
     // The reference: another root that switched to generation 2 unharmed.
     let r = World::new(None);
