@@ -7,6 +7,7 @@
 //! [`Transport::swap`]. The layout of the keys is in `docs/remote.md`
 //! and [`layout`].
 
+pub mod debs;
 pub mod error;
 pub mod file;
 pub mod http;
@@ -54,3 +55,5 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Transport>, Error> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_state;

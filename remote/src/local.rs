@@ -70,7 +70,7 @@ impl StateTransport {
             Key::Secret { hash, .. } => state.store.contains(&hash, Area::Secret).map_err(st)?,
             Key::Node(id) => state.db.has_node(&id)?,
             Key::Manifest(id) => state.db.has_manifest(&id)?,
-            Key::Other => state.db.remote_key(key)?.is_some(),
+            Key::Packages(_) | Key::Other => state.db.remote_key(key)?.is_some(),
         })
     }
 
@@ -172,7 +172,7 @@ impl Transport for StateTransport {
                 Some((m, _)) => m.encode()?,
                 None => return Ok(None),
             },
-            Key::Other => match state.db.remote_key(key)? {
+            Key::Packages(_) | Key::Other => match state.db.remote_key(key)? {
                 Some(v) => v,
                 None => return Ok(None),
             },
@@ -211,6 +211,11 @@ impl Transport for StateTransport {
                 state.db.insert_nodes(|sink| sink(id, body))?;
             }
             Key::Manifest(id) => self.put_manifest(&mut state, key, id, bytes)?,
+            Key::Packages(_) => {
+                crate::debs::register(&mut state, &self.name, key, bytes)?;
+                // Kept as it came, so that this state can serve it on.
+                state.db.swap_remote_key(key, None, bytes)?;
+            }
             Key::Other => {
                 if let Some(now) = state.db.swap_remote_key(key, None, bytes)?
                     && now.as_deref() != Some(bytes)
