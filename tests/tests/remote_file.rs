@@ -331,3 +331,64 @@ fn keys_bad_key_input_exits_2_and_list_shows_the_trusted() {
     assert!(r.stderr.contains("sysgen key generate"), "{}", r.stderr);
     assert!(!w.remote.path().exists(), "nothing was pushed");
 }
+
+#[test]
+fn two_pushes_racing_on_one_ref_never_both_win_silently() {
+    let w = World::new();
+    let url = w.url();
+    let g1 = build(&w.deployer, "c1.json", files(20, None));
+    let g2 = build(&w.deployer, "c2.json", files(20, Some(7)));
+    // Both closures are there first, so the two pushes meet at the ref.
+    w.deployer.run(&["push", &g1, &url]).ok();
+    w.deployer.run(&["push", &g2, &url]).ok();
+    for round in 0..5 {
+        let before: Value = std::fs::read(w.remote.path().join("hosts/web1"))
+            .ok()
+            .map_or(json!({"seq": 0}), |b| serde_json::from_slice(&b).unwrap());
+        let spawn = |g: &str| {
+            w.deployer
+                .cmd(&["--json", "push", g, &url, "--ref", "hosts/web1"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(&g1), spawn(&g2));
+        let runs = [a, b].map(|c| sysgen_tests::Run::from(c.wait_with_output().unwrap()));
+        let won: Vec<&sysgen_tests::Run> = runs.iter().filter(|r| r.code == Some(0)).collect();
+        for r in runs.iter().filter(|r| r.code != Some(0)) {
+            assert_eq!(r.code, Some(1), "round {round}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("another push won")
+                    || r.stderr.contains("another push holds the lock"),
+                "round {round}: {}",
+                r.stderr
+            );
+        }
+        assert!(!won.is_empty(), "round {round}: neither push won");
+        // Every win is one version more; the ref names the last winner's.
+        let after: Value =
+            serde_json::from_slice(&std::fs::read(w.remote.path().join("hosts/web1")).unwrap())
+                .unwrap();
+        assert_eq!(
+            after["seq"].as_u64().unwrap(),
+            before["seq"].as_u64().unwrap() + won.len() as u64,
+            "round {round}"
+        );
+        let seqs: BTreeSet<u64> = won
+            .iter()
+            .map(|r| r.json()["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs.len(),
+            won.len(),
+            "round {round}: two pushes got one version"
+        );
+        assert!(
+            w.remote
+                .keys_under("hosts")
+                .iter()
+                .all(|k| k == "hosts/web1")
+        );
+    }
+}

@@ -74,6 +74,12 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result<i32, Er
         &o.generation[..12],
         moved_line(&o.moved)
     ));
+    if !req.switch {
+        out.line(format!(
+            "switch to it with: sysgen switch {}",
+            &o.generation[..12]
+        ));
+    }
     let mut code = 0;
     let mut switched = None;
     if req.switch {
