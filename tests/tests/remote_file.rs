@@ -392,3 +392,45 @@ fn two_pushes_racing_on_one_ref_never_both_win_silently() {
         );
     }
 }
+
+#[test]
+fn push_and_pull_say_what_moved_in_whole_lines() {
+    let w = World::new();
+    let g1 = build(&w.deployer, "c1.json", files(10, None));
+    // The same push as JSON to one remote and for people to another.
+    let other = RemoteDir::new();
+    let j = w
+        .deployer
+        .run(&["--json", "push", &g1, &other.url(), "--ref", "hosts/web1"])
+        .ok()
+        .json();
+    let bytes = j["moved"]["bytes"].as_u64().unwrap();
+    let human = w
+        .deployer
+        .run(&["push", &g1, &w.url(), "--ref", "hosts/web1"])
+        .ok();
+    let public = std::fs::read_to_string(w.deployer.state().join("signing.key.pub")).unwrap();
+    let kib = |b: u64| sysgen_tests::remote::human(b);
+    assert_eq!(
+        human.stdout,
+        format!(
+            "pushed generation {short} to {url}: 10 objects sent ({size}), 0 already there, 4 nodes, 1 manifest\n\
+             hosts/web1 -> {short} (version 1, signed by {key})\n",
+            short = &g1[..12],
+            url = w.url(),
+            size = kib(bytes),
+            key = public.trim()
+        )
+    );
+    let pulled = w.host.run(&["pull", &w.url(), "hosts/web1"]).ok();
+    assert_eq!(
+        pulled.stdout,
+        format!(
+            "pulled hosts/web1 (version 1) from {url}: generation {short}: 10 objects sent ({size}), 0 already there, 4 nodes, 1 manifest\n\
+             switch to it with: sysgen switch {short}\n",
+            short = &g1[..12],
+            url = w.url(),
+            size = kib(bytes),
+        )
+    );
+}
