@@ -19,6 +19,17 @@ use crate::Env;
 use crate::output::{Bar, Out};
 use crate::render::Names;
 
+/// The examples `--help` shows.
+pub const HELP: &str = "\
+Examples:
+  sysgen key trust deployer.pub        once: accept what that key signs
+  sysgen pull file:///srv/gens hosts/web1 --switch
+                                       fetch what the ref names (only what is missing), then switch to it
+  sysgen pull https://gens.example.com hosts/web1
+                                       from a web server publishing the directory; switch later
+
+Unsigned, forged, untrusted and replayed refs are refused (exit 2); nothing changes.";
+
 /// Where the host's ssh key is on a root.
 const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
 
