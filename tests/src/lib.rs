@@ -13,8 +13,10 @@ pub mod accounts;
 pub mod datasets;
 pub mod http;
 pub mod packages;
+pub mod s3;
 pub mod schema_check;
 pub mod services;
+pub mod sshd;
 pub mod sudo;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
