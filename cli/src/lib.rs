@@ -323,5 +323,48 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Show { generation } => show::run(&env, out, generation.as_deref()),
         Command::Saved { copy, to } => saved::run(&env, out, copy.as_deref(), to.as_deref()),
         Command::Repair { dry_run } => repair::run(&env, out, &bar, *dry_run),
+        Command::Push {
+            generation,
+            remote,
+            ref_name,
+            key,
+            recipient,
+        } => push::run(
+            &env,
+            out,
+            &bar,
+            &push::Request {
+                generation,
+                remote,
+                ref_name: ref_name.as_deref(),
+                key: key.as_deref(),
+                recipient: recipient.as_deref(),
+            },
+        ),
+        Command::Pull {
+            remote,
+            ref_name,
+            switch,
+            identity,
+        } => pull::run(
+            &env,
+            out,
+            &bar,
+            &pull::Request {
+                remote,
+                ref_name,
+                switch: *switch,
+                identity: identity.as_deref(),
+            },
+        ),
+        Command::Copy { src, dst, ref_name } => copy::run(&env, out, &bar, src, dst, ref_name),
+        Command::Key { action } => match action {
+            args::KeyAction::Generate { out: file } => key::generate(&env, out, file.as_deref()),
+            args::KeyAction::Trust { key: k, comment } => {
+                key::trust(&env, out, k, comment.as_deref())
+            }
+            args::KeyAction::List => key::list(&env, out),
+        },
+        Command::Serve { identity } => serve::run(&env, out, identity.as_deref()),
     }
 }

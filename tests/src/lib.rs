@@ -13,6 +13,8 @@ pub mod accounts;
 pub mod datasets;
 pub mod http;
 pub mod packages;
+/// Remotes (issue 15): push, pull, copy.
+pub mod remote;
 pub mod s3;
 pub mod schema_check;
 pub mod services;

@@ -21,6 +21,12 @@ pub mod show;
 pub mod status;
 pub mod switch;
 pub mod verify;
+// Remotes (issue 15).
+pub mod copy;
+pub mod key;
+pub mod pull;
+pub mod push;
+pub mod serve;
 
 use std::path::Path;
 
