@@ -2,9 +2,11 @@
 //! client runs `ssh … sysgen-under-test serve --root ROOT` and speaks the
 //! framed protocol to a scratch root's state.
 
+use serde_json::{Value, json};
 use sysgen_remote::ssh::{SshOptions, open};
-use sysgen_tests::TestEnv;
+use sysgen_tests::remote::{keygen, moved, trust};
 use sysgen_tests::sshd::Sshd;
+use sysgen_tests::{Run, TestEnv, s};
 
 fn options(sshd: &Sshd) -> SshOptions {
     SshOptions {
@@ -65,4 +67,159 @@ fn connection_failures_name_the_remote_and_say_why() {
             && msg.contains("no/such/root: not a directory"),
         "{msg}"
     );
+}
+
+/// A configuration of `n` files in two directories; file `changed` (if
+/// any) has other content.
+fn files(n: usize, changed: Option<usize>) -> Value {
+    let mut files = serde_json::Map::new();
+    for i in 0..n {
+        let dir = if i % 2 == 0 { "a" } else { "b" };
+        let content = match changed {
+            Some(c) if c == i => format!("file {i}, changed\n"),
+            _ => format!("file {i}\n"),
+        };
+        files.insert(format!("/srv/{dir}/f{i:03}"), json!({ "content": content }));
+    }
+    json!({ "files": files })
+}
+
+fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
+    let c = env.config(name, cfg);
+    let r = env.run(&["--json", "build", s(&c)]).ok();
+    r.json()["id"].as_str().expect("an id").to_owned()
+}
+
+/// Runs the binary on `env` with the server's client settings.
+fn run_ssh(env: &TestEnv, sshd: &Sshd, args: &[&str], fault: Option<&str>) -> Run {
+    let mut c = env.cmd(args);
+    c.envs(sshd.env());
+    if let Some(f) = fault {
+        c.env("SYSGEN_REMOTE_FAULT", f);
+    }
+    Run::from(c.output().expect("run sysgen"))
+}
+
+/// The deployer pushes into a host's own state over ssh (a scratch root
+/// behind a real sshd), then the host switches to it by id; a 1% change
+/// moves one object and the nodes on its path; a second host pulls from
+/// the first one's state over ssh. Trees compared whole.
+#[test]
+fn push_over_ssh_into_a_hosts_state_then_switch_there_and_pull_from_it() {
+    let Some(sshd) =
+        Sshd::start("push_over_ssh_into_a_hosts_state_then_switch_there_and_pull_from_it")
+    else {
+        return;
+    };
+    let deployer = TestEnv::new();
+    let host = TestEnv::new();
+    let public = keygen(&deployer);
+    trust(&host, &public);
+    let url = sshd.url(&host.root());
+
+    let g1 = build(&deployer, "c1.json", files(100, None));
+    let p = run_ssh(
+        &deployer,
+        &sshd,
+        &["--json", "push", &g1, &url, "--ref", "hosts/web1"],
+        None,
+    )
+    .ok();
+    assert_eq!(moved(&p), (100, 4, 1, 0), "{}", p.stdout);
+    let again = run_ssh(
+        &deployer,
+        &sshd,
+        &["--json", "push", &g1, &url, "--ref", "hosts/web1"],
+        None,
+    )
+    .ok();
+    assert_eq!(moved(&again), (0, 0, 0, 100), "{}", again.stdout);
+    host.run(&["switch", &g1]).ok();
+    deployer.run(&["switch", &g1]).ok();
+    assert_eq!(host.tree(), deployer.tree());
+
+    let g2 = build(&deployer, "c2.json", files(100, Some(51)));
+    let p2 = run_ssh(
+        &deployer,
+        &sshd,
+        &["--json", "push", &g2, &url, "--ref", "hosts/web1"],
+        None,
+    )
+    .ok();
+    assert_eq!(moved(&p2), (1, 3, 1, 99), "{}", p2.stdout);
+    host.run(&["switch", &g2]).ok();
+    deployer.run(&["switch", &g2]).ok();
+    assert_eq!(host.tree(), deployer.tree());
+    // The host keeps the pushed, signed ref: another host pulls it from
+    // there over ssh, checks the signature, and switches.
+    let other = TestEnv::new();
+    trust(&other, &public);
+    let pulled = run_ssh(
+        &other,
+        &sshd,
+        &["--json", "pull", &url, "hosts/web1", "--switch"],
+        None,
+    )
+    .ok();
+    assert_eq!(moved(&pulled), (100, 4, 1, 0), "{}", pulled.stdout);
+    assert_eq!(other.tree(), deployer.tree());
+    // A ref the host does not hold: exit 2, naming it.
+    let none = run_ssh(&other, &sshd, &["pull", &url, "hosts/db1"], None);
+    assert_eq!(none.code, Some(2), "{}", none.stderr);
+    assert!(none.stderr.contains("hosts/db1"), "{}", none.stderr);
+}
+
+/// A push over ssh killed at each named step (the deployer dies; its ssh
+/// connection with it) leaves the host's state whole: no generation, a
+/// store that verifies; the rerun completes, moving only what the killed
+/// one had not, and the host switches.
+#[test]
+fn a_push_over_ssh_killed_at_each_step_leaves_the_host_whole_and_a_rerun_completes() {
+    let Some(sshd) = Sshd::start(
+        "a_push_over_ssh_killed_at_each_step_leaves_the_host_whole_and_a_rerun_completes",
+    ) else {
+        return;
+    };
+    let cases = [
+        ("objects:3", (7, 4, 1, 3)),
+        ("nodes:2", (0, 2, 1, 10)),
+        ("manifest:1", (0, 0, 0, 10)),
+    ];
+    let deployer = TestEnv::new();
+    let public = keygen(&deployer);
+    let g = build(&deployer, "c.json", files(10, None));
+    deployer.run(&["switch", &g]).ok();
+    for (fault, rerun) in cases {
+        let host = TestEnv::new();
+        trust(&host, &public);
+        let url = sshd.url(&host.root());
+        let tree = host.tree();
+        let killed = run_ssh(
+            &deployer,
+            &sshd,
+            &["push", &g, &url, "--ref", "hosts/web1"],
+            Some(fault),
+        );
+        assert!(
+            killed.killed,
+            "{fault}: the push was not killed: {killed:?}"
+        );
+        // `serve` holds the host's state until its session ends; the rerun
+        // below waits for it (serve waits for the lock), the checks here
+        // read only.
+        assert_eq!(host.tree(), tree, "{fault}: the root changed");
+        let list = host.run(&["--json", "list"]).ok().json();
+        assert_eq!(list["generations"], json!([]), "{fault}: {list}");
+        let again = run_ssh(
+            &deployer,
+            &sshd,
+            &["--json", "push", &g, &url, "--ref", "hosts/web1"],
+            None,
+        )
+        .ok();
+        assert_eq!(moved(&again), rerun, "{fault}: {}", again.stdout);
+        host.run(&["verify", "--store"]).ok();
+        host.run(&["switch", &g]).ok();
+        assert_eq!(host.tree(), deployer.tree(), "{fault}");
+    }
 }
