@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 use sysgen_remote::ssh::{SshOptions, open};
-use sysgen_tests::remote::{keygen, moved, trust};
+use sysgen_tests::remote::{host_key, keygen, moved, trust};
 use sysgen_tests::sshd::Sshd;
-use sysgen_tests::{Run, TestEnv, s};
+use sysgen_tests::{Run, TestEnv, dump_tree, s};
 
 fn options(sshd: &Sshd) -> SshOptions {
     SshOptions {
@@ -222,4 +222,88 @@ fn a_push_over_ssh_killed_at_each_step_leaves_the_host_whole_and_a_rerun_complet
         host.run(&["switch", &g]).ok();
         assert_eq!(host.tree(), deployer.tree(), "{fault}");
     }
+}
+
+const SECRET: &str = "s3cr3t-token-7f9a2c\n";
+
+/// A secret pushed over ssh travels encrypted to the host's ssh key and
+/// is decrypted by `sysgen serve` there with the root's own host key; a
+/// host with another key refuses it (exit 2) and keeps nothing.
+#[test]
+fn a_secret_pushed_over_ssh_is_decrypted_only_by_its_host() {
+    let test = "a_secret_pushed_over_ssh_is_decrypted_only_by_its_host";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let keys = tempfile::tempdir().expect("tempdir");
+    let Some((host_priv, host_pub)) = host_key(keys.path(), "host", test) else {
+        return;
+    };
+    let Some((other_priv, _)) = host_key(keys.path(), "other", test) else {
+        return;
+    };
+    let deployer = TestEnv::new();
+    let public = keygen(&deployer);
+    deployer.write_cfg("token", SECRET);
+    let g = build(
+        &deployer,
+        "c.json",
+        json!({ "files": {
+            "/etc/app/token": { "source": "token", "secret": true },
+            "/etc/motd": { "content": "hello\n" }
+        }}),
+    );
+    deployer.run(&["switch", &g]).ok();
+    let host_with = |key: &std::path::Path| {
+        let host = TestEnv::new();
+        trust(&host, &public);
+        std::fs::create_dir_all(host.at("/etc/ssh")).expect("mkdir");
+        std::fs::copy(key, host.at("/etc/ssh/ssh_host_ed25519_key")).expect("copy key");
+        host
+    };
+    let push = |host: &TestEnv| {
+        let url = sshd.url(&host.root());
+        run_ssh(
+            &deployer,
+            &sshd,
+            &[
+                "--json",
+                "push",
+                &g,
+                &url,
+                "--ref",
+                "hosts/web1",
+                "--recipient",
+                s(&host_pub),
+            ],
+            None,
+        )
+    };
+    let without_keys =
+        |host: &TestEnv| dump_tree(&host.root(), &[host.state(), host.at("/etc/ssh")]);
+
+    let host = host_with(&host_priv);
+    let p = push(&host).ok();
+    assert_eq!(p.json()["moved"]["secrets"], 1, "{}", p.stdout);
+    assert!(!p.stdout.contains(SECRET.trim_end()));
+    host.run(&["switch", &g]).ok();
+    assert_eq!(
+        std::fs::read_to_string(host.at("/etc/app/token")).expect("token"),
+        SECRET
+    );
+    assert_eq!(without_keys(&host), deployer.tree());
+
+    let other = host_with(&other_priv);
+    let before = without_keys(&other);
+    let refused = push(&other);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("another host's ssh key"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("panicked"), "{}", refused.stderr);
+    assert_eq!(without_keys(&other), before);
+    let list = other.run(&["--json", "list"]).ok().json();
+    assert_eq!(list["generations"], json!([]), "{list}");
 }
