@@ -8,8 +8,8 @@
 //!
 //! Writes go in the order that keeps both sides consistent if the process
 //! dies at any point: objects, then nodes deepest first (a node arrives
-//! after everything under it), then the manifest; the caller moves a ref
-//! last. A ref therefore never names a generation the remote does not
+//! after everything under it), then the `.deb` record, then the
+//! manifest; the caller moves a ref last. A ref therefore never names a generation the remote does not
 //! wholly hold, and a rerun moves only what the killed run had not.
 
 use std::collections::HashSet;
@@ -18,6 +18,7 @@ use serde::Serialize;
 use sysgen_generations::manifest::{Entry, Manifest, Node, NodeId};
 use sysgen_generations::{GenerationId, Progress};
 
+use crate::debs::Record;
 use crate::{Error, Transport, layout};
 
 /// How many keys one `has` asks about.
@@ -79,6 +80,9 @@ pub struct SyncOptions<'a> {
     /// the generation must have no secrets.
     pub recipient: Option<&'a str>,
     pub read_nodes_from: Side,
+    /// The generation's `.deb` record, if it has one: its objects travel
+    /// with the files', and it arrives before the manifest.
+    pub packages: Option<&'a Record>,
     pub progress: &'a dyn Progress,
     pub fault: Option<Fault>,
 }
@@ -169,6 +173,14 @@ pub fn sync_generation(
         level = next;
     }
 
+    if let Some(r) = opts.packages {
+        for h in &r.objects {
+            let k = layout::object(h);
+            if seen_contents.insert(k.clone()) {
+                contents.push(k);
+            }
+        }
+    }
     let mut moved = Moved::default();
     let mut need = Vec::new();
     for chunk in contents.chunks(HAS_BATCH) {
@@ -205,6 +217,13 @@ pub fn sync_generation(
             moved.nodes += 1;
             moved.bytes += bytes.len() as u64;
             hit(opts.fault, Step::Nodes, moved.nodes);
+        }
+    }
+    if let Some(r) = opts.packages {
+        let key = layout::packages(&r.hash);
+        if !has_all(dst, std::slice::from_ref(&key))?[0] {
+            dst.put(&key, &r.bytes)?;
+            moved.bytes += r.bytes.len() as u64;
         }
     }
     if !manifest_present {

@@ -74,10 +74,20 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result<i32, Er
         &o.generation[..12],
         moved_line(&o.moved)
     ));
+    if !req.switch {
+        out.line(format!(
+            "switch to it with: sysgen switch {}",
+            &o.generation[..12]
+        ));
+    }
     let mut code = 0;
     let mut switched = None;
     if req.switch {
-        let mut state = dst.into_state();
+        // The state is opened again (and locked again) for the switch,
+        // once what arrived is durable.
+        dst.flush().map_err(remote_err)?;
+        drop(dst);
+        let mut state = env.open(Access::Write)?;
         let id = sysgen_generations::switch::resolve(&state, &o.generation)?;
         let flags = Flags {
             dry_run: false,

@@ -41,8 +41,13 @@ pub fn run(env: &Env, out: &Out, identity: Option<&Path>) -> Result<i32, Error> 
     if let Some(id) = id {
         t = t.with_identity(id);
     }
-    let served = serve(&t, std::io::stdin().lock(), std::io::stdout().lock())
-        .map_err(crate::commands::push::remote_err)?;
+    let served = serve(&t, std::io::stdin().lock(), std::io::stdout().lock());
+    // Objects that arrived are batched in memory until something refers
+    // to them; a session that ends (or breaks) writes them now, reporting
+    // a failure, rather than on drop, which could not.
+    let flushed = t.flush();
+    let served = served.map_err(crate::commands::push::remote_err)?;
+    flushed.map_err(crate::commands::push::remote_err)?;
     let doc = ServeOutput {
         ok: true,
         requests: served.requests,
