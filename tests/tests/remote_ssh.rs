@@ -40,7 +40,7 @@ fn connection_failures_name_the_remote_and_say_why() {
     let msg = e.to_string();
     assert!(
         msg.starts_with(&format!(
-            "{url}: : the connection closed before `sysgen serve` answered; ssh said: "
+            "{url}: the connection closed before `sysgen serve` answered; ssh said: "
         )) && msg.contains("Permission denied (publickey)"),
         "{msg}\nsshd log:\n{}",
         sshd.log()
@@ -54,7 +54,7 @@ fn connection_failures_name_the_remote_and_say_why() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{url}: : the remote command is not `sysgen serve` (it printed \"serve --root {}\")",
+            "{url}: the remote command is not `sysgen serve` (it printed \"serve --root {}\")",
             env.root().display()
         )
     );
