@@ -111,16 +111,18 @@ pub fn open(url: &str, opts: &S3Options) -> Result<S3Transport, Error> {
         key: String::new(),
         message,
     };
+    // The URL and the AWS_* settings are the user's input: exit 2.
+    let invalid = |message: String| Error::Invalid(format!("{url}: {message}"));
     let rest = url
         .strip_prefix("s3://")
-        .ok_or_else(|| bad("not an s3:// URL".into()))?;
+        .ok_or_else(|| invalid("not an s3:// URL".into()))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(bad("no bucket: write s3://BUCKET[/PREFIX]".into()));
+        return Err(invalid("no bucket: write s3://BUCKET[/PREFIX]".into()));
     }
     let prefix = prefix.trim_matches('/');
     if !prefix.is_empty() {
-        check_key(prefix).map_err(|m| bad(format!("prefix {prefix:?}: {m}")))?;
+        check_key(prefix).map_err(|m| invalid(format!("prefix {prefix:?}: {m}")))?;
     }
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(bucket)
@@ -147,9 +149,11 @@ pub fn open(url: &str, opts: &S3Options) -> Result<S3Transport, Error> {
         // Signatures need a region; self-hosted stores take any.
         b = b.with_config(AmazonS3ConfigKey::Region, "us-east-1");
     }
-    let store = b
-        .build()
-        .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
+    let store = b.build().map_err(|e| {
+        invalid(format!(
+            "cannot configure the S3 client from the AWS_* settings: {e}"
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -146,7 +146,8 @@ pub fn open(url: &str, opts: &SshOptions) -> Result<SshTransport, Error> {
         key: String::new(),
         message,
     };
-    let a = parse(url).map_err(fail)?;
+    // A URL that does not parse is the user's input: exit 2.
+    let a = parse(url).map_err(|m| Error::Invalid(format!("{url}: {m}")))?;
     let mut remote = vec![opts.program.clone(), "serve".into()];
     if let Some(r) = &a.root {
         remote.extend(["--root".into(), r.clone()]);

@@ -307,3 +307,42 @@ fn a_secret_pushed_over_ssh_is_decrypted_only_by_its_host() {
     let list = other.run(&["--json", "list"]).ok().json();
     assert_eq!(list["generations"], json!([]), "{list}");
 }
+
+/// Bad ssh:// and s3:// URLs and a bad SYSGEN_SSH exit 2 naming what is
+/// wrong, before anything is started or written.
+#[test]
+fn bad_ssh_and_s3_urls_exit_2_and_change_nothing() {
+    let deployer = TestEnv::new();
+    keygen(&deployer);
+    let g = build(&deployer, "c.json", files(2, None));
+    for (url, needle) in [
+        ("ssh://", "ssh://: no host"),
+        ("ssh://-oProxyCommand=x/r", "no host"),
+        ("ssh://h:99999/r", "port \"99999\" is not a port number"),
+        (
+            "ssh://h/r?state=relative",
+            "the only query is state=/ABSOLUTE/DIR",
+        ),
+        ("s3://", "s3://: no bucket"),
+        ("s3://b/a/../c", "prefix \"a/../c\""),
+    ] {
+        let r = deployer.run(&["push", &g, url, "--ref", "hosts/a"]);
+        assert_eq!(r.code, Some(2), "{url}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{url}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    let r = Run::from(
+        deployer
+            .cmd(&["push", &g, "ssh://h/r", "--ref", "hosts/a"])
+            .env("SYSGEN_SSH", "-i 'unbalanced")
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("SYSGEN_SSH=\"-i 'unbalanced\": unbalanced quotes"),
+        "{}",
+        r.stderr
+    );
+}
