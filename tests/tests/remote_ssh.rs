@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 use sysgen_remote::ssh::{SshOptions, open};
-use sysgen_tests::remote::{host_key, keygen, moved, trust};
+use sysgen_tests::remote::{host_key, keygen, moved, object_key, trust};
 use sysgen_tests::sshd::Sshd;
-use sysgen_tests::{Run, TestEnv, dump_tree, s};
+use sysgen_tests::{Run, TestEnv, dump_tree, s, store_holds, stored_frame};
 
 fn options(sshd: &Sshd) -> SshOptions {
     SshOptions {
@@ -345,4 +345,51 @@ fn bad_ssh_and_s3_urls_exit_2_and_change_nothing() {
         "{}",
         r.stderr
     );
+}
+
+/// `sysgen serve` fed a put cut off mid-frame (a client killed while
+/// sending, as a dropped connection leaves it): the whole put before it is
+/// stored and answered, the cut one is never applied, and serve says the
+/// stream broke (exit 1). Run without ssh, on its stdin, to cut exactly.
+#[test]
+fn serve_never_applies_a_put_cut_off_mid_frame() {
+    use sysgen_remote::ssh_proto::{MAGIC, Reply, Request, write_frame};
+    let host = TestEnv::new();
+    let (a, b) = (
+        b"object a, whole\n".as_slice(),
+        b"object b, cut off\n".as_slice(),
+    );
+    let mut input = Vec::new();
+    for (content, cut) in [(a, false), (b, true)] {
+        let mut frame = Vec::new();
+        let req = Request::Put {
+            key: object_key(content),
+        };
+        write_frame(&mut frame, &req, &[&stored_frame(content)]).expect("frame");
+        if cut {
+            frame.truncate(frame.len() - 3);
+        }
+        input.extend(frame);
+    }
+    let mut c = host.cmd(&["serve"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn serve");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut stdin, &input).expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let mut want = MAGIC.to_vec();
+    write_frame(&mut want, &Reply::Put, &[]).expect("frame");
+    assert_eq!(out.stdout, want, "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sysgen serve: the client's stream broke: the stream ended"),
+        "{stderr}"
+    );
+    assert!(store_holds(&host.state().join("store"), a, false));
+    assert!(!store_holds(&host.state().join("store"), b, false));
 }
