@@ -210,6 +210,7 @@ pub enum Command {
         dry_run: bool,
     },
     /// Publish a generation to a remote (only what it lacks), signed, and move a ref to it
+    #[command(after_help = crate::commands::push::HELP)]
     Push {
         /// A generation number, id or id prefix
         generation: String,
@@ -226,6 +227,7 @@ pub enum Command {
         recipient: Option<String>,
     },
     /// Fetch the generation a signed ref names (only what is missing), then optionally switch to it
+    #[command(after_help = crate::commands::pull::HELP)]
     Pull {
         /// file:///path, http(s)://…, ssh://… or s3://…
         remote: String,
@@ -240,6 +242,7 @@ pub enum Command {
         identity: Option<PathBuf>,
     },
     /// Copy a signed ref and its generation from one remote to another
+    #[command(after_help = crate::commands::copy::HELP)]
     Copy {
         /// The remote to read
         src: String,
@@ -250,6 +253,7 @@ pub enum Command {
         ref_name: String,
     },
     /// Signing keys: make one, trust another's, list the trusted ones
+    #[command(after_help = crate::commands::key::HELP)]
     Key {
         #[command(subcommand)]
         action: KeyAction,

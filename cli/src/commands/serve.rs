@@ -36,7 +36,8 @@ struct ServeOutput {
 
 pub fn run(env: &Env, out: &Out, identity: Option<&Path>) -> Result<i32, Error> {
     let state = open_waiting(env)?;
-    let id = crate::commands::pull::host_identity(&state, identity)?;
+    let id = sysgen_remote::secret::host_identity(&state, identity)
+        .map_err(crate::commands::push::remote_err)?;
     let mut t = StateTransport::new(state, env.now);
     if let Some(id) = id {
         t = t.with_identity(id);
