@@ -50,6 +50,18 @@ fn every_operation_of_the_transport_on_a_real_s3_server() {
     let other = g.open("fleet/b");
     assert_eq!(other.list("").expect("list"), Vec::<String>::new());
     assert_eq!(other.get("nodes/n1").expect("get"), None);
+    // The bucket without a prefix sees the prefixed keys under their
+    // full names.
+    let whole = g.open("");
+    assert_eq!(whole.describe(), "s3://sysgen/");
+    assert_eq!(
+        whole.get("fleet/a/nodes/n1").expect("get"),
+        Some(b"node".to_vec())
+    );
+    assert_eq!(
+        whole.list("fleet/a/n").expect("list"),
+        keys(&["fleet/a/nodes/n1"])
+    );
     // swap: create, move, refuse a stale expectation (reporting what is
     // there), refuse creating what exists.
     let r = "refs/hosts/web1";
