@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sysgen_remote::Transport;
 use sysgen_tests::remote::{keygen, moved, trust};
 use sysgen_tests::s3::Garage;
+use sysgen_tests::sshd::Sshd;
 use sysgen_tests::{Run, TestEnv, s};
 
 /// A configuration of `n` files in two directories; file `changed` (if
@@ -305,4 +306,42 @@ fn two_deployers_pushing_one_ref_at_once_one_wins_the_other_is_refused() {
         "{}",
         pulled.stdout
     );
+}
+
+/// `sysgen copy` from a bucket into a host's state over ssh: the two
+/// transports of this branch end to end (s3 read, ssh write); the host
+/// then switches to the copied generation.
+#[test]
+fn copy_from_s3_into_a_host_over_ssh_then_switch_there() {
+    let test = "copy_from_s3_into_a_host_over_ssh_then_switch_there";
+    let Some(g) = Garage::start(test) else {
+        return;
+    };
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let deployer = TestEnv::new();
+    let host = TestEnv::new();
+    let public = keygen(&deployer);
+    trust(&host, &public);
+    let url = g.url("copy");
+    let gen_id = build(&deployer, "c.json", files(30, None, "copied"));
+    run(
+        &deployer,
+        &g,
+        &["push", &gen_id, &url, "--ref", "roles/web"],
+    )
+    .ok();
+    let mut c = cmd(
+        &deployer,
+        &g,
+        &["--json", "copy", &url, &sshd.url(&host.root()), "roles/web"],
+        None,
+    );
+    c.envs(sshd.env());
+    let copied = Run::from(c.output().expect("run")).ok();
+    assert_eq!(moved(&copied), (30, 4, 1, 0), "{}", copied.stdout);
+    host.run(&["switch", &gen_id]).ok();
+    deployer.run(&["switch", &gen_id]).ok();
+    assert_eq!(host.tree(), deployer.tree());
 }
