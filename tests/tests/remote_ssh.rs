@@ -204,9 +204,9 @@ fn a_push_over_ssh_killed_at_each_step_leaves_the_host_whole_and_a_rerun_complet
             killed.killed,
             "{fault}: the push was not killed: {killed:?}"
         );
-        // `serve` holds the host's state until its session ends; the rerun
-        // below waits for it (serve waits for the lock), the checks here
-        // read only.
+        // The host's `serve` finishes what reached it, then ends: check
+        // the state it leaves.
+        wait_for_serve_to_end(&host.root());
         assert_eq!(host.tree(), tree, "{fault}: the root changed");
         let list = host.run(&["--json", "list"]).ok().json();
         assert_eq!(list["generations"], json!([]), "{fault}: {list}");
@@ -392,4 +392,28 @@ fn serve_never_applies_a_put_cut_off_mid_frame() {
     );
     assert!(store_holds(&host.state().join("store"), a, false));
     assert!(!store_holds(&host.state().join("store"), b, false));
+}
+
+/// Waits (up to 20 s) until no `sysgen serve` for `root` runs any more:
+/// a killed client's session ends once its server has read the rest of
+/// its stream.
+fn wait_for_serve_to_end(root: &std::path::Path) {
+    let needle = format!("serve\0--root\0{}", root.display());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let running = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).contains(&needle));
+        if !running {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "sysgen serve for {} still runs",
+            root.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
