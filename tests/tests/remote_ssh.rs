@@ -417,3 +417,43 @@ fn wait_for_serve_to_end(root: &std::path::Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A put of an object is pipelined: a corrupt one (bytes that do not match
+/// its name) is reported at the next request, naming its key, as corrupt;
+/// the objects around it are stored, and the connection goes on.
+#[test]
+fn a_pipelined_put_that_fails_is_reported_at_the_next_request_by_its_key() {
+    use sysgen_remote::Transport;
+    let Some(sshd) =
+        Sshd::start("a_pipelined_put_that_fails_is_reported_at_the_next_request_by_its_key")
+    else {
+        return;
+    };
+    let host = TestEnv::new();
+    let url = sshd.url(&host.root());
+    let t = open(&url, &options(&sshd)).expect("connect");
+    let (a, b, c) = (b"a\n".as_slice(), b"b\n".as_slice(), b"c\n".as_slice());
+    t.put(&object_key(a), &stored_frame(a)).expect("put a");
+    // b's name, c's bytes.
+    t.put(&object_key(b), &stored_frame(c))
+        .expect("sent, not answered yet");
+    t.put(&object_key(c), &stored_frame(c)).expect("put c");
+    let e = t
+        .has(&[object_key(a), object_key(b), object_key(c)])
+        .expect_err("b's failure");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("{url}: {}: corrupt: ", object_key(b))),
+        "{msg}"
+    );
+    assert_eq!(
+        t.has(&[object_key(a), object_key(b), object_key(c)])
+            .expect("has"),
+        vec![true, false, true]
+    );
+    drop(t);
+    wait_for_serve_to_end(&host.root());
+    let store = host.state().join("store");
+    assert!(store_holds(&store, a, false) && store_holds(&store, c, false));
+    assert!(!store_holds(&store, b, false));
+}
