@@ -26,6 +26,7 @@ pub mod copy;
 pub mod key;
 pub mod pull;
 pub mod push;
+pub mod serve;
 
 use std::path::Path;
 
