@@ -1,0 +1,239 @@
+//! `sysgen deploy`: 20 simulated hosts (scratch roots behind one real
+//! sshd on loopback, `--root` per host). A failing canary stops the
+//! rollout with the other 19 hosts untouched, byte for byte; once fixed,
+//! the rollout reaches every host, each confirmed, and a second deploy
+//! of a small change moves only the new objects.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a failed test with its message"
+)]
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+use sysgen_tests::fleet::Sshd;
+use sysgen_tests::{Run, TestEnv, dump_tree, s};
+
+const HOSTS: usize = 20;
+
+struct Fleet {
+    sshd: Sshd,
+    deployer: TestEnv,
+    hosts: Vec<TestEnv>,
+}
+
+impl Fleet {
+    fn new(sshd: Sshd) -> Fleet {
+        let deployer = TestEnv::new();
+        let hosts = (0..HOSTS).map(|_| TestEnv::new()).collect();
+        Fleet {
+            sshd,
+            deployer,
+            hosts,
+        }
+    }
+
+    fn name(i: usize) -> String {
+        format!("h{i:02}")
+    }
+
+    /// The inventory: host 07 is the canary; every host runs role `web`
+    /// plus a file naming it.
+    fn inventory(&self, motd: &str) -> std::path::PathBuf {
+        let d = &self.deployer;
+        d.write_cfg(
+            "roles/web.json",
+            &json!({ "files": {
+                "/etc/motd": { "content": motd },
+                "/srv/www/index.html": { "content": "<h1>fleet</h1>\n" },
+            } })
+            .to_string(),
+        );
+        let opts: Vec<String> = self.sshd.options();
+        let mut inv = format!(
+            "[defaults]\nssh = \"{}\"\nssh_options = {}\nconfirm_within = \"1m\"\n",
+            self.sshd.url(),
+            toml_list(&opts)
+        );
+        for (i, h) in self.hosts.iter().enumerate() {
+            let name = Fleet::name(i);
+            d.write_cfg(
+                &format!("hosts/{name}.json"),
+                &json!({
+                    "include": ["../roles/web.json"],
+                    "files": { "/etc/hostname": { "content": format!("{name}\n") } },
+                })
+                .to_string(),
+            );
+            let tags = if i == 7 { "[\"canary\"]" } else { "[]" };
+            writeln!(
+                inv,
+                "[hosts.{name}]\nconfig = \"hosts/{name}.json\"\nroot = \"{}\"\ntags = {tags}",
+                h.root().display()
+            )
+            .unwrap();
+        }
+        d.write_cfg("fleet.toml", &inv)
+    }
+
+    fn deploy(&self, inventory: &std::path::Path, extra: &[&str]) -> Run {
+        let bin = TestEnv::sysgen_bin();
+        let mut args = vec![
+            "--json",
+            "deploy",
+            s(inventory),
+            "--parallel",
+            "5",
+            "--remote-program",
+            s(&bin),
+        ];
+        args.extend_from_slice(extra);
+        self.deployer.run(&args)
+    }
+
+    /// Every host's whole root, its state directory included.
+    fn trees(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .map(|h| dump_tree(&h.root(), &[]))
+            .collect()
+    }
+}
+
+fn toml_list(v: &[String]) -> String {
+    let quoted: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn outcomes(r: &Run) -> Vec<(String, String)> {
+    r.json()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_owned(),
+                h["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_canary_stops_the_rollout_then_the_fixed_rollout_reaches_every_host() {
+    let Some(sshd) =
+        Sshd::start("a_failing_canary_stops_the_rollout_then_the_fixed_rollout_reaches_every_host")
+    else {
+        return;
+    };
+    let fleet = Fleet::new(sshd);
+    // The canary's root has a directory where the role puts a file: its
+    // switch is refused.
+    fleet.hosts[7].write_root("/etc/motd/old", "x\n");
+    let inv = fleet.inventory("welcome\n");
+    let before = fleet.trees();
+
+    let r = fleet.deploy(&inv, &[]).expect(1);
+    let doc = r.json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["generations"], HOSTS, "one generation per host");
+    let got = outcomes(&r);
+    assert_eq!(
+        got[0],
+        ("h07".into(), "failed".into()),
+        "the canary goes first"
+    );
+    assert!(
+        got[1..].iter().all(|(_, o)| o == "untouched"),
+        "the rest is untouched: {got:?}"
+    );
+    assert!(doc["stopped"].as_str().unwrap().contains("canary"), "{doc}");
+    let after = fleet.trees();
+    for i in (0..HOSTS).filter(|&i| i != 7) {
+        assert_eq!(after[i], before[i], "host {} untouched", Fleet::name(i));
+    }
+
+    // Fixed: every host gets its generation, confirmed.
+    std::fs::remove_dir_all(fleet.hosts[7].at("/etc/motd")).unwrap();
+    let r = fleet.deploy(&inv, &[]).ok();
+    let got = outcomes(&r);
+    assert!(got.iter().all(|(_, o)| o == "switched"), "{got:?}");
+    for (i, h) in fleet.hosts.iter().enumerate() {
+        let want = sysgen_tests::tree_with(
+            &dump_tree(
+                &h.root(),
+                &[
+                    h.state(),
+                    h.at("/etc/motd"),
+                    h.at("/srv"),
+                    h.at("/etc/hostname"),
+                ],
+            ),
+            &[
+                &sysgen_tests::file_line(
+                    "/etc/hostname",
+                    0o644,
+                    "0:0",
+                    format!("{}\n", Fleet::name(i)).as_bytes(),
+                ),
+                &sysgen_tests::file_line("/etc/motd", 0o644, "0:0", b"welcome\n"),
+                "/srv dir 0755 0:0",
+                "/srv/www dir 0755 0:0",
+                &sysgen_tests::file_line("/srv/www/index.html", 0o644, "0:0", b"<h1>fleet</h1>\n"),
+            ],
+        );
+        assert_eq!(h.tree(), want, "host {}", Fleet::name(i));
+        assert!(!h.state().join("confirm.json").exists(), "confirmed");
+    }
+    let first: u64 = r.json()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["objects"].as_u64().unwrap())
+        .sum();
+
+    // A small change: only its objects move, once per host.
+    let inv = fleet.inventory("welcome, again\n");
+    let r = fleet.deploy(&inv, &[]).ok();
+    for h in r.json()["hosts"].as_array().unwrap() {
+        assert_eq!(h["outcome"], "switched", "{h}");
+        assert_eq!(h["from"], 1);
+        assert_eq!(h["to"], 2);
+    }
+    let second: u64 = r.json()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["objects"].as_u64().unwrap())
+        .sum();
+    assert!(second < first, "second push moved {second}, first {first}");
+    for h in &fleet.hosts {
+        assert_eq!(
+            std::fs::read_to_string(h.at("/etc/motd")).unwrap(),
+            "welcome, again\n"
+        );
+    }
+}
+
+#[test]
+fn bad_inventories_and_limits_exit_2_and_touch_nothing() {
+    let env = TestEnv::new();
+    let inv = env.write_cfg("fleet.toml", "[hosts.a]\nssh = \"ssh://a\"\n");
+    let r = env.run(&["deploy", s(&inv)]).expect(2);
+    assert!(r.stderr.contains("hosts.a.config"), "{}", r.stderr);
+    let inv = env.write_cfg(
+        "fleet.toml",
+        "[hosts.a]\nssh = \"ssh://a\"\nconfig = \"a.json\"\n",
+    );
+    let r = env.run(&["deploy", s(&inv), "--limit", "web-*"]).expect(2);
+    assert!(r.stderr.contains("no host"), "{}", r.stderr);
+    let r = env
+        .run(&["deploy", s(&inv), "--confirm-within", "later"])
+        .expect(2);
+    assert!(r.stderr.contains("confirm-within"), "{}", r.stderr);
+    // A missing configuration is named with its host; nothing was built.
+    let r = env.run(&["deploy", s(&inv)]).expect(2);
+    assert!(r.stderr.contains("a.json"), "{}", r.stderr);
+    assert!(!env.state().join("sysgen.db").exists() || env.run(&["list"]).ok().stdout.is_empty());
+}
