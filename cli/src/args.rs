@@ -254,6 +254,51 @@ pub enum Command {
     /// A fleet as its pull agents report it
     #[command(subcommand, after_help = crate::help::FLEET)]
     Fleet(FleetCommand),
+    /// Publish a generation to a remote (only what it lacks), signed, and move a ref to it
+    Push {
+        /// A generation number, id or id prefix
+        generation: String,
+        /// file:///path, ssh://[user@]host[:port] or s3://bucket/prefix
+        remote: String,
+        /// The ref to move to it last: hosts/NAME, roles/NAME or channels/NAME
+        #[arg(long = "ref", value_name = "NAME")]
+        ref_name: Option<String>,
+        /// The signing key [default: <state-dir>/signing.key]
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The host's ssh ed25519 public key (or its .pub file) its secrets are encrypted to
+        #[arg(long, value_name = "KEY|FILE")]
+        recipient: Option<String>,
+    },
+    /// Fetch the generation a signed ref names (only what is missing), then optionally switch to it
+    Pull {
+        /// file:///path, http(s)://…, ssh://… or s3://…
+        remote: String,
+        /// hosts/NAME, roles/NAME or channels/NAME
+        #[arg(value_name = "REF")]
+        ref_name: String,
+        /// Switch to the generation once it is here
+        #[arg(long)]
+        switch: bool,
+        /// The host's ssh private key, to decrypt secrets [default: <root>/etc/ssh/ssh_host_ed25519_key]
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// Copy a signed ref and its generation from one remote to another
+    Copy {
+        /// The remote to read
+        src: String,
+        /// The remote to write
+        dst: String,
+        /// hosts/NAME, roles/NAME or channels/NAME
+        #[arg(value_name = "REF")]
+        ref_name: String,
+    },
+    /// Signing keys: make one, trust another's, list the trusted ones
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,6 +311,27 @@ pub enum FleetCommand {
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
         stale_after: i64,
     },
+}
+
+/// `sysgen key …`.
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// Write a new ed25519 signing key (and FILE.pub), trusted here
+    Generate {
+        /// Where [default: <state-dir>/signing.key]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Accept refs and manifests signed by this public key (ed25519:HEX, or a .pub file)
+    Trust {
+        #[arg(value_name = "FILE|PUBKEY")]
+        key: String,
+        /// A note kept with it (whose key it is)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// The trusted keys
+    List,
 }
 
 /// `30d`, `12h`, `1h30m`, `90m`, `45s`, `2w` (or a bare number of seconds) to

@@ -361,5 +361,47 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 remote_program: remote_program.as_deref(),
             },
         ),
+        Command::Push {
+            generation,
+            remote,
+            ref_name,
+            key,
+            recipient,
+        } => push::run(
+            &env,
+            out,
+            &bar,
+            &push::Request {
+                generation,
+                remote,
+                ref_name: ref_name.as_deref(),
+                key: key.as_deref(),
+                recipient: recipient.as_deref(),
+            },
+        ),
+        Command::Pull {
+            remote,
+            ref_name,
+            switch,
+            identity,
+        } => pull::run(
+            &env,
+            out,
+            &bar,
+            &pull::Request {
+                remote,
+                ref_name,
+                switch: *switch,
+                identity: identity.as_deref(),
+            },
+        ),
+        Command::Copy { src, dst, ref_name } => copy::run(&env, out, &bar, src, dst, ref_name),
+        Command::Key { action } => match action {
+            args::KeyAction::Generate { out: file } => key::generate(&env, out, file.as_deref()),
+            args::KeyAction::Trust { key: k, comment } => {
+                key::trust(&env, out, k, comment.as_deref())
+            }
+            args::KeyAction::List => key::list(&env, out),
+        },
     }
 }

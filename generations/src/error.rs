@@ -91,6 +91,10 @@ pub enum Error {
     /// A shadow tool (useradd, usermod…) failed.
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
+    /// A remote (push, pull, copy) failed; the message names the remote
+    /// and the key.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl Error {

@@ -4,11 +4,53 @@
 //! a read-only web server) is seen through one [`Transport`]: a flat
 //! namespace of keys holding bytes. Immutable keys are named by the hash of
 //! what they hold; mutable keys (refs, reports, locks) change only through
-//! [`Transport::swap`]. The layout of the keys is in `docs/remote.md`.
+//! [`Transport::swap`]. The layout of the keys is in `docs/remote.md`
+//! and [`layout`].
 
 pub mod error;
+pub mod file;
+pub mod http;
+pub mod layout;
+pub mod local;
+pub mod ops;
+pub mod secret;
+pub mod sign;
+pub mod sync;
 pub mod transport;
 
 pub use error::Error;
-
+pub use sync::Moved;
 pub use transport::{Swap, Transport};
+
+/// Opens the remote at `url`: `file:///path` (created on first write when
+/// `create`), `http://…` or `https://…` (read-only).
+pub fn open(url: &str, create: bool) -> Result<Box<dyn Transport>, Error> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::Invalid(format!(
+            "{url:?}: not a remote URL; write file:///path, http(s)://host/path, ssh://[user@]host or s3://bucket/prefix"
+        ))
+    })?;
+    match scheme {
+        "file" => {
+            if rest.is_empty() || !rest.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "{url:?}: a file remote is file:///absolute/path"
+                )));
+            }
+            Ok(Box::new(file::FileTransport::open(
+                url,
+                std::path::Path::new(rest),
+                create,
+            )?))
+        }
+        "http" | "https" => Ok(Box::new(http::HttpTransport::open(url)?)),
+        // The `transports` helper's arms: s3 => crate::s3::open(url),
+        // ssh => crate::ssh::open(url, ...). Added when its branch merges.
+        other => Err(Error::Invalid(format!(
+            "{url:?}: this sysgen has no {other}:// transport; use file://, http:// or https://"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,8 @@ pub mod datasets;
 pub mod fleet;
 pub mod http;
 pub mod packages;
+/// Remotes (issue 15): push, pull, copy.
+pub mod remote;
 pub mod schema_check;
 pub mod services;
 pub mod sudo;

@@ -24,6 +24,11 @@ pub mod show;
 pub mod status;
 pub mod switch;
 pub mod verify;
+// Remotes (issue 15).
+pub mod copy;
+pub mod key;
+pub mod pull;
+pub mod push;
 
 use std::path::Path;
 

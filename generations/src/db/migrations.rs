@@ -127,4 +127,26 @@ CREATE TABLE account_homes (
     kept TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // PLACEHOLDER for migration 9 (helper `perf`): replace with perf's on merge.
+    "",
+    // PLACEHOLDER for migration 10 (helper `fleet`): replace with fleet's on merge.
+    "",
+    // Migration 11, remotes (issue 15, remote/): the keys a remote keeps in
+    // this state when it is served as one (refs, signatures, reports), the
+    // newest version of each ref this host accepted (a replayed older one
+    // is refused), and the public keys whose signatures pull accepts.
+    r#"
+CREATE TABLE remote_keys (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE remote_accepted (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    generation BLOB NOT NULL,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE trusted_keys (
+    key TEXT PRIMARY KEY,
+    comment TEXT,
+    added_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];

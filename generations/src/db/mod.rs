@@ -21,6 +21,8 @@ use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 pub mod history;
 mod migrations;
 mod records;
+mod remote;
+pub use remote::{AcceptedRef, TrustedKey};
 
 use migrations::MIGRATIONS;
 

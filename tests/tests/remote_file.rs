@@ -1,0 +1,239 @@
+//! Push and pull through a `file://` remote and over http: two scratch
+//! roots, the real binary, whole trees compared; only missing objects
+//! move, counted exactly.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a failed test with its message"
+)]
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use sysgen_tests::remote::{RemoteDir, keygen, moved, object_key, trust};
+use sysgen_tests::{TestEnv, s};
+
+/// A configuration of `n` files in two directories; file `changed` (if
+/// any) has other content.
+fn files(n: usize, changed: Option<usize>) -> Value {
+    let mut files = serde_json::Map::new();
+    for i in 0..n {
+        let dir = if i % 2 == 0 { "a" } else { "b" };
+        let content = match changed {
+            Some(c) if c == i => format!("file {i}, changed\n"),
+            _ => format!("file {i}\n"),
+        };
+        files.insert(format!("/srv/{dir}/f{i:03}"), json!({ "content": content }));
+    }
+    json!({ "files": files })
+}
+
+fn contents(n: usize, changed: Option<usize>) -> BTreeSet<String> {
+    (0..n)
+        .map(|i| match changed {
+            Some(c) if c == i => format!("file {i}, changed\n"),
+            _ => format!("file {i}\n"),
+        })
+        .map(|c| object_key(c.as_bytes()))
+        .collect()
+}
+
+/// Builds `cfg` on `env` and returns the generation id.
+fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
+    let c = env.config(name, cfg);
+    let r = env.run(&["--json", "build", s(&c)]).ok();
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
+struct World {
+    deployer: TestEnv,
+    host: TestEnv,
+    remote: RemoteDir,
+}
+
+impl World {
+    fn new() -> World {
+        let w = World {
+            deployer: TestEnv::new(),
+            host: TestEnv::new(),
+            remote: RemoteDir::new(),
+        };
+        let public = keygen(&w.deployer);
+        // The host has a state of its own (an empty one) to trust the key in.
+        trust(&w.host, &public);
+        w
+    }
+
+    fn url(&self) -> String {
+        self.remote.url()
+    }
+}
+
+#[test]
+fn push_then_pull_moves_only_what_is_missing_and_the_trees_match() {
+    let w = World::new();
+    let url = w.url();
+    let g1 = build(&w.deployer, "c1.json", files(100, None));
+
+    let p = w
+        .deployer
+        .run(&["--json", "push", &g1, &url, "--ref", "hosts/web1"])
+        .ok();
+    // Two directories under /srv: nodes for /, /srv, /srv/a, /srv/b.
+    assert_eq!(moved(&p), (100, 4, 1, 0), "{}", p.stdout);
+    assert_eq!(p.json()["seq"], 1);
+    // The remote holds exactly the closure, its signature and the ref.
+    assert_eq!(
+        w.remote.keys_under("objects"),
+        contents(100, None).into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(w.remote.keys_under("nodes").len(), 4);
+    assert_eq!(
+        w.remote.keys_under("manifests"),
+        BTreeSet::from([format!("manifests/{g1}")])
+    );
+    assert_eq!(
+        w.remote.keys_under("hosts"),
+        BTreeSet::from(["hosts/web1".to_owned()])
+    );
+    assert_eq!(w.remote.keys_under("signatures").len(), 1);
+    assert_eq!(
+        w.remote.keys().len(),
+        100 + 4 + 1 + 1 + 1,
+        "{:?}",
+        w.remote.keys()
+    );
+
+    // Pushing it again moves nothing but the ref.
+    let again = w
+        .deployer
+        .run(&["--json", "push", &g1, &url, "--ref", "hosts/web1"])
+        .ok();
+    assert_eq!(moved(&again), (0, 0, 0, 100));
+    assert_eq!(again.json()["seq"], 2);
+
+    let pulled = w
+        .host
+        .run(&["--json", "pull", &url, "hosts/web1", "--switch"])
+        .ok();
+    assert_eq!(moved(&pulled), (100, 4, 1, 0), "{}", pulled.stdout);
+    assert_eq!(pulled.json()["switched"], 1);
+    w.deployer.run(&["switch", &g1]).ok();
+    assert_eq!(w.host.tree(), w.deployer.tree());
+
+    // A 1% change: one file's content. One object, and the nodes on its
+    // path (/srv/b, /srv, /), move each way; the other 99 stay.
+    let g2 = build(&w.deployer, "c2.json", files(100, Some(51)));
+    let p2 = w
+        .deployer
+        .run(&["--json", "push", &g2, &url, "--ref", "hosts/web1"])
+        .ok();
+    assert_eq!(moved(&p2), (1, 3, 1, 99), "{}", p2.stdout);
+    assert_eq!(
+        p2.json()["moved"]["bytes"].as_u64().map(|b| b > 0),
+        Some(true)
+    );
+    let pulled2 = w
+        .host
+        .run(&["--json", "pull", &url, "hosts/web1", "--switch"])
+        .ok();
+    assert_eq!(moved(&pulled2), (1, 3, 1, 99), "{}", pulled2.stdout);
+    w.deployer.run(&["switch", &g2]).ok();
+    assert_eq!(w.host.tree(), w.deployer.tree());
+    // The remote: both generations' objects, 101 in all.
+    assert_eq!(
+        w.remote.keys_under("objects"),
+        contents(100, None)
+            .union(&contents(100, Some(51)))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    );
+
+    // The ref's history, newest first: forward and back are both moves.
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(w.remote.path().join("hosts/web1")).unwrap())
+            .unwrap();
+    assert_eq!(doc["seq"], 3);
+    assert_eq!(doc["generation"], g2.as_str());
+    let history: Vec<(u64, String)> = doc["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["seq"].as_u64().unwrap(),
+                h["generation"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(history, vec![(2, g1.clone()), (1, g1.clone())]);
+    let back = w
+        .deployer
+        .run(&["--json", "push", &g1, &url, "--ref", "hosts/web1"])
+        .ok();
+    assert_eq!(moved(&back), (0, 0, 0, 100));
+    w.host.run(&["pull", &url, "hosts/web1", "--switch"]).ok();
+    w.deployer.run(&["switch", &g1]).ok();
+    assert_eq!(w.host.tree(), w.deployer.tree());
+}
+
+#[test]
+fn pull_over_http_from_a_web_server_publishing_the_remote() {
+    let w = World::new();
+    let g1 = build(&w.deployer, "c1.json", files(10, None));
+    w.deployer
+        .run(&["push", &g1, &w.url(), "--ref", "channels/stable"])
+        .ok();
+    let server = w.remote.serve();
+    let http = server.url("/pub");
+    let pulled = w
+        .host
+        .run(&["--json", "pull", &http, "channels/stable", "--switch"])
+        .ok();
+    assert_eq!(moved(&pulled), (10, 4, 1, 0), "{}", pulled.stdout);
+    w.deployer.run(&["switch", &g1]).ok();
+    assert_eq!(w.host.tree(), w.deployer.tree());
+    // Read-only: a push there is refused, naming the remote.
+    let refused = w
+        .deployer
+        .run(&["push", &g1, &http, "--ref", "channels/stable"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("read-only"), "{}", refused.stderr);
+    // A ref the server does not have: exit 2, naming it.
+    let none = w.host.run(&["pull", &http, "channels/beta"]);
+    assert_eq!(none.code, Some(2), "{}", none.stderr);
+    assert!(none.stderr.contains("channels/beta"), "{}", none.stderr);
+}
+
+#[test]
+fn bad_remote_urls_and_ref_names_exit_2_and_change_nothing() {
+    let w = World::new();
+    let g1 = build(&w.deployer, "c1.json", files(2, None));
+    let x = w.remote.dir.path().join("x");
+    let x_url = format!("file://{}", x.display());
+    for (args, needle) in [
+        (
+            vec!["push", &g1, "nowhere", "--ref", "hosts/a"],
+            "not a remote URL",
+        ),
+        (
+            vec!["push", &g1, "file://relative", "--ref", "hosts/a"],
+            "file:///",
+        ),
+        (vec!["push", &g1, "gopher://x/y"], "no gopher:// transport"),
+        (vec!["push", &g1, &x_url, "--ref", "tags/a"], "not a ref"),
+        (
+            vec!["push", &g1, &x_url, "--ref", "hosts/../a"],
+            "not a ref",
+        ),
+        (vec!["push", "999", &x_url], "no generation 999"),
+    ] {
+        let args: Vec<&str> = args.into_iter().collect();
+        let r = w.deployer.run(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    // Nothing was created, not even the remote's directory.
+    assert!(!x.exists());
+}
