@@ -18,6 +18,12 @@ pub mod sign;
 pub mod sync;
 pub mod transport;
 
+// The s3 and ssh transports and the server side of ssh.
+pub mod s3;
+pub mod serve;
+pub mod ssh;
+pub mod ssh_proto;
+
 pub use error::Error;
 pub use sync::Moved;
 pub use transport::{Swap, Transport};

@@ -16,8 +16,10 @@ pub mod http;
 pub mod packages;
 /// Remotes (issue 15): push, pull, copy.
 pub mod remote;
+pub mod s3;
 pub mod schema_check;
 pub mod services;
+pub mod sshd;
 pub mod sudo;
 
 /// A scratch world: `root/` is the managed root, `cfg/` holds configurations
