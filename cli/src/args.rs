@@ -283,6 +283,9 @@ pub enum Command {
         /// The host's ssh private key, to decrypt secrets [default: <root>/etc/ssh/ssh_host_ed25519_key]
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Then write this host's report (active generation, drift, failure) to reports/HOST on the remote (HOST: the ref's name for hosts/NAME, else the host name)
+        #[arg(long)]
+        report: bool,
     },
     /// Copy a signed ref and its generation from one remote to another
     Copy {

@@ -384,6 +384,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             ref_name,
             switch,
             identity,
+            report,
         } => pull::run(
             &env,
             out,
@@ -393,6 +394,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 ref_name,
                 switch: *switch,
                 identity: identity.as_deref(),
+                report: *report,
             },
         ),
         Command::Copy { src, dst, ref_name } => copy::run(&env, out, &bar, src, dst, ref_name),

@@ -44,6 +44,9 @@ struct RawHost {
     program: Option<String>,
     ssh_options: Option<Vec<String>>,
     confirm_within: Option<String>,
+    /// The host's ssh ed25519 public key (or its .pub file): its secrets
+    /// are encrypted to it on the way.
+    recipient: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
 }
@@ -91,6 +94,24 @@ impl SshAddress {
         Ok(SshAddress { user, host, port })
     }
 
+    /// `ssh://[user@]host[:port]`
+    pub fn url(&self) -> String {
+        let mut u = String::from("ssh://");
+        if let Some(user) = &self.user {
+            u.push_str(user);
+            u.push('@');
+        }
+        if self.host.contains(':') {
+            u.push_str(&format!("[{}]", self.host));
+        } else {
+            u.push_str(&self.host);
+        }
+        if let Some(p) = self.port {
+            u.push_str(&format!(":{p}"));
+        }
+        u
+    }
+
     /// `[user@]host`, as ssh takes it.
     pub fn destination(&self) -> String {
         match &self.user {
@@ -112,6 +133,7 @@ pub struct Host {
     pub program: String,
     pub ssh_options: Vec<String>,
     pub confirm_within: Option<String>,
+    pub recipient: Option<String>,
     pub tags: Vec<String>,
 }
 
@@ -184,6 +206,7 @@ impl Inventory {
                     .confirm_within
                     .clone()
                     .or_else(|| d.confirm_within.clone()),
+                recipient: h.recipient.clone(),
                 tags,
             });
         }

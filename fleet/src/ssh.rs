@@ -14,7 +14,7 @@ use crate::inventory::Host;
 
 /// Options every call gets, before the inventory's own: never prompt,
 /// give up on a host that does not answer, notice one that went away.
-const BASE_OPTIONS: &[&str] = &[
+pub const BASE_OPTIONS: &[&str] = &[
     "-o",
     "BatchMode=yes",
     "-o",

@@ -15,8 +15,16 @@ use serde::Serialize;
 use sysgen_fleet::inventory::{Host, Inventory};
 use sysgen_fleet::rollout::{self, HostReport, Moved, Outcome, Rollout, Steps};
 use sysgen_generations::Error;
+use sysgen_generations::State;
 use sysgen_generations::ingest::{BuildOptions, build};
+use sysgen_generations::manifest::GenerationId;
+use sysgen_generations::progress::NoProgress;
 use sysgen_generations::state::Access;
+use sysgen_remote::local::StateTransport;
+use sysgen_remote::secret::Recipient;
+use sysgen_remote::ssh::SshOptions;
+use sysgen_remote::sync::{Side, SyncOptions, sync_generation};
+use sysgen_store::Hash;
 
 use crate::Env;
 use crate::output::{Bar, Out, plural};
@@ -76,7 +84,9 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result<i32, Er
     ));
     let view = View::new(out, hosts.len());
     let steps = DeploySteps {
+        root: &env.root,
         state_dir: &env.state_dir,
+        now: env.now,
         view: &view,
     };
     let r = rollout::run(
@@ -137,14 +147,16 @@ fn build_all(
 }
 
 struct DeploySteps<'a> {
-    /// The deployer's state, which the pushes read from.
+    /// The deployer's root and state, which the pushes read from.
+    root: &'a Path,
     state_dir: &'a Path,
+    now: i64,
     view: &'a View,
 }
 
 impl Steps for DeploySteps<'_> {
     fn push(&self, host: &Host, id: &str) -> Result<Moved, String> {
-        push(self.state_dir, host, id)
+        push(self.root, self.state_dir, self.now, host, id)
     }
 
     fn progress(&self, report: &HostReport, step: &str) {
@@ -153,12 +165,60 @@ impl Steps for DeploySteps<'_> {
 }
 
 /// The one push step: the generation `id`'s closure from this state to
-/// the host's, over ssh, moving only what it lacks.
-fn push(_state_dir: &Path, host: &Host, _id: &str) -> Result<Moved, String> {
-    Err(format!(
-        "{}: pushing over ssh needs the ssh transport (sysgen serve), which this build lacks",
-        host.name
-    ))
+/// the host's, over ssh (`sysgen serve` on the host, `--root` and
+/// `--state-dir` as the inventory gives them), moving only what the host
+/// lacks: objects, then nodes, then the manifest, which registers the
+/// generation there. No ref moves and nothing is signed: the deployer
+/// speaks to the host's own state as root over ssh, which is the trust.
+fn push(root: &Path, state_dir: &Path, now: i64, host: &Host, id: &str) -> Result<Moved, String> {
+    let gid = Hash::from_hex(id)
+        .map(GenerationId)
+        .map_err(|e| format!("generation {id}: {e}"))?;
+    let state = State::open(root, state_dir, Access::Read).map_err(|e| e.to_string())?;
+    let mut src = StateTransport::new(state, now);
+    let recipient = host
+        .recipient
+        .as_deref()
+        .map(Recipient::parse)
+        .transpose()
+        .map_err(|e| format!("recipient: {e}"))?;
+    if let Some(r) = &recipient {
+        src = src.with_recipient(r.clone());
+    }
+    let mut url = host.ssh.url();
+    if host.root != "/" {
+        url.push_str(&host.root);
+    }
+    if let Some(s) = &host.state_dir {
+        url.push_str(&format!("?state={s}"));
+    }
+    let mut args: Vec<String> = sysgen_fleet::ssh::BASE_OPTIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(host.ssh_options.iter().cloned());
+    let opts = SshOptions {
+        ssh: "ssh".into(),
+        args,
+        program: host.program.clone(),
+    };
+    let dst = sysgen_remote::ssh::open(&url, &opts).map_err(|e| e.to_string())?;
+    let moved = sync_generation(
+        &src,
+        &dst,
+        &gid,
+        &SyncOptions {
+            recipient: recipient.as_ref().map(|r| r.id.as_str()),
+            read_nodes_from: Side::Source,
+            progress: &NoProgress,
+            fault: None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Moved {
+        objects: moved.objects,
+        bytes: moved.bytes,
+    })
 }
 
 /// The live view: on a terminal, a bar of hosts done with the step each

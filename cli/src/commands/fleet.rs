@@ -8,6 +8,7 @@ use serde::Serialize;
 use sysgen_fleet::report::{self, Report};
 use sysgen_generations::Error;
 
+use super::push::remote_err;
 use crate::Env;
 use crate::output::{Out, plural};
 
@@ -97,14 +98,79 @@ fn age(secs: i64) -> String {
     }
 }
 
-/// A remote's error: its message names the remote and the key.
-pub fn remote_err(e: sysgen_remote::Error) -> Error {
-    Error::Invalid(e.to_string())
+/// The remote at `url`, through the `remote` crate's dispatch (read only:
+/// nothing is created).
+pub fn open(url: &str) -> Result<Box<dyn sysgen_remote::Transport>, Error> {
+    sysgen_remote::open(url, false).map_err(remote_err)
 }
 
-/// The remote at `url`, through the `remote` crate's dispatch.
-pub fn open(url: &str) -> Result<Box<dyn sysgen_remote::Transport>, Error> {
-    Err(Error::Invalid(format!(
-        "{url}: this build has no remote transports yet"
-    )))
+/// `pull --report`: writes `reports/HOST` on the remote after the pull,
+/// whatever it did: the active generation, the drift verify finds, and the
+/// pull's failure if it failed. The pull's own outcome is returned; a
+/// report that cannot be written turns a success into exit 1 (a pull
+/// agent whose reports never arrive must not look healthy).
+pub fn report_after_pull(
+    env: &Env,
+    remote: &str,
+    ref_name: &str,
+    pulled: Result<i32, Error>,
+) -> Result<i32, Error> {
+    let failure = match &pulled {
+        Ok(0) => None,
+        Ok(code) => Some(format!("the switch failed (exit {code})")),
+        Err(e) => Some(e.to_string()),
+    };
+    let written = host_name(ref_name).and_then(|host| {
+        let mut r = Report::new(&host, env.now, ref_name);
+        r.failure = failure;
+        // What the host runs, read after the pull let go of the state.
+        if let Ok(state) = env.open(sysgen_generations::state::Access::Read) {
+            r.active = state.db.active()?.map(|a| report::Active {
+                number: a.number,
+                id: a.id.to_string(),
+            });
+            let v = sysgen_generations::verify::verify(
+                &state,
+                false,
+                &env.kinds,
+                &sysgen_generations::progress::NoProgress,
+            )?;
+            r.drift = v
+                .drift
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.what))
+                .collect();
+        }
+        let t = open(remote)?;
+        report::write(t.as_ref(), &r).map_err(remote_err)
+    });
+    match (pulled, written) {
+        (r, Ok(())) => r,
+        (Ok(0), Err(e)) => Err(e),
+        (r, Err(e)) => {
+            eprintln!("error: the report was not written: {e}");
+            r
+        }
+    }
+}
+
+/// The name a host reports under: `hosts/NAME`'s NAME, else the host name.
+fn host_name(ref_name: &str) -> Result<String, Error> {
+    let name = match ref_name.strip_prefix("hosts/") {
+        Some(n) => n.to_owned(),
+        // The kernel's host name: the host this pull agent runs on.
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "--report: pull a hosts/NAME ref, or let this host have a name (/proc/sys/kernel/hostname: {e})"
+                ))
+            })?,
+    };
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(Error::Invalid(format!(
+            "--report: {name:?} cannot name a report (no slashes, no leading dot)"
+        )));
+    }
+    Ok(name)
 }
