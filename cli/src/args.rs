@@ -302,6 +302,12 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// The other end of an ssh:// remote: speaks sysgen's protocol on stdin/stdout (run by `ssh HOST sysgen serve`, not by people)
+    Serve {
+        /// The ssh key that decrypts secrets pushed here [default: the root's /etc/ssh/ssh_host_ed25519_key]
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

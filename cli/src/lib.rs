@@ -405,5 +405,6 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             }
             args::KeyAction::List => key::list(&env, out),
         },
+        Command::Serve { identity } => serve::run(&env, out, identity.as_deref()),
     }
 }

@@ -28,9 +28,18 @@ pub use error::Error;
 pub use sync::Moved;
 pub use transport::{Swap, Transport};
 
+/// How to reach ssh and s3 remotes: what the CLI read from its
+/// environment (the library reads none).
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    pub ssh: ssh::SshOptions,
+    pub s3: s3::S3Options,
+}
+
 /// Opens the remote at `url`: `file:///path` (created on first write when
-/// `create`), `http://…` or `https://…` (read-only).
-pub fn open(url: &str, create: bool) -> Result<Box<dyn Transport>, Error> {
+/// `create`), `http://…` or `https://…` (read-only), `ssh://…` (another
+/// host's state, through `sysgen serve`), `s3://bucket/prefix`.
+pub fn open(url: &str, create: bool, connect: &Connect) -> Result<Box<dyn Transport>, Error> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::Invalid(format!(
             "{url:?}: not a remote URL; write file:///path, http(s)://host/path, ssh://[user@]host or s3://bucket/prefix"
@@ -50,10 +59,10 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Transport>, Error> {
             )?))
         }
         "http" | "https" => Ok(Box::new(http::HttpTransport::open(url)?)),
-        // The `transports` helper's arms: s3 => crate::s3::open(url),
-        // ssh => crate::ssh::open(url, ...). Added when its branch merges.
+        "ssh" => Ok(Box::new(ssh::open(url, &connect.ssh)?)),
+        "s3" => Ok(Box::new(s3::open(url, &connect.s3)?)),
         other => Err(Error::Invalid(format!(
-            "{url:?}: this sysgen has no {other}:// transport; use file://, http:// or https://"
+            "{url:?}: this sysgen has no {other}:// transport; use file://, http(s)://, ssh:// or s3://"
         ))),
     }
 }

@@ -292,7 +292,7 @@ impl S3Transport {
     fn swap_locked(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Swap2 {
         let lock = format!("locks/{key}");
         self.acquire(&lock)?;
-        let result: Result<Swap, Error> = (|| {
+        let result: Swap2 = (|| {
             let current = self.read(key)?.map(|(b, _)| b);
             if current.as_deref() != expected {
                 return Ok(Swap::Lost(current));

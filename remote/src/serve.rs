@@ -6,7 +6,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 
 use crate::Error;
-use crate::ssh_proto::{MAGIC, Reply, Request, read_frame, write_frame};
+use crate::ssh_proto::{FailKind, MAGIC, Reply, Request, read_frame, write_frame};
 use crate::transport::{Swap, Transport};
 
 /// What one session did, for the server's log line.
@@ -41,12 +41,10 @@ pub fn serve(t: &dyn Transport, input: impl Read, output: impl Write) -> Result<
         served.bytes_in += body.len() as u64;
         let (reply, out): (Reply, Vec<u8>) = match answer(t, req, body, &mut served) {
             Ok(r) => r,
-            Err(e) => (
-                Reply::Failed {
-                    message: e.to_string(),
-                },
-                Vec::new(),
-            ),
+            Err(e) => {
+                let (kind, message) = FailKind::of(&e);
+                (Reply::Failed { message, kind }, Vec::new())
+            }
         };
         served.bytes_out += out.len() as u64;
         write_frame(&mut output, &reply, &[&out]).map_err(broken)?;

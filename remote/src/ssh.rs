@@ -280,8 +280,8 @@ impl SshTransport {
         }
         .and_then(|()| read_frame::<Reply>(&mut c.stdout));
         match result {
-            Ok(Some((Reply::Failed { message }, _))) => {
-                Err(self.err(key, format!("on the remote: {message}")))
+            Ok(Some((Reply::Failed { message, kind }, _))) => {
+                Err(kind.error(&self.url, key, message))
             }
             Ok(Some(r)) => Ok(r),
             Ok(None) => {

@@ -75,10 +75,74 @@ pub enum Reply {
         done: bool,
         found: bool,
     },
-    /// The operation failed on the server: its message, naming the key.
+    /// The operation failed on the server: its message, and which kind
+    /// of failure, so that the client's exit code is the one a local
+    /// failure of that kind gets.
     Failed {
         message: String,
+        #[serde(default)]
+        kind: FailKind,
     },
+}
+
+/// The kinds of [`crate::Error`] a client tells apart.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// Bad input (a bad key, a request the server cannot take): exit 2.
+    Invalid,
+    /// Content refused (unsigned, forged, replayed, not for this host).
+    Refused,
+    /// Bytes that do not match their hash.
+    Corrupt,
+    /// Another writer moved the ref first.
+    Lost,
+    /// Anything else (I/O, the state): exit 1.
+    #[default]
+    Other,
+}
+
+impl FailKind {
+    /// The kind of `e`, and the message that goes with it (without the
+    /// server's own name for its state, which the client replaces by the
+    /// URL).
+    pub fn of(e: &crate::Error) -> (FailKind, String) {
+        use crate::Error as E;
+        match e {
+            E::Invalid(m) => (FailKind::Invalid, m.clone()),
+            E::Refused { why, .. } => (FailKind::Refused, why.clone()),
+            E::Corrupt { why, .. } => (FailKind::Corrupt, why.clone()),
+            E::Lost { .. } => (FailKind::Lost, String::new()),
+            E::Remote { message, .. } => (FailKind::Other, message.clone()),
+            E::State(s) if s.is_invalid_input() => (FailKind::Invalid, s.to_string()),
+            E::State(s) => (FailKind::Other, s.to_string()),
+        }
+    }
+
+    /// The client's error for a failure the server reported on `key`.
+    pub fn error(self, remote: &str, key: &str, message: String) -> crate::Error {
+        use crate::Error as E;
+        let (remote, key) = (remote.to_owned(), key.to_owned());
+        match self {
+            FailKind::Invalid => E::Invalid(format!("{remote}: {key}: {message}")),
+            FailKind::Refused => E::Refused {
+                remote,
+                key,
+                why: message,
+            },
+            FailKind::Corrupt => E::Corrupt {
+                remote,
+                key,
+                why: message,
+            },
+            FailKind::Lost => E::Lost { remote, key },
+            FailKind::Other => E::Remote {
+                remote,
+                key,
+                message: format!("on the remote: {message}"),
+            },
+        }
+    }
 }
 
 /// Writes one frame and flushes it.

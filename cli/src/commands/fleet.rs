@@ -101,7 +101,7 @@ fn age(secs: i64) -> String {
 /// The remote at `url`, through the `remote` crate's dispatch (read only:
 /// nothing is created).
 pub fn open(url: &str) -> Result<Box<dyn sysgen_remote::Transport>, Error> {
-    sysgen_remote::open(url, false).map_err(remote_err)
+    super::push::open_remote(url, false)
 }
 
 /// `pull --report`: writes `reports/HOST` on the remote after the pull,

@@ -29,6 +29,7 @@ pub mod copy;
 pub mod key;
 pub mod pull;
 pub mod push;
+pub mod serve;
 
 use std::path::Path;
 

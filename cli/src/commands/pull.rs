@@ -121,7 +121,7 @@ fn pull_and_switch(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result
 
 /// The host's ssh key: `--identity`, else the root's own host key if it
 /// has one (opened through the root's handle, never following a symlink).
-fn host_identity(
+pub(crate) fn host_identity(
     state: &sysgen_generations::State,
     given: Option<&Path>,
 ) -> Result<Option<Identity>, Error> {

@@ -120,9 +120,22 @@ pub fn default_key(env: &Env) -> PathBuf {
     env.state_dir.join("signing.key")
 }
 
-/// Opens a remote, its errors as the CLI's.
+/// Opens a remote, its errors as the CLI's. ssh and s3 remotes are
+/// configured from the environment: `SYSGEN_SSH`, `SYSGEN_REMOTE_PROGRAM`,
+/// the `AWS_*` variables and `~/.aws/`.
 pub fn open_remote(url: &str, create: bool) -> Result<Box<dyn Transport>, Error> {
-    sysgen_remote::open(url, create).map_err(remote_err)
+    let connect = sysgen_remote::Connect {
+        ssh: sysgen_remote::ssh::SshOptions::from_vars(|k| std::env::var(k).ok())
+            .map_err(Error::Invalid)?,
+        s3: sysgen_remote::s3::S3Options {
+            vars: std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            ..Default::default()
+        },
+    };
+    sysgen_remote::open(url, create, &connect).map_err(remote_err)
 }
 
 /// A remote's error as the CLI's: input refused exits 2, the rest 1.
