@@ -24,9 +24,9 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(sshd: Sshd) -> Fleet {
+    fn new(sshd: Sshd, n: usize) -> Fleet {
         let deployer = TestEnv::new();
-        let hosts = (0..HOSTS).map(|_| TestEnv::new()).collect();
+        let hosts = (0..n).map(|_| TestEnv::new()).collect();
         Fleet {
             sshd,
             deployer,
@@ -41,15 +41,15 @@ impl Fleet {
     /// The inventory: host 07 is the canary; every host runs role `web`
     /// plus a file naming it.
     fn inventory(&self, motd: &str) -> std::path::PathBuf {
+        self.inventory_with(json!({ "files": {
+            "/etc/motd": { "content": motd },
+            "/srv/www/index.html": { "content": "<h1>fleet</h1>\n" },
+        } }))
+    }
+
+    fn inventory_with(&self, role: serde_json::Value) -> std::path::PathBuf {
         let d = &self.deployer;
-        d.write_cfg(
-            "roles/web.json",
-            &json!({ "files": {
-                "/etc/motd": { "content": motd },
-                "/srv/www/index.html": { "content": "<h1>fleet</h1>\n" },
-            } })
-            .to_string(),
-        );
+        d.write_cfg("roles/web.json", &role.to_string());
         let opts: Vec<String> = self.sshd.options();
         let mut inv = format!(
             "[defaults]\nssh = \"{}\"\nssh_options = {}\nconfirm_within = \"1m\"\n",
@@ -83,8 +83,6 @@ impl Fleet {
             "--json",
             "deploy",
             s(inventory),
-            "--parallel",
-            "5",
             "--remote-program",
             s(&bin),
         ];
@@ -127,14 +125,14 @@ fn a_failing_canary_stops_the_rollout_then_the_fixed_rollout_reaches_every_host(
     else {
         return;
     };
-    let fleet = Fleet::new(sshd);
+    let fleet = Fleet::new(sshd, HOSTS);
     // The canary's root has a directory where the role puts a file: its
     // switch is refused.
     fleet.hosts[7].write_root("/etc/motd/old", "x\n");
     let inv = fleet.inventory("welcome\n");
     let before = fleet.trees();
 
-    let r = fleet.deploy(&inv, &[]).expect(1);
+    let r = fleet.deploy(&inv, &["--parallel", "5"]).expect(1);
     let doc = r.json();
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["generations"], HOSTS, "one generation per host");
@@ -156,7 +154,7 @@ fn a_failing_canary_stops_the_rollout_then_the_fixed_rollout_reaches_every_host(
 
     // Fixed: every host gets its generation, confirmed.
     std::fs::remove_dir_all(fleet.hosts[7].at("/etc/motd")).unwrap();
-    let r = fleet.deploy(&inv, &[]).ok();
+    let r = fleet.deploy(&inv, &["--parallel", "5"]).ok();
     let got = outcomes(&r);
     assert!(got.iter().all(|(_, o)| o == "switched"), "{got:?}");
     for (i, h) in fleet.hosts.iter().enumerate() {
@@ -195,7 +193,7 @@ fn a_failing_canary_stops_the_rollout_then_the_fixed_rollout_reaches_every_host(
 
     // A small change: only its objects move, once per host.
     let inv = fleet.inventory("welcome, again\n");
-    let r = fleet.deploy(&inv, &[]).ok();
+    let r = fleet.deploy(&inv, &["--parallel", "5"]).ok();
     for h in r.json()["hosts"].as_array().unwrap() {
         assert_eq!(h["outcome"], "switched", "{h}");
         assert_eq!(h["from"], 1);
@@ -237,4 +235,43 @@ fn bad_inventories_and_limits_exit_2_and_touch_nothing() {
     assert!(r.stderr.contains("a.json"), "{}", r.stderr);
     let list = env.run(&["--json", "list"]).ok().json();
     assert_eq!(list["generations"], json!([]), "nothing was built: {list}");
+}
+
+#[test]
+fn a_stopped_rollout_rolls_back_the_hosts_it_switched() {
+    let Some(sshd) = Sshd::start("a_stopped_rollout_rolls_back_the_hosts_it_switched") else {
+        return;
+    };
+    let fleet = Fleet::new(sshd, 6);
+    let v1 = fleet.inventory_with(json!({ "files": { "/etc/motd": { "content": "v1\n" } } }));
+    fleet.deploy(&v1, &["--parallel", "2"]).ok();
+    let on_v1: Vec<String> = fleet.hosts.iter().map(TestEnv::tree).collect();
+    // v2 adds a file where host 04 has a directory: its switch is refused.
+    fleet.hosts[4].write_root("/etc/extra/x", "x\n");
+    let on_v1_04 = fleet.hosts[4].tree();
+    let v2 = fleet.inventory_with(json!({ "files": {
+        "/etc/motd": { "content": "v2\n" },
+        "/etc/extra": { "content": "e\n" },
+    } }));
+    // Batches: [h00 (canary)], [h01 h02], [h03 h04], [h05].
+    let r = fleet
+        .deploy(&v2, &["--parallel", "2", "--rollback-on-stop"])
+        .expect(1);
+    let got = outcomes(&r);
+    let want: Vec<(String, String)> = [
+        ("h00", "rolled-back"),
+        ("h01", "rolled-back"),
+        ("h02", "rolled-back"),
+        ("h03", "rolled-back"),
+        ("h04", "failed"),
+        ("h05", "untouched"),
+    ]
+    .iter()
+    .map(|(h, o)| (h.to_string(), o.to_string()))
+    .collect();
+    assert_eq!(got, want, "{}", r.stdout);
+    for (i, h) in fleet.hosts.iter().enumerate() {
+        let want = if i == 4 { &on_v1_04 } else { &on_v1[i] };
+        assert_eq!(&h.tree(), want, "host {} is back on v1", Fleet::name(i));
+    }
 }
