@@ -34,27 +34,30 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The last `error:` line (or the last line) of stderr: what to show
-    /// in a summary table.
+    /// The host's error for a summary table: its last `error:` line with
+    /// the indented lines that follow it (a refusal lists its causes
+    /// there), joined on one line; else the last line of stderr.
     pub fn reason(&self) -> String {
         let lines: Vec<&str> = self
             .stderr
             .lines()
             .filter(|l| !l.trim().is_empty())
             .collect();
-        let line = lines
-            .iter()
-            .rev()
-            .find(|l| l.starts_with("error:"))
-            .or(lines.last())
-            .map_or_else(
-                || match self.code {
+        let text = match lines.iter().rposition(|l| l.starts_with("error:")) {
+            Some(i) => lines[i..]
+                .iter()
+                .map(|l| l.trim())
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => match lines.last() {
+                Some(l) => l.to_string(),
+                None => match self.code {
                     Some(c) => format!("exit status {c}"),
                     None => "killed by a signal".to_owned(),
                 },
-                |l| l.to_string(),
-            );
-        line.strip_prefix("error: ").unwrap_or(&line).to_owned()
+            },
+        };
+        text.strip_prefix("error: ").unwrap_or(&text).to_owned()
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
@@ -131,6 +134,28 @@ pub struct Active {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons() {
+        let r = |stderr: &str, code| Reply {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        };
+        assert_eq!(
+            r(
+                "warning: x\nerror: cannot switch:\n  /etc/a: a directory\n",
+                Some(1)
+            )
+            .reason(),
+            "cannot switch: /etc/a: a directory"
+        );
+        assert_eq!(
+            r("ssh: connect refused\n", Some(255)).reason(),
+            "ssh: connect refused"
+        );
+        assert_eq!(r("", None).reason(), "killed by a signal");
+    }
 
     #[test]
     fn quoting() {

@@ -112,12 +112,17 @@ impl Drop for Sshd {
 }
 
 fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen")
+    let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "sysgen-test", "-f"])
         .arg(path)
-        .status()
+        .stdin(Stdio::null())
+        .output()
         .expect("run ssh-keygen");
-    assert!(st.success(), "ssh-keygen failed");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A port that was free a moment ago (sshd cannot be given port 0).

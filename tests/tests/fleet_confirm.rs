@@ -52,17 +52,24 @@ fn switched_to(r: &sysgen_tests::Run) -> String {
 fn a_confirmed_switch_stays() {
     let (env, _gen1, c2) = two_generations();
     let r = env
-        .run(&["--json", "switch", s(&c2), "--confirm-within", "3s"])
+        .run(&["--json", "switch", s(&c2), "--confirm-within", "8s"])
         .ok();
     let gen2 = env.tree();
     let id = switched_to(&r);
     assert!(pending(&env).is_some(), "the record is written");
+    // The waiting watcher never holds the state lock: commands that take
+    // it (as confirm does) are never turned away while it waits.
+    for _ in 0..20 {
+        let c = env.run(&["--json", "confirm", "--check"]).ok().json();
+        assert_eq!(c["outcome"], "pending");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let c = env.run(&["--json", "confirm", &id]).ok().json();
     assert_eq!(c["outcome"], "confirmed");
     assert_eq!(c["active"], 2);
     assert!(pending(&env).is_none(), "the record is gone once confirmed");
     // Past the deadline, nothing moved.
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    std::thread::sleep(std::time::Duration::from_secs(8));
     assert_eq!(env.tree(), gen2);
     assert_eq!(active(&env), 2);
     let c = env.run(&["--json", "confirm", "--check"]).ok().json();

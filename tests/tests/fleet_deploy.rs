@@ -270,8 +270,42 @@ fn a_stopped_rollout_rolls_back_the_hosts_it_switched() {
     .map(|(h, o)| (h.to_string(), o.to_string()))
     .collect();
     assert_eq!(got, want, "{}", r.stdout);
+    let failed = &r.json()["hosts"][4];
+    assert_eq!(failed["failed_step"], "switch");
+    assert!(
+        failed["error"].as_str().unwrap().contains("/etc/extra"),
+        "the host's own reason: {failed}"
+    );
     for (i, h) in fleet.hosts.iter().enumerate() {
         let want = if i == 4 { &on_v1_04 } else { &on_v1[i] };
         assert_eq!(&h.tree(), want, "host {} is back on v1", Fleet::name(i));
+    }
+
+    // v1 again, for people: every host already runs it. The table, whole;
+    // each host's line went to stderr as it finished.
+    let bin = TestEnv::sysgen_bin();
+    let v1 = fleet.inventory_with(json!({ "files": { "/etc/motd": { "content": "v1\n" } } }));
+    let r = fleet
+        .deployer
+        .run(&["deploy", s(&v1), "--remote-program", s(&bin)])
+        .ok();
+    let mut want = String::from(
+        "built 6 generations for 6 hosts\n\
+         host  outcome       from     to   objects         bytes  error\n",
+    );
+    for i in 0..6 {
+        want.push_str(&format!(
+            "h0{i}   unchanged        1      1         0             0\n"
+        ));
+    }
+    want.push_str("0 switched, 6 unchanged, 0 failed, 0 rolled back, 0 untouched\n");
+    assert_eq!(r.stdout, want);
+    for i in 0..6 {
+        assert!(
+            r.stderr
+                .contains(&format!("h0{i}: unchanged (1 -> 1, 0 objects, 0 bytes, ")),
+            "{}",
+            r.stderr
+        );
     }
 }

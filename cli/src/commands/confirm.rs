@@ -119,12 +119,17 @@ struct ConfirmOutput {
     pending: Option<Pending>,
 }
 
+/// How long `confirm` waits for the state lock before it gives up.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(60);
+
 /// `sysgen confirm [GEN]`: keeps the switch. Exit 0 when the switch to GEN
 /// stands (confirmed now, or nothing was pending and GEN is active), 1
 /// when it is too late (the host rolled back, now or before), 2 when GEN
 /// is not the generation waiting for confirmation.
 pub fn confirm(env: &Env, out: &Out, bar: &Bar, generation: Option<&str>) -> Result<i32, Error> {
-    let mut state = env.open(Access::Write)?;
+    // A rollback under way (or a switch) holds the lock for a while; what
+    // it leaves decides the answer.
+    let mut state = open_write(env, Some(CONFIRM_PATIENCE))?;
     let want = generation.map(|g| resolve(&state, g)).transpose()?;
     let active = state.db.active()?;
     let Some(mut p) = pending::read(&state.dir)? else {
@@ -211,16 +216,17 @@ pub fn check(env: &Env, out: &Out, bar: &Bar, wait: bool) -> Result<i32, Error> 
     // time spent waiting here.
     let now = || env.now + started.elapsed().as_secs() as i64;
     loop {
-        let mut state = match env.open(Access::Write) {
-            Ok(s) => s,
-            // The switch that started us, or a confirm, holds the lock:
-            // wait for it to finish.
-            Err(Error::State(StateError::Locked { .. })) if wait => {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
+        if wait {
+            // Wait without the lock, reading the record alone once a
+            // second: a confirm must never find the lock taken by a
+            // watcher that only looks. A confirm removes the record.
+            while pending::read(&env.state_dir)?.is_some_and(|p| p.awaited(now())) {
+                std::thread::sleep(Duration::from_secs(1));
             }
-            Err(e) => return Err(e),
-        };
+        }
+        // Due, gone or rolled back: decided under the lock (waiting, with
+        // --wait, for the switch that started us or a confirm to finish).
+        let mut state = open_write(env, wait.then_some(Duration::MAX))?;
         let active = state.db.active()?.map(|a| a.number);
         let Some(mut p) = pending::read(&state.dir)? else {
             out.line("no confirmation is pending");
@@ -234,21 +240,17 @@ pub fn check(env: &Env, out: &Out, bar: &Bar, wait: bool) -> Result<i32, Error> 
             ));
             return done(out, "already-rolled-back", active, Some(p), 0);
         }
-        let left = p.deadline - now();
-        if left > 0 {
-            if !wait {
-                out.line(format!(
-                    "a confirmation of {} is pending until {}",
-                    p.to_id.short(),
-                    crate::output::local(p.deadline)
-                ));
-                return done(out, "pending", active, Some(p), 0);
+        if p.awaited(now()) {
+            if wait {
+                // Another armed switch replaced the record meanwhile.
+                continue;
             }
-            // Let go of the lock, and look again each second: a confirm
-            // removes the record, and then there is nothing left to do.
-            drop(state);
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
+            out.line(format!(
+                "a confirmation of {} is pending until {}",
+                p.to_id.short(),
+                crate::output::local(p.deadline)
+            ));
+            return done(out, "pending", active, Some(p), 0);
         }
         let to = p.to_id.short();
         let n = roll_back(env, bar, &mut state, &mut p)?;
@@ -257,6 +259,22 @@ pub fn check(env: &Env, out: &Out, bar: &Bar, wait: bool) -> Result<i32, Error> 
             crate::output::local(p.deadline)
         ));
         return done(out, "rolled-back", Some(n), Some(p), 0);
+    }
+}
+
+/// Opens the state for writing; while another command holds the lock,
+/// tries again for up to `patience` (none: fails at once, naming it).
+fn open_write(env: &Env, patience: Option<Duration>) -> Result<State, Error> {
+    let started = Instant::now();
+    loop {
+        match env.open(Access::Write) {
+            Err(Error::State(StateError::Locked { .. }))
+                if patience.is_some_and(|p| started.elapsed() < p) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            r => return r,
+        }
     }
 }
 

@@ -333,7 +333,7 @@ fn summary(out: &Out, r: &Rollout) {
             (Some(s), Some(e)) => format!("{s}: {e}"),
             _ => String::new(),
         };
-        out.line(format!(
+        let row = format!(
             "{:<w$}  {:<11}  {:>5}  {:>5}  {:>8}  {:>12}  {err}",
             h.host,
             outcome(h.outcome),
@@ -341,7 +341,8 @@ fn summary(out: &Out, r: &Rollout) {
             number(h.to),
             h.objects,
             h.bytes
-        ));
+        );
+        out.line(row.trim_end());
     }
     let count = |o: Outcome| r.hosts.iter().filter(|h| h.outcome == o).count();
     out.line(format!(
