@@ -15,6 +15,7 @@
 //! ssh = "ssh://admin@10.0.0.7:2222"
 //! config = "hosts/db-01.toml"
 //! root = "/"                            # the root sysgen manages there
+//! recipient = "keys/db-01.pub"         # its ssh host key, for secrets
 //! ```
 //!
 //! Every error names the inventory file and the host or key.

@@ -309,3 +309,69 @@ fn a_stopped_rollout_rolls_back_the_hosts_it_switched() {
         );
     }
 }
+
+#[test]
+fn secrets_travel_encrypted_to_each_host_key_and_the_wrong_key_fails_the_push() {
+    let Some(sshd) = Sshd::start("secrets_travel_encrypted_to_each_host_key") else {
+        return;
+    };
+    let fleet = Fleet::new(sshd, 2);
+    let mut keys = Vec::new();
+    for h in &fleet.hosts {
+        std::fs::create_dir_all(h.at("/etc/ssh")).unwrap();
+        let key = h.at("/etc/ssh/ssh_host_ed25519_key");
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        keys.push(format!("{}.pub", key.display()));
+    }
+    let token = "tok-fleet-Wq3Zr8Ls\n";
+    let inv = fleet.inventory_with(json!({ "files": {
+        "/etc/token": { "content": token, "secret": true },
+    } }));
+    // Each host's recipient is its own key; then host 01 gets 00's.
+    let plain = std::fs::read_to_string(&inv).unwrap();
+    let with_recipients = |r: [&str; 2]| {
+        let mut text = plain.clone();
+        for (i, k) in r.iter().enumerate() {
+            let name = Fleet::name(i);
+            text = text.replace(
+                &format!("[hosts.{name}]\n"),
+                &format!("[hosts.{name}]\nrecipient = \"{k}\"\n"),
+            );
+        }
+        fleet.deployer.write_cfg("fleet.toml", &text)
+    };
+    let wrong = with_recipients([&keys[0], &keys[0]]);
+    let before_01 = fleet.hosts[1].tree();
+    let r = fleet.deploy(&wrong, &["--canary", "0"]).expect(1);
+    let got = outcomes(&r);
+    assert_eq!(got[0].1, "switched", "{}", r.stdout);
+    assert_eq!(got[1].1, "failed", "{}", r.stdout);
+    assert_eq!(r.json()["hosts"][1]["failed_step"], "push");
+    // Its state was opened (and so made) by `sysgen serve`; nothing else.
+    assert_eq!(
+        fleet.hosts[1].tree(),
+        sysgen_tests::tree_with(&before_01, &["/var dir 0755 0:0", "/var/lib dir 0755 0:0"]),
+        "a secret it cannot decrypt left host 01 as it was"
+    );
+    let list = fleet.hosts[1].run(&["--json", "list"]).ok().json();
+    assert_eq!(list["generations"], json!([]), "{list}");
+
+    let right = with_recipients([&keys[0], &keys[1]]);
+    let r = fleet.deploy(&right, &[]).ok();
+    assert!(
+        outcomes(&r)
+            .iter()
+            .all(|(_, o)| o == "switched" || o == "unchanged")
+    );
+    for h in &fleet.hosts {
+        let line = sysgen_tests::file_line("/etc/token", 0o600, "0:0", token.as_bytes());
+        assert!(h.tree().lines().any(|l| l == line), "{}", h.tree());
+    }
+    // Nothing the deploy printed holds the secret.
+    assert!(!r.stdout.contains(token.trim()) && !r.stderr.contains(token.trim()));
+}
