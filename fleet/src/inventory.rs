@@ -207,7 +207,15 @@ impl Inventory {
                     .confirm_within
                     .clone()
                     .or_else(|| d.confirm_within.clone()),
-                recipient: h.recipient.clone(),
+                // A key file, like the configuration, is relative to the
+                // inventory; a key's own line (`ssh-ed25519 AAAA…`) is as is.
+                recipient: h.recipient.as_ref().map(|r| {
+                    if r.starts_with("ssh-") {
+                        r.clone()
+                    } else {
+                        base.join(r).display().to_string()
+                    }
+                }),
                 tags,
             });
         }
