@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use sysgen_tests::fleet::{Sshd, wait_for};
+use sysgen_tests::fleet::{ssh, wait_for};
+use sysgen_tests::sshd::Sshd;
 use sysgen_tests::{TestEnv, s};
 
 /// A root on generation 1 with configuration 2 written: (env, gen1 tree,
@@ -216,8 +217,7 @@ fn a_dropped_ssh_connection_after_the_switch_ends_in_a_rollback() {
         env.root().display(),
         c2.display()
     );
-    let mut client = sshd
-        .ssh(&[&remote])
+    let mut client = ssh(&sshd, &[&remote])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

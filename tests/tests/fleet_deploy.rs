@@ -12,7 +12,8 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use sysgen_tests::fleet::Sshd;
+use sysgen_tests::fleet as helpers;
+use sysgen_tests::sshd::Sshd;
 use sysgen_tests::{Run, TestEnv, dump_tree, s};
 
 const HOSTS: usize = 20;
@@ -50,10 +51,10 @@ impl Fleet {
     fn inventory_with(&self, role: serde_json::Value) -> std::path::PathBuf {
         let d = &self.deployer;
         d.write_cfg("roles/web.json", &role.to_string());
-        let opts: Vec<String> = self.sshd.options();
+        let opts: Vec<String> = helpers::options(&self.sshd);
         let mut inv = format!(
             "[defaults]\nssh = \"{}\"\nssh_options = {}\nconfirm_within = \"1m\"\n",
-            self.sshd.url(),
+            helpers::url(&self.sshd),
             toml_list(&opts)
         );
         for (i, h) in self.hosts.iter().enumerate() {
