@@ -255,6 +255,7 @@ pub enum Command {
     #[command(subcommand, after_help = crate::help::FLEET)]
     Fleet(FleetCommand),
     /// Publish a generation to a remote (only what it lacks), signed, and move a ref to it
+    #[command(after_help = crate::commands::push::HELP)]
     Push {
         /// A generation number, id or id prefix
         generation: String,
@@ -271,6 +272,7 @@ pub enum Command {
         recipient: Option<String>,
     },
     /// Fetch the generation a signed ref names (only what is missing), then optionally switch to it
+    #[command(after_help = crate::commands::pull::HELP)]
     Pull {
         /// file:///path, http(s)://…, ssh://… or s3://…
         remote: String,
@@ -288,6 +290,7 @@ pub enum Command {
         report: bool,
     },
     /// Copy a signed ref and its generation from one remote to another
+    #[command(after_help = crate::commands::copy::HELP)]
     Copy {
         /// The remote to read
         src: String,
@@ -298,6 +301,7 @@ pub enum Command {
         ref_name: String,
     },
     /// Signing keys: make one, trust another's, list the trusted ones
+    #[command(after_help = crate::commands::key::HELP)]
     Key {
         #[command(subcommand)]
         action: KeyAction,

@@ -2,8 +2,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The remote failed or refused an operation on one key.
-    #[error("{remote}: {key}: {message}")]
+    /// The remote failed or refused an operation on one key (an empty
+    /// key: on the remote as a whole, a connection, and is not printed).
+    #[error("{remote}: {}{message}", key_part(key))]
     Remote {
         remote: String,
         key: String,
@@ -69,5 +70,14 @@ impl Error {
             key: key.to_owned(),
             why: why.to_string(),
         }
+    }
+}
+
+/// `KEY: `, or nothing for an error about no key in particular.
+fn key_part(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
     }
 }

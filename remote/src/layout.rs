@@ -7,6 +7,7 @@
 //! nodes/<id>                     a directory node, as the state encodes it (id: its BLAKE3)
 //! manifests/<id>                 a generation's manifest record (id: its BLAKE3, the generation id)
 //! signatures/<id>/<key>          a signature of manifest <id> by public key <key>
+//! packages/<hash>                the .debs a generation's packages need (see `debs`)
 //! hosts/NAME roles/NAME channels/NAME   refs: signed, sequenced, with their history
 //! reports/NAME                   what a host reported (written by the fleet's pull agents)
 //! ```
@@ -36,6 +37,10 @@ pub fn manifest(id: &GenerationId) -> String {
     format!("manifests/{}", id.0.to_hex())
 }
 
+pub fn packages(h: &Hash) -> String {
+    format!("packages/{}", h.to_hex())
+}
+
 pub fn signature(id: &GenerationId, key_hex: &str) -> String {
     format!("signatures/{}/{key_hex}", id.0.to_hex())
 }
@@ -55,6 +60,8 @@ pub enum Key {
     },
     Node(NodeId),
     Manifest(GenerationId),
+    /// A generation's record of `.deb` files, named by its hash.
+    Packages(Hash),
     /// Anything else: refs, signatures, reports, held as they are.
     Other,
 }
@@ -75,7 +82,11 @@ impl Key {
             },
             ["nodes", h] => Key::Node(NodeId(hash(h)?)),
             ["manifests", h] => Key::Manifest(GenerationId(hash(h)?)),
-            ["objects" | "secrets" | "nodes" | "manifests", ..] => {
+            ["packages", h] => Key::Packages(hash(h)?),
+            [
+                "objects" | "secrets" | "nodes" | "manifests" | "packages",
+                ..,
+            ] => {
                 return Err(Error::Invalid(format!(
                     "{key}: not a key of the remote layout (see docs/remote.md)"
                 )));
@@ -152,6 +163,15 @@ pub fn verify(remote: &str, key: &str, bytes: &[u8]) -> Result<(), Error> {
             }
             Node::decode(bytes)
                 .map_err(|e| Error::corrupt(remote, key, format!("not a node: {e}")))?;
+        }
+        Key::Packages(h) => {
+            if Hash::of(bytes) != h {
+                return Err(Error::corrupt(
+                    remote,
+                    key,
+                    "record does not match its hash",
+                ));
+            }
         }
         Key::Manifest(id) => {
             if Hash::of(bytes) != id.0 {

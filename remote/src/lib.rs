@@ -7,6 +7,7 @@
 //! [`Transport::swap`]. The layout of the keys is in `docs/remote.md`
 //! and [`layout`].
 
+pub mod debs;
 pub mod error;
 pub mod file;
 pub mod http;
@@ -69,3 +70,5 @@ pub fn open(url: &str, create: bool, connect: &Connect) -> Result<Box<dyn Transp
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_state;

@@ -7,7 +7,15 @@
 //! Whatever arrives is checked against the hash that names it before it is
 //! stored; a secret is decrypted with the host's ssh key first (it never
 //! reaches the store encrypted, nor leaves it in clear).
+//!
+//! Objects that arrive are kept in memory and written by one store batch
+//! (one pack, two `syncfs`), not one fsync each: before anything that
+//! refers to them is stored (a node, a manifest, a record), when they pass
+//! [`FLUSH_BYTES`], at [`StateTransport::flush`], and on drop. Objects a
+//! killed process held only in memory are simply sent again: nothing
+//! referred to them yet.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use sysgen_generations::db::ManifestInfo;
@@ -28,6 +36,18 @@ pub struct StateTransport {
     identity: Option<Identity>,
     /// Recorded as the build time of manifests that arrive.
     now: i64,
+    /// Objects received, not yet durable (see the module comment).
+    pending: Mutex<Pending>,
+}
+
+/// Past this many bytes of received objects, they are written at once.
+pub const FLUSH_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct Pending {
+    items: Vec<(Hash, Area, Vec<u8>)>,
+    keys: HashSet<(Hash, Area)>,
+    bytes: usize,
 }
 
 impl StateTransport {
@@ -39,6 +59,7 @@ impl StateTransport {
             recipients: Vec::new(),
             identity: None,
             now,
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -59,18 +80,59 @@ impl StateTransport {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn into_state(self) -> State {
-        self.state.into_inner().unwrap_or_else(|e| e.into_inner())
+    /// Makes every object received so far durable (one store batch).
+    pub fn flush(&self) -> Result<(), Error> {
+        let state = self.lock();
+        self.flush_locked(&state)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        // Each change to it is one push or one take: never half-done.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// With the state locked first (the one lock order).
+    fn flush_locked(&self, state: &State) -> Result<(), Error> {
+        let taken = std::mem::take(&mut *self.pending());
+        if taken.items.is_empty() {
+            return Ok(());
+        }
+        let batch = state.store.batch();
+        for (_, area, raw) in &taken.items {
+            batch.put_bytes(raw, *area).map_err(st)?;
+        }
+        batch.commit().map_err(st)?;
+        Ok(())
+    }
+
+    fn hold(&self, state: &State, hash: Hash, area: Area, raw: Vec<u8>) -> Result<(), Error> {
+        let full = {
+            let mut p = self.pending();
+            if p.keys.insert((hash, area)) {
+                p.bytes += raw.len();
+                p.items.push((hash, area, raw));
+            }
+            p.bytes >= FLUSH_BYTES
+        };
+        if full {
+            self.flush_locked(state)?;
+        }
+        Ok(())
     }
 
     fn has_one(&self, state: &State, key: &str) -> Result<bool, Error> {
+        let held = |h: Hash, a: Area| self.pending().keys.contains(&(h, a));
         Ok(match Key::parse(key)? {
-            Key::Object(h) => state.store.contains(&h, Area::Public).map_err(st)?,
+            Key::Object(h) => {
+                held(h, Area::Public) || state.store.contains(&h, Area::Public).map_err(st)?
+            }
             // Held decrypted, whoever it was encrypted to.
-            Key::Secret { hash, .. } => state.store.contains(&hash, Area::Secret).map_err(st)?,
+            Key::Secret { hash, .. } => {
+                held(hash, Area::Secret) || state.store.contains(&hash, Area::Secret).map_err(st)?
+            }
             Key::Node(id) => state.db.has_node(&id)?,
             Key::Manifest(id) => state.db.has_manifest(&id)?,
-            Key::Other => state.db.remote_key(key)?.is_some(),
+            Key::Packages(_) | Key::Other => state.db.remote_key(key)?.is_some(),
         })
     }
 
@@ -136,6 +198,7 @@ impl Transport for StateTransport {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let state = self.lock();
+        self.flush_locked(&state)?;
         if !self.has_one(&state, key)? {
             return Ok(None);
         }
@@ -172,7 +235,7 @@ impl Transport for StateTransport {
                 Some((m, _)) => m.encode()?,
                 None => return Ok(None),
             },
-            Key::Other => match state.db.remote_key(key)? {
+            Key::Packages(_) | Key::Other => match state.db.remote_key(key)? {
                 Some(v) => v,
                 None => return Ok(None),
             },
@@ -185,10 +248,15 @@ impl Transport for StateTransport {
             return Ok(());
         }
         layout::verify(&self.name, key, bytes)?;
-        match Key::parse(key)? {
-            Key::Object(_) => {
+        let parsed = Key::parse(key)?;
+        if !matches!(parsed, Key::Object(_) | Key::Secret { .. }) {
+            // What refers to objects comes after they are durable.
+            self.flush_locked(&state)?;
+        }
+        match parsed {
+            Key::Object(h) => {
                 let raw = layout::unframe(&self.name, key, bytes)?;
-                state.store.put_bytes(&raw, Area::Public).map_err(st)?;
+                self.hold(&state, h, Area::Public, raw)?;
             }
             Key::Secret { hash, .. } => {
                 let identity = self.identity.as_ref().ok_or_else(|| {
@@ -211,6 +279,11 @@ impl Transport for StateTransport {
                 state.db.insert_nodes(|sink| sink(id, body))?;
             }
             Key::Manifest(id) => self.put_manifest(&mut state, key, id, bytes)?,
+            Key::Packages(_) => {
+                crate::debs::register(&mut state, &self.name, key, bytes)?;
+                // Kept as it came, so that this state can serve it on.
+                state.db.swap_remote_key(key, None, bytes)?;
+            }
             Key::Other => {
                 if let Some(now) = state.db.swap_remote_key(key, None, bytes)?
                     && now.as_deref() != Some(bytes)
@@ -224,6 +297,7 @@ impl Transport for StateTransport {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let state = self.lock();
+        self.flush_locked(&state)?;
         let mut keys: Vec<String> = if prefix.starts_with("objects/") || prefix == "objects" {
             state
                 .store
@@ -254,9 +328,18 @@ impl Transport for StateTransport {
             )));
         }
         let mut state = self.lock();
+        self.flush_locked(&state)?;
         Ok(match state.db.swap_remote_key(key, expected, new)? {
             None => Swap::Done,
             Some(now) => Swap::Lost(now),
         })
+    }
+}
+
+impl Drop for StateTransport {
+    fn drop(&mut self) {
+        // Nothing refers to objects not yet written (see the module
+        // comment): if this fails they are sent again by the next run.
+        let _ = self.flush();
     }
 }

@@ -5,10 +5,11 @@ use sysgen_generations::GenerationId;
 use sysgen_generations::Progress;
 use sysgen_generations::db::AcceptedRef;
 
+use crate::debs::Record;
 use crate::local::StateTransport;
 use crate::secret::Recipient;
 use crate::sign::{HISTORY, HistoryEntry, Key, RefBody, SignedRef, verify_manifest};
-use crate::sync::{Fault, Side, Step, SyncOptions, hit, sync_generation};
+use crate::sync::{Fault, Side, Step, SyncOptions, fetch, hit, sync_generation};
 use crate::{Error, Moved, Swap, Transport, layout};
 
 pub struct PushRequest<'a> {
@@ -43,6 +44,7 @@ pub fn push(
 ) -> Result<PushOutcome, Error> {
     let ref_key = req.ref_name.map(layout::ref_key).transpose()?;
     let rid = req.recipient.map(|r| r.id.as_str());
+    let debs = crate::debs::record(&src.lock(), &req.generation)?;
     let moved = sync_generation(
         src,
         dst,
@@ -50,6 +52,7 @@ pub fn push(
         &SyncOptions {
             recipient: rid,
             read_nodes_from: Side::Source,
+            packages: debs.as_ref(),
             progress: req.progress,
             fault: req.fault,
         },
@@ -86,6 +89,7 @@ pub fn push(
             time: req.now,
             generation: req.generation.0.to_hex(),
             recipient: rid.map(str::to_owned),
+            packages: debs.as_ref().map(|d| d.hash.to_hex()),
             history,
         };
         let s = body.seq;
@@ -138,6 +142,8 @@ struct Checked {
     id: GenerationId,
     sig_key: String,
     sig: Vec<u8>,
+    /// The `.deb` record the ref names, fetched and checked.
+    debs: Option<Record>,
 }
 
 fn checked_ref(src: &dyn Transport, rk: &str, trusted: &[String]) -> Result<Checked, Error> {
@@ -164,12 +170,22 @@ fn checked_ref(src: &dyn Transport, rk: &str, trusted: &[String]) -> Result<Chec
         .get(&sig_key)?
         .ok_or_else(|| Error::refused(&name, &sig_key, "the generation's manifest is unsigned"))?;
     verify_manifest(&name, &sig_key, &sig, &id, trusted)?;
+    let debs = match &doc.body.packages {
+        None => None,
+        Some(hex) => {
+            let h = sysgen_store::Hash::from_hex(hex)
+                .map_err(|_| Error::refused(&name, rk, "the packages record is not a hex hash"))?;
+            let key = layout::packages(&h);
+            Some(Record::parse(&name, &key, &fetch(src, &key)?)?)
+        }
+    };
     Ok(Checked {
         doc,
         bytes,
         id,
         sig_key,
         sig,
+        debs,
     })
 }
 
@@ -188,6 +204,7 @@ pub fn pull(
         id,
         sig_key,
         sig,
+        debs,
         ..
     } = checked_ref(src, &rk, req.trusted)?;
     if let Some(a) = dst.lock().db.accepted_ref(&rk)? {
@@ -222,6 +239,7 @@ pub fn pull(
         &SyncOptions {
             recipient: doc.body.recipient.as_deref(),
             read_nodes_from: Side::Destination,
+            packages: debs.as_ref(),
             progress: req.progress,
             fault: req.fault,
         },
@@ -272,6 +290,7 @@ pub fn copy(
         id,
         sig_key,
         sig,
+        debs,
     } = checked_ref(src, &rk, trusted)?;
     let old = dst.get(&rk)?;
     if let Some(o) = &old {
@@ -296,6 +315,7 @@ pub fn copy(
         &SyncOptions {
             recipient: doc.body.recipient.as_deref(),
             read_nodes_from: Side::Destination,
+            packages: debs.as_ref(),
             progress,
             fault: None,
         },

@@ -17,6 +17,7 @@
 //! `docs/remote.md`, "Transports: s3 and ssh".
 
 mod files;
+mod has;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,18 +26,21 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+    BackoffConfig, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::transport::{Swap, Transport};
 
-/// How many HEAD requests `has` keeps in flight. Measured on Garage over
-/// loopback (docs/remote.md): 32 in flight answer 1,000 keys about as fast
-/// as more do, and a LIST pays for every key under the prefix, present in
-/// the batch or not.
-const HEADS_IN_FLIGHT: usize = 32;
+pub use has::{HEADS_IN_FLIGHT, LIST_FROM, LISTED_PER_ASKED};
+
+/// Retries of a failed request (5xx, a dropped connection) before the
+/// error is reported: a deploy should fail in seconds, not the three
+/// minutes object_store allows by default.
+const RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the caller passes in: the `AWS_*` variables (name, value) and the
 /// home directory whose `.aws/` files fill in what they leave out.
@@ -46,6 +50,11 @@ pub struct S3Options {
     pub home: Option<std::path::PathBuf>,
     /// The lock protocol's timing (tests shorten it).
     pub lock: LockTiming,
+    /// HEAD requests `has` keeps in flight (0: [`HEADS_IN_FLIGHT`]).
+    pub heads_in_flight: usize,
+    /// The smallest batch in one directory that `has` lists (0:
+    /// [`has::LIST_FROM`]; `usize::MAX`: never).
+    pub list_from: usize,
 }
 
 /// The timing of the lock protocol (see docs/remote.md).
@@ -91,6 +100,8 @@ pub struct S3Transport {
     /// Who this transport is, in lock objects: random per transport.
     owner: String,
     lock: LockTiming,
+    heads_in_flight: usize,
+    list_from: usize,
 }
 
 /// Opens `s3://bucket[/prefix]`. No request is made yet.
@@ -100,21 +111,28 @@ pub fn open(url: &str, opts: &S3Options) -> Result<S3Transport, Error> {
         key: String::new(),
         message,
     };
+    // The URL and the AWS_* settings are the user's input: exit 2.
+    let invalid = |message: String| Error::Invalid(format!("{url}: {message}"));
     let rest = url
         .strip_prefix("s3://")
-        .ok_or_else(|| bad("not an s3:// URL".into()))?;
+        .ok_or_else(|| invalid("not an s3:// URL".into()))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(bad("no bucket: write s3://BUCKET[/PREFIX]".into()));
+        return Err(invalid("no bucket: write s3://BUCKET[/PREFIX]".into()));
     }
     let prefix = prefix.trim_matches('/');
     if !prefix.is_empty() {
-        check_key(prefix).map_err(|m| bad(format!("prefix {prefix:?}: {m}")))?;
+        check_key(prefix).map_err(|m| invalid(format!("prefix {prefix:?}: {m}")))?;
     }
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_allow_http(true)
-        .with_conditional_put(S3ConditionalPut::ETagMatch);
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: RETRIES,
+            retry_timeout: RETRY_TIMEOUT,
+        });
     let set = files::settings(&opts.vars, opts.home.as_deref());
     for (k, v) in &set {
         let key: AmazonS3ConfigKey = match k.to_ascii_lowercase().parse() {
@@ -131,9 +149,11 @@ pub fn open(url: &str, opts: &S3Options) -> Result<S3Transport, Error> {
         // Signatures need a region; self-hosted stores take any.
         b = b.with_config(AmazonS3ConfigKey::Region, "us-east-1");
     }
-    let store = b
-        .build()
-        .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
+    let store = b.build().map_err(|e| {
+        invalid(format!(
+            "cannot configure the S3 client from the AWS_* settings: {e}"
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,6 +171,16 @@ pub fn open(url: &str, opts: &S3Options) -> Result<S3Transport, Error> {
         atomicity: OnceLock::new(),
         owner: random_hex(16).map_err(bad)?,
         lock: opts.lock,
+        heads_in_flight: if opts.heads_in_flight == 0 {
+            HEADS_IN_FLIGHT
+        } else {
+            opts.heads_in_flight
+        },
+        list_from: if opts.list_from == 0 {
+            has::LIST_FROM
+        } else {
+            opts.list_from
+        },
     })
 }
 
@@ -388,34 +418,10 @@ impl Transport for S3Transport {
         self.url.clone()
     }
 
-    /// HEAD requests, [`HEADS_IN_FLIGHT`] at a time, answered in order.
+    /// A LIST of the keys' directory where that is cheaper, HEADs for the
+    /// rest (see `has.rs`).
     fn has(&self, keys: &[String]) -> Result<Vec<bool>, Error> {
-        let paths = keys
-            .iter()
-            .map(|k| self.path(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.rt.block_on(async {
-            let mut found = vec![false; keys.len()];
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut next = paths.into_iter().enumerate();
-            loop {
-                while tasks.len() < HEADS_IN_FLIGHT {
-                    let Some((i, path)) = next.next() else { break };
-                    let store = self.store.clone();
-                    tasks.spawn(async move { (i, store.head(&path).await) });
-                }
-                let Some(done) = tasks.join_next().await else {
-                    break;
-                };
-                let (i, r) = done.map_err(|e| self.err("", e))?;
-                match r {
-                    Ok(_) => found[i] = true,
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.err(&keys[i], e)),
-                }
-            }
-            Ok(found)
-        })
+        self.has_keys(keys)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {

@@ -109,3 +109,32 @@ impl Identity {
         })
     }
 }
+
+/// Where a host's ssh key is on its root.
+pub const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
+
+/// The identity a state's secrets are decrypted with: `given` (the
+/// command line's `--identity`), else the root's own host key if it has
+/// one, opened through the root's handle (never following a symlink out
+/// of the root). `None`: there is none; a secret that arrives then fails, naming
+/// what to give. `sysgen pull` and `sysgen serve` both use this.
+pub fn host_identity(
+    state: &sysgen_generations::State,
+    given: Option<&Path>,
+) -> Result<Option<Identity>, Error> {
+    if let Some(p) = given {
+        return Identity::read(p).map(Some);
+    }
+    let p = sysgen_schema::EntryPath::parse(HOST_KEY)
+        .map_err(|e| Error::Invalid(format!("{HOST_KEY}: {e}")))?;
+    match state.root.open_file(&p) {
+        Ok(f) => Identity::from_file(&state.root.display(&p), f).map(Some),
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // A symlink there, a directory, no permission: said, not skipped.
+        Err(e) => Err(Error::Invalid(format!(
+            "{}: cannot use the host's ssh key: {}; give --identity",
+            state.root.display(&p),
+            e.source
+        ))),
+    }
+}

@@ -31,7 +31,7 @@ pub fn serve(t: &dyn Transport, input: impl Read, output: impl Write) -> Result<
     let broken = |e: std::io::Error| Error::Remote {
         remote: who.clone(),
         key: String::new(),
-        message: format!("serve: the client's stream broke: {e}"),
+        message: format!("sysgen serve: the client's stream broke: {e}"),
     };
     output.write_all(MAGIC).map_err(broken)?;
     output.flush().map_err(broken)?;

@@ -182,6 +182,10 @@ pub struct RefBody {
     /// recipient id of `docs/remote.md`), if it has secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
+    /// The hash of the generation's `.deb` record (`packages/<hash>`), if
+    /// it has one: signed here, so no remote can swap a package file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<String>,
     /// Earlier positions, newest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,

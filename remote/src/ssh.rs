@@ -9,6 +9,7 @@
 //! they do for the user; sysgen adds `-o BatchMode=yes` (never a password
 //! prompt in a deploy) and the options the caller passes ([`SshOptions`]).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::layout::Key;
 use crate::ssh_proto::{MAGIC, Reply, Request, read_frame, write_frame};
 use crate::transport::{Swap, Transport};
 
@@ -125,12 +127,20 @@ pub fn parse(url: &str) -> Result<Address, String> {
 /// The most of ssh's stderr kept for messages.
 const STDERR_KEPT: usize = 16 << 10;
 
+/// How many puts of objects (and secrets) are sent before their replies
+/// are read. Each reply is a few dozen bytes, so the window's replies fit
+/// any pipe buffer: the server never blocks writing while the client
+/// blocks writing (no deadlock).
+const PUTS_IN_FLIGHT: usize = 64;
+
 struct Conn {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     /// A frame failed halfway: nothing more can be read in step.
     broken: bool,
+    /// The keys of puts sent whose replies are not read yet, oldest first.
+    pending: VecDeque<String>,
 }
 
 pub struct SshTransport {
@@ -146,7 +156,8 @@ pub fn open(url: &str, opts: &SshOptions) -> Result<SshTransport, Error> {
         key: String::new(),
         message,
     };
-    let a = parse(url).map_err(fail)?;
+    // A URL that does not parse is the user's input: exit 2.
+    let a = parse(url).map_err(|m| Error::Invalid(format!("{url}: {m}")))?;
     let mut remote = vec![opts.program.clone(), "serve".into()];
     if let Some(r) = &a.root {
         remote.extend(["--root".into(), r.clone()]);
@@ -201,6 +212,7 @@ pub fn open(url: &str, opts: &SshOptions) -> Result<SshTransport, Error> {
             stdin: Some(stdin),
             stdout: BufReader::new(stdout),
             broken: false,
+            pending: VecDeque::new(),
         }),
         stderr,
     };
@@ -264,35 +276,77 @@ impl SshTransport {
         ))
     }
 
-    /// One request and its reply.
-    fn call(&self, key: &str, req: &Request, body: &[&[u8]]) -> Result<(Reply, Vec<u8>), Error> {
-        let mut conn = self
+    fn conn(&self, key: &str) -> Result<std::sync::MutexGuard<'_, Conn>, Error> {
+        let conn = self
             .conn
             .lock()
             .map_err(|_| self.err(key, "a poisoned connection"))?;
         if conn.broken {
             return Err(self.err(key, "the connection broke earlier; reconnect"));
         }
-        let c = &mut *conn;
-        let result = match c.stdin.as_mut() {
+        Ok(conn)
+    }
+
+    fn send(&self, c: &mut Conn, key: &str, req: &Request, body: &[&[u8]]) -> Result<(), Error> {
+        let r = match c.stdin.as_mut() {
             Some(w) => write_frame(w, req, body),
             None => Err(std::io::Error::other("closed")),
-        }
-        .and_then(|()| read_frame::<Reply>(&mut c.stdout));
-        match result {
+        };
+        r.map_err(|e| {
+            c.broken = true;
+            self.err(key, format!("the connection broke: {e}{}", self.said()))
+        })
+    }
+
+    fn receive(&self, c: &mut Conn, key: &str) -> Result<(Reply, Vec<u8>), Error> {
+        match read_frame::<Reply>(&mut c.stdout) {
             Ok(Some((Reply::Failed { message, kind }, _))) => {
                 Err(kind.error(&self.url, key, message))
             }
             Ok(Some(r)) => Ok(r),
             Ok(None) => {
-                conn.broken = true;
+                c.broken = true;
                 Err(self.err(key, format!("the connection closed{}", self.said())))
             }
             Err(e) => {
-                conn.broken = true;
+                c.broken = true;
                 Err(self.err(key, format!("the connection broke: {e}{}", self.said())))
             }
         }
+    }
+
+    /// Reads the replies of the puts in flight until at most `keep` are
+    /// left, oldest first. A failed put is reported (by its key) once the
+    /// others read are in step again.
+    fn settle(&self, c: &mut Conn, keep: usize) -> Result<(), Error> {
+        let mut failed = None;
+        while c.pending.len() > keep {
+            let Some(key) = c.pending.pop_front() else {
+                break;
+            };
+            match self.receive(c, &key) {
+                Ok((Reply::Put, _)) => {}
+                Ok((r, _)) => {
+                    c.broken = true;
+                    return Err(self.unexpected(&key, &r));
+                }
+                Err(e) if c.broken => return Err(e),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// One request and its reply, after the replies of every put in
+    /// flight: a request is never answered before the puts sent before it.
+    fn call(&self, key: &str, req: &Request, body: &[&[u8]]) -> Result<(Reply, Vec<u8>), Error> {
+        let mut conn = self.conn(key)?;
+        let c = &mut *conn;
+        self.settle(c, 0)?;
+        self.send(c, key, req, body)?;
+        self.receive(c, key)
     }
 
     fn unexpected(&self, key: &str, r: &Reply) -> Error {
@@ -325,12 +379,28 @@ impl Transport for SshTransport {
         }
     }
 
+    /// Objects and secrets are sent without waiting for their replies
+    /// (up to [`PUTS_IN_FLIGHT`]): over a slow link a round trip per
+    /// object would dominate. Their failures surface at the next call,
+    /// which always comes before anything refers to them (sync puts nodes
+    /// after objects, and every other request reads the replies first).
+    /// Only leaves go this way: a node or manifest sent after a failed
+    /// put of something it refers to could be stored and then hide the
+    /// hole from a rerun's `has`.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
         let req = Request::Put { key: key.into() };
-        match self.call(key, &req, &[bytes])? {
-            (Reply::Put, _) => Ok(()),
-            (r, _) => Err(self.unexpected(key, &r)),
+        if !matches!(Key::parse(key), Ok(Key::Object(_) | Key::Secret { .. })) {
+            return match self.call(key, &req, &[bytes])? {
+                (Reply::Put, _) => Ok(()),
+                (r, _) => Err(self.unexpected(key, &r)),
+            };
         }
+        let mut conn = self.conn(key)?;
+        let c = &mut *conn;
+        self.settle(c, PUTS_IN_FLIGHT - 1)?;
+        self.send(c, key, &req, &[bytes])?;
+        c.pending.push_back(key.to_owned());
+        Ok(())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {

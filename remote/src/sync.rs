@@ -8,8 +8,8 @@
 //!
 //! Writes go in the order that keeps both sides consistent if the process
 //! dies at any point: objects, then nodes deepest first (a node arrives
-//! after everything under it), then the manifest; the caller moves a ref
-//! last. A ref therefore never names a generation the remote does not
+//! after everything under it), then the `.deb` record, then the
+//! manifest; the caller moves a ref last. A ref therefore never names a generation the remote does not
 //! wholly hold, and a rerun moves only what the killed run had not.
 
 use std::collections::HashSet;
@@ -18,6 +18,7 @@ use serde::Serialize;
 use sysgen_generations::manifest::{Entry, Manifest, Node, NodeId};
 use sysgen_generations::{GenerationId, Progress};
 
+use crate::debs::Record;
 use crate::{Error, Transport, layout};
 
 /// How many keys one `has` asks about.
@@ -79,6 +80,9 @@ pub struct SyncOptions<'a> {
     /// the generation must have no secrets.
     pub recipient: Option<&'a str>,
     pub read_nodes_from: Side,
+    /// The generation's `.deb` record, if it has one: its objects travel
+    /// with the files', and it arrives before the manifest.
+    pub packages: Option<&'a Record>,
     pub progress: &'a dyn Progress,
     pub fault: Option<Fault>,
 }
@@ -169,6 +173,14 @@ pub fn sync_generation(
         level = next;
     }
 
+    if let Some(r) = opts.packages {
+        for h in &r.objects {
+            let k = layout::object(h);
+            if seen_contents.insert(k.clone()) {
+                contents.push(k);
+            }
+        }
+    }
     let mut moved = Moved::default();
     let mut need = Vec::new();
     for chunk in contents.chunks(HAS_BATCH) {
@@ -182,20 +194,34 @@ pub fn sync_generation(
         }
     }
 
-    // Secrets first: one the destination cannot decrypt (the wrong host)
-    // fails the sync before anything else is written.
+    // Secrets first, one at a time: one the destination cannot decrypt
+    // (the wrong host) fails the sync before anything else is written.
     need.sort_by_key(|k| !k.starts_with("secrets/"));
+    let split = need.partition_point(|k| k.starts_with("secrets/"));
+    let (secrets, public) = need.split_at(split);
     opts.progress.start("objects", need.len() as u64);
-    for key in &need {
-        let bytes = fetch(src, key)?;
-        dst.put(key, &bytes)?;
+    for key in secrets {
+        let n = copy_one(src, dst, key)?;
         moved.objects += 1;
-        moved.bytes += bytes.len() as u64;
-        if key.starts_with("secrets/") {
-            moved.secrets += 1;
-        }
+        moved.secrets += 1;
+        moved.bytes += n;
         opts.progress.advance(1);
         hit(opts.fault, Step::Objects, moved.objects);
+    }
+    // The rest by several workers, so that a remote's latency overlaps;
+    // one when a crash test names a step, so that the count is exact.
+    let workers = if opts.fault.is_some() { 1 } else { WORKERS };
+    if workers == 1 {
+        for key in public {
+            moved.bytes += copy_one(src, dst, key)?;
+            moved.objects += 1;
+            opts.progress.advance(1);
+            hit(opts.fault, Step::Objects, moved.objects);
+        }
+    } else {
+        let (objects, bytes) = copy_parallel(src, dst, public, workers, opts.progress)?;
+        moved.objects += objects;
+        moved.bytes += bytes;
     }
     opts.progress.finish();
     // Deepest first: a node arrives after every node under it.
@@ -207,6 +233,13 @@ pub fn sync_generation(
             hit(opts.fault, Step::Nodes, moved.nodes);
         }
     }
+    if let Some(r) = opts.packages {
+        let key = layout::packages(&r.hash);
+        if !has_all(dst, std::slice::from_ref(&key))?[0] {
+            dst.put(&key, &r.bytes)?;
+            moved.bytes += r.bytes.len() as u64;
+        }
+    }
     if !manifest_present {
         dst.put(&mkey, &mbytes)?;
         moved.manifests = 1;
@@ -214,6 +247,64 @@ pub fn sync_generation(
     }
     hit(opts.fault, Step::Manifest, moved.manifests);
     Ok(moved)
+}
+
+/// How many objects move at once outside crash tests.
+pub const WORKERS: usize = 8;
+
+/// Moves one key; returns the bytes moved.
+fn copy_one(src: &dyn Transport, dst: &dyn Transport, key: &str) -> Result<u64, Error> {
+    let bytes = fetch(src, key)?;
+    dst.put(key, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Moves `keys` with `workers` threads; stops at the first error (the
+/// others finish the key they hold). Returns objects and bytes moved.
+fn copy_parallel(
+    src: &dyn Transport,
+    dst: &dyn Transport,
+    keys: &[String],
+    workers: usize,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), Error> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let (objects, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(keys.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(key) = keys.get(i) else { break };
+                    // A worker's panic poisons nothing it half-changed.
+                    let mut f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                    if f.is_some() {
+                        break;
+                    }
+                    drop(f);
+                    match copy_one(src, dst, key) {
+                        Ok(n) => {
+                            objects.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(n, Ordering::Relaxed);
+                            progress.advance(1);
+                        }
+                        Err(e) => {
+                            f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                            f.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok((objects.into_inner(), bytes.into_inner())),
+    }
 }
 
 /// Which of `keys` `t` has, asked in batches of [`HAS_BATCH`].

@@ -13,6 +13,7 @@ fn body(seq: u64) -> RefBody {
         time: 0,
         generation: "00".repeat(32),
         recipient: None,
+        packages: None,
         history: Vec::new(),
     }
 }

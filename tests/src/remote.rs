@@ -133,3 +133,8 @@ pub fn moved(r: &Run) -> (u64, u64, u64, u64) {
 pub fn object_key(content: &[u8]) -> String {
     format!("objects/{}", blake3::hash(content).to_hex())
 }
+
+/// A byte count as sysgen prints it for people (`1.2 KiB`).
+pub fn human(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
+}

@@ -197,6 +197,8 @@ impl Garage {
                 settle: Duration::from_millis(200),
                 wait: Duration::from_secs(10),
             },
+            heads_in_flight: 0,
+            list_from: 0,
         }
     }
 

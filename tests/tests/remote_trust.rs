@@ -237,3 +237,26 @@ fn a_secret_is_never_in_clear_on_the_remote_and_only_its_host_decrypts_it() {
         SECRET
     );
 }
+
+#[test]
+fn a_damaged_object_on_the_remote_is_refused_on_arrival_naming_it() {
+    let deployer = TestEnv::new();
+    let host = TestEnv::new();
+    let remote = RemoteDir::new();
+    let url = remote.url();
+    trust(&host, &keygen(&deployer));
+    let g = build(&deployer, "c.json", motd("a file the remote will damage\n"));
+    deployer
+        .run(&["push", &g, &url, "--ref", "hosts/web1"])
+        .ok();
+    let key = sysgen_tests::remote::object_key(b"a file the remote will damage\n");
+    let path = remote.path().join(&key);
+    // Another valid zstd frame, of other bytes: only the hash tells.
+    fs::write(&path, stored_frame(b"something else\n")).unwrap();
+    let before = host_state(&host);
+    let r = host.run(&["pull", &url, "hosts/web1", "--switch"]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains(&key), "names the key: {}", r.stderr);
+    assert!(r.stderr.contains("does not match its hash"), "{}", r.stderr);
+    assert_eq!(host_state(&host), before, "nothing of it was kept");
+}

@@ -12,6 +12,12 @@ use super::push::{moved_line, open_remote, remote_err};
 use crate::Env;
 use crate::output::{Bar, Out};
 
+/// The examples `--help` shows.
+pub const HELP: &str = "\
+Examples:
+  sysgen copy file:///srv/gens file:///mnt/usb/gens channels/stable
+                                       mirror a signed ref and its generation, as they are";
+
 #[derive(Serialize)]
 struct CopyOutput<'a> {
     ok: bool,

@@ -12,6 +12,13 @@ use super::push::{default_key, remote_err};
 use crate::Env;
 use crate::output::Out;
 
+/// The examples `--help` shows.
+pub const HELP: &str = "\
+Examples:
+  sysgen key generate                  <state-dir>/signing.key and .pub, trusted here
+  sysgen key trust deployer.pub        accept refs and manifests that key signs
+  sysgen key list                      the trusted keys";
+
 #[derive(Serialize)]
 struct GenerateOutput {
     ok: bool,

@@ -10,8 +10,7 @@ use sysgen_generations::Error;
 use sysgen_generations::state::Access;
 use sysgen_remote::local::StateTransport;
 use sysgen_remote::ops::{PullOutcome, PullRequest, pull};
-use sysgen_remote::secret::Identity;
-use sysgen_schema::EntryPath;
+use sysgen_remote::secret::host_identity;
 
 use super::push::{fault, moved_line, open_remote, remote_err};
 use super::switch::{Flags, kinds, options, show};
@@ -19,8 +18,16 @@ use crate::Env;
 use crate::output::{Bar, Out};
 use crate::render::Names;
 
-/// Where the host's ssh key is on a root.
-const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
+/// The examples `--help` shows.
+pub const HELP: &str = "\
+Examples:
+  sysgen key trust deployer.pub        once: accept what that key signs
+  sysgen pull file:///srv/gens hosts/web1 --switch
+                                       fetch what the ref names (only what is missing), then switch to it
+  sysgen pull https://gens.example.com hosts/web1
+                                       from a web server publishing the directory; switch later
+
+Unsigned, forged, untrusted and replayed refs are refused (exit 2); nothing changes.";
 
 pub struct Request<'a> {
     pub remote: &'a str,
@@ -59,7 +66,7 @@ fn pull_and_switch(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result
         .into_iter()
         .map(|k| k.key)
         .collect();
-    let identity = host_identity(&state, req.identity)?;
+    let identity = host_identity(&state, req.identity).map_err(remote_err)?;
     let mut dst = StateTransport::new(state, env.now);
     if let Some(i) = identity {
         dst = dst.with_identity(i);
@@ -84,10 +91,20 @@ fn pull_and_switch(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result
         &o.generation[..12],
         moved_line(&o.moved)
     ));
+    if !req.switch {
+        out.line(format!(
+            "switch to it with: sysgen switch {}",
+            &o.generation[..12]
+        ));
+    }
     let mut code = 0;
     let mut switched = None;
     if req.switch {
-        let mut state = dst.into_state();
+        // The state is opened again (and locked again) for the switch,
+        // once what arrived is durable.
+        dst.flush().map_err(remote_err)?;
+        drop(dst);
+        let mut state = env.open(Access::Write)?;
         let id = sysgen_generations::switch::resolve(&state, &o.generation)?;
         let flags = Flags {
             dry_run: false,
@@ -117,25 +134,4 @@ fn pull_and_switch(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result
         switched,
     })?;
     Ok(code)
-}
-
-/// The host's ssh key: `--identity`, else the root's own host key if it
-/// has one (opened through the root's handle, never following a symlink).
-pub(crate) fn host_identity(
-    state: &sysgen_generations::State,
-    given: Option<&Path>,
-) -> Result<Option<Identity>, Error> {
-    if let Some(p) = given {
-        return Identity::read(p).map(Some).map_err(remote_err);
-    }
-    let p = EntryPath::parse(HOST_KEY).map_err(|e| Error::Internal(format!("{HOST_KEY}: {e}")))?;
-    match state.root.open_file(&p) {
-        Ok(f) => {
-            let name = state.root.display(&p);
-            Identity::from_file(&name, f).map(Some).map_err(remote_err)
-        }
-        // No host key: pulling works until a secret arrives, which then
-        // fails naming what to give.
-        Err(_) => Ok(None),
-    }
 }

@@ -18,6 +18,15 @@ use sysgen_remote::{Moved, Transport};
 use crate::Env;
 use crate::output::{Bar, Out, human_bytes, plural};
 
+/// The examples `--help` shows.
+pub const HELP: &str = "\
+Examples:
+  sysgen key generate                  make the signing key push uses (<state-dir>/signing.key)
+  sysgen push 7 file:///srv/gens --ref hosts/web1
+                                       publish generation 7 (only what the remote lacks), then move the ref
+  sysgen push 7 file:///srv/gens --ref hosts/web1 --recipient web1_host_ed25519_key.pub
+                                       the same for a generation with secrets: encrypted to web1's ssh key";
+
 pub struct Request<'a> {
     pub generation: &'a str,
     pub remote: &'a str,

@@ -12,9 +12,11 @@
 //! with its ssh host key (`--identity`).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sysgen_generations::Error;
+use sysgen_generations::error::StateError;
 use sysgen_generations::state::Access;
 use sysgen_remote::local::StateTransport;
 use sysgen_remote::serve::serve;
@@ -33,14 +35,20 @@ struct ServeOutput {
 }
 
 pub fn run(env: &Env, out: &Out, identity: Option<&Path>) -> Result<i32, Error> {
-    let state = env.open(Access::Write)?;
-    let id = crate::commands::pull::host_identity(&state, identity)?;
+    let state = open_waiting(env)?;
+    let id = sysgen_remote::secret::host_identity(&state, identity)
+        .map_err(crate::commands::push::remote_err)?;
     let mut t = StateTransport::new(state, env.now);
     if let Some(id) = id {
         t = t.with_identity(id);
     }
-    let served = serve(&t, std::io::stdin().lock(), std::io::stdout().lock())
-        .map_err(crate::commands::push::remote_err)?;
+    let served = serve(&t, std::io::stdin().lock(), std::io::stdout().lock());
+    // Objects that arrived are batched in memory until something refers
+    // to them; a session that ends (or breaks) writes them now, reporting
+    // a failure, rather than on drop, which could not.
+    let flushed = t.flush();
+    let served = served.map_err(crate::commands::push::remote_err)?;
+    flushed.map_err(crate::commands::push::remote_err)?;
     let doc = ServeOutput {
         ok: true,
         requests: served.requests,
@@ -59,4 +67,22 @@ pub fn run(env: &Env, out: &Out, identity: Option<&Path>) -> Result<i32, Error> 
         );
     }
     Ok(0)
+}
+
+/// How long serve waits for the state's lock. A client whose connection
+/// dropped reconnects at once, while the session it lost may still be
+/// finishing its last request on this host (until it reads the end of
+/// its stdin); waiting a little lets that one end instead of refusing.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+fn open_waiting(env: &Env) -> Result<sysgen_generations::State, Error> {
+    let until = Instant::now() + LOCK_WAIT;
+    loop {
+        match env.open(Access::Write) {
+            Err(Error::State(StateError::Locked { .. })) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
 }

@@ -171,3 +171,47 @@ impl Db {
             .map_err(sql)
     }
 }
+
+impl Db {
+    /// The `.deb` object recorded for a package version (see
+    /// `packages::records`), for publishing it with a generation.
+    pub fn package_file(
+        &self,
+        manager: &str,
+        name: &str,
+        version: &str,
+        arch: &str,
+    ) -> Result<Option<sysgen_store::Hash>, Error> {
+        let b: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT hash FROM package_files WHERE manager = ?1 AND name = ?2 AND version = ?3 AND arch = ?4",
+                params![manager, name, version, arch],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        Ok(b.and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(sysgen_store::Hash::from_bytes))
+    }
+
+    /// Records the `.deb` object of a package version that arrived from a
+    /// remote (its object is in the store already), so that a switch to
+    /// the pulled generation, and its rollback, install it offline.
+    pub fn record_package_file(
+        &mut self,
+        manager: &str,
+        name: &str,
+        version: &str,
+        arch: &str,
+        hash: &sysgen_store::Hash,
+    ) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO package_files (manager, name, version, arch, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![manager, name, version, arch, hash.as_bytes().as_slice()],
+            )
+            .map(drop)
+            .map_err(sql)
+    }
+}
