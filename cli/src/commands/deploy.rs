@@ -202,6 +202,9 @@ fn push(root: &Path, state_dir: &Path, now: i64, host: &Host, id: &str) -> Resul
         args,
         program: host.program.clone(),
     };
+    // The .deb files the generation's packages need travel with it, so
+    // the host installs and rolls back without an apt source.
+    let debs = sysgen_remote::debs::record(&src.lock(), &gid).map_err(|e| e.to_string())?;
     let dst = sysgen_remote::ssh::open(&url, &opts).map_err(|e| e.to_string())?;
     let moved = sync_generation(
         &src,
@@ -210,6 +213,7 @@ fn push(root: &Path, state_dir: &Path, now: i64, host: &Host, id: &str) -> Resul
         &SyncOptions {
             recipient: recipient.as_ref().map(|r| r.id.as_str()),
             read_nodes_from: Side::Source,
+            packages: debs.as_ref(),
             progress: &NoProgress,
             fault: None,
         },
