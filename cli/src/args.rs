@@ -76,6 +76,9 @@ pub enum Command {
         /// When a unit fails to start or fails its check, keep the new generation and report the unit (exit 1) instead of rolling back
         #[arg(long)]
         no_rollback_on_failure: bool,
+        /// Roll back by itself unless `sysgen confirm` keeps the switch within this time (e.g. 2m): the dead-man's rollback of a remote switch
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        confirm_within: Option<i64>,
     },
     /// Switch to an older generation (default: the one active before the current one)
     #[command(after_help = crate::help::ROLLBACK)]
@@ -209,6 +212,48 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Keep a switch made with --confirm-within; --check rolls back one whose time ran out
+    #[command(after_help = crate::help::CONFIRM)]
+    Confirm {
+        /// The generation the pending switch went to (number, id or id prefix); refused if it is another
+        generation: Option<String>,
+        /// Do not confirm: roll back the pending switch if its time ran out (what the watcher and sysgen-confirm-check.service run)
+        #[arg(long, conflicts_with = "generation")]
+        check: bool,
+        /// With --check: wait for the deadline first (or until a confirm removes the record)
+        #[arg(long, requires = "check")]
+        wait: bool,
+    },
+    /// Build every host's generation of an inventory, push, switch over ssh in batches (canaries first) and confirm
+    #[command(after_help = crate::help::DEPLOY)]
+    Deploy {
+        /// The inventory (TOML): hosts with an ssh address, a configuration and tags
+        inventory: PathBuf,
+        /// Only these hosts: names and @tags, comma-separated, `*` wildcards
+        #[arg(long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Hosts deployed at once (and the size of each batch after the canaries)
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+        parallel: u64,
+        /// Hosts in the first batch (tagged `canary` first); any failure there stops the rollout
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        canary: u64,
+        /// Failures tolerated after the canaries before the rollout stops
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max_failures: u64,
+        /// When the rollout stops, roll back the hosts it switched
+        #[arg(long)]
+        rollback_on_stop: bool,
+        /// Each host rolls back by itself unless confirmed within this time [default: the inventory's, else 2m]
+        #[arg(long, value_name = "DURATION")]
+        confirm_within: Option<String>,
+        /// The sysgen command on the hosts [default: the inventory's, else `sysgen`]
+        #[arg(long, value_name = "PATH")]
+        remote_program: Option<String>,
+    },
+    /// A fleet as its pull agents report it
+    #[command(subcommand, after_help = crate::help::FLEET)]
+    Fleet(FleetCommand),
     /// Publish a generation to a remote (only what it lacks), signed, and move a ref to it
     #[command(after_help = crate::commands::push::HELP)]
     Push {
@@ -240,6 +285,9 @@ pub enum Command {
         /// The host's ssh private key, to decrypt secrets [default: <root>/etc/ssh/ssh_host_ed25519_key]
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Then write this host's report (active generation, drift, failure) to reports/HOST on the remote (HOST: the ref's name for hosts/NAME, else the host name)
+        #[arg(long)]
+        report: bool,
     },
     /// Copy a signed ref and its generation from one remote to another
     #[command(after_help = crate::commands::copy::HELP)]
@@ -263,6 +311,18 @@ pub enum Command {
         /// The ssh key that decrypts secrets pushed here [default: the root's /etc/ssh/ssh_host_ed25519_key]
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Summarize the hosts' reports under reports/ on a remote: active generation, drift, failures, stale hosts
+    Status {
+        /// The remote the hosts pull from (file://, ssh://, s3://, http(s)://)
+        remote: String,
+        /// A report older than this is stale (exit 1)
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        stale_after: i64,
     },
 }
 

@@ -119,3 +119,21 @@ pub const REPAIR: &str = "\
 Examples:
   sysgen repair --dry-run              what would be put back
   sysgen repair                        put drifted entries back, saving each changed copy first";
+
+pub const CONFIRM: &str = "\
+Examples:
+  sysgen switch web.json --confirm-within 2m    switch; roll back by itself unless confirmed within 2 minutes
+  sysgen confirm 5f3a9c                        keep that switch (run over a fresh connection)
+  sysgen confirm --check                       roll back a switch whose time ran out (as the boot unit does)";
+
+pub const DEPLOY: &str = "\
+Examples:
+  sysgen deploy fleet.toml                     every host: canary first, then batches of 4
+  sysgen deploy fleet.toml --limit @web        only the hosts tagged web
+  sysgen deploy fleet.toml --parallel 20 --max-failures 3 --rollback-on-stop
+  sysgen deploy fleet.toml --json              the summary as one JSON document";
+
+pub const FLEET: &str = "\
+Examples:
+  sysgen fleet status s3://bucket/fleet        each host's last report: generation, drift, failure
+  sysgen fleet status file:///mnt/fleet --stale-after 30m --json";

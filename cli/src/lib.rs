@@ -258,11 +258,13 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             dry_run,
             force,
             no_rollback_on_failure,
+            confirm_within,
         } => switch::run(
             &env,
             out,
             &bar,
             target,
+            *confirm_within,
             &switch::Flags {
                 dry_run: *dry_run,
                 force: *force,
@@ -323,6 +325,42 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
         Command::Show { generation } => show::run(&env, out, generation.as_deref()),
         Command::Saved { copy, to } => saved::run(&env, out, copy.as_deref(), to.as_deref()),
         Command::Repair { dry_run } => repair::run(&env, out, &bar, *dry_run),
+        Command::Confirm {
+            generation,
+            check: false,
+            ..
+        } => confirm::confirm(&env, out, &bar, generation.as_deref()),
+        Command::Confirm {
+            check: true, wait, ..
+        } => confirm::check(&env, out, &bar, *wait),
+        Command::Fleet(args::FleetCommand::Status {
+            remote,
+            stale_after,
+        }) => fleet::status(&env, out, remote, *stale_after),
+        Command::Deploy {
+            inventory,
+            limit,
+            parallel,
+            canary,
+            max_failures,
+            rollback_on_stop,
+            confirm_within,
+            remote_program,
+        } => deploy::run(
+            &env,
+            out,
+            &bar,
+            &deploy::Request {
+                inventory,
+                limit: limit.as_deref(),
+                parallel: *parallel as usize,
+                canary: *canary as usize,
+                max_failures: *max_failures as usize,
+                rollback_on_stop: *rollback_on_stop,
+                confirm_within: confirm_within.as_deref(),
+                remote_program: remote_program.as_deref(),
+            },
+        ),
         Command::Push {
             generation,
             remote,
@@ -346,6 +384,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
             ref_name,
             switch,
             identity,
+            report,
         } => pull::run(
             &env,
             out,
@@ -355,6 +394,7 @@ fn run(cli: &Cli, out: &Out) -> Result<i32, Error> {
                 ref_name,
                 switch: *switch,
                 identity: identity.as_deref(),
+                report: *report,
             },
         ),
         Command::Copy { src, dst, ref_name } => copy::run(&env, out, &bar, src, dst, ref_name),

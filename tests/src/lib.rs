@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 pub mod accounts;
 pub mod datasets;
+pub mod fleet;
 pub mod http;
 pub mod packages;
 /// Remotes (issue 15): push, pull, copy.

@@ -5,7 +5,10 @@
 pub mod adopt;
 pub mod build;
 pub mod completions;
+pub mod confirm;
+pub mod deploy;
 pub mod diff;
+pub mod fleet;
 pub mod gc;
 pub mod init;
 pub mod list;

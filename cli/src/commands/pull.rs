@@ -34,6 +34,8 @@ pub struct Request<'a> {
     pub ref_name: &'a str,
     pub switch: bool,
     pub identity: Option<&'a Path>,
+    /// `--report`: write reports/HOST after the pull, whatever its outcome.
+    pub report: bool,
 }
 
 #[derive(Serialize)]
@@ -47,6 +49,14 @@ struct PullOutput<'a> {
 }
 
 pub fn run(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result<i32, Error> {
+    let r = pull_and_switch(env, out, bar, req);
+    if req.report {
+        return super::fleet::report_after_pull(env, req.remote, req.ref_name, r);
+    }
+    r
+}
+
+fn pull_and_switch(env: &Env, out: &Out, bar: &Bar, req: &Request<'_>) -> Result<i32, Error> {
     let src = open_remote(req.remote, false)?;
     let state = env.open(Access::Write)?;
     state.refuse_if_interrupted()?;

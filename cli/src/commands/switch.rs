@@ -23,13 +23,40 @@ pub struct Flags {
     pub rollback_on_failure: bool,
 }
 
-pub fn run(env: &Env, out: &Out, bar: &Bar, target: &str, flags: &Flags) -> Result<i32, Error> {
+pub fn run(
+    env: &Env,
+    out: &Out,
+    bar: &Bar,
+    target: &str,
+    confirm_within: Option<i64>,
+    flags: &Flags,
+) -> Result<i32, Error> {
     let mut state = env.open(Access::Write)?;
     state.refuse_if_interrupted()?;
+    if confirm_within.is_some() {
+        // Refused before anything is built.
+        super::confirm::refuse_unless_armable(&state)?;
+    }
     let id = target_id(env, &mut state, target, out, bar)?;
     bar.set_names(Names::read(&state)?);
     let kinds = kinds(env, flags, false);
-    let o = switch_to(&mut state, id, &options(env, &kinds, flags, "switch", bar))?;
+    // The dead-man's record is durable before the first change.
+    let armed = match confirm_within {
+        Some(within) if !flags.dry_run => super::confirm::arm(env, &state, id, within)?,
+        _ => false,
+    };
+    let r = switch_to(&mut state, id, &options(env, &kinds, flags, "switch", bar));
+    if armed {
+        super::confirm::settle(&state, &r)?;
+    }
+    let o = r?;
+    if armed {
+        out.line(format!(
+            "roll back to the previous generation unless `sysgen confirm {}` runs within {}s",
+            o.id.short(),
+            confirm_within.unwrap_or_default()
+        ));
+    }
     show(out, &o, &Names::read(&state)?)
 }
 
