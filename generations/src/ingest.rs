@@ -407,6 +407,9 @@ pub fn build(
             _ => None,
         })
         .collect();
+    let entries = pending.len() as u64;
+    // The largest thing a build holds goes before the index is made.
+    drop(pending);
     if !rows.is_empty() {
         index::write(&state.dir, &cache, rows)?;
     }
@@ -420,7 +423,7 @@ pub fn build(
     Ok(BuildOutcome {
         id,
         number,
-        entries: pending.len() as u64,
+        entries,
         bytes,
         files_hashed,
         files_cached: cached.into_inner(),

@@ -301,9 +301,13 @@ struct Tree<'a, 's, T, E> {
 
 impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
     fn node_for(&mut self, dir: &str) -> Result<NodeId, E> {
-        let mut node = Node::default();
         let kids = self.children.remove(dir).unwrap_or_default();
-        node.entries.reserve_exact(kids.len());
+        let mut node = binary::NodeWriter::new(kids.len());
+        // Siblings share their parent's prefix, so path order is name order.
+        debug_assert!(
+            kids.windows(2)
+                .all(|w| w[0].0.file_name() < w[1].0.file_name())
+        );
         for (p, e) in kids {
             let entry = (self.entry)(e);
             let tree = if entry.is_dir() {
@@ -311,15 +315,9 @@ impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
             } else {
                 None
             };
-            node.entries.push(NodeEntry {
-                name: p.file_name().to_owned(),
-                entry,
-                tree,
-            });
+            node.push(p.file_name(), tree, &entry);
         }
-        // Siblings share their parent's prefix, so path order is name order.
-        debug_assert!(node.entries.windows(2).all(|w| w[0].name < w[1].name));
-        let bytes = node.encode()?;
+        let bytes = node.finish();
         let id = Node::id_of(&bytes);
         if self.seen.insert(id) {
             (self.sink)(id, bytes)?;

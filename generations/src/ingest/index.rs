@@ -195,30 +195,33 @@ pub(crate) fn write(
         rows.push((p, *r));
     }
     rows.extend(olds);
+    // Written once, in place: the header's checksum is filled in last.
     let strings: usize = rows.iter().map(|(p, _)| p.len()).sum();
-    let mut body = Vec::with_capacity(rows.len() * RECORD + strings);
+    let mut out = Vec::with_capacity(HEADER + rows.len() * RECORD + strings);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+    out.extend_from_slice(&[0; 32]);
     let mut off = HEADER + rows.len() * RECORD;
     for (p, r) in &rows {
         let (o, l) = (u32::try_from(off), u32::try_from(p.len()));
         let (Ok(o), Ok(l)) = (o, l) else {
             return Err(Error::Internal("the stat index is over 4 GiB".into()));
         };
-        body.extend_from_slice(&o.to_le_bytes());
-        body.extend_from_slice(&l.to_le_bytes());
+        out.extend_from_slice(&o.to_le_bytes());
+        out.extend_from_slice(&l.to_le_bytes());
         for v in [r.dev, r.ino, r.size, r.mtime_ns as u64, r.ctime_ns as u64] {
-            body.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&v.to_le_bytes());
         }
-        body.extend_from_slice(r.hash.as_bytes());
+        out.extend_from_slice(r.hash.as_bytes());
         off += p.len();
     }
     for (p, _) in &rows {
-        body.extend_from_slice(p);
+        out.extend_from_slice(p);
     }
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
-    out.extend_from_slice(Hash::of(&body).as_bytes());
-    out.extend_from_slice(&body);
+    drop(rows);
+    drop(new);
+    let sum = Hash::of(&out[HEADER..]);
+    out[16..48].copy_from_slice(sum.as_bytes());
 
     let dir = trust::open(state_dir, Expect::Dir, false)?;
     let temp = state_dir.join(TEMP_NAME);

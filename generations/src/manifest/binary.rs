@@ -69,24 +69,49 @@ fn bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 pub(super) fn encode(node: &Node) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + node.entries.len() * 64);
-    out.extend_from_slice(MAGIC);
-    varint(&mut out, node.entries.len() as u64);
-    let mut rec = Vec::with_capacity(128);
+    let mut w = NodeWriter::new(node.entries.len());
     for e in &node.entries {
-        bytes(&mut out, e.name.as_bytes());
-        match &e.tree {
-            None => out.push(0),
+        w.push(&e.name, e.tree, &e.entry);
+    }
+    w.finish()
+}
+
+/// Encodes a node entry by entry, from borrowed names: a build encodes
+/// 100k entries without making a [`NodeEntry`] (and its name) for each.
+pub(super) struct NodeWriter {
+    out: Vec<u8>,
+    rec: Vec<u8>,
+}
+
+impl NodeWriter {
+    /// A node of exactly `count` entries (pushed next, in name order).
+    pub(super) fn new(count: usize) -> NodeWriter {
+        let mut out = Vec::with_capacity(8 + count * 64);
+        out.extend_from_slice(MAGIC);
+        varint(&mut out, count as u64);
+        NodeWriter {
+            out,
+            rec: Vec::with_capacity(128),
+        }
+    }
+
+    pub(super) fn push(&mut self, name: &str, tree: Option<NodeId>, entry: &Entry) {
+        bytes(&mut self.out, name.as_bytes());
+        match tree {
+            None => self.out.push(0),
             Some(t) => {
-                out.push(1);
-                out.extend_from_slice(t.0.as_bytes());
+                self.out.push(1);
+                self.out.extend_from_slice(t.0.as_bytes());
             }
         }
-        rec.clear();
-        encode_entry(&mut rec, &e.entry);
-        bytes(&mut out, &rec);
+        self.rec.clear();
+        encode_entry(&mut self.rec, entry);
+        bytes(&mut self.out, &self.rec);
     }
-    out
+
+    pub(super) fn finish(self) -> Vec<u8> {
+        self.out
+    }
 }
 
 fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
