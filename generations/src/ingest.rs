@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -396,23 +396,26 @@ pub fn build(
     )?;
     // Only files hashed again make new records: an unchanged build
     // writes no index at all.
-    let rows: Vec<(Vec<u8>, CacheRow)> = pending
+    let rows: Vec<(&EntryPath, &PendingFile)> = pending
         .iter()
         .filter_map(|(p, e)| match e {
-            Pending::File(f) if f.cache => {
-                let stat = f.stat?;
-                let key = source_path(&trees, p, &f.src)?.into_os_string().into_vec();
-                Some((key, cache_row(&stat, f.hash)))
+            Pending::File(f) if f.cache && f.stat.is_some() => {
+                source_key(&trees, p, &f.src).map(|_| (p, f))
             }
             _ => None,
         })
         .collect();
-    let entries = pending.len() as u64;
-    // The largest thing a build holds goes before the index is made.
-    drop(pending);
     if !rows.is_empty() {
-        index::write(&state.dir, &cache, rows)?;
+        let none: index::Key<'_> = [&[], &[], &[]];
+        index::write(
+            &state.dir,
+            &cache,
+            rows,
+            |(p, f)| source_key(&trees, p, &f.src).unwrap_or(none),
+            |(_, f)| cache_row(&f.stat.unwrap_or(NO_STAT), f.hash),
+        )?;
     }
+    let entries = pending.len() as u64;
     drop(cache);
     state.db.update_stat_cache(download_rows)?;
     let number = state
@@ -513,6 +516,36 @@ fn source_path(
         }
     }
 }
+
+/// [`source_path`]'s bytes in pieces (see [`index::Key`]), without
+/// building the path: `source_path` is `PathBuf::join`, which puts a `/`
+/// between a tree's source and the path below unless the source ends in one.
+fn source_key<'a>(
+    trees: &[(&'a EntryPath, &'a sysgen_schema::TreeSpec)],
+    p: &'a EntryPath,
+    src: &'a Src,
+) -> Option<index::Key<'a>> {
+    match src {
+        Src::Inline(_) | Src::Stored => None,
+        Src::Path(path) => Some([path.as_os_str().as_bytes(), &[], &[]]),
+        Src::Tree(i) => {
+            let (at, tree) = trees.get(*i as usize)?;
+            let below = p.as_str().strip_prefix(at.as_str())?.strip_prefix('/')?;
+            let top = tree.source.as_os_str().as_bytes();
+            let slash: &[u8] = if top.ends_with(b"/") { b"" } else { b"/" };
+            Some([top, slash, below.as_bytes()])
+        }
+    }
+}
+
+/// Never used: rows without a stat are left out before.
+const NO_STAT: Stat = Stat {
+    dev: 0,
+    ino: 0,
+    size: 0,
+    mtime_ns: 0,
+    ctime_ns: 0,
+};
 
 fn stat_of(md: &std::fs::Metadata) -> Stat {
     Stat {

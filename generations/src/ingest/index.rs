@@ -25,6 +25,7 @@
 //! is hashed again rather than trusted; the next index, written later,
 //! trusts it.
 
+use std::cmp::Ordering;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -93,7 +94,7 @@ impl StatIndex {
         }
         let count = usize::try_from(u64::from_le_bytes(map.get(8..16)?.try_into().ok()?)).ok()?;
         let table = count.checked_mul(RECORD)?.checked_add(HEADER)?;
-        if table > map.len() || Hash::of(&map[HEADER..]).as_bytes() != &map[16..48] {
+        if table > map.len() || blake3::hash(&map[HEADER..]).as_bytes() != &map[16..48] {
             return None;
         }
         let index = StatIndex {
@@ -110,6 +111,7 @@ impl StatIndex {
         sorted.is_some().then_some(index)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.count
     }
@@ -168,60 +170,80 @@ impl StatIndex {
     }
 }
 
-/// Writes the index: `new` (any order; a path twice keeps the last) over
-/// the records of `old` (kept for sources this build did not read: another
-/// configuration built in the same state).
-pub(crate) fn write(
+/// A new record's path in up to three pieces (a tree's source, `/`, the
+/// path below it), compared as their concatenation and never built: a
+/// first build sorts 100k of them.
+pub(crate) type Key<'a> = [&'a [u8]; 3];
+
+/// Compares two keys as the byte strings they stand for.
+fn cmp_pieces(a: &[&[u8]], b: &[&[u8]]) -> Ordering {
+    let (mut ai, mut ao, mut bi, mut bo) = (0, 0, 0, 0);
+    loop {
+        while ai < a.len() && ao == a[ai].len() {
+            (ai, ao) = (ai + 1, 0);
+        }
+        while bi < b.len() && bo == b[bi].len() {
+            (bi, bo) = (bi + 1, 0);
+        }
+        let (x, y) = match (a.get(ai), b.get(bi)) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => (&x[ao..], &y[bo..]),
+        };
+        let n = x.len().min(y.len());
+        match x[..n].cmp(&y[..n]) {
+            Ordering::Equal => (ao, bo) = (ao + n, bo + n),
+            o => return o,
+        }
+    }
+}
+
+/// One record of the merged index: an old one kept, or a new one.
+enum Merged<'i, T> {
+    Old(&'i [u8], CacheRow),
+    New(&'i T),
+}
+
+/// Writes the index: the records of `new` (any order; a path given twice
+/// keeps the last) over those of `old` (kept for sources this build did
+/// not read: another configuration built in the same state). Streamed to
+/// the file in three passes over the merge, so that nothing but `new`'s
+/// order is held.
+pub(crate) fn write<'a, T>(
     state_dir: &Path,
     old: &StatIndex,
-    mut new: Vec<(Vec<u8>, CacheRow)>,
+    mut new: Vec<T>,
+    key: impl Fn(&T) -> Key<'a>,
+    row: impl Fn(&T) -> CacheRow,
 ) -> Result<(), Error> {
     new.reverse();
-    new.sort_by(|a, b| a.0.cmp(&b.0));
-    new.dedup_by(|a, b| a.0 == b.0);
-    // Merge the two sorted runs; on equal paths the new record wins.
-    let mut rows: Vec<(&[u8], CacheRow)> = Vec::with_capacity(old.len() + new.len());
-    let mut olds = old.iter().peekable();
-    for (p, r) in &new {
-        while let Some((q, _)) = olds.peek() {
-            match (*q).cmp(p.as_slice()) {
-                std::cmp::Ordering::Less => rows.extend(olds.next()),
-                std::cmp::Ordering::Equal => {
+    new.sort_by(|a, b| cmp_pieces(&key(a), &key(b)));
+    new.dedup_by(|a, b| cmp_pieces(&key(a), &key(b)) == Ordering::Equal);
+    let key = &key;
+    let new = &new;
+    let merged = || {
+        let mut olds = old.iter().peekable();
+        let mut news = new.iter().peekable();
+        std::iter::from_fn(move || match (olds.peek(), news.peek()) {
+            (None, None) => None,
+            (Some(_), None) => olds.next().map(|(p, r)| Merged::Old(p, r)),
+            (None, Some(_)) => news.next().map(Merged::New),
+            (Some((p, _)), Some(t)) => match cmp_pieces(&[p], &key(t)) {
+                Ordering::Less => olds.next().map(|(p, r)| Merged::Old(p, r)),
+                Ordering::Equal => {
                     olds.next();
+                    news.next().map(Merged::New)
                 }
-                std::cmp::Ordering::Greater => break,
-            }
-        }
-        rows.push((p, *r));
-    }
-    rows.extend(olds);
-    // Written once, in place: the header's checksum is filled in last.
-    let strings: usize = rows.iter().map(|(p, _)| p.len()).sum();
-    let mut out = Vec::with_capacity(HEADER + rows.len() * RECORD + strings);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
-    out.extend_from_slice(&[0; 32]);
-    let mut off = HEADER + rows.len() * RECORD;
-    for (p, r) in &rows {
-        let (o, l) = (u32::try_from(off), u32::try_from(p.len()));
-        let (Ok(o), Ok(l)) = (o, l) else {
-            return Err(Error::Internal("the stat index is over 4 GiB".into()));
-        };
-        out.extend_from_slice(&o.to_le_bytes());
-        out.extend_from_slice(&l.to_le_bytes());
-        for v in [r.dev, r.ino, r.size, r.mtime_ns as u64, r.ctime_ns as u64] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(r.hash.as_bytes());
-        off += p.len();
-    }
-    for (p, _) in &rows {
-        out.extend_from_slice(p);
-    }
-    drop(rows);
-    drop(new);
-    let sum = Hash::of(&out[HEADER..]);
-    out[16..48].copy_from_slice(sum.as_bytes());
+                Ordering::Greater => news.next().map(Merged::New),
+            },
+        })
+    };
+    let len = |m: &Merged<'_, T>| match m {
+        Merged::Old(p, _) => p.len(),
+        Merged::New(t) => key(t).iter().map(|s| s.len()).sum(),
+    };
+    let count = merged().count();
 
     let dir = trust::open(state_dir, Expect::Dir, false)?;
     let temp = state_dir.join(TEMP_NAME);
@@ -237,8 +259,58 @@ pub(crate) fn write(
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| io_err(&temp)(e.into()))?;
-    let mut file = File::from(fd);
-    file.write_all(&out).map_err(io_err(&temp))?;
+    let file = File::from(fd);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, &file);
+    // Room for the header, written last, once the checksum is known.
+    out.write_all(&[0; HEADER]).map_err(io_err(&temp))?;
+    let mut sum = blake3::Hasher::new();
+    let mut put = |b: &[u8]| {
+        sum.update(b);
+        out.write_all(b)
+    };
+    let body = (|| -> std::io::Result<()> {
+        let mut off = HEADER + count * RECORD;
+        for m in merged() {
+            let l = len(&m);
+            let (Ok(o), Ok(l32)) = (u32::try_from(off), u32::try_from(l)) else {
+                return Err(std::io::Error::other("the stat index would be over 4 GiB"));
+            };
+            let r = match &m {
+                Merged::Old(_, r) => *r,
+                Merged::New(t) => row(t),
+            };
+            let mut rec = [0u8; RECORD];
+            rec[0..4].copy_from_slice(&o.to_le_bytes());
+            rec[4..8].copy_from_slice(&l32.to_le_bytes());
+            for (i, v) in [r.dev, r.ino, r.size, r.mtime_ns as u64, r.ctime_ns as u64]
+                .into_iter()
+                .enumerate()
+            {
+                rec[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
+            }
+            rec[48..80].copy_from_slice(r.hash.as_bytes());
+            put(&rec)?;
+            off += l;
+        }
+        for m in merged() {
+            match m {
+                Merged::Old(p, _) => put(p)?,
+                Merged::New(t) => {
+                    for piece in key(t) {
+                        put(piece)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    body.and_then(|()| out.flush()).map_err(io_err(&temp))?;
+    drop(out);
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..16].copy_from_slice(&(count as u64).to_le_bytes());
+    header[16..48].copy_from_slice(sum.finalize().as_bytes());
+    std::os::unix::fs::FileExt::write_all_at(&file, &header, 0).map_err(io_err(&temp))?;
     drop(file);
     renameat(&dir, TEMP_NAME, &dir, FILE_NAME)
         .map_err(|e| io_err(state_dir.join(FILE_NAME))(e.into()))?;

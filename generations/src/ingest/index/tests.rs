@@ -2,7 +2,7 @@ use std::path::Path;
 
 use sysgen_store::Hash;
 
-use super::{FILE_NAME, StatIndex, write};
+use super::{FILE_NAME, StatIndex};
 use crate::db::CacheRow;
 
 fn row(n: u64, mtime_ns: i64) -> CacheRow {
@@ -31,6 +31,31 @@ fn stamp(dir: &Path, secs: i64) {
 
 const SEC: i64 = 1_000_000_000;
 
+/// Writes rows given whole (the build gives them in pieces).
+fn write(dir: &Path, old: &StatIndex, rows: Vec<(Vec<u8>, CacheRow)>) -> Result<(), crate::Error> {
+    let rows: Vec<(&[u8], CacheRow)> = rows.iter().map(|(p, r)| (p.as_slice(), *r)).collect();
+    super::write(dir, old, rows, |(p, _)| [*p, &[], &[]], |(_, r)| *r)
+}
+
+#[test]
+fn keys_in_pieces_compare_as_their_concatenation() {
+    use std::cmp::Ordering::*;
+    type Pieces<'a> = &'a [&'a [u8]];
+    let cases: [(Pieces<'_>, Pieces<'_>, std::cmp::Ordering); 7] = [
+        (&[b"/a", b"/", b"b"], &[b"/a/b", b"", b""], Equal),
+        (&[b"", b"", b""], &[b"", b"", b""], Equal),
+        (&[b"/a", b"/", b"b"], &[b"/a/", b"c", b""], Less),
+        (&[b"/a", b"", b""], &[b"/a", b"/", b""], Less),
+        (&[b"/ab", b"", b""], &[b"/a", b"/", b"b"], Greater),
+        (&[b"/src", b"/", b"x-y"], &[b"/src", b"/", b"x/y"], Less),
+        (&[b"", b"", b"z"], &[b"y", b"", b""], Greater),
+    ];
+    for (a, b, want) in cases {
+        assert_eq!(super::cmp_pieces(a, b), want, "{a:?} {b:?}");
+        assert_eq!(super::cmp_pieces(b, a), want.reverse(), "{b:?} {a:?}");
+    }
+}
+
 #[test]
 fn records_round_trip_and_new_ones_replace_old_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,6 +69,9 @@ fn records_round_trip_and_new_ones_replace_old_ones() {
     stamp(d, 1_000);
     let idx = StatIndex::load(d).expect("loads");
     assert_eq!(idx.len(), 1000);
+    // The header, 1000 records, 1000 paths of 10 bytes: nothing else.
+    let size = std::fs::metadata(d.join(FILE_NAME)).expect("stat").len();
+    assert_eq!(size, 48 + 1000 * 80 + 1000 * 10);
     for n in [0u64, 1, 500, 998, 999] {
         assert_eq!(
             idx.get(format!("/src/{n:05}").as_bytes()),
