@@ -2,12 +2,14 @@
 //! root is only read (its `/etc/passwd` and `/etc/group`, to resolve owner
 //! names); nothing on it changes.
 //!
-//! Sources are hashed in parallel. A stat cache keyed by source path
-//! (device, inode, size, mtime, ctime) skips rehashing files that did not
-//! change since the last build, as git's index does.
+//! Sources are hashed in parallel. A stat index keyed by source path
+//! (device, inode, size, mtime, ctime; `ingest/index.rs`) skips rehashing
+//! files that did not change since the last build, as git's index does,
+//! with git's rule for files changed in the same second as the index.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -25,7 +27,10 @@ use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
 mod exclude;
+mod index;
 mod tree;
+
+use index::StatIndex;
 
 pub struct BuildOptions<'a> {
     pub now: i64,
@@ -324,7 +329,7 @@ pub fn build(
     }
 
     // Hash and store every file, in parallel, each result kept in its entry.
-    let cache = state.db.stat_cache()?;
+    let cache = StatIndex::load(&state.dir)?;
     let mut files: Vec<(&EntryPath, &mut PendingFile)> = pending
         .iter_mut()
         .filter_map(|(p, e)| match e {
@@ -354,7 +359,6 @@ pub fn build(
         (files.len() as u64).saturating_sub(cached.load(std::sync::atomic::Ordering::Relaxed));
     // Memory grows with the number of entries: free what is done with first.
     drop(files);
-    drop(cache);
 
     let written = batch.commit()?;
     // Objects are durable before anything refers to them.
@@ -369,7 +373,7 @@ pub fn build(
         .db
         .insert_nodes(|sink| build_tree(&pending, &Pending::entry, sink))?;
     let manifest = Manifest {
-        sysgen: 1,
+        sysgen: crate::manifest::FORMAT,
         host: spec.host.clone(),
         root,
         services: sections.services,
@@ -390,18 +394,29 @@ pub fn build(
             built_at: opts.now,
         },
     )?;
-    state
-        .db
-        .update_stat_cache(pending.iter().filter_map(|(p, e)| match e {
-            Pending::File(f) if f.cache => {
-                let stat = f.stat?;
-                let key = source_path(&trees, p, &f.src)?
-                    .to_string_lossy()
-                    .into_owned();
-                Some((key, cache_row(&stat, f.hash)))
+    // Only files hashed again make new records: an unchanged build
+    // writes no index at all.
+    let rows: Vec<(&EntryPath, &PendingFile)> = pending
+        .iter()
+        .filter_map(|(p, e)| match e {
+            Pending::File(f) if f.cache && f.stat.is_some() => {
+                source_key(&trees, p, &f.src).map(|_| (p, f))
             }
             _ => None,
-        }))?;
+        })
+        .collect();
+    if !rows.is_empty() {
+        let none: index::Key<'_> = [&[], &[], &[]];
+        index::write(
+            &state.dir,
+            &cache,
+            rows,
+            |(p, f)| source_key(&trees, p, &f.src).unwrap_or(none),
+            |(_, f)| cache_row(&f.stat.unwrap_or(NO_STAT), f.hash),
+        )?;
+    }
+    let entries = pending.len() as u64;
+    drop(cache);
     state.db.update_stat_cache(download_rows)?;
     let number = state
         .db
@@ -411,7 +426,7 @@ pub fn build(
     Ok(BuildOutcome {
         id,
         number,
-        entries: pending.len() as u64,
+        entries,
         bytes,
         files_hashed,
         files_cached: cached.into_inner(),
@@ -440,7 +455,7 @@ fn hash_file(
     trees: &[(&EntryPath, &sysgen_schema::TreeSpec)],
     p: &EntryPath,
     f: &mut PendingFile,
-    cache: &HashMap<String, CacheRow>,
+    cache: &StatIndex,
     store: &sysgen_store::Store,
     batch: &sysgen_store::Batch<'_>,
     cached: &std::sync::atomic::AtomicU64,
@@ -456,14 +471,13 @@ fn hash_file(
         _ => source_path(trees, p, &f.src)
             .ok_or_else(|| Error::Internal(format!("{p}: no source for this file")))?,
     };
-    let key = path.to_string_lossy();
     let stat = match f.stat {
         Some(stat) => stat,
         None => stat_of(&std::fs::metadata(&path).map_err(io_err(&path))?),
     };
     f.stat = Some(stat);
-    let hit = match cache.get(key.as_ref()) {
-        Some(c) if same_file(c, &stat) => store.contains(&c.hash, area)?.then_some(c),
+    let hit = match cache.get(path.as_os_str().as_bytes()) {
+        Some(c) if same_file(&c, &stat) => store.contains(&c.hash, area)?.then_some(c),
         _ => None,
     };
     match hit {
@@ -502,6 +516,36 @@ fn source_path(
         }
     }
 }
+
+/// [`source_path`]'s bytes in pieces (see [`index::Key`]), without
+/// building the path: `source_path` is `PathBuf::join`, which puts a `/`
+/// between a tree's source and the path below unless the source ends in one.
+fn source_key<'a>(
+    trees: &[(&'a EntryPath, &'a sysgen_schema::TreeSpec)],
+    p: &'a EntryPath,
+    src: &'a Src,
+) -> Option<index::Key<'a>> {
+    match src {
+        Src::Inline(_) | Src::Stored => None,
+        Src::Path(path) => Some([path.as_os_str().as_bytes(), &[], &[]]),
+        Src::Tree(i) => {
+            let (at, tree) = trees.get(*i as usize)?;
+            let below = p.as_str().strip_prefix(at.as_str())?.strip_prefix('/')?;
+            let top = tree.source.as_os_str().as_bytes();
+            let slash: &[u8] = if top.ends_with(b"/") { b"" } else { b"/" };
+            Some([top, slash, below.as_bytes()])
+        }
+    }
+}
+
+/// Never used: rows without a stat are left out before.
+const NO_STAT: Stat = Stat {
+    dev: 0,
+    ino: 0,
+    size: 0,
+    mtime_ns: 0,
+    ctime_ns: 0,
+};
 
 fn stat_of(md: &std::fs::Metadata) -> Stat {
     Stat {

@@ -149,7 +149,15 @@ impl Journal {
 impl State {
     /// The journal of a switch that was interrupted, if any.
     pub fn journal(&self) -> Result<Option<Journal>, Error> {
-        Journal::read(&self.journal_path())
+        let Some(mut j) = Journal::read(&self.journal_path())? else {
+            return Ok(None);
+        };
+        // Written before migration 9 gave the generations new ids.
+        j.to = self.db.renamed(&j.to)?;
+        if let Some((_, from)) = &mut j.from {
+            *from = self.db.renamed(from)?;
+        }
+        Ok(Some(j))
     }
 
     /// Fails when a switch was interrupted: every mutating command but

@@ -19,7 +19,15 @@ use sysgen_store::{Area, Hash};
 
 use crate::rootfs::Xattrs;
 
+pub mod binary;
+mod diff;
 mod flat;
+
+pub use diff::{Change, diff, walk};
+
+/// The manifest format: 2 since nodes are binary ([`binary`]); 1 had
+/// JSON nodes (converted by the database's migration 9).
+pub const FORMAT: u32 = 2;
 
 /// The id of a directory node: BLAKE3 of its canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -155,22 +163,44 @@ pub struct Node {
 }
 
 impl Node {
-    /// The canonical encoding: compact JSON, entries sorted by name, fields
-    /// in declaration order. Its BLAKE3 is the node id, so a failure is an
-    /// error, never an empty body that would hash to a wrong id.
+    /// The canonical encoding ([`binary`]). Its BLAKE3 is the node id.
+    /// Infallible, but kept a `Result` for its callers: nothing that is
+    /// hashed may ever fall back to a default.
     pub fn encode(&self) -> Result<Vec<u8>, crate::Error> {
-        serde_json::to_vec(self)
-            .map_err(|e| crate::Error::Internal(format!("encoding a node: {e}")))
+        Ok(binary::encode(self))
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Node, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Decodes a node: the binary encoding, or format 1's JSON (what
+    /// migration 9 converts, and what an old export may hold).
+    pub fn decode(bytes: &[u8]) -> Result<Node, NodeDecodeError> {
+        if bytes.starts_with(binary::MAGIC) {
+            binary::decode(bytes).map_err(NodeDecodeError)
+        } else {
+            Node::decode_json(bytes)
+        }
+    }
+
+    /// Format 1's JSON encoding only.
+    pub fn decode_json(bytes: &[u8]) -> Result<Node, NodeDecodeError> {
+        serde_json::from_slice(bytes).map_err(|e| NodeDecodeError(e.to_string()))
     }
 
     pub fn id_of(encoded: &[u8]) -> NodeId {
         NodeId(Hash::of(encoded))
     }
 }
+
+/// Why bytes are not a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDecodeError(pub String);
+
+impl fmt::Display for NodeDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NodeDecodeError {}
 
 /// The top record of a generation.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -220,6 +250,12 @@ impl Manifest {
 /// Reads nodes by id (from the database, or from memory in tests).
 pub trait NodeSource {
     fn node(&self, id: &NodeId) -> Result<Node, crate::Error>;
+
+    /// The node's binary encoding, checked against its id: what
+    /// [`diff`] reads, so that it decodes only the entries that differ.
+    fn raw(&self, id: &NodeId) -> Result<Vec<u8>, crate::Error> {
+        self.node(id)?.encode()
+    }
 }
 
 impl NodeSource for BTreeMap<NodeId, Node> {
@@ -265,9 +301,13 @@ struct Tree<'a, 's, T, E> {
 
 impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
     fn node_for(&mut self, dir: &str) -> Result<NodeId, E> {
-        let mut node = Node::default();
         let kids = self.children.remove(dir).unwrap_or_default();
-        node.entries.reserve_exact(kids.len());
+        let mut node = binary::NodeWriter::new(kids.len());
+        // Siblings share their parent's prefix, so path order is name order.
+        debug_assert!(
+            kids.windows(2)
+                .all(|w| w[0].0.file_name() < w[1].0.file_name())
+        );
         for (p, e) in kids {
             let entry = (self.entry)(e);
             let tree = if entry.is_dir() {
@@ -275,15 +315,9 @@ impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
             } else {
                 None
             };
-            node.entries.push(NodeEntry {
-                name: p.file_name().to_owned(),
-                entry,
-                tree,
-            });
+            node.push(p.file_name(), tree, &entry);
         }
-        // Siblings share their parent's prefix, so path order is name order.
-        debug_assert!(node.entries.windows(2).all(|w| w[0].name < w[1].name));
-        let bytes = node.encode()?;
+        let bytes = node.finish();
         let id = Node::id_of(&bytes);
         if self.seen.insert(id) {
             (self.sink)(id, bytes)?;
@@ -292,273 +326,5 @@ impl<T, E: From<crate::Error>> Tree<'_, '_, T, E> {
     }
 }
 
-/// One difference between two generations.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Change {
-    Added(EntryPath, Entry),
-    Removed(EntryPath, Entry),
-    Changed(EntryPath, Entry, Entry),
-}
-
-impl Change {
-    pub fn path(&self) -> &EntryPath {
-        match self {
-            Change::Added(p, _) | Change::Removed(p, _) | Change::Changed(p, _, _) => p,
-        }
-    }
-}
-
-/// Every difference from tree `a` to tree `b` (`None`: the empty tree),
-/// sorted by path. Equal subtrees are skipped without being read.
-pub fn diff(
-    src: &dyn NodeSource,
-    a: Option<NodeId>,
-    b: Option<NodeId>,
-) -> Result<Vec<Change>, crate::Error> {
-    let mut out = Vec::new();
-    diff_dir(src, None, a, b, &mut out)?;
-    out.sort_by(|x, y| x.path().cmp(y.path()));
-    Ok(out)
-}
-
-/// Every entry of a tree, sorted by path.
-pub fn walk(src: &dyn NodeSource, root: NodeId) -> Result<Vec<(EntryPath, Entry)>, crate::Error> {
-    Ok(diff(src, None, Some(root))?
-        .into_iter()
-        .filter_map(|c| match c {
-            Change::Added(p, e) => Some((p, e)),
-            _ => None,
-        })
-        .collect())
-}
-
-fn child_path(dir: Option<&EntryPath>, name: &str) -> Result<EntryPath, crate::Error> {
-    match dir {
-        None => EntryPath::top(name),
-        Some(d) => d.join(name),
-    }
-    .map_err(|e| crate::Error::CorruptManifest(format!("bad name {name:?} in a node: {e}")))
-}
-
-fn diff_dir(
-    src: &dyn NodeSource,
-    dir: Option<&EntryPath>,
-    a: Option<NodeId>,
-    b: Option<NodeId>,
-    out: &mut Vec<Change>,
-) -> Result<(), crate::Error> {
-    if a == b {
-        return Ok(());
-    }
-    let na = a.map(|id| src.node(&id)).transpose()?.unwrap_or_default();
-    let nb = b.map(|id| src.node(&id)).transpose()?.unwrap_or_default();
-    let (mut i, mut j) = (0, 0);
-    while i < na.entries.len() || j < nb.entries.len() {
-        let ea = na.entries.get(i);
-        let eb = nb.entries.get(j);
-        let ord = match (ea, eb) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match (ord, ea, eb) {
-            (std::cmp::Ordering::Less, Some(x), _) => {
-                let p = child_path(dir, &x.name)?;
-                diff_dir(src, Some(&p), x.tree, None, out)?;
-                out.push(Change::Removed(p, x.entry.clone()));
-                i += 1;
-            }
-            (std::cmp::Ordering::Greater, _, Some(y)) => {
-                let p = child_path(dir, &y.name)?;
-                out.push(Change::Added(p.clone(), y.entry.clone()));
-                diff_dir(src, Some(&p), None, y.tree, out)?;
-                j += 1;
-            }
-            (_, Some(x), Some(y)) => {
-                let p = child_path(dir, &x.name)?;
-                if x.entry.is_dir() && y.entry.is_dir() {
-                    if x.entry != y.entry {
-                        out.push(Change::Changed(p.clone(), x.entry.clone(), y.entry.clone()));
-                    }
-                    diff_dir(src, Some(&p), x.tree, y.tree, out)?;
-                } else if x.entry.is_dir() || y.entry.is_dir() {
-                    // A change of type: everything below the old directory goes.
-                    diff_dir(src, Some(&p), x.tree, None, out)?;
-                    diff_dir(src, Some(&p), None, y.tree, out)?;
-                    out.push(Change::Changed(p, x.entry.clone(), y.entry.clone()));
-                } else if x.entry != y.entry {
-                    out.push(Change::Changed(p, x.entry.clone(), y.entry.clone()));
-                }
-                i += 1;
-                j += 1;
-            }
-            _ => break,
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> EntryPath {
-        EntryPath::parse(s).unwrap()
-    }
-    fn dir() -> Entry {
-        Entry::Dir {
-            mode: None,
-            uid: None,
-            gid: None,
-            xattrs: Default::default(),
-        }
-    }
-    fn file(c: &str) -> Entry {
-        Entry::File {
-            hash: Hash::of(c.as_bytes()),
-            size: c.len() as u64,
-            mode: 0o644,
-            uid: None,
-            gid: None,
-            secret: false,
-            xattrs: Default::default(),
-            link: None,
-        }
-    }
-
-    #[test]
-    fn entries_round_trip_and_stray_fields_are_refused() {
-        let all = [
-            file("a"),
-            Entry::File {
-                hash: Hash::of(b"s"),
-                size: 1,
-                mode: 0o600,
-                uid: Some(0),
-                gid: Some(5),
-                secret: true,
-                xattrs: Default::default(),
-                link: None,
-            },
-            dir(),
-            Entry::Dir {
-                mode: Some(0o750),
-                uid: Some(1),
-                gid: None,
-                xattrs: Default::default(),
-            },
-            Entry::Symlink {
-                target: "/x".into(),
-                uid: None,
-                gid: None,
-            },
-            Entry::Symlink {
-                target: "/y".into(),
-                uid: Some(3),
-                gid: Some(4),
-            },
-        ];
-        for e in all {
-            let text = serde_json::to_string(&e).unwrap();
-            assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e, "{text}");
-        }
-        let h = Hash::of(b"a").to_hex();
-        for bad in [
-            format!(r#"{{"type":"file","hash":"{h}","size":1,"mode":420,"target":"x"}}"#),
-            format!(r#"{{"type":"file","hash":"{h}","mode":420}}"#),
-            format!(r#"{{"type":"dir","hash":"{h}"}}"#),
-            r#"{"type":"dir","secret":true}"#.to_owned(),
-            r#"{"type":"symlink","target":"x","mode":420}"#.to_owned(),
-            r#"{"type":"symlink"}"#.to_owned(),
-            r#"{"type":"dir","colour":"red"}"#.to_owned(),
-            r#"{"type":"socket"}"#.to_owned(),
-        ] {
-            assert!(serde_json::from_str::<Entry>(&bad).is_err(), "{bad}");
-        }
-    }
-
-    fn tree(entries: &[(&str, Entry)]) -> (NodeId, BTreeMap<NodeId, Node>) {
-        let m: BTreeMap<EntryPath, Entry> =
-            entries.iter().map(|(k, v)| (p(k), v.clone())).collect();
-        let mut nodes = BTreeMap::new();
-        let root = build_tree::<_, crate::Error>(&m, &Entry::clone, &mut |id, b| {
-            nodes.insert(id, Node::decode(&b).unwrap());
-            Ok(())
-        })
-        .unwrap();
-        (root, nodes)
-    }
-
-    #[test]
-    fn walk_returns_every_entry_sorted() {
-        let entries = [
-            ("/a", dir()),
-            ("/a-b", file("x")),
-            ("/a/b", file("y")),
-            (
-                "/c",
-                Entry::Symlink {
-                    target: "a".into(),
-                    uid: None,
-                    gid: None,
-                },
-            ),
-        ];
-        let (root, nodes) = tree(&entries);
-        let got: Vec<String> = walk(&nodes, root)
-            .unwrap()
-            .into_iter()
-            .map(|(p, _)| p.to_string())
-            .collect();
-        assert_eq!(got, ["/a", "/a-b", "/a/b", "/c"]);
-    }
-
-    #[test]
-    fn diff_reports_exactly_the_changes() {
-        let (ra, mut na) = tree(&[
-            ("/a", dir()),
-            ("/a/x", file("1")),
-            ("/a/y", file("2")),
-            ("/b", dir()),
-            ("/b/z", file("3")),
-        ]);
-        let (rb, nb) = tree(&[
-            ("/a", dir()),
-            ("/a/x", file("1")),
-            ("/a/y", file("22")),
-            ("/b", file("now a file")),
-        ]);
-        na.extend(nb);
-        let d = diff(&na, Some(ra), Some(rb)).unwrap();
-        let shown: Vec<String> = d
-            .iter()
-            .map(|c| match c {
-                Change::Added(p, _) => format!("+{p}"),
-                Change::Removed(p, _) => format!("-{p}"),
-                Change::Changed(p, _, _) => format!("~{p}"),
-            })
-            .collect();
-        assert_eq!(shown, ["~/a/y", "~/b", "-/b/z"]);
-    }
-
-    #[test]
-    fn diff_skips_equal_subtrees_without_reading_them() {
-        let (ra, mut na) = tree(&[("/big", dir()), ("/big/f", file("1")), ("/s", file("a"))]);
-        let (rb, nb) = tree(&[("/big", dir()), ("/big/f", file("1")), ("/s", file("b"))]);
-        na.extend(nb);
-        // Drop the shared subtree's node: diff must not need it.
-        let big = na[&ra].entries[0].tree.unwrap();
-        na.remove(&big);
-        let d = diff(&na, Some(ra), Some(rb)).unwrap();
-        assert_eq!(d.len(), 1);
-    }
-
-    #[test]
-    fn ids_are_content_addressed() {
-        let (r1, _) = tree(&[("/a", file("x"))]);
-        let (r2, _) = tree(&[("/a", file("x"))]);
-        let (r3, _) = tree(&[("/a", file("y"))]);
-        assert_eq!(r1, r2);
-        assert_ne!(r1, r3);
-    }
-}
+mod tests;

@@ -63,6 +63,7 @@ const ENTRIES: &[(&str, bool)] = &[
     ("sysgen.db-wal", false),
     ("sysgen.db-shm", false),
     ("journal.json", false),
+    ("stat-index", false),
     ("store", true),
     ("store/objects", true),
     ("store/secret", true),

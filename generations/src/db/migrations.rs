@@ -1,6 +1,10 @@
 //! The schema of the state database, one migration per version.
 
 /// Each entry upgrades the schema by one version. Never edit a released one.
+/// The version after which `convert::nodes_to_binary` runs (in the same
+/// transaction): migration 9.
+pub(super) const BINARY_NODES: usize = 9;
+
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE manifests (
@@ -127,11 +131,14 @@ CREATE TABLE account_homes (
     kept TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
-    // PLACEHOLDER for migration 9 (helper `perf`): replace with perf's on merge.
-    "",
-    // PLACEHOLDER for migration 10 (helper `fleet`): replace with fleet's on merge.
-    "",
-    // Migration 11, remotes (issue 15, remote/): the keys a remote keeps in
+    // Migration 9: nodes become binary (the conversion itself is Rust code,
+    // db/convert.rs, run after this in the same transaction); the ids of
+    // generations change with them, and the old ones are kept here so
+    // that a journal written before the upgrade still finds its own.
+    r#"
+CREATE TABLE generation_renames (old BLOB PRIMARY KEY NOT NULL, new BLOB NOT NULL) WITHOUT ROWID;
+"#,
+    // Migration 10, remotes (issue 15, remote/): the keys a remote keeps in
     // this state when it is served as one (refs, signatures, reports), the
     // newest version of each ref this host accepted (a replayed older one
     // is refused), and the public keys whose signatures pull accepts.

@@ -18,6 +18,7 @@ use crate::Error;
 use crate::error::sql;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
+mod convert;
 pub mod history;
 mod migrations;
 mod records;
@@ -167,6 +168,10 @@ impl Db {
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction().map_err(sql)?;
             tx.execute_batch(m).map_err(sql)?;
+            // Migrations that SQL alone cannot do run in the same transaction.
+            if i + 1 == migrations::BINARY_NODES {
+                convert::nodes_to_binary(&tx)?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
@@ -258,6 +263,24 @@ impl Db {
                 Ok(Some((m, info)))
             }
         }
+    }
+
+    /// The id generation `id` has now: itself, or the id migration 9 gave
+    /// it when its nodes became binary.
+    pub fn renamed(&self, id: &GenerationId) -> Result<GenerationId, Error> {
+        let new: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT new FROM generation_renames WHERE old = ?1",
+                params![id.0.as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        Ok(match new.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            Some(b) => GenerationId(Hash::from_bytes(b)),
+            None => *id,
+        })
     }
 
     /// Manifest ids whose hex starts with `prefix`.
@@ -399,6 +422,11 @@ impl Db {
 
 impl NodeSource for Db {
     fn node(&self, id: &NodeId) -> Result<Node, Error> {
+        let body = self.raw(id)?;
+        Node::decode(&body).map_err(|e| Error::CorruptManifest(format!("node {id:?}: {e}")))
+    }
+
+    fn raw(&self, id: &NodeId) -> Result<Vec<u8>, Error> {
         let body: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT body FROM nodes WHERE id = ?1")
@@ -414,7 +442,7 @@ impl NodeSource for Db {
                 id
             )));
         }
-        Node::decode(&body).map_err(|e| Error::CorruptManifest(format!("node {id:?}: {e}")))
+        Ok(body)
     }
 }
 

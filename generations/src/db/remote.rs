@@ -1,4 +1,4 @@
-//! The tables of remotes (migration 11): keys a remote keeps in this state
+//! The tables of remotes (migration 10): keys a remote keeps in this state
 //! when the state is served as one, the refs this host accepted, and the
 //! keys it trusts. The `remote` crate owns their meaning; this is storage.
 

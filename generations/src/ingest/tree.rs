@@ -40,7 +40,14 @@ pub(super) fn expand_tree(
             tree.source.display()
         )));
     }
-    let xattrs = |p: &Path| read_path(p, &|n| recorded(n, tree.xattrs)).map_err(io_err(p));
+    let xattrs = |p: &Path| {
+        // Most files have no attributes: one listing call says so, without
+        // `read_path`'s second walk of the path to fetch an empty list.
+        match rustix::fs::llistxattr_query(p) {
+            Ok(0) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(Xattrs::default()),
+            _ => read_path(p, &|n| recorded(n, tree.xattrs)).map_err(io_err(p)),
+        }
+    };
     let dir = |md: &std::fs::Metadata, x: Xattrs| Entry::Dir {
         mode: Some(md.mode() & 0o7777),
         uid: Some(ids.uid.unwrap_or(md.uid())),
