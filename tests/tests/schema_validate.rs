@@ -22,8 +22,9 @@ fn repo() -> PathBuf {
 }
 
 /// The configurations shown in the README and the docs (fenced `json` and
-/// `toml` blocks; a command's output is fenced `console`) and written by
-/// the tour scripts (`cat > x.json <<'JSON'`).
+/// `toml` blocks; a command's output is fenced `console`, and a block of
+/// another format names it after the language, as ```` ```toml inventory````
+/// in docs/fleet.md) and written by the tour scripts (`cat > x.json <<'JSON'`).
 fn examples() -> Vec<(String, String, &'static str)> {
     let mut out = Vec::new();
     let mut docs = vec![repo().join("README.md")];
