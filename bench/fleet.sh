@@ -57,30 +57,11 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 
-# The role: FILES files in 100 directories, 100 to 4,000 bytes each,
-# deterministic. The 1% change rewrites every 100th file.
-mkdir -p "$WORK/cfg/role"
-python3 - "$WORK/cfg/role" "$FILES" <<'EOF'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(1)
-for i in range(n):
-    d = os.path.join(root, f"d{i % 100:02}")
-    os.makedirs(d, exist_ok=True)
-    size = rng.randint(100, 4000)
-    line = f"file {i} of the role, line of text for the corpus\n"
-    with open(os.path.join(d, f"f{i:06}.txt"), "w") as f:
-        f.write((line * (size // len(line) + 1))[:size])
-EOF
-change_one_percent() {
-    python3 - "$WORK/cfg/role" "$FILES" <<'EOF'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(0, n, 100):
-    with open(os.path.join(root, f"d{i % 100:02}", f"f{i:06}.txt"), "a") as f:
-        f.write("changed in v2\n")
-EOF
-}
+# The role (bench/fleet-role.py): FILES files in 100 directories, 100 to
+# 4,000 bytes each, deterministic; its 1% change rewrites every 100th file.
+HERE=$(dirname "$(realpath "$0")")
+python3 "$HERE/fleet-role.py" "$WORK/cfg/role" "$FILES"
+change_one_percent() { python3 "$HERE/fleet-role.py" "$WORK/cfg/role" "$FILES" --change; }
 
 newroot() {
     mkdir -p "$1/etc"
@@ -155,7 +136,7 @@ change_one_percent
 deploy "1% change"
 rsync_all "1% change"
 if command -v nix >/dev/null; then
-    echo "| nix copy | (not scripted) | | | |"
+    echo "(nix copy of the same role: bench/fleet-nix.sh)"
 else
     echo "(nix copy: Nix is not installed on this machine)"
 fi

@@ -135,6 +135,19 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    /// What every build of this command is given: the pinned or real
+    /// clock, the progress bar, the proxy of downloads.
+    pub(crate) fn build_options<'a>(
+        &self,
+        bar: &'a crate::output::Bar,
+    ) -> sysgen_generations::ingest::BuildOptions<'a> {
+        sysgen_generations::ingest::BuildOptions {
+            now: self.now,
+            progress: bar,
+            proxy: self.proxy.clone(),
+        }
+    }
+
     fn new(g: &Global) -> Result<Env, Error> {
         let state_dir = g
             .state_dir

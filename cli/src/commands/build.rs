@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use sysgen_generations::Error;
-use sysgen_generations::ingest::{BuildOptions, BuildOutcome, build};
+use sysgen_generations::ingest::{BuildOutcome, build};
 use sysgen_generations::state::Access;
 
 use crate::Env;
@@ -22,15 +22,7 @@ pub fn run(env: &Env, out: &Out, bar: &Bar, config: &Path) -> Result<i32, Error>
     let spec = env.load(config)?;
     let mut state = env.open(Access::Write)?;
     state.refuse_if_interrupted()?;
-    let b = build(
-        &mut state,
-        &spec,
-        &BuildOptions {
-            now: env.now,
-            progress: bar,
-            proxy: env.proxy.clone(),
-        },
-    )?;
+    let b = build(&mut state, &spec, &env.build_options(bar))?;
     out.line(b.id.to_string());
     out.detail(format!(
         "{}, {}, {} hashed, {} from the stat cache, {}",

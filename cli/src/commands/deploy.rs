@@ -16,7 +16,7 @@ use sysgen_fleet::inventory::{Host, Inventory};
 use sysgen_fleet::rollout::{self, HostReport, Moved, Outcome, Rollout, Steps};
 use sysgen_generations::Error;
 use sysgen_generations::State;
-use sysgen_generations::ingest::{BuildOptions, build};
+use sysgen_generations::ingest::build;
 use sysgen_generations::manifest::GenerationId;
 use sysgen_generations::progress::NoProgress;
 use sysgen_generations::state::Access;
@@ -131,15 +131,7 @@ fn build_all(
             Error::Config(_) => e,
             other => Error::Invalid(format!("host {}: {other}", h.name)),
         })?;
-        let b = build(
-            &mut state,
-            &spec,
-            &BuildOptions {
-                now: env.now,
-                progress: bar,
-                proxy: env.proxy.clone(),
-            },
-        )?;
+        let b = build(&mut state, &spec, &env.build_options(bar))?;
         out.detail(format!("{}: built {}", h.name, b.id.short()));
         targets.push((h.clone(), b.id.to_string()));
     }

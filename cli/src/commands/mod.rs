@@ -33,7 +33,7 @@ pub mod serve;
 
 use std::path::Path;
 
-use sysgen_generations::ingest::{BuildOptions, build};
+use sysgen_generations::ingest::build;
 use sysgen_generations::manifest::GenerationId;
 use sysgen_generations::switch::resolve;
 use sysgen_generations::{Error, State};
@@ -53,15 +53,7 @@ fn target_id(
     let path = Path::new(target);
     if looks_like_config(path) {
         let spec = env.load(path)?;
-        let b = build(
-            state,
-            &spec,
-            &BuildOptions {
-                now: env.now,
-                progress: bar,
-                proxy: env.proxy.clone(),
-            },
-        )?;
+        let b = build(state, &spec, &env.build_options(bar))?;
         out.detail(format!(
             "built {} ({}, {} hashed, {} from cache)",
             b.id.short(),
