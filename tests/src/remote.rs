@@ -138,3 +138,31 @@ pub fn object_key(content: &[u8]) -> String {
 pub fn human(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
 }
+
+/// A configuration of `n` files in two directories, file `i` holding
+/// `"{prefix}file {i}\n"`, and file `changed` (if any) other content.
+pub fn files(n: usize, changed: Option<usize>, prefix: &str) -> serde_json::Value {
+    let mut files = serde_json::Map::new();
+    for i in 0..n {
+        let dir = if i % 2 == 0 { "a" } else { "b" };
+        let content = match changed {
+            Some(c) if c == i => format!("{prefix}file {i}, changed\n"),
+            _ => format!("{prefix}file {i}\n"),
+        };
+        files.insert(
+            format!("/srv/{dir}/f{i:03}"),
+            serde_json::json!({ "content": content }),
+        );
+    }
+    serde_json::json!({ "files": files })
+}
+
+/// Builds `cfg` (written as `name`) on `env`; the generation id.
+pub fn build(env: &TestEnv, name: &str, cfg: serde_json::Value) -> String {
+    let c = env.config(name, cfg);
+    let r = env.run(&["--json", "build", s(&c)]).ok();
+    r.json()["id"]
+        .as_str()
+        .expect("build prints an id")
+        .to_owned()
+}

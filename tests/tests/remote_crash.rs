@@ -9,8 +9,8 @@
 )]
 
 use serde_json::{Value, json};
-use sysgen_tests::remote::{RemoteDir, keygen, moved, trust};
-use sysgen_tests::{Run, TestEnv, s};
+use sysgen_tests::remote::{RemoteDir, build, keygen, moved, trust};
+use sysgen_tests::{Run, TestEnv};
 
 fn files(n: usize, tag: &str) -> Value {
     let mut files = serde_json::Map::new();
@@ -22,14 +22,6 @@ fn files(n: usize, tag: &str) -> Value {
         );
     }
     json!({ "files": files })
-}
-
-fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
-    let c = env.config(name, cfg);
-    env.run(&["--json", "build", s(&c)]).ok().json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 fn with_fault(env: &TestEnv, fault: &str, args: &[&str]) -> Run {

@@ -10,23 +10,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use sysgen_tests::remote::{RemoteDir, keygen, moved, object_key, trust};
-use sysgen_tests::{TestEnv, s};
-
-/// A configuration of `n` files in two directories; file `changed` (if
-/// any) has other content.
-fn files(n: usize, changed: Option<usize>) -> Value {
-    let mut files = serde_json::Map::new();
-    for i in 0..n {
-        let dir = if i % 2 == 0 { "a" } else { "b" };
-        let content = match changed {
-            Some(c) if c == i => format!("file {i}, changed\n"),
-            _ => format!("file {i}\n"),
-        };
-        files.insert(format!("/srv/{dir}/f{i:03}"), json!({ "content": content }));
-    }
-    json!({ "files": files })
-}
+use sysgen_tests::TestEnv;
+use sysgen_tests::remote::{RemoteDir, build, files, keygen, moved, object_key, trust};
 
 fn contents(n: usize, changed: Option<usize>) -> BTreeSet<String> {
     (0..n)
@@ -36,13 +21,6 @@ fn contents(n: usize, changed: Option<usize>) -> BTreeSet<String> {
         })
         .map(|c| object_key(c.as_bytes()))
         .collect()
-}
-
-/// Builds `cfg` on `env` and returns the generation id.
-fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
-    let c = env.config(name, cfg);
-    let r = env.run(&["--json", "build", s(&c)]).ok();
-    r.json()["id"].as_str().unwrap().to_owned()
 }
 
 struct World {
@@ -73,7 +51,7 @@ impl World {
 fn push_then_pull_moves_only_what_is_missing_and_the_trees_match() {
     let w = World::new();
     let url = w.url();
-    let g1 = build(&w.deployer, "c1.json", files(100, None));
+    let g1 = build(&w.deployer, "c1.json", files(100, None, ""));
 
     let p = w
         .deployer
@@ -123,7 +101,7 @@ fn push_then_pull_moves_only_what_is_missing_and_the_trees_match() {
 
     // A 1% change: one file's content. One object, and the nodes on its
     // path (/srv/b, /srv, /), move each way; the other 99 stay.
-    let g2 = build(&w.deployer, "c2.json", files(100, Some(51)));
+    let g2 = build(&w.deployer, "c2.json", files(100, Some(51), ""));
     let p2 = w
         .deployer
         .run(&["--json", "push", &g2, &url, "--ref", "hosts/web1"])
@@ -180,7 +158,7 @@ fn push_then_pull_moves_only_what_is_missing_and_the_trees_match() {
 #[test]
 fn pull_over_http_from_a_web_server_publishing_the_remote() {
     let w = World::new();
-    let g1 = build(&w.deployer, "c1.json", files(10, None));
+    let g1 = build(&w.deployer, "c1.json", files(10, None, ""));
     w.deployer
         .run(&["push", &g1, &w.url(), "--ref", "channels/stable"])
         .ok();
@@ -208,7 +186,7 @@ fn pull_over_http_from_a_web_server_publishing_the_remote() {
 #[test]
 fn bad_remote_urls_and_ref_names_exit_2_and_change_nothing() {
     let w = World::new();
-    let g1 = build(&w.deployer, "c1.json", files(2, None));
+    let g1 = build(&w.deployer, "c1.json", files(2, None, ""));
     let x = w.remote.dir.path().join("x");
     let x_url = format!("file://{}", x.display());
     for (args, needle) in [
@@ -242,7 +220,7 @@ fn bad_remote_urls_and_ref_names_exit_2_and_change_nothing() {
 fn copy_moves_a_signed_ref_and_only_what_the_other_remote_lacks() {
     let w = World::new();
     let url = w.url();
-    let g1 = build(&w.deployer, "c1.json", files(10, None));
+    let g1 = build(&w.deployer, "c1.json", files(10, None, ""));
     w.deployer
         .run(&["push", &g1, &url, "--ref", "hosts/web1"])
         .ok();
@@ -274,7 +252,7 @@ fn copy_moves_a_signed_ref_and_only_what_the_other_remote_lacks() {
     assert_eq!(w.host.tree(), w.deployer.tree());
 
     // Copying an older version over a newer one is refused.
-    let g2 = build(&w.deployer, "c2.json", files(10, Some(3)));
+    let g2 = build(&w.deployer, "c2.json", files(10, Some(3), ""));
     w.deployer
         .run(&["push", &g2, &url, "--ref", "hosts/web1"])
         .ok();
@@ -318,14 +296,14 @@ fn keys_bad_key_input_exits_2_and_list_shows_the_trusted() {
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
     }
-    let g1 = build(&w.deployer, "c1.json", files(2, None));
+    let g1 = build(&w.deployer, "c1.json", files(2, None, ""));
     let r = w
         .deployer
         .run(&["push", &g1, &w.url(), "--key", "/nonexistent"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("/nonexistent"), "{}", r.stderr);
     // A host without a key of its own is told how to make one.
-    let g = build(&w.host, "c.json", files(2, None));
+    let g = build(&w.host, "c.json", files(2, None, ""));
     let r = w.host.run(&["push", &g, &w.url()]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("sysgen key generate"), "{}", r.stderr);
@@ -336,8 +314,8 @@ fn keys_bad_key_input_exits_2_and_list_shows_the_trusted() {
 fn two_pushes_racing_on_one_ref_never_both_win_silently() {
     let w = World::new();
     let url = w.url();
-    let g1 = build(&w.deployer, "c1.json", files(20, None));
-    let g2 = build(&w.deployer, "c2.json", files(20, Some(7)));
+    let g1 = build(&w.deployer, "c1.json", files(20, None, ""));
+    let g2 = build(&w.deployer, "c2.json", files(20, Some(7), ""));
     // Both closures are there first, so the two pushes meet at the ref.
     w.deployer.run(&["push", &g1, &url]).ok();
     w.deployer.run(&["push", &g2, &url]).ok();
@@ -396,7 +374,7 @@ fn two_pushes_racing_on_one_ref_never_both_win_silently() {
 #[test]
 fn push_and_pull_say_what_moved_in_whole_lines() {
     let w = World::new();
-    let g1 = build(&w.deployer, "c1.json", files(10, None));
+    let g1 = build(&w.deployer, "c1.json", files(10, None, ""));
     // The same push as JSON to one remote and for people to another.
     let other = RemoteDir::new();
     let j = w

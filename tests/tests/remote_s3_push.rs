@@ -3,33 +3,11 @@
 //! at each step leaves the bucket consistent; two deployers racing on one
 //! ref: one wins, the other is refused.
 
-use serde_json::{Value, json};
 use sysgen_remote::Transport;
-use sysgen_tests::remote::{keygen, moved, trust};
+use sysgen_tests::remote::{build, files, keygen, moved, trust};
 use sysgen_tests::s3::Garage;
 use sysgen_tests::sshd::Sshd;
-use sysgen_tests::{Run, TestEnv, s};
-
-/// A configuration of `n` files in two directories; file `changed` (if
-/// any) has other content.
-fn files(n: usize, changed: Option<usize>, tag: &str) -> Value {
-    let mut files = serde_json::Map::new();
-    for i in 0..n {
-        let dir = if i % 2 == 0 { "a" } else { "b" };
-        let content = match changed {
-            Some(c) if c == i => format!("{tag} file {i}, changed\n"),
-            _ => format!("{tag} file {i}\n"),
-        };
-        files.insert(format!("/srv/{dir}/f{i:03}"), json!({ "content": content }));
-    }
-    json!({ "files": files })
-}
-
-fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
-    let c = env.config(name, cfg);
-    let r = env.run(&["--json", "build", s(&c)]).ok();
-    r.json()["id"].as_str().expect("an id").to_owned()
-}
+use sysgen_tests::{Run, TestEnv};
 
 /// Runs the binary on `env` with the store's AWS_* variables.
 fn cmd(env: &TestEnv, g: &Garage, args: &[&str], fault: Option<&str>) -> std::process::Command {
@@ -76,7 +54,7 @@ fn push_and_pull_over_s3_move_only_what_is_missing() {
     let url = g.url("fleet");
     let t = g.open("fleet");
 
-    let g1 = build(&deployer, "c1.json", files(100, None, "v1"));
+    let g1 = build(&deployer, "c1.json", files(100, None, "v1 "));
     let p = run(
         &deployer,
         &g,
@@ -104,7 +82,7 @@ fn push_and_pull_over_s3_move_only_what_is_missing() {
     deployer.run(&["switch", &g1]).ok();
     assert_eq!(host.tree(), deployer.tree());
 
-    let g2 = build(&deployer, "c2.json", files(100, Some(51), "v1"));
+    let g2 = build(&deployer, "c2.json", files(100, Some(51), "v1 "));
     let p2 = run(
         &deployer,
         &g,
@@ -167,7 +145,7 @@ fn a_push_over_s3_killed_at_each_step_leaves_the_bucket_consistent_and_a_rerun_c
     ];
     let deployer = TestEnv::new();
     let public = keygen(&deployer);
-    let gen_id = build(&deployer, "c.json", files(10, None, "v1"));
+    let gen_id = build(&deployer, "c.json", files(10, None, "v1 "));
     deployer.run(&["switch", &gen_id]).ok();
     for (fault, rerun) in cases {
         let prefix = format!("kill-{}", fault.replace(':', "-"));
@@ -236,8 +214,8 @@ fn two_deployers_pushing_one_ref_at_once_one_wins_the_other_is_refused() {
     let t = g.open("race");
     let (a, b) = (TestEnv::new(), TestEnv::new());
     let (pa, pb) = (keygen(&a), keygen(&b));
-    let ga = build(&a, "c.json", files(20, None, "from a"));
-    let gb = build(&b, "c.json", files(20, None, "from b"));
+    let ga = build(&a, "c.json", files(20, None, "from a "));
+    let gb = build(&b, "c.json", files(20, None, "from b "));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -325,7 +303,7 @@ fn copy_from_s3_into_a_host_over_ssh_then_switch_there() {
     let public = keygen(&deployer);
     trust(&host, &public);
     let url = g.url("copy");
-    let gen_id = build(&deployer, "c.json", files(30, None, "copied"));
+    let gen_id = build(&deployer, "c.json", files(30, None, "copied "));
     run(
         &deployer,
         &g,

@@ -2,9 +2,9 @@
 //! client runs `ssh … sysgen-under-test serve --root ROOT` and speaks the
 //! framed protocol to a scratch root's state.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sysgen_remote::ssh::{SshOptions, open};
-use sysgen_tests::remote::{host_key, keygen, moved, object_key, trust};
+use sysgen_tests::remote::{build, files, host_key, keygen, moved, object_key, trust};
 use sysgen_tests::sshd::Sshd;
 use sysgen_tests::{Run, TestEnv, dump_tree, s, store_holds, stored_frame};
 
@@ -69,27 +69,6 @@ fn connection_failures_name_the_remote_and_say_why() {
     );
 }
 
-/// A configuration of `n` files in two directories; file `changed` (if
-/// any) has other content.
-fn files(n: usize, changed: Option<usize>) -> Value {
-    let mut files = serde_json::Map::new();
-    for i in 0..n {
-        let dir = if i % 2 == 0 { "a" } else { "b" };
-        let content = match changed {
-            Some(c) if c == i => format!("file {i}, changed\n"),
-            _ => format!("file {i}\n"),
-        };
-        files.insert(format!("/srv/{dir}/f{i:03}"), json!({ "content": content }));
-    }
-    json!({ "files": files })
-}
-
-fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
-    let c = env.config(name, cfg);
-    let r = env.run(&["--json", "build", s(&c)]).ok();
-    r.json()["id"].as_str().expect("an id").to_owned()
-}
-
 /// Runs the binary on `env` with the server's client settings.
 fn run_ssh(env: &TestEnv, sshd: &Sshd, args: &[&str], fault: Option<&str>) -> Run {
     let mut c = env.cmd(args);
@@ -117,7 +96,7 @@ fn push_over_ssh_into_a_hosts_state_then_switch_there_and_pull_from_it() {
     trust(&host, &public);
     let url = sshd.url(&host.root());
 
-    let g1 = build(&deployer, "c1.json", files(100, None));
+    let g1 = build(&deployer, "c1.json", files(100, None, ""));
     let p = run_ssh(
         &deployer,
         &sshd,
@@ -138,7 +117,7 @@ fn push_over_ssh_into_a_hosts_state_then_switch_there_and_pull_from_it() {
     deployer.run(&["switch", &g1]).ok();
     assert_eq!(host.tree(), deployer.tree());
 
-    let g2 = build(&deployer, "c2.json", files(100, Some(51)));
+    let g2 = build(&deployer, "c2.json", files(100, Some(51), ""));
     let p2 = run_ssh(
         &deployer,
         &sshd,
@@ -187,7 +166,7 @@ fn a_push_over_ssh_killed_at_each_step_leaves_the_host_whole_and_a_rerun_complet
     ];
     let deployer = TestEnv::new();
     let public = keygen(&deployer);
-    let g = build(&deployer, "c.json", files(10, None));
+    let g = build(&deployer, "c.json", files(10, None, ""));
     deployer.run(&["switch", &g]).ok();
     for (fault, rerun) in cases {
         let host = TestEnv::new();
@@ -314,7 +293,7 @@ fn a_secret_pushed_over_ssh_is_decrypted_only_by_its_host() {
 fn bad_ssh_and_s3_urls_exit_2_and_change_nothing() {
     let deployer = TestEnv::new();
     keygen(&deployer);
-    let g = build(&deployer, "c.json", files(2, None));
+    let g = build(&deployer, "c.json", files(2, None, ""));
     for (url, needle) in [
         ("ssh://", "ssh://: no host"),
         ("ssh://-oProxyCommand=x/r", "no host"),

@@ -10,16 +10,8 @@
 use std::fs;
 
 use serde_json::{Value, json};
-use sysgen_tests::remote::{RemoteDir, host_key, keygen, moved, trust};
+use sysgen_tests::remote::{RemoteDir, build, host_key, keygen, moved, trust};
 use sysgen_tests::{TestEnv, any_file_contains, s, stored_frame};
-
-fn build(env: &TestEnv, name: &str, cfg: Value) -> String {
-    let c = env.config(name, cfg);
-    env.run(&["--json", "build", s(&c)]).ok().json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn motd(text: &str) -> Value {
     json!({ "files": { "/etc/motd": { "content": text } } })
