@@ -152,6 +152,9 @@ fn copy_anchor(
         },
         &mut |i| Ok(command(ctx, &base, i)),
     );
+    if let Err(e) = ctx.release(&[&format!("anchors/{tool}")]) {
+        eprintln!("[reclaim] {e}");
+    }
 }
 
 fn git_env(c: &mut Command) {
@@ -378,7 +381,7 @@ fn git(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) -> Result<()> {
             Ok(c)
         },
     );
-    Ok(())
+    ctx.release(&["anchors/git"])
 }
 
 fn ostree_cmd(repo: &Path) -> Command {
@@ -492,7 +495,7 @@ fn ostree(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) -> Result<()> {
             Ok(c)
         },
     );
-    Ok(())
+    ctx.release(&["anchors/ostree"])
 }
 
 fn nix(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
@@ -521,5 +524,8 @@ fn nix(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
     );
     if ok && let Some(s) = stores.borrow().last() {
         sizes.nix_store_after_add = Some(measure::disk_usage(s));
+    }
+    if let Err(e) = ctx.release(&["anchors/nix"]) {
+        eprintln!("[reclaim] {e}");
     }
 }

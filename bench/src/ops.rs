@@ -172,6 +172,11 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
         },
     }
 
+    // Steps 1-3's stores are done with (their sizes are taken).
+    if let Err(e) = ctx.release(&["sg/build-empty", "sg/build-state"]) {
+        eprintln!("[reclaim] {e}");
+    }
+
     // 4. first switch onto an empty root: fresh root and state per run, the
     //    generation built beforehand (untimed), so this is materialization.
     let label = "first switch onto an empty root";
@@ -230,6 +235,9 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
         if rec.get("switch_first").is_some_and(|o| o.error.is_none()) {
             switched = hosts.borrow().last().cloned();
         }
+        if let Err(e) = ctx.release(&["anchors/cp", "anchors/rsync"]) {
+            eprintln!("[reclaim] {e}");
+        }
     }
     let switched = switched.or_else(|| {
         let h = Host::fresh(ctx, "sg/switch-state").ok()?;
@@ -243,6 +251,10 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
             }
         }
     });
+
+    if let Some((h, _)) = &switched {
+        sizes.sysgen_root_after_switch = Some(measure::disk_usage(&h.root));
+    }
 
     // 5. switch between generations 1% apart: A→B, B→A, … (B built beforehand).
     let label = "switch between generations 1% apart";
@@ -324,6 +336,9 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
             );
         }
     }
+    if let Err(e) = ctx.release(&["sg/switch-first", "sg/switch-state"]) {
+        eprintln!("[reclaim] {e}");
+    }
 }
 
 /// Twenty generations by 0.1% mutations, switched through; then `gc --keep 19`
@@ -365,7 +380,7 @@ fn gc(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) -> Result<()> {
         &mut |_| Ok(ctx.sysgen(&h.root, &h.state, &["gc", "--keep", "19"])),
     );
     sizes.sysgen_state_after_gc = Some(measure::disk_usage(&h.state));
-    Ok(())
+    ctx.release(&["sg/gc"])
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct Sizes {
     pub sysgen_state_after_build: Option<u64>,
     /// `<state>/store` after that build, when the state directory has one.
     pub sysgen_store_after_build: Option<u64>,
+    /// The root after the first switch (generation A onto an empty root).
+    pub sysgen_root_after_switch: Option<u64>,
     pub sysgen_state_20_generations: Option<u64>,
     pub sysgen_state_after_gc: Option<u64>,
     pub git_objects_after_commit: Option<u64>,
@@ -325,6 +327,11 @@ pub fn human(rec: &Recorder, rows: &[Row], sizes: &Sizes, meta: &serde_json::Val
         "  sysgen state after one build: {} (store: {})",
         mb(sizes.sysgen_state_after_build),
         mb(sizes.sysgen_store_after_build)
+    );
+    let _ = writeln!(
+        out,
+        "  sysgen root after the first switch: {}",
+        mb(sizes.sysgen_root_after_switch)
     );
     let _ = writeln!(
         out,

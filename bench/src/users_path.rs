@@ -127,4 +127,12 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
         }
         _ => rec.skip(ACTIVE, active_label, "sysgen", "the first switch failed"),
     }
+    let done = [
+        "sg/switch-config",
+        "anchors/cp-interleaved",
+        "anchors/rsync-interleaved",
+    ];
+    if let Err(e) = ctx.release(&done) {
+        eprintln!("[reclaim] {e}");
+    }
 }
