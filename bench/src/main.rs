@@ -4,6 +4,7 @@
 
 mod anchors;
 mod corpus;
+mod growth;
 mod measure;
 mod ops;
 mod prng;
@@ -103,6 +104,11 @@ struct Args {
     /// Write a markdown table (for docs/performance.md) to FILE.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Print one markdown table of sysgen's operations from several `--json`
+    /// results (say 10k, 100k and 1M files): median time and peak RSS at each
+    /// size, and the growth from one size to the next; then stop.
+    #[arg(long, value_name = "JSON", num_args = 1..)]
+    growth: Vec<PathBuf>,
     /// Only generate the corpus and its next generation, print their statistics, and stop.
     #[arg(long)]
     generate_only: bool,
@@ -186,10 +192,7 @@ impl Ctx {
     fn delete_now(&self, p: &Path) -> Result<()> {
         eprintln!("[reclaim] deleting {} ...", p.display());
         fs::remove_dir_all(p)?;
-        let st = Command::new("sync").status()?;
-        if !st.success() {
-            return Err("sync failed".into());
-        }
+        measure::sync();
         Ok(())
     }
 
@@ -292,6 +295,10 @@ fn main() {
 }
 
 fn real_main(args: Args) -> Result<()> {
+    if !args.growth.is_empty() {
+        print!("{}", growth::table(&args.growth)?);
+        return Ok(());
+    }
     let mut skip: BTreeSet<String> = BTreeSet::new();
     for s in &args.skip {
         if !SKIPPABLE.contains(&s.as_str()) {
