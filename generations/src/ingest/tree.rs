@@ -6,6 +6,8 @@
 //! they hold no data, and a root's `/dev` is the kernel's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -14,8 +16,9 @@ use sysgen_schema::{EntryPath, TreeSpec};
 use super::{Pending, PendingFile, Src, stat_of};
 use crate::manifest::Entry;
 use crate::rootfs::Xattrs;
-use crate::rootfs::xattr::{read_path, recorded};
+use crate::rootfs::xattr::{any_at, read_path, recorded};
 use crate::{Error, io_err};
+use rustix::fs::{Mode, OFlags};
 
 /// What a tree gives every entry instead of the source's own ids.
 pub(super) struct Overrides {
@@ -40,12 +43,17 @@ pub(super) fn expand_tree(
             tree.source.display()
         )));
     }
-    let xattrs = |p: &Path| {
-        // Most files have no attributes: one listing call says so, without
-        // `read_path`'s second walk of the path to fetch an empty list.
-        match rustix::fs::llistxattr_query(p) {
-            Ok(0) | Err(rustix::io::Errno::OPNOTSUPP) => Ok(Xattrs::default()),
-            _ => read_path(p, &|n| recorded(n, tree.xattrs)).map_err(io_err(p)),
+    let read = |p: &Path| read_path(p, &|n| recorded(n, tree.xattrs)).map_err(io_err(p));
+    // Most files have no attributes: one listing call of the entry,
+    // relative to its directory's handle, says so.
+    let xattrs_at = |dir: BorrowedFd<'_>, name: &str, p: &Path| {
+        let c = CString::new(name).map_err(|_| {
+            Error::Invalid(format!("{what}: {} has a NUL in its name", p.display()))
+        })?;
+        if any_at(dir, &c, p).map_err(io_err(p))? {
+            read(p)
+        } else {
+            Ok(Xattrs::default())
         }
     };
     let dir = |md: &std::fs::Metadata, x: Xattrs| Entry::Dir {
@@ -57,7 +65,7 @@ pub(super) fn expand_tree(
     insert_unique(
         out,
         at.clone(),
-        Pending::Ready(dir(&md, xattrs(&tree.source)?)),
+        Pending::Ready(dir(&md, read(&tree.source)?)),
         &what,
     )?;
     let exclude = super::exclude::Exclude::new(tree, &what)?;
@@ -67,6 +75,15 @@ pub(super) fn expand_tree(
     let mut stack: Vec<(PathBuf, EntryPath)> = vec![(tree.source.clone(), at.clone())];
     while let Some((src_dir, dest)) = stack.pop() {
         let rd = std::fs::read_dir(&src_dir).map_err(io_err(&src_dir))?;
+        // A handle on the directory for the attribute lookups of its entries
+        // (O_PATH: nothing is read through it; O_NOFOLLOW: the directory
+        // just listed, not what a symlink put in its place would name).
+        let handle = rustix::fs::open(
+            &src_dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(&src_dir)(e.into()))?;
         for ent in rd {
             let ent = ent.map_err(io_err(&src_dir))?;
             let src = ent.path();
@@ -100,7 +117,7 @@ pub(super) fn expand_tree(
             let ft = md.file_type();
             let entry = if ft.is_dir() {
                 stack.push((src.clone(), p.clone()));
-                Pending::Ready(dir(&md, xattrs(&src)?))
+                Pending::Ready(dir(&md, xattrs_at(handle.as_fd(), name, &src)?))
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(&src).map_err(io_err(&src))?;
                 let target = target.to_str().ok_or_else(|| {
@@ -130,7 +147,7 @@ pub(super) fn expand_tree(
                 Pending::File(PendingFile {
                     uid: Some(ids.uid.unwrap_or(md.uid())),
                     gid: Some(ids.gid.unwrap_or(md.gid())),
-                    xattrs: xattrs(&src)?,
+                    xattrs: xattrs_at(handle.as_fd(), name, &src)?,
                     ..PendingFile::new(
                         Src::Tree(index),
                         Some(stat_of(&md)),
