@@ -38,9 +38,11 @@
 //! [`Store::clean_temp`].
 
 mod batch;
+mod clone;
 mod damaged;
 mod error;
 pub mod fault;
+mod format;
 mod hash;
 mod merge;
 mod pack;
@@ -52,15 +54,18 @@ mod write;
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
+pub use clone::CLONE_MIN;
 pub use damaged::{Health, SetAside};
 pub use error::StoreError;
 pub use fault::FaultPoint;
+pub use format::Format;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file};
@@ -142,11 +147,26 @@ pub struct Store {
     packs: [RwLock<Option<pack::PackSet>>; 2],
     /// Where a crash test makes this process abort (none by default).
     fault: FaultPoint,
+    /// How objects are kept (see the `format` module); fixed at creation.
+    format: Format,
 }
 
 impl Store {
     /// Opens the store at `dir`, creating `dir` and its layout if missing.
+    /// A store made here is kept in zstd ([`Format::Zstd`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_inner(dir, None)
+    }
+
+    /// [`Store::open`] for the store of a root: a store made here is
+    /// [`Format::Plain`] when a file of it can be cloned onto a file made in
+    /// the directory `root` (see the `format` module), zstd otherwise. An
+    /// existing store keeps its format.
+    pub fn open_for_root(dir: &Path, root: BorrowedFd<'_>) -> Result<Store, StoreError> {
+        Store::open_inner(dir, Some(root))
+    }
+
+    fn open_inner(dir: &Path, root: Option<BorrowedFd<'_>>) -> Result<Store, StoreError> {
         DirBuilder::new()
             .recursive(true)
             .mode(PUBLIC_DIR_MODE)
@@ -155,12 +175,32 @@ impl Store {
         // Never through a symlink: `<state>/store` pointing outside would put
         // objects there, and clean_temp would empty the outside `tmp/`.
         trust::open(dir, trust::Expect::Dir, false)?;
-        let store = Store::unopened(dir);
-        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
+        let mut store = Store::unopened(dir);
         // These two hold content only root may read, so their mode is enforced
         // even when they already exist.
         ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
         ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
+        store.format = match format::read(dir)? {
+            Some(f) => f,
+            // Made before formats were recorded, or zstd by choice: an
+            // existing store never changes format.
+            None if fs::symlink_metadata(&store.objects).is_ok() => Format::Zstd,
+            // A new store: the format is chosen once, recorded before the
+            // first object can be written.
+            None => {
+                let plain = match root {
+                    Some(fd) => store.clone_probe(fd)?,
+                    None => false,
+                };
+                if plain {
+                    format::write(dir, &store.tmp, Format::Plain)?;
+                    Format::Plain
+                } else {
+                    Format::Zstd
+                }
+            }
+        };
+        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         Ok(store)
     }
 
@@ -169,7 +209,7 @@ impl Store {
     /// empty, so that every object is reported missing one by one rather
     /// than the store refused as a whole; what is there must be trusted.
     pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
-        let store = Store::unopened(dir);
+        let mut store = Store::unopened(dir);
         for d in [dir, &store.objects, &store.secret, &store.tmp] {
             match trust::open(d, trust::Expect::Dir, false) {
                 Ok(_) => {}
@@ -177,6 +217,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        store.format = format::read(dir)?.unwrap_or(Format::Zstd);
         Ok(store)
     }
 
@@ -192,7 +233,13 @@ impl Store {
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
             packs: [RwLock::new(None), RwLock::new(None)],
             fault: FaultPoint::default(),
+            format: Format::Zstd,
         }
+    }
+
+    /// How this store keeps its objects.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// Makes the process abort at `fault` (see the `fault` module).
