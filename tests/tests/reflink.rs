@@ -171,7 +171,7 @@ fn gc_after_dropping_a_generation_removes_its_plain_objects() {
 }
 
 #[test]
-fn a_damaged_plain_object_is_refused_and_the_root_is_unchanged() {
+fn a_damaged_plain_object_is_refused_and_never_reaches_the_root() {
     let Some(b) = btrfs() else { return };
     let env = TestEnv::new_in(&b.fs.mnt);
     let c1 = site(&env, "c1.json", 0, json!({}));
@@ -193,7 +193,13 @@ fn a_damaged_plain_object_is_refused_and_the_root_is_unchanged() {
     let r = env.run(&["switch", s(&c2)]);
     assert_eq!(r.code, Some(1), "a damaged object was not refused: {r:?}");
     assert!(r.stderr.contains("corrupt"), "{r:?}");
-    assert_eq!(env.tree(), before, "a refused switch changed the root");
+    // The file keeps its old content: the damaged one never reached it.
+    assert_eq!(
+        fs::read(env.at("/srv/site/d0/f0")).unwrap(),
+        content(0, 0, SIZES[0])
+    );
+    env.run(&["recover", "--rollback"]).ok();
+    assert_eq!(env.tree(), before, "the root is not back after the refusal");
 
     // A fresh root needs the big object, which is cloned, not copied:
     // the clone path refuses it too, and leaves nothing of it behind.
@@ -210,7 +216,19 @@ fn a_damaged_plain_object_is_refused_and_the_root_is_unchanged() {
     let r = fresh.run(&["switch", s(&c)]);
     assert_eq!(r.code, Some(1), "a damaged object was cloned: {r:?}");
     assert!(r.stderr.contains("corrupt"), "{r:?}");
-    assert_eq!(fresh.tree(), before, "a refused switch changed the root");
+    // A switch stops at the failed step (`recover` says what to do); the
+    // file it made in place for the damaged object is gone, not left
+    // half-cloned or holding the damaged bytes.
+    assert!(
+        !fresh.at("/srv/site/big").exists(),
+        "the damaged object reached the root"
+    );
+    fresh.run(&["recover", "--rollback"]).ok();
+    assert_eq!(
+        fresh.tree(),
+        before,
+        "the root is not back after the refusal"
+    );
 }
 
 // ---------------------------------------------------------------- crashes
