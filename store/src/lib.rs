@@ -7,11 +7,14 @@
 //!   compressed form, so the key survives any change of codec or level.
 //! - Objects are zstd frames (level 1) of the raw bytes; content zstd cannot
 //!   shrink is framed in raw blocks, uncompressed (see the `raw` module).
+//!   A store in the plain format keeps every object as a file of exactly
+//!   its raw bytes instead, to be cloned into a root (see the `format`
+//!   module); the format is chosen once, when the store is made.
 //! - An object appears under its final name only complete and durable: it is
 //!   written to a temp file, synced, renamed into place, and the directory is
 //!   synced ([`Store::put_bytes`], [`Store::put_file`]); [`Batch`] does the same
 //!   with one `syncfs` before and one after all its renames.
-//! - A [`Batch`] appends its small objects to one pack file with an index
+//! - A [`Batch`] of a zstd store appends its small objects to one pack file with an index
 //!   (see the `pack` module); an object is in a pack exactly when an index
 //!   names it. Large objects, and one-off puts, are files of their own.
 //! - Every read is verified against the key ([`StoreError::Corrupt`] otherwise).
@@ -24,6 +27,7 @@
 //! # Layout on disk
 //!
 //! ```text
+//! <dir>/format                     `plain`, or absent: zstd (see `format`)
 //! <dir>/objects/<2 hex>/<62 hex>   public objects: dirs 0755, files 0444
 //! <dir>/objects/pack/<name>.{pack,idx}   public small objects of a batch
 //! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
