@@ -56,12 +56,12 @@ const FILES: usize = 30;
 const BIG: usize = 1_500_000;
 
 /// Writes the tree source `cfg/site` and the configuration `cfg/<name>`:
-/// `changed` files (from the first) get other content, as a 1% switch does.
-fn site(env: &TestEnv, name: &str, changed: usize, extra: Value) -> PathBuf {
+/// The files numbered in `changed` get other content, as a 1% switch does.
+fn site(env: &TestEnv, name: &str, changed: &[usize], extra: Value) -> PathBuf {
     let src = env.cfg().join("site");
     let _ = fs::remove_dir_all(&src);
     for i in 0..FILES {
-        let variant = u64::from(i < changed);
+        let variant = u64::from(changed.contains(&i));
         let p = src.join(format!("d{}/f{i}", i % 4));
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, content(i, variant, SIZES[i % SIZES.len()])).unwrap();
@@ -129,7 +129,7 @@ fn assert_cloned(env: &TestEnv) {
 fn a_switch_on_btrfs_clones_and_makes_the_same_root_as_a_zstd_store() {
     let Some(b) = btrfs() else { return };
     let env = TestEnv::new_in(&b.fs.mnt);
-    let cfg = site(&env, "c.json", 0, json!({}));
+    let cfg = site(&env, "c.json", &[], json!({}));
     env.switch(&cfg);
     assert_cloned(&env);
     // Objects are raw files: no frames, no packs.
@@ -139,7 +139,7 @@ fn a_switch_on_btrfs_clones_and_makes_the_same_root_as_a_zstd_store() {
     env.run(&["verify", "--store"]).ok();
 
     let reference = TestEnv::new();
-    let rcfg = site(&reference, "c.json", 0, json!({}));
+    let rcfg = site(&reference, "c.json", &[], json!({}));
     reference.switch(&rcfg);
     assert!(
         !store(&reference).join("format").exists(),
@@ -155,12 +155,12 @@ fn gc_after_dropping_a_generation_removes_its_plain_objects() {
     let env = TestEnv::new_in(&b.fs.mnt);
     let only_first = content(1000, 0, 50_000);
     let gone = json!({ "/etc/only-first": { "content": String::from_utf8_lossy(&only_first) } });
-    let c1 = site(&env, "c1.json", 0, gone);
+    let c1 = site(&env, "c1.json", &[], gone);
     env.switch(&c1);
     let text = fs::read(env.at("/etc/only-first")).unwrap();
     let obj = object_path(&env, &text);
     assert!(obj.exists(), "no object {obj:?}");
-    let c2 = site(&env, "c2.json", 1, json!({}));
+    let c2 = site(&env, "c2.json", &[3], json!({}));
     env.switch(&c2);
     assert!(obj.exists(), "generation 1 still holds {obj:?}");
     env.run(&["gc", "--keep", "1"]).ok();
@@ -174,12 +174,13 @@ fn gc_after_dropping_a_generation_removes_its_plain_objects() {
 fn a_damaged_plain_object_is_refused_and_never_reaches_the_root() {
     let Some(b) = btrfs() else { return };
     let env = TestEnv::new_in(&b.fs.mnt);
-    let c1 = site(&env, "c1.json", 0, json!({}));
+    let c1 = site(&env, "c1.json", &[], json!({}));
     env.switch(&c1);
     let before = env.tree();
-    let c2 = site(&env, "c2.json", 1, json!({}));
+    let c2 = site(&env, "c2.json", &[3], json!({}));
     env.run(&["build", s(&c2)]).ok();
-    let changed = content(0, 1, SIZES[0]);
+    // f3 (70 kB) is cloned, not written: the clone path refuses it.
+    let changed = content(3, 1, SIZES[3]);
     for bytes in [changed, content(99, 0, BIG)] {
         let obj = object_path(&env, &bytes);
         fs::set_permissions(&obj, fs::Permissions::from_mode(0o644)).unwrap();
@@ -188,15 +189,14 @@ fn a_damaged_plain_object_is_refused_and_never_reaches_the_root() {
         data[mid] ^= 0xff;
         fs::write(&obj, data).unwrap();
     }
-    // The big file is unchanged by the switch, so only the small changed
-    // file's object is read: damage a cloned one too, below.
+    // The big file is unchanged by the switch: only f3's object is read.
     let r = env.run(&["switch", s(&c2)]);
     assert_eq!(r.code, Some(1), "a damaged object was not refused: {r:?}");
     assert!(r.stderr.contains("corrupt"), "{r:?}");
     // The file keeps its old content: the damaged one never reached it.
     assert_eq!(
-        fs::read(env.at("/srv/site/d0/f0")).unwrap(),
-        content(0, 0, SIZES[0])
+        fs::read(env.at("/srv/site/d3/f3")).unwrap(),
+        content(3, 0, SIZES[3])
     );
     env.run(&["recover", "--rollback"]).ok();
     assert_eq!(env.tree(), before, "the root is not back after the refusal");
@@ -204,7 +204,7 @@ fn a_damaged_plain_object_is_refused_and_never_reaches_the_root() {
     // A fresh root needs the big object, which is cloned, not copied:
     // the clone path refuses it too, and leaves nothing of it behind.
     let fresh = TestEnv::new_in(&b.fs.mnt);
-    let c = site(&fresh, "c.json", 0, json!({}));
+    let c = site(&fresh, "c.json", &[], json!({}));
     fresh.run(&["build", s(&c)]).ok();
     let big = content(99, 0, BIG);
     let obj = object_path(&fresh, &big);
@@ -262,14 +262,15 @@ struct Case {
 
 fn setup_first(env: &TestEnv) -> PathBuf {
     fs::create_dir_all(env.at("/var/lib")).unwrap();
-    site(env, "c1.json", 0, json!({}))
+    site(env, "c1.json", &[], json!({}))
 }
 
-/// Generation 1 active; the switch changes one file in a hundred.
+/// Generation 1 active; the switch changes two files of the tree's 31
+/// (one written, one cloned): the few steps of a 1% switch.
 fn setup_one_percent(env: &TestEnv) -> PathBuf {
     let c1 = setup_first(env);
     env.switch(&c1);
-    site(env, "c2.json", 1, json!({}))
+    site(env, "c2.json", &[0, 3], json!({}))
 }
 
 fn check(env: &TestEnv, want_tree: &str, want: Option<u64>, ctx: &str) {
