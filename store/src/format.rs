@@ -90,6 +90,30 @@ pub(crate) fn write(dir: &Path, tmp: &Path, format: Format) -> Result<(), StoreE
 const PROBE_LEN: usize = 64 * 1024;
 
 impl Store {
+    /// The format of the store being opened: the one recorded; zstd for a
+    /// store made before formats were recorded (it has `objects/`); for a
+    /// new store, plain if [`Store::clone_probe`] onto `root` succeeds,
+    /// recorded before the first object can be written.
+    pub(crate) fn choose_format(&self, root: Option<BorrowedFd<'_>>) -> Result<Format, StoreError> {
+        if let Some(f) = read(&self.dir)? {
+            return Ok(f);
+        }
+        // An existing store never changes format.
+        if fs::symlink_metadata(&self.objects).is_ok() {
+            return Ok(Format::Zstd);
+        }
+        let plain = match root {
+            Some(fd) => self.clone_probe(fd)?,
+            None => false,
+        };
+        if !plain {
+            // Absent means zstd: nothing to record.
+            return Ok(Format::Zstd);
+        }
+        write(&self.dir, &self.tmp, Format::Plain)?;
+        Ok(Format::Plain)
+    }
+
     /// True if a file of this store can be cloned onto a file made in the
     /// directory `target` (the root): makes a probe file in `tmp/`, an
     /// unnamed file (`O_TMPFILE`) in `target`, and clones the one onto the

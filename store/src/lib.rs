@@ -184,26 +184,7 @@ impl Store {
         // even when they already exist.
         ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
         ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
-        store.format = match format::read(dir)? {
-            Some(f) => f,
-            // Made before formats were recorded, or zstd by choice: an
-            // existing store never changes format.
-            None if fs::symlink_metadata(&store.objects).is_ok() => Format::Zstd,
-            // A new store: the format is chosen once, recorded before the
-            // first object can be written.
-            None => {
-                let plain = match root {
-                    Some(fd) => store.clone_probe(fd)?,
-                    None => false,
-                };
-                if plain {
-                    format::write(dir, &store.tmp, Format::Plain)?;
-                    Format::Plain
-                } else {
-                    Format::Zstd
-                }
-            }
-        };
+        store.format = store.choose_format(root)?;
         ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         Ok(store)
     }
