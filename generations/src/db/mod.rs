@@ -142,14 +142,22 @@ impl Db {
         let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         // WAL for concurrent readers; FULL so a commit is on disk when it returns.
+        // Incremental auto-vacuum, so that gc can give the pages of deleted
+        // rows back (`reclaim`). Set on a new database only: it takes effect
+        // only before the first table (one made before is converted by its
+        // first gc), and setting it again would write the header, so that a
+        // command that only reads would change the file.
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql)?;
+        if tables == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL;")
+                .map_err(sql)?;
+        }
         // Reads through a memory map, not one pread per page: a diff or gc
-        // reads thousands of small node rows. Incremental auto-vacuum, so
-        // that gc can give the pages of deleted rows back (`reclaim`); it
-        // takes effect only on a database that has no table yet (one made
-        // before it is converted by its first gc).
+        // reads thousands of small node rows.
         conn.execute_batch(
-            "PRAGMA auto_vacuum=INCREMENTAL;
-             PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
              PRAGMA mmap_size=1073741824;",
         )
         .map_err(sql)?;
