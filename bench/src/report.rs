@@ -20,11 +20,34 @@ pub struct Sizes {
     pub sysgen_root_after_switch: Option<u64>,
     pub sysgen_state_20_generations: Option<u64>,
     pub sysgen_state_after_gc: Option<u64>,
+    /// One more drop of the oldest of twenty generations, measured alone.
+    pub gc_space: Option<GcSpace>,
     pub git_objects_after_commit: Option<u64>,
     pub ostree_repo_after_commit: Option<u64>,
     pub nix_store_after_add: Option<u64>,
     /// The store plus the root on a loop btrfs after a reflink switch.
     pub reflink: Option<crate::reflink::Space>,
+}
+
+/// Issue 14, target 6: what one gc of the oldest of twenty generations gave
+/// back, against what only that generation used.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcSpace {
+    /// gc's `bytes_freed`: the store's objects only the dropped generation
+    /// had, as they were on disk.
+    pub only_dropped: u64,
+    /// `du` of the state directory just before and just after that gc.
+    pub state_before: u64,
+    pub state_after: u64,
+}
+
+impl GcSpace {
+    /// The share of `only_dropped` that `du` saw go (target ≥ 0.9).
+    pub fn freed_share(&self) -> Option<f64> {
+        (self.only_dropped > 0).then(|| {
+            self.state_before.saturating_sub(self.state_after) as f64 / self.only_dropped as f64
+        })
+    }
 }
 
 /// One line of the comparison table.
@@ -192,6 +215,23 @@ pub fn comparisons(rec: &Recorder, sizes: &Sizes, nfiles: usize) -> Vec<Row> {
                 sp.df_used as f64 / MIB,
                 sp.state_other as f64 / MIB
             )),
+        });
+    }
+    // Issue 14, target 6: `du` of the state directory around one drop.
+    if let Some(g) = &sizes.gc_space {
+        let share = g.freed_share();
+        rows.push(Row {
+            operation: "space gc gives back, dropping one generation of twenty".into(),
+            unit: "MiB",
+            sysgen: Some(g.state_before.saturating_sub(g.state_after) as f64 / MIB),
+            sysgen_min: None,
+            sysgen_max: None,
+            anchor: "what only it used".into(),
+            anchor_value: Some(g.only_dropped as f64 / MIB),
+            ratio: share,
+            target: "≥ 0.9".into(),
+            met: share.map(|r| r >= 0.9),
+            note: None,
         });
     }
     // Store size on disk.
@@ -372,6 +412,18 @@ pub fn human(rec: &Recorder, rows: &[Row], sizes: &Sizes, meta: &serde_json::Val
         mb(sizes.sysgen_state_20_generations),
         mb(sizes.sysgen_state_after_gc)
     );
+    if let Some(g) = &sizes.gc_space {
+        let _ = writeln!(
+            out,
+            "  one more gc of the oldest of twenty: state {} -> {}, {} freed of the {} only it used ({}; target >= 0.90)",
+            mb(Some(g.state_before)),
+            mb(Some(g.state_after)),
+            mb(Some(g.state_before.saturating_sub(g.state_after))),
+            mb(Some(g.only_dropped)),
+            g.freed_share()
+                .map_or("-".to_owned(), |r| format!("{r:.2}"))
+        );
+    }
     let _ = writeln!(
         out,
         "  git objects: {}, ostree bare repo: {}, nix store: {}",

@@ -169,6 +169,7 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     }
     if !opts.dry_run {
         state.store.remove_all(&garbage)?;
+        state.db.reclaim()?;
     }
     Ok(out)
 }
