@@ -3,7 +3,8 @@
 //! store there is `plain` (it can clone onto the root), a switch clones its
 //! files out of the store (shared extents), the root is exactly what the
 //! same switch makes on an ordinary directory with a zstd store, gc frees
-//! the objects of a dropped generation, a damaged object is refused, and a
+//! the objects of a dropped generation, a damaged object is refused, push
+//! and pull move objects between plain stores, and a
 //! crash at every step of a first switch and of a 1% switch is recovered
 //! (forward and back) onto exactly one generation with the whole tree right.
 //! Without loop devices the tests fail, unless `SYSGEN_TEST_ALLOW_SKIP=1`.
@@ -376,4 +377,32 @@ fn a_crash_at_every_step_of_a_one_percent_switch_on_a_plain_store_is_recovered()
             to: 2,
         },
     );
+}
+
+/// Push reads the plain store's objects through the store API, pull writes
+/// them into another plain store, and its switch clones them.
+#[test]
+fn push_and_pull_between_plain_stores() {
+    use sysgen_tests::remote::{RemoteDir, keygen, trust};
+    let Some(b) = btrfs() else { return };
+    let deployer = TestEnv::new_in(&b.fs.mnt);
+    let host = TestEnv::new_in(&b.fs.mnt);
+    let remote = RemoteDir::new();
+    let public = keygen(&deployer);
+    trust(&host, &public);
+    let cfg = site(&deployer, "c.json", &[], json!({}));
+    let id = deployer.run(&["--json", "build", s(&cfg)]).ok().json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = remote.url();
+    deployer
+        .run(&["push", &id, &url, "--ref", "hosts/web1"])
+        .ok();
+    host.run(&["pull", &url, "hosts/web1", "--switch"]).ok();
+    deployer.run(&["switch", &id]).ok();
+    assert_eq!(host.tree(), deployer.tree());
+    assert_cloned(&host);
+    assert_cloned(&deployer);
+    host.run(&["verify", "--store"]).ok();
 }
