@@ -9,6 +9,7 @@ mod measure;
 mod ops;
 mod prng;
 mod record;
+mod reflink;
 mod report;
 mod users_path;
 
@@ -44,6 +45,7 @@ const SKIPPABLE: &[&str] = &[
     "gc",
     "verify",
     "switch-config",
+    "reflink",
     "sysgen",
     "anchors",
     "b3sum",
@@ -94,7 +96,8 @@ struct Args {
     #[arg(long)]
     tree: Option<PathBuf>,
     /// Skip operations, comma-separated: build-empty, build-unchanged, diff,
-    /// switch-first, switch-1pct, switch-active, gc, verify, sysgen (all of those),
+    /// switch-first, switch-1pct, switch-active, gc, verify, switch-config,
+    /// reflink, sysgen (all of those),
     /// anchors (all of these:) b3sum, cp, git, ostree, nix.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
@@ -307,10 +310,10 @@ fn real_main(args: Args) -> Result<()> {
         skip.insert(s.clone());
     }
     if skip.contains("sysgen") {
-        skip.extend(SKIPPABLE[..9].iter().map(|s| s.to_string()));
+        skip.extend(SKIPPABLE[..10].iter().map(|s| s.to_string()));
     }
     if skip.contains("anchors") {
-        skip.extend(SKIPPABLE[11..].iter().map(|s| s.to_string()));
+        skip.extend(SKIPPABLE[12..].iter().map(|s| s.to_string()));
     }
     let (preset_files, preset_runs) = match args.preset {
         Preset::Small => (10_000, 5),
@@ -461,6 +464,7 @@ fn real_main(args: Args) -> Result<()> {
     ops::run_all(&ctx, &mut rec, &mut sizes);
     users_path::run(&ctx, &mut rec);
     anchors::run_all(&ctx, &mut rec, &mut sizes);
+    sizes.reflink = reflink::run(&ctx, &mut rec, corpus_du);
     let total_s = t0.elapsed().as_secs_f64();
 
     let meta = report::meta(&ctx, &serde_json::to_value(args.preset)?, total_s);

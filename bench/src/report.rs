@@ -25,6 +25,8 @@ pub struct Sizes {
     pub git_objects_after_commit: Option<u64>,
     pub ostree_repo_after_commit: Option<u64>,
     pub nix_store_after_add: Option<u64>,
+    /// The store plus the root on a loop btrfs after a reflink switch.
+    pub reflink: Option<crate::reflink::Space>,
 }
 
 /// Issue 14, target 6: what one gc of the oldest of twenty generations gave
@@ -85,6 +87,13 @@ const TIME_TARGETS: &[(&str, &str, Option<f64>, bool)] = &[
     ("switch_config_first", "cp_a_interleaved", Some(1.2), false),
     ("switch_config_first", "rsync_a_interleaved", None, false),
     ("switch_config_active", "git_status", Some(1.0), false),
+    (crate::reflink::SWITCH, crate::reflink::CP, Some(0.5), false),
+    (
+        crate::reflink::SWITCH,
+        crate::reflink::CP_SYNC,
+        Some(0.5),
+        false,
+    ),
 ];
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -184,6 +193,30 @@ pub fn comparisons(rec: &Recorder, sizes: &Sizes, nfiles: usize) -> Vec<Row> {
         met: rss.as_ref().map(|(k, _)| (*k as f64 / 1024.0) < rss_limit),
         note: None,
     });
+    // Issue 14's target 5: the store and the root share their extents.
+    if let Some(sp) = &sizes.reflink {
+        let ratio = (sp.tree > 0).then(|| sp.store_and_root as f64 / sp.tree as f64);
+        rows.push(Row {
+            operation: format!(
+                "store + root on btrfs after a reflink switch ({})",
+                sp.format
+            ),
+            unit: "MiB",
+            sysgen: Some(sp.store_and_root as f64 / MIB),
+            sysgen_min: None,
+            sysgen_max: None,
+            anchor: "the tree (cp -a there)".into(),
+            anchor_value: Some(sp.tree as f64 / MIB),
+            ratio,
+            target: "<= 1.1".into(),
+            met: ratio.map(|r| r <= 1.1),
+            note: Some(format!(
+                "df: {:.1} MiB used by build and switch; rest of the state dir {:.1} MiB",
+                sp.df_used as f64 / MIB,
+                sp.state_other as f64 / MIB
+            )),
+        });
+    }
     // Issue 14, target 6: `du` of the state directory around one drop.
     if let Some(g) = &sizes.gc_space {
         let share = g.freed_share();

@@ -83,7 +83,9 @@ impl State {
         trust::check_entry(&state_dir.join(JOURNAL_FILE), Expect::File)?;
         let store_dir = state_dir.join("store");
         let store = if write {
-            Store::open(&store_dir)?
+            // A new store is plain when it can clone onto the root's
+            // filesystem, so a switch clones rather than writes.
+            Store::open_for_root(&store_dir, root_dir.dir_fd())?
         } else {
             Store::open_existing(&store_dir)?
         };

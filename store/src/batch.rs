@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::fault;
 use crate::pack::PackWriter;
-use crate::{Area, Hash, Prepared, SMALL_FILE_LIMIT, Staged, Store, StoreError, prepare_file};
+use crate::{
+    Area, Format, Hash, Prepared, SMALL_FILE_LIMIT, Staged, Store, StoreError, prepare_file,
+};
 
 /// Bulk writes with batched durability.
 ///
@@ -90,7 +92,8 @@ impl<'a> Batch<'a> {
         if self.known(&hash, area)? {
             return Ok(hash);
         }
-        if bytes.len() as u64 > SMALL_FILE_LIMIT {
+        // A plain store has no packs: each object is a file to clone.
+        if bytes.len() as u64 > SMALL_FILE_LIMIT || self.store.format() == Format::Plain {
             let staged = self.store.stage_bytes(&hash, bytes, area, false)?;
             self.record(hash, area, bytes.len() as u64, staged);
             return Ok(hash);

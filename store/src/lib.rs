@@ -7,11 +7,14 @@
 //!   compressed form, so the key survives any change of codec or level.
 //! - Objects are zstd frames (level 1) of the raw bytes; content zstd cannot
 //!   shrink is framed in raw blocks, uncompressed (see the `raw` module).
+//!   A store in the plain format keeps every object as a file of exactly
+//!   its raw bytes instead, to be cloned into a root (see the `format`
+//!   module); the format is chosen once, when the store is made.
 //! - An object appears under its final name only complete and durable: it is
 //!   written to a temp file, synced, renamed into place, and the directory is
 //!   synced ([`Store::put_bytes`], [`Store::put_file`]); [`Batch`] does the same
 //!   with one `syncfs` before and one after all its renames.
-//! - A [`Batch`] appends its small objects to one pack file with an index
+//! - A [`Batch`] of a zstd store appends its small objects to one pack file with an index
 //!   (see the `pack` module); an object is in a pack exactly when an index
 //!   names it. Large objects, and one-off puts, are files of their own.
 //! - Every read is verified against the key ([`StoreError::Corrupt`] otherwise).
@@ -24,6 +27,7 @@
 //! # Layout on disk
 //!
 //! ```text
+//! <dir>/format                     `plain`, or absent: zstd (see `format`)
 //! <dir>/objects/<2 hex>/<62 hex>   public objects: dirs 0755, files 0444
 //! <dir>/objects/pack/<name>.{pack,idx}   public small objects of a batch
 //! <dir>/secret/<2 hex>/<62 hex>    secrets and backups of host files: dirs 0700, files 0600
@@ -38,9 +42,11 @@
 //! [`Store::clean_temp`].
 
 mod batch;
+mod clone;
 mod damaged;
 mod error;
 pub mod fault;
+mod format;
 mod hash;
 mod merge;
 mod pack;
@@ -52,15 +58,18 @@ mod write;
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 
 pub use batch::{Batch, BatchOutcome};
+pub use clone::CLONE_MIN;
 pub use damaged::{Health, SetAside};
 pub use error::StoreError;
 pub use fault::FaultPoint;
+pub use format::Format;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file};
@@ -142,11 +151,26 @@ pub struct Store {
     packs: [RwLock<Option<pack::PackSet>>; 2],
     /// Where a crash test makes this process abort (none by default).
     fault: FaultPoint,
+    /// How objects are kept (see the `format` module); fixed at creation.
+    format: Format,
 }
 
 impl Store {
     /// Opens the store at `dir`, creating `dir` and its layout if missing.
+    /// A store made here is kept in zstd ([`Format::Zstd`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_inner(dir, None)
+    }
+
+    /// [`Store::open`] for the store of a root: a store made here is
+    /// [`Format::Plain`] when a file of it can be cloned onto a file made in
+    /// the directory `root` (see the `format` module), zstd otherwise. An
+    /// existing store keeps its format.
+    pub fn open_for_root(dir: &Path, root: BorrowedFd<'_>) -> Result<Store, StoreError> {
+        Store::open_inner(dir, Some(root))
+    }
+
+    fn open_inner(dir: &Path, root: Option<BorrowedFd<'_>>) -> Result<Store, StoreError> {
         DirBuilder::new()
             .recursive(true)
             .mode(PUBLIC_DIR_MODE)
@@ -155,12 +179,13 @@ impl Store {
         // Never through a symlink: `<state>/store` pointing outside would put
         // objects there, and clean_temp would empty the outside `tmp/`.
         trust::open(dir, trust::Expect::Dir, false)?;
-        let store = Store::unopened(dir);
-        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
+        let mut store = Store::unopened(dir);
         // These two hold content only root may read, so their mode is enforced
         // even when they already exist.
         ensure_dir(&store.secret, PRIVATE_DIR_MODE, true)?;
         ensure_dir(&store.tmp, PRIVATE_DIR_MODE, true)?;
+        store.format = store.choose_format(root)?;
+        ensure_dir(&store.objects, PUBLIC_DIR_MODE, false)?;
         Ok(store)
     }
 
@@ -169,7 +194,7 @@ impl Store {
     /// empty, so that every object is reported missing one by one rather
     /// than the store refused as a whole; what is there must be trusted.
     pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
-        let store = Store::unopened(dir);
+        let mut store = Store::unopened(dir);
         for d in [dir, &store.objects, &store.secret, &store.tmp] {
             match trust::open(d, trust::Expect::Dir, false) {
                 Ok(_) => {}
@@ -177,6 +202,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        store.format = format::read(dir)?.unwrap_or(Format::Zstd);
         Ok(store)
     }
 
@@ -192,7 +218,13 @@ impl Store {
             fanout_fds: (0..512).map(|_| std::sync::OnceLock::new()).collect(),
             packs: [RwLock::new(None), RwLock::new(None)],
             fault: FaultPoint::default(),
+            format: Format::Zstd,
         }
+    }
+
+    /// How this store keeps its objects.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// Makes the process abort at `fault` (see the `fault` module).

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::hash::STREAM_BUF;
 use crate::trust::{self, Expect};
-use crate::{Area, Hash, SMALL_FILE_LIMIT, Store, StoreError, pack};
+use crate::{Area, Format, Hash, SMALL_FILE_LIMIT, Store, StoreError, pack};
 
 impl Store {
     /// Decompresses the object, passing each chunk to `sink` and hashing it.
@@ -64,6 +64,9 @@ impl Store {
             Err(e) => return Err(e),
         };
         let stored_len = meta.len();
+        if self.format() == Format::Plain {
+            return stream_plain(&path, &mut file, stored_len, hash, sink);
+        }
         if stored_len <= SMALL_FILE_LIMIT {
             let mut fill = |buf: &mut Vec<u8>| {
                 buf.clear();
@@ -185,6 +188,53 @@ fn stream_small(
         plain.shrink_to(SMALL_FILE_LIMIT as usize);
         Ok(Some(n))
     })
+}
+
+/// [`Store::stream`] for an object of a plain store: its file holds the
+/// raw bytes, passed on as read and hashed. A small object is checked
+/// whole before any of it is passed on, as a small zstd object is.
+fn stream_plain(
+    path: &Path,
+    file: &mut std::fs::File,
+    stored_len: u64,
+    hash: &Hash,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64, StoreError> {
+    if stored_len <= SMALL_FILE_LIMIT {
+        let mut bytes = Vec::with_capacity(stored_len as usize);
+        file.take(SMALL_FILE_LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(StoreError::io(path))?;
+        if Hash::of(&bytes) != *hash {
+            return Err(StoreError::Corrupt { hash: *hash });
+        }
+        sink(&bytes).map_err(|source| StoreError::Output {
+            hash: *hash,
+            source,
+        })?;
+        return Ok(bytes.len() as u64);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; STREAM_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::io(path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        sink(&buf[..n]).map_err(|source| StoreError::Output {
+            hash: *hash,
+            source,
+        })?;
+        total += n as u64;
+    }
+    if Hash::from(hasher.finalize()) != *hash {
+        return Err(StoreError::Corrupt { hash: *hash });
+    }
+    Ok(total)
 }
 
 /// A reader that remembers whether the underlying read failed.

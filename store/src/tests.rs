@@ -1,4 +1,5 @@
-use std::fs;
+use std::fs::{self, File};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use rayon::prelude::*;
 use super::*;
 
 mod packs;
+mod plain;
 mod reads;
 
 fn store() -> (tempfile::TempDir, Store) {

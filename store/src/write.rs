@@ -1,5 +1,6 @@
 //! Writing objects: temp files in `tmp/`, compressed, renamed into place.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, Write};
@@ -8,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::{
-    Area, Hash, PRIVATE_FILE_MODE, SMALL_FILE_LIMIT, Store, StoreError, TEMP_COUNTER, ZSTD_LEVEL,
-    ensure_dir, fanout_slot, hash, raw, sync_dir,
+    Area, Format, Hash, PRIVATE_FILE_MODE, SMALL_FILE_LIMIT, Store, StoreError, TEMP_COUNTER,
+    ZSTD_LEVEL, ensure_dir, fanout_slot, hash, raw, sync_dir,
 };
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -83,7 +84,11 @@ impl Store {
         area: Area,
         sync: bool,
     ) -> Result<Staged, StoreError> {
-        let compressed = encode(bytes).map_err(StoreError::io(&self.tmp))?;
+        // A plain store keeps the bytes as they are (see the `format` module).
+        let compressed = match self.format {
+            Format::Zstd => Cow::Owned(encode(bytes).map_err(StoreError::io(&self.tmp))?),
+            Format::Plain => Cow::Borrowed(bytes),
+        };
         let (mut file, temp) = self.create_temp(&hash.to_hex()[..16])?;
         let result = (|| {
             file.write_all(&compressed)?;
@@ -114,14 +119,16 @@ impl Store {
     ) -> Result<Staged, StoreError> {
         file.rewind().map_err(StoreError::io(path))?;
         let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
-        // Samples decide how the whole is stored (see the `raw` module).
-        let as_raw = sampled_raw(&file, size).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => StoreError::Changed { path: path.into() },
-            _ => StoreError::Io {
-                path: path.into(),
-                source: e,
-            },
-        })?;
+        // Samples decide how the whole is stored (see the `raw` module);
+        // a plain store keeps every object as it is.
+        let as_raw = self.format == Format::Plain
+            || sampled_raw(&file, size).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => StoreError::Changed { path: path.into() },
+                _ => StoreError::Io {
+                    path: path.into(),
+                    source: e,
+                },
+            })?;
         let mut source = HashingReader {
             inner: file,
             hasher: blake3::Hasher::new(),
@@ -136,6 +143,11 @@ impl Store {
             failed: &write_failed,
         };
         let copied = (|| {
+            if self.format == Format::Plain {
+                let mut sink = sink;
+                io::copy(&mut source, &mut sink)?;
+                return Ok(sink);
+            }
             if as_raw {
                 let mut frame = raw::FrameWriter::new(sink, size)?;
                 io::copy(&mut source, &mut frame)?;

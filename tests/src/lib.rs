@@ -92,7 +92,16 @@ impl Default for TestEnv {
 impl TestEnv {
     /// A fresh root with a minimal `/etc` (passwd, group) and an empty `cfg/`.
     pub fn new() -> TestEnv {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestEnv::with_dir(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// [`TestEnv::new`] in a fresh directory under `base`: to put the
+    /// root, its state and its configurations on a given filesystem.
+    pub fn new_in(base: &Path) -> TestEnv {
+        TestEnv::with_dir(tempfile::tempdir_in(base).expect("temp dir"))
+    }
+
+    fn with_dir(dir: tempfile::TempDir) -> TestEnv {
         let env = TestEnv { dir };
         fs::create_dir_all(env.root().join("etc")).expect("mkdir etc");
         fs::create_dir_all(env.cfg()).expect("mkdir cfg");

@@ -2,7 +2,9 @@
 //! writer ([`RootDir`]), whatever it finds there. Runs of files and
 //! symlinks are written in parallel, on every core.
 
+use std::fs::File;
 use std::io;
+use std::io::Write;
 
 use rayon::prelude::*;
 use sysgen_schema::EntryPath;
@@ -223,8 +225,10 @@ impl<'a> Put<'a> {
         store: &Store,
     ) -> Result<(), Error> {
         match *self {
-            // The store verifies the content against its hash while it is
-            // copied; on a mismatch the temp file is discarded, never renamed.
+            // The store verifies the content against its hash before it
+            // clones it, or while it copies it; on a mismatch the file is
+            // discarded (a temp file never renamed, or a file made in place
+            // removed).
             Put::File {
                 path,
                 hash,
@@ -243,12 +247,14 @@ impl<'a> Put<'a> {
                     }
                 };
                 let fault = store.fault_point();
-                let fill = &mut |w: &mut dyn io::Write| {
+                let fill = &mut |f: &mut File| {
                     if fault.is(fault::FILES_PUT_PARTIAL) {
-                        crash_half_written(store, hash, area, w);
+                        crash_half_written(store, hash, area, f);
                     }
+                    // A clone when the store is plain (a switch writes no
+                    // data), a copy otherwise.
                     store
-                        .copy_to(hash, area, w)
+                        .clone_into(hash, area, f)
                         .map(|_| ())
                         .map_err(io::Error::other)
                 };
@@ -295,8 +301,11 @@ impl<'a> Put<'a> {
 
 /// The fault point `files.put.partial`: writes the first half of the
 /// object, makes it reach the disk, and aborts, as a power cut in the middle
-/// of a file would.
-fn crash_half_written(store: &Store, hash: &Hash, area: Area, w: &mut dyn io::Write) {
+/// of a file would. With a plain store it stands for a clone cut short: a
+/// clone is not atomic against a power cut either (the file's size and
+/// extents reach the disk separately), and the redo must not trust such a
+/// file whichever way it was filled.
+fn crash_half_written(store: &Store, hash: &Hash, area: Area, w: &mut File) {
     if let Ok(bytes) = store.read(hash, area) {
         let _ = w.write_all(&bytes[..bytes.len() / 2]);
     }

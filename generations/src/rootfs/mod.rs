@@ -190,6 +190,13 @@ thread_local! {
 }
 
 impl RootDir {
+    /// The root's directory handle, for what must happen on its filesystem
+    /// (the store's clone probe).
+    pub fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     pub fn open(path: &Path) -> io::Result<RootDir> {
         let fd = openat(
             nix::fcntl::AT_FDCWD,

@@ -103,7 +103,7 @@ impl RootDir {
         owner: Owner,
         fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> Result<()> {
-        self.put_file_x_in(parent, p, mode, owner, &Xattrs::default(), fill)
+        self.put_file_x_in(parent, p, mode, owner, &Xattrs::default(), &mut |f| fill(f))
     }
 
     /// [`RootDir::put_file_in`], with the extended attributes `xattrs`.
@@ -114,7 +114,7 @@ impl RootDir {
         mode: u32,
         owner: Owner,
         xattrs: &Xattrs,
-        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
     ) -> Result<()> {
         Self::check_parent(parent, p)?;
         let parent = &parent.fd;
@@ -157,7 +157,7 @@ impl RootDir {
         mode: u32,
         owner: Owner,
         xattrs: &Xattrs,
-        fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
     ) -> Result<bool> {
         Self::check_parent(parent, p)?;
         let parent = &parent.fd;
@@ -497,7 +497,7 @@ fn seal(
     mode: u32,
     owner: Owner,
     xattrs: &Xattrs,
-    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     fill(f)?;
     if owner.uid.is_some() || owner.gid.is_some() {
