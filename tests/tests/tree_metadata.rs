@@ -463,3 +463,30 @@ fn a_file_taken_over_comes_back_with_its_capability() {
     assert_eq!(fs::read_to_string(&ping).unwrap(), "the admin's ping\n");
     assert_eq!(xattrs(&ping), before);
 }
+
+/// A file a switch creates gets what its directory gives (a set-gid
+/// directory's group, an access ACL from a default ACL), and the switch
+/// must still leave exactly what the generation records: the shortcut for
+/// new files (no `fchown`, no ACL removal where nothing was given) must
+/// not skip them where something was.
+#[test]
+fn new_files_in_a_set_gid_directory_and_under_a_default_acl_are_exactly_as_recorded() {
+    let env = TestEnv::new();
+    let src = env.dir.path().join("src");
+    fs::create_dir_all(src.join("shared/acl")).unwrap();
+    fs::write(src.join("shared/f"), "in a set-gid directory").unwrap();
+    fs::write(src.join("shared/acl/g"), "under a default ACL").unwrap();
+    fs::write(src.join("plain"), "neither").unwrap();
+    std::os::unix::fs::chown(src.join("shared"), Some(0), Some(42)).unwrap();
+    fs::set_permissions(src.join("shared"), fs::Permissions::from_mode(0o2775)).unwrap();
+    set_xattr(&src.join("shared/acl"), ACL_DEFAULT, &acl());
+    let cfg = env.config(
+        "t.json",
+        json!({ "trees": { "/srv/t": { "source": s(&src), "xattrs": true } } }),
+    );
+    env.switch(&cfg);
+    let (want, got) = (dump(&src), dump(&env.at("/srv/t")));
+    assert!(want.contains("f file 0644 0:0"), "the scene: {want}");
+    assert!(got == want, "differs:\n{}", first_diff(&want, &got));
+    env.run(&["verify"]).ok();
+}

@@ -72,10 +72,10 @@ impl RootDir {
     /// entries of that one directory. The caller calls [`RootDir::touched`]
     /// after writing through it.
     pub fn open_parent(&self, p: &EntryPath) -> Result<ParentDir> {
-        Ok(ParentDir {
-            fd: self.parent(p).map_err(|e| err(p, "open parent", e))?,
-            path: p.parent(),
-        })
+        Ok(ParentDir::new(
+            self.parent(p).map_err(|e| err(p, "open parent", e))?,
+            p.parent(),
+        ))
     }
 
     /// Records that entries were written through `parent`, for [`RootDir::sync`].
@@ -127,7 +127,7 @@ impl RootDir {
         )
         .map_err(|e| err(p, "create temporary file", e))?;
         let mut f = File::from(fd);
-        if let Err(e) = seal(&mut f, mode, owner, xattrs, fill) {
+        if let Err(e) = seal(&mut f, mode, owner, xattrs, None, fill) {
             let _ = unlinkat(parent.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "write", e));
         }
@@ -160,6 +160,9 @@ impl RootDir {
         fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
     ) -> Result<bool> {
         Self::check_parent(parent, p)?;
+        let gives = parent
+            .gives()
+            .map_err(|e| err(p, "read the parent's defaults", e))?;
         let parent = &parent.fd;
         let fd = match openat(
             parent.as_fd(),
@@ -172,7 +175,7 @@ impl RootDir {
             Err(e) => return Err(err(p, "create", e)),
         };
         let mut f = File::from(fd);
-        if let Err(e) = seal(&mut f, mode, owner, xattrs, fill) {
+        if let Err(e) = seal(&mut f, mode, owner, xattrs, Some(gives), fill) {
             // Ours since the O_EXCL: nobody else's file goes.
             let _ = unlinkat(parent.as_fd(), p.file_name(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "write", e));
@@ -442,10 +445,10 @@ impl RootDir {
             gid: Some(owner.gid.unwrap_or(st.st_gid)),
         };
         let mode = mode.unwrap_or(st.st_mode & 0o7777);
-        let wrapper = ParentDir {
-            fd: parent.try_clone().map_err(|e| err(p, "open parent", e))?,
-            path: p.parent(),
-        };
+        let wrapper = ParentDir::new(
+            parent.try_clone().map_err(|e| err(p, "open parent", e))?,
+            p.parent(),
+        );
         self.put_file_in(&wrapper, p, mode, owner, &mut |out| {
             io::copy(&mut src, out).map(drop)
         })
@@ -492,15 +495,41 @@ impl RootDir {
 
 /// Fills a file sysgen just created, then gives it its owner, mode and
 /// attributes, in the order that leaves each one as the generation says.
+/// The effective ids a file this process creates gets (unless its
+/// directory gives its own group): read once, they do not change in a run.
+fn creator() -> (u32, u32) {
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    })
+}
+
+/// Fills `f` and gives it exactly `mode`, `owner` and `xattrs`. `fresh`
+/// says `f` was just created by this process with `O_EXCL` in a directory
+/// that gives what [`Gives`] says: then it has no capability (none is
+/// inherited), an access ACL only from a default ACL, and the creator's
+/// ids, so the calls that would change nothing are not made.
 fn seal(
     f: &mut File,
     mode: u32,
     owner: Owner,
     xattrs: &Xattrs,
+    fresh: Option<Gives>,
     fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     fill(f)?;
-    if owner.uid.is_some() || owner.gid.is_some() {
+    let chown = match fresh {
+        None => owner.uid.is_some() || owner.gid.is_some(),
+        Some(g) => {
+            let (uid, gid) = creator();
+            owner.uid.is_some_and(|u| u != uid)
+                || owner.gid.is_some_and(|w| w != g.group.unwrap_or(gid))
+        }
+    };
+    if chown {
         nix::unistd::fchown(
             f.as_fd(),
             owner.uid.map(Uid::from_raw),
@@ -512,6 +541,9 @@ fn seal(
     // Last: chown clears a capability, chmod rewrites an ACL's mask.
     // An ACL the new file inherited from its directory's default ACL goes:
     // the file is exactly what the generation records.
-    super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?;
+    match fresh {
+        None => super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?,
+        Some(g) => super::xattr::apply_new_fd(f.as_fd(), xattrs, g.acl)?,
+    }
     Ok(())
 }

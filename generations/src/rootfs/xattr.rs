@@ -128,6 +128,22 @@ pub fn apply_fd(fd: BorrowedFd<'_>, want: &Xattrs, drop: &[String]) -> io::Resul
     Ok(())
 }
 
+/// [`apply_fd`] for a file this process just created: it has no
+/// capability, and an access ACL only when `inherited_acl` (its directory
+/// has a default ACL), so only that one can need removing.
+pub fn apply_new_fd(fd: BorrowedFd<'_>, want: &Xattrs, inherited_acl: bool) -> io::Result<()> {
+    if inherited_acl && !want.0.contains_key(ACL_ACCESS) {
+        match rustix::fs::fremovexattr(fd, ACL_ACCESS) {
+            Ok(()) | Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for (name, value) in &want.0 {
+        rustix::fs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
 /// Whether `fd` has exactly the capability `want` records (or none) and
 /// every other attribute it records: what `verify` checks. Attributes it
 /// does not record, but a capability, are not sysgen's.
