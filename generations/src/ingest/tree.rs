@@ -147,7 +147,7 @@ pub(super) fn expand_tree(
                 Pending::File(PendingFile {
                     uid: Some(ids.uid.unwrap_or(md.uid())),
                     gid: Some(ids.gid.unwrap_or(md.gid())),
-                    xattrs: xattrs_at(handle.as_fd(), name, &src)?,
+                    xattrs: super::boxed(xattrs_at(handle.as_fd(), name, &src)?),
                     ..PendingFile::new(
                         Src::Tree(index),
                         Some(stat_of(&md)),
@@ -166,7 +166,7 @@ pub(super) fn expand_tree(
         let first = names[0].clone();
         for p in &names[1..] {
             if let Some(Pending::File(f)) = out.get_mut(p) {
-                f.link = Some(first.clone());
+                f.link = Some(Box::new(first.clone()));
             }
         }
     }

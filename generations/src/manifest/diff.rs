@@ -54,6 +54,40 @@ pub fn walk(src: &dyn NodeSource, root: NodeId) -> Result<Vec<(EntryPath, Entry)
         .collect())
 }
 
+/// Calls `f` with every entry of a tree, one directory's node at a time:
+/// only the nodes along the current path are held, never the whole tree
+/// (a million-file `verify` or `show` would hold a million entries).
+/// The order is depth first by name ("a", "a/x", "a-b"), not path order
+/// ("a", "a-b", "a/x"): callers that report paths sort what they report.
+pub fn walk_each(
+    src: &dyn NodeSource,
+    root: NodeId,
+    f: &mut dyn FnMut(EntryPath, Entry) -> Result<(), crate::Error>,
+) -> Result<(), crate::Error> {
+    walk_dir(src, None, root, f)
+}
+
+fn walk_dir(
+    src: &dyn NodeSource,
+    dir: Option<&EntryPath>,
+    id: NodeId,
+    f: &mut dyn FnMut(EntryPath, Entry) -> Result<(), crate::Error>,
+) -> Result<(), crate::Error> {
+    let bytes = read(src, Some(id))?;
+    for x in split(Some(id), &bytes)? {
+        let p = child_path(dir, x.name)?;
+        let e = entry(&p, &x)?;
+        match x.tree {
+            Some(t) => {
+                f(p.clone(), e)?;
+                walk_dir(src, Some(&p), t, f)?;
+            }
+            None => f(p, e)?,
+        }
+    }
+    Ok(())
+}
+
 fn child_path(dir: Option<&EntryPath>, name: &str) -> Result<EntryPath, crate::Error> {
     match dir {
         None => EntryPath::top(name),
