@@ -210,6 +210,30 @@ pub fn build(
     spec: &HostSpec,
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
+    let built = build_in(state, spec, opts);
+    give_back_freed_memory();
+    built
+}
+
+/// Returns the pages of memory freed so far to the system. A build frees
+/// an entry per file when it returns, but the C allocator keeps those pages
+/// (spread over one arena per hashing thread) and a `switch CONFIG` then
+/// plans its own entry per file beside them: 134 MiB at 100k files where
+/// the build alone peaked at 87 and the switch alone at 96.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own
+    // arenas; it touches no live allocation and may run at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn build_in(
+    state: &mut State,
+    spec: &HostSpec,
+    opts: &BuildOptions<'_>,
+) -> Result<BuildOutcome, Error> {
     let mut ids = Ids::read(state)?;
     // Accounts declared in this configuration get their ids first, so
     // files may be owned by them (the users kind creates them before).
@@ -595,7 +619,13 @@ mod size_tests {
             size_of::<super::PendingFile>(),
             size_of::<crate::manifest::Entry>(),
         );
-        eprintln!("Pending {p}, PendingFile {f}, Entry {e}");
+        eprintln!(
+            "Pending {p}, PendingFile {f}, Entry {e}, Change {}, Step {}, FileStep {}, KindStep {}",
+            size_of::<crate::manifest::Change>(),
+            size_of::<crate::plan::Step>(),
+            size_of::<crate::files::FileStep>(),
+            size_of::<crate::kinds::KindStep>()
+        );
         assert!(p <= 160, "Pending is {p} bytes");
     }
 }

@@ -19,10 +19,25 @@ use super::{Entry, NodeId, NodeSource};
 pub enum Change {
     Added(EntryPath, Entry),
     Removed(EntryPath, Entry),
-    Changed(EntryPath, Entry, Entry),
+    /// Boxed: a first switch holds a change per file, nearly all of them
+    /// `Added`, and two entries inline made every change 248 bytes, not 136.
+    Changed(EntryPath, Box<Entry>, Box<Entry>),
 }
 
 impl Change {
+    pub fn changed(p: EntryPath, old: Entry, new: Entry) -> Change {
+        Change::Changed(p, Box::new(old), Box::new(new))
+    }
+
+    /// The entry before the change (none for an addition).
+    pub fn before(&self) -> Option<&Entry> {
+        match self {
+            Change::Added(..) => None,
+            Change::Removed(_, e) => Some(e),
+            Change::Changed(_, e, _) => Some(e),
+        }
+    }
+
     pub fn path(&self) -> &EntryPath {
         match self {
             Change::Added(p, _) | Change::Removed(p, _) | Change::Changed(p, _, _) => p,
@@ -180,18 +195,18 @@ fn same_name(
     let changed = x.rec != y.rec;
     if x.is_dir() && y.is_dir() {
         if changed {
-            out.push(Change::Changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+            out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
         }
         diff_dir(src, Some(&p), x.tree, y.tree, out)
     } else if x.is_dir() || y.is_dir() {
         // A change of type: everything below the old directory goes.
         diff_dir(src, Some(&p), x.tree, None, out)?;
         diff_dir(src, Some(&p), None, y.tree, out)?;
-        out.push(Change::Changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+        out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
         Ok(())
     } else {
         if changed {
-            out.push(Change::Changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+            out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
         }
         // A non-directory's subtree (only a forged node has one) is
         // compared like the old diff did: not at all.
