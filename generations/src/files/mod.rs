@@ -184,6 +184,28 @@ impl Kind for Files {
         })
     }
 
+    /// One per change, by its kind: [`FileChange::line`]'s sign is the
+    /// change's, and templates only add to a line's text.
+    fn counts(
+        &self,
+        state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<(u64, u64, u64), Error> {
+        let mut n = (0, 0, 0);
+        state.db.reading(|db| {
+            manifest::diff_each(db, old.map(|m| m.root), Some(new.root), &mut |c| {
+                match c {
+                    Change::Added(..) => n.0 += 1,
+                    Change::Removed(..) => n.1 += 1,
+                    Change::Changed(..) => n.2 += 1,
+                }
+                Ok(())
+            })
+        })?;
+        Ok(n)
+    }
+
     fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {
         state.db.reading(|db| {
             for m in kept {

@@ -53,9 +53,24 @@ pub fn diff(
     b: Option<NodeId>,
 ) -> Result<Vec<Change>, crate::Error> {
     let mut out = Vec::new();
-    diff_dir(src, None, a, b, &mut out)?;
+    diff_dir(src, None, a, b, &mut |c| {
+        out.push(c);
+        Ok(())
+    })?;
     out.sort_by(|x, y| x.path().cmp(y.path()));
     Ok(out)
+}
+
+/// Calls `f` with every difference from tree `a` to tree `b`, as [`diff`]
+/// finds them but unsorted and never held together: what counts the
+/// changes of a first generation (a change per file) holds none of them.
+pub fn diff_each(
+    src: &dyn NodeSource,
+    a: Option<NodeId>,
+    b: Option<NodeId>,
+    f: &mut dyn FnMut(Change) -> Result<(), crate::Error>,
+) -> Result<(), crate::Error> {
+    diff_dir(src, None, a, b, f)
 }
 
 /// Every entry of a tree, sorted by path.
@@ -138,7 +153,7 @@ fn diff_dir(
     dir: Option<&EntryPath>,
     a: Option<NodeId>,
     b: Option<NodeId>,
-    out: &mut Vec<Change>,
+    out: &mut dyn FnMut(Change) -> Result<(), crate::Error>,
 ) -> Result<(), crate::Error> {
     if a == b {
         return Ok(());
@@ -158,13 +173,13 @@ fn diff_dir(
                 let p = child_path(dir, x.name)?;
                 diff_dir(src, Some(&p), x.tree, None, out)?;
                 let e = entry(&p, x)?;
-                out.push(Change::Removed(p, e));
+                out(Change::Removed(p, e))?;
                 i += 1;
             }
             (Ordering::Greater, _, Some(y)) => {
                 let p = child_path(dir, y.name)?;
                 let e = entry(&p, y)?;
-                out.push(Change::Added(p.clone(), e));
+                out(Change::Added(p.clone(), e))?;
                 diff_dir(src, Some(&p), None, y.tree, out)?;
                 j += 1;
             }
@@ -190,23 +205,23 @@ fn same_name(
     p: EntryPath,
     x: &RawEntry<'_>,
     y: &RawEntry<'_>,
-    out: &mut Vec<Change>,
+    out: &mut dyn FnMut(Change) -> Result<(), crate::Error>,
 ) -> Result<(), crate::Error> {
     let changed = x.rec != y.rec;
     if x.is_dir() && y.is_dir() {
         if changed {
-            out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+            out(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?))?;
         }
         diff_dir(src, Some(&p), x.tree, y.tree, out)
     } else if x.is_dir() || y.is_dir() {
         // A change of type: everything below the old directory goes.
         diff_dir(src, Some(&p), x.tree, None, out)?;
         diff_dir(src, Some(&p), None, y.tree, out)?;
-        out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+        out(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?))?;
         Ok(())
     } else {
         if changed {
-            out.push(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?));
+            out(Change::changed(p.clone(), entry(&p, x)?, entry(&p, y)?))?;
         }
         // A non-directory's subtree (only a forged node has one) is
         // compared like the old diff did: not at all.
