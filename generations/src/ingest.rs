@@ -211,22 +211,8 @@ pub fn build(
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
     let built = build_in(state, spec, opts);
-    give_back_freed_memory();
+    crate::memory::give_back_freed_memory();
     built
-}
-
-/// Returns the pages of memory freed so far to the system. A build frees
-/// an entry per file when it returns, but the C allocator keeps those pages
-/// (spread over one arena per hashing thread) and a `switch CONFIG` then
-/// plans its own entry per file beside them: 134 MiB at 100k files where
-/// the build alone peaked at 87 and the switch alone at 96.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own
-    // arenas; it touches no live allocation and may run at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn build_in(
