@@ -290,6 +290,14 @@ fn prepare_work(work: &Path, params: &serde_json::Value) -> Result<bool> {
 }
 
 fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == measure::RUNNER_ARG) {
+        if let Err(e) = measure::child_main(&argv[2..]) {
+            eprintln!("sysgen-bench {}: {e}", measure::RUNNER_ARG);
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = Args::parse();
     if let Err(e) = real_main(args) {
         eprintln!("sysgen-bench: {e}");

@@ -50,14 +50,89 @@ pub fn sync() {
     unsafe { libc::sync() };
 }
 
+/// The first argument that makes `sysgen-bench` a [`child_main`] runner.
+pub const RUNNER_ARG: &str = "--measure-child";
+
 /// Run `cmd` to completion with stdout/stderr captured into `log_base.out`/`.err`;
 /// time it from spawn to reap and take its rusage from wait4(2).
-pub fn run(mut cmd: Command, log_base: &Path) -> Result<Run> {
+///
+/// Through a runner (this binary again, see [`child_main`]): a child's
+/// `ru_maxrss` is at least the resident set of the process that spawned
+/// it (Linux records the spawner's high-water mark at `execve`, which
+/// vfork and fork share), so spawned from the benchmark itself every
+/// operation's peak would read at least the benchmark's own (66 MiB at
+/// 300k files: a no-op switch of 7 MiB read 66). The runner is small.
+pub fn run(cmd: Command, log_base: &Path) -> Result<Run> {
     let stdout = log_base.with_extension("out");
     let stderr = log_base.with_extension("err");
-    cmd.stdin(Stdio::null())
+    let report = log_base.with_extension("rusage");
+    let mut runner = Command::new(std::env::current_exe()?);
+    runner.arg(RUNNER_ARG).arg(&report).arg(cmd.get_program());
+    runner.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => runner.env(k, v),
+            None => runner.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        runner.current_dir(d);
+    }
+    runner
+        .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout)?)
         .stderr(fs::File::create(&stderr)?);
+    let (_, _, status) = spawn_wait(runner)?;
+    let text = fs::read_to_string(&report).map_err(|e| {
+        format!(
+            "the runner of {:?} left no report (status {status}): {e}",
+            cmd.get_program()
+        )
+    })?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let num = |i: usize| -> Result<f64> {
+        Ok(f.get(i)
+            .ok_or_else(|| format!("short runner report {text:?}"))?
+            .parse::<f64>()?)
+    };
+    let run = Run {
+        wall_s: num(0)?,
+        user_s: num(1)?,
+        sys_s: num(2)?,
+        maxrss_kib: num(3)? as u64,
+        status: num(4)? as i32,
+        stdout,
+        stderr,
+    };
+    fs::remove_file(&report)?;
+    Ok(run)
+}
+
+/// The runner: `sysgen-bench --measure-child REPORT PROGRAM ARGS…` runs
+/// PROGRAM with this process's stdio, environment and directory, and
+/// writes `wall user sys maxrss_kib status` to REPORT.
+pub fn child_main(args: &[std::ffi::OsString]) -> Result<()> {
+    let [report, program, rest @ ..] = args else {
+        return Err(format!("usage: sysgen-bench {RUNNER_ARG} REPORT PROGRAM [ARG…]").into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    let (wall_s, ru, status) = spawn_wait(cmd)?;
+    fs::write(
+        report,
+        format!(
+            "{wall_s} {} {} {} {status}\n",
+            tv_secs(ru.ru_utime),
+            tv_secs(ru.ru_stime),
+            ru.ru_maxrss
+        ),
+    )?;
+    Ok(())
+}
+
+/// Spawns `cmd` and reaps it with wait4(2): wall time from spawn to reap,
+/// its rusage, and its exit status (128 + signal number if killed).
+fn spawn_wait(mut cmd: Command) -> Result<(f64, libc::rusage, i32)> {
     let t0 = Instant::now();
     let child = cmd
         .spawn()
@@ -87,15 +162,7 @@ pub fn run(mut cmd: Command, log_base: &Path) -> Result<Run> {
     } else {
         255
     };
-    Ok(Run {
-        wall_s,
-        user_s: tv_secs(ru.ru_utime),
-        sys_s: tv_secs(ru.ru_stime),
-        maxrss_kib: ru.ru_maxrss as u64,
-        status,
-        stdout,
-        stderr,
-    })
+    Ok((wall_s, ru, status))
 }
 
 /// Median and spread of a sample.

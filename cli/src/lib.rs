@@ -37,6 +37,8 @@ pub fn main() -> i32 {
     unsafe {
         nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
     }
+    // Before any thread allocates: see the function.
+    sysgen_generations::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

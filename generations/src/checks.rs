@@ -133,7 +133,8 @@ fn validations(changes: &[Change], validate: &Validations) -> Vec<CheckStep> {
     changes
         .iter()
         .filter_map(|c| match c {
-            Change::Added(p, e) | Change::Changed(p, _, e) => Some((p, e)),
+            Change::Added(p, e) => Some((p, e)),
+            Change::Changed(p, _, e) => Some((p, &**e)),
             Change::Removed(..) => None,
         })
         .filter_map(|(p, e)| {

@@ -25,6 +25,24 @@ pub fn compare(
     Ok(out)
 }
 
+/// How many entries switching from `a` to `b` adds, removes and changes,
+/// every kind's: the `+`, `-` and `~` lines of [`compare`], counted
+/// without making them (`list` counts them for every generation).
+pub fn counts(
+    state: &State,
+    a: Option<&GenerationId>,
+    b: &GenerationId,
+) -> Result<(u64, u64, u64), Error> {
+    let ma = a.map(|id| manifest_of(state, id)).transpose()?;
+    let mb = manifest_of(state, b)?;
+    let mut n = (0, 0, 0);
+    for k in kinds::all() {
+        let (a, r, c) = k.counts(state, ma.as_ref(), &mb)?;
+        n = (n.0 + a, n.1 + r, n.2 + c);
+    }
+    Ok(n)
+}
+
 fn manifest_of(state: &State, id: &GenerationId) -> Result<Manifest, Error> {
     Ok(state
         .db

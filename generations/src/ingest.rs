@@ -84,9 +84,11 @@ struct PendingFile {
     uid: Option<u32>,
     gid: Option<u32>,
     secret: bool,
-    xattrs: Xattrs,
+    /// Boxed, as `link`: most files have neither, and a million-file build
+    /// holds a `PendingFile` per file (24 bytes each inline, 8 boxed).
+    xattrs: Option<Box<Xattrs>>,
     /// A tree's hard link: the first name of the same file.
-    link: Option<EntryPath>,
+    link: Option<Box<EntryPath>>,
     /// Set by hashing, in place (no second map of 100k entries).
     hash: Hash,
     size: u64,
@@ -104,7 +106,7 @@ impl PendingFile {
             uid: None,
             gid: None,
             secret: false,
-            xattrs: Xattrs::default(),
+            xattrs: None,
             link: None,
             hash: Hash::from_bytes([0; 32]),
             size: 0,
@@ -121,8 +123,8 @@ impl PendingFile {
             uid: self.uid,
             gid: self.gid,
             secret: self.secret,
-            xattrs: self.xattrs.clone(),
-            link: self.link.clone(),
+            xattrs: self.xattrs.as_deref().cloned().unwrap_or_default(),
+            link: self.link.as_deref().cloned(),
         }
     }
 }
@@ -208,6 +210,16 @@ pub fn build(
     spec: &HostSpec,
     opts: &BuildOptions<'_>,
 ) -> Result<BuildOutcome, Error> {
+    let built = build_in(state, spec, opts);
+    crate::memory::give_back_freed_memory();
+    built
+}
+
+fn build_in(
+    state: &mut State,
+    spec: &HostSpec,
+    opts: &BuildOptions<'_>,
+) -> Result<BuildOutcome, Error> {
     let mut ids = Ids::read(state)?;
     // Accounts declared in this configuration get their ids first, so
     // files may be owned by them (the users kind creates them before).
@@ -235,7 +247,7 @@ pub fn build(
                 secret: m.secret,
                 hash,
                 size,
-                xattrs: declared_xattrs(f, &what)?,
+                xattrs: boxed(declared_xattrs(f, &what)?),
                 ..PendingFile::new(src, None, m.mode)
             }),
         );
@@ -434,6 +446,11 @@ pub fn build(
     })
 }
 
+/// `x` boxed, unless empty (see `PendingFile::xattrs`).
+fn boxed(x: Xattrs) -> Option<Box<Xattrs>> {
+    (!x.is_empty()).then(|| Box::new(x))
+}
+
 /// The capability and attributes a `files` entry declares.
 fn declared_xattrs(f: &sysgen_schema::FileSpec, what: &str) -> Result<Xattrs, Error> {
     let mut out: BTreeMap<String, Vec<u8>> = f
@@ -574,4 +591,13 @@ fn same_file(c: &CacheRow, s: &Stat) -> bool {
         && c.size == s.size
         && c.mtime_ns == s.mtime_ns
         && c.ctime_ns == s.ctime_ns
+}
+
+/// A build holds a `Pending` per entry, a first switch a `Change`: about
+/// half of what each holds per file (docs/performance.md, "Memory toward
+/// a million files").
+#[test]
+fn per_file_records_stay_small() {
+    assert!(size_of::<Pending>() <= 160);
+    assert!(size_of::<crate::manifest::Change>() <= 144);
 }

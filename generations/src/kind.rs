@@ -368,6 +368,27 @@ pub trait Kind: Sync {
     /// reads the database, never the root.
     fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error>;
 
+    /// How many of its entries `old` → `new` adds, removes and changes: the
+    /// `+`, `-` and `~` lines of [`Kind::diff`]. A kind whose report can be
+    /// long (the tree: a line per file) counts without making it.
+    fn counts(
+        &self,
+        state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<(u64, u64, u64), Error> {
+        let mut n = (0, 0, 0);
+        for l in self.diff(state, old, new)?.lines {
+            match l.as_bytes().first() {
+                Some(b'+') => n.0 += 1,
+                Some(b'-') => n.1 += 1,
+                Some(b'~') => n.2 += 1,
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
     /// Whether a switch's outcome lists its steps (a line each without
     /// `-v`, and under its name in `--json`): a package transaction is
     /// news, a file write is not.

@@ -156,6 +156,12 @@ pub trait AnyKind: Sync {
     fn collect(&self, cx: &Collect<'_>) -> Result<Option<Report>, Error>;
     fn report(&self, state: &State, opts: &Options) -> Result<Option<Report>, Error>;
     fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error>;
+    fn counts(
+        &self,
+        state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<(u64, u64, u64), Error>;
     /// Its steps of a switch, if the kind's steps are news (lines and JSON).
     fn news(&self, steps: &[&KindStep]) -> Result<Option<Report>, Error>;
     /// The note on its steps of `steps` that were planned but not run.
@@ -238,6 +244,15 @@ where
 
     fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error> {
         Kind::diff(self, state, old, new)
+    }
+
+    fn counts(
+        &self,
+        state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<(u64, u64, u64), Error> {
+        Kind::counts(self, state, old, new)
     }
 
     fn news(&self, steps: &[&KindStep]) -> Result<Option<Report>, Error> {

@@ -30,6 +30,7 @@ pub mod journal;
 pub mod kind;
 pub mod kinds;
 pub mod manifest;
+pub mod memory;
 #[cfg(test)]
 mod model_tests;
 pub mod packages;

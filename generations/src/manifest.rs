@@ -23,7 +23,7 @@ pub mod binary;
 mod diff;
 mod flat;
 
-pub use diff::{Change, diff, walk};
+pub use diff::{Change, diff, diff_each, walk, walk_each};
 
 /// The manifest format: 2 since nodes are binary ([`binary`]); 1 had
 /// JSON nodes (converted by the database's migration 9).

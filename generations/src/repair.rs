@@ -97,7 +97,7 @@ pub fn repair(state: &mut State, opts: &RepairOptions<'_>) -> Result<RepairOutco
                         secret: want.is_secret(),
                     });
                 }
-                changes.push(Change::Changed(p, now, want));
+                changes.push(Change::changed(p, now, want));
             }
             None if matches!(live, Live::Absent) => changes.push(Change::Added(p, want)),
             None => {

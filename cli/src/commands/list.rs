@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sysgen_generations::Error;
 use sysgen_generations::State;
-use sysgen_generations::compare::compare;
+use sysgen_generations::compare::counts;
 use sysgen_generations::kind::Reports;
 use sysgen_generations::kinds;
 use sysgen_generations::manifest::GenerationId;
@@ -53,22 +53,19 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Counts the `+`, `-` and `~` lines of what `compare` says.
+    /// Counts the `+`, `-` and `~` lines of what `compare` says, without
+    /// making them (a first generation has a line per file).
     pub fn of(
         state: &State,
         from: Option<&GenerationId>,
         to: &GenerationId,
     ) -> Result<Counts, Error> {
-        let mut c = Counts::default();
-        for l in compare(state, from, to)?.lines() {
-            match l.as_bytes().first() {
-                Some(b'+') => c.added += 1,
-                Some(b'-') => c.removed += 1,
-                Some(b'~') => c.changed += 1,
-                _ => {}
-            }
-        }
-        Ok(c)
+        let (added, removed, changed) = counts(state, from, to)?;
+        Ok(Counts {
+            added,
+            removed,
+            changed,
+        })
     }
 
     /// `+3 -1 ~2`, each in its marker's colour.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sysgen_generations::Error;
 use sysgen_generations::error::GenerationError;
-use sysgen_generations::manifest::{self, Change, Entry};
+use sysgen_generations::manifest::{self, Entry};
 use sysgen_generations::state::Access;
 use sysgen_generations::switch::resolve;
 
@@ -60,21 +60,21 @@ pub fn run(env: &Env, out: &Out, which: Option<&str>) -> Result<i32, Error> {
     })?;
     let row = state.db.generation_of(&id)?;
     let mut tree = Tree::default();
-    for c in state
-        .db
-        .reading(|db| manifest::diff(db, None, Some(m.root)))?
-    {
-        let Change::Added(_, e) = c else { continue };
-        match e {
-            Entry::File { size, secret, .. } => {
-                tree.files += 1;
-                tree.bytes += size;
-                tree.secret_files += u64::from(secret);
+    // Counted one directory's node at a time: the tree is never held whole.
+    state.db.reading(|db| {
+        manifest::walk_each(db, m.root, &mut |_, e| {
+            match e {
+                Entry::File { size, secret, .. } => {
+                    tree.files += 1;
+                    tree.bytes += size;
+                    tree.secret_files += u64::from(secret);
+                }
+                Entry::Dir { .. } => tree.directories += 1,
+                Entry::Symlink { .. } => tree.symlinks += 1,
             }
-            Entry::Dir { .. } => tree.directories += 1,
-            Entry::Symlink { .. } => tree.symlinks += 1,
-        }
-    }
+            Ok(())
+        })
+    })?;
     let mut sections = match serde_json::to_value(&m) {
         Ok(Value::Object(o)) => o.into_iter().collect::<BTreeMap<_, _>>(),
         _ => BTreeMap::new(),

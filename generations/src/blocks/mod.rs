@@ -142,7 +142,7 @@ pub(crate) fn as_changes(old: &Blocks, new: &Blocks) -> Vec<crate::manifest::Cha
     };
     plan(old, new)
         .into_iter()
-        .map(|s| crate::manifest::Change::Changed(s.path, file.clone(), file.clone()))
+        .map(|s| crate::manifest::Change::changed(s.path, file.clone(), file.clone()))
         .collect()
 }
 

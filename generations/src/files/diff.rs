@@ -42,7 +42,7 @@ impl From<Change> for FileChange {
         let (path, change, old, new) = match c {
             Change::Added(p, e) => (p, "added", None, Some(e)),
             Change::Removed(p, e) => (p, "removed", Some(e), None),
-            Change::Changed(p, o, n) => (p, "changed", Some(o), Some(n)),
+            Change::Changed(p, o, n) => (p, "changed", Some(*o), Some(*n)),
         };
         let what = old
             .as_ref()
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_change_says_what_differs() {
-        let c = FileChange::from(Change::Changed(
+        let c = FileChange::from(Change::changed(
             EntryPath::parse("/a").expect("path"),
             file(false),
             Entry::Symlink {

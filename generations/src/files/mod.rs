@@ -31,7 +31,7 @@ use crate::kind::{
     ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Needs, Report, Transition,
     Verified, to_json,
 };
-use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk};
+use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk_each};
 use crate::{Drift, Error, Progress, State};
 
 /// What the precheck learned about paths the target generation newly
@@ -48,6 +48,10 @@ pub struct Facts {
     /// that kind gave it (a home's 0700), where one sysgen makes gets 0755.
     pub provided: BTreeSet<EntryPath>,
 }
+
+/// Entries a verify checks at once (in parallel): enough to keep every
+/// core busy, few enough that a million-file tree is not held at once.
+const VERIFY_BATCH: usize = 4096;
 
 /// The kind of the tree of paths.
 pub struct Files;
@@ -112,30 +116,53 @@ impl Kind for Files {
         _opts: &Options,
         progress: &dyn Progress,
     ) -> Result<Verified, Error> {
-        let entries = state.db.reading(|db| walk(db, generation.root))?;
-        progress.start("verifying", entries.len() as u64);
+        // One directory's node at a time, the entries checked in batches:
+        // a million-file tree is never held whole (see `walk_each`).
         let root = &state.root;
-        let results: Vec<Result<Option<Drift>, Error>> = entries
-            .par_iter()
-            .map(|(p, e)| {
-                let live = root.inspect(p)?;
-                let d = drift_of(root, p, e, &live)?;
-                progress.advance(1);
-                Ok(d.map(|what| Drift {
-                    path: p.to_string(),
-                    what,
-                }))
-            })
-            .collect();
-        progress.finish();
         let mut drift = Vec::new();
-        for r in results {
-            drift.extend(r?);
-        }
-        Ok(Verified {
-            entries: entries.len() as u64,
-            drift,
-        })
+        let mut entries = 0u64;
+        let mut batch: Vec<(EntryPath, Entry)> = Vec::with_capacity(VERIFY_BATCH);
+        let check = |batch: &mut Vec<(EntryPath, Entry)>, drift: &mut Vec<Drift>| {
+            let results: Vec<Result<Option<Drift>, Error>> = batch
+                .par_iter()
+                .map(|(p, e)| {
+                    let live = root.inspect(p)?;
+                    let d = drift_of(root, p, e, &live)?;
+                    progress.advance(1);
+                    Ok(d.map(|what| Drift {
+                        path: p.to_string(),
+                        what,
+                    }))
+                })
+                .collect();
+            batch.clear();
+            for r in results {
+                drift.extend(r?);
+            }
+            Ok::<(), Error>(())
+        };
+        // The walk does not count ahead; the generation's record did.
+        let total = state
+            .db
+            .manifest(&generation.id()?)?
+            .map_or(0, |(_, info)| info.entries);
+        progress.start("verifying", total);
+        let walked = state.db.reading(|db| {
+            walk_each(db, generation.root, &mut |p, e| {
+                entries += 1;
+                batch.push((p, e));
+                if batch.len() == VERIFY_BATCH {
+                    check(&mut batch, &mut drift)?;
+                }
+                Ok(())
+            })
+        });
+        let last = walked.and_then(|()| check(&mut batch, &mut drift));
+        progress.finish();
+        last?;
+        // Path order, as when the whole tree was walked first.
+        drift.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Verified { entries, drift })
     }
 
     fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error> {
@@ -155,6 +182,28 @@ impl Kind for Files {
             lines: changes.iter().map(FileChange::line).collect(),
             json: to_json("files", &changes)?,
         })
+    }
+
+    /// One per change, by its kind: [`FileChange::line`]'s sign is the
+    /// change's, and templates only add to a line's text.
+    fn counts(
+        &self,
+        state: &State,
+        old: Option<&Manifest>,
+        new: &Manifest,
+    ) -> Result<(u64, u64, u64), Error> {
+        let mut n = (0, 0, 0);
+        state.db.reading(|db| {
+            manifest::diff_each(db, old.map(|m| m.root), Some(new.root), &mut |c| {
+                match c {
+                    Change::Added(..) => n.0 += 1,
+                    Change::Removed(..) => n.1 += 1,
+                    Change::Changed(..) => n.2 += 1,
+                }
+                Ok(())
+            })
+        })?;
+        Ok(n)
     }
 
     fn mark(&self, state: &State, kept: &[Manifest], marks: &mut Marks) -> Result<(), Error> {

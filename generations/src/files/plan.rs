@@ -449,14 +449,14 @@ mod tests {
 
     #[test]
     fn mode_only_change_does_not_rewrite() {
-        let changes = [Change::Changed(p("/f"), file("x", 0o644), file("x", 0o600))];
+        let changes = [Change::changed(p("/f"), file("x", 0o644), file("x", 0o600))];
         let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(ops(&plan)[0], "set mode 0600 of /f");
     }
 
     #[test]
     fn retype_removes_before_creating() {
-        let changes = [Change::Changed(p("/x"), file("x", 0o644), dir())];
+        let changes = [Change::changed(p("/x"), file("x", 0o644), dir())];
         let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(
             ops(&plan)[..2],
@@ -494,7 +494,7 @@ mod tests {
         let changes = [
             Change::Added(p("/b"), linked("/a")),
             Change::Added(p("/a"), file("x", 0o755)),
-            Change::Changed(p("/c"), file("y", 0o755), linked("/a")),
+            Change::changed(p("/c"), file("y", 0o755), linked("/a")),
         ];
         let got = ops(&plan(changes.iter(), &BTreeMap::new(), &Facts::default()));
         assert!(got[0].starts_with("create file /a (1 bytes"), "{got:?}");

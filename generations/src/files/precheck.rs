@@ -168,7 +168,8 @@ pub fn precheck(
     let replaced: BTreeSet<&EntryPath> = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Added(p, e) | Change::Changed(p, _, e) if e.is_dir() => Some(p),
+            Change::Added(p, e) if e.is_dir() => Some(p),
+            Change::Changed(p, _, e) if e.is_dir() => Some(p),
             _ => None,
         })
         .collect();
@@ -206,8 +207,8 @@ pub fn precheck(
             }
             continue;
         }
-        match c {
-            Change::Removed(_, old) | Change::Changed(_, old, _) => {
+        match (c, c.before()) {
+            (Change::Removed(..) | Change::Changed(..), Some(old)) => {
                 // A directory's drift loses no data: it is only removed when empty.
                 if old.is_dir() && matches!(live, Live::Dir(_)) {
                     // The directory must give way to a file or symlink: the new
@@ -259,7 +260,7 @@ pub fn precheck(
                     out.drift.push(Drift { path: p.to_string(), what });
                 }
             }
-            Change::Added(_, new) => match (&live, new) {
+            (Change::Added(_, new), _) => match (&live, new) {
                 (Live::Absent, _) => {}
                 (Live::File(m), _) => {
                     let hash = hash_of(root, p)?;
@@ -287,6 +288,8 @@ pub fn precheck(
                 }
                 (Live::Blocked { .. }, _) => {}
             },
+            // A removal or a change always has an entry before.
+            (_, None) => {}
         }
     }
     Ok(out)

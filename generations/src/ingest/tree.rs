@@ -92,7 +92,7 @@ pub(super) fn expand_tree(
         let first = names[0].clone();
         for p in &names[1..] {
             if let Some(Pending::File(f)) = out.get_mut(p) {
-                f.link = Some(first.clone());
+                f.link = Some(Box::new(first.clone()));
             }
         }
     }
@@ -230,7 +230,7 @@ impl Walk<'_> {
                 Pending::File(PendingFile {
                     uid: Some(self.ids.uid.unwrap_or(md.uid())),
                     gid: Some(self.ids.gid.unwrap_or(md.gid())),
-                    xattrs: self.xattrs_at(handle.as_fd(), name, &src)?,
+                    xattrs: super::boxed(self.xattrs_at(handle.as_fd(), name, &src)?),
                     ..PendingFile::new(
                         Src::Tree(self.index),
                         Some(stat_of(&md)),

@@ -369,7 +369,7 @@ fn a_diff_of_one_changed_file_reads_the_nodes_along_its_path_only() {
     let d = diff(&src, Some(ra), Some(rb)).unwrap();
     assert_eq!(
         d,
-        [Change::Changed(p("/d3/s4/t5/f6"), file("3456"), file("y"))]
+        [Change::changed(p("/d3/s4/t5/f6"), file("3456"), file("y"))]
     );
     // Root, /d3, /d3/s4, /d3/s4/t5, on each side: depth 4, times 2.
     assert_eq!(src.reads.get(), 8);
@@ -421,15 +421,15 @@ fn reference_diff(
                 let q = path(&x.name);
                 if x.entry.is_dir() && y.entry.is_dir() {
                     if x.entry != y.entry {
-                        out.push(Change::Changed(q.clone(), x.entry.clone(), y.entry.clone()));
+                        out.push(Change::changed(q.clone(), x.entry.clone(), y.entry.clone()));
                     }
                     reference_diff(src, Some(&q), x.tree, y.tree, out);
                 } else if x.entry.is_dir() || y.entry.is_dir() {
                     reference_diff(src, Some(&q), x.tree, None, out);
                     reference_diff(src, Some(&q), None, y.tree, out);
-                    out.push(Change::Changed(q, x.entry.clone(), y.entry.clone()));
+                    out.push(Change::changed(q, x.entry.clone(), y.entry.clone()));
                 } else if x.entry != y.entry {
-                    out.push(Change::Changed(q, x.entry.clone(), y.entry.clone()));
+                    out.push(Change::changed(q, x.entry.clone(), y.entry.clone()));
                 }
                 i += 1;
                 j += 1;

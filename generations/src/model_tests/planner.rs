@@ -404,7 +404,8 @@ fn file_precheck(
     let replaced: BTreeSet<&EntryPath> = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Added(q, e) | Change::Changed(q, _, e) if e.is_dir() => Some(q),
+            Change::Added(q, e) if e.is_dir() => Some(q),
+            Change::Changed(q, _, e) if e.is_dir() => Some(q),
             _ => None,
         })
         .collect();
@@ -424,8 +425,8 @@ fn file_precheck(
             }
             continue;
         }
-        match c {
-            Change::Removed(_, old) | Change::Changed(_, old, _) => {
+        match (c, c.before()) {
+            (Change::Removed(..) | Change::Changed(..), Some(old)) => {
                 if old.is_dir() && matches!(live, Seen::Node(HNode::Dir { .. })) {
                     let retype = match c {
                         Change::Changed(_, _, new) => !new.is_dir(),
@@ -448,7 +449,7 @@ fn file_precheck(
                     }
                 }
             }
-            Change::Added(_, new) => match &live {
+            (Change::Added(_, new), _) => match &live {
                 Seen::Absent | Seen::Blocked(_) => {}
                 Seen::Node(n @ (HNode::File { .. } | HNode::Symlink { .. })) => {
                     facts.origins.insert(q.clone(), origin_of(n));
@@ -461,6 +462,8 @@ fn file_precheck(
                 }
                 Seen::Node(_) => refused.push(format!("{q}: a directory where a file goes")),
             },
+            // A removal or a change always has an entry before.
+            (_, None) => {}
         }
     }
     (facts, refused)

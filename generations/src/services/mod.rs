@@ -408,7 +408,7 @@ pub fn plan(
         let (old_e, new_e) = match c {
             Change::Added(_, e) => (None, Some(e)),
             Change::Removed(_, e) => (Some(e), None),
-            Change::Changed(_, a, b) => (Some(a), Some(b)),
+            Change::Changed(_, a, b) => (Some(&**a), Some(&**b)),
         };
         // A directory's own attributes configure nothing.
         if old_e.is_none_or(|e| e.is_dir()) && new_e.is_none_or(|e| e.is_dir()) {

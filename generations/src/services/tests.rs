@@ -50,7 +50,7 @@ fn services(units: &[(&str, Unit)]) -> Services {
 }
 
 fn changed(path: &str) -> Change {
-    Change::Changed(p(path), file("a"), file("b"))
+    Change::changed(p(path), file("a"), file("b"))
 }
 
 fn text(steps: &[ServiceStep]) -> Vec<String> {
