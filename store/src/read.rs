@@ -95,28 +95,16 @@ impl Store {
         };
         let mut decoder =
             zstd::stream::read::Decoder::new(source).map_err(StoreError::io(&path))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; STREAM_BUF];
-        let mut total = 0u64;
-        loop {
-            let n = match decoder.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if read_failed.get() => return Err(StoreError::Io { path, source: e }),
-                Err(_) => return Err(StoreError::Corrupt { hash: *hash }),
-            };
-            hasher.update(&buf[..n]);
-            sink(&buf[..n]).map_err(|source| StoreError::Output {
-                hash: *hash,
-                source,
-            })?;
-            total += n as u64;
-        }
-        if Hash::from(hasher.finalize()) != *hash {
-            return Err(StoreError::Corrupt { hash: *hash });
-        }
-        Ok(total)
+        pump(&mut decoder, hash, sink, &|e| {
+            if read_failed.get() {
+                StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                }
+            } else {
+                StoreError::Corrupt { hash: *hash }
+            }
+        })
     }
 }
 
@@ -214,15 +202,29 @@ fn stream_plain(
         })?;
         return Ok(bytes.len() as u64);
     }
+    pump(file, hash, sink, &|e| StoreError::io(path)(e))
+}
+
+/// Passes what `r` reads on to `sink` as it comes, hashing it, and fails
+/// at the end unless it hashed to `hash` (a damaged object's first bytes
+/// may have been passed on: callers write into what they then discard).
+/// `read_err` names a failed read (a disk error, or zstd's word for a
+/// damaged frame).
+fn pump(
+    r: &mut dyn Read,
+    hash: &Hash,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    read_err: &dyn Fn(io::Error) -> StoreError,
+) -> Result<u64, StoreError> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; STREAM_BUF];
     let mut total = 0u64;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StoreError::io(path)(e)),
+            Err(e) => return Err(read_err(e)),
         };
         hasher.update(&buf[..n]);
         sink(&buf[..n]).map_err(|source| StoreError::Output {
