@@ -63,10 +63,15 @@ pub const RUNNER_ARG: &str = "--measure-child";
 /// operation's peak would read at least the benchmark's own (66 MiB at
 /// 300k files: a no-op switch of 7 MiB read 66). The runner is small.
 pub fn run(cmd: Command, log_base: &Path) -> Result<Run> {
+    run_through(&std::env::current_exe()?, cmd, log_base)
+}
+
+/// [`run`] through the runner `runner` (this binary, but in tests).
+fn run_through(runner_exe: &Path, cmd: Command, log_base: &Path) -> Result<Run> {
     let stdout = log_base.with_extension("out");
     let stderr = log_base.with_extension("err");
     let report = log_base.with_extension("rusage");
-    let mut runner = Command::new(std::env::current_exe()?);
+    let mut runner = Command::new(runner_exe);
     runner.arg(RUNNER_ARG).arg(&report).arg(cmd.get_program());
     runner.args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
@@ -251,15 +256,45 @@ mod tests {
     }
 
     #[test]
-    fn run_reports_status_and_rss() {
+    fn the_runner_reports_its_childs_status_and_rss() {
         let d = tempfile::tempdir().unwrap();
+        let report = d.path().join("report");
+        child_main(&[report.clone().into()]).expect_err("a report path and a program are needed");
+        child_main(&[
+            report.clone().into(),
+            "sh".into(),
+            "-c".into(),
+            "exit 3".into(),
+        ])
+        .unwrap();
+        let f: Vec<f64> = fs::read_to_string(&report)
+            .unwrap()
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(f.len(), 5);
+        assert!(f[0] >= 0.0 && f[3] > 0.0, "wall and rss: {f:?}");
+        assert_eq!(f[4], 3.0);
+    }
+
+    #[test]
+    fn run_reads_the_runners_report_and_captures_output() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        // A runner that speaks the protocol with figures of its own.
+        let runner = d.path().join("runner");
+        fs::write(
+            &runner,
+            "#!/bin/sh\nshift; report=$1; shift; \"$@\"; s=$?\necho \"0.5 0.1 0.2 1234 $s\" > \"$report\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&runner, fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = Command::new("sh");
         c.args(["-c", "echo hi; exit 3"]);
-        let r = run(c, &d.path().join("x")).unwrap();
-        assert_eq!(r.status, 3);
+        let r = run_through(&runner, c, &d.path().join("x")).unwrap();
+        assert_eq!((r.status, r.maxrss_kib, r.wall_s), (3, 1234, 0.5));
         assert_eq!(r.stdout_text(), "hi\n");
-        assert!(r.maxrss_kib > 0);
-        assert!(r.wall_s >= 0.0);
+        assert!(!d.path().join("x.rusage").exists(), "the report is removed");
     }
 
     #[test]
