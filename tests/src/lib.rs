@@ -257,6 +257,21 @@ pub fn skipping_allowed() -> bool {
 pub const ALLOW_SKIP: &str = "SYSGEN_TEST_ALLOW_SKIP";
 
 /// A test path as the `&str` an argument list wants (test paths are UTF-8).
+/// `len` bytes that zstd cannot shrink, different for each `seed`
+/// (xorshift): a file of a known stored size, or one whose copy and clone
+/// are told apart by their extents.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }

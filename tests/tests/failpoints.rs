@@ -17,21 +17,7 @@ use std::process::Command;
 use serde_json::{Map, Value, json};
 use sysgen_store::{Area, Hash, Store};
 use sysgen_tests::datasets::Tmpfs;
-use sysgen_tests::{Run, TestEnv, dump_tree, s};
-
-/// `len` bytes that zstd cannot shrink, different for each `seed`, so that
-/// each file is one object of a known size in its pack.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use sysgen_tests::{Run, TestEnv, dump_tree, noise, s};
 
 /// A root whose state is in its default place, or in `state` when set
 /// (given to every command as `--state-dir`).

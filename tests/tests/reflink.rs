@@ -39,15 +39,7 @@ fn btrfs() -> Option<Btrfs> {
 /// Bytes that differ for every (`i`, `variant`) and that zstd cannot shrink
 /// much, so that a copy and a clone are told apart by their extents.
 fn content(i: usize, variant: u64, len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64) << 20 ^ variant;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    sysgen_tests::noise((i as u64) << 20 ^ variant, len)
 }
 
 /// Sizes of the tree's files: below the clone threshold (written), above
