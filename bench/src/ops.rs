@@ -213,7 +213,10 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
             Ok(ctx.sysgen(&h.root, &h.state, &["switch", id]))
         };
         let cp_base = ctx.work.join("anchors/cp");
+        let cp_sync_base = ctx.work.join("anchors/cp-sync");
         let rsync_base = ctx.work.join("anchors/rsync");
+        let mut cp_sync_prep = |_| Ok(fs::create_dir_all(&cp_sync_base)?);
+        let mut cp_sync_run = |i: usize| Ok(users_path::cp_sync_cmd(ctx, &cp_sync_base, i));
         let mut cp_prep = |_| Ok(fs::create_dir_all(&cp_base)?);
         let mut cp_run = |i: usize| Ok(users_path::cp_cmd(ctx, &cp_base, i));
         let mut rsync_prep = |_| Ok(fs::create_dir_all(&rsync_base)?);
@@ -235,6 +238,18 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
                 cmd: &mut cp_run,
             });
         }
+        // The copy made durable as the switch is: the share of the ratio
+        // that is the switch's own sync.
+        let cp_sync_op = ("cp_a_sync", "cp -a; sync -f of the tree");
+        if users_path::anchor_wanted(ctx, rec, cp_sync_op, "cp", "cp") {
+            ops.push(Interleaved {
+                key: cp_sync_op.0,
+                label: cp_sync_op.1,
+                tool: "cp",
+                prep: &mut cp_sync_prep,
+                cmd: &mut cp_sync_run,
+            });
+        }
         let rsync_op = ("rsync_a", "rsync -a of the tree");
         if users_path::anchor_wanted(ctx, rec, rsync_op, "rsync", "rsync") {
             ops.push(Interleaved {
@@ -250,7 +265,7 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
         if rec.get("switch_first").is_some_and(|o| o.error.is_none()) {
             switched = hosts.borrow().last().cloned();
         }
-        if let Err(e) = ctx.release(&["anchors/cp", "anchors/rsync"]) {
+        if let Err(e) = ctx.release(&["anchors/cp", "anchors/cp-sync", "anchors/rsync"]) {
             eprintln!("[reclaim] {e}");
         }
     }

@@ -84,6 +84,7 @@ const TIME_TARGETS: &[(&str, &str, Option<f64>, bool)] = &[
     ("gc", "ostree_prune", None, false),
     ("verify", "b3sum", Some(1.5), false),
     ("switch_first", "rsync_a", None, false),
+    ("switch_first", "cp_a_sync", None, false),
     ("switch_config_first", "cp_a_interleaved", Some(1.2), false),
     ("switch_config_first", "rsync_a_interleaved", None, false),
     ("switch_config_active", "git_status", Some(1.0), false),

@@ -24,6 +24,19 @@ pub fn cp_cmd(ctx: &Ctx, base: &Path, i: usize) -> Command {
     c
 }
 
+/// `cp -a` of the corpus to `base/<i>`, then `sync -f` of the copy: what
+/// a durable copy costs, as a switch is durable (it syncs its file system
+/// before it records the generation as active).
+pub fn cp_sync_cmd(ctx: &Ctx, base: &Path, i: usize) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(r#"cp -a "$1" "$2" && sync -f "$2""#)
+        .arg("sh")
+        .arg(&ctx.a)
+        .arg(base.join(i.to_string()));
+    c
+}
+
 /// `rsync -a` of the corpus's content to `base/<i>` (the trailing slash
 /// copies the content, as `cp -a` to a new name does).
 pub fn rsync_cmd(ctx: &Ctx, base: &Path, i: usize) -> Command {
