@@ -25,9 +25,15 @@ pub struct Out {
 }
 
 impl Out {
+    /// Whether [`Out::line`] shows anything: what only makes lines can be
+    /// skipped when not.
+    pub fn shows_lines(&self) -> bool {
+        !self.json && !self.quiet
+    }
+
     /// A line for people.
     pub fn line(&self, s: impl AsRef<str>) {
-        if !self.json && !self.quiet {
+        if self.shows_lines() {
             anstream::println!("{}", s.as_ref());
         }
     }
