@@ -181,7 +181,7 @@ fn stream_small(
 /// [`Store::stream`] for an object of a plain store: its file holds the
 /// raw bytes, passed on as read and hashed. A small object is checked
 /// whole before any of it is passed on, as a small zstd object is.
-fn stream_plain(
+pub(crate) fn stream_plain(
     path: &Path,
     file: &mut std::fs::File,
     stored_len: u64,
@@ -210,7 +210,7 @@ fn stream_plain(
 /// may have been passed on: callers write into what they then discard).
 /// `read_err` names a failed read (a disk error, or zstd's word for a
 /// damaged frame).
-fn pump(
+pub(crate) fn pump(
     r: &mut dyn Read,
     hash: &Hash,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,

@@ -97,8 +97,15 @@ pub fn check_entry(path: &Path, expect: Expect) -> Result<(), StoreError> {
     check_owner(path, meta.uid())
 }
 
+/// The effective uid: read once, it does not change in a run (and a
+/// switch checks an object's owner per file).
+fn euid() -> u32 {
+    static ME: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ME.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
 fn check_owner(path: &Path, uid: u32) -> Result<(), StoreError> {
-    let me = nix::unistd::geteuid().as_raw();
+    let me = euid();
     if uid != me {
         return Err(untrusted(
             path,

@@ -164,18 +164,22 @@ impl RootDir {
             .gives()
             .map_err(|e| err(p, "read the parent's defaults", e))?;
         let parent = &parent.fd;
+        // Created with its final mode where that is what the kernel gives
+        // it: then no fchmod follows (a call per file of a first switch).
+        let exact = created_exact(mode, owner, gives);
         let fd = match openat(
             parent.as_fd(),
             p.file_name(),
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            NixMode::from_bits_truncate(0o600),
+            NixMode::from_bits_truncate(if exact { mode } else { 0o600 }),
         ) {
             Ok(fd) => fd,
             Err(Errno::EEXIST) => return Ok(false),
             Err(e) => return Err(err(p, "create", e)),
         };
         let mut f = File::from(fd);
-        if let Err(e) = seal(&mut f, mode, owner, xattrs, Some(gives), fill) {
+        let fresh = Fresh { gives, exact };
+        if let Err(e) = seal(&mut f, mode, owner, xattrs, Some(fresh), fill) {
             // Ours since the O_EXCL: nobody else's file goes.
             let _ = unlinkat(parent.as_fd(), p.file_name(), UnlinkatFlags::NoRemoveDir);
             return Err(err(p, "write", e));
@@ -493,8 +497,6 @@ impl RootDir {
     }
 }
 
-/// Fills a file sysgen just created, then gives it its owner, mode and
-/// attributes, in the order that leaves each one as the generation says.
 /// The effective ids a file this process creates gets (unless its
 /// directory gives its own group): read once, they do not change in a run.
 fn creator() -> (u32, u32) {
@@ -507,29 +509,69 @@ fn creator() -> (u32, u32) {
     })
 }
 
-/// Fills `f` and gives it exactly `mode`, `owner` and `xattrs`. `fresh`
-/// says `f` was just created by this process with `O_EXCL` in a directory
-/// that gives what [`Gives`] says: then it has no capability (none is
-/// inherited), an access ACL only from a default ACL, and the creator's
-/// ids, so the calls that would change nothing are not made.
-fn seal(
-    f: &mut File,
-    mode: u32,
-    owner: Owner,
-    xattrs: &Xattrs,
-    fresh: Option<Gives>,
-    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    fill(f)?;
-    let chown = match fresh {
+/// The process's umask, read once from `/proc/self/status`: `umask(2)`
+/// can only be read by setting it, which would change it for a moment for
+/// every thread. `None` (no such line, no `/proc`): not known, so no file
+/// is created with its final mode.
+fn umask() -> Option<u32> {
+    static MASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *MASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
+/// Whether a file created with `mode` in a directory that gives `gives`
+/// has exactly `mode` at once: the umask takes nothing from it, no default
+/// ACL replaces the umask, it has no set-id or sticky bit (the kernel may
+/// drop set-gid at creation, and a chown drops set-id bits after it), and
+/// no chown follows.
+fn created_exact(mode: u32, owner: Owner, gives: Gives) -> bool {
+    !gives.acl
+        && mode & 0o7000 == 0
+        && umask().is_some_and(|m| mode & m == 0)
+        && !chown_needed(owner, Some(gives))
+}
+
+/// Whether a file needs an `fchown` to be owned as `owner` says; `fresh`:
+/// it was just created in a directory that gives that, so it has the
+/// creator's ids (or the directory's group).
+fn chown_needed(owner: Owner, fresh: Option<Gives>) -> bool {
+    match fresh {
         None => owner.uid.is_some() || owner.gid.is_some(),
         Some(g) => {
             let (uid, gid) = creator();
             owner.uid.is_some_and(|u| u != uid)
                 || owner.gid.is_some_and(|w| w != g.group.unwrap_or(gid))
         }
-    };
-    if chown {
+    }
+}
+
+/// A file just created by this process with `O_EXCL`: what its directory
+/// gives it, and whether it was created with its final mode
+/// ([`created_exact`]).
+#[derive(Clone, Copy)]
+struct Fresh {
+    gives: Gives,
+    exact: bool,
+}
+
+/// Fills `f` and gives it exactly `mode`, `owner` and `xattrs`, in the
+/// order that leaves each one as the generation says. With `fresh` (see
+/// [`Fresh`]) it has no capability (none is inherited), an access ACL only
+/// from a default ACL, and the creator's ids, so the calls that would
+/// change nothing are not made.
+fn seal(
+    f: &mut File,
+    mode: u32,
+    owner: Owner,
+    xattrs: &Xattrs,
+    fresh: Option<Fresh>,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    fill(f)?;
+    if chown_needed(owner, fresh.map(|f| f.gives)) {
         nix::unistd::fchown(
             f.as_fd(),
             owner.uid.map(Uid::from_raw),
@@ -537,13 +579,15 @@ fn seal(
         )?;
     }
     // After chown: chown clears set-id bits, and the umask must not matter.
-    fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
+    if !fresh.is_some_and(|f| f.exact) {
+        fchmod(f.as_fd(), NixMode::from_bits_truncate(mode))?;
+    }
     // Last: chown clears a capability, chmod rewrites an ACL's mask.
     // An ACL the new file inherited from its directory's default ACL goes:
     // the file is exactly what the generation records.
     match fresh {
         None => super::xattr::apply_fd(f.as_fd(), xattrs, &[super::xattr::ACL_ACCESS.to_owned()])?,
-        Some(g) => super::xattr::apply_new_fd(f.as_fd(), xattrs, g.acl)?,
+        Some(g) => super::xattr::apply_new_fd(f.as_fd(), xattrs, g.gives.acl)?,
     }
     Ok(())
 }
