@@ -118,7 +118,9 @@ fn gc_grows_by_under_290_bytes_per_file() {
     let gc_8k = gc_peak(8_000);
     let gc_32k = gc_peak(32_000);
     let per_file = (gc_32k.saturating_sub(gc_8k) * 1024) / 24_000;
-    eprintln!("gc's peak RSS: {gc_8k} KiB at 8k files, {gc_32k} KiB at 32k, {per_file} bytes per file");
+    eprintln!(
+        "gc's peak RSS: {gc_8k} KiB at 8k files, {gc_32k} KiB at 32k, {per_file} bytes per file"
+    );
     assert!(
         per_file <= GC_BYTES_PER_FILE,
         "gc's peak grew by {per_file} bytes per file ({gc_8k} KiB at 8k files, {gc_32k} KiB at \
