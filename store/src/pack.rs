@@ -239,15 +239,27 @@ fn within(slots: &[Slot], len: u64) -> Result<(), String> {
 }
 
 /// Appends the entries of the index at `path` (open as `file`, `len`
-/// bytes) to `out` as slots of pack number `pack`, read a block at a time
-/// rather than the whole file: the index of a million objects is 42 MiB.
+/// bytes) to `out` as slots of pack number `pack`.
 /// On an error, `out` may hold some of them: the caller truncates it.
 fn read_slots(
     path: &Path,
-    mut file: File,
+    file: File,
     len: u64,
     pack: u32,
     out: &mut Vec<Slot>,
+) -> Result<(), StoreError> {
+    each_entry(path, file, len, &mut |e| out.push(e.slot(pack)))
+}
+
+/// Hands `f` every entry of the index at `path` (open as `file`, `len`
+/// bytes), read a block at a time rather than the whole file (the index of
+/// a million objects is 42 MiB), then checks the checksum: on an error,
+/// `f` may have had some entries, which the caller drops.
+fn each_entry(
+    path: &Path,
+    mut file: File,
+    len: u64,
+    f: &mut dyn FnMut(IdxEntry),
 ) -> Result<(), StoreError> {
     let mut header = [0u8; 16];
     let count = entries_in(len).filter(|_| file.read_exact(&mut header).is_ok());
@@ -256,7 +268,7 @@ fn read_slots(
     }) else {
         // Not the shape of a good index: read whole, which says what is
         // wrong (or reads it, if it changed under us).
-        out.extend(read_idx(path)?.into_iter().map(|e| e.slot(pack)));
+        read_whole(path)?.into_iter().for_each(f);
         return Ok(());
     };
     let mut sum = blake3::Hasher::new();
@@ -270,11 +282,10 @@ fn read_slots(
         let block = &mut buf[..n * ENTRY_LEN];
         file.read_exact(block).map_err(StoreError::io(path))?;
         sum.update(block);
-        out.extend(
-            block
-                .chunks_exact(ENTRY_LEN)
-                .map(|e| parse_entry(e).slot(pack)),
-        );
+        block
+            .chunks_exact(ENTRY_LEN)
+            .map(parse_entry)
+            .for_each(&mut *f);
         left -= n;
     }
     let mut want = [0u8; 32];
@@ -310,8 +321,17 @@ fn parse_entry(e: &[u8]) -> IdxEntry {
 }
 
 /// The entries of the index at `path`, checked against its checksum and
-/// against each other.
+/// its length.
 pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
+    let (file, meta) = trust::open_meta(path, Expect::File, false)?;
+    let mut out = Vec::with_capacity(entries_in(meta.len()).unwrap_or(0));
+    each_entry(path, file, meta.len(), &mut |e| out.push(e))?;
+    Ok(out)
+}
+
+/// [`read_idx`] of the whole file at once: for an index whose length or
+/// header is wrong, to say what is wrong with it.
+fn read_whole(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
     let mut bytes = Vec::new();
     trust::open(path, Expect::File, false)?
         .read_to_end(&mut bytes)
