@@ -67,6 +67,7 @@ fn is_zero(n: &u64) -> bool {
 
 pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     state.refuse_if_interrupted()?;
+    state.db.unmap()?;
     let mut repaired = GcOutcome::default();
     if !opts.dry_run {
         set_aside(state, &mut repaired)?;
