@@ -67,6 +67,7 @@ fn is_zero(n: &u64) -> bool {
 
 pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
     state.refuse_if_interrupted()?;
+    state.db.unmap()?;
     let mut repaired = GcOutcome::default();
     if !opts.dry_run {
         set_aside(state, &mut repaired)?;
@@ -123,25 +124,32 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
         generations: doomed.clone(),
         ..repaired
     };
+    // Sweep: the store's objects in order beside the sorted marks.
+    let Marks {
+        nodes,
+        mut public,
+        mut secret,
+    } = marks;
     let mut garbage = Vec::new();
-    let listed = [
-        (Area::Public, &marks.public, state.store.list(Area::Public)?),
-        (Area::Secret, &marks.secret, state.store.list(Area::Secret)?),
-    ];
     opts.progress.start(
         "scanning store",
-        listed.iter().map(|(_, _, l)| l.len() as u64).sum(),
+        state.store.packed_count(Area::Public)? + state.store.packed_count(Area::Secret)?,
     );
-    for (area, live, hashes) in listed {
-        for h in hashes {
-            if !live.contains(&h) {
-                out.bytes_freed += state.store.disk_size(&h, area)?;
-                garbage.push((h, area));
-            }
-            opts.progress.advance(1);
+    for (area, live) in [
+        (Area::Public, public.finish()),
+        (Area::Secret, secret.finish()),
+    ] {
+        for (h, bytes) in state
+            .store
+            .sweep(area, live, &mut |n| opts.progress.advance(n))?
+        {
+            out.bytes_freed += bytes;
+            garbage.push((h, area));
         }
     }
     opts.progress.finish();
+    // The largest thing gc holds: gone before the store is rewritten.
+    drop((public, secret));
     out.objects = garbage.len() as u64;
     let all_manifests = state.db.all_manifest_ids()?;
     out.manifests = all_manifests.iter().filter(|m| !kept.contains(m)).count() as u64;
@@ -151,7 +159,7 @@ pub fn gc(state: &mut State, opts: &GcOptions<'_>) -> Result<GcOutcome, Error> {
         .map(|(h, _)| *h)
         .collect();
     if !opts.dry_run {
-        let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &marks.nodes, &kept)?;
+        let (_, removed_nodes) = state.db.collect(&doomed, opts.now, &nodes, &kept)?;
         out.nodes = removed_nodes;
     }
     // After the generations are gone: a crash here leaves the kinds'

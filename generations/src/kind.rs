@@ -178,11 +178,16 @@ impl<'a, S> Inspection<'a, S> {
 }
 
 /// What the store and gc must keep for the generations that stay.
+///
+/// Nodes (directories, a few per hundred files) are a set, as the walk
+/// asks of each whether it was seen. Objects are only gathered, then
+/// sorted once ([`MarkSet::finish`]) and swept beside the store's sorted
+/// index: 32 bytes per object where a `HashSet` took 37 to 75.
 #[derive(Default)]
 pub struct Marks {
     pub nodes: HashKeySet<NodeId>,
-    pub public: HashKeySet<Hash>,
-    pub secret: HashKeySet<Hash>,
+    pub public: MarkSet,
+    pub secret: MarkSet,
 }
 
 impl Marks {
@@ -191,6 +196,50 @@ impl Marks {
             Area::Public => self.public.insert(hash),
             Area::Secret => self.secret.insert(hash),
         };
+    }
+}
+
+/// Object hashes gathered with repeats (generations share most objects),
+/// kept within twice the distinct ones by sorting away the repeats
+/// whenever the vector is about to grow.
+#[derive(Default)]
+pub struct MarkSet {
+    hashes: Vec<Hash>,
+    /// How many hashes the last sort left (its prefix has no repeats).
+    distinct: usize,
+}
+
+impl MarkSet {
+    pub fn insert(&mut self, hash: Hash) {
+        // Full, and as many pushed since the last sort as it left: sort
+        // (repeats go) rather than double while half may be repeats.
+        if self.hashes.len() == self.hashes.capacity()
+            && self.hashes.len() >= 2 * self.distinct.max(1024)
+        {
+            self.compact();
+        }
+        self.hashes.push(hash);
+    }
+
+    fn compact(&mut self) {
+        self.hashes.sort_unstable();
+        self.hashes.dedup();
+        self.distinct = self.hashes.len();
+    }
+
+    /// Every hash inserted, sorted, each once.
+    pub fn finish(&mut self) -> &[Hash] {
+        self.compact();
+        self.hashes.shrink_to_fit();
+        &self.hashes
+    }
+}
+
+impl Extend<Hash> for MarkSet {
+    fn extend<I: IntoIterator<Item = Hash>>(&mut self, iter: I) {
+        for h in iter {
+            self.insert(h);
+        }
     }
 }
 

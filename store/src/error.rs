@@ -67,6 +67,13 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// More packed objects in one area than the in-memory index counts
+    /// (2^32): a store far past what one host holds.
+    #[error(
+        "the store's packs hold {count} objects in one area, more than sysgen can index (2^32)"
+    )]
+    TooManyPacked { count: u64 },
+
     /// Writing a verified object out to the caller's writer failed.
     #[error("could not write out store object {hash}: {source}")]
     Output {

@@ -48,11 +48,13 @@ mod error;
 pub mod fault;
 mod format;
 mod hash;
+mod index;
 mod merge;
 mod pack;
 mod raw;
 mod read;
 mod repack;
+mod sweep;
 pub mod trust;
 mod write;
 
@@ -257,7 +259,7 @@ impl Store {
 
     /// True if the object is stored (in a pack or as a file of its own).
     pub fn contains(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
-        if self.with_packs(area, |set| set.map.contains_key(hash))? {
+        if self.with_packs(area, |set| set.index.contains(hash))? {
             return Ok(true);
         }
         Ok(self.contains_loose(hash, area))
@@ -363,7 +365,7 @@ impl Store {
                 let mut dead = vec![HashKeySet::default(); set.packs.len()];
                 let mut loose = Vec::new();
                 for (hash, _) in objects.iter().filter(|(_, a)| *a == area) {
-                    match set.map.get(hash) {
+                    match set.index.get(hash) {
                         Some(loc) => {
                             dead[loc.pack as usize].insert(*hash);
                         }
@@ -403,39 +405,8 @@ impl Store {
     /// Every object hash in `area`, sorted. Names that are not object names
     /// are ignored.
     pub fn list(&self, area: Area) -> Result<Vec<Hash>, StoreError> {
-        let area_dir = self.area_dir(area);
-        let mut out = Vec::new();
-        let fans = match fs::read_dir(area_dir) {
-            Ok(rd) => Some(rd),
-            // A store opened for reading whose area is gone holds nothing there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StoreError::io(area_dir)(e)),
-        };
-        for fan in fans.into_iter().flatten() {
-            let fan = fan.map_err(StoreError::io(area_dir))?;
-            let Some(prefix) = fan.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if prefix.len() != 2 || !fan.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let fan_path = fan.path();
-            for entry in fs::read_dir(&fan_path).map_err(StoreError::io(&fan_path))? {
-                let entry = entry.map_err(StoreError::io(&fan_path))?;
-                let Some(rest) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                let text = format!("{prefix}{rest}");
-                // Only canonical (lowercase) names: anything else would not be
-                // found again by object_path.
-                if let Ok(hash) = Hash::from_hex(&text)
-                    && hash.to_hex() == text
-                {
-                    out.push(hash);
-                }
-            }
-        }
-        self.with_packs(area, |set| out.extend(set.map.keys().copied()))?;
+        let mut out = self.list_loose(area)?;
+        self.with_packs(area, |set| out.extend(set.index.iter().map(|(h, _)| *h)))?;
         out.sort_unstable();
         // An object may be both packed and loose after a crash.
         out.dedup();
@@ -444,7 +415,7 @@ impl Store {
 
     /// Bytes the object takes on disk (compressed).
     pub fn disk_size(&self, hash: &Hash, area: Area) -> Result<u64, StoreError> {
-        if let Some(loc) = self.with_packs(area, |set| set.map.get(hash).copied())? {
+        if let Some(loc) = self.with_packs(area, |set| set.index.get(hash))? {
             return Ok(u64::from(loc.len));
         }
         let path = self.object_path(hash, area);

@@ -34,15 +34,14 @@
 //! names a hole. Which holes, and when a pack is copied instead, is the
 //! `repack` module's policy.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
-use std::hash::BuildHasherDefault;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::index::{Index, Slot};
 use crate::trust::{self, Expect};
-use crate::{Area, Hash, KeyHasher, Store, StoreError, TempFile};
+use crate::{Area, Hash, Store, StoreError, TempFile};
 
 const PACK_MAGIC: &[u8; 8] = b"SGPACK1\n";
 const IDX_MAGIC: &[u8; 8] = b"SGIDX01\n";
@@ -57,6 +56,18 @@ pub(crate) struct IdxEntry {
     pub(crate) hash: Hash,
     pub(crate) offset: u64,
     pub(crate) len: u32,
+}
+
+impl IdxEntry {
+    /// This entry in the area's index, as an object of pack number `pack`.
+    fn slot(self, pack: u32) -> Slot {
+        Slot {
+            hash: self.hash,
+            offset: self.offset,
+            pack,
+            len: self.len,
+        }
+    }
 }
 
 /// Where a packed object is: which pack of the area's [`PackSet`], and where in it.
@@ -88,7 +99,8 @@ impl Pack {
 #[derive(Debug, Default)]
 pub(crate) struct PackSet {
     pub(crate) packs: Vec<Pack>,
-    pub(crate) map: HashMap<Hash, Loc, BuildHasherDefault<KeyHasher>>,
+    /// Every object in them, by hash.
+    pub(crate) index: Index,
     /// Packs left out because their index or their data is damaged: what
     /// they hold is unknown, and only those objects are lost (the others
     /// load and read as usual).
@@ -156,6 +168,11 @@ pub(crate) fn load(dir: &Path, area: Area) -> Result<PackSet, StoreError> {
     // A fixed order, so that an object found in two packs (after a crash in
     // a repack) is always read from the same one.
     names.sort_unstable();
+    // Every pack opened and every index measured first, so that the slots
+    // are allocated once at their size: growing by doubling would hold up
+    // to twice the index for a moment.
+    let mut found = Vec::with_capacity(names.len());
+    let mut capacity = 0usize;
     for name in names {
         let path = pack_path(dir, &name);
         let (file, meta) = match trust::open_meta(&path, Expect::File, false) {
@@ -167,63 +184,154 @@ pub(crate) fn load(dir: &Path, area: Area) -> Result<PackSet, StoreError> {
             }
             Err(e) => return Err(e),
         };
-        let len = meta.len();
-        let entries = match read_idx(&idx_path(dir, &name)) {
-            Ok(e) => within(e, len),
+        let idx = trust::open_meta(&idx_path(dir, &name), Expect::File, false)?;
+        capacity += entries_in(idx.1.len()).unwrap_or(0);
+        found.push((name, path, file, meta.len(), idx));
+    }
+    let mut slots = Vec::with_capacity(capacity);
+    for (name, path, file, len, (idx, idx_meta)) in found {
+        let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
+        let before = slots.len();
+        let read = match read_slots(&idx_path(dir, &name), idx, idx_meta.len(), pack, &mut slots) {
+            Ok(()) => within(&slots[before..], len),
             Err(StoreError::BadPack { why, .. }) => Err(why),
             Err(e) => return Err(e),
         };
-        let entries = match entries {
-            Ok(e) => e,
+        match read {
+            Ok(()) => set.packs.push(Pack { path, file, len }),
             Err(why) => {
+                slots.truncate(before);
                 set.damaged.push(DamagedPack {
                     name,
                     area,
                     path,
                     why,
                 });
-                continue;
-            }
-        };
-        let pack = u32::try_from(set.packs.len()).unwrap_or(u32::MAX);
-        for e in entries {
-            match set.map.entry(e.hash) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Loc {
-                        pack,
-                        offset: e.offset,
-                        len: e.len,
-                    });
-                }
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    set.shadowed.push((pack, e.hash));
-                }
             }
         }
-        set.packs.push(Pack { path, file, len });
     }
+    let (index, shadowed) = Index::build(slots)?;
+    set.index = index;
+    set.shadowed = shadowed;
     Ok(set)
 }
 
-/// `entries` if every frame they name lies inside a pack of `len` bytes (a
+/// How many entries an index of `len` bytes holds, if that is a whole number.
+fn entries_in(len: u64) -> Option<usize> {
+    let table = usize::try_from(len).ok()?.checked_sub(16 + 32)?;
+    (table % ENTRY_LEN == 0).then_some(table / ENTRY_LEN)
+}
+
+/// Ok if every frame of `slots` lies inside a pack of `len` bytes (a
 /// truncated pack is damaged as a whole).
-fn within(entries: Vec<IdxEntry>, len: u64) -> Result<Vec<IdxEntry>, String> {
-    let inside = |e: &IdxEntry| {
-        e.offset >= PACK_MAGIC.len() as u64
-            && e.offset
-                .checked_add(u64::from(e.len))
+fn within(slots: &[Slot], len: u64) -> Result<(), String> {
+    let inside = |s: &Slot| {
+        s.offset >= PACK_MAGIC.len() as u64
+            && s.offset
+                .checked_add(u64::from(s.len))
                 .is_some_and(|end| end <= len)
     };
-    if entries.iter().all(inside) {
-        Ok(entries)
+    if slots.iter().all(inside) {
+        Ok(())
     } else {
         Err("the pack is shorter than its index says (truncated)".into())
     }
 }
 
+/// Appends the entries of the index at `path` (open as `file`, `len`
+/// bytes) to `out` as slots of pack number `pack`.
+/// On an error, `out` may hold some of them: the caller truncates it.
+fn read_slots(
+    path: &Path,
+    file: File,
+    len: u64,
+    pack: u32,
+    out: &mut Vec<Slot>,
+) -> Result<(), StoreError> {
+    each_entry(path, file, len, &mut |e| out.push(e.slot(pack)))
+}
+
+/// Hands `f` every entry of the index at `path` (open as `file`, `len`
+/// bytes), read a block at a time rather than the whole file (the index of
+/// a million objects is 42 MiB), then checks the checksum: on an error,
+/// `f` may have had some entries, which the caller drops.
+fn each_entry(
+    path: &Path,
+    mut file: File,
+    len: u64,
+    f: &mut dyn FnMut(IdxEntry),
+) -> Result<(), StoreError> {
+    let mut header = [0u8; 16];
+    let count = entries_in(len).filter(|_| file.read_exact(&mut header).is_ok());
+    let Some(count) = count.filter(|&c| {
+        &header[..8] == IDX_MAGIC && u64::from_le_bytes(header_count(&header)) == c as u64
+    }) else {
+        // Not the shape of a good index: read whole, which says what is
+        // wrong (or reads it, if it changed under us).
+        read_whole(path)?.into_iter().for_each(f);
+        return Ok(());
+    };
+    let mut sum = blake3::Hasher::new();
+    sum.update(&header);
+    /// Entries per read: about 64 KiB.
+    const BLOCK: usize = 1489;
+    let mut buf = vec![0u8; BLOCK * ENTRY_LEN];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        let block = &mut buf[..n * ENTRY_LEN];
+        file.read_exact(block).map_err(StoreError::io(path))?;
+        sum.update(block);
+        block
+            .chunks_exact(ENTRY_LEN)
+            .map(parse_entry)
+            .for_each(&mut *f);
+        left -= n;
+    }
+    let mut want = [0u8; 32];
+    file.read_exact(&mut want).map_err(StoreError::io(path))?;
+    if sum.finalize().as_bytes() != &want {
+        return Err(StoreError::BadPack {
+            path: path.into(),
+            why: "its checksum does not match its content".into(),
+        });
+    }
+    Ok(())
+}
+
+fn header_count(header: &[u8; 16]) -> [u8; 8] {
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&header[8..16]);
+    count
+}
+
+/// One entry of an index's table (`ENTRY_LEN` bytes).
+fn parse_entry(e: &[u8]) -> IdxEntry {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&e[..32]);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&e[32..40]);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&e[40..44]);
+    IdxEntry {
+        hash: Hash::from_bytes(hash),
+        offset: u64::from_le_bytes(offset),
+        len: u32::from_le_bytes(len),
+    }
+}
+
 /// The entries of the index at `path`, checked against its checksum and
-/// against each other.
+/// its length.
 pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
+    let (file, meta) = trust::open_meta(path, Expect::File, false)?;
+    let mut out = Vec::with_capacity(entries_in(meta.len()).unwrap_or(0));
+    each_entry(path, file, meta.len(), &mut |e| out.push(e))?;
+    Ok(out)
+}
+
+/// [`read_idx`] of the whole file at once: for an index whose length or
+/// header is wrong, to say what is wrong with it.
+fn read_whole(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
     let mut bytes = Vec::new();
     trust::open(path, Expect::File, false)?
         .read_to_end(&mut bytes)
@@ -248,21 +356,7 @@ pub(crate) fn read_idx(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
     {
         return Err(damaged("its entry count does not match its length"));
     }
-    let mut out = Vec::with_capacity(table.len() / ENTRY_LEN);
-    for e in table.chunks_exact(ENTRY_LEN) {
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&e[..32]);
-        let mut offset = [0u8; 8];
-        offset.copy_from_slice(&e[32..40]);
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&e[40..44]);
-        out.push(IdxEntry {
-            hash: Hash::from_bytes(hash),
-            offset: u64::from_le_bytes(offset),
-            len: u32::from_le_bytes(len),
-        });
-    }
-    Ok(out)
+    Ok(table.chunks_exact(ENTRY_LEN).map(parse_entry).collect())
 }
 
 /// The bytes of an index for `entries` (sorted here).

@@ -19,7 +19,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let (packed, damaged) = self.with_packs(area, |set| {
             let damaged = set.damaged.first().cloned();
-            let Some(loc) = set.map.get(hash) else {
+            let Some(loc) = set.index.get(hash) else {
                 return (None, damaged);
             };
             let pack = &set.packs[loc.pack as usize];

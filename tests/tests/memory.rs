@@ -3,7 +3,8 @@
 //! and at 32,000 files. Verify walks one directory's node at a time, so
 //! its peak must not grow beyond a small margin (it grew by 8.4 MiB when
 //! it held the whole tree); a build's growth per file must stay under
-//! what a million files allow within 300 MiB.
+//! what a million files allow within 300 MiB, and so must gc's (dropping
+//! one of two generations).
 
 use std::fs;
 use std::path::Path;
@@ -23,6 +24,10 @@ const VERIFY_MARGIN_KIB: u64 = 3 * 1024;
 /// Growth per file allowed to an unchanged build's peak: 300 MiB for a
 /// million files, less a process's own 20 MiB, is 290 bytes per file.
 const BUILD_BYTES_PER_FILE: u64 = 290;
+
+/// Growth per file allowed to gc's peak, as for a build: the store's index
+/// and the marks of the kept generation are all that may grow with it.
+const GC_BYTES_PER_FILE: u64 = 290;
 
 /// `n` small files with distinct contents under `dir`, `PER_DIR` per
 /// directory, directories nested two levels deep (`a17/b3/f5`).
@@ -85,6 +90,41 @@ fn verify_stays_flat_from_8k_to_32k_files() {
     assert!(
         verify_32k <= verify_8k + VERIFY_MARGIN_KIB,
         "verify's peak grew with the tree: {verify_8k} KiB at 8k files, {verify_32k} KiB at 32k"
+    );
+}
+
+/// gc after a second generation (1% of files changed) dropped the first:
+/// peak RSS (KiB) for `n` files.
+fn gc_peak(n: usize) -> u64 {
+    let env = TestEnv::new();
+    let src = env.cfg().join("src");
+    corpus(&src, n);
+    let cfg = env.config(
+        "c.json",
+        json!({ "trees": { "/srv/corpus": { "source": "src" } } }),
+    );
+    env.switch(&cfg);
+    for i in (0..n).step_by(100) {
+        let d = i / PER_DIR;
+        let p = src.join(format!("a{}/b{}/f{}", d / 30, d % 30, i % PER_DIR));
+        fs::write(&p, format!("file {i}: changed\n")).expect("write");
+    }
+    env.switch(&cfg);
+    peak_kib(&env, &["gc", "--keep", "1"])
+}
+
+#[test]
+fn gc_grows_by_under_290_bytes_per_file() {
+    let gc_8k = gc_peak(8_000);
+    let gc_32k = gc_peak(32_000);
+    let per_file = (gc_32k.saturating_sub(gc_8k) * 1024) / 24_000;
+    eprintln!(
+        "gc's peak RSS: {gc_8k} KiB at 8k files, {gc_32k} KiB at 32k, {per_file} bytes per file"
+    );
+    assert!(
+        per_file <= GC_BYTES_PER_FILE,
+        "gc's peak grew by {per_file} bytes per file ({gc_8k} KiB at 8k files, {gc_32k} KiB at \
+         32k): a million files would not fit in 300 MiB"
     );
 }
 

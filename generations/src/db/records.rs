@@ -251,23 +251,34 @@ impl Db {
                 .execute("DELETE FROM manifests WHERE id = ?1", params![id])
                 .map_err(sql)? as u64;
         }
-        let nodes: Vec<Vec<u8>> = {
+        // Only the dead ids are held (not every node's): the walk reads
+        // the ids as they come, the deletes run after it.
+        let dead: Vec<Vec<u8>> = {
+            let live = |id: &[u8]| {
+                <[u8; 32]>::try_from(id)
+                    .is_ok_and(|b| live_nodes.contains(&NodeId(Hash::from_bytes(b))))
+            };
             let mut st = tx.prepare_cached("SELECT id FROM nodes").map_err(sql)?;
-            st.query_map([], |r| r.get(0))
-                .map_err(sql)?
-                .collect::<Result<_, _>>()
-                .map_err(sql)?
+            let mut rows = st.query([]).map_err(sql)?;
+            let mut dead = Vec::new();
+            while let Some(r) = rows.next().map_err(sql)? {
+                let id = r
+                    .get_ref(0)
+                    .map_err(sql)?
+                    .as_blob()
+                    .map_err(|e| sql(e.into()))?;
+                if !live(id) {
+                    dead.push(id.to_vec());
+                }
+            }
+            dead
         };
         let mut removed_nodes = 0;
         {
             let mut del = tx
                 .prepare_cached("DELETE FROM nodes WHERE id = ?1")
                 .map_err(sql)?;
-            let live = |id: &[u8]| {
-                <[u8; 32]>::try_from(id)
-                    .is_ok_and(|b| live_nodes.contains(&NodeId(Hash::from_bytes(b))))
-            };
-            for id in nodes.iter().filter(|id| !live(id)) {
+            for id in &dead {
                 removed_nodes += del.execute(params![id]).map_err(sql)? as u64;
             }
         }

@@ -93,7 +93,7 @@ pub(super) fn deb_in_store(
 pub fn mark_files<'a>(
     db: &Db,
     sets: impl Iterator<Item = &'a PackageSet>,
-    live: &mut sysgen_store::HashKeySet<Hash>,
+    live: &mut crate::kind::MarkSet,
 ) -> Result<(), Error> {
     for set in sets {
         for (name, pin) in &set.apt {

@@ -170,7 +170,7 @@ fn corrupt_packed_object_and_damaged_index_are_reported() {
 
 fn read_offset(store: &Store, h: &Hash) -> u64 {
     store
-        .with_packs(Area::Public, |set| set.map.get(h).map(|l| l.offset))
+        .with_packs(Area::Public, |set| set.index.get(h).map(|l| l.offset))
         .unwrap()
         .unwrap()
 }
@@ -281,4 +281,49 @@ fn clean_temp_removes_leftovers() {
     assert_eq!(tmp_entries(&store), 2);
     store.clean_temp().unwrap();
     assert_eq!(tmp_entries(&store), 0);
+}
+
+#[test]
+fn sweep_names_exactly_what_is_not_live_packed_or_loose_with_its_size() {
+    let (_dir, store) = store();
+    // Two packs (two batches) and two files of their own.
+    let mut all = Vec::new();
+    for round in 0..2u32 {
+        let batch = store.batch();
+        for i in 0..300u32 {
+            let content = format!("object {round} {i}");
+            all.push(batch.put_bytes(content.as_bytes(), Area::Public).unwrap());
+        }
+        batch.commit().unwrap();
+    }
+    all.push(store.put_bytes(b"a loose one", Area::Public).unwrap());
+    all.push(store.put_bytes(b"another loose one", Area::Public).unwrap());
+    let loose_dead = all[all.len() - 1];
+    // Every third object lives, and one loose one.
+    let mut live: Vec<Hash> = all.iter().step_by(3).copied().collect();
+    live.push(all[all.len() - 2]);
+    live.sort_unstable();
+    live.dedup();
+    let mut seen = 0;
+    let mut dead = store
+        .sweep(Area::Public, &live, &mut |n| seen += n)
+        .unwrap();
+    assert_eq!(seen, store.packed_count(Area::Public).unwrap());
+    assert_eq!(seen, 600);
+    dead.sort_unstable();
+    let mut want: Vec<(Hash, u64)> = all
+        .iter()
+        .filter(|h| live.binary_search(h).is_err())
+        .map(|h| (*h, store.disk_size(h, Area::Public).unwrap()))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(dead, want);
+    assert!(dead.iter().any(|(h, _)| *h == loose_dead));
+    // Nothing is live in the other area, and it is empty.
+    assert!(
+        store
+            .sweep(Area::Secret, &[], &mut |_| ())
+            .unwrap()
+            .is_empty()
+    );
 }
