@@ -404,7 +404,12 @@ fn build_in(
                 let r = cx
                     .dir(None, None, top)
                     .and_then(|d| Ok((cx.finish(d.child)?, d.entries, d.bytes)));
-                (r, cx)
+                // The sink goes with the rest: the loop below ends when it
+                // is dropped.
+                let walk::Cx {
+                    rows, files, cached, ..
+                } = cx;
+                (r, (rows, files, cached))
             });
             // The database is this thread's: it takes the nodes as they
             // come, each once (equal subtrees make equal nodes).
@@ -427,9 +432,7 @@ fn build_in(
         })?;
         stored?;
         let walked = walked?;
-        let walk::Cx {
-            rows, files, cached, ..
-        } = cx;
+        let (rows, files, cached) = cx;
         // Objects are durable before anything refers to them: before the
         // nodes' transaction commits.
         let written = batch.commit()?;
