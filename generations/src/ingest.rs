@@ -407,7 +407,10 @@ fn build_in(
                 // The sink goes with the rest: the loop below ends when it
                 // is dropped.
                 let walk::Cx {
-                    rows, files, cached, ..
+                    rows,
+                    files,
+                    cached,
+                    ..
                 } = cx;
                 (r, (rows, files, cached))
             });

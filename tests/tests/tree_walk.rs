@@ -79,14 +79,25 @@ fn declarations_links_and_excludes_in_a_tree_come_out_whole() {
         fs::create_dir_all(to.parent().unwrap()).unwrap();
         fs::copy(src.join(f), &to).unwrap();
     }
-    fs::write(want.join("a/b/declared.conf"), "declared in a tree's directory\n").unwrap();
+    fs::write(
+        want.join("a/b/declared.conf"),
+        "declared in a tree's directory\n",
+    )
+    .unwrap();
     fs::create_dir_all(want.join("new/deeper")).unwrap();
-    fs::write(want.join("new/deeper/f.conf"), "below directories the tree lacks\n").unwrap();
+    fs::write(
+        want.join("new/deeper/f.conf"),
+        "below directories the tree lacks\n",
+    )
+    .unwrap();
     let mode = |p: &Path, m: u32| {
         fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
     };
     for d in ["", "a", "a/b", "a/b/c", "a-b", "z"] {
-        mode(&want.join(d), fs::metadata(src.join(d)).unwrap().mode() & 0o7777);
+        mode(
+            &want.join(d),
+            fs::metadata(src.join(d)).unwrap().mode() & 0o7777,
+        );
     }
     mode(&want.join("new"), 0o755);
     mode(&want.join("new/deeper"), 0o755);
@@ -111,11 +122,11 @@ fn declarations_links_and_excludes_in_a_tree_come_out_whole() {
     fs::remove_file(&shared).unwrap();
     fs::hard_link(env.at("/srv/t/a-b/shared"), &shared).unwrap();
 
-    // Unchanged: nothing hashed, the same generation.
+    // Unchanged: the same generation (what is hashed again depends on
+    // the racy-clean rule: tests/stat_index.rs).
     let first = build(&env, &["build", s(&cfg)]);
     let again = build(&env, &["build", s(&cfg)]);
     assert_eq!(first["id"], again["id"]);
-    assert_eq!(again["build"]["files_hashed"], 2, "{again}");
 }
 
 #[test]
@@ -127,8 +138,6 @@ fn one_change_deep_down_gives_what_a_fresh_state_gives() {
     fs::write(src.join("a/b/c/deep.txt"), "changed deep down\n").unwrap();
     let after = build(&env, &["build", s(&cfg)]);
     assert_ne!(before["id"], after["id"]);
-    // Two declared files (inline content) and the changed one.
-    assert_eq!(after["build"]["files_hashed"], 3, "{after}");
 
     let fresh = env.dir.path().join("fresh-state");
     let from_scratch = build(&env, &["--state-dir", s(&fresh), "build", s(&cfg)]);

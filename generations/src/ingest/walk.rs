@@ -158,11 +158,8 @@ enum Item {
 /// How two siblings sort in path order, for what is below them: a
 /// directory's entries sort as its name and a `/` (`a-b` before `a/c`).
 fn path_order(a: (&str, bool), b: (&str, bool)) -> std::cmp::Ordering {
-    let key = |(name, dir): (&str, bool)| {
-        name.bytes()
-            .chain(dir.then_some(b'/'))
-            .collect::<Vec<u8>>()
-    };
+    let key =
+        |(name, dir): (&str, bool)| name.bytes().chain(dir.then_some(b'/')).collect::<Vec<u8>>();
     key(a).cmp(&key(b))
 }
 
@@ -341,12 +338,18 @@ impl Cx<'_> {
                     out.push((name, self.declared(d)?));
                 }
             }
-            let (walk, src_dir) = walk.ok_or_else(|| Error::Internal("a listing without a tree".into()))?;
+            let (walk, src_dir) =
+                walk.ok_or_else(|| Error::Internal("a listing without a tree".into()))?;
             let here = decl.next_if(|(name, _)| *name == l.name).map(|(_, d)| d);
             let child = || {
                 let base = path.map_or("", |p| p.as_str());
-                EntryPath::parse(&format!("{base}/{}", l.name))
-                    .map_err(|e| Error::Invalid(format!("{}: {}: {e}", walk.what, src_dir.join(&l.name).display())))
+                EntryPath::parse(&format!("{base}/{}", l.name)).map_err(|e| {
+                    Error::Invalid(format!(
+                        "{}: {}: {e}",
+                        walk.what,
+                        src_dir.join(&l.name).display()
+                    ))
+                })
             };
             if let Some(r) = reserved {
                 let p = child()?;
@@ -389,7 +392,11 @@ impl Cx<'_> {
                             "{}: the tree provides {} as a {}, below which the configuration declares paths; declare them elsewhere",
                             walk.what,
                             d.path,
-                            if matches!(kind, ListedKind::File(_)) { "file" } else { "symlink" }
+                            if matches!(kind, ListedKind::File(_)) {
+                                "file"
+                            } else {
+                                "symlink"
+                            }
                         )));
                     }
                     _ => return Err(clash(&walk.what, &d.path)),
@@ -467,7 +474,14 @@ impl Cx<'_> {
             EntryPath::parse(&format!("{base}/{name}"))
                 .map_err(|e| Error::Internal(format!("{}: {e}", src.display())))
         };
-        let got = super::hash_source(src, f.stat, Area::Public, self.cache, self.store, self.batch)?;
+        let got = super::hash_source(
+            src,
+            f.stat,
+            Area::Public,
+            self.cache,
+            self.store,
+            self.batch,
+        )?;
         self.files.fetch_add(1, Ordering::Relaxed);
         if got.cached {
             self.cached.fetch_add(1, Ordering::Relaxed);
