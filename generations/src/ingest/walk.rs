@@ -140,6 +140,9 @@ struct HeldItem {
     linked: Option<u32>,
 }
 
+/// A name's entry once done, with its directory's result if it is one.
+type Slot = Result<(Entry, Option<Done>), Error>;
+
 /// One name of a directory being built.
 enum Item {
     /// A tree's file, to hash.
@@ -180,8 +183,7 @@ impl Cx<'_> {
                 .count() as u64,
         );
         // Files and subdirectories, in parallel; each keeps its place.
-        let mut slots: Vec<Option<Result<(Entry, Option<Done>), Error>>> =
-            Vec::with_capacity(items.len());
+        let mut slots: Vec<Option<Slot>> = Vec::with_capacity(items.len());
         let mut names = Vec::with_capacity(items.len());
         let mut linked = Vec::with_capacity(items.len());
         let mut is_dir = Vec::with_capacity(items.len());
