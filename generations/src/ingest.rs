@@ -383,7 +383,7 @@ fn build_in(
     }
 
     let reserved = crate::state::reserved_path(state.root.path(), &state.dir);
-    let top = walk::decl_tree(decl);
+    let top = walk::decl_tree(decl)?;
     let (walked, written, (rows, files, cached)) = state.db.insert_nodes(|sink| {
         let (tx, rx) = std::sync::mpsc::sync_channel(NODES_IN_FLIGHT);
         let cx = walk::Cx {

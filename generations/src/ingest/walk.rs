@@ -53,7 +53,9 @@ pub(super) struct DeclNode {
 
 /// Turns the declarations (every parent present, see `ingest::build_in`)
 /// into a tree of names.
-pub(super) fn decl_tree(flat: BTreeMap<EntryPath, Decl>) -> BTreeMap<String, DeclNode> {
+pub(super) fn decl_tree(
+    flat: BTreeMap<EntryPath, Decl>,
+) -> Result<BTreeMap<String, DeclNode>, Error> {
     let mut top: BTreeMap<String, DeclNode> = BTreeMap::new();
     for (p, decl) in flat {
         // A parent sorts before its children: it is there already.
@@ -71,14 +73,13 @@ pub(super) fn decl_tree(flat: BTreeMap<EntryPath, Decl>) -> BTreeMap<String, Dec
                 );
                 break;
             }
-            match level.get_mut(name) {
-                Some(n) => level = &mut n.children,
-                // Not reached: every parent was declared or added.
-                None => break,
-            }
+            level = match level.get_mut(name) {
+                Some(n) => &mut n.children,
+                None => return Err(Error::Internal(format!("{p}: no parent declared"))),
+            };
         }
     }
-    top
+    Ok(top)
 }
 
 /// A file's row for the stat index, hashed again by this build.
