@@ -68,6 +68,7 @@ impl Out {
             enabled: !self.json && !self.quiet && std::io::stderr().is_terminal(),
             steps: self.verbose && !self.json && !self.quiet,
             bar: Mutex::new(None),
+            small: Mutex::new(None),
             names: Mutex::new(None),
         }
     }
@@ -133,24 +134,24 @@ pub struct Bar {
     enabled: bool,
     steps: bool,
     bar: Mutex<Option<ProgressBar>>,
+    /// A job too small for a bar so far: what, how many, how many done. A
+    /// build learns its number of files as it goes ([`Progress::grow`]).
+    small: Mutex<Option<(String, u64, u64)>>,
     /// The root's user and group names, for the steps it prints.
     names: Mutex<Option<Names>>,
 }
 
 impl Bar {
-    /// Names owners in the steps it prints (once the root is open).
-    pub fn set_names(&self, names: Names) {
-        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, what: &str, total: u64) {
-        // Small jobs finish before a bar would help.
-        if !self.enabled || total < 2000 {
+    /// Draws the bar of the job started, once it is large enough: small
+    /// jobs finish before a bar would help.
+    fn show(&self) {
+        let mut small = self.small.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((what, total, done)) = small.take_if(|(_, total, _)| *total >= 2000) else {
             return;
-        }
+        };
+        drop(small);
         let pb = ProgressBar::new(total);
+        pb.set_position(done);
         let colour = anstream::AutoStream::choice(&std::io::stderr()) != ColorChoice::Never;
         let bar = if colour {
             "{bar:30.cyan/blue}"
@@ -162,17 +163,56 @@ impl Progress for Bar {
         if let Ok(style) = ProgressStyle::with_template(&template) {
             pb.set_style(style.progress_chars("=> "));
         }
-        pb.set_message(what.to_owned());
+        pb.set_message(what);
         *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
+    }
+
+    /// Names owners in the steps it prints (once the root is open).
+    pub fn set_names(&self, names: Names) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        *self.small.lock().unwrap_or_else(|e| e.into_inner()) = Some((what.to_owned(), total, 0));
+        self.show();
     }
 
     fn advance(&self, n: u64) {
         if let Some(pb) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             pb.inc(n);
+        } else if let Some((_, _, done)) = self
+            .small
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            *done += n;
         }
     }
 
+    fn grow(&self, n: u64) {
+        if let Some(pb) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            pb.inc_length(n);
+            return;
+        }
+        if let Some((_, total, _)) = self
+            .small
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            *total += n;
+        }
+        self.show();
+    }
+
     fn finish(&self) {
+        self.small.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(pb) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             pb.finish_and_clear();
         }

@@ -2,16 +2,18 @@
 //! root is only read (its `/etc/passwd` and `/etc/group`, to resolve owner
 //! names); nothing on it changes.
 //!
-//! Sources are hashed in parallel. A stat index keyed by source path
+//! Trees are built one directory at a time, bottom-up (`ingest/walk.rs`):
+//! memory grows with the depth and the widest directory, not with the
+//! number of files. Sources are hashed in parallel. A stat index keyed by source path
 //! (device, inode, size, mtime, ctime; `ingest/index.rs`) skips rehashing
 //! files that did not change since the last build, as git's index does,
 //! with git's rule for files changed in the same second as the index.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sysgen_schema::{EntryPath, HostSpec, Principal};
@@ -20,7 +22,7 @@ use sysgen_store::{Area, Hash};
 use crate::db::{CacheRow, ManifestInfo};
 use crate::kind::BuildCx;
 use crate::kinds;
-use crate::manifest::{Entry, GenerationId, Manifest, build_tree};
+use crate::manifest::{Entry, GenerationId, Manifest};
 use crate::produce::Produced;
 use crate::rootfs::Xattrs;
 use crate::sections::Sections;
@@ -29,8 +31,10 @@ use crate::{Error, Progress, State, io_err};
 mod exclude;
 mod index;
 mod tree;
+mod walk;
 
 use index::StatIndex;
+use walk::Decl;
 
 pub struct BuildOptions<'a> {
     pub now: i64,
@@ -84,11 +88,8 @@ struct PendingFile {
     uid: Option<u32>,
     gid: Option<u32>,
     secret: bool,
-    /// Boxed, as `link`: most files have neither, and a million-file build
-    /// holds a `PendingFile` per file (24 bytes each inline, 8 boxed).
+    /// Boxed: most files have none.
     xattrs: Option<Box<Xattrs>>,
-    /// A tree's hard link: the first name of the same file.
-    link: Option<Box<EntryPath>>,
     /// Set by hashing, in place (no second map of 100k entries).
     hash: Hash,
     size: u64,
@@ -107,7 +108,6 @@ impl PendingFile {
             gid: None,
             secret: false,
             xattrs: None,
-            link: None,
             hash: Hash::from_bytes([0; 32]),
             size: 0,
             cache: false,
@@ -124,21 +124,7 @@ impl PendingFile {
             gid: self.gid,
             secret: self.secret,
             xattrs: self.xattrs.as_deref().cloned().unwrap_or_default(),
-            link: self.link.as_deref().cloned(),
-        }
-    }
-}
-
-enum Pending {
-    File(PendingFile),
-    Ready(Entry),
-}
-
-impl Pending {
-    fn entry(&self) -> Entry {
-        match self {
-            Pending::File(f) => f.entry(),
-            Pending::Ready(e) => e.clone(),
+            link: None,
         }
     }
 }
@@ -227,7 +213,11 @@ fn build_in(
     let (uids, gids) = crate::users::declared_ids(&accounts);
     ids.users.extend(uids);
     ids.groups.extend(gids);
-    let mut pending: BTreeMap<EntryPath, Pending> = BTreeMap::new();
+    // Declared files, to hash before the walk; every other declaration
+    // and each tree's top go into `decl`, merged into the walk where their
+    // paths fall.
+    let mut files: BTreeMap<EntryPath, PendingFile> = BTreeMap::new();
+    let mut decl: BTreeMap<EntryPath, Decl> = BTreeMap::new();
 
     let mut made = crate::produce::Producer::new(state, spec, opts)?;
     for (p, f) in &spec.files {
@@ -239,9 +229,9 @@ fn build_in(
             Produced::Path(path) => (Src::Path(path), unset, 0),
             Produced::Stored(hash, size) => (Src::Stored, hash, size),
         };
-        pending.insert(
+        files.insert(
             p.clone(),
-            Pending::File(PendingFile {
+            PendingFile {
                 uid: ids.resolve(&f.owner, false, &what)?,
                 gid: ids.resolve(&f.group, true, &what)?,
                 secret: m.secret,
@@ -249,15 +239,16 @@ fn build_in(
                 size,
                 xattrs: boxed(declared_xattrs(f, &what)?),
                 ..PendingFile::new(src, None, m.mode)
-            }),
+            },
         );
     }
     let (templates, download_rows) = made.finish();
     for (p, d) in &spec.directories {
         let what = format!("{}: directories.{p}", d.declared_in.display());
-        pending.insert(
+        files.remove(p);
+        decl.insert(
             p.clone(),
-            Pending::Ready(Entry::Dir {
+            Decl::Ready(Entry::Dir {
                 mode: Some(d.mode.bits()),
                 uid: ids.resolve(&d.owner, false, &what)?,
                 gid: ids.resolve(&d.group, true, &what)?,
@@ -266,9 +257,10 @@ fn build_in(
         );
     }
     for (p, s) in &spec.symlinks {
-        pending.insert(
+        files.remove(p);
+        decl.insert(
             p.clone(),
-            Pending::Ready(Entry::Symlink {
+            Decl::Ready(Entry::Symlink {
                 target: s.target.clone(),
                 uid: None,
                 gid: None,
@@ -276,6 +268,7 @@ fn build_in(
         );
     }
     let trees: Vec<(&EntryPath, &sysgen_schema::TreeSpec)> = spec.trees.iter().collect();
+    let mut walks = Vec::with_capacity(trees.len());
     for (i, (p, t)) in trees.iter().enumerate() {
         let i = u32::try_from(i)
             .map_err(|_| Error::Invalid("more than 2^32 trees are declared".into()))?;
@@ -284,7 +277,13 @@ fn build_in(
             uid: ids.resolve(&t.owner, false, &what)?,
             gid: ids.resolve(&t.group, true, &what)?,
         };
-        tree::expand_tree(i, p, t, &over, &mut pending)?;
+        if decl.contains_key(*p) || files.contains_key(*p) {
+            return Err(Error::Invalid(format!(
+                "{what}: the tree provides {p}, which the configuration also declares; declare it in one place only"
+            )));
+        }
+        walks.push(tree::Walk::new(i, p, t, over)?);
+        decl.insert((*p).clone(), Decl::Tree(i));
     }
     // Every other kind's section, validated against the root before
     // anything is hashed (an unknown package fails quickly); the
@@ -309,19 +308,32 @@ fn build_in(
             ids: &resolve,
         })?;
     }
+    // A kind's directory replaces what else is declared at its path, and
+    // the entry a tree gives there (not the tree's content below).
     for (p, e) in dirs {
-        pending.insert(p, Pending::Ready(e));
+        files.remove(&p);
+        let tree = match decl.get(&p) {
+            Some(Decl::Tree(t) | Decl::Over(_, Some(t))) => Some(*t),
+            _ => None,
+        };
+        decl.insert(p, Decl::Over(e, tree));
     }
-    state.refuse_in_state_dir(&pending, |e| matches!(e, Pending::Ready(Entry::Dir { .. })))?;
+    let dir_like = |d: &Decl| match d {
+        Decl::Ready(e) => e.is_dir(),
+        Decl::Failed(_) => false,
+        Decl::Tree(_) | Decl::Parent | Decl::Over(..) => true,
+    };
+    state.refuse_in_state_dir(&decl, dir_like)?;
+    state.refuse_in_state_dir(&files, |_| false)?;
     // Every ancestor of a declared path is a directory sysgen makes sure
-    // exists. Only the missing ones are collected (not a copy of every
-    // path), and a walk up stops at the first ancestor already known: its
-    // own ancestors are, or will be, seen from it.
+    // exists (unless a tree gives one there). Only the missing ones are
+    // collected, and a walk up stops at the first ancestor already known:
+    // its own ancestors are, or will be, seen from it.
     let mut missing: BTreeSet<EntryPath> = BTreeSet::new();
-    for p in pending.keys() {
+    for p in decl.keys().chain(files.keys()) {
         let mut up = p.parent();
         while let Some(a) = up {
-            if pending.contains_key(&a) || missing.contains(&a) {
+            if decl.contains_key(&a) || files.contains_key(&a) || missing.contains(&a) {
                 break;
             }
             up = a.parent();
@@ -329,61 +341,110 @@ fn build_in(
         }
     }
     for a in missing {
-        pending.insert(
-            a,
-            Pending::Ready(Entry::Dir {
-                mode: None,
-                uid: None,
-                gid: None,
-                xattrs: Xattrs::default(),
-            }),
-        );
+        decl.insert(a, Decl::Parent);
     }
 
-    // Hash and store every file, in parallel, each result kept in its entry.
     let cache = StatIndex::load(&state.dir)?;
-    let mut files: Vec<(&EntryPath, &mut PendingFile)> = pending
-        .iter_mut()
-        .filter_map(|(p, e)| match e {
-            Pending::File(f) => Some((p, f)),
-            Pending::Ready(_) => None,
-        })
-        .collect();
-    opts.progress.start("hashing", files.len() as u64);
     let store = &state.store;
     let batch = store.batch();
+    let declared_files = files.len() as u64;
+    opts.progress.start("hashing", declared_files);
+    // Declared files first, in parallel; an error waits in its place for
+    // the walk, so that the one reported is the first in path order.
     let cached = std::sync::atomic::AtomicU64::new(0);
-    // Every file is tried; the error reported is the first in path order.
-    let failed = files
-        .par_iter_mut()
-        .enumerate()
-        .filter_map(|(i, (p, f))| {
-            let r = hash_file(&trees, p, f, &cache, store, &batch, &cached);
+    let mut rows = Vec::new();
+    let hashed: Vec<(EntryPath, Result<PendingFile, Error>)> = files
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(p, mut f)| {
+            let r = hash_file(&p, &mut f, &cache, store, &batch, &cached);
             opts.progress.advance(1);
-            r.err().map(|e| (i, e))
+            (p, r.map(|()| f))
         })
-        .min_by_key(|(i, _)| *i);
-    opts.progress.finish();
-    if let Some((_, e)) = failed {
-        return Err(e);
+        .collect();
+    for (p, r) in hashed {
+        let d = match r {
+            Ok(f) => {
+                let entry = f.entry();
+                if let (true, Some(stat), Src::Path(path)) = (f.cache, f.stat, f.src) {
+                    rows.push(walk::Row {
+                        path: p.clone(),
+                        src: Src::Path(path),
+                        stat,
+                        hash: f.hash,
+                    });
+                }
+                Decl::Ready(entry)
+            }
+            Err(e) => Decl::Failed(e),
+        };
+        decl.insert(p, d);
     }
-    let files_hashed =
-        (files.len() as u64).saturating_sub(cached.load(std::sync::atomic::Ordering::Relaxed));
-    // Memory grows with the number of entries: free what is done with first.
-    drop(files);
 
-    let written = batch.commit()?;
-    // Objects are durable before anything refers to them.
-    let bytes = pending
-        .values()
-        .map(|e| match e {
-            Pending::File(f) => f.size,
-            Pending::Ready(_) => 0,
-        })
-        .sum();
-    let root = state
-        .db
-        .insert_nodes(|sink| build_tree(&pending, &Pending::entry, sink))?;
+    let reserved = crate::state::reserved_path(state.root.path(), &state.dir);
+    let top = walk::decl_tree(decl)?;
+    let (walked, written, (rows, files, cached)) = state.db.insert_nodes(|sink| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(NODES_IN_FLIGHT);
+        let cx = walk::Cx {
+            walks,
+            cache: &cache,
+            store,
+            batch: &batch,
+            progress: opts.progress,
+            reserved,
+            sink: tx,
+            linked: Default::default(),
+            rows: std::sync::Mutex::new(rows),
+            files: Default::default(),
+            cached,
+        };
+        let (walked, cx, stored) = std::thread::scope(|s| {
+            let walker = s.spawn(move || {
+                let r = cx
+                    .dir(None, None, top)
+                    .and_then(|d| Ok((cx.finish(d.child)?, d.entries, d.bytes)));
+                // The sink goes with the rest: the loop below ends when it
+                // is dropped.
+                let walk::Cx {
+                    rows,
+                    files,
+                    cached,
+                    ..
+                } = cx;
+                (r, (rows, files, cached))
+            });
+            // The database is this thread's: it takes the nodes as they
+            // come, each once (equal subtrees make equal nodes).
+            let mut seen = HashSet::new();
+            let mut stored = Ok(());
+            while let Ok((id, bytes)) = rx.recv() {
+                if seen.insert(id) {
+                    stored = sink(id, bytes);
+                    if stored.is_err() {
+                        // The walk's next node fails to send and it stops.
+                        break;
+                    }
+                }
+            }
+            drop(rx);
+            let (walked, cx) = walker
+                .join()
+                .map_err(|_| Error::Internal("the build's walk panicked".into()))?;
+            Ok::<_, Error>((walked, cx, stored))
+        })?;
+        stored?;
+        let walked = walked?;
+        let (rows, files, cached) = cx;
+        // Objects are durable before anything refers to them: before the
+        // nodes' transaction commits.
+        let written = batch.commit()?;
+        Ok((walked, written, (rows, files, cached)))
+    })?;
+    opts.progress.finish();
+    let (root, entries, bytes) = walked;
+    let files_cached = cached.into_inner();
+    let files_hashed = (declared_files + files.into_inner()).saturating_sub(files_cached);
     let manifest = Manifest {
         sysgen: crate::manifest::FORMAT,
         host: spec.host.clone(),
@@ -401,33 +462,24 @@ fn build_in(
         &manifest,
         &ManifestInfo {
             config: Some(spec.config.display().to_string()),
-            entries: pending.len() as u64,
+            entries,
             bytes,
             built_at: opts.now,
         },
     )?;
     // Only files hashed again make new records: an unchanged build
     // writes no index at all.
-    let rows: Vec<(&EntryPath, &PendingFile)> = pending
-        .iter()
-        .filter_map(|(p, e)| match e {
-            Pending::File(f) if f.cache && f.stat.is_some() => {
-                source_key(&trees, p, &f.src).map(|_| (p, f))
-            }
-            _ => None,
-        })
-        .collect();
+    let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
     if !rows.is_empty() {
         let none: index::Key<'_> = [&[], &[], &[]];
         index::write(
             &state.dir,
             &cache,
-            rows,
-            |(p, f)| source_key(&trees, p, &f.src).unwrap_or(none),
-            |(_, f)| cache_row(&f.stat.unwrap_or(NO_STAT), f.hash),
+            rows.iter().collect(),
+            |r| source_key(&trees, &r.path, &r.src).unwrap_or(none),
+            |r| cache_row(&r.stat, r.hash),
         )?;
     }
-    let entries = pending.len() as u64;
     drop(cache);
     state.db.update_stat_cache(download_rows)?;
     let number = state
@@ -441,10 +493,14 @@ fn build_in(
         entries,
         bytes,
         files_hashed,
-        files_cached: cached.into_inner(),
+        files_cached,
         objects_written: written.objects_written,
     })
 }
+
+/// Nodes made and not yet in the database: the walk waits when the
+/// database is this far behind (each node is a directory's listing).
+const NODES_IN_FLIGHT: usize = 64;
 
 /// `x` boxed, unless empty (see `PendingFile::xattrs`).
 fn boxed(x: Xattrs) -> Option<Box<Xattrs>> {
@@ -466,10 +522,9 @@ fn declared_xattrs(f: &sysgen_schema::FileSpec, what: &str) -> Result<Xattrs, Er
     Ok(Xattrs(out))
 }
 
-/// Hashes and stores one file, or takes its hash from the stat cache; the
-/// result goes into `f`.
+/// Hashes and stores one declared file, or takes its hash from the stat
+/// cache; the result goes into `f`.
 fn hash_file(
-    trees: &[(&EntryPath, &sysgen_schema::TreeSpec)],
     p: &EntryPath,
     f: &mut PendingFile,
     cache: &StatIndex,
@@ -485,58 +540,75 @@ fn hash_file(
             f.size = bytes.len() as u64;
             return Ok(());
         }
-        _ => source_path(trees, p, &f.src)
-            .ok_or_else(|| Error::Internal(format!("{p}: no source for this file")))?,
+        Src::Path(path) => path,
+        Src::Tree(_) => return Err(Error::Internal(format!("{p}: a tree's file declared"))),
     };
     let stat = match f.stat {
         Some(stat) => stat,
-        None => stat_of(&std::fs::metadata(&path).map_err(io_err(&path))?),
+        None => stat_of(&std::fs::metadata(path).map_err(io_err(path))?),
     };
     f.stat = Some(stat);
+    let got = hash_source(path, stat, area, cache, store, batch)?;
+    if got.cached {
+        cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    f.hash = got.hash;
+    f.size = got.size;
+    f.cache = got.record;
+    Ok(())
+}
+
+/// A source's content, hashed or found in the stat index.
+struct Hashed {
+    hash: Hash,
+    size: u64,
+    /// Found in the stat index (and the store).
+    cached: bool,
+    /// Hashed, and the stat index may record `stat` for it: the file did
+    /// not change while it was read.
+    record: bool,
+}
+
+/// Hashes and stores the file at `path`, whose stat the caller took,
+/// unless the stat index knows it unchanged and the store has it.
+fn hash_source(
+    path: &Path,
+    stat: Stat,
+    area: Area,
+    cache: &StatIndex,
+    store: &sysgen_store::Store,
+    batch: &sysgen_store::Batch<'_>,
+) -> Result<Hashed, Error> {
     let hit = match cache.get(path.as_os_str().as_bytes()) {
         Some(c) if same_file(&c, &stat) => store.contains(&c.hash, area)?.then_some(c),
         _ => None,
     };
-    match hit {
-        Some(c) => {
-            cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            f.hash = c.hash;
-            f.size = c.size;
-        }
-        _ => {
-            let (hash, size) = batch.put_file(&path, area)?;
-            f.hash = hash;
-            f.size = size;
-            // Cache only if the file did not change while we read it.
-            if let Ok(after) = std::fs::metadata(&path) {
-                let after = stat_of(&after);
-                f.cache = after == stat && after.size == size;
-            }
-        }
+    if let Some(c) = hit {
+        return Ok(Hashed {
+            hash: c.hash,
+            size: c.size,
+            cached: true,
+            record: false,
+        });
     }
-    Ok(())
+    let (hash, size) = batch.put_file(path, area)?;
+    // Recorded only if the file did not change while we read it.
+    let record = std::fs::metadata(path).is_ok_and(|after| {
+        let after = stat_of(&after);
+        after == stat && after.size == size
+    });
+    Ok(Hashed {
+        hash,
+        size,
+        cached: false,
+        record,
+    })
 }
 
-/// A file's source path on the build host; `None` for inline content.
-fn source_path(
-    trees: &[(&EntryPath, &sysgen_schema::TreeSpec)],
-    p: &EntryPath,
-    src: &Src,
-) -> Option<PathBuf> {
-    match src {
-        Src::Inline(_) | Src::Stored => None,
-        Src::Path(path) => Some(path.clone()),
-        Src::Tree(i) => {
-            let (at, tree) = trees.get(*i as usize)?;
-            let below = p.as_str().strip_prefix(at.as_str())?.strip_prefix('/')?;
-            Some(tree.source.join(below))
-        }
-    }
-}
-
-/// [`source_path`]'s bytes in pieces (see [`index::Key`]), without
-/// building the path: `source_path` is `PathBuf::join`, which puts a `/`
-/// between a tree's source and the path below unless the source ends in one.
+/// A source's path in pieces (see [`index::Key`]), without building it:
+/// as `PathBuf::join` of a tree's source and the path below it, which puts
+/// a `/` between them unless the source ends in one (the walk's source
+/// paths are made so).
 fn source_key<'a>(
     trees: &[(&'a EntryPath, &'a sysgen_schema::TreeSpec)],
     p: &'a EntryPath,
@@ -554,15 +626,6 @@ fn source_key<'a>(
         }
     }
 }
-
-/// Never used: rows without a stat are left out before.
-const NO_STAT: Stat = Stat {
-    dev: 0,
-    ino: 0,
-    size: 0,
-    mtime_ns: 0,
-    ctime_ns: 0,
-};
 
 fn stat_of(md: &std::fs::Metadata) -> Stat {
     Stat {
@@ -593,11 +656,9 @@ fn same_file(c: &CacheRow, s: &Stat) -> bool {
         && c.ctime_ns == s.ctime_ns
 }
 
-/// A build holds a `Pending` per entry, a first switch a `Change`: about
-/// half of what each holds per file (docs/performance.md, "Memory toward
-/// a million files").
+/// A first switch holds a `Change` per entry (docs/performance.md,
+/// "Memory toward a million files").
 #[test]
 fn per_file_records_stay_small() {
-    assert!(size_of::<Pending>() <= 160);
     assert!(size_of::<crate::manifest::Change>() <= 144);
 }

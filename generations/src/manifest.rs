@@ -264,6 +264,28 @@ impl NodeSource for BTreeMap<NodeId, Node> {
     }
 }
 
+/// One directory's node, written entry by entry in name order (what the
+/// build's walk makes, one directory at a time), without a [`NodeEntry`]
+/// per name.
+pub(crate) struct NodeBuilder(binary::NodeWriter);
+
+impl NodeBuilder {
+    /// A node of exactly `count` entries.
+    pub(crate) fn new(count: usize) -> NodeBuilder {
+        NodeBuilder(binary::NodeWriter::new(count))
+    }
+
+    pub(crate) fn push(&mut self, name: &str, tree: Option<NodeId>, entry: &Entry) {
+        self.0.push(name, tree, entry);
+    }
+
+    /// The node's id and bytes.
+    pub(crate) fn finish(self) -> (NodeId, Vec<u8>) {
+        let bytes = self.0.finish();
+        (Node::id_of(&bytes), bytes)
+    }
+}
+
 /// Builds the Merkle tree of a complete set of entries, given in path order
 /// (every ancestor of every entry present as a directory); `entry` gives
 /// each one's [`Entry`]. Hands every node to `sink` once, as soon as it is

@@ -17,7 +17,7 @@ mod strict;
 
 pub use error::{Detail, LoadError, LoadErrorKind};
 pub use load::{FORMAT_VERSION, LoadOptions, load, located};
-pub use path::{EntryPath, PathError};
+pub use path::{EntryPath, PATH_MAX, PathError};
 pub use spec::*;
 
 /// The JSON Schema (draft 2020-12) of one configuration file, for editors

@@ -5,17 +5,16 @@
 //! links between its files. Sockets, fifos and device nodes are skipped:
 //! they hold no data, and a root's `/dev` is the kernel's.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 
-use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use sysgen_schema::PathError;
 use sysgen_schema::{EntryPath, TreeSpec};
 
-use super::{Pending, PendingFile, Src, stat_of};
+use super::{Stat, stat_of};
 use crate::manifest::Entry;
 use crate::rootfs::Xattrs;
 use crate::rootfs::xattr::{any_at, read_path, recorded};
@@ -28,96 +27,76 @@ pub(super) struct Overrides {
     pub gid: Option<u32>,
 }
 
-/// Declares every file, directory and symlink under a tree's source at the
-/// matching path (see the module docs).
-pub(super) fn expand_tree(
-    index: u32,
-    at: &EntryPath,
-    tree: &TreeSpec,
-    ids: &Overrides,
-    out: &mut BTreeMap<EntryPath, Pending>,
-) -> Result<(), Error> {
-    let what = format!("{}: trees.{at}", tree.declared_in.display());
-    let md = std::fs::symlink_metadata(&tree.source).map_err(io_err(&tree.source))?;
-    if !md.is_dir() {
-        return Err(Error::Invalid(format!(
-            "{what}: source {} is not a directory",
-            tree.source.display()
-        )));
-    }
-    let exclude = super::exclude::Exclude::new(tree, &what)?;
-    let walk = Walk {
-        index,
-        at,
-        tree,
-        ids,
-        what: &what,
-        exclude: &exclude,
-    };
-    insert_unique(
-        out,
-        at.clone(),
-        Pending::Ready(walk.dir(&md, walk.read(&tree.source)?)),
-        &what,
-    )?;
-    // Files with more than one name, by inode: those named more than once
-    // inside the tree become hard links of the first name.
-    let mut inodes: HashMap<(u64, u64), Vec<EntryPath>> = HashMap::new();
-    // One level of directories at a time, their listings in parallel (as
-    // git's preloaded index stats on several threads): the `statx` and the
-    // attribute lookup of each entry are most of an unchanged build. The
-    // entries then join the map in the level's order, so that the result
-    // and the first error reported do not depend on the threads.
-    let mut level: Vec<(PathBuf, EntryPath)> = vec![(tree.source.clone(), at.clone())];
-    while !level.is_empty() {
-        let listed: Vec<Result<Listing, Error>> = level
-            .par_iter()
-            .map(|(src_dir, dest)| walk.list(src_dir, dest))
-            .collect();
-        let mut next = Vec::new();
-        for listing in listed {
-            let listing = listing?;
-            for (key, p) in listing.linked {
-                inodes.entry(key).or_default().push(p);
-            }
-            for (p, entry) in listing.entries {
-                insert_unique(out, p, entry, &what)?;
-            }
-            next.extend(listing.dirs);
-        }
-        level = next;
-    }
-    for mut names in inodes.into_values().filter(|n| n.len() > 1) {
-        names.sort();
-        let first = names[0].clone();
-        for p in &names[1..] {
-            if let Some(Pending::File(f)) = out.get_mut(p) {
-                f.link = Some(Box::new(first.clone()));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// What the walk of one tree shares between its threads.
-struct Walk<'a> {
-    index: u32,
-    at: &'a EntryPath,
-    tree: &'a TreeSpec,
-    ids: &'a Overrides,
-    what: &'a str,
-    exclude: &'a super::exclude::Exclude,
+pub(super) struct Walk<'a> {
+    pub(super) index: u32,
+    pub(super) at: &'a EntryPath,
+    pub(super) tree: &'a TreeSpec,
+    ids: Overrides,
+    pub(super) what: String,
+    exclude: super::exclude::Exclude,
 }
 
-/// One directory of a tree's source, listed: its entries, its
-/// subdirectories to list next, and its files with more than one name.
-struct Listing {
-    entries: Vec<(EntryPath, Pending)>,
-    dirs: Vec<(PathBuf, EntryPath)>,
-    linked: Vec<((u64, u64), EntryPath)>,
+/// One entry of a tree's source directory, listed.
+pub(super) struct Listed {
+    pub(super) name: String,
+    pub(super) kind: ListedKind,
 }
 
-impl Walk<'_> {
+pub(super) enum ListedKind {
+    /// A subdirectory: its entry, listed next.
+    Dir(Entry),
+    Symlink(Entry),
+    File(ListedFile),
+}
+
+/// A tree's file, before hashing.
+pub(super) struct ListedFile {
+    pub(super) stat: Stat,
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) xattrs: Xattrs,
+    /// More than one name: possibly a hard link of another file of the
+    /// tree, decided once the whole tree is seen.
+    pub(super) linked: bool,
+}
+
+impl<'a> Walk<'a> {
+    /// The walk of tree number `index`, declared at `at`: its top's entry
+    /// comes from [`Walk::top`].
+    pub(super) fn new(
+        index: u32,
+        at: &'a EntryPath,
+        tree: &'a TreeSpec,
+        ids: Overrides,
+    ) -> Result<Walk<'a>, Error> {
+        let what = format!("{}: trees.{at}", tree.declared_in.display());
+        let exclude = super::exclude::Exclude::new(tree, &what)?;
+        Ok(Walk {
+            index,
+            at,
+            tree,
+            ids,
+            what,
+            exclude,
+        })
+    }
+
+    /// The entry of the tree's top: its source directory's own.
+    pub(super) fn top(&self) -> Result<Entry, Error> {
+        let src = &self.tree.source;
+        let md = std::fs::symlink_metadata(src).map_err(io_err(src))?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{}: source {} is not a directory",
+                self.what,
+                src.display()
+            )));
+        }
+        Ok(self.dir(&md, self.read(src)?))
+    }
+
     fn read(&self, p: &Path) -> Result<Xattrs, Error> {
         read_path(p, &|n| recorded(n, self.tree.xattrs)).map_err(io_err(p))
     }
@@ -148,14 +127,12 @@ impl Walk<'_> {
         }
     }
 
-    /// Lists `src_dir`, the source of `dest`.
-    fn list(&self, src_dir: &Path, dest: &EntryPath) -> Result<Listing, Error> {
-        let what = self.what;
-        let mut out = Listing {
-            entries: Vec::new(),
-            dirs: Vec::new(),
-            linked: Vec::new(),
-        };
+    /// Lists `src_dir`, the source of `dest`, sorted by name. No path is
+    /// made for an entry (its name is enough for its node): only one that
+    /// is too long is refused, as `EntryPath::join` would.
+    pub(super) fn list(&self, src_dir: &Path, dest: &EntryPath) -> Result<Vec<Listed>, Error> {
+        let what = &self.what;
+        let mut out = Vec::new();
         let rd = std::fs::read_dir(src_dir).map_err(io_err(src_dir))?;
         // A handle on the directory for the attribute lookups of its entries
         // (O_PATH: nothing is read through it; O_NOFOLLOW: the directory
@@ -193,17 +170,20 @@ impl Walk<'_> {
                     src.display().to_string().escape_debug()
                 )));
             }
-            let p = dest
-                .join(name)
-                .map_err(|e| Error::Invalid(format!("{what}: {}: {e}", src.display())))?;
+            let len = dest.as_str().len() + 1 + name.len();
+            if len > sysgen_schema::PATH_MAX {
+                return Err(Error::Invalid(format!(
+                    "{what}: {}: {}",
+                    src.display(),
+                    PathError::TooLong(len)
+                )));
+            }
             // Relative to the open directory (no symlink followed), not a
             // walk of the whole path again for each of 100k entries.
             let md = ent.metadata().map_err(io_err(&src))?;
             let ft = md.file_type();
-            let entry = if ft.is_dir() {
-                let x = self.xattrs_at(handle.as_fd(), name, &src)?;
-                out.dirs.push((src, p.clone()));
-                Pending::Ready(self.dir(&md, x))
+            let kind = if ft.is_dir() {
+                ListedKind::Dir(self.dir(&md, self.xattrs_at(handle.as_fd(), name, &src)?))
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(&src).map_err(io_err(&src))?;
                 let target = target.to_str().ok_or_else(|| {
@@ -218,46 +198,30 @@ impl Walk<'_> {
                         src.display()
                     )));
                 }
-                Pending::Ready(Entry::Symlink {
+                ListedKind::Symlink(Entry::Symlink {
                     target: target.to_owned(),
                     uid: Some(self.ids.uid.unwrap_or(md.uid())),
                     gid: Some(self.ids.gid.unwrap_or(md.gid())),
                 })
             } else if ft.is_file() {
-                if md.nlink() > 1 {
-                    out.linked.push(((md.dev(), md.ino()), p.clone()));
-                }
-                Pending::File(PendingFile {
-                    uid: Some(self.ids.uid.unwrap_or(md.uid())),
-                    gid: Some(self.ids.gid.unwrap_or(md.gid())),
-                    xattrs: super::boxed(self.xattrs_at(handle.as_fd(), name, &src)?),
-                    ..PendingFile::new(
-                        Src::Tree(self.index),
-                        Some(stat_of(&md)),
-                        self.tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
-                    )
+                ListedKind::File(ListedFile {
+                    stat: stat_of(&md),
+                    mode: self.tree.mode.map_or(md.mode() & 0o7777, |m| m.bits()),
+                    uid: self.ids.uid.unwrap_or(md.uid()),
+                    gid: self.ids.gid.unwrap_or(md.gid()),
+                    xattrs: self.xattrs_at(handle.as_fd(), name, &src)?,
+                    linked: md.nlink() > 1,
                 })
             } else {
                 // A socket, fifo or device node: nothing to keep.
                 continue;
             };
-            out.entries.push((p, entry));
+            out.push(Listed {
+                name: name.to_owned(),
+                kind,
+            });
         }
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
-}
-
-fn insert_unique(
-    out: &mut BTreeMap<EntryPath, Pending>,
-    p: EntryPath,
-    e: Pending,
-    what: &str,
-) -> Result<(), Error> {
-    if out.contains_key(&p) {
-        return Err(Error::Invalid(format!(
-            "{what}: the tree provides {p}, which the configuration also declares; declare it in one place only"
-        )));
-    }
-    out.insert(p, e);
-    Ok(())
 }
