@@ -24,6 +24,14 @@ const VERIFY_MARGIN_KIB: u64 = 3 * 1024;
 /// million files, less a process's own 20 MiB, is 290 bytes per file.
 const BUILD_BYTES_PER_FILE: u64 = 290;
 
+/// Growth per file allowed to a first switch's peak (`switch ID` onto an
+/// empty root). A first switch holds, while it plans, the diff's change
+/// and the plan's step of every file; it held them twice over before
+/// session 9 (the steps copied as they were ordered and wrapped, a list of
+/// every read, every write of the run): about 560 bytes a file on this
+/// corpus, where its paths are short. What it holds now is about 330.
+const FIRST_SWITCH_BYTES_PER_FILE: u64 = 430;
+
 /// `n` small files with distinct contents under `dir`, `PER_DIR` per
 /// directory, directories nested two levels deep (`a17/b3/f5`).
 fn corpus(dir: &Path, n: usize) {
@@ -105,5 +113,43 @@ fn an_unchanged_build_grows_by_under_290_bytes_per_file() {
         per_file <= BUILD_BYTES_PER_FILE,
         "an unchanged build's peak grew by {per_file} bytes per file ({build_8k} KiB at 8k files, \
          {build_32k} KiB at 32k): a million files would not fit in 300 MiB"
+    );
+}
+
+/// Peak RSS (KiB) of a first switch onto an empty root, by id (the build
+/// before it is another process), for `n` files.
+fn first_switch_peak(n: usize) -> u64 {
+    let env = TestEnv::new();
+    corpus(&env.cfg().join("src"), n);
+    let cfg = env.config(
+        "c.json",
+        json!({ "trees": { "/srv/corpus": { "source": "src" } } }),
+    );
+    let built = env.run(&["--json", "build", s(&cfg)]).ok().json();
+    let id = built["id"].as_str().expect("the build's id").to_owned();
+    let peak = peak_kib(&env, &["switch", &id]);
+    // It did switch: the last file is on the root.
+    let last = n - 1;
+    let d = last / PER_DIR;
+    let p = format!("/srv/corpus/a{}/b{}/f{}", d / 30, d % 30, last % PER_DIR);
+    assert!(env.at(&p).is_file(), "{p} is not on the root");
+    peak
+}
+
+/// A first switch holds a change and a step per file while it plans, and
+/// no more: its peak grows by less than `FIRST_SWITCH_BYTES_PER_FILE` a
+/// file from 8k to 32k files.
+#[test]
+fn a_first_switch_grows_by_a_step_and_a_change_per_file() {
+    let at_8k = first_switch_peak(8_000);
+    let at_32k = first_switch_peak(32_000);
+    let per_file = (at_32k.saturating_sub(at_8k) * 1024) / 24_000;
+    eprintln!(
+        "a first switch's peak RSS: {at_8k} KiB at 8k files, {at_32k} KiB at 32k, {per_file} bytes per file"
+    );
+    assert!(
+        per_file <= FIRST_SWITCH_BYTES_PER_FILE,
+        "a first switch's peak grew by {per_file} bytes per file ({at_8k} KiB at 8k files, \
+         {at_32k} KiB at 32k): it holds more than a change and a step per file"
     );
 }

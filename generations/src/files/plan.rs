@@ -18,7 +18,7 @@ use crate::rootfs::Xattrs;
 /// records of paths the old generation manages; `facts` those of paths the
 /// new one adds.
 pub fn plan<'c>(
-    changes: impl ExactSizeIterator<Item = &'c Change>,
+    changes: impl Iterator<Item = &'c Change>,
     ledger: &BTreeMap<EntryPath, Origin>,
     facts: &Facts,
 ) -> Planned<FileStep> {
@@ -29,7 +29,8 @@ pub fn plan<'c>(
     // per file: sized once, and the steps are then made around it in place,
     // so they are never held twice.
     // (One more: the activation ends the plan, in the same buffer.)
-    let mut creations: Vec<(Phase, FileStep)> = Vec::with_capacity(changes.len() + 1);
+    let most = changes.size_hint().1.unwrap_or(0);
+    let mut creations: Vec<(Phase, FileStep)> = Vec::with_capacity(most + 1);
     let mut ledger_remove = Vec::new();
 
     for c in changes {
