@@ -126,7 +126,7 @@ pub fn map_shrinking<T, U>(mut v: Vec<T>, mut f: impl FnMut(T) -> U) -> Vec<U> {
     v.reverse();
     while let Some(x) = v.pop() {
         out.push(f(x));
-        if v.len() % BATCH == 0 {
+        if v.len().is_multiple_of(BATCH) {
             v.shrink_to_fit();
         }
     }
