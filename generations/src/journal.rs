@@ -7,7 +7,7 @@
 //! changed since) and the generation it started from.
 
 use std::fs::File;
-use std::io::{BufWriter, ErrorKind};
+use std::io::{BufReader, BufWriter, ErrorKind};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -62,21 +62,26 @@ impl Journal {
     }
 
     pub fn read(path: &Path) -> Result<Option<Journal>, Error> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(Error::Io {
-                    path: path.to_owned(),
-                    source: e,
-                });
-            }
+        // Read twice, streamed, never whole: a first switch's journal has a
+        // step per file, and its text beside the plan it decodes to held
+        // both. The first pass reads the version alone (the rest is
+        // skipped), so a journal of another format is named as such.
+        let open = || match File::open(path) {
+            Ok(f) => Ok(Some(BufReader::with_capacity(1 << 16, f))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io {
+                path: path.to_owned(),
+                source: e,
+            }),
         };
         let unreadable = |e: serde_json::Error| Error::Io {
             path: path.to_owned(),
             source: std::io::Error::new(ErrorKind::InvalidData, format!("unreadable journal: {e}")),
         };
-        let v: Version = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        let Some(r) = open()? else {
+            return Ok(None);
+        };
+        let v: Version = serde_json::from_reader(r).map_err(unreadable)?;
         if v.version != VERSION {
             return Err(Error::Io {
                 path: path.to_owned(),
@@ -89,7 +94,13 @@ impl Journal {
                 ),
             });
         }
-        Ok(Some(serde_json::from_slice(&bytes).map_err(unreadable)?))
+        // Removed between the two reads: only by another process, which
+        // the state's lock rules out; said as it is.
+        let r = open()?.ok_or_else(|| Error::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(ErrorKind::NotFound, "the journal went while it was read"),
+        })?;
+        Ok(Some(serde_json::from_reader(r).map_err(unreadable)?))
     }
 
     /// Writes the journal atomically and durably: temp, fsync, rename, fsync dir.

@@ -205,7 +205,8 @@ where
             planner: Box::new(move || {
                 let p = planner();
                 Planned {
-                    steps: p.steps.into_iter().map(|(ph, s)| (ph, s.wrap())).collect(),
+                    // A step per file: wrapped without holding them twice.
+                    steps: crate::plan::map_shrinking(p.steps, |(ph, s)| (ph, s.wrap())),
                     ledger_remove: p.ledger_remove,
                 }
             }),

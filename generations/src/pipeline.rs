@@ -89,6 +89,13 @@ pub fn plan(t: &Transition<'_>, undone: &[Step], last: Action) -> Result<Planned
     })
 }
 
+// A first switch's plan is a step per file. Its last conversion (a kind's
+// `(phase, step)` into a `Step`) is collected in place while the two are of
+// one size; the kinds' wrapping before it goes through
+// [`crate::plan::map_shrinking`].
+const _: () =
+    assert!(std::mem::size_of::<(crate::kind::Phase, KindStep)>() == std::mem::size_of::<Step>());
+
 /// Headroom over what the plan writes: a tenth more, and a few MiB for
 /// the database, the journal and the temporary names of the writes.
 const SPACE_SLACK: u64 = 4 << 20;
@@ -189,29 +196,32 @@ pub fn prepare(state: &mut State, plan: &mut Plan, now: i64) -> Result<(), Error
 /// checked against its hash and never renamed into place).
 fn check_reads(state: &State, steps: &[Step]) -> Result<(), Error> {
     use rayon::prelude::*;
-    let mut reads = Vec::new();
-    let mut seen = sysgen_store::HashKeySet::default();
-    for s in steps {
-        if let Action::Kind(k) = &s.action {
-            for (hash, area) in k.reads() {
-                if seen.insert((hash, area)) {
-                    reads.push((k, hash, area));
-                }
-            }
-        }
-    }
+    // Every read is looked up where it stands, in parallel, and only what
+    // the store lacks is kept: a list of every read of a first switch (and
+    // a set to skip repeated contents) held about 100 bytes a file. A
+    // content several steps read is looked up once per step; a lookup is
+    // an index probe or a `stat`.
     let store = &state.store;
-    let held: Vec<Result<bool, _>> = reads
+    let missing: Vec<(&KindStep, Hash, Area)> = steps
         .par_iter()
-        .map(|(_, hash, area)| store.contains(hash, *area))
+        .filter_map(Step::kind_step)
+        .flat_map_iter(|k| {
+            k.reads()
+                .into_iter()
+                .map(move |(hash, area)| (k, hash, area))
+        })
+        .filter_map(|(k, hash, area)| match store.contains(&hash, area) {
+            Ok(true) => None,
+            Ok(false) => Some(Ok((k, hash, area))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    // The first step that reads a missing content names it, as before.
+    let mut seen = sysgen_store::HashKeySet::default();
+    let reads: Vec<_> = missing
+        .into_iter()
+        .filter(|(_, hash, area)| seen.insert((*hash, *area)))
         .collect();
-    let mut missing = Vec::new();
-    for (r, held) in reads.into_iter().zip(held) {
-        if !held? {
-            missing.push(r);
-        }
-    }
-    let reads = missing;
     let health: Vec<_> = reads
         .par_iter()
         .map(|(_, hash, area)| store.health(hash, *area))

@@ -107,6 +107,32 @@ impl Plan {
     }
 }
 
+/// `v` mapped through `f`, never held twice: a first switch's plan is a
+/// step per file, and a map into values of another size cannot reuse the
+/// buffer, so a plain `collect` holds the old vector whole until the new
+/// one is. Here the old one gives back its memory as it empties (from its
+/// end, after one reversal in place), a batch at a time.
+pub fn map_shrinking<T, U>(mut v: Vec<T>, mut f: impl FnMut(T) -> U) -> Vec<U> {
+    /// Elements moved between two shrinks of the old buffer.
+    const BATCH: usize = 1 << 14;
+    if std::mem::size_of::<T>() == std::mem::size_of::<U>()
+        && std::mem::align_of::<T>() == std::mem::align_of::<U>()
+    {
+        // Collected in place by the standard library.
+        return v.into_iter().map(f).collect();
+    }
+    // One more: the activation ends a plan.
+    let mut out = Vec::with_capacity(v.len() + 1);
+    v.reverse();
+    while let Some(x) = v.pop() {
+        out.push(f(x));
+        if v.len().is_multiple_of(BATCH) {
+            v.shrink_to_fit();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
@@ -121,6 +147,20 @@ mod tests {
 
     fn p(s: &str) -> EntryPath {
         EntryPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn map_shrinking_keeps_the_order() {
+        let v: Vec<u32> = (0..100_000).collect();
+        let got = map_shrinking(v, |x| (u64::from(x), x));
+        assert_eq!(got.len(), 100_000);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, &(a, b))| a == i as u64 && b as usize == i)
+        );
+        let same = map_shrinking(vec![1u32, 2, 3], |x| x + 1);
+        assert_eq!(same, [2, 3, 4]);
     }
 
     /// However the kinds are asked, the phases give SPEC §4's order, and

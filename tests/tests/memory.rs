@@ -1,5 +1,6 @@
 //! Memory toward a million files (issue 14): the peak resident set of
-//! `verify` and of an unchanged build, taken from `wait4(2)`, at 8,000
+//! `verify`, of an unchanged build and of a first switch, taken from
+//! `wait4(2)`, at 8,000
 //! and at 32,000 files. Verify walks one directory's node at a time, so
 //! its peak must not grow beyond a small margin (it grew by 8.4 MiB when
 //! it held the whole tree); a build's growth per file must stay under
@@ -28,6 +29,11 @@ const BUILD_BYTES_PER_FILE: u64 = 290;
 /// Growth per file allowed to gc's peak, as for a build: the store's index
 /// and the marks of the kept generation are all that may grow with it.
 const GC_BYTES_PER_FILE: u64 = 290;
+
+/// Growth per file allowed to a first switch's peak (`switch ID` onto an
+/// empty root): as for a build, 300 MiB for a million files, less a
+/// process's own 20 MiB.
+const FIRST_SWITCH_BYTES_PER_FILE: u64 = 290;
 
 /// `n` small files with distinct contents under `dir`, `PER_DIR` per
 /// directory, directories nested two levels deep (`a17/b3/f5`).
@@ -146,5 +152,46 @@ fn an_unchanged_build_grows_by_under_290_bytes_per_file() {
         per_file <= BUILD_BYTES_PER_FILE,
         "an unchanged build's peak grew by {per_file} bytes per file ({build_8k} KiB at 8k files, \
          {build_32k} KiB at 32k): a million files would not fit in 300 MiB"
+    );
+}
+
+/// Peak RSS (KiB) of a first switch onto an empty root, by id (the build
+/// before it is another process), for `n` files.
+fn first_switch_peak(n: usize) -> u64 {
+    let env = TestEnv::new();
+    corpus(&env.cfg().join("src"), n);
+    let cfg = env.config(
+        "c.json",
+        json!({ "trees": { "/srv/corpus": { "source": "src" } } }),
+    );
+    let built = env.run(&["--json", "build", s(&cfg)]).ok().json();
+    let id = built["id"].as_str().expect("the build's id").to_owned();
+    let peak = peak_kib(&env, &["switch", &id]);
+    // It did switch: the last file is on the root.
+    let last = n - 1;
+    let d = last / PER_DIR;
+    let p = format!("/srv/corpus/a{}/b{}/f{}", d / 30, d % 30, last % PER_DIR);
+    assert!(env.at(&p).is_file(), "{p} is not on the root");
+    peak
+}
+
+/// Not met yet: a first switch holds the diff's change and the plan's
+/// step of every file while it plans, and the store's whole pack index
+/// (481 bytes a file here, debug build, session 9; docs/performance.md,
+/// "Switches that hold little per file"). Run it with `--ignored` to see
+/// where it stands.
+#[test]
+#[ignore = "a first switch still holds a change and a step per file: about 480 bytes each, 290 allowed"]
+fn a_first_switch_grows_by_under_290_bytes_per_file() {
+    let at_8k = first_switch_peak(8_000);
+    let at_32k = first_switch_peak(32_000);
+    let per_file = (at_32k.saturating_sub(at_8k) * 1024) / 24_000;
+    eprintln!(
+        "a first switch's peak RSS: {at_8k} KiB at 8k files, {at_32k} KiB at 32k, {per_file} bytes per file"
+    );
+    assert!(
+        per_file <= FIRST_SWITCH_BYTES_PER_FILE,
+        "a first switch's peak grew by {per_file} bytes per file ({at_8k} KiB at 8k files, \
+         {at_32k} KiB at 32k): a million files would not fit in 300 MiB"
     );
 }

@@ -30,55 +30,78 @@ pub(super) fn apply_from<'s>(
         (cx.step_done)(0);
         return Ok(1);
     };
-    let puts: Vec<Put<'s>> = std::iter::once(put)
-        .chain(steps.map_while(Put::of))
-        .collect();
-    if puts.len() > 1 {
-        // Writing files is most of a large switch; the steps of such a
-        // run write distinct paths whose parents earlier steps made, so
-        // they can run in any order, on every core.
-        // Entries of one directory go together, through one handle on it;
-        // each group knows where it starts, so an error names its step.
-        let mut groups: Vec<(usize, &[Put<'_>])> = Vec::new();
-        let mut at = 0;
-        for g in puts
-            .chunk_by(|a, b| a.path().parent() == b.path().parent())
-            .flat_map(|g| g.chunks(PUT_GROUP))
-        {
-            groups.push((at, g));
-            at += g.len();
-        }
-        let (root, store, step_done) = (cx.root, cx.store, cx.step_done);
-        let ran = groups
-            .par_iter()
-            .try_for_each(|&(at, g)| -> Result<(), Box<(usize, Error)>> {
-                let parent = root
-                    .open_parent(g[0].path())
-                    .map_err(|e| Box::new((at, e.into())))?;
-                let mut result = Ok(());
-                for (i, p) in g.iter().enumerate() {
-                    result = p
-                        .run_in(root, Some(&parent), store)
-                        .map_err(|e| Box::new((at + i, e)));
-                    if result.is_err() {
-                        break;
-                    }
-                    step_done(at + i);
-                }
-                // Even after an error: what was written must reach the disk.
-                root.touched(&parent);
-                result
-            });
-        if let Err(f) = ran {
-            let (at, e) = *f;
-            cx.failed_at = at;
-            return Err(e);
-        }
-        return Ok(puts.len());
+    // A run is taken a batch at a time: a first switch is one run of a
+    // write per file, and its whole list of writes beside the plan held
+    // another 70 bytes a file.
+    let mut puts: Vec<Put<'s>> = Vec::with_capacity(PUT_BATCH);
+    puts.push(put);
+    puts.extend((&mut *steps).take(PUT_BATCH - 1).map_while(Put::of));
+    if puts.len() == 1 {
+        run(cx, first)?;
+        (cx.step_done)(0);
+        return Ok(1);
     }
-    run(cx, first)?;
-    (cx.step_done)(0);
-    Ok(1)
+    let mut ran = 0;
+    loop {
+        // A full batch may be followed by more of the run.
+        let more = puts.len() == PUT_BATCH;
+        put_run(cx, &puts, ran)?;
+        ran += puts.len();
+        puts.clear();
+        if !more {
+            return Ok(ran);
+        }
+        puts.extend((&mut *steps).take(PUT_BATCH).map_while(Put::of));
+        if puts.is_empty() {
+            return Ok(ran);
+        }
+    }
+}
+
+/// Writes `puts` in parallel; `base` is the place of the first among the
+/// steps `apply_from` was handed.
+fn put_run(cx: &mut ApplyCx<'_>, puts: &[Put<'_>], base: usize) -> Result<(), Error> {
+    // Writing files is most of a large switch; the steps of such a run
+    // write distinct paths whose parents earlier steps made, so they can
+    // run in any order, on every core. Entries of one directory go
+    // together, through one handle on it; each group knows where it
+    // starts, so an error names its step.
+    let mut groups: Vec<(usize, &[Put<'_>])> = Vec::new();
+    let mut at = base;
+    for g in puts
+        .chunk_by(|a, b| a.path().parent() == b.path().parent())
+        .flat_map(|g| g.chunks(PUT_GROUP))
+    {
+        groups.push((at, g));
+        at += g.len();
+    }
+    let (root, store, step_done) = (cx.root, cx.store, cx.step_done);
+    let ran = groups
+        .par_iter()
+        .try_for_each(|&(at, g)| -> Result<(), Box<(usize, Error)>> {
+            let parent = root
+                .open_parent(g[0].path())
+                .map_err(|e| Box::new((at, e.into())))?;
+            let mut result = Ok(());
+            for (i, p) in g.iter().enumerate() {
+                result = p
+                    .run_in(root, Some(&parent), store)
+                    .map_err(|e| Box::new((at + i, e)));
+                if result.is_err() {
+                    break;
+                }
+                step_done(at + i);
+            }
+            // Even after an error: what was written must reach the disk.
+            root.touched(&parent);
+            result
+        });
+    if let Err(f) = ran {
+        let (at, e) = *f;
+        cx.failed_at = at;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Runs one file step.
@@ -151,6 +174,9 @@ pub(super) fn run(cx: &mut ApplyCx<'_>, step: &FileStep) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The most writes of a run held at once.
+const PUT_BATCH: usize = 1 << 16;
 
 /// The most entries of one directory written by one task: a directory of
 /// thousands of files still spreads over every core.

@@ -70,15 +70,16 @@ impl Kind for Files {
         _undone: &[&FileStep],
     ) -> Result<Inspection<'a, FileStep>, Error> {
         // The removals other kinds took over are not the tree's to plan.
-        let changes: Vec<&Change> = t
+        // Filtered as it is read, not listed: a first switch's diff has a
+        // change per file.
+        let changes = t
             .changes
             .iter()
-            .filter(|c| !matches!(c, Change::Removed(p, _) if claims.contains(p)))
-            .collect();
+            .filter(|c| !matches!(c, Change::Removed(p, _) if claims.contains(p)));
         let ledger = t.ledger;
         match t.mode {
             Mode::Switch { force, .. } => {
-                let pre = precheck::precheck(&t.state.root, &changes, ledger, force)?;
+                let pre = precheck::precheck(&t.state.root, changes.clone(), ledger, force)?;
                 let ledger_add = pre
                     .facts
                     .origins
@@ -94,7 +95,7 @@ impl Kind for Files {
                     drift: pre.drift,
                     saved: pre.saved,
                     ledger_add,
-                    planner: Box::new(move || plan::plan(changes.into_iter(), ledger, &facts)),
+                    planner: Box::new(move || plan::plan(changes, ledger, &facts)),
                 })
             }
             // The way back converges from wherever the switch stopped: it
@@ -104,7 +105,7 @@ impl Kind for Files {
                     provided: claims.clone(),
                     ..Facts::default()
                 };
-                plan::plan(changes.into_iter(), ledger, &facts)
+                plan::plan(changes, ledger, &facts)
             })),
         }
     }

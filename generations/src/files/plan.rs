@@ -18,15 +18,19 @@ use crate::rootfs::Xattrs;
 /// records of paths the old generation manages; `facts` those of paths the
 /// new one adds.
 pub fn plan<'c>(
-    changes: impl ExactSizeIterator<Item = &'c Change>,
+    changes: impl Iterator<Item = &'c Change>,
     ledger: &BTreeMap<EntryPath, Origin>,
     facts: &Facts,
 ) -> Planned<FileStep> {
-    let mut removals: Vec<FileStep> = Vec::new();
+    // Each step is made with its phase, so that the plan is these very
+    // vectors: a pair made later is a larger value, and a second copy.
+    let mut removals: Vec<(Phase, FileStep)> = Vec::new();
     // Each change makes at most one creation, and a first switch makes one
     // per file: sized once, and the steps are then made around it in place,
     // so they are never held twice.
-    let mut creations: Vec<FileStep> = Vec::with_capacity(changes.len());
+    // (One more: the activation ends the plan, in the same buffer.)
+    let most = changes.size_hint().1.unwrap_or(0);
+    let mut creations: Vec<(Phase, FileStep)> = Vec::with_capacity(most + 1);
     let mut ledger_remove = Vec::new();
 
     for c in changes {
@@ -37,45 +41,57 @@ pub fn plan<'c>(
                     // turned into a file or symlink: that goes, the directory comes back.
                     Some(origin @ Origin::Dir { mode, uid, gid }) if !old.is_dir() => {
                         ledger_remove.push((p.clone(), origin.clone()));
-                        removals.push(FileStep::Remove {
-                            path: p.clone(),
-                            why: Why::Remove,
-                            kind: old.kind().into(),
-                        });
-                        creations.push(FileStep::MakeDir {
-                            path: p.clone(),
-                            why: Why::Restore,
-                            mode: Some(*mode),
-                            uid: Some(*uid),
-                            gid: Some(*gid),
-                            xattrs: Xattrs::default(),
-                        });
+                        removals.push((
+                            Phase::Remove,
+                            FileStep::Remove {
+                                path: p.clone(),
+                                why: Why::Remove,
+                                kind: old.kind().into(),
+                            },
+                        ));
+                        creations.push((
+                            Phase::Create,
+                            FileStep::MakeDir {
+                                path: p.clone(),
+                                why: Why::Restore,
+                                mode: Some(*mode),
+                                uid: Some(*uid),
+                                gid: Some(*gid),
+                                xattrs: Xattrs::default(),
+                            },
+                        ));
                     }
                     Some(origin) => {
                         ledger_remove.push((p.clone(), origin.clone()));
                         if let Some(s) = restore(p, old, origin) {
-                            removals.push(s);
+                            removals.push((Phase::Remove, s));
                         }
                     }
                     // sysgen created it; an implicit directory it did not create has a record.
-                    None => removals.push(FileStep::Remove {
-                        path: p.clone(),
-                        why: Why::Remove,
-                        kind: old.kind().into(),
-                    }),
+                    None => removals.push((
+                        Phase::Remove,
+                        FileStep::Remove {
+                            path: p.clone(),
+                            why: Why::Remove,
+                            kind: old.kind().into(),
+                        },
+                    )),
                 }
             }
             Change::Changed(p, old, new) => {
                 let retype = old.is_dir() != new.is_dir();
                 if retype {
-                    removals.push(FileStep::Remove {
-                        path: p.clone(),
-                        why: Why::Change,
-                        kind: old.kind().into(),
-                    });
+                    removals.push((
+                        Phase::Remove,
+                        FileStep::Remove {
+                            path: p.clone(),
+                            why: Why::Change,
+                            kind: old.kind().into(),
+                        },
+                    ));
                 }
                 if let Some(s) = change(p, old, new, retype, ledger.get(p)) {
-                    creations.push(s);
+                    creations.push((Phase::Create, s));
                 }
             }
             Change::Added(p, new) => {
@@ -84,11 +100,14 @@ pub fn plan<'c>(
                         Some(Origin::Symlink { .. }) => "symlink",
                         _ => "file",
                     };
-                    removals.push(FileStep::Remove {
-                        path: p.clone(),
-                        why: Why::Replace,
-                        kind: kind.into(),
-                    });
+                    removals.push((
+                        Phase::Remove,
+                        FileStep::Remove {
+                            path: p.clone(),
+                            why: Why::Replace,
+                            kind: kind.into(),
+                        },
+                    ));
                 }
                 // Replacing an unmanaged file or symlink that was saved first.
                 let why = match facts.origins.get(p) {
@@ -102,21 +121,27 @@ pub fn plan<'c>(
                 } else {
                     create_or_make(p, new, why, origin)
                 };
-                creations.push(step);
+                creations.push((Phase::Create, step));
             }
         }
     }
     // Deepest first, and among equals by path, so the order is deterministic.
-    removals.sort_by(|a, b| {
+    removals.sort_by(|(_, a), (_, b)| {
         let (pa, pb) = (a.path(), b.path());
         pb.depth().cmp(&pa.depth()).then(pb.cmp(pa))
     });
     // Path order puts every directory before what it contains.
-    creations.sort_by(|a, b| a.path().cmp(b.path()));
-    // In place: a first switch has a step per file, never held twice.
-    let mut steps = Vec::with_capacity(removals.len() + creations.len() + 1);
-    steps.extend(removals.into_iter().map(|s| (Phase::Remove, s)));
-    steps.extend(creations.into_iter().map(|s| (Phase::Create, s)));
+    creations.sort_by(|(_, a), (_, b)| a.path().cmp(b.path()));
+    // A first switch has a step per file, and its creations alone: they
+    // are the plan. Removals go in front, moving the creations once within
+    // one growing buffer.
+    let steps = if removals.is_empty() {
+        creations
+    } else {
+        removals.reserve_exact(creations.len());
+        removals.append(&mut creations);
+        removals
+    };
     Planned {
         steps,
         ledger_remove,

@@ -156,9 +156,9 @@ fn show(id: &Option<u32>) -> String {
 }
 
 /// Runs the precheck of `changes` (active → target).
-pub fn precheck(
+pub fn precheck<'c>(
     root: &RootDir,
-    changes: &[&Change],
+    changes: impl Iterator<Item = &'c Change> + Clone,
     ledger: &BTreeMap<EntryPath, Origin>,
     force: bool,
 ) -> Result<Precheck, Error> {
@@ -166,7 +166,7 @@ pub fn precheck(
     // Paths this switch puts a directory at, replacing what is there: a
     // blocked path below one of them is fine, the blocker goes first.
     let replaced: BTreeSet<&EntryPath> = changes
-        .iter()
+        .clone()
         .filter_map(|c| match c {
             Change::Added(p, e) if e.is_dir() => Some(p),
             Change::Changed(p, _, e) if e.is_dir() => Some(p),
@@ -174,7 +174,7 @@ pub fn precheck(
         })
         .collect();
     let removed: BTreeSet<&EntryPath> = changes
-        .iter()
+        .clone()
         .filter_map(|c| match c {
             Change::Removed(p, _) => Some(p),
             _ => None,
@@ -186,7 +186,7 @@ pub fn precheck(
     // (Changes come sorted by path, parents first; precheck writes nothing
     // to the root, so an absent directory stays absent.)
     let mut absent_dirs: HashSet<EntryPath> = HashSet::new();
-    for &c in changes {
+    for c in changes {
         let p = c.path();
         let live = match p.parent() {
             Some(d) if absent_dirs.contains(&d) => Live::Absent,
