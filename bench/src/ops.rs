@@ -1,7 +1,8 @@
 //! sysgen's operations (SPEC §3), each timed over several runs.
 
-use crate::record::{Interleaved, Recorder};
+use crate::record::Recorder;
 use crate::report::{GcSpace, Sizes};
+use crate::users_path::Copy;
 use crate::{Ctx, Result, corpus, measure, users_path, write_config};
 use std::cell::RefCell;
 use std::fs;
@@ -212,61 +213,42 @@ pub fn run_all(ctx: &Ctx, rec: &mut Recorder, sizes: &mut Sizes) {
             let (h, id) = &hosts.borrow()[i - 1];
             Ok(ctx.sysgen(&h.root, &h.state, &["switch", id]))
         };
-        let cp_base = ctx.work.join("anchors/cp");
-        let cp_sync_base = ctx.work.join("anchors/cp-sync");
-        let rsync_base = ctx.work.join("anchors/rsync");
-        let mut cp_sync_prep = |_| Ok(fs::create_dir_all(&cp_sync_base)?);
-        let mut cp_sync_run = |i: usize| Ok(users_path::cp_sync_cmd(ctx, &cp_sync_base, i));
-        let mut cp_prep = |_| Ok(fs::create_dir_all(&cp_base)?);
-        let mut cp_run = |i: usize| Ok(users_path::cp_cmd(ctx, &cp_base, i));
-        let mut rsync_prep = |_| Ok(fs::create_dir_all(&rsync_base)?);
-        let mut rsync_run = |i: usize| Ok(users_path::rsync_cmd(ctx, &rsync_base, i));
-        let mut ops = vec![Interleaved {
-            key: "switch_first",
-            label,
-            tool: "sysgen",
-            prep: &mut prep,
-            cmd: &mut cmd,
-        }];
-        let cp_op = ("cp_a", "cp -a of the tree");
-        if users_path::anchor_wanted(ctx, rec, cp_op, "cp", "cp") {
-            ops.push(Interleaved {
-                key: cp_op.0,
-                label: cp_op.1,
+        // The copy made durable as the switch is (`cp -a; sync -f`) gives
+        // the share of the ratio that is the switch's own sync.
+        let copies = [
+            Copy {
+                key: "cp_a",
+                label: "cp -a of the tree",
                 tool: "cp",
-                prep: &mut cp_prep,
-                cmd: &mut cp_run,
-            });
-        }
-        // The copy made durable as the switch is: the share of the ratio
-        // that is the switch's own sync.
-        let cp_sync_op = ("cp_a_sync", "cp -a; sync -f of the tree");
-        if users_path::anchor_wanted(ctx, rec, cp_sync_op, "cp", "cp") {
-            ops.push(Interleaved {
-                key: cp_sync_op.0,
-                label: cp_sync_op.1,
+                dir: "anchors/cp",
+                cmd: users_path::cp_cmd,
+            },
+            Copy {
+                key: "cp_a_sync",
+                label: "cp -a; sync -f of the tree",
                 tool: "cp",
-                prep: &mut cp_sync_prep,
-                cmd: &mut cp_sync_run,
-            });
-        }
-        let rsync_op = ("rsync_a", "rsync -a of the tree");
-        if users_path::anchor_wanted(ctx, rec, rsync_op, "rsync", "rsync") {
-            ops.push(Interleaved {
-                key: rsync_op.0,
-                label: rsync_op.1,
+                dir: "anchors/cp-sync",
+                cmd: users_path::cp_sync_cmd,
+            },
+            Copy {
+                key: "rsync_a",
+                label: "rsync -a of the tree",
                 tool: "rsync",
-                prep: &mut rsync_prep,
-                cmd: &mut rsync_run,
-            });
-        }
-        rec.measure_interleaved("[4/8]", n, &mut ops);
-        drop(ops);
+                dir: "anchors/rsync",
+                cmd: users_path::rsync_cmd,
+            },
+        ];
+        users_path::with_copies(
+            ctx,
+            rec,
+            "[4/8]",
+            ("switch_first", label),
+            &mut prep,
+            &mut cmd,
+            &copies,
+        );
         if rec.get("switch_first").is_some_and(|o| o.error.is_none()) {
             switched = hosts.borrow().last().cloned();
-        }
-        if let Err(e) = ctx.release(&["anchors/cp", "anchors/cp-sync", "anchors/rsync"]) {
-            eprintln!("[reclaim] {e}");
         }
     }
     let switched = switched.or_else(|| {

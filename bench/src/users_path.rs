@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::record::{Interleaved, Recorder};
+use crate::record::{Cmd, Interleaved, Prep, Recorder};
 use crate::{Ctx, on_path};
 
 /// Keys of the operations measured here.
@@ -67,6 +67,68 @@ pub fn anchor_wanted(
     false
 }
 
+/// A copy of the corpus timed beside a switch: its key and label in the
+/// report, the tool it needs, where its copies go (under the work
+/// directory), and its command for run `i` into that directory.
+pub struct Copy {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub tool: &'static str,
+    pub dir: &'static str,
+    pub cmd: fn(&Ctx, &Path, usize) -> Command,
+}
+
+/// Times sysgen's operation (`key`, `label`, `prep`, `cmd`) interleaved
+/// with each of `copies` that is wanted (sysgen, copy, copy, sysgen, ...),
+/// so that a drift of the disk reaches every side alike; then gives the
+/// copies' space back. True if all succeeded.
+pub fn with_copies(
+    ctx: &Ctx,
+    rec: &mut Recorder,
+    step: &str,
+    (key, label): (&str, &str),
+    prep: Prep<'_>,
+    cmd: Cmd<'_>,
+    copies: &[Copy],
+) -> bool {
+    type Run<'c> = Box<dyn FnMut(usize) -> crate::Result<Command> + 'c>;
+    type Make<'c> = Box<dyn FnMut(usize) -> crate::Result<()> + 'c>;
+    let mut sides: Vec<(&Copy, Make<'_>, Run<'_>)> = Vec::new();
+    for c in copies {
+        if anchor_wanted(ctx, rec, (c.key, c.label), c.tool, c.tool) {
+            let base = ctx.work.join(c.dir);
+            let made = base.clone();
+            sides.push((
+                c,
+                Box::new(move |_| Ok(std::fs::create_dir_all(&made)?)),
+                Box::new(move |i| Ok((c.cmd)(ctx, &base, i))),
+            ));
+        }
+    }
+    let mut ops = vec![Interleaved {
+        key,
+        label,
+        tool: "sysgen",
+        prep,
+        cmd,
+    }];
+    for (c, make, run) in &mut sides {
+        ops.push(Interleaved {
+            key: c.key,
+            label: c.label,
+            tool: c.tool,
+            prep: make.as_mut(),
+            cmd: run.as_mut(),
+        });
+    }
+    let ok = rec.measure_interleaved(step, ctx.runs, &mut ops);
+    let dirs: Vec<&str> = copies.iter().map(|c| c.dir).collect();
+    if let Err(e) = ctx.release(&dirs) {
+        eprintln!("[reclaim] {e}");
+    }
+    ok
+}
+
 pub fn run(ctx: &Ctx, rec: &mut Recorder) {
     let first_label = "switch CONFIG onto an empty root (build included)";
     let active_label = "switch CONFIG, already active (build included)";
@@ -78,8 +140,6 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
     let cfg = ctx.cfg_a.to_string_lossy().into_owned();
     // (root, state) of each run, fresh every time.
     let hosts = RefCell::new(Vec::<(PathBuf, PathBuf)>::new());
-    let cp_base = ctx.work.join("anchors/cp-interleaved");
-    let rsync_base = ctx.work.join("anchors/rsync-interleaved");
     let mut sysgen_prep = |i: usize| {
         let base = ctx.fresh_dir(&format!("sg/switch-config/{i}"))?;
         std::fs::create_dir_all(base.join("root"))?;
@@ -92,39 +152,31 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
         let (root, state) = &hosts.borrow()[i - 1];
         Ok(ctx.sysgen(root, state, &["switch", &cfg]))
     };
-    let mut cp_prep = |_| Ok(std::fs::create_dir_all(&cp_base)?);
-    let mut cp_run = |i: usize| Ok(cp_cmd(ctx, &cp_base, i));
-    let mut rsync_prep = |_| Ok(std::fs::create_dir_all(&rsync_base)?);
-    let mut rsync_run = |i: usize| Ok(rsync_cmd(ctx, &rsync_base, i));
-    let mut ops = vec![Interleaved {
-        key: FIRST,
-        label: first_label,
-        tool: "sysgen",
-        prep: &mut sysgen_prep,
-        cmd: &mut sysgen_cmd,
-    }];
-    let cp_op = (CP, "cp -a of the tree, interleaved");
-    if anchor_wanted(ctx, rec, cp_op, "cp", "cp") {
-        ops.push(Interleaved {
-            key: cp_op.0,
-            label: cp_op.1,
+    let copies = [
+        Copy {
+            key: CP,
+            label: "cp -a of the tree, interleaved",
             tool: "cp",
-            prep: &mut cp_prep,
-            cmd: &mut cp_run,
-        });
-    }
-    let rsync_op = (RSYNC, "rsync -a of the tree, interleaved");
-    if anchor_wanted(ctx, rec, rsync_op, "rsync", "rsync") {
-        ops.push(Interleaved {
-            key: rsync_op.0,
-            label: rsync_op.1,
+            dir: "anchors/cp-interleaved",
+            cmd: cp_cmd,
+        },
+        Copy {
+            key: RSYNC,
+            label: "rsync -a of the tree, interleaved",
             tool: "rsync",
-            prep: &mut rsync_prep,
-            cmd: &mut rsync_run,
-        });
-    }
-    let ok = rec.measure_interleaved("[user's path]", ctx.runs, &mut ops);
-    drop(ops);
+            dir: "anchors/rsync-interleaved",
+            cmd: rsync_cmd,
+        },
+    ];
+    let ok = with_copies(
+        ctx,
+        rec,
+        "[user's path]",
+        (FIRST, first_label),
+        &mut sysgen_prep,
+        &mut sysgen_cmd,
+        &copies,
+    );
     let last = hosts.borrow().last().cloned();
     match last {
         Some((root, state)) if ok => {
@@ -140,12 +192,7 @@ pub fn run(ctx: &Ctx, rec: &mut Recorder) {
         }
         _ => rec.skip(ACTIVE, active_label, "sysgen", "the first switch failed"),
     }
-    let done = [
-        "sg/switch-config",
-        "anchors/cp-interleaved",
-        "anchors/rsync-interleaved",
-    ];
-    if let Err(e) = ctx.release(&done) {
+    if let Err(e) = ctx.release(&["sg/switch-config"]) {
         eprintln!("[reclaim] {e}");
     }
 }
