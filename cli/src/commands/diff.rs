@@ -142,6 +142,10 @@ pub fn run(
         kinds: &c,
         patches,
     })?;
+    // Freeing a large diff's report, value by value, was a twentieth of
+    // the command's time (1% of 100k files); the process ends right after
+    // and gives its memory back whole.
+    std::mem::forget(c);
     Ok(0)
 }
 
