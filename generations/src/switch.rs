@@ -121,6 +121,12 @@ pub fn switch_to(
         )),
         None => None,
     };
+    if old.is_none() {
+        // A first switch's diff reads every node of the tree, once: through
+        // SQLite's bounded cache, not the memory map, whose every page
+        // touched stayed resident to the end (gc does the same).
+        state.db.unmap()?;
+    }
     let changes = state
         .db
         .reading(|db| diff(db, old.as_ref().map(|(_, m)| m.root), Some(target.root)))?;

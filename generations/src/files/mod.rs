@@ -72,7 +72,7 @@ impl Kind for Files {
         // The removals other kinds took over are not the tree's to plan.
         // Filtered as they are read, not listed: a first switch's diff has
         // a change per file.
-        let mine = |c: &Change| !matches!(c, Change::Removed(p, _) if claims.contains(p));
+        let mine = move |c: &Change| !matches!(c, Change::Removed(p, _) if claims.contains(p));
         let ledger = t.ledger;
         // The planner takes the changes (it is asked last, see
         // `Changes::take`) and frees each as its step is made.
@@ -85,7 +85,7 @@ impl Kind for Files {
         match t.mode {
             Mode::Switch { force, .. } => {
                 let listed = t.changes.list();
-                let changes = listed.iter().filter(|c| mine(c));
+                let changes = listed.iter().filter(|&c| mine(c));
                 let pre = precheck::precheck(&t.state.root, changes, ledger, force)?;
                 drop(listed);
                 let ledger_add = pre
