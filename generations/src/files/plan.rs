@@ -523,7 +523,11 @@ mod tests {
             Change::Added(p("/a"), file("x", 0o755)),
             Change::changed(p("/c"), file("y", 0o755), linked("/a")),
         ];
-        let got = ops(&plan(changes.into_iter(), &BTreeMap::new(), &Facts::default()));
+        let got = ops(&plan(
+            changes.into_iter(),
+            &BTreeMap::new(),
+            &Facts::default(),
+        ));
         assert!(got[0].starts_with("create file /a (1 bytes"), "{got:?}");
         assert_eq!(
             got[1..],
