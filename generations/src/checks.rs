@@ -267,7 +267,7 @@ impl Kind for Checks {
         let mut steps: Vec<(Phase, CheckStep)> = Vec::new();
         if matches!(t.mode, Mode::Switch { .. }) {
             steps.extend(
-                validations(t.changes, &to.manifest.validate)
+                validations(&t.changes.list(), &to.manifest.validate)
                     .into_iter()
                     .map(|s| (Phase::Snapshot, s)),
             );

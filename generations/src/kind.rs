@@ -9,6 +9,7 @@
 //! `recover`, `pipeline`, `apply`, `verify` or `gc` names one: they ask
 //! every kind in that list the same questions.
 
+use std::cell::{Ref, RefCell};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -102,12 +103,37 @@ pub struct Transition<'a> {
     pub to_number: u64,
     /// What changes in the tree of paths, `from` → `to` (the Merkle diff;
     /// several kinds watch paths: units restart on them, datasets live at them).
-    pub changes: &'a [Change],
+    pub changes: Changes,
     /// What was on the root before sysgen managed each path.
     pub ledger: &'a BTreeMap<EntryPath, Origin>,
     pub mode: Mode,
     pub opts: &'a Options,
     pub now: i64,
+}
+
+/// The tree's changes of a transition, sorted by path. Every kind may read
+/// them while it inspects and plans; the tree's planner, which the
+/// pipeline asks last, then takes them and frees each as its step is made:
+/// a first switch has a change per file, and holding them beside the
+/// steps made for them held every file twice.
+pub struct Changes(RefCell<Vec<Change>>);
+
+impl Changes {
+    pub fn new(list: Vec<Change>) -> Changes {
+        Changes(RefCell::new(list))
+    }
+
+    /// Every change (none once the tree's planner took them).
+    pub fn list(&self) -> Ref<'_, [Change]> {
+        Ref::map(self.0.borrow(), Vec::as_slice)
+    }
+
+    /// Hands the changes over to the tree's planner, the last to need
+    /// them. No list is held then: every kind reads them within its own
+    /// inspection or planner, and the pipeline asks the tree's last.
+    pub(crate) fn take(&self) -> Vec<Change> {
+        self.0.take()
+    }
 }
 
 impl Transition<'_> {

@@ -66,9 +66,13 @@ pub fn plan(t: &Transition<'_>, undone: &[Step], last: Action) -> Result<Planned
             .into());
         }
     }
+    // The planners are asked last kind first: the tree's, first in the
+    // list, takes the changes the others may still read (`Changes::take`).
+    // Their steps and records are then put together in the list's order.
+    let mut planned: Vec<_> = looks.into_iter().rev().map(|l| (l.planner)()).collect();
+    planned.reverse();
     let mut steps = Vec::new();
-    for l in looks {
-        let p = (l.planner)();
+    for p in planned {
         // The tree's steps come first and are most of a first switch: one
         // allocation for them, never two.
         let mine = p.steps.into_iter().map(|(phase, k)| Step {

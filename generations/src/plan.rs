@@ -110,11 +110,9 @@ impl Plan {
 /// `v` mapped through `f`, never held twice: a first switch's plan is a
 /// step per file, and a map into values of another size cannot reuse the
 /// buffer, so a plain `collect` holds the old vector whole until the new
-/// one is. Here the old one gives back its memory as it empties (from its
-/// end, after one reversal in place), a batch at a time.
-pub fn map_shrinking<T, U>(mut v: Vec<T>, mut f: impl FnMut(T) -> U) -> Vec<U> {
-    /// Elements moved between two shrinks of the old buffer.
-    const BATCH: usize = 1 << 14;
+/// one is. Here the old one gives back its memory as it empties (see
+/// [`shrinking`]).
+pub fn map_shrinking<T, U>(v: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
     if std::mem::size_of::<T>() == std::mem::size_of::<U>()
         && std::mem::align_of::<T>() == std::mem::align_of::<U>()
     {
@@ -123,15 +121,41 @@ pub fn map_shrinking<T, U>(mut v: Vec<T>, mut f: impl FnMut(T) -> U) -> Vec<U> {
     }
     // One more: the activation ends a plan.
     let mut out = Vec::with_capacity(v.len() + 1);
-    v.reverse();
-    while let Some(x) = v.pop() {
-        out.push(f(x));
-        if v.len().is_multiple_of(BATCH) {
-            v.shrink_to_fit();
-        }
-    }
+    out.extend(shrinking(v).map(f));
     out
 }
+
+/// The elements of `v` in order, by value, `v` giving back its memory as
+/// it empties (from its end, after one reversal in place), a batch at a
+/// time: what is made of them grows as `v` shrinks, and the two are never
+/// held whole at once (a first switch has a change and a step per file).
+pub fn shrinking<T>(mut v: Vec<T>) -> Shrinking<T> {
+    v.reverse();
+    Shrinking(v)
+}
+
+/// See [`shrinking`].
+pub struct Shrinking<T>(Vec<T>);
+
+impl<T> Iterator for Shrinking<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        /// Elements taken between two shrinks of the buffer.
+        const BATCH: usize = 1 << 14;
+        let x = self.0.pop()?;
+        if self.0.len().is_multiple_of(BATCH) {
+            self.0.shrink_to_fit();
+        }
+        Some(x)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.len(), Some(self.0.len()))
+    }
+}
+
+impl<T> ExactSizeIterator for Shrinking<T> {}
 
 #[cfg(test)]
 mod tests {

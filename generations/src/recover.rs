@@ -15,7 +15,7 @@ use crate::apply::{ApplyOptions, apply};
 use crate::error::{FailedStep, Halfway};
 use crate::host::Options;
 use crate::journal::Journal;
-use crate::kind::{Gen, Mode, Transition};
+use crate::kind::{Changes, Gen, Mode, Transition};
 use crate::manifest::diff;
 use crate::plan::Action;
 use crate::{Error, Progress, State, pipeline};
@@ -180,7 +180,7 @@ fn recover_journal(
                 _ => None,
             },
             to_number: number,
-            changes: &changes,
+            changes: Changes::new(changes),
             ledger: &ledger,
             mode: Mode::Undo,
             opts: &kinds,
@@ -190,7 +190,6 @@ fn recover_journal(
         last,
     )?
     .plan;
-    drop(changes);
     pipeline::prepare(state, &mut back, opts.now)?;
     // If the switch committed, its ledger changes are reversed with the
     // activation of the old generation; if not, there is nothing to reverse.

@@ -19,7 +19,7 @@ use crate::error::{GenerationError, Halfway};
 use crate::files::drift_of;
 use crate::host::Options;
 use crate::journal::Journal;
-use crate::kind::{Gen, Mode, Transition};
+use crate::kind::{Changes, Gen, Mode, Transition};
 use crate::manifest::{Change, Entry, diff};
 use crate::plan::{Action, Plan};
 use crate::rootfs::Live;
@@ -122,7 +122,7 @@ pub fn repair(state: &mut State, opts: &RepairOptions<'_>) -> Result<RepairOutco
             from: Some(here),
             to: Some(here),
             to_number: active.number,
-            changes: &changes,
+            changes: Changes::new(changes),
             ledger: &ledger,
             mode: Mode::Switch {
                 force: true,
@@ -137,7 +137,6 @@ pub fn repair(state: &mut State, opts: &RepairOptions<'_>) -> Result<RepairOutco
             id: active.id,
         },
     )?;
-    drop(changes);
     out.plan = planned.plan;
     out.plan.saved.extend(out.saved.iter().cloned());
     pipeline::check_space(state, &out.plan)?;

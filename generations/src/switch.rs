@@ -26,7 +26,7 @@ use crate::error::{GenerationError, Halfway, Refusal, ServiceError};
 use crate::host::Options;
 use crate::journal::Journal;
 use crate::kind::Failure;
-use crate::kind::{Gen, Mode, Transition};
+use crate::kind::{Changes, Gen, Mode, Transition};
 use crate::manifest::{GenerationId, diff};
 use crate::plan::{Action, Plan};
 use crate::recover::{RecoverOptions, recover};
@@ -121,6 +121,12 @@ pub fn switch_to(
         )),
         None => None,
     };
+    if old.is_none() {
+        // A first switch's diff reads every node of the tree, once: through
+        // SQLite's bounded cache, not the memory map, whose every page
+        // touched stayed resident to the end (gc does the same).
+        state.db.unmap()?;
+    }
     let changes = state
         .db
         .reading(|db| diff(db, old.as_ref().map(|(_, m)| m.root), Some(target.root)))?;
@@ -140,7 +146,7 @@ pub fn switch_to(
                 manifest: &target,
             }),
             to_number: number,
-            changes: &changes,
+            changes: Changes::new(changes),
             ledger: &ledger,
             mode: Mode::Switch {
                 force: opts.force,
@@ -152,9 +158,6 @@ pub fn switch_to(
         &[],
         Action::Activate { number, id },
     )?;
-    // The diff holds an entry per changed path, as many as the plan's
-    // steps: done with, so it goes before the journal is written.
-    drop(changes);
     outcome.plan = planned.plan;
     outcome.forced = planned.forced;
     // A dry run refuses too, as it does conflicts: it tells whether the

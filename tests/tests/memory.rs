@@ -175,13 +175,11 @@ fn first_switch_peak(n: usize) -> u64 {
     peak
 }
 
-/// Not met yet: a first switch holds the diff's change and the plan's
-/// step of every file while it plans, and the store's whole pack index
-/// (481 bytes a file here, debug build, session 9; docs/performance.md,
-/// "Switches that hold little per file"). Run it with `--ignored` to see
-/// where it stands.
+/// A first switch holds a step per file (the tree's planner frees each
+/// change of the diff as its step is made) and the store's index, and
+/// reads the tree's nodes through SQLite's bounded cache (docs/decisions.md,
+/// "Issue 14, session 10: a first switch at a million files").
 #[test]
-#[ignore = "a first switch still holds a change and a step per file: about 480 bytes each, 290 allowed"]
 fn a_first_switch_grows_by_under_290_bytes_per_file() {
     let at_8k = first_switch_peak(8_000);
     let at_32k = first_switch_peak(32_000);

@@ -177,7 +177,7 @@ fn parent_will_exist(t: &Transition<'_>, p: &EntryPath) -> Result<bool, Error> {
     if matches!(t.state.root.inspect(&parent)?, Live::Dir(_)) {
         return Ok(true);
     }
-    Ok(t.changes.iter().any(|c| match c {
+    Ok(t.changes.list().iter().any(|c| match c {
         Change::Added(q, e) => *q == parent && matches!(e, Entry::Dir { .. }),
         Change::Changed(q, _, e) => *q == parent && matches!(**e, Entry::Dir { .. }),
         Change::Removed(..) => false,

@@ -64,9 +64,14 @@ impl Inputs {
         }))
     }
 
-    fn context<'a>(&'a self, t: &'a Transition<'a>) -> Context<'a> {
+    /// `changes`: the transition's (see [`crate::kind::Changes::list`]).
+    fn context<'a>(
+        &'a self,
+        t: &'a Transition<'a>,
+        changes: &'a [crate::manifest::Change],
+    ) -> Context<'a> {
         Context {
-            changes: t.changes,
+            changes,
             ledger: t.ledger,
             known: &self.known,
             opts: &self.opts,
@@ -91,7 +96,8 @@ impl Inputs {
         facts: &super::Facts,
         undone: &[DatasetStep],
     ) -> DatasetPlan {
-        let cx = self.context(t);
+        let changes = t.changes.list();
+        let cx = self.context(t, &changes);
         let names = self.names(t);
         match t.mode {
             Mode::Switch { .. } => plan(&self.old, &self.new, facts, &cx, &names),
@@ -150,12 +156,13 @@ impl KindTrait for DatasetKind {
         // Undoing reads the root only to say how each dataset comes back;
         // whatever it would object to, the undo converges from where the
         // switch stopped (the pipeline refuses nothing in an undo).
+        let changes = t.changes.list();
         let (facts, conflicts) = precheck(
             &t.state.root,
             &inputs.old,
             &inputs.new,
             &inputs.restores,
-            &inputs.context(t),
+            &inputs.context(t, &changes),
         )?;
         let undone: Vec<DatasetStep> = undone.iter().map(|s| (*s).clone()).collect();
         if let Mode::Undo = t.mode {
@@ -165,7 +172,7 @@ impl KindTrait for DatasetKind {
                 &inputs.new,
                 &facts,
                 &undone,
-                &inputs.context(t),
+                &inputs.context(t, &changes),
             )?;
             if !strangers.is_empty() {
                 return Err(Error::Dataset(crate::error::DatasetError(format!(

@@ -70,16 +70,24 @@ impl Kind for Files {
         _undone: &[&FileStep],
     ) -> Result<Inspection<'a, FileStep>, Error> {
         // The removals other kinds took over are not the tree's to plan.
-        // Filtered as it is read, not listed: a first switch's diff has a
-        // change per file.
-        let changes = t
-            .changes
-            .iter()
-            .filter(|c| !matches!(c, Change::Removed(p, _) if claims.contains(p)));
+        // Filtered as they are read, not listed: a first switch's diff has
+        // a change per file.
+        let mine = move |c: &Change| !matches!(c, Change::Removed(p, _) if claims.contains(p));
         let ledger = t.ledger;
+        // The planner takes the changes (it is asked last, see
+        // `Changes::take`) and frees each as its step is made.
+        let planner = move |facts: Facts| {
+            move || {
+                let changes = crate::plan::shrinking(t.changes.take()).filter(mine);
+                plan::plan(changes, ledger, &facts)
+            }
+        };
         match t.mode {
             Mode::Switch { force, .. } => {
-                let pre = precheck::precheck(&t.state.root, changes.clone(), ledger, force)?;
+                let listed = t.changes.list();
+                let changes = listed.iter().filter(|&c| mine(c));
+                let pre = precheck::precheck(&t.state.root, changes, ledger, force)?;
+                drop(listed);
                 let ledger_add = pre
                     .facts
                     .origins
@@ -95,18 +103,15 @@ impl Kind for Files {
                     drift: pre.drift,
                     saved: pre.saved,
                     ledger_add,
-                    planner: Box::new(move || plan::plan(changes, ledger, &facts)),
+                    planner: Box::new(planner(facts)),
                 })
             }
             // The way back converges from wherever the switch stopped: it
             // knows every ledger record involved, and looks at nothing.
-            Mode::Undo => Ok(Inspection::planning(move || {
-                let facts = Facts {
-                    provided: claims.clone(),
-                    ..Facts::default()
-                };
-                plan::plan(changes, ledger, &facts)
-            })),
+            Mode::Undo => Ok(Inspection::planning(planner(Facts {
+                provided: claims.clone(),
+                ..Facts::default()
+            }))),
         }
     }
 

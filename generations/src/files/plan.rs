@@ -14,11 +14,11 @@ use crate::kind::{Phase, Planned};
 use crate::manifest::{Change, Entry};
 use crate::rootfs::Xattrs;
 
-/// Plans the file steps of `changes` (old → new). `ledger` holds the
-/// records of paths the old generation manages; `facts` those of paths the
-/// new one adds.
-pub fn plan<'c>(
-    changes: impl Iterator<Item = &'c Change>,
+/// Plans the file steps of `changes` (old → new), taking each: its path
+/// and attributes move into its step. `ledger` holds the records of paths
+/// the old generation manages; `facts` those of paths the new one adds.
+pub fn plan(
+    changes: impl Iterator<Item = Change>,
     ledger: &BTreeMap<EntryPath, Origin>,
     facts: &Facts,
 ) -> Planned<FileStep> {
@@ -36,7 +36,7 @@ pub fn plan<'c>(
     for c in changes {
         match c {
             Change::Removed(p, old) => {
-                match ledger.get(p) {
+                match ledger.get(&p) {
                     // A directory that was there before, which a later generation
                     // turned into a file or symlink: that goes, the directory comes back.
                     Some(origin @ Origin::Dir { mode, uid, gid }) if !old.is_dir() => {
@@ -52,7 +52,7 @@ pub fn plan<'c>(
                         creations.push((
                             Phase::Create,
                             FileStep::MakeDir {
-                                path: p.clone(),
+                                path: p,
                                 why: Why::Restore,
                                 mode: Some(*mode),
                                 uid: Some(*uid),
@@ -63,7 +63,7 @@ pub fn plan<'c>(
                     }
                     Some(origin) => {
                         ledger_remove.push((p.clone(), origin.clone()));
-                        if let Some(s) = restore(p, old, origin) {
+                        if let Some(s) = restore(p, &old, origin) {
                             removals.push((Phase::Remove, s));
                         }
                     }
@@ -71,7 +71,7 @@ pub fn plan<'c>(
                     None => removals.push((
                         Phase::Remove,
                         FileStep::Remove {
-                            path: p.clone(),
+                            path: p,
                             why: Why::Remove,
                             kind: old.kind().into(),
                         },
@@ -90,13 +90,14 @@ pub fn plan<'c>(
                         },
                     ));
                 }
-                if let Some(s) = change(p, old, new, retype, ledger.get(p)) {
+                let origin = ledger.get(&p);
+                if let Some(s) = change(p, &old, *new, retype, origin) {
                     creations.push((Phase::Create, s));
                 }
             }
             Change::Added(p, new) => {
-                if facts.in_the_way.contains(p) {
-                    let kind = match facts.origins.get(p) {
+                if facts.in_the_way.contains(&p) {
+                    let kind = match facts.origins.get(&p) {
                         Some(Origin::Symlink { .. }) => "symlink",
                         _ => "file",
                     };
@@ -110,12 +111,12 @@ pub fn plan<'c>(
                     ));
                 }
                 // Replacing an unmanaged file or symlink that was saved first.
-                let why = match facts.origins.get(p) {
+                let why = match facts.origins.get(&p) {
                     Some(Origin::File { .. } | Origin::Symlink { .. }) => Why::Replace,
                     _ => Why::Add,
                 };
-                let origin = facts.origins.get(p).or_else(|| ledger.get(p));
-                let step = if facts.provided.contains(p) && is_implicit_dir(new) {
+                let origin = facts.origins.get(&p).or_else(|| ledger.get(&p));
+                let step = if facts.provided.contains(&p) && is_implicit_dir(&new) {
                     // Another kind made it: its mode is that kind's.
                     create(p, new, why)
                 } else {
@@ -126,12 +127,17 @@ pub fn plan<'c>(
         }
     }
     // Deepest first, and among equals by path, so the order is deterministic.
-    removals.sort_by(|(_, a), (_, b)| {
+    // (No two steps of a list share a path, so an unstable sort gives the
+    // one order, and needs no buffer beside a list of a step per file.)
+    removals.sort_unstable_by(|(_, a), (_, b)| {
         let (pa, pb) = (a.path(), b.path());
         pb.depth().cmp(&pa.depth()).then(pb.cmp(pa))
     });
-    // Path order puts every directory before what it contains.
-    creations.sort_by(|(_, a), (_, b)| a.path().cmp(b.path()));
+    // Path order puts every directory before what it contains. The
+    // changes come in path order, so this is nearly always sorted already.
+    if !creations.is_sorted_by(|(_, a), (_, b)| a.path() <= b.path()) {
+        creations.sort_unstable_by(|(_, a), (_, b)| a.path().cmp(b.path()));
+    }
     // A first switch has a step per file, and its creations alone: they
     // are the plan. Removals go in front, moving the creations once within
     // one growing buffer.
@@ -151,11 +157,11 @@ pub fn plan<'c>(
 /// Like [`create`], but a parent directory that was not on the root before
 /// (sysgen creates it) gets an explicit 0755: a re-run after a crash between
 /// mkdir and chmod then still converges.
-fn create_or_make(p: &EntryPath, new: &Entry, why: Why, origin: Option<&Origin>) -> FileStep {
+fn create_or_make(p: EntryPath, new: Entry, why: Why, origin: Option<&Origin>) -> FileStep {
     match origin {
-        None | Some(Origin::File { .. } | Origin::Symlink { .. }) if is_implicit_dir(new) => {
+        None | Some(Origin::File { .. } | Origin::Symlink { .. }) if is_implicit_dir(&new) => {
             FileStep::MakeDir {
-                path: p.clone(),
+                path: p,
                 why,
                 mode: Some(0o755),
                 uid: None,
@@ -180,13 +186,9 @@ fn is_implicit_dir(e: &Entry) -> bool {
     )
 }
 
-fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
+fn create(p: EntryPath, new: Entry, why: Why) -> FileStep {
     match new {
-        Entry::File { link: Some(to), .. } => FileStep::Link {
-            path: p.clone(),
-            why,
-            to: to.clone(),
-        },
+        Entry::File { link: Some(to), .. } => FileStep::Link { path: p, why, to },
         Entry::File {
             hash,
             size,
@@ -197,15 +199,15 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
             xattrs,
             link: None,
         } => FileStep::PutFile {
-            path: p.clone(),
+            path: p,
             why,
-            hash: *hash,
-            size: *size,
-            mode: *mode,
-            uid: *uid,
-            gid: *gid,
-            secret: *secret,
-            xattrs: xattrs.clone(),
+            hash,
+            size,
+            mode,
+            uid,
+            gid,
+            secret,
+            xattrs,
         },
         Entry::Dir {
             mode,
@@ -213,19 +215,19 @@ fn create(p: &EntryPath, new: &Entry, why: Why) -> FileStep {
             gid,
             xattrs,
         } => FileStep::MakeDir {
-            path: p.clone(),
+            path: p,
             why,
-            mode: *mode,
-            uid: *uid,
-            gid: *gid,
-            xattrs: xattrs.clone(),
+            mode,
+            uid,
+            gid,
+            xattrs,
         },
         Entry::Symlink { target, uid, gid } => FileStep::PutSymlink {
-            path: p.clone(),
+            path: p,
             why,
-            target: target.clone(),
-            uid: *uid,
-            gid: *gid,
+            target,
+            uid,
+            gid,
         },
     }
 }
@@ -242,19 +244,19 @@ fn unmanaged_attrs(origin: Option<&Origin>) -> (u32, u32, u32) {
 }
 
 fn change(
-    p: &EntryPath,
+    p: EntryPath,
     old: &Entry,
-    new: &Entry,
+    new: Entry,
     retype: bool,
     origin: Option<&Origin>,
 ) -> Option<FileStep> {
     if retype {
         return Some(create_or_make(p, new, Why::Change, origin));
     }
-    match (old, new) {
+    match (old, &new) {
         // A hard link is made again whenever anything of it changes.
         (_, Entry::File { link: Some(to), .. }) => Some(FileStep::Link {
-            path: p.clone(),
+            path: p,
             why: Why::Change,
             to: to.clone(),
         }),
@@ -277,7 +279,7 @@ fn change(
                 ..
             },
         ) if h1 == h2 && old.is_secret() == *s2 => Some(FileStep::SetMeta {
-            path: p.clone(),
+            path: p,
             why: Why::Change,
             mode: Some(*mode),
             // An owner no longer managed goes back to the one a fresh write gives.
@@ -311,7 +313,7 @@ fn change(
             }
             let managed = m2.is_some() || u2.is_some() || g2.is_some() || !x2.is_empty();
             Some(FileStep::SetMeta {
-                path: p.clone(),
+                path: p,
                 why: if managed { Why::Change } else { Why::Restore },
                 mode,
                 uid,
@@ -334,7 +336,7 @@ fn dropped(old: &Xattrs, new: &Xattrs) -> Vec<String> {
 }
 
 /// The step that puts back what was on the root before sysgen managed `p`.
-fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
+fn restore(p: EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
     match origin {
         Origin::File {
             hash,
@@ -343,7 +345,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             gid,
             xattrs,
         } => Some(FileStep::PutFile {
-            path: p.clone(),
+            path: p,
             why: Why::Restore,
             hash: *hash,
             size: 0,
@@ -355,7 +357,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
             xattrs: xattrs.clone(),
         }),
         Origin::Symlink { target, uid, gid } => Some(FileStep::PutSymlink {
-            path: p.clone(),
+            path: p,
             why: Why::Restore,
             target: target.clone(),
             uid: Some(*uid),
@@ -370,7 +372,7 @@ fn restore(p: &EntryPath, old: &Entry, origin: &Origin) -> Option<FileStep> {
                 ..
             } => None,
             _ => Some(FileStep::SetMeta {
-                path: p.clone(),
+                path: p,
                 why: Why::Restore,
                 mode: Some(*mode),
                 uid: Some(*uid),
@@ -426,7 +428,7 @@ mod tests {
             Change::Added(p("/d"), dir()),
             Change::Added(p("/d/e"), file("y", 0o600)),
         ];
-        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        let plan = plan(changes.into_iter(), &BTreeMap::new(), &Facts::default());
         let got = ops(&plan);
         assert_eq!(got[0], "remove file /a/b/c");
         assert_eq!(got[1], "remove directory /a/b if empty");
@@ -464,7 +466,7 @@ mod tests {
             },
         );
         let changes = [Change::Removed(p("/etc/hosts"), file("new", 0o644))];
-        let plan = plan(changes.iter(), &ledger, &Facts::default());
+        let plan = plan(changes.into_iter(), &ledger, &Facts::default());
         assert!(
             ops(&plan)[0]
                 .starts_with("restore file /etc/hosts (the copy saved when sysgen took the path over, mode 0640, owner 0, group 4)")
@@ -475,14 +477,14 @@ mod tests {
     #[test]
     fn mode_only_change_does_not_rewrite() {
         let changes = [Change::changed(p("/f"), file("x", 0o644), file("x", 0o600))];
-        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        let plan = plan(changes.into_iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(ops(&plan)[0], "set mode 0600 of /f");
     }
 
     #[test]
     fn retype_removes_before_creating() {
         let changes = [Change::changed(p("/x"), file("x", 0o644), dir())];
-        let plan = plan(changes.iter(), &BTreeMap::new(), &Facts::default());
+        let plan = plan(changes.into_iter(), &BTreeMap::new(), &Facts::default());
         assert_eq!(
             ops(&plan)[..2],
             [
@@ -521,7 +523,11 @@ mod tests {
             Change::Added(p("/a"), file("x", 0o755)),
             Change::changed(p("/c"), file("y", 0o755), linked("/a")),
         ];
-        let got = ops(&plan(changes.iter(), &BTreeMap::new(), &Facts::default()));
+        let got = ops(&plan(
+            changes.into_iter(),
+            &BTreeMap::new(),
+            &Facts::default(),
+        ));
         assert!(got[0].starts_with("create file /a (1 bytes"), "{got:?}");
         assert_eq!(
             got[1..],
@@ -545,7 +551,7 @@ mod tests {
             link: None,
         };
         let plan = plan(
-            [Change::Added(p("/s"), e)].iter(),
+            [Change::Added(p("/s"), e)].into_iter(),
             &BTreeMap::new(),
             &Facts::default(),
         );

@@ -264,7 +264,7 @@ fn plan(
             .collect();
         (facts, add)
     };
-    let files = files::plan::plan(changes.into_iter(), &t.ledger, &facts);
+    let files = files::plan::plan(changes.into_iter().cloned(), &t.ledger, &facts);
 
     // Packages.
     let old_p = t.from.map_or(&ep, |g| &g.packages);

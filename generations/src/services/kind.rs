@@ -59,10 +59,11 @@ impl Kind for ServiceKind {
                 .map_or(crate::blocks::Blocks::none(), |g| &g.manifest.blocks),
             t.to.map_or(crate::blocks::Blocks::none(), |g| &g.manifest.blocks),
         );
+        let listed = t.changes.list();
         let changes: std::borrow::Cow<'_, [crate::manifest::Change]> = if blocks.is_empty() {
-            std::borrow::Cow::Borrowed(t.changes)
+            std::borrow::Cow::Borrowed(&listed)
         } else {
-            std::borrow::Cow::Owned(t.changes.iter().cloned().chain(blocks).collect())
+            std::borrow::Cow::Owned(listed.iter().cloned().chain(blocks).collect())
         };
         let planned = plan(old, new, &changes, &origins, opts.runtime);
         Ok(Inspection::planning(move || Planned::steps(steps(planned))))
