@@ -443,7 +443,6 @@ fn declared_xattrs(f: &sysgen_schema::FileSpec, what: &str) -> Result<Xattrs, Er
     Ok(Xattrs(out))
 }
 
-
 /// A first switch holds a `Change` per entry (docs/performance.md,
 /// "Memory toward a million files").
 #[test]

@@ -504,7 +504,9 @@ impl Cx<'_> {
         if got.cached {
             self.cached.fetch_add(1, Ordering::Relaxed);
         }
-        let row = got.record.then(|| super::hash::cache_row(&f.stat, got.hash));
+        let row = got
+            .record
+            .then(|| super::hash::cache_row(&f.stat, got.hash));
         if f.linked {
             lock(&self.linked)
                 .entry((tree, f.stat.dev, f.stat.ino))

@@ -86,7 +86,11 @@ impl Spill {
 
     /// Appends a run: the records of the keys `prefix` + each name. A name
     /// given twice keeps its last record.
-    pub(crate) fn run(&self, prefix: &[&[u8]], mut rows: Vec<(&[u8], CacheRow)>) -> Result<(), Error> {
+    pub(crate) fn run(
+        &self,
+        prefix: &[&[u8]],
+        mut rows: Vec<(&[u8], CacheRow)>,
+    ) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -105,7 +109,9 @@ impl Spill {
             *guard = Some(BufWriter::with_capacity(1 << 16, self.create()?));
         }
         let Some(out) = guard.as_mut() else {
-            return Err(Error::Internal("the stat index's spill went missing".into()));
+            return Err(Error::Internal(
+                "the stat index's spill went missing".into(),
+            ));
         };
         let write = |out: &mut BufWriter<File>| -> std::io::Result<()> {
             out.write_all(&plen.to_le_bytes())?;
@@ -136,7 +142,9 @@ impl Spill {
         let Some(out) = self.out.into_inner().unwrap_or_else(|e| e.into_inner()) else {
             return Ok(None);
         };
-        let file = out.into_inner().map_err(|e| io_err(&path)(e.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err(&path)(e.into_error()))?;
         // SAFETY: the file is this process's own, unlinked, and no longer
         // written: nothing changes the mapped bytes.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?;
@@ -158,7 +166,9 @@ impl Spill {
 }
 
 fn damaged(at: usize) -> Error {
-    Error::Internal(format!("the stat index's new records are damaged at byte {at}"))
+    Error::Internal(format!(
+        "the stat index's new records are damaged at byte {at}"
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<usize> {
@@ -220,9 +230,7 @@ impl Ord for Head<'_> {
     /// Reversed, for `BinaryHeap`'s max first: the least key first, and
     /// of equal keys the latest run.
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .cmp_key(self)
-            .then_with(|| self.run.cmp(&other.run))
+        other.cmp_key(self).then_with(|| self.run.cmp(&other.run))
     }
 }
 
@@ -260,7 +268,10 @@ impl Runs {
         for (run, &at) in self.starts.iter().enumerate() {
             let (plen, count, _) = run_header(&self.map, at).ok_or_else(|| damaged(at))?;
             let body = at + RUN_HEADER + plen;
-            let prefix = self.map.get(at + RUN_HEADER..body).ok_or_else(|| damaged(at))?;
+            let prefix = self
+                .map
+                .get(at + RUN_HEADER..body)
+                .ok_or_else(|| damaged(at))?;
             if count > 0 {
                 heap.push(self.head(prefix, run, body, count - 1)?);
             }
@@ -310,7 +321,11 @@ impl<'m> Merge<'m> {
         };
         self.advance(&h)?;
         // The same key in earlier runs: theirs are replaced.
-        while self.heap.peek().is_some_and(|o| o.cmp_key(&h) == Ordering::Equal) {
+        while self
+            .heap
+            .peek()
+            .is_some_and(|o| o.cmp_key(&h) == Ordering::Equal)
+        {
             if let Some(o) = self.heap.pop() {
                 self.advance(&o)?;
             }

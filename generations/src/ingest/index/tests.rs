@@ -173,14 +173,25 @@ fn spill_runs_merge_in_path_order_and_later_runs_win() {
     // of one source), the later run's record kept; a name given twice in
     // one run keeps its last record.
     let rows = |v: &[(&'static str, u64)]| -> Vec<(&'static [u8], CacheRow)> {
-        v.iter().map(|(n, r)| (n.as_bytes(), row(*r, SEC))).collect()
+        v.iter()
+            .map(|(n, r)| (n.as_bytes(), row(*r, SEC)))
+            .collect()
     };
     spill
-        .run(&["/s/a".as_bytes(), b"/"], rows(&[("y", 1), ("x", 2), ("y", 3)]))
+        .run(
+            &["/s/a".as_bytes(), b"/"],
+            rows(&[("y", 1), ("x", 2), ("y", 3)]),
+        )
         .expect("run");
-    spill.run(&["/s/".as_bytes(), b""], rows(&[("a-b", 4), ("b", 5)])).expect("run");
-    spill.run(&["/s/a/".as_bytes()], rows(&[("x", 6)])).expect("run");
-    spill.run(&["/s/a".as_bytes(), b"/"], Vec::new()).expect("an empty run");
+    spill
+        .run(&["/s/".as_bytes(), b""], rows(&[("a-b", 4), ("b", 5)]))
+        .expect("run");
+    spill
+        .run(&["/s/a/".as_bytes()], rows(&[("x", 6)]))
+        .expect("run");
+    spill
+        .run(&["/s/a".as_bytes(), b"/"], Vec::new())
+        .expect("an empty run");
     // Not in the file, as the walk never touches it: no run.
     assert!(!d.join("stat-index.new").exists());
     let runs = spill.finish().expect("finishes").expect("runs");
@@ -199,7 +210,10 @@ fn spill_runs_merge_in_path_order_and_later_runs_win() {
     write(
         d,
         &StatIndex::empty(),
-        vec![(b"/s/a/x".to_vec(), row(9, SEC)), (b"/s/c".to_vec(), row(8, SEC))],
+        vec![
+            (b"/s/a/x".to_vec(), row(9, SEC)),
+            (b"/s/c".to_vec(), row(8, SEC)),
+        ],
     )
     .expect("writes");
     stamp(d, 100);
