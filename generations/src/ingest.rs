@@ -12,14 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sysgen_schema::{EntryPath, HostSpec, Principal};
-use sysgen_store::{Area, Hash};
+use sysgen_store::Hash;
 
-use crate::db::{CacheRow, ManifestInfo};
+use crate::db::ManifestInfo;
 use crate::kind::BuildCx;
 use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest};

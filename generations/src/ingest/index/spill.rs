@@ -236,9 +236,15 @@ impl Ord for Head<'_> {
 
 impl Runs {
     /// The record at `at` of a run with `prefix`: its head, `left` after it.
-    fn head(&self, prefix: &[u8], run: usize, at: usize, left: usize) -> Result<Head<'_>, Error> {
+    fn head<'m>(
+        &'m self,
+        prefix: &'m [u8],
+        run: usize,
+        at: usize,
+        left: usize,
+    ) -> Result<Head<'m>, Error> {
         let b = &self.map[..];
-        let read = || -> Option<Head<'_>> {
+        let read = || -> Option<Head<'m>> {
             let nlen = u32_at(b, at)?;
             let u = |i: usize| u64_at(b, at + 4 + 8 * i);
             let hash: [u8; 32] = b.get(at + 44..at + FIXED)?.try_into().ok()?;

@@ -192,7 +192,7 @@ fn spill_runs_merge_in_path_order_and_later_runs_win() {
     spill
         .run(&["/s/a".as_bytes(), b"/"], Vec::new())
         .expect("an empty run");
-    // Not in the file, as the walk never touches it: no run.
+    // An empty run writes nothing; the file is unlinked as soon as made.
     assert!(!d.join("stat-index.new").exists());
     let runs = spill.finish().expect("finishes").expect("runs");
     let mut merge = runs.merged().expect("merges");
