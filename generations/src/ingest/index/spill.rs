@@ -310,7 +310,7 @@ impl<'m> Merge<'m> {
     /// Moves `h`'s run on to its next record.
     fn advance(&mut self, h: &Head<'m>) -> Result<(), Error> {
         self.read += 1;
-        if self.read % RELEASE_EVERY == 0 {
+        if self.read.is_multiple_of(RELEASE_EVERY) {
             self.runs.release();
         }
         if h.left > 0 {
