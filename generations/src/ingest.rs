@@ -12,14 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sysgen_schema::{EntryPath, HostSpec, Principal};
-use sysgen_store::{Area, Hash};
+use sysgen_store::Hash;
 
-use crate::db::{CacheRow, ManifestInfo};
+use crate::db::ManifestInfo;
 use crate::kind::BuildCx;
 use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest};
@@ -29,10 +27,12 @@ use crate::sections::Sections;
 use crate::{Error, Progress, State, io_err};
 
 mod exclude;
+mod hash;
 mod index;
 mod tree;
 mod walk;
 
+use hash::{PendingFile, Src, cache_row, hash_file};
 use index::StatIndex;
 use walk::Decl;
 
@@ -53,80 +53,6 @@ pub struct BuildOutcome {
     pub files_hashed: u64,
     pub files_cached: u64,
     pub objects_written: u64,
-}
-
-/// Where a file's bytes come from, before hashing.
-enum Src {
-    Inline(Vec<u8>),
-    /// A declared file on the build host.
-    Path(PathBuf),
-    /// The file of tree number `.0` (in `spec.trees` order) at the entry's
-    /// path below the tree's top. Its source path is made again when it is
-    /// read: kept for each of 100k files, those paths took more memory than
-    /// anything else the build held.
-    Tree(u32),
-    /// Already in the store, hash and size set (a download).
-    Stored,
-}
-
-/// What identifies a file's content on the build host, for the stat cache.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-struct PendingFile {
-    src: Src,
-    /// The source's stat: taken by the tree walk (so it is not taken twice),
-    /// or else by hashing.
-    stat: Option<Stat>,
-    mode: u32,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    secret: bool,
-    /// Boxed: most files have none.
-    xattrs: Option<Box<Xattrs>>,
-    /// Set by hashing, in place (no second map of 100k entries).
-    hash: Hash,
-    size: u64,
-    /// Whether the stat cache may record `stat` for `hash`: the file did not
-    /// change while it was read.
-    cache: bool,
-}
-
-impl PendingFile {
-    fn new(src: Src, stat: Option<Stat>, mode: u32) -> PendingFile {
-        PendingFile {
-            src,
-            stat,
-            mode,
-            uid: None,
-            gid: None,
-            secret: false,
-            xattrs: None,
-            hash: Hash::from_bytes([0; 32]),
-            size: 0,
-            cache: false,
-        }
-    }
-
-    /// The entry, once hashed.
-    fn entry(&self) -> Entry {
-        Entry::File {
-            hash: self.hash,
-            size: self.size,
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            secret: self.secret,
-            xattrs: self.xattrs.as_deref().cloned().unwrap_or_default(),
-            link: None,
-        }
-    }
 }
 
 /// Names to ids, from the target root's `/etc/passwd` or `/etc/group`.
@@ -352,13 +278,16 @@ fn build_in(
     // Declared files first, in parallel; an error waits in its place for
     // the walk, so that the one reported is the first in path order.
     let cached = std::sync::atomic::AtomicU64::new(0);
+    // The stat index's new records: spilled to a file, a run per
+    // directory, merged when the index is written (index/spill.rs).
+    let spill = index::spill::Spill::new(&state.dir);
     let mut rows = Vec::new();
     let hashed: Vec<(EntryPath, Result<PendingFile, Error>)> = files
         .into_iter()
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|(p, mut f)| {
-            let r = hash_file(&p, &mut f, &cache, store, &batch, &cached);
+            let r = hash_file(&mut f, &cache, store, &batch, &cached);
             opts.progress.advance(1);
             (p, r.map(|()| f))
         })
@@ -368,12 +297,7 @@ fn build_in(
             Ok(f) => {
                 let entry = f.entry();
                 if let (true, Some(stat), Src::Path(path)) = (f.cache, f.stat, f.src) {
-                    rows.push(walk::Row {
-                        path: p.clone(),
-                        src: Src::Path(path),
-                        stat,
-                        hash: f.hash,
-                    });
+                    rows.push((path, cache_row(&stat, f.hash)));
                 }
                 Decl::Ready(entry)
             }
@@ -381,10 +305,18 @@ fn build_in(
         };
         decl.insert(p, d);
     }
+    // Declared files' sources are anywhere: one run, keyed by whole paths.
+    spill.run(
+        &[],
+        rows.iter()
+            .map(|(p, r)| (p.as_os_str().as_bytes(), *r))
+            .collect(),
+    )?;
+    drop(rows);
 
     let reserved = crate::state::reserved_path(state.root.path(), &state.dir);
     let top = walk::decl_tree(decl)?;
-    let (walked, written, (rows, files, cached)) = state.db.insert_nodes(|sink| {
+    let (walked, written, (files, cached)) = state.db.insert_nodes(|sink| {
         let (tx, rx) = std::sync::mpsc::sync_channel(NODES_IN_FLIGHT);
         let cx = walk::Cx {
             walks,
@@ -395,7 +327,7 @@ fn build_in(
             reserved,
             sink: tx,
             linked: Default::default(),
-            rows: std::sync::Mutex::new(rows),
+            spill: &spill,
             files: Default::default(),
             cached,
         };
@@ -406,13 +338,8 @@ fn build_in(
                     .and_then(|d| Ok((cx.finish(d.child)?, d.entries, d.bytes)));
                 // The sink goes with the rest: the loop below ends when it
                 // is dropped.
-                let walk::Cx {
-                    rows,
-                    files,
-                    cached,
-                    ..
-                } = cx;
-                (r, (rows, files, cached))
+                let walk::Cx { files, cached, .. } = cx;
+                (r, (files, cached))
             });
             // The database is this thread's: it takes the nodes as they
             // come, each once (equal subtrees make equal nodes).
@@ -435,11 +362,11 @@ fn build_in(
         })?;
         stored?;
         let walked = walked?;
-        let (rows, files, cached) = cx;
+        let (files, cached) = cx;
         // Objects are durable before anything refers to them: before the
         // nodes' transaction commits.
         let written = batch.commit()?;
-        Ok((walked, written, (rows, files, cached)))
+        Ok((walked, written, (files, cached)))
     })?;
     opts.progress.finish();
     let (root, entries, bytes) = walked;
@@ -469,16 +396,8 @@ fn build_in(
     )?;
     // Only files hashed again make new records: an unchanged build
     // writes no index at all.
-    let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
-    if !rows.is_empty() {
-        let none: index::Key<'_> = [&[], &[], &[]];
-        index::write(
-            &state.dir,
-            &cache,
-            rows.iter().collect(),
-            |r| source_key(&trees, &r.path, &r.src).unwrap_or(none),
-            |r| cache_row(&r.stat, r.hash),
-        )?;
+    if let Some(runs) = spill.finish()? {
+        index::write(&state.dir, &cache, &runs)?;
     }
     drop(cache);
     state.db.update_stat_cache(download_rows)?;
@@ -520,140 +439,6 @@ fn declared_xattrs(f: &sysgen_schema::FileSpec, what: &str) -> Result<Xattrs, Er
         out.insert(crate::rootfs::xattr::CAPABILITY.to_owned(), v);
     }
     Ok(Xattrs(out))
-}
-
-/// Hashes and stores one declared file, or takes its hash from the stat
-/// cache; the result goes into `f`.
-fn hash_file(
-    p: &EntryPath,
-    f: &mut PendingFile,
-    cache: &StatIndex,
-    store: &sysgen_store::Store,
-    batch: &sysgen_store::Batch<'_>,
-    cached: &std::sync::atomic::AtomicU64,
-) -> Result<(), Error> {
-    let area = if f.secret { Area::Secret } else { Area::Public };
-    let path = match &f.src {
-        Src::Stored => return Ok(()),
-        Src::Inline(bytes) => {
-            f.hash = batch.put_bytes(bytes, area)?;
-            f.size = bytes.len() as u64;
-            return Ok(());
-        }
-        Src::Path(path) => path,
-        Src::Tree(_) => return Err(Error::Internal(format!("{p}: a tree's file declared"))),
-    };
-    let stat = match f.stat {
-        Some(stat) => stat,
-        None => stat_of(&std::fs::metadata(path).map_err(io_err(path))?),
-    };
-    f.stat = Some(stat);
-    let got = hash_source(path, stat, area, cache, store, batch)?;
-    if got.cached {
-        cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    f.hash = got.hash;
-    f.size = got.size;
-    f.cache = got.record;
-    Ok(())
-}
-
-/// A source's content, hashed or found in the stat index.
-struct Hashed {
-    hash: Hash,
-    size: u64,
-    /// Found in the stat index (and the store).
-    cached: bool,
-    /// Hashed, and the stat index may record `stat` for it: the file did
-    /// not change while it was read.
-    record: bool,
-}
-
-/// Hashes and stores the file at `path`, whose stat the caller took,
-/// unless the stat index knows it unchanged and the store has it.
-fn hash_source(
-    path: &Path,
-    stat: Stat,
-    area: Area,
-    cache: &StatIndex,
-    store: &sysgen_store::Store,
-    batch: &sysgen_store::Batch<'_>,
-) -> Result<Hashed, Error> {
-    let hit = match cache.get(path.as_os_str().as_bytes()) {
-        Some(c) if same_file(&c, &stat) => store.contains(&c.hash, area)?.then_some(c),
-        _ => None,
-    };
-    if let Some(c) = hit {
-        return Ok(Hashed {
-            hash: c.hash,
-            size: c.size,
-            cached: true,
-            record: false,
-        });
-    }
-    let (hash, size) = batch.put_file(path, area)?;
-    // Recorded only if the file did not change while we read it.
-    let record = std::fs::metadata(path).is_ok_and(|after| {
-        let after = stat_of(&after);
-        after == stat && after.size == size
-    });
-    Ok(Hashed {
-        hash,
-        size,
-        cached: false,
-        record,
-    })
-}
-
-/// A source's path in pieces (see [`index::Key`]), without building it:
-/// as `PathBuf::join` of a tree's source and the path below it, which puts
-/// a `/` between them unless the source ends in one (the walk's source
-/// paths are made so).
-fn source_key<'a>(
-    trees: &[(&'a EntryPath, &'a sysgen_schema::TreeSpec)],
-    p: &'a EntryPath,
-    src: &'a Src,
-) -> Option<index::Key<'a>> {
-    match src {
-        Src::Inline(_) | Src::Stored => None,
-        Src::Path(path) => Some([path.as_os_str().as_bytes(), &[], &[]]),
-        Src::Tree(i) => {
-            let (at, tree) = trees.get(*i as usize)?;
-            let below = p.as_str().strip_prefix(at.as_str())?.strip_prefix('/')?;
-            let top = tree.source.as_os_str().as_bytes();
-            let slash: &[u8] = if top.ends_with(b"/") { b"" } else { b"/" };
-            Some([top, slash, below.as_bytes()])
-        }
-    }
-}
-
-fn stat_of(md: &std::fs::Metadata) -> Stat {
-    Stat {
-        dev: md.dev(),
-        ino: md.ino(),
-        size: md.size(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-    }
-}
-
-fn cache_row(s: &Stat, hash: Hash) -> CacheRow {
-    CacheRow {
-        dev: s.dev,
-        ino: s.ino,
-        size: s.size,
-        mtime_ns: s.mtime_ns,
-        ctime_ns: s.ctime_ns,
-        hash,
-    }
-}
-
-fn same_file(c: &CacheRow, s: &Stat) -> bool {
-    c.dev == s.dev
-        && c.ino == s.ino
-        && c.size == s.size
-        && c.mtime_ns == s.mtime_ns
-        && c.ctime_ns == s.ctime_ns
 }
 
 /// A first switch holds a `Change` per entry (docs/performance.md,

@@ -1,6 +1,6 @@
 //! Memory toward a million files (issue 14): the peak resident set of
-//! `verify`, of an unchanged build and of a first switch, taken from
-//! `wait4(2)`, at 8,000
+//! `verify`, of a first and an unchanged build and of a first switch,
+//! taken from `wait4(2)`, at 8,000
 //! and at 32,000 files. Verify walks one directory's node at a time, so
 //! its peak must not grow beyond a small margin (it grew by 8.4 MiB when
 //! it held the whole tree); a build's growth per file must stay under
@@ -22,8 +22,9 @@ const PER_DIR: usize = 20;
 /// once took 8.4 MiB).
 const VERIFY_MARGIN_KIB: u64 = 3 * 1024;
 
-/// Growth per file allowed to an unchanged build's peak: 300 MiB for a
-/// million files, less a process's own 20 MiB, is 290 bytes per file.
+/// Growth per file allowed to a build's peak (a first build or an
+/// unchanged one): 300 MiB for a million files, less a process's own 20
+/// MiB, is 290 bytes per file.
 const BUILD_BYTES_PER_FILE: u64 = 290;
 
 /// Growth per file allowed to gc's peak, as for a build: the store's index
@@ -134,25 +135,54 @@ fn gc_grows_by_under_290_bytes_per_file() {
     );
 }
 
-/// Not met yet: a build walks one directory at a time (session 9) and
-/// holds no entry per file, but its peak still grew by 313 bytes per file
-/// from 8k to 32k (the store's in-memory pack index, about 100 bytes an
-/// object, and what else is not yet found; docs/performance.md, "Session
-/// 9"). Run it with `--ignored` to see where it stands.
-#[test]
-#[ignore = "a build's peak still grows by about 313 bytes per file, 290 allowed"]
-fn an_unchanged_build_grows_by_under_290_bytes_per_file() {
-    let (build_8k, _) = peaks(8_000);
-    let (build_32k, _) = peaks(32_000);
-    let per_file = (build_32k.saturating_sub(build_8k) * 1024) / 24_000;
+/// Peak RSS (KiB) of a first build (into an empty store), for `n` files.
+fn first_build_peak(n: usize) -> u64 {
+    let env = TestEnv::new();
+    corpus(&env.cfg().join("src"), n);
+    let cfg = env.config(
+        "c.json",
+        json!({ "trees": { "/srv/corpus": { "source": "src" } } }),
+    );
+    peak_kib(&env, &["build", s(&cfg)])
+}
+
+/// `what`'s growth per file from 8k to 32k files, asserted under
+/// `BUILD_BYTES_PER_FILE`.
+fn assert_build_growth(what: &str, at_8k: u64, at_32k: u64) {
+    let per_file = (at_32k.saturating_sub(at_8k) * 1024) / 24_000;
     eprintln!(
-        "an unchanged build's peak RSS: {build_8k} KiB at 8k files, {build_32k} KiB at 32k, {per_file} bytes per file"
+        "{what}'s peak RSS: {at_8k} KiB at 8k files, {at_32k} KiB at 32k, {per_file} bytes per file"
     );
     assert!(
         per_file <= BUILD_BYTES_PER_FILE,
-        "an unchanged build's peak grew by {per_file} bytes per file ({build_8k} KiB at 8k files, \
-         {build_32k} KiB at 32k): a million files would not fit in 300 MiB"
+        "{what}'s peak grew by {per_file} bytes per file ({at_8k} KiB at 8k files, {at_32k} KiB \
+         at 32k): a million files would not fit in 300 MiB"
     );
+}
+
+/// A build walks one directory at a time (session 9) and holds no entry
+/// per file; the store's pack index is a sorted vector of 52 bytes an
+/// object. Session 9 measured 313 bytes per file here before the pack
+/// index changed; 108 in session 10.
+#[test]
+fn an_unchanged_build_grows_by_under_290_bytes_per_file() {
+    let (at_8k, _) = peaks(8_000);
+    let (at_32k, _) = peaks(32_000);
+    assert_build_growth("an unchanged build", at_8k, at_32k);
+}
+
+/// Not met yet: a first build spills the stat index's new records to a
+/// file instead of holding them (session 10), but its peak still grew by
+/// 454 bytes per file here (debug build): what the store's batch holds
+/// per new object (its map of pending objects, the pack's index entries)
+/// is the next suspect (docs/performance.md, "Session 10"). Run it with
+/// `--ignored` to see where it stands.
+#[test]
+#[ignore = "a first build's peak still grows by about 454 bytes per file, 290 allowed"]
+fn a_first_build_grows_by_under_290_bytes_per_file() {
+    let at_8k = first_build_peak(8_000);
+    let at_32k = first_build_peak(32_000);
+    assert_build_growth("a first build", at_8k, at_32k);
 }
 
 /// Peak RSS (KiB) of a first switch onto an empty root, by id (the build

@@ -40,6 +40,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use sysgen_store::Hash;
 use sysgen_store::trust::{self, Expect};
 
+use spill::Runs;
+
 use crate::db::CacheRow;
 use crate::{Error, io_err};
 
@@ -206,9 +208,9 @@ impl StatIndex {
     }
 }
 
-/// A new record's path in up to three pieces (a tree's source, `/`, the
-/// path below it), compared as their concatenation and never built: a
-/// first build sorts 100k of them.
+/// A new record's path in up to three pieces (a directory's source path
+/// and `/`, and a name: see `spill`), compared as their concatenation and
+/// never built: a first build merges 100k of them.
 pub(crate) type Key<'a> = [&'a [u8]; 3];
 
 /// Compares two keys as the byte strings they stand for.
@@ -236,50 +238,65 @@ fn cmp_pieces(a: &[&[u8]], b: &[&[u8]]) -> Ordering {
 }
 
 /// One record of the merged index: an old one kept, or a new one.
-enum Merged<'i, T> {
+enum Merged<'i> {
     Old(&'i [u8], CacheRow),
-    New(&'i T),
+    New(Key<'i>, CacheRow),
 }
 
-/// Writes the index: the records of `new` (any order; a path given twice
-/// keeps the last) over those of `old` (kept for sources this build did
-/// not read: another configuration built in the same state). Streamed to
-/// the file in three passes over the merge, so that nothing but `new`'s
-/// order is held.
-pub(crate) fn write<'a, T>(
-    state_dir: &Path,
-    old: &StatIndex,
-    mut new: Vec<T>,
-    key: impl Fn(&T) -> Key<'a>,
-    row: impl Fn(&T) -> CacheRow,
-) -> Result<(), Error> {
-    new.reverse();
-    new.sort_by(|a, b| cmp_pieces(&key(a), &key(b)));
-    new.dedup_by(|a, b| cmp_pieces(&key(a), &key(b)) == Ordering::Equal);
-    let key = &key;
-    let new = &new;
-    let merged = || {
-        let mut olds = old.iter().peekable();
-        let mut news = new.iter().peekable();
-        std::iter::from_fn(move || match (olds.peek(), news.peek()) {
-            (None, None) => None,
-            (Some(_), None) => olds.next().map(|(p, r)| Merged::Old(p, r)),
-            (None, Some(_)) => news.next().map(Merged::New),
-            (Some((p, _)), Some(t)) => match cmp_pieces(&[p], &key(t)) {
-                Ordering::Less => olds.next().map(|(p, r)| Merged::Old(p, r)),
+impl Merged<'_> {
+    fn key_len(&self) -> usize {
+        match self {
+            Merged::Old(p, _) => p.len(),
+            Merged::New(k, _) => k.iter().map(|s| s.len()).sum(),
+        }
+    }
+}
+
+/// The records of `new` over those of `old`, in path order.
+fn merged<'i>(
+    old: &'i StatIndex,
+    new: &'i Runs,
+) -> Result<impl Iterator<Item = Result<Merged<'i>, Error>>, Error> {
+    let mut olds = old.iter().peekable();
+    let mut news = new.merged()?;
+    let mut next_new = news.next_row()?;
+    Ok(std::iter::from_fn(move || {
+        let take_new = match (olds.peek(), &next_new) {
+            (None, None) => return None,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((p, _)), Some((k, _))) => match cmp_pieces(&[p], k) {
+                Ordering::Less => false,
                 Ordering::Equal => {
                     olds.next();
-                    news.next().map(Merged::New)
+                    true
                 }
-                Ordering::Greater => news.next().map(Merged::New),
+                Ordering::Greater => true,
             },
-        })
-    };
-    let len = |m: &Merged<'_, T>| match m {
-        Merged::Old(p, _) => p.len(),
-        Merged::New(t) => key(t).iter().map(|s| s.len()).sum(),
-    };
-    let count = merged().count();
+        };
+        if take_new {
+            let (k, r) = next_new.take()?;
+            Some(news.next_row().map(|n| {
+                next_new = n;
+                Merged::New(k, r)
+            }))
+        } else {
+            olds.next().map(|(p, r)| Ok(Merged::Old(p, r)))
+        }
+    }))
+}
+
+/// Writes the index: the records of `new` (the runs a build spilled, see
+/// `spill`) over those of `old` (kept for sources this build did not
+/// read: another configuration built in the same state). Streamed to the
+/// file in three passes over the merge (the count, the records, the
+/// paths), so that nothing is held but a cursor per run.
+pub(crate) fn write(state_dir: &Path, old: &StatIndex, new: &Runs) -> Result<(), Error> {
+    let mut count = 0usize;
+    for m in merged(old, new)? {
+        m?;
+        count += 1;
+    }
 
     let dir = trust::open(state_dir, Expect::Dir, false)?;
     let temp = state_dir.join(TEMP_NAME);
@@ -304,17 +321,15 @@ pub(crate) fn write<'a, T>(
         sum.update(b);
         out.write_all(b)
     };
-    let body = (|| -> std::io::Result<()> {
+    let body = (|| -> Result<(), Error> {
         let mut off = HEADER + count * RECORD;
-        for m in merged() {
-            let l = len(&m);
+        for m in merged(old, new)? {
+            let m = m?;
+            let l = m.key_len();
             let (Ok(o), Ok(l32)) = (u32::try_from(off), u32::try_from(l)) else {
-                return Err(std::io::Error::other("the stat index would be over 4 GiB"));
+                return Err(Error::Internal("the stat index would be over 4 GiB".into()));
             };
-            let r = match &m {
-                Merged::Old(_, r) => *r,
-                Merged::New(t) => row(t),
-            };
+            let (Merged::Old(_, r) | Merged::New(_, r)) = m;
             let mut rec = [0u8; RECORD];
             rec[0..4].copy_from_slice(&o.to_le_bytes());
             rec[4..8].copy_from_slice(&l32.to_le_bytes());
@@ -325,22 +340,23 @@ pub(crate) fn write<'a, T>(
                 rec[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
             }
             rec[48..80].copy_from_slice(r.hash.as_bytes());
-            put(&rec)?;
+            put(&rec).map_err(io_err(&temp))?;
             off += l;
         }
-        for m in merged() {
-            match m {
-                Merged::Old(p, _) => put(p)?,
-                Merged::New(t) => {
-                    for piece in key(t) {
-                        put(piece)?;
+        for m in merged(old, new)? {
+            match m? {
+                Merged::Old(p, _) => put(p).map_err(io_err(&temp))?,
+                Merged::New(k, _) => {
+                    for piece in k {
+                        put(piece).map_err(io_err(&temp))?;
                     }
                 }
             }
         }
         Ok(())
     })();
-    body.and_then(|()| out.flush()).map_err(io_err(&temp))?;
+    body?;
+    out.flush().map_err(io_err(&temp))?;
     drop(out);
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(MAGIC);
@@ -353,5 +369,6 @@ pub(crate) fn write<'a, T>(
     Ok(())
 }
 
+pub(crate) mod spill;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use std::path::Path;
 use sysgen_schema::PathError;
 use sysgen_schema::{EntryPath, TreeSpec};
 
-use super::{Stat, stat_of};
+use super::hash::{Stat, stat_of};
 use crate::manifest::Entry;
 use crate::rootfs::Xattrs;
 use crate::rootfs::xattr::{any_at, read_path, recorded};

@@ -11,6 +11,7 @@
 //! in path order is kept.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +19,12 @@ use std::sync::mpsc::SyncSender;
 
 use rayon::prelude::*;
 use sysgen_schema::EntryPath;
-use sysgen_store::{Area, Batch, Hash, Store};
+use sysgen_store::{Area, Batch, Store};
 
 use super::index::StatIndex;
+use super::index::spill::Spill;
 use super::tree::{ListedFile, ListedKind, Walk};
-use super::{Src, Stat};
+use crate::db::CacheRow;
 use crate::manifest::{Entry, NodeBuilder, NodeId};
 use crate::rootfs::Xattrs;
 use crate::{Error, Progress};
@@ -82,14 +84,6 @@ pub(super) fn decl_tree(
     Ok(top)
 }
 
-/// A file's row for the stat index, hashed again by this build.
-pub(super) struct Row {
-    pub(super) path: EntryPath,
-    pub(super) src: Src,
-    pub(super) stat: Stat,
-    pub(super) hash: Hash,
-}
-
 /// What the walk shares between its threads.
 pub(super) struct Cx<'a> {
     pub(super) walks: Vec<Walk<'a>>,
@@ -105,7 +99,9 @@ pub(super) struct Cx<'a> {
     /// inode: those named more than once in a tree become hard links of
     /// the first name in path order.
     pub(super) linked: Mutex<HashMap<(u32, u64, u64), Vec<EntryPath>>>,
-    pub(super) rows: Mutex<Vec<Row>>,
+    /// Where the stat index's records of files hashed again go: a run per
+    /// directory.
+    pub(super) spill: &'a Spill,
     /// Trees' files seen, and those found in the stat index (with the
     /// declared ones).
     pub(super) files: AtomicU64,
@@ -222,9 +218,9 @@ impl Cx<'_> {
                     .map(|(i, t, src, f)| {
                         let r = self.file(path, &names[i], t, &src, f);
                         self.progress.advance(1);
-                        (i, r.map(|e| (e, None)))
+                        (i, r)
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             },
             || {
                 dirs.into_par_iter()
@@ -235,7 +231,25 @@ impl Cx<'_> {
                     .collect()
             },
         );
-        for (i, r) in files.into_iter().chain(dirs) {
+        // The records of the files hashed again, as a run under this
+        // directory's source path (that is the key of each: see
+        // `ingest::hash_source`).
+        if let Some((_, src)) = src {
+            let src = src.as_os_str().as_bytes();
+            let slash: &[u8] = if src.ends_with(b"/") { b"" } else { b"/" };
+            let rows = files
+                .iter()
+                .filter_map(|(i, r)| match r {
+                    Ok((_, Some(row))) => Some((names[*i].as_bytes(), *row)),
+                    _ => None,
+                })
+                .collect();
+            self.spill.run(&[src, slash], rows)?;
+        }
+        for (i, r) in files {
+            slots[i] = Some(r.map(|(e, _)| (e, None)));
+        }
+        for (i, r) in dirs {
             slots[i] = Some(r);
         }
         // The first error in path order, if any.
@@ -463,7 +477,8 @@ impl Cx<'_> {
         })
     }
 
-    /// Hashes a tree's file, or takes its hash from the stat index.
+    /// Hashes a tree's file, or takes its hash from the stat index; with
+    /// the stat index's new record if it was hashed.
     fn file(
         &self,
         dir: Option<&EntryPath>,
@@ -471,13 +486,13 @@ impl Cx<'_> {
         tree: u32,
         src: &Path,
         f: ListedFile,
-    ) -> Result<Entry, Error> {
+    ) -> Result<(Entry, Option<CacheRow>), Error> {
         let path = || {
             let base = dir.map_or("", |p| p.as_str());
             EntryPath::parse(&format!("{base}/{name}"))
                 .map_err(|e| Error::Internal(format!("{}: {e}", src.display())))
         };
-        let got = super::hash_source(
+        let got = super::hash::hash_source(
             src,
             f.stat,
             Area::Public,
@@ -489,21 +504,16 @@ impl Cx<'_> {
         if got.cached {
             self.cached.fetch_add(1, Ordering::Relaxed);
         }
-        if got.record {
-            lock(&self.rows).push(Row {
-                path: path()?,
-                src: Src::Tree(tree),
-                stat: f.stat,
-                hash: got.hash,
-            });
-        }
+        let row = got
+            .record
+            .then(|| super::hash::cache_row(&f.stat, got.hash));
         if f.linked {
             lock(&self.linked)
                 .entry((tree, f.stat.dev, f.stat.ino))
                 .or_default()
                 .push(path()?);
         }
-        Ok(Entry::File {
+        let entry = Entry::File {
             hash: got.hash,
             size: got.size,
             mode: f.mode,
@@ -512,7 +522,8 @@ impl Cx<'_> {
             secret: false,
             xattrs: f.xattrs,
             link: None,
-        })
+        };
+        Ok((entry, row))
     }
 
     /// Makes the nodes held for hard links, now that every name is known;

@@ -2,6 +2,7 @@ use std::path::Path;
 
 use sysgen_store::Hash;
 
+use super::spill::Spill;
 use super::{FILE_NAME, StatIndex};
 use crate::db::CacheRow;
 
@@ -31,10 +32,13 @@ fn stamp(dir: &Path, secs: i64) {
 
 const SEC: i64 = 1_000_000_000;
 
-/// Writes rows given whole (the build gives them in pieces).
+/// Writes rows given whole, as one run (a build gives a run per
+/// directory: see `spill_runs_merge_in_path_order_and_later_runs_win`).
 fn write(dir: &Path, old: &StatIndex, rows: Vec<(Vec<u8>, CacheRow)>) -> Result<(), crate::Error> {
-    let rows: Vec<(&[u8], CacheRow)> = rows.iter().map(|(p, r)| (p.as_slice(), *r)).collect();
-    super::write(dir, old, rows, |(p, _)| [*p, &[], &[]], |(_, r)| *r)
+    let spill = Spill::new(dir);
+    spill.run(&[], rows.iter().map(|(p, r)| (p.as_slice(), *r)).collect())?;
+    let runs = spill.finish()?.expect("a run was written");
+    super::write(dir, old, &runs)
 }
 
 #[test]
@@ -155,4 +159,71 @@ fn a_damaged_index_is_read_as_empty_and_a_symlink_is_refused() {
     std::os::unix::fs::symlink("/etc/passwd", d.join(FILE_NAME)).expect("symlink");
     let err = StatIndex::load(d).err().expect("refused");
     assert!(err.to_string().contains("symlink"), "{err}");
+}
+
+#[test]
+fn spill_runs_merge_in_path_order_and_later_runs_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let spill = Spill::new(d);
+    // Nothing spilled: no file, no runs.
+    assert!(Spill::new(d).finish().expect("finishes").is_none());
+    // Directories finish in any order: `/s/a-b` before `/s/a/` in path
+    // order though its run is written after; `/s/a/x` twice (two trees
+    // of one source), the later run's record kept; a name given twice in
+    // one run keeps its last record.
+    let rows = |v: &[(&'static str, u64)]| -> Vec<(&'static [u8], CacheRow)> {
+        v.iter()
+            .map(|(n, r)| (n.as_bytes(), row(*r, SEC)))
+            .collect()
+    };
+    spill
+        .run(
+            &["/s/a".as_bytes(), b"/"],
+            rows(&[("y", 1), ("x", 2), ("y", 3)]),
+        )
+        .expect("run");
+    spill
+        .run(&["/s/".as_bytes(), b""], rows(&[("a-b", 4), ("b", 5)]))
+        .expect("run");
+    spill
+        .run(&["/s/a/".as_bytes()], rows(&[("x", 6)]))
+        .expect("run");
+    spill
+        .run(&["/s/a".as_bytes(), b"/"], Vec::new())
+        .expect("an empty run");
+    // An empty run writes nothing; the file is unlinked as soon as made.
+    assert!(!d.join("stat-index.new").exists());
+    let runs = spill.finish().expect("finishes").expect("runs");
+    let mut merge = runs.merged().expect("merges");
+    let mut got = Vec::new();
+    while let Some((k, r)) = merge.next_row().expect("reads") {
+        got.push((k.concat(), r));
+    }
+    let want: Vec<(Vec<u8>, CacheRow)> = [("/s/a-b", 4), ("/s/a/x", 6), ("/s/a/y", 3), ("/s/b", 5)]
+        .into_iter()
+        .map(|(p, r)| (p.as_bytes().to_vec(), row(r, SEC)))
+        .collect();
+    assert_eq!(got, want);
+    // Merged over an old index: its other records kept, its equal ones
+    // replaced.
+    write(
+        d,
+        &StatIndex::empty(),
+        vec![
+            (b"/s/a/x".to_vec(), row(9, SEC)),
+            (b"/s/c".to_vec(), row(8, SEC)),
+        ],
+    )
+    .expect("writes");
+    stamp(d, 100);
+    let old = StatIndex::load(d).expect("loads");
+    super::write(d, &old, &runs).expect("writes");
+    drop(old);
+    stamp(d, 100);
+    let idx = StatIndex::load(d).expect("loads");
+    assert_eq!(idx.len(), 5);
+    assert_eq!(idx.get(b"/s/a/x"), Some(row(6, SEC)));
+    assert_eq!(idx.get(b"/s/c"), Some(row(8, SEC)));
+    assert_eq!(idx.get(b"/s/a-b"), Some(row(4, SEC)));
 }
