@@ -61,16 +61,7 @@ impl Index {
         // In place (no second buffer of the size of the index): ties go to
         // the earlier pack, which is what is kept.
         if !slots.is_sorted_by_key(|s| s.hash) {
-            // The hash as two big-endian numbers: its bytes' order, without
-            // a `memcmp` call per comparison (gc loads the index twice).
-            slots.sort_unstable_by_key(|s| {
-                let b = s.hash.as_bytes();
-                (
-                    u128::from_be_bytes(std::array::from_fn(|i| b[i])),
-                    u128::from_be_bytes(std::array::from_fn(|i| b[16 + i])),
-                    s.pack,
-                )
-            });
+            slots.sort_unstable_by_key(|s| (s.hash, s.pack));
         }
         let mut shadowed = Vec::new();
         slots.dedup_by(|later, first| {
