@@ -533,3 +533,23 @@ pub trait KindStepOps: fmt::Display {
         Ok(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_set_finishes_sorted_as_the_hashes_are_without_repeats() {
+        let all: Vec<Hash> = (0..5000u32).map(|i| Hash::of(&i.to_le_bytes())).collect();
+        let mut set = MarkSet::default();
+        // Every hash up to three times, over many compactions.
+        for round in 0..3 {
+            for h in all.iter().skip(round) {
+                set.insert(*h);
+            }
+        }
+        let mut want = all;
+        want.sort_unstable();
+        assert_eq!(set.finish(), &want[..]);
+    }
+}

@@ -222,22 +222,23 @@ impl Kind for Files {
     }
 }
 
-/// Marks every node and object reachable from `root`.
+/// Marks every node and object reachable from `root`. Each node is read
+/// checked against its id and split into its entries, whose records are
+/// not decoded: only a file's hash and secret flag are read.
 fn mark_tree(db: &dyn NodeSource, root: NodeId, marks: &mut Marks) -> Result<(), Error> {
     let mut stack = vec![root];
     while let Some(id) = stack.pop() {
         if !marks.nodes.insert(id) {
             continue;
         }
-        for e in db.node(&id)?.entries {
+        let body = db.raw(&id)?;
+        let corrupt = |e: String| Error::CorruptManifest(format!("node {id:?}: {e}"));
+        for e in manifest::binary::entries(&body).map_err(corrupt)? {
             if let Some(t) = e.tree {
                 stack.push(t);
             }
-            if let Entry::File {
-                hash, secret: s, ..
-            } = e.entry
-            {
-                marks.object(hash, if s { Area::Secret } else { Area::Public });
+            if let Some((hash, secret)) = e.file_object().map_err(corrupt)? {
+                marks.object(hash, if secret { Area::Secret } else { Area::Public });
             }
         }
     }

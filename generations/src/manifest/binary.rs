@@ -292,6 +292,26 @@ impl RawEntry<'_> {
     pub fn entry(&self) -> Result<Entry, String> {
         decode_entry(self.rec)
     }
+
+    /// A file entry's object, its hash and whether it is secret, read
+    /// from the record's first fields without decoding the rest: gc's mark
+    /// needs nothing else, and a decode per entry (its name, link and
+    /// attributes made into owned values) was most of the mark's time.
+    /// The node was checked against its id, so the record is one a build
+    /// encoded.
+    pub fn file_object(&self) -> Result<Option<(Hash, bool)>, String> {
+        let [kind, flags, rest @ ..] = self.rec else {
+            return Err("a record shorter than its kind and flags".into());
+        };
+        if *kind != FILE {
+            return Ok(None);
+        }
+        let hash = rest
+            .get(..32)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or("a file record shorter than its hash")?;
+        Ok(Some((Hash::from_bytes(hash), flags & SECRET != 0)))
+    }
 }
 
 /// Splits an encoded node into its entries without decoding their records.

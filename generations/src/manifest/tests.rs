@@ -228,6 +228,12 @@ fn binary_nodes_round_trip_every_kind_and_field() {
         assert_eq!(&raw.entry().unwrap(), &e.entry);
         assert_eq!(raw.is_dir(), e.entry.is_dir());
         assert_eq!(raw.tree, e.tree);
+        // gc's mark reads a file's object from the record's first fields.
+        let object = match &e.entry {
+            Entry::File { hash, secret, .. } => Some((*hash, *secret)),
+            _ => None,
+        };
+        assert_eq!(raw.file_object().unwrap(), object);
     }
 }
 
