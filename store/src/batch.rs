@@ -1,6 +1,7 @@
 //! Bulk writes with one durability barrier for the whole batch.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -187,19 +188,35 @@ impl<'a> Batch<'a> {
     /// then compress pass, which is skipped if the content is present) so
     /// memory does not grow with file size.
     pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
+        let (hash, size, _) = self.put_file_stat(path, area)?;
+        Ok((hash, size))
+    }
+
+    /// [`Batch::put_file`], with the metadata of the file it read, taken
+    /// through its handle once read: a caller that compares it with a stat
+    /// taken before knows whether the file changed while it was read,
+    /// without looking its path up again.
+    pub fn put_file_stat(
+        &self,
+        path: &Path,
+        area: Area,
+    ) -> Result<(Hash, u64, Metadata), StoreError> {
         match prepare_file(path)? {
-            Prepared::Small(bytes) => {
+            Prepared::Small(bytes, file) => {
+                let after = file.metadata().map_err(StoreError::io(path))?;
+                drop(file);
                 let hash = self.put_bytes(&bytes, area)?;
-                Ok((hash, bytes.len() as u64))
+                Ok((hash, bytes.len() as u64, after))
             }
             Prepared::Large { file, hash, size } => {
                 if !self.known(&hash, area)? {
                     let staged = self
                         .store
-                        .stage_file(&hash, size, file, path, area, false)?;
+                        .stage_file(&hash, size, &file, path, area, false)?;
                     self.record(hash, area, size, staged);
                 }
-                Ok((hash, size))
+                let after = file.metadata().map_err(StoreError::io(path))?;
+                Ok((hash, size, after))
             }
         }
     }
