@@ -50,7 +50,11 @@ impl Drop for TempFile {
 pub(crate) enum Prepared {
     /// The bytes, and the file still open (for a stat of what was read).
     Small(Vec<u8>, File),
-    Large { file: File, hash: Hash, size: u64 },
+    Large {
+        file: File,
+        hash: Hash,
+        size: u64,
+    },
 }
 
 impl Store {
