@@ -1,8 +1,11 @@
 //! Bulk writes with one durability barrier for the whole batch.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
 
 use crate::fault;
 use crate::pack::PackWriter;
@@ -31,17 +34,73 @@ pub struct Batch<'a> {
 
 #[derive(Default)]
 struct State {
+    /// Objects in temp files of their own (large ones, or every object of
+    /// a plain store): a few, against the packed ones.
     pending: HashMap<(Hash, Area), Pending>,
     /// The pack of each area's small objects, created with the first one.
-    packs: [Option<PackWriter>; 2],
+    packs: [Option<Packed>; 2],
 }
 
 struct Pending {
     // Dropping it removes the temp file: that is how an uncommitted or failed
-    // batch cleans up after itself. None: the object is in the area's pack.
-    temp: Option<crate::TempFile>,
+    // batch cleans up after itself.
+    temp: crate::TempFile,
     raw_len: u64,
     stored_len: u64,
+}
+
+/// One area's small objects: appended to its pack, and found again (each
+/// is put once) through a table of their places among the pack's index
+/// entries, which already hold their hashes. A first build puts an object
+/// per file: a map from hash to a pending record took about 80 bytes an
+/// object in a table at most 7/8 full, a place 4 (docs/decisions.md,
+/// "Issue 14, session 11").
+struct Packed {
+    writer: PackWriter,
+    /// Places in `writer`'s entries, hashed by [`table_hash`].
+    seen: HashTable<u32>,
+    raw_len: u64,
+    stored_len: u64,
+}
+
+/// A content hash's first 8 bytes: BLAKE3 is uniform, so they hash it.
+fn table_hash(hash: &Hash) -> u64 {
+    let mut lead = [0u8; 8];
+    lead.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(lead)
+}
+
+impl Packed {
+    fn create(store: &Store) -> Result<Packed, StoreError> {
+        Ok(Packed {
+            writer: PackWriter::create(store)?,
+            seen: HashTable::new(),
+            raw_len: 0,
+            stored_len: 0,
+        })
+    }
+
+    fn contains(&self, hash: &Hash) -> bool {
+        self.seen
+            .find(table_hash(hash), |&i| self.writer.hash_at(i) == Some(hash))
+            .is_some()
+    }
+
+    /// Appends the frame of an object not in the pack yet.
+    fn append(&mut self, hash: Hash, raw_len: u64, frame: &[u8]) -> Result<(), StoreError> {
+        let place = u32::try_from(self.writer.count()).map_err(|_| StoreError::Io {
+            path: self.writer.path().into(),
+            source: std::io::Error::other("more than 2^32 objects in one pack"),
+        })?;
+        self.writer.append(hash, frame)?;
+        let writer = &self.writer;
+        self.seen.insert_unique(table_hash(&hash), place, |&i| {
+            writer.hash_at(i).map_or(0, table_hash)
+        });
+        self.raw_len += raw_len;
+        self.stored_len += frame.len() as u64;
+        Ok(())
+    }
 }
 
 /// What a committed batch wrote.
@@ -53,6 +112,16 @@ pub struct BatchOutcome {
     pub bytes_in: u64,
     /// Compressed bytes the newly written objects take on disk.
     pub bytes_stored: u64,
+}
+
+impl State {
+    /// True if this batch already holds `hash` in `area`.
+    fn has(&self, hash: &Hash, area: Area) -> bool {
+        self.pending.contains_key(&(*hash, area))
+            || self.packs[area.slot()]
+                .as_ref()
+                .is_some_and(|p| p.contains(hash))
+    }
 }
 
 impl<'a> Batch<'a> {
@@ -71,7 +140,7 @@ impl<'a> Batch<'a> {
 
     /// True if `hash` needs no write: already stored or already in this batch.
     fn known(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
-        if self.state().pending.contains_key(&(*hash, area)) {
+        if self.state().has(hash, area) {
             return Ok(true);
         }
         self.store.contains(hash, area)
@@ -81,7 +150,7 @@ impl<'a> Batch<'a> {
     /// meanwhile, this copy is dropped (and its temp file removed).
     fn record(&self, hash: Hash, area: Area, raw_len: u64, staged: Staged) {
         self.state().pending.entry((hash, area)).or_insert(Pending {
-            temp: Some(staged.temp),
+            temp: staged.temp,
             raw_len,
             stored_len: staged.stored_len,
         });
@@ -102,22 +171,14 @@ impl<'a> Batch<'a> {
         // only take turns to append.
         let frame = crate::encode(bytes).map_err(StoreError::io(self.store.dir()))?;
         let mut state = self.state();
-        if state.pending.contains_key(&(hash, area)) {
+        if state.has(&hash, area) {
             return Ok(hash);
         }
-        let writer = match &mut state.packs[area.slot()] {
-            Some(w) => w,
-            slot => slot.insert(PackWriter::create(self.store)?),
+        let packed = match &mut state.packs[area.slot()] {
+            Some(p) => p,
+            slot => slot.insert(Packed::create(self.store)?),
         };
-        writer.append(hash, &frame)?;
-        state.pending.insert(
-            (hash, area),
-            Pending {
-                temp: None,
-                raw_len: bytes.len() as u64,
-                stored_len: frame.len() as u64,
-            },
-        );
+        packed.append(hash, bytes.len() as u64, &frame)?;
         Ok(hash)
     }
 
@@ -127,19 +188,35 @@ impl<'a> Batch<'a> {
     /// then compress pass, which is skipped if the content is present) so
     /// memory does not grow with file size.
     pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
+        let (hash, size, _) = self.put_file_stat(path, area)?;
+        Ok((hash, size))
+    }
+
+    /// [`Batch::put_file`], with the metadata of the file it read, taken
+    /// through its handle once read: a caller that compares it with a stat
+    /// taken before knows whether the file changed while it was read,
+    /// without looking its path up again.
+    pub fn put_file_stat(
+        &self,
+        path: &Path,
+        area: Area,
+    ) -> Result<(Hash, u64, Metadata), StoreError> {
         match prepare_file(path)? {
-            Prepared::Small(bytes) => {
+            Prepared::Small(bytes, file) => {
+                let after = file.metadata().map_err(StoreError::io(path))?;
+                drop(file);
                 let hash = self.put_bytes(&bytes, area)?;
-                Ok((hash, bytes.len() as u64))
+                Ok((hash, bytes.len() as u64, after))
             }
             Prepared::Large { file, hash, size } => {
                 if !self.known(&hash, area)? {
                     let staged = self
                         .store
-                        .stage_file(&hash, size, file, path, area, false)?;
+                        .stage_file(&hash, size, &file, path, area, false)?;
                     self.record(hash, area, size, staged);
                 }
-                Ok((hash, size))
+                let after = file.metadata().map_err(StoreError::io(path))?;
+                Ok((hash, size, after))
             }
         }
     }
@@ -154,13 +231,24 @@ impl<'a> Batch<'a> {
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         let mut outcome = BatchOutcome::default();
-        if state.pending.is_empty() {
+        if state.pending.is_empty() && state.packs.iter().all(Option::is_none) {
             return Ok(outcome);
         }
         let mut packs = Vec::new();
         for area in [Area::Public, Area::Secret] {
-            if let Some(w) = state.packs[area.slot()].take() {
-                let finished = w.finish(self.store, area, false, fault::BATCH_AFTER_PACK)?;
+            if let Some(p) = state.packs[area.slot()].take() {
+                // The table goes before the index is written.
+                let Packed {
+                    writer,
+                    seen,
+                    raw_len,
+                    stored_len,
+                } = p;
+                drop(seen);
+                outcome.objects_written += writer.count() as u64;
+                outcome.bytes_in += raw_len;
+                outcome.bytes_stored += stored_len;
+                let finished = writer.finish(self.store, area, false, fault::BATCH_AFTER_PACK)?;
                 packs.push((area, finished));
             }
         }
@@ -176,9 +264,7 @@ impl<'a> Batch<'a> {
             let Some(p) = state.pending.remove(&key) else {
                 continue;
             };
-            if let Some(temp) = p.temp {
-                self.store.install(temp, &key.0, key.1, false)?;
-            }
+            self.store.install(p.temp, &key.0, key.1, false)?;
             outcome.objects_written += 1;
             outcome.bytes_in += p.raw_len;
             outcome.bytes_stored += p.stored_len;

@@ -76,11 +76,14 @@ pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
 pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file};
 
-/// zstd level for objects at rest. Level 1 rather than zstd's default 3: on
-/// the files of a Debian `/usr` it took 29% less CPU for a store 3% larger
-/// (0.496 against 0.481 of the raw size), and zstd is most of a first
-/// build's CPU. Readers do not care: the level is not recorded anywhere.
-const ZSTD_LEVEL: i32 = 1;
+/// zstd level for objects at rest: -3, one of zstd's fast levels (its
+/// `--fast=3`), which also leaves literals without Huffman coding. zstd
+/// is the largest part of a first build's CPU (39% at 10k files, level 1);
+/// at -3 it takes about half of level 1's time for a store about a fifth
+/// larger on text (docs/decisions.md, "Issue 14, session 11"). Level 1 had
+/// replaced zstd's default 3 for the same reason. Readers do not care: a
+/// fast level's frame is an ordinary frame, and the level is not recorded.
+const ZSTD_LEVEL: i32 = -3;
 
 /// The frame in which the store keeps `content` (packed or in a file of its
 /// own): what to look for in its files.
@@ -307,7 +310,7 @@ impl Store {
     /// filesystem) durably right now; returns its hash and size.
     pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
         let (hash, size, staged) = match prepare_file(path)? {
-            Prepared::Small(bytes) => {
+            Prepared::Small(bytes, _) => {
                 let hash = Hash::of(&bytes);
                 if self.contains(&hash, area)? {
                     return Ok((hash, bytes.len() as u64));
@@ -319,7 +322,7 @@ impl Store {
                 if self.contains(&hash, area)? {
                     return Ok((hash, size));
                 }
-                let staged = self.stage_file(&hash, size, file, path, area, true)?;
+                let staged = self.stage_file(&hash, size, &file, path, area, true)?;
                 (hash, size, staged)
             }
         };

@@ -359,20 +359,47 @@ fn read_whole(path: &Path) -> Result<Vec<IdxEntry>, StoreError> {
     Ok(table.chunks_exact(ENTRY_LEN).map(parse_entry).collect())
 }
 
-/// The bytes of an index for `entries` (sorted here).
-pub(crate) fn idx_bytes(entries: &mut [IdxEntry]) -> Vec<u8> {
+/// Writes the index of `entries` (sorted here) to a new temp file with
+/// the area's mode, fsynced if `sync`; returns it with the name a new pack
+/// of these entries gets (the BLAKE3 of the index's bytes). Streamed
+/// through a buffer: a million objects' index (44 MB) is not held whole
+/// beside their entries.
+pub(crate) fn write_idx(
+    store: &Store,
+    entries: &mut [IdxEntry],
+    area: Area,
+    sync: bool,
+) -> Result<(String, TempFile), StoreError> {
     entries.sort_unstable_by_key(|e| e.hash);
-    let mut out = Vec::with_capacity(16 + entries.len() * ENTRY_LEN + 32);
-    out.extend_from_slice(IDX_MAGIC);
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for e in entries.iter() {
-        out.extend_from_slice(e.hash.as_bytes());
-        out.extend_from_slice(&e.offset.to_le_bytes());
-        out.extend_from_slice(&e.len.to_le_bytes());
-    }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
-    out
+    let (file, temp) = store.create_temp("idx")?;
+    // `body` sums the index's content (its last 32 bytes), `all` the
+    // whole file (the name).
+    let mut body = blake3::Hasher::new();
+    let mut all = blake3::Hasher::new();
+    let mut out = BufWriter::with_capacity(WRITE_BUF, file);
+    let written = (|| {
+        let mut put = |bytes: &[u8]| {
+            body.update(bytes);
+            all.update(bytes);
+            out.write_all(bytes)
+        };
+        put(IDX_MAGIC)?;
+        put(&(entries.len() as u64).to_le_bytes())?;
+        for e in entries.iter() {
+            let mut row = [0u8; ENTRY_LEN];
+            row[..32].copy_from_slice(e.hash.as_bytes());
+            row[32..40].copy_from_slice(&e.offset.to_le_bytes());
+            row[40..].copy_from_slice(&e.len.to_le_bytes());
+            put(&row)?;
+        }
+        let sum = body.finalize();
+        all.update(sum.as_bytes());
+        out.write_all(sum.as_bytes())?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        crate::finish_temp(&file, area, sync)
+    })();
+    written.map_err(StoreError::io(temp.path()))?;
+    Ok((all.finalize().to_hex()[..32].to_owned(), temp))
 }
 
 /// A pack being written in `tmp/`.
@@ -411,6 +438,21 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Objects appended so far.
+    pub(crate) fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The hash of the object appended `i`th (from 0).
+    pub(crate) fn hash_at(&self, i: u32) -> Option<&Hash> {
+        self.entries.get(i as usize).map(|e| &e.hash)
+    }
+
+    /// The pack's temp file.
+    pub(crate) fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
     /// Appends one object's zstd frame.
     pub(crate) fn append(&mut self, hash: Hash, frame: &[u8]) -> Result<(), StoreError> {
         let Ok(len) = u32::try_from(frame.len()) else {
@@ -443,29 +485,13 @@ impl PackWriter {
         })?;
         crate::finish_temp(&file, area, sync).map_err(StoreError::io(&path))?;
         store.fault.hit(written);
-        let bytes = idx_bytes(&mut self.entries);
-        let name = blake3::hash(&bytes).to_hex()[..32].to_owned();
-        let idx = write_temp(store, &bytes, area, sync)?;
+        let (name, idx) = write_idx(store, &mut self.entries, area, sync)?;
         Ok(FinishedPack {
             name,
             pack: self.temp,
             idx,
         })
     }
-}
-
-/// Writes `bytes` to a new temp file with the area's mode.
-pub(crate) fn write_temp(
-    store: &Store,
-    bytes: &[u8],
-    area: Area,
-    sync: bool,
-) -> Result<TempFile, StoreError> {
-    let (mut file, temp) = store.create_temp("idx")?;
-    file.write_all(bytes)
-        .and_then(|()| crate::finish_temp(&file, area, sync))
-        .map_err(StoreError::io(temp.path()))?;
-    Ok(temp)
 }
 
 impl FinishedPack {

@@ -126,7 +126,7 @@ pub(crate) fn remove(
         return Ok(());
     }
     for p in &mut punches {
-        let temp = pack::write_temp(store, &pack::idx_bytes(&mut p.live), area, true)?;
+        let (_, temp) = pack::write_idx(store, &mut p.live, area, true)?;
         store.fault.hit(fault::GC_INDEX_WRITTEN);
         let idx = p.pack.idx();
         std::fs::rename(temp.path(), &idx).map_err(StoreError::io(&idx))?;

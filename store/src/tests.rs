@@ -291,3 +291,45 @@ fn packed_objects_survive_reopen_and_large_ones_stay_files() {
     assert_eq!(store.read(&more, Area::Public).unwrap(), b"second batch");
     assert_eq!(store.read(&small[5].0, Area::Public).unwrap(), small[5].1);
 }
+
+/// A batch of many small objects, some put twice and some in both areas:
+/// each is packed once per area, the outcome counts each once, and every
+/// pack is named by the BLAKE3 of its index's bytes (as the index was when
+/// written whole, before it was streamed).
+#[test]
+fn a_large_batch_packs_each_object_once_and_names_packs_by_their_index() {
+    let (_dir, store) = store();
+    let batch = store.batch();
+    let mut raw = 0;
+    for i in 0..5000u64 {
+        let bytes = format!("object {i}: some configuration-like line\n").into_bytes();
+        raw += bytes.len() as u64;
+        batch.put_bytes(&bytes, Area::Public).unwrap();
+        // Every tenth again, and in the other area.
+        if i % 10 == 0 {
+            batch.put_bytes(&bytes, Area::Public).unwrap();
+            batch.put_bytes(&bytes, Area::Secret).unwrap();
+            raw += bytes.len() as u64;
+        }
+    }
+    let outcome = batch.commit().unwrap();
+    assert_eq!(outcome.objects_written, 5500);
+    assert_eq!(outcome.bytes_in, raw);
+    let mut stored = 0;
+    for area in [Area::Public, Area::Secret] {
+        for path in pack_files(&store, area) {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let bytes = fs::read(&path).unwrap();
+            if path.extension().is_some_and(|e| e == "idx") {
+                assert_eq!(blake3::hash(&bytes).to_hex()[..32], stem);
+            } else {
+                stored += bytes.len() as u64 - 8;
+            }
+        }
+    }
+    assert_eq!(outcome.bytes_stored, stored);
+    assert_eq!(store.list(Area::Public).unwrap().len(), 5000);
+    assert_eq!(store.list(Area::Secret).unwrap().len(), 500);
+    let probe = b"object 4321: some configuration-like line\n";
+    assert_eq!(store.read(&Hash::of(probe), Area::Public).unwrap(), probe);
+}

@@ -48,8 +48,13 @@ impl Drop for TempFile {
 
 /// What a file turned out to be once opened: small files are already in memory.
 pub(crate) enum Prepared {
-    Small(Vec<u8>),
-    Large { file: File, hash: Hash, size: u64 },
+    /// The bytes, and the file still open (for a stat of what was read).
+    Small(Vec<u8>, File),
+    Large {
+        file: File,
+        hash: Hash,
+        size: u64,
+    },
 }
 
 impl Store {
@@ -112,7 +117,7 @@ impl Store {
         &self,
         hash: &Hash,
         size: u64,
-        mut file: File,
+        mut file: &File,
         path: &Path,
         area: Area,
         sync: bool,
@@ -122,7 +127,7 @@ impl Store {
         // Samples decide how the whole is stored (see the `raw` module);
         // a plain store keeps every object as it is.
         let as_raw = self.format == Format::Plain
-            || sampled_raw(&file, size).map_err(|e| match e.kind() {
+            || sampled_raw(file, size).map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => StoreError::Changed { path: path.into() },
                 _ => StoreError::Io {
                     path: path.into(),
@@ -234,8 +239,14 @@ pub(crate) fn prepare_file(path: &Path) -> Result<Prepared, StoreError> {
     let len = file.metadata().map_err(StoreError::io(path))?.len();
     if len <= SMALL_FILE_LIMIT {
         let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes).map_err(StoreError::io(path))?;
-        Ok(Prepared::Small(bytes))
+        // Through `Take`, which reads to the end as `File` does but without
+        // first asking the file its size and position again (a `statx` and
+        // an `lseek` per file; `len` is known).
+        Read::by_ref(&mut file)
+            .take(u64::MAX)
+            .read_to_end(&mut bytes)
+            .map_err(StoreError::io(path))?;
+        Ok(Prepared::Small(bytes, file))
     } else {
         let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
         Ok(Prepared::Large { file, hash, size })

@@ -149,12 +149,13 @@ pub(super) fn hash_source(
             record: false,
         });
     }
-    let (hash, size) = batch.put_file(path, area)?;
-    // Recorded only if the file did not change while we read it.
-    let record = std::fs::metadata(path).is_ok_and(|after| {
-        let after = stat_of(&after);
-        after == stat && after.size == size
-    });
+    let (hash, size, after) = batch.put_file_stat(path, area)?;
+    // Recorded only if the file did not change while we read it: its
+    // handle's stat once read is the one taken before (the same inode,
+    // so the path named that content; a path replaced since names an inode
+    // the record does not match, and is hashed again next time).
+    let after = stat_of(&after);
+    let record = after == stat && after.size == size;
     Ok(Hashed {
         hash,
         size,

@@ -175,7 +175,7 @@ fn content_changed_between_passes_is_refused() {
     let stale = Hash::of(b"what the first pass saw");
     for size in [10_000, 9_000, 11_000] {
         let file = fs::File::open(&path).unwrap();
-        match store.stage_file(&stale, size, file, &path, Area::Public, false) {
+        match store.stage_file(&stale, size, &file, &path, Area::Public, false) {
             Err(StoreError::Changed { path: p }) => assert_eq!(p, path),
             Err(other) => panic!("expected Changed, got {other:?}"),
             Ok(_) => panic!("expected Changed, got Ok"),
