@@ -143,6 +143,16 @@ struct FileDone {
     trusted: bool,
 }
 
+/// A subdirectory to build: its place, path, entry, source (the tree and
+/// its directory) and the declarations below it.
+type SubDir = (
+    usize,
+    EntryPath,
+    Entry,
+    Option<(u32, PathBuf)>,
+    BTreeMap<String, DeclNode>,
+);
+
 /// A name's entry once done, with its directory's result if it is one.
 type Slot = Result<(Entry, Option<Done>), Error>;
 
@@ -242,7 +252,7 @@ impl Cx<'_> {
                 })
                 .collect::<Vec<_>>()
         };
-        let do_dirs = |dirs: Vec<(usize, EntryPath, Entry, Option<(u32, PathBuf)>, _)>| {
+        let do_dirs = |dirs: Vec<SubDir>| {
             dirs.into_par_iter()
                 .map(|(i, p, entry, src, decl)| {
                     let src = src.as_ref().map(|(t, s)| (*t, s.as_path()));

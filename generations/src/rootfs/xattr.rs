@@ -316,7 +316,7 @@ pub fn any_at(
             _ => return Err(e),
         }
     }
-    match rustix::fs::llistxattr_query(&full()) {
+    match rustix::fs::llistxattr_query(full()) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::OPNOTSUPP) => Ok(false),
         Err(e) => Err(e.into()),
