@@ -288,3 +288,41 @@ fn a_tree_that_comes_to_hold_the_state_directory_is_refused() {
     let r = env.run(&["build", s(&cfg)]).expect(2);
     assert!(r.stderr.contains("state directory"), "{}", r.stderr);
 }
+
+/// gc that sets a damaged pack aside drops every record (objects may be
+/// lost with it), so that the next build looks each file up in the store
+/// and stores again what the sources have; a gc that deletes nothing
+/// keeps them.
+#[test]
+fn a_damaged_pack_set_aside_drops_the_records() {
+    let env = TestEnv::new();
+    let (src, cfg) = settled(&env);
+    env.switch(&cfg);
+    let id = build(&env, &cfg);
+    env.run(&["gc"]).ok();
+    assert_eq!(records(&env), 6, "a gc that sets nothing aside keeps them");
+    let idx = sysgen_tests::entries_under(&env.state().join("store"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("a pack index");
+    let mut bytes = fs::read(&idx).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::set_permissions(&idx, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&idx, &bytes).unwrap();
+    let g = env.run(&["gc"]).ok();
+    assert!(
+        g.stdout.contains("moved the damaged store pack"),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(records(&env), 0);
+    assert_eq!(build(&env, &cfg), id);
+    let content = fs::read(src.join("a/b/c/deep.txt")).unwrap();
+    assert!(sysgen_tests::store_holds(
+        &env.state().join("store"),
+        &content,
+        false
+    ));
+}

@@ -191,4 +191,31 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[b"/kept".as_slice()].node, id);
     }
+
+    /// gc's collect deletes the records of the nodes it deletes, and
+    /// keeps those of the nodes it keeps.
+    #[test]
+    fn gc_drops_the_records_of_the_nodes_it_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("sysgen.db")).unwrap();
+        let kept = Node::default().encode().expect("encodes");
+        let kept_id = Node::id_of(&kept);
+        let gone = b"not a node, never read".to_vec();
+        let gone_id = NodeId(Hash::of(&gone));
+        db.insert_built(|put| {
+            put(Put::Node(kept_id, kept))?;
+            put(Put::Node(gone_id, gone))?;
+            put(Put::Dir(b"/kept".to_vec(), record(1, kept_id)))?;
+            put(Put::Dir(b"/gone".to_vec(), record(2, gone_id)))
+        })
+        .unwrap();
+        let live: sysgen_store::HashKeySet<NodeId> = [kept_id].into_iter().collect();
+        db.collect(&[], 0, &live, &[]).unwrap();
+        let left: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM dir_nodes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+        assert!(db.dir_records().unwrap().contains_key(b"/kept".as_slice()));
+    }
 }
