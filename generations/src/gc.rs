@@ -194,6 +194,11 @@ fn set_aside(state: &State, out: &mut GcOutcome) -> Result<(), Error> {
         out.objects_salvaged += s.salvaged;
         out.packs_set_aside.push(d.path.display().to_string());
     }
+    // Objects may be lost with the packs: the next build looks each file
+    // up in the store again rather than take a recorded directory's node
+    // (ingest/walk/clean.rs), so that it stores again what its sources
+    // still have.
+    state.db.forget_dir_records()?;
     let mut done = sysgen_store::HashKeySet::default();
     for n in crate::verify::needs(state)? {
         if done.contains(&(n.hash, n.area)) {

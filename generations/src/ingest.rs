@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use sysgen_schema::{EntryPath, HostSpec, Principal};
 use sysgen_store::Hash;
 
-use crate::db::ManifestInfo;
+use crate::db::{ManifestInfo, Put};
 use crate::kind::BuildCx;
 use crate::kinds;
 use crate::manifest::{Entry, GenerationId, Manifest};
@@ -316,7 +316,9 @@ fn build_in(
 
     let reserved = crate::state::reserved_path(state.root.path(), &state.dir);
     let top = walk::decl_tree(decl)?;
-    let (walked, written, (files, cached)) = state.db.insert_nodes(|sink| {
+    // What earlier builds made of the trees' directories (walk/clean.rs).
+    let records = state.db.dir_records()?;
+    let (walked, written, (files, cached)) = state.db.insert_built(|sink| {
         let (tx, rx) = std::sync::mpsc::sync_channel(NODES_IN_FLIGHT);
         let cx = walk::Cx {
             walks,
@@ -326,6 +328,7 @@ fn build_in(
             progress: opts.progress,
             reserved,
             sink: tx,
+            records: &records,
             linked: Default::default(),
             spill: &spill,
             files: Default::default(),
@@ -342,16 +345,20 @@ fn build_in(
                 (r, (files, cached))
             });
             // The database is this thread's: it takes the nodes as they
-            // come, each once (equal subtrees make equal nodes).
+            // come, each once (equal subtrees make equal nodes), and the
+            // directories' records.
             let mut seen = HashSet::new();
             let mut stored = Ok(());
-            while let Ok((id, bytes)) = rx.recv() {
-                if seen.insert(id) {
-                    stored = sink(id, bytes);
-                    if stored.is_err() {
-                        // The walk's next node fails to send and it stops.
-                        break;
-                    }
+            while let Ok(put) = rx.recv() {
+                if let Put::Node(id, _) = &put
+                    && !seen.insert(*id)
+                {
+                    continue;
+                }
+                stored = sink(put);
+                if stored.is_err() {
+                    // The walk's next node fails to send and it stops.
+                    break;
                 }
             }
             drop(rx);

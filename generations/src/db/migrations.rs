@@ -156,4 +156,17 @@ CREATE TABLE trusted_keys (
     added_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Migration 11 (issue 14, session 11): the node a build made of each
+    // tree's source directory, and fingerprints of what it was made from
+    // (ingest/walk/clean.rs), so that a build finding the same may take the
+    // node without hashing, looking up or encoding anything. Keyed by the
+    // source directory's path: one row each, replaced when it changes.
+    r#"
+CREATE TABLE dir_nodes (
+    src BLOB PRIMARY KEY NOT NULL,
+    listing BLOB NOT NULL,
+    made BLOB NOT NULL,
+    node BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
 ];

@@ -19,10 +19,12 @@ use crate::error::sql;
 use crate::manifest::{GenerationId, Manifest, Node, NodeId, NodeSource};
 
 mod convert;
+mod dirs;
 pub mod history;
 mod migrations;
 mod records;
 mod remote;
+pub use dirs::{DirRecord, Put};
 pub use remote::{AcceptedRef, TrustedKey};
 
 use migrations::MIGRATIONS;
@@ -250,19 +252,7 @@ impl Db {
         &mut self,
         produce: impl FnOnce(&mut dyn FnMut(NodeId, Vec<u8>) -> Result<(), Error>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let tx = self.conn.transaction().map_err(sql)?;
-        let value = {
-            let mut st = tx
-                .prepare_cached("INSERT OR IGNORE INTO nodes (id, body) VALUES (?1, ?2)")
-                .map_err(sql)?;
-            produce(&mut |id, body| {
-                st.execute(params![id.0.as_bytes().as_slice(), body])
-                    .map(drop)
-                    .map_err(sql)
-            })?
-        };
-        tx.commit().map_err(sql)?;
-        Ok(value)
+        self.insert_built(|put| produce(&mut |id, body| put(Put::Node(id, body))))
     }
 
     pub fn put_manifest(

@@ -282,6 +282,15 @@ impl Db {
                 removed_nodes += del.execute(params![id]).map_err(sql)? as u64;
             }
         }
+        // The builds' records of source directories whose node just went
+        // (db/dirs.rs): they would never be used again.
+        if removed_nodes > 0 {
+            tx.execute(
+                "DELETE FROM dir_nodes WHERE node NOT IN (SELECT id FROM nodes)",
+                [],
+            )
+            .map_err(sql)?;
+        }
         tx.commit().map_err(sql)?;
         Ok((manifests, removed_nodes))
     }

@@ -60,6 +60,13 @@ impl Exclude {
         })
     }
 
+    /// Whether [`Exclude::excludes`] reads the path of an entry (of a
+    /// directory, or not): without globs with `/`, only its name, and the
+    /// path need not be made for each of 100k entries.
+    pub(crate) fn needs_path(&self, is_dir: bool) -> bool {
+        !self.paths.is_empty() || (is_dir && !self.dir_paths.is_empty())
+    }
+
     /// Whether the entry at `rel` (from the tree's top, `/`-separated),
     /// named `name`, is left out, with everything under it.
     pub(crate) fn excludes(&self, rel: &str, name: &str, is_dir: bool) -> bool {

@@ -197,6 +197,14 @@ impl StatIndex {
         (row.mtime_ns < self.racy_from_ns).then_some(row)
     }
 
+    /// Whether a file of these times was last changed before the index
+    /// was written (the racy-clean rule's other side): before this build
+    /// began, so that any later change gives it another mtime or ctime.
+    /// Always false without an index.
+    pub(crate) fn settled(&self, mtime_ns: i64, ctime_ns: i64) -> bool {
+        mtime_ns < self.racy_from_ns && ctime_ns < self.racy_from_ns
+    }
+
     /// Every record, in path order.
     fn iter(&self) -> impl Iterator<Item = (&[u8], CacheRow)> {
         (0..self.count).filter_map(|i| {

@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sysgen_schema::PathError;
 use sysgen_schema::{EntryPath, TreeSpec};
@@ -103,16 +103,23 @@ impl<'a> Walk<'a> {
 
     /// Most files have no attributes: one listing call of the entry,
     /// relative to its directory's handle, says so.
-    fn xattrs_at(&self, dir: BorrowedFd<'_>, name: &str, p: &Path) -> Result<Xattrs, Error> {
+    /// `src` makes the entry's whole path, only when it is needed (an
+    /// error, attributes to read, a kernel without `listxattrat`).
+    fn xattrs_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        src: &dyn Fn() -> PathBuf,
+    ) -> Result<Xattrs, Error> {
         let c = CString::new(name).map_err(|_| {
             Error::Invalid(format!(
                 "{}: {} has a NUL in its name",
                 self.what,
-                p.display()
+                src().display()
             ))
         })?;
-        if any_at(dir, &c, p).map_err(io_err(p))? {
-            self.read(p)
+        if any_at(dir, &c, src).map_err(|e| io_err(src())(e))? {
+            self.read(&src())
         } else {
             Ok(Xattrs::default())
         }
@@ -145,21 +152,24 @@ impl<'a> Walk<'a> {
         .map_err(|e| io_err(src_dir)(e.into()))?;
         for ent in rd {
             let ent = ent.map_err(io_err(src_dir))?;
-            let src = ent.path();
+            // Made only where needed: most entries need no path.
+            let src = || ent.path();
             let name = ent.file_name();
             let name = name.to_str().ok_or_else(|| {
                 Error::Invalid(format!(
                     "{what}: {} has a name that is not UTF-8; rename it",
-                    src.display()
+                    src().display()
                 ))
             })?;
             // Before any check of the name: what is left out is not read,
             // and no hard link can point at it.
-            let is_dir = ent.file_type().map_err(io_err(&src))?.is_dir();
-            if self
-                .exclude
-                .excludes(&super::exclude::relative(self.at, dest, name), name, is_dir)
-            {
+            let is_dir = ent.file_type().map_err(io_err(src()))?.is_dir();
+            let rel = if self.exclude.needs_path(is_dir) {
+                super::exclude::relative(self.at, dest, name)
+            } else {
+                String::new()
+            };
+            if self.exclude.excludes(&rel, name, is_dir) {
                 continue;
             }
             // As for declared paths: a control character would forge lines
@@ -167,35 +177,35 @@ impl<'a> Walk<'a> {
             if name.contains(char::is_control) {
                 return Err(Error::Invalid(format!(
                     "{what}: {} has a name with a control character; rename it",
-                    src.display().to_string().escape_debug()
+                    src().display().to_string().escape_debug()
                 )));
             }
             let len = dest.as_str().len() + 1 + name.len();
             if len > sysgen_schema::PATH_MAX {
                 return Err(Error::Invalid(format!(
                     "{what}: {}: {}",
-                    src.display(),
+                    src().display(),
                     PathError::TooLong(len)
                 )));
             }
             // Relative to the open directory (no symlink followed), not a
             // walk of the whole path again for each of 100k entries.
-            let md = ent.metadata().map_err(io_err(&src))?;
+            let md = ent.metadata().map_err(io_err(src()))?;
             let ft = md.file_type();
             let kind = if ft.is_dir() {
                 ListedKind::Dir(self.dir(&md, self.xattrs_at(handle.as_fd(), name, &src)?))
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&src).map_err(io_err(&src))?;
+                let target = std::fs::read_link(src()).map_err(io_err(src()))?;
                 let target = target.to_str().ok_or_else(|| {
                     Error::Invalid(format!(
                         "{what}: symlink {} has a target that is not UTF-8",
-                        src.display()
+                        src().display()
                     ))
                 })?;
                 if target.contains(char::is_control) {
                     return Err(Error::Invalid(format!(
                         "{what}: symlink {} has a target with a control character; change it",
-                        src.display()
+                        src().display()
                     )));
                 }
                 ListedKind::Symlink(Entry::Symlink {

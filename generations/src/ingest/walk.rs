@@ -24,65 +24,19 @@ use sysgen_store::{Area, Batch, Store};
 use super::index::StatIndex;
 use super::index::spill::Spill;
 use super::tree::{ListedFile, ListedKind, Walk};
-use crate::db::CacheRow;
+use crate::db::{CacheRow, DirRecord, Put};
 use crate::manifest::{Entry, NodeBuilder, NodeId};
 use crate::rootfs::Xattrs;
 use crate::{Error, Progress};
 
-/// What the configuration puts at a path, apart from a tree's content.
-pub(super) enum Decl {
-    /// A declared directory or symlink, or a declared file once hashed.
-    Ready(Entry),
-    /// A declared file whose hashing failed: reported when the walk gets
-    /// there, so that the error reported is the first in path order.
-    Failed(Error),
-    /// The top of tree number `.0`.
-    Tree(u32),
-    /// A parent of declared paths, which sysgen only makes sure exists:
-    /// a tree that has a directory there gives its own.
-    Parent,
-    /// Another kind's directory: it replaces what a declaration or a tree
-    /// gives at its path (a tree's content below it stays).
-    Over(Entry, Option<u32>),
-}
+mod clean;
+mod decl;
+mod links;
 
-/// The declarations below the root, as a tree of names.
-pub(super) struct DeclNode {
-    path: EntryPath,
-    decl: Decl,
-    children: BTreeMap<String, DeclNode>,
-}
+pub(super) use decl::{Decl, DeclNode, decl_tree};
 
-/// Turns the declarations (every parent present, see `ingest::build_in`)
-/// into a tree of names.
-pub(super) fn decl_tree(
-    flat: BTreeMap<EntryPath, Decl>,
-) -> Result<BTreeMap<String, DeclNode>, Error> {
-    let mut top: BTreeMap<String, DeclNode> = BTreeMap::new();
-    for (p, decl) in flat {
-        // A parent sorts before its children: it is there already.
-        let mut level = &mut top;
-        let mut names = p.components().peekable();
-        while let Some(name) = names.next() {
-            if names.peek().is_none() {
-                level.insert(
-                    name.to_owned(),
-                    DeclNode {
-                        path: p.clone(),
-                        decl,
-                        children: BTreeMap::new(),
-                    },
-                );
-                break;
-            }
-            level = match level.get_mut(name) {
-                Some(n) => &mut n.children,
-                None => return Err(Error::Internal(format!("{p}: no parent declared"))),
-            };
-        }
-    }
-    Ok(top)
-}
+pub(super) use links::Held;
+use links::HeldItem;
 
 /// What the walk shares between its threads.
 pub(super) struct Cx<'a> {
@@ -93,8 +47,12 @@ pub(super) struct Cx<'a> {
     pub(super) progress: &'a dyn Progress,
     /// The state directory's path inside the root, if it is inside.
     pub(super) reserved: Option<EntryPath>,
-    /// Where each node goes, as soon as it is made (to the database).
-    pub(super) sink: SyncSender<(NodeId, Vec<u8>)>,
+    /// Where each node goes, as soon as it is made (to the database),
+    /// and each directory's record (clean.rs).
+    pub(super) sink: SyncSender<Put>,
+    /// The records of source directories' nodes of earlier builds, by
+    /// source path (`Db::dir_records`).
+    pub(super) records: &'a HashMap<Vec<u8>, DirRecord>,
     /// Names of the trees' files with more than one name, by tree and
     /// inode: those named more than once in a tree become hard links of
     /// the first name in path order.
@@ -123,19 +81,25 @@ pub(super) enum Child {
     Held(Box<Held>),
 }
 
-pub(super) struct Held {
-    /// `None` for the root.
-    path: Option<EntryPath>,
-    items: Vec<HeldItem>,
+/// A tree's file, hashed or found in the stat index.
+struct FileDone {
+    entry: Entry,
+    /// The stat index's new record, if it was hashed.
+    row: Option<CacheRow>,
+    /// Its hash is its stat's: found in the stat index, or hashed without
+    /// changing while it was read.
+    trusted: bool,
 }
 
-struct HeldItem {
-    name: String,
-    entry: Entry,
-    child: Option<Child>,
-    /// A tree's file with several names: `link` is set at the end.
-    linked: Option<u32>,
-}
+/// A subdirectory to build: its place, path, entry, source (the tree and
+/// its directory) and the declarations below it.
+type SubDir = (
+    usize,
+    EntryPath,
+    Entry,
+    Option<(u32, PathBuf)>,
+    BTreeMap<String, DeclNode>,
+);
 
 /// A name's entry once done, with its directory's result if it is one.
 type Slot = Result<(Entry, Option<Done>), Error>;
@@ -172,6 +136,7 @@ impl Cx<'_> {
         src: Option<(u32, &Path)>,
         decl: BTreeMap<String, DeclNode>,
     ) -> Result<Done, Error> {
+        let declared = !decl.is_empty();
         let items = self.items(path, src, decl)?;
         self.progress.grow(
             items
@@ -179,6 +144,20 @@ impl Cx<'_> {
                 .filter(|(_, i)| matches!(i, Item::File(..)))
                 .count() as u64,
         );
+        // A tree's directory with nothing declared in it: the node of an
+        // earlier build may be its own (clean.rs).
+        let listing = match (src, path, declared) {
+            (Some((_, s)), Some(_), false) => {
+                clean::listing(&items, self.cache).map(|l| (s.as_os_str().as_bytes(), l))
+            }
+            _ => None,
+        };
+        let record = listing.as_ref().and_then(|(s, l)| {
+            self.records
+                .get(*s)
+                .filter(|r| r.listing == l.hash)
+                .copied()
+        });
         // Files and subdirectories, in parallel; each keeps its place.
         let mut slots: Vec<Option<Slot>> = Vec::with_capacity(items.len());
         let mut names = Vec::with_capacity(items.len());
@@ -211,26 +190,57 @@ impl Cx<'_> {
                 Item::Failed(e) => slots.push(Some(Err(e))),
             }
         }
-        let (files, dirs): (Vec<_>, Vec<_>) = rayon::join(
-            || {
-                files
-                    .into_par_iter()
-                    .map(|(i, t, src, f)| {
-                        let r = self.file(path, &names[i], t, &src, f);
-                        self.progress.advance(1);
-                        (i, r)
+        let do_files = |files: Vec<(usize, u32, PathBuf, ListedFile)>| {
+            files
+                .into_par_iter()
+                .map(|(i, t, src, f)| {
+                    let r = self.file(path, &names[i], t, &src, f);
+                    self.progress.advance(1);
+                    (i, r)
+                })
+                .collect::<Vec<_>>()
+        };
+        let do_dirs = |dirs: Vec<SubDir>| {
+            dirs.into_par_iter()
+                .map(|(i, p, entry, src, decl)| {
+                    let src = src.as_ref().map(|(t, s)| (*t, s.as_path()));
+                    (i, self.dir(Some(&p), src, decl).map(|d| (entry, Some(d))))
+                })
+                .collect::<Vec<_>>()
+        };
+        let (files, dirs) = match (&listing, record) {
+            (Some((_, l)), Some(rec)) => {
+                // The listing is as recorded: the subdirectories first, and
+                // if their nodes are as recorded too, the recorded node.
+                let dirs = do_dirs(dirs);
+                let mut below = (0, 0);
+                let children: Option<Vec<NodeId>> = dirs
+                    .iter()
+                    .map(|(_, r)| match r {
+                        Ok((_, Some(d))) => match d.child {
+                            Child::Node(id) => {
+                                below = (below.0 + d.entries, below.1 + d.bytes);
+                                Some(id)
+                            }
+                            Child::Held(_) => None,
+                        },
+                        _ => None,
                     })
-                    .collect::<Vec<_>>()
-            },
-            || {
-                dirs.into_par_iter()
-                    .map(|(i, p, entry, src, decl)| {
-                        let src = src.as_ref().map(|(t, s)| (*t, s.as_path()));
-                        (i, self.dir(Some(&p), src, decl).map(|d| (entry, Some(d))))
-                    })
-                    .collect()
-            },
-        );
+                    .collect();
+                if children.is_some_and(|c| clean::made(&l.hash, &c) == rec.made) {
+                    self.files.fetch_add(l.files, Ordering::Relaxed);
+                    self.cached.fetch_add(l.files, Ordering::Relaxed);
+                    self.progress.advance(l.files);
+                    return Ok(Done {
+                        child: Child::Node(rec.node),
+                        entries: names.len() as u64 + below.0,
+                        bytes: l.bytes + below.1,
+                    });
+                }
+                (do_files(files), dirs)
+            }
+            _ => rayon::join(|| do_files(files), || do_dirs(dirs)),
+        };
         // The records of the files hashed again, as a run under this
         // directory's source path (that is the key of each: see
         // `ingest::hash_source`).
@@ -240,14 +250,18 @@ impl Cx<'_> {
             let rows = files
                 .iter()
                 .filter_map(|(i, r)| match r {
-                    Ok((_, Some(row))) => Some((names[*i].as_bytes(), *row)),
+                    Ok(got) => got.row.map(|row| (names[*i].as_bytes(), row)),
                     _ => None,
                 })
                 .collect();
             self.spill.run(&[src, slash], rows)?;
         }
+        // Whether every file's hash stands for its stat (clean.rs).
+        let trusted = files
+            .iter()
+            .all(|(_, r)| r.as_ref().is_ok_and(|got| got.trusted));
         for (i, r) in files {
-            slots[i] = Some(r.map(|(e, _)| (e, None)));
+            slots[i] = Some(r.map(|got| (got.entry, None)));
         }
         for (i, r) in dirs {
             slots[i] = Some(r);
@@ -301,14 +315,30 @@ impl Cx<'_> {
             }))
         } else {
             let mut node = NodeBuilder::new(done.len());
+            let mut children = Vec::new();
             for (name, (entry, child)) in names.iter().zip(&done) {
                 let tree = match child {
                     Some(Child::Node(id)) => Some(*id),
                     _ => None,
                 };
+                children.extend(tree);
                 node.push(name, tree, entry);
             }
-            Child::Node(self.put(node)?)
+            let id = self.put(node)?;
+            if let Some((s, l)) = listing.filter(|(_, l)| l.settled && trusted) {
+                let made = clean::made(&l.hash, &children);
+                if record.is_none_or(|r| r.made != made || r.node != id) {
+                    self.send(Put::Dir(
+                        s.to_vec(),
+                        DirRecord {
+                            listing: l.hash,
+                            made,
+                            node: id,
+                        },
+                    ))?;
+                }
+            }
+            Child::Node(id)
         };
         Ok(Done {
             child,
@@ -319,10 +349,14 @@ impl Cx<'_> {
 
     fn put(&self, node: NodeBuilder) -> Result<NodeId, Error> {
         let (id, bytes) = node.finish();
-        self.sink
-            .send((id, bytes))
-            .map_err(|_| Error::Internal("the database stopped taking nodes".into()))?;
+        self.send(Put::Node(id, bytes))?;
         Ok(id)
+    }
+
+    fn send(&self, put: Put) -> Result<(), Error> {
+        self.sink
+            .send(put)
+            .map_err(|_| Error::Internal("the database stopped taking nodes".into()))
     }
 
     /// The names of a directory in name order: its tree's listing merged
@@ -486,7 +520,7 @@ impl Cx<'_> {
         tree: u32,
         src: &Path,
         f: ListedFile,
-    ) -> Result<(Entry, Option<CacheRow>), Error> {
+    ) -> Result<FileDone, Error> {
         let path = || {
             let base = dir.map_or("", |p| p.as_str());
             EntryPath::parse(&format!("{base}/{name}"))
@@ -523,49 +557,11 @@ impl Cx<'_> {
             xattrs: f.xattrs,
             link: None,
         };
-        Ok((entry, row))
-    }
-
-    /// Makes the nodes held for hard links, now that every name is known;
-    /// returns the root's id.
-    pub(super) fn finish(&self, root: Child) -> Result<NodeId, Error> {
-        let mut first: HashMap<EntryPath, EntryPath> = HashMap::new();
-        for mut names in std::mem::take(&mut *lock(&self.linked)).into_values() {
-            if names.len() > 1 {
-                names.sort();
-                let mut names = names.into_iter();
-                if let Some(head) = names.next() {
-                    for p in names {
-                        first.insert(p, head.clone());
-                    }
-                }
-            }
-        }
-        self.resolve(root, &first)
-    }
-
-    fn resolve(&self, c: Child, first: &HashMap<EntryPath, EntryPath>) -> Result<NodeId, Error> {
-        let held = match c {
-            Child::Node(id) => return Ok(id),
-            Child::Held(h) => h,
-        };
-        let mut node = NodeBuilder::new(held.items.len());
-        for mut it in held.items {
-            let tree = match it.child {
-                Some(c) => Some(self.resolve(c, first)?),
-                None => None,
-            };
-            if it.linked.is_some()
-                && let Entry::File { link, .. } = &mut it.entry
-            {
-                let base = held.path.as_ref().map_or("", |p| p.as_str());
-                let p = EntryPath::parse(&format!("{base}/{}", it.name))
-                    .map_err(|e| Error::Internal(format!("{base}/{}: {e}", it.name)))?;
-                *link = first.get(&p).cloned();
-            }
-            node.push(&it.name, tree, &it.entry);
-        }
-        self.put(node)
+        Ok(FileDone {
+            entry,
+            row,
+            trusted: got.cached || got.record,
+        })
     }
 }
 

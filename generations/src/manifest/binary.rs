@@ -114,7 +114,8 @@ impl NodeWriter {
     }
 }
 
-fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
+/// Appends an entry's record: its one spelling (see the module docs).
+pub(crate) fn encode_entry(out: &mut Vec<u8>, e: &Entry) {
     let opt = |f: &mut u8, bit: u8, v: &Option<u32>| {
         if v.is_some() {
             *f |= bit

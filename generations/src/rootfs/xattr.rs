@@ -279,13 +279,17 @@ static NO_LISTXATTRAT: AtomicBool = AtomicBool::new(false);
 
 /// Whether the entry `name` of the open directory `dir` has any extended
 /// attribute, without following a symlink at `name`. `full` is the same
-/// entry's whole path, for a kernel without `listxattrat`.
+/// entry's whole path, made only for a kernel without `listxattrat`.
 ///
 /// Why not `llistxattr(full)`: the kernel then walks every component of the
 /// path again for each of a tree's files; at 100k files that walk was a
 /// fifth of an unchanged build's time. Relative to the directory's handle
 /// it looks up one name.
-pub fn any_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, full: &Path) -> io::Result<bool> {
+pub fn any_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    full: &dyn Fn() -> std::path::PathBuf,
+) -> io::Result<bool> {
     if !NO_LISTXATTRAT.load(Ordering::Relaxed) {
         // SAFETY: `dir` is an open descriptor for the call's duration,
         // `name` is NUL-terminated, and a null list of size 0 only asks
@@ -312,7 +316,7 @@ pub fn any_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, full: &Path) -> io::Re
             _ => return Err(e),
         }
     }
-    match rustix::fs::llistxattr_query(full) {
+    match rustix::fs::llistxattr_query(full()) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::OPNOTSUPP) => Ok(false),
         Err(e) => Err(e.into()),
