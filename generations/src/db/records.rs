@@ -282,6 +282,11 @@ impl Db {
                 removed_nodes += del.execute(params![id]).map_err(sql)? as u64;
             }
         }
+        // The deleted rows' pages go back in this commit: a vacuum of its
+        // own (`Db::reclaim`) cost a second commit, and its syncs, per gc.
+        if auto_vacuum_incremental(&tx)? {
+            vacuum_free_pages(&tx)?;
+        }
         tx.commit().map_err(sql)?;
         Ok((manifests, removed_nodes))
     }
