@@ -393,9 +393,8 @@ impl Store {
             if !merge::may_merge(&dir)? {
                 continue;
             }
-            let merged = self.with_packs(area, |set| {
-                merge::merge_small(self, &dir, area, &set.packs)
-            });
+            let merged =
+                self.with_packs(area, |set| merge::merge_small(self, &dir, area, &set.packs));
             // Merged, or failed partway: the packs on disk changed.
             if !matches!(merged, Ok(Ok(false))) {
                 self.forget_packs(area);

@@ -40,7 +40,12 @@ pub(crate) fn may_merge(dir: &Path) -> Result<bool, StoreError> {
     let mut small = 0usize;
     for entry in rd {
         let entry = entry.map_err(StoreError::io(dir))?;
-        if entry.file_name().to_str().and_then(|n| pack::stem(n, "pack")).is_none() {
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(|n| pack::stem(n, "pack"))
+            .is_none()
+        {
             continue;
         }
         // Not followed: a symlink's own size is small, so it counts.
