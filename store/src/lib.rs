@@ -393,9 +393,11 @@ impl Store {
             for hash in loose?? {
                 remove_if_present(&self.object_path(&hash, area))?;
             }
-            let merged = self.with_packs(area, |set| {
-                merge::merge_small(self, &self.pack_dir(area), area, &set.packs)
-            });
+            if !merge::may_merge(&dir)? {
+                continue;
+            }
+            let merged =
+                self.with_packs(area, |set| merge::merge_small(self, &dir, area, &set.packs));
             // Merged, or failed partway: the packs on disk changed.
             if !matches!(merged, Ok(Ok(false))) {
                 self.forget_packs(area);

@@ -130,7 +130,7 @@ fn idx_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// The name stem of a pack's or index's file name, if it is one of ours.
-fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
+pub(crate) fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
     let stem = file_name.strip_suffix(ext)?.strip_suffix('.')?;
     (stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .then_some(stem)
@@ -138,7 +138,7 @@ fn stem<'a>(file_name: &'a str, ext: &str) -> Option<&'a str> {
 
 /// The entries of `dir`; `None` if it does not exist (an area that never
 /// had a pack has no pack directory).
-fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
+pub(crate) fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>, StoreError> {
     trust::check_entry(dir, Expect::Dir)?;
     match fs::read_dir(dir) {
         Ok(rd) => Ok(Some(rd)),

@@ -66,6 +66,31 @@ fn hash_hex_round_trip_and_formats() {
 }
 
 #[test]
+fn hashes_order_as_their_bytes() {
+    // The pack index on disk and gc's merge-walk rely on byte order: hashes
+    // that share leading words, and differ in each word in turn.
+    let mut bytes: Vec<[u8; 32]> = (0u8..64).map(|i| *Hash::of(&[i]).as_bytes()).collect();
+    for word in 0..4 {
+        for (lo, hi) in [(0x00, 0xff), (0x7f, 0x80), (0x01, 0x00)] {
+            let mut b = [0x42u8; 32];
+            b[word * 8 + 7] = lo;
+            bytes.push(b);
+            b[word * 8 + 7] = hi;
+            bytes.push(b);
+            b[word * 8] = hi;
+            bytes.push(b);
+        }
+    }
+    for a in &bytes {
+        for b in &bytes {
+            let (ha, hb) = (Hash::from_bytes(*a), Hash::from_bytes(*b));
+            assert_eq!(ha.cmp(&hb), a.cmp(b), "{ha:?} {hb:?}");
+            assert_eq!(ha.partial_cmp(&hb), Some(a.cmp(b)));
+        }
+    }
+}
+
+#[test]
 fn from_hex_rejects_bad_input() {
     let good = Hash::of(b"x").to_hex();
     let cases = [

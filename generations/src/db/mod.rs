@@ -125,6 +125,26 @@ fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
     Ok(Hash::from_bytes(arr))
 }
 
+/// Whether the database is in incremental auto-vacuum mode (2), where
+/// `PRAGMA incremental_vacuum` gives free pages back.
+fn auto_vacuum_incremental(conn: &Connection) -> Result<bool, Error> {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .map_err(sql)?;
+    Ok(mode == 2)
+}
+
+/// Moves every free page to the end of the file (truncated there at the
+/// next checkpoint). The pragma frees one page per step of its statement:
+/// stepped to the end, not run once. Inside a transaction it is part of
+/// that transaction's commit.
+fn vacuum_free_pages(conn: &Connection) -> Result<(), Error> {
+    let mut st = conn.prepare("PRAGMA incremental_vacuum").map_err(sql)?;
+    let mut rows = st.query([]).map_err(sql)?;
+    while rows.next().map_err(sql)?.is_some() {}
+    Ok(())
+}
+
 fn gen_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GenRow> {
     Ok(GenRow {
         number: row.get::<_, i64>(0)? as u64,
@@ -203,36 +223,26 @@ impl Db {
 
     /// Gives the pages of deleted rows back to the filesystem, so that gc
     /// frees the database's share of what it collected (`du` of the state
-    /// directory is what the admin sees). A database made before
-    /// incremental auto-vacuum is rewritten once (`VACUUM`, transactional:
-    /// a crash leaves the old file whole); after that only the free pages
-    /// move. The checkpoint then truncates the write-ahead log that the
-    /// moved pages went through.
+    /// directory is what the admin sees). In incremental auto-vacuum mode
+    /// gc's own transaction has already moved its free pages
+    /// ([`Db::collect`], one commit and its syncs instead of two); a
+    /// database made before that mode is rewritten once here (`VACUUM`,
+    /// transactional: a crash leaves the old file whole). The checkpoint
+    /// then truncates the database file to its pages and the write-ahead
+    /// log that the moved pages went through.
     pub fn reclaim(&mut self) -> Result<(), Error> {
-        let mode: i64 = self
-            .conn
-            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
-            .map_err(sql)?;
         let free: i64 = self
             .conn
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))
             .map_err(sql)?;
-        if free == 0 {
-            return Ok(());
-        }
-        // 2 is INCREMENTAL. The pragma frees one page per step of its
-        // statement: stepped to the end, not run once.
-        if mode == 2 {
-            let mut st = self
-                .conn
-                .prepare("PRAGMA incremental_vacuum")
-                .map_err(sql)?;
-            let mut rows = st.query([]).map_err(sql)?;
-            while rows.next().map_err(sql)?.is_some() {}
-        } else {
-            self.conn
-                .execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
-                .map_err(sql)?;
+        if free > 0 {
+            if auto_vacuum_incremental(&self.conn)? {
+                vacuum_free_pages(&self.conn)?;
+            } else {
+                self.conn
+                    .execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+                    .map_err(sql)?;
+            }
         }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -609,6 +619,39 @@ mod tests {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
         db.conn.execute("DELETE FROM nodes", []).unwrap();
+    }
+
+    #[test]
+    fn collect_gives_the_pages_of_the_rows_it_deletes_back_in_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sysgen.db");
+        let mut db = Db::open(&path).unwrap();
+        let tx = db.conn.transaction().unwrap();
+        for i in 0..4000u32 {
+            let id = blake3::hash(&i.to_le_bytes());
+            tx.execute(
+                "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
+                params![id.as_bytes().as_slice(), vec![i as u8; 2048]],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        db.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let full = on_disk(&path);
+        let (_, nodes) = db
+            .collect(&[], 0, &sysgen_store::HashKeySet::default(), &[])
+            .unwrap();
+        assert_eq!(nodes, 4000);
+        let free: i64 = db
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(free, 0, "no free page left for a second commit");
+        db.reclaim().unwrap();
+        let after = on_disk(&path);
+        assert!(after * 10 < full, "{full} -> {after} bytes");
     }
 
     #[test]

@@ -291,6 +291,11 @@ impl Db {
             )
             .map_err(sql)?;
         }
+        // The deleted rows' pages go back in this commit: a vacuum of its
+        // own (`Db::reclaim`) cost a second commit, and its syncs, per gc.
+        if auto_vacuum_incremental(&tx)? {
+            vacuum_free_pages(&tx)?;
+        }
         tx.commit().map_err(sql)?;
         Ok((manifests, removed_nodes))
     }
