@@ -146,6 +146,8 @@ pub fn change_lines(records: &[FileChange], names: &Names, all: bool) -> Vec<Str
     lines
 }
 
+/// Whether a change's side is a directory (an added or removed one is
+/// one line for what lies under it).
 pub fn is_dir(e: &Option<Entry>) -> bool {
     matches!(e, Some(Entry::Dir { .. }))
 }
