@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use serde_json::Value;
+use sysgen_generations::kind::FileChange;
+use sysgen_generations::manifest::Entry;
 use sysgen_generations::rootfs::Live;
 use sysgen_generations::{Error, State};
 use sysgen_schema::EntryPath;
@@ -94,18 +95,18 @@ const FOLD_OVER: u64 = 10;
 /// added or removed directory with more than [`FOLD_OVER`] entries added
 /// or removed with it is one line with a count (the outermost such
 /// directory), unless `all`.
-pub fn change_lines(records: &[Value], names: &Names, all: bool) -> Vec<String> {
+pub fn change_lines(records: &[FileChange], names: &Names, all: bool) -> Vec<String> {
     // Added or removed directories: path → (their change, entries under them).
     let mut dirs: HashMap<&str, (&str, u64)> = records
         .iter()
-        .filter(|r| change(r) != "changed")
-        .filter(|r| r["new"]["type"] == "dir" || r["old"]["type"] == "dir")
-        .map(|r| (path(r), (change(r), 0)))
+        .filter(|r| r.change != "changed")
+        .filter(|r| is_dir(&r.new) || is_dir(&r.old))
+        .map(|r| (r.path.as_str(), (r.change, 0)))
         .collect();
     for r in records {
-        for a in ancestors(path(r)) {
+        for a in ancestors(r.path.as_str()) {
             if let Some(d) = dirs.get_mut(a)
-                && d.0 == change(r)
+                && d.0 == r.change
             {
                 d.1 += 1;
             }
@@ -116,23 +117,22 @@ pub fn change_lines(records: &[Value], names: &Names, all: bool) -> Vec<String> 
     };
     let mut lines = Vec::new();
     for r in records {
-        let (p, c) = (path(r), change(r));
+        let (p, c) = (r.path.as_str(), r.change);
         if !all && folded(p, c) {
             continue;
         }
         let (sign, entry) = match c {
-            "added" => ('+', &r["new"]),
-            "removed" => ('-', &r["old"]),
-            _ => ('~', &Value::Null),
+            "added" => ('+', &r.new),
+            "removed" => ('-', &r.old),
+            _ => ('~', &None),
         };
-        let mut text = if sign == '~' {
-            what_text(r, names)
-        } else {
-            entry_text(entry, names, all)
+        let mut text = match entry {
+            Some(e) if sign != '~' => entry_text(e, names, all),
+            _ => what_text(r, names),
         };
         // A rendered file: which template, and which of its inputs changed
         // (names only, never a secret's value).
-        if let Some(t) = r["template"].as_str() {
+        if let Some(t) = &r.template {
             text.push_str(&format!(" ({t})"));
         }
         if let Some((_, n)) = dirs.get(p)
@@ -146,51 +146,62 @@ pub fn change_lines(records: &[Value], names: &Names, all: bool) -> Vec<String> 
     lines
 }
 
-fn change(r: &Value) -> &str {
-    r["change"].as_str().unwrap_or_default()
-}
-
-fn path(r: &Value) -> &str {
-    r["path"].as_str().unwrap_or_default()
+/// Whether a change's side is a directory (an added or removed one is
+/// one line for what lies under it).
+pub fn is_dir(e: &Option<Entry>) -> bool {
+    matches!(e, Some(Entry::Dir { .. }))
 }
 
 /// `/a/b/c`'s ancestors below the root: `/a/b`, `/a`.
-fn ancestors(p: &str) -> impl Iterator<Item = &str> {
+pub fn ancestors(p: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(Some(p), |q| q.rfind('/').map(|i| &q[..i]))
         .skip(1)
         .filter(|q| !q.is_empty())
 }
 
 /// `file (0644, 1.2 KiB, root:www-data)`, `directory (0750)`, `symlink -> x`.
-fn entry_text(e: &Value, names: &Names, verbose: bool) -> String {
+/// A secret file's size and hash are never shown.
+fn entry_text(e: &Entry, names: &Names, verbose: bool) -> String {
     let mut meta = Vec::new();
-    if let Some(m) = e["mode"].as_u64() {
-        meta.push(format!("{m:04o}"));
-    }
-    match e["type"].as_str() {
-        Some("file") => {
-            if e["secret"] == true {
-                meta.push("secret".into());
-            } else if let Some(s) = e["size"].as_u64() {
-                meta.push(human_bytes(s));
+    let (uid, gid) = match e {
+        Entry::File {
+            mode,
+            secret,
+            size,
+            hash,
+            uid,
+            gid,
+            ..
+        } => {
+            meta.push(format!("{mode:04o}"));
+            meta.push(if *secret {
+                "secret".into()
+            } else {
+                human_bytes(*size)
+            });
+            if let Some(o) = owner_text(*uid, *gid, names) {
+                meta.push(o);
             }
+            if verbose && !*secret {
+                meta.push(hash.to_hex());
+            }
+            return with_meta("file", &meta);
         }
-        Some("symlink") => {
-            return format!("symlink -> {}", e["target"].as_str().unwrap_or_default());
+        Entry::Symlink { target, .. } => return format!("symlink -> {target}"),
+        Entry::Dir { mode, uid, gid, .. } => {
+            if let Some(m) = mode {
+                meta.push(format!("{m:04o}"));
+            }
+            (*uid, *gid)
         }
-        _ => {}
-    }
-    if let Some(o) = owner_text(e, names) {
+    };
+    if let Some(o) = owner_text(uid, gid, names) {
         meta.push(o);
     }
-    if verbose && let Some(h) = e["hash"].as_str() {
-        meta.push(h.to_owned());
-    }
-    let kind = if e["type"] == "dir" {
-        "directory"
-    } else {
-        "file"
-    };
+    with_meta("directory", &meta)
+}
+
+fn with_meta(kind: &str, meta: &[String]) -> String {
     if meta.is_empty() {
         kind.to_owned()
     } else {
@@ -198,30 +209,37 @@ fn entry_text(e: &Value, names: &Names, verbose: bool) -> String {
     }
 }
 
+/// An entry's owner and group, whichever is set.
+fn ids(e: &Option<Entry>) -> (Option<u32>, Option<u32>) {
+    match e {
+        Some(
+            Entry::File { uid, gid, .. }
+            | Entry::Dir { uid, gid, .. }
+            | Entry::Symlink { uid, gid, .. },
+        ) => (*uid, *gid),
+        None => (None, None),
+    }
+}
+
 /// `owner root, group www-data`, or whichever of the two is set.
-fn owner_text(e: &Value, names: &Names) -> Option<String> {
-    let u = e["uid"]
-        .as_u64()
-        .map(|u| format!("owner {}", names.user(u)));
-    let g = e["gid"]
-        .as_u64()
-        .map(|g| format!("group {}", names.group(g)));
+fn owner_text(uid: Option<u32>, gid: Option<u32>, names: &Names) -> Option<String> {
+    let u = uid.map(|u| format!("owner {}", names.user(u.into())));
+    let g = gid.map(|g| format!("group {}", names.group(g.into())));
     let both: Vec<String> = u.into_iter().chain(g).collect();
     (!both.is_empty()).then(|| both.join(", "))
 }
 
 /// A change, in words: the library's "what", with owners named.
-fn what_text(r: &Value, names: &Names) -> String {
-    let what = r["what"].as_str().unwrap_or_default();
+fn what_text(r: &FileChange, names: &Names) -> String {
+    let what = r.what.as_deref().unwrap_or_default();
     if !what.contains("owner") {
         return what.to_owned();
     }
-    let (o, n) = (&r["old"], &r["new"]);
-    let owner = format!(
-        "{} -> {}",
-        owner_text(o, names).unwrap_or_else(|| "owner unset".into()),
-        owner_text(n, names).unwrap_or_else(|| "owner unset".into())
-    );
+    let side = |e: &Option<Entry>| {
+        let (u, g) = ids(e);
+        owner_text(u, g, names).unwrap_or_else(|| "owner unset".into())
+    };
+    let owner = format!("{} -> {}", side(&r.old), side(&r.new));
     what.replace("owner", &owner)
 }
 
@@ -320,7 +338,6 @@ pub fn plan_line(line: &str, names: &Names, verbose: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn names() -> Names {
         Names {
@@ -347,9 +364,40 @@ mod tests {
 
     #[test]
     fn an_added_tree_is_one_line() {
-        let dir =
-            |p: &str| json!({"path": p, "change": "added", "new": {"type": "dir", "mode": 0o755}});
-        let file = |p: &str| json!({"path": p, "change": "added", "new": {"type": "file", "mode": 0o644, "size": 3, "uid": 0, "gid": 33, "hash": "ab"}});
+        let added = |p: &str, e: Entry| FileChange {
+            path: EntryPath::parse(p).expect("path"),
+            change: "added",
+            old: None,
+            new: Some(e),
+            what: None,
+            template: None,
+        };
+        let dir = |p: &str| {
+            added(
+                p,
+                Entry::Dir {
+                    mode: Some(0o755),
+                    uid: None,
+                    gid: None,
+                    xattrs: Default::default(),
+                },
+            )
+        };
+        let file = |p: &str| {
+            added(
+                p,
+                Entry::File {
+                    hash: sysgen_store::Hash::of(b"abc"),
+                    size: 3,
+                    mode: 0o644,
+                    uid: Some(0),
+                    gid: Some(33),
+                    secret: false,
+                    xattrs: Default::default(),
+                    link: None,
+                },
+            )
+        };
         let mut recs = vec![dir("/srv/www"), file("/srv/www-old"), dir("/srv/www/a")];
         recs.extend((0..11).map(|i| file(&format!("/srv/www/a/{i}"))));
         let lines: Vec<String> = change_lines(&recs, &names(), false)
@@ -366,5 +414,48 @@ mod tests {
         assert_eq!(change_lines(&recs, &names(), true).len(), 14);
         // A few entries are clearer listed.
         assert_eq!(change_lines(&recs[..5], &names(), false).len(), 5);
+    }
+
+    #[test]
+    fn a_change_names_owners_and_a_secret_shows_no_size() {
+        let file = |secret: bool, uid: Option<u32>| Entry::File {
+            hash: sysgen_store::Hash::of(b"abc"),
+            size: 3,
+            mode: 0o600,
+            uid,
+            gid: None,
+            secret,
+            xattrs: Default::default(),
+            link: None,
+        };
+        let recs = [
+            FileChange {
+                path: EntryPath::parse("/etc/a").expect("path"),
+                change: "changed",
+                old: Some(file(false, None)),
+                new: Some(file(false, Some(0))),
+                what: Some("content, owner".into()),
+                template: Some("inline template".into()),
+            },
+            FileChange {
+                path: EntryPath::parse("/etc/token").expect("path"),
+                change: "removed",
+                old: Some(file(true, Some(0))),
+                new: None,
+                what: None,
+                template: None,
+            },
+        ];
+        let lines: Vec<String> = change_lines(&recs, &names(), true)
+            .iter()
+            .map(|l| anstream::adapter::strip_str(l).to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "~ /etc/a  content, owner unset -> owner root (inline template)",
+                "- /etc/token  file (0600, secret, owner root)",
+            ]
+        );
     }
 }

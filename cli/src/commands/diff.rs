@@ -8,13 +8,13 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::Value;
 use similar::TextDiff;
 use sysgen_generations::Error;
 use sysgen_generations::State;
 use sysgen_generations::compare::compare;
 use sysgen_generations::error::GenerationError;
-use sysgen_generations::kind::Reports;
+use sysgen_generations::kind::{FileChange, Json, Reports};
+use sysgen_generations::manifest::Entry;
 use sysgen_generations::state::Access;
 use sysgen_generations::switch::resolve;
 use sysgen_store::{Area, Hash, Store};
@@ -22,7 +22,7 @@ use sysgen_store::{Area, Hash, Store};
 use super::{looks_like_config, target_id};
 use crate::Env;
 use crate::output::{ADDED, Bar, CHANGED, DIM, Out, REMOVED, marked, paint};
-use crate::render::{Names, change_lines};
+use crate::render::{Names, ancestors, change_lines, is_dir};
 
 #[derive(Serialize)]
 struct DiffOutput<'a> {
@@ -99,15 +99,18 @@ pub fn run(
         ),
     };
     let c = compare(&state, ida.as_ref(), &idb)?;
-    let names = Names::read(&state)?;
     let mut empty = true;
     // The lines are for people: `--json` and `--quiet` make none (a tenth
-    // of a large diff's time).
-    let shown = if out.shows_lines() { &c.0[..] } else { &[] };
+    // of a large diff's time), and need no owner names.
+    let (shown, names) = if out.shows_lines() {
+        (&c.0[..], Names::read(&state)?)
+    } else {
+        (&[][..], Names::default())
+    };
     for r in shown {
-        let lines = match (r.kind, r.json.as_array()) {
-            ("changes", Some(records)) => change_lines(records, &names, out.verbose),
-            _ => r.lines.iter().map(|l| marked(l)).collect(),
+        let lines = match &r.json {
+            Json::Changes(records) => change_lines(records, &names, out.verbose),
+            Json::Value(_) => r.lines.iter().map(|l| marked(l)).collect(),
         };
         for l in lines {
             out.line(l);
@@ -124,9 +127,11 @@ pub fn run(
     let patches = if patch {
         let records =
             c.0.iter()
-                .find(|r| r.kind == "changes")
-                .and_then(|r| r.json.as_array())
-                .map_or(&[][..], Vec::as_slice);
+                .find_map(|r| match &r.json {
+                    Json::Changes(records) => Some(records.as_slice()),
+                    Json::Value(_) => None,
+                })
+                .unwrap_or_default();
         let p = patches(&state, records)?;
         for x in &p {
             show_patch(out, x);
@@ -152,40 +157,30 @@ pub fn run(
 /// The content changes of the files among `records`: files changed in
 /// content, and files added or removed on their own (a whole directory
 /// added or removed is its one line, not a patch per file).
-fn patches(state: &State, records: &[Value]) -> Result<Vec<Patch>, Error> {
+fn patches(state: &State, records: &[FileChange]) -> Result<Vec<Patch>, Error> {
     let whole: HashSet<&str> = records
         .iter()
-        .filter(|r| r["change"] != "changed")
-        .filter(|r| r["new"]["type"] == "dir" || r["old"]["type"] == "dir")
-        .filter_map(|r| r["path"].as_str())
+        .filter(|r| r.change != "changed")
+        .filter(|r| is_dir(&r.new) || is_dir(&r.old))
+        .map(|r| r.path.as_str())
         .collect();
-    let under_whole = |p: &str| {
-        let mut q = p;
-        while let Some(i) = q.rfind('/') {
-            q = &q[..i];
-            if whole.contains(q) {
-                return true;
-            }
-        }
-        false
-    };
+    let under_whole = |p: &str| ancestors(p).any(|a| whole.contains(a));
     let mut out = Vec::new();
     for r in records {
-        let path = r["path"].as_str().unwrap_or_default();
-        let (old, new) = (&r["old"], &r["new"]);
-        let is_file = |e: &Value| e["type"] == "file";
-        let relevant = match r["change"].as_str() {
-            Some("changed") => {
-                is_file(old)
-                    && is_file(new)
-                    && r["what"].as_str().is_some_and(|w| w.contains("content"))
+        let path = r.path.as_str();
+        let (old, new) = (file_of(&r.old), file_of(&r.new));
+        let relevant = match r.change {
+            "changed" => {
+                old.is_some()
+                    && new.is_some()
+                    && r.what.as_deref().is_some_and(|w| w.contains("content"))
             }
-            _ => (is_file(old) || is_file(new)) && !under_whole(path),
+            _ => (old.is_some() || new.is_some()) && !under_whole(path),
         };
         if !relevant {
             continue;
         }
-        if old["secret"] == true || new["secret"] == true {
+        if old.is_some_and(|(_, s)| s) || new.is_some_and(|(_, s)| s) {
             out.push(Patch {
                 path: path.into(),
                 content: "secret",
@@ -234,14 +229,22 @@ fn patches(state: &State, records: &[Value]) -> Result<Vec<Patch>, Error> {
     Ok(out)
 }
 
-/// A file entry's content from the store; `None` for no file (added or
+/// A file entry's content hash and whether it is a secret; `None` for
+/// anything but a file.
+fn file_of(e: &Option<Entry>) -> Option<(&Hash, bool)> {
+    match e {
+        Some(Entry::File { hash, secret, .. }) => Some((hash, *secret)),
+        _ => None,
+    }
+}
+
+/// A file's content from the store; `None` for no file (added or
 /// removed: the other side is empty).
-fn content(store: &Store, e: &Value) -> Result<Option<Vec<u8>>, Error> {
-    let Some(hex) = e["hash"].as_str() else {
+fn content(store: &Store, file: Option<(&Hash, bool)>) -> Result<Option<Vec<u8>>, Error> {
+    let Some((hash, _)) = file else {
         return Ok(None);
     };
-    let hash = Hash::from_hex(hex)?;
-    Ok(Some(store.read(&hash, Area::Public)?))
+    Ok(Some(store.read(hash, Area::Public)?))
 }
 
 fn show_patch(out: &Out, p: &Patch) {

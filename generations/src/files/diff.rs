@@ -1,41 +1,12 @@
-//! The tree's part of `diff`: one line and one JSON record per path whose
-//! entry differs. A secret file shows neither hash nor size.
+//! The tree's part of `diff`: a [`FileChange`] per path whose entry
+//! differs, saying what differs and which template a rendered file comes
+//! from.
 
-use serde::ser::SerializeStruct;
-use serde::{Serialize, Serializer};
-use sysgen_schema::EntryPath;
-
+use crate::kind::FileChange;
 use crate::manifest::{Change, Entry};
 use crate::rootfs::Xattrs;
 use crate::rootfs::xattr::CAPABILITY;
 use crate::sections::{TemplateUse, Templates};
-
-/// One path whose entry differs. `old` and `new` serialize without a
-/// secret file's hash and size, so that not even a hash of its content
-/// leaves the store.
-#[derive(Debug, Serialize)]
-pub struct FileChange {
-    pub path: EntryPath,
-    /// "added", "removed" or "changed".
-    pub change: &'static str,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "shown_entry"
-    )]
-    pub old: Option<Entry>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "shown_entry"
-    )]
-    pub new: Option<Entry>,
-    /// For a change: what differs ("content, mode 0644 -> 0600", "target a -> b").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub what: Option<String>,
-    /// For a rendered file: which template, and which of its inputs
-    /// changed ("template app.conf.j2: vars port changed").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-}
 
 impl From<Change> for FileChange {
     fn from(c: Change) -> FileChange {
@@ -55,25 +26,6 @@ impl From<Change> for FileChange {
             new,
             what,
             template: None,
-        }
-    }
-}
-
-impl FileChange {
-    /// `+ /etc/motd  file (0644, 16 bytes)`, `~ /etc/app.conf  content`.
-    pub fn line(&self) -> String {
-        let text = match (self.change, &self.old, &self.new) {
-            ("added", _, Some(e)) | ("removed", Some(e), _) => entry_text(e),
-            _ => self.what.clone().unwrap_or_default(),
-        };
-        let sign = match self.change {
-            "added" => '+',
-            "removed" => '-',
-            _ => '~',
-        };
-        match &self.template {
-            Some(t) => format!("{sign} {}  {text} ({t})", self.path),
-            None => format!("{sign} {}  {text}", self.path),
         }
     }
 }
@@ -130,18 +82,6 @@ fn template_inputs(o: &TemplateUse, n: &TemplateUse) -> Option<String> {
         w.push(format!("secret{s} {} changed", names.join(", ")));
     }
     (!w.is_empty()).then(|| w.join(", "))
-}
-
-fn entry_text(e: &Entry) -> String {
-    match e {
-        Entry::File {
-            mode, secret: true, ..
-        } => format!("file ({mode:04o}, secret)"),
-        Entry::File { size, mode, .. } => format!("file ({mode:04o}, {size} bytes)"),
-        Entry::Dir { mode: Some(m), .. } => format!("directory ({m:04o})"),
-        Entry::Dir { mode: None, .. } => "directory".into(),
-        Entry::Symlink { target, .. } => format!("symlink -> {target}"),
-    }
 }
 
 /// "content, mode 0644 -> 0600, owner", "target a -> b", "file -> symlink".
@@ -224,36 +164,10 @@ fn xattrs_changed(x1: &Xattrs, x2: &Xattrs) -> String {
     w.join(", ")
 }
 
-/// An entry as [`Entry`] serializes it, less a secret file's `hash` and
-/// `size`. Only called for `Some` (the field is skipped when `None`).
-fn shown_entry<S: Serializer>(e: &Option<Entry>, s: S) -> Result<S::Ok, S::Error> {
-    match e {
-        Some(Entry::File {
-            mode,
-            uid,
-            gid,
-            secret: true,
-            ..
-        }) => {
-            let mut st = s.serialize_struct("Entry", 5)?;
-            st.serialize_field("type", "file")?;
-            st.serialize_field("mode", mode)?;
-            if let Some(uid) = uid {
-                st.serialize_field("uid", uid)?;
-            }
-            if let Some(gid) = gid {
-                st.serialize_field("gid", gid)?;
-            }
-            st.serialize_field("secret", &true)?;
-            st.end()
-        }
-        other => other.serialize(s),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sysgen_schema::EntryPath;
     use sysgen_store::Hash;
 
     fn file(secret: bool) -> Entry {

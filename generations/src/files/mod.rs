@@ -22,14 +22,13 @@ use rayon::prelude::*;
 use sysgen_schema::EntryPath;
 use sysgen_store::Area;
 
-use self::diff::FileChange;
 pub use self::precheck::drift_of;
 pub use self::step::{FileStep, Why};
 use crate::db::Origin;
 use crate::host::Options;
 use crate::kind::{
-    ApplyCx, Claims, Inspection, Kind, KindStepOps, Marks, Mode, Needs, Report, Transition,
-    Verified, to_json,
+    ApplyCx, Claims, FileChange, Inspection, Json, Kind, KindStepOps, Marks, Mode, Needs, Report,
+    Transition, Verified,
 };
 use crate::manifest::{self, Change, Entry, Manifest, NodeId, NodeSource, walk_each};
 use crate::{Drift, Error, Progress, State};
@@ -183,15 +182,16 @@ impl Kind for Files {
             &new.templates,
         );
         Ok(Report {
-            // The tree's changes are `diff`'s main list.
+            // The tree's changes are `diff`'s main list; the CLI words
+            // their lines.
             kind: "changes",
-            lines: changes.iter().map(FileChange::line).collect(),
-            json: to_json("files", &changes)?,
+            lines: Vec::new(),
+            json: Json::Changes(changes),
         })
     }
 
-    /// One per change, by its kind: [`FileChange::line`]'s sign is the
-    /// change's, and templates only add to a line's text.
+    /// One per change, by its kind: a line's sign is the change's, and
+    /// templates only add to a line's text.
     fn counts(
         &self,
         state: &State,
