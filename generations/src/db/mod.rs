@@ -605,6 +605,13 @@ mod tests {
 
     /// Fills the nodes table with `n` rows of 2 KiB and deletes them all.
     fn fill_and_empty(db: &mut Db, n: u32) {
+        fill(db, n);
+        db.conn.execute("DELETE FROM nodes", []).unwrap();
+    }
+
+    /// Fills the nodes table with `n` rows of 2 KiB, checkpointed into the
+    /// database file.
+    fn fill(db: &mut Db, n: u32) {
         let tx = db.conn.transaction().unwrap();
         for i in 0..n {
             let id = blake3::hash(&i.to_le_bytes());
@@ -618,7 +625,6 @@ mod tests {
         db.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
-        db.conn.execute("DELETE FROM nodes", []).unwrap();
     }
 
     #[test]
@@ -626,19 +632,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sysgen.db");
         let mut db = Db::open(&path).unwrap();
-        let tx = db.conn.transaction().unwrap();
-        for i in 0..4000u32 {
-            let id = blake3::hash(&i.to_le_bytes());
-            tx.execute(
-                "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
-                params![id.as_bytes().as_slice(), vec![i as u8; 2048]],
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-        db.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .unwrap();
+        fill(&mut db, 4000);
         let full = on_disk(&path);
         let (_, nodes) = db
             .collect(&[], 0, &sysgen_store::HashKeySet::default(), &[])
