@@ -116,9 +116,6 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::Connection;
-
-    use super::super::migrations::MIGRATIONS;
     use super::*;
     use crate::manifest::{Node, NodeSource};
 
@@ -139,20 +136,7 @@ mod tests {
     fn migration_11_adds_the_directory_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sysgen.db");
-        let conn = Connection::open(&path).unwrap();
-        for m in &MIGRATIONS[..DIR_NODES - 1] {
-            conn.execute_batch(m).unwrap();
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {}", DIR_NODES - 1))
-            .unwrap();
-        let body = Node::default().encode().expect("encodes");
-        let id = Node::id_of(&body);
-        conn.execute(
-            "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
-            params![id.0.as_bytes().as_slice(), body],
-        )
-        .unwrap();
-        drop(conn);
+        let id = super::super::tests::at_version_with_a_node(&path, DIR_NODES - 1);
 
         let mut db = Db::open(&path).unwrap();
         let version: usize = db

@@ -544,23 +544,9 @@ mod tests {
         // migration but the last, with a node in the WITHOUT ROWID table.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sysgen.db");
-        let conn = Connection::open(&path).unwrap();
-        for m in &MIGRATIONS[..MIGRATIONS.len() - 1] {
-            conn.execute_batch(m).unwrap();
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() - 1))
-            .unwrap();
-        let node = Node::default();
-        let body = node.encode().expect("encodes");
-        let id = Node::id_of(&body);
-        conn.execute(
-            "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
-            params![id.0.as_bytes().as_slice(), body],
-        )
-        .unwrap();
-        drop(conn);
+        let id = at_version_with_a_node(&path, MIGRATIONS.len() - 1);
         let db = Db::open(&path).unwrap();
-        assert_eq!(db.node(&id).unwrap(), node);
+        assert_eq!(db.node(&id).unwrap(), Node::default());
         let version: usize = db
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -601,6 +587,26 @@ mod tests {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.blocks() * 512)
             .sum()
+    }
+
+    /// A database as version `v` of the schema left it (migrations 1 to
+    /// `v`, not opened through [`Db`]), holding the empty node in its
+    /// binary encoding: the id of that node.
+    pub(super) fn at_version_with_a_node(path: &Path, v: usize) -> NodeId {
+        let conn = Connection::open(path).unwrap();
+        for m in &MIGRATIONS[..v] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {v}"))
+            .unwrap();
+        let body = Node::default().encode().expect("encodes");
+        let id = Node::id_of(&body);
+        conn.execute(
+            "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
+            params![id.0.as_bytes().as_slice(), body],
+        )
+        .unwrap();
+        id
     }
 
     /// Fills the nodes table with `n` rows of 2 KiB and deletes them all.
