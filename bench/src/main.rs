@@ -30,7 +30,7 @@ enum Preset {
     /// 100,000 files (about 1 GiB), 3 runs per operation
     Large,
     /// 1,000,000 files (about 10 GiB), 1 run per operation. Implies
-    /// --reclaim; needs about 70 GiB free in the work directory.
+    /// --reclaim; needs about 50 GiB free in the work directory.
     Huge,
 }
 
@@ -87,7 +87,7 @@ struct Args {
     /// Delete each operation's trees as soon as it is measured (and sync),
     /// instead of moving them aside until the end. The default for the huge
     /// preset, whose moved-aside trees would need about 250 GiB: it needs
-    /// about 70 GiB instead. The price: ext4 creates files more slowly for a
+    /// about 50 GiB instead. The price: ext4 creates files more slowly for a
     /// while after a mass delete, which can slow the operation that follows.
     #[arg(long)]
     reclaim: bool,
