@@ -132,7 +132,7 @@ fn child_path(dir: Option<&EntryPath>, name: &[u8]) -> Result<EntryPath, crate::
         .map_err(|_| crate::Error::CorruptManifest(format!("{} in a node", not_utf8(name))))?;
     match dir {
         None => EntryPath::top(name),
-        Some(d) => d.join(name),
+        Some(d) => d.child(name),
     }
     .map_err(|e| crate::Error::CorruptManifest(format!("bad name {name:?} in a node: {e}")))
 }
