@@ -492,7 +492,8 @@ fn stored_node(st: &mut rusqlite::Statement<'_>, id: &NodeId) -> Result<Vec<u8>,
 
 impl Db {
     fn stored_node(&self, id: &NodeId) -> Result<Vec<u8>, Error> {
-        stored_node(&mut self.conn.prepare_cached(NODE_BODY).map_err(sql)?, id)
+        let mut st = self.conn.prepare_cached(NODE_BODY).map_err(sql)?;
+        stored_node(&mut st, id)
     }
 
     /// The nodes as a report shows them: read without hashing each body
