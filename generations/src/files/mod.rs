@@ -200,7 +200,8 @@ impl Kind for Files {
     ) -> Result<(u64, u64, u64), Error> {
         let mut n = (0, 0, 0);
         state.db.reading(|db| {
-            manifest::diff_each(&db.shown()?, old.map(|m| m.root), Some(new.root), &mut |c| {
+            let nodes = db.shown()?;
+            manifest::diff_each(&nodes, old.map(|m| m.root), Some(new.root), &mut |c| {
                 match c {
                     Change::Added(..) => n.0 += 1,
                     Change::Removed(..) => n.1 += 1,

@@ -365,7 +365,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Node, String> {
 
 /// Why `name` is refused: shown with its bad bytes replaced.
 pub fn not_utf8(name: &[u8]) -> String {
-    format!("a name that is not UTF-8 ({:?})", String::from_utf8_lossy(name))
+    format!(
+        "a name that is not UTF-8 ({:?})",
+        String::from_utf8_lossy(name)
+    )
 }
 
 pub fn decode_entry(rec: &[u8]) -> Result<Entry, String> {

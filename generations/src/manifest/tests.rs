@@ -393,7 +393,10 @@ impl NodeSource for Forged {
     }
 
     fn raw(&self, id: &NodeId) -> Result<Vec<u8>, crate::Error> {
-        self.0.get(id).cloned().ok_or(crate::Error::MissingNode(id.0))
+        self.0
+            .get(id)
+            .cloned()
+            .ok_or(crate::Error::MissingNode(id.0))
     }
 }
 
@@ -413,16 +416,18 @@ fn a_name_that_is_not_utf8_is_refused_where_a_path_is_made_of_it() {
         src.0.insert(id, bytes);
         id
     };
-    let (base, a_changed, bad_changed) = (put(node(b't', b't')), put(node(b'u', b't')), put(node(b't', b'u')));
+    let (base, a_changed, bad_changed) = (
+        put(node(b't', b't')),
+        put(node(b'u', b't')),
+        put(node(b't', b'u')),
+    );
     // The bad name's entry is the same on both sides: compared as bytes,
     // never made a path, so the diff reports the one change.
     let changes = diff(&src, Some(base), Some(a_changed)).unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].path(), &p("/a"));
     // Where it differs its path is made, and the name is refused.
-    let refused = |r: Result<Vec<Change>, crate::Error>| {
-        matches!(r, Err(crate::Error::CorruptManifest(m)) if m.contains("not UTF-8"))
-    };
+    let refused = |r: Result<Vec<Change>, crate::Error>| matches!(r, Err(crate::Error::CorruptManifest(m)) if m.contains("not UTF-8"));
     assert!(refused(diff(&src, Some(base), Some(bad_changed))));
     assert!(refused(diff(&src, None, Some(base))));
     assert!(matches!(
