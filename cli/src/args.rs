@@ -54,7 +54,12 @@ pub struct Global {
     pub color: When,
 }
 
+/// `defer`: each command's arguments are made only when that command is
+/// parsed (or its help, a completion script or the manual is made), not
+/// the arguments of all of them for every run: clap's parse was a twelfth
+/// of a `diff`'s instructions.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Realize a configuration into the store and print its generation id; the root is not changed
     #[command(after_help = crate::help::BUILD)]
@@ -384,6 +389,15 @@ mod tests {
         assert!(parse_duration("3mo").is_err());
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("3y").is_err());
+    }
+
+    /// clap's own checks of the definitions (conflicting names, a bad
+    /// default), which a deferred command's arguments would otherwise
+    /// pass only when that command runs.
+    #[test]
+    fn every_command_is_well_defined() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]

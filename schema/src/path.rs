@@ -27,6 +27,8 @@ pub enum PathError {
     NameTooLong(usize),
     #[error("path has {0} bytes; a path may have at most 4095 (PATH_MAX)")]
     TooLong(usize),
+    #[error("a name must not contain /")]
+    SlashInName,
 }
 
 /// The longest file name Linux accepts (NAME_MAX).
@@ -106,9 +108,41 @@ impl EntryPath {
         EntryPath::parse(&format!("{}/{}", self.0, name))
     }
 
-    /// A top-level path `/name`.
+    /// `self` joined with the one name `name`, only the name checked
+    /// (`self` is valid already), where [`EntryPath::join`] parses the
+    /// whole path again: a diff or a walk makes a path of every entry it
+    /// reports. A `/` in `name` is refused, never taken as a separator.
+    pub fn child(&self, name: &str) -> Result<EntryPath, PathError> {
+        EntryPath::with_name(&self.0, name)
+    }
+
+    /// A top-level path `/name`; `name` is one name, as for [`EntryPath::child`].
     pub fn top(name: &str) -> Result<EntryPath, PathError> {
-        EntryPath::parse(&format!("/{name}"))
+        EntryPath::with_name("", name)
+    }
+
+    /// `dir` (a valid path, or "" for the root) joined with `name`, checked.
+    fn with_name(dir: &str, name: &str) -> Result<EntryPath, PathError> {
+        match name {
+            "" => return Err(PathError::EmptyComponent),
+            "." | ".." => return Err(PathError::DotComponent),
+            n if n.len() > NAME_MAX => return Err(PathError::NameTooLong(n.len())),
+            _ => {}
+        }
+        match name.bytes().find(|b| *b == b'/' || *b == 0) {
+            Some(0) => return Err(PathError::Nul),
+            Some(_) => return Err(PathError::SlashInName),
+            None => {}
+        }
+        let len = dir.len() + 1 + name.len();
+        if len > PATH_MAX {
+            return Err(PathError::TooLong(len));
+        }
+        let mut s = String::with_capacity(len);
+        s.push_str(dir);
+        s.push('/');
+        s.push_str(name);
+        Ok(EntryPath(s))
     }
 
     /// True when `self` lies strictly below `other`.
@@ -171,6 +205,33 @@ mod tests {
         for (s, e) in bad {
             assert_eq!(EntryPath::parse(s), Err(e), "{s:?}");
         }
+    }
+
+    /// `child` makes what `join` makes of a name `join` takes as one
+    /// component, and refuses what it refuses (and a `/` in a name).
+    #[test]
+    fn child_is_join_of_one_name() {
+        let d = EntryPath::parse("/a/b").unwrap();
+        for name in ["x", ".x", "..x", "a b", "é"] {
+            assert_eq!(d.child(name), d.join(name), "{name:?}");
+            assert!(d.child(name).is_ok(), "{name:?}");
+        }
+        let long = "n".repeat(NAME_MAX + 1);
+        for name in ["", ".", "..", "a\0b", long.as_str()] {
+            assert!(d.child(name).is_err() && d.join(name).is_err(), "{name:?}");
+        }
+        assert_eq!(d.child("x/y"), Err(PathError::SlashInName));
+        assert_eq!(EntryPath::top("x/y"), Err(PathError::SlashInName));
+        assert_eq!(EntryPath::top("x").unwrap().as_str(), "/x");
+        assert!(EntryPath::top("").is_err() && EntryPath::top("..").is_err());
+        assert!(d.join("x/y").is_ok(), "join parses a whole path");
+        // 4,080 bytes: a name of 14 makes the longest path, one of 15 one too long.
+        let deep = EntryPath::parse(&"/d".repeat(2040)).unwrap();
+        let (fits, over) = ("x".repeat(14), "x".repeat(15));
+        assert_eq!(deep.child(&fits), deep.join(&fits));
+        assert!(deep.child(&fits).is_ok());
+        assert_eq!(deep.child(&over), Err(PathError::TooLong(PATH_MAX + 1)));
+        assert_eq!(deep.join(&over), deep.child(&over));
     }
 
     #[test]

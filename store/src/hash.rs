@@ -60,7 +60,21 @@ impl Hash {
 
     /// 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        // Through `Display`: one allocation of the final size, the digits
+        // copied in at once (`hex::encode` collected a `char` at a time,
+        // a third of writing a diff's `--json`).
+        self.to_string()
+    }
+
+    /// The 64 lowercase hex digits, written into `buf` from a table.
+    fn hex<'b>(&self, buf: &'b mut [u8; 64]) -> Result<&'b str, std::str::Utf8Error> {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX_DIGIT[usize::from(b >> 4)];
+            pair[1] = HEX_DIGIT[usize::from(b & 0x0f)];
+        }
+        // Never fails (the digits are ASCII); checked rather than assumed,
+        // since a `&str` of bytes unchecked would need `unsafe`.
+        std::str::from_utf8(buf)
     }
 
     /// Parses 64 hex characters (either case).
@@ -85,6 +99,9 @@ impl Hash {
         Ok(Hash(out))
     }
 }
+
+/// The lowercase hex digit of each value of four bits.
+const HEX_DIGIT: &[u8; 16] = b"0123456789abcdef";
 
 /// The value of each ASCII hex digit; `INVALID` for every other byte.
 const HEX_VALUE: [u8; 256] = {
@@ -112,19 +129,25 @@ impl From<blake3::Hash> for Hash {
 
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        let mut buf = [0u8; 64];
+        f.write_str(self.hex(&mut buf).map_err(|_| fmt::Error)?)
     }
 }
 
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", &self.to_hex()[..SHORT_HEX])
+        let mut buf = [0u8; 64];
+        let hex = self.hex(&mut buf).map_err(|_| fmt::Error)?;
+        write!(f, "Hash({})", &hex[..SHORT_HEX])
     }
 }
 
+/// The hex digits from a buffer on the stack: a diff's `--json` writes
+/// two hashes a changed file, and made a `String` for each.
 impl serde::Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let mut buf = [0u8; 64];
+        s.serialize_str(self.hex(&mut buf).map_err(serde::ser::Error::custom)?)
     }
 }
 

@@ -66,6 +66,21 @@ fn hash_hex_round_trip_and_formats() {
 }
 
 #[test]
+fn every_byte_value_is_written_as_blake3_writes_it() {
+    // The digits come from a table: each of the 256 byte values once,
+    // against blake3's own encoder, in every format that writes them.
+    for chunk in (0u8..=255).collect::<Vec<_>>().chunks_exact(32) {
+        let bytes: [u8; 32] = chunk.try_into().unwrap();
+        let h = Hash::from_bytes(bytes);
+        let want = blake3::Hash::from_bytes(bytes).to_hex();
+        assert_eq!(h.to_hex(), want.as_str());
+        assert_eq!(h.to_string(), want.as_str());
+        assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{want}\""));
+        assert_eq!(Hash::from_hex(want.as_str()).unwrap(), h);
+    }
+}
+
+#[test]
 fn hashes_order_as_their_bytes() {
     // The pack index on disk and gc's merge-walk rely on byte order: hashes
     // that share leading words, and differ in each word in turn.

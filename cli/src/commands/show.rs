@@ -62,7 +62,7 @@ pub fn run(env: &Env, out: &Out, which: Option<&str>) -> Result<i32, Error> {
     let mut tree = Tree::default();
     // Counted one directory's node at a time: the tree is never held whole.
     state.db.reading(|db| {
-        manifest::walk_each(&db.shown(), m.root, &mut |_, e| {
+        manifest::walk_each(&db.shown()?, m.root, &mut |_, e| {
             match e {
                 Entry::File { size, secret, .. } => {
                     tree.files += 1;

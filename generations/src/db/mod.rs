@@ -478,18 +478,22 @@ impl Db {
     }
 }
 
+/// The query of one node's body by its id.
+const NODE_BODY: &str = "SELECT body FROM nodes WHERE id = ?1";
+
+/// The node `id`'s body as stored, not checked against its id.
+fn stored_node(st: &mut rusqlite::Statement<'_>, id: &NodeId) -> Result<Vec<u8>, Error> {
+    let body: Option<Vec<u8>> = st
+        .query_row(params![id.0.as_bytes().as_slice()], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    body.ok_or(Error::MissingNode(id.0))
+}
+
 impl Db {
-    /// The node `id`'s body as stored, not checked against its id.
     fn stored_node(&self, id: &NodeId) -> Result<Vec<u8>, Error> {
-        let body: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT body FROM nodes WHERE id = ?1")
-            .and_then(|mut st| {
-                st.query_row(params![id.0.as_bytes().as_slice()], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(sql)?;
-        body.ok_or(Error::MissingNode(id.0))
+        let mut st = self.conn.prepare_cached(NODE_BODY).map_err(sql)?;
+        stored_node(&mut st, id)
     }
 
     /// The nodes as a report shows them: read without hashing each body
@@ -497,13 +501,17 @@ impl Db {
     /// Only for what is shown, never acted on: a switch, recover, gc and
     /// verify read through [`Db`] itself, which checks every node, so a
     /// damaged node a report showed is refused before anything uses it.
-    pub fn shown(&self) -> Shown<'_> {
-        Shown(self)
+    /// Its statement is held for as long as it is: a diff or walk reads a
+    /// node per directory it enters, each of which took the statement from
+    /// the cache and put it back (the query's text hashed both times).
+    pub fn shown(&self) -> Result<Shown<'_>, Error> {
+        let st = self.conn.prepare_cached(NODE_BODY).map_err(sql)?;
+        Ok(Shown(std::cell::RefCell::new(st)))
     }
 }
 
 /// See [`Db::shown`].
-pub struct Shown<'a>(&'a Db);
+pub struct Shown<'a>(std::cell::RefCell<rusqlite::CachedStatement<'a>>);
 
 impl NodeSource for Shown<'_> {
     fn node(&self, id: &NodeId) -> Result<Node, Error> {
@@ -512,7 +520,12 @@ impl NodeSource for Shown<'_> {
     }
 
     fn raw(&self, id: &NodeId) -> Result<Vec<u8>, Error> {
-        self.0.stored_node(id)
+        // Never borrowed twice: a read returns before the next one starts.
+        let mut st = self
+            .0
+            .try_borrow_mut()
+            .map_err(|_| Error::Internal("a node read inside another".into()))?;
+        stored_node(&mut st, id)
     }
 }
 

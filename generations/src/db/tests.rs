@@ -73,7 +73,7 @@ fn a_damaged_node_is_refused_by_the_checked_reads_only() {
         matches!(db.raw(&id), Err(Error::CorruptManifest(_))),
         "the checked read refuses it"
     );
-    assert_eq!(db.shown().raw(&id).unwrap(), damaged);
+    assert_eq!(db.shown().unwrap().raw(&id).unwrap(), damaged);
 }
 
 /// Bytes of the database and its write-ahead log, as `du` counts them.

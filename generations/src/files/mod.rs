@@ -173,7 +173,7 @@ impl Kind for Files {
     fn diff(&self, state: &State, old: Option<&Manifest>, new: &Manifest) -> Result<Report, Error> {
         let changes = state
             .db
-            .reading(|db| manifest::diff(&db.shown(), old.map(|m| m.root), Some(new.root)))?;
+            .reading(|db| manifest::diff(&db.shown()?, old.map(|m| m.root), Some(new.root)))?;
         let mut changes: Vec<FileChange> = changes.into_iter().map(FileChange::from).collect();
         let none = crate::sections::Templates::none();
         diff::note_templates(
@@ -200,7 +200,8 @@ impl Kind for Files {
     ) -> Result<(u64, u64, u64), Error> {
         let mut n = (0, 0, 0);
         state.db.reading(|db| {
-            manifest::diff_each(&db.shown(), old.map(|m| m.root), Some(new.root), &mut |c| {
+            let nodes = db.shown()?;
+            manifest::diff_each(&nodes, old.map(|m| m.root), Some(new.root), &mut |c| {
                 match c {
                     Change::Added(..) => n.0 += 1,
                     Change::Removed(..) => n.1 += 1,

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 
 use sysgen_schema::EntryPath;
 
-use super::binary::{RawEntry, entries};
+use super::binary::{RawEntry, entries, not_utf8};
 use super::{Entry, NodeId, NodeSource};
 
 /// One difference between two generations.
@@ -124,10 +124,15 @@ fn walk_dir(
     Ok(())
 }
 
-fn child_path(dir: Option<&EntryPath>, name: &str) -> Result<EntryPath, crate::Error> {
+/// The path of the entry `name` in `dir`: where a name read from a node
+/// is first checked (UTF-8, then a valid component), since only the names
+/// a diff or walk reports become paths (see [`RawEntry::name`]).
+fn child_path(dir: Option<&EntryPath>, name: &[u8]) -> Result<EntryPath, crate::Error> {
+    let name = std::str::from_utf8(name)
+        .map_err(|_| crate::Error::CorruptManifest(format!("{} in a node", not_utf8(name))))?;
     match dir {
         None => EntryPath::top(name),
-        Some(d) => d.join(name),
+        Some(d) => d.child(name),
     }
     .map_err(|e| crate::Error::CorruptManifest(format!("bad name {name:?} in a node: {e}")))
 }
@@ -191,7 +196,7 @@ fn diff_dir(
             }
             (_, Some(x), Some(y)) => {
                 // The same record and the same subtree: nothing to read,
-                // nothing to decode, not even the name checked again.
+                // nothing to decode, not even the name checked.
                 if x.rec != y.rec || x.tree != y.tree {
                     let p = child_path(dir, x.name)?;
                     same_name(src, p, x, y, out)?;

@@ -384,6 +384,59 @@ fn a_diff_of_one_changed_file_reads_the_nodes_along_its_path_only() {
     assert_eq!(src.reads.get(), 0);
 }
 
+/// Nodes kept as bytes, as no build makes them.
+struct Forged(BTreeMap<NodeId, Vec<u8>>);
+
+impl NodeSource for Forged {
+    fn node(&self, id: &NodeId) -> Result<Node, crate::Error> {
+        Node::decode(&self.raw(id)?).map_err(|e| crate::Error::CorruptManifest(e.0))
+    }
+
+    fn raw(&self, id: &NodeId) -> Result<Vec<u8>, crate::Error> {
+        self.0
+            .get(id)
+            .cloned()
+            .ok_or(crate::Error::MissingNode(id.0))
+    }
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_refused_where_a_path_is_made_of_it() {
+    // Two symlinks: "a" to `a`, and one named 0xff 'b' to `bad`.
+    let node = |a: u8, bad: u8| {
+        let mut b = binary::MAGIC.to_vec();
+        b.push(2);
+        b.extend([1, b'a', 0, 4, 2, 0, 1, a]);
+        b.extend([2, 0xff, b'b', 0, 4, 2, 0, 1, bad]);
+        b
+    };
+    let mut src = Forged(BTreeMap::new());
+    let mut put = |bytes: Vec<u8>| {
+        let id = Node::id_of(&bytes);
+        src.0.insert(id, bytes);
+        id
+    };
+    let (base, a_changed, bad_changed) = (
+        put(node(b't', b't')),
+        put(node(b'u', b't')),
+        put(node(b't', b'u')),
+    );
+    // The bad name's entry is the same on both sides: compared as bytes,
+    // never made a path, so the diff reports the one change.
+    let changes = diff(&src, Some(base), Some(a_changed)).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].path(), &p("/a"));
+    // Where it differs its path is made, and the name is refused.
+    let refused = |r: Result<Vec<Change>, crate::Error>| matches!(r, Err(crate::Error::CorruptManifest(m)) if m.contains("not UTF-8"));
+    assert!(refused(diff(&src, Some(base), Some(bad_changed))));
+    assert!(refused(diff(&src, None, Some(base))));
+    assert!(matches!(
+        walk(&src, base),
+        Err(crate::Error::CorruptManifest(m)) if m.contains("not UTF-8")
+    ));
+    assert!(Node::decode(&src.0[&base]).is_err());
+}
+
 /// The diff before binary nodes (format 1's), on decoded nodes: what the
 /// new one must agree with.
 fn reference_diff(
