@@ -173,7 +173,7 @@ impl Store {
                 return Ok(sink);
             }
             if as_raw {
-                let mut frame = raw::FrameWriter::new(sink, size)?;
+                let mut frame = raw::FrameWriter::new(sink, size);
                 pump(&mut source, &mut frame)?;
                 return frame.finish();
             }
