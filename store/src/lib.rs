@@ -74,9 +74,7 @@ pub use fault::FaultPoint;
 pub use format::Format;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
-pub(crate) use write::{
-    Prepared, Staged, TempFile, encode, finish_temp, prepare_file, unchanged,
-};
+pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file, unchanged};
 
 /// zstd level for objects at rest: -3, one of zstd's fast levels (its
 /// `--fast=3`), which also leaves literals without Huffman coding. zstd

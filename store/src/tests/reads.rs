@@ -324,6 +324,7 @@ fn a_file_written_between_two_stats_is_changed() {
     let before = fs::metadata(&path).unwrap();
     assert!(unchanged(&before, &fs::metadata(&path).unwrap()));
     let file = fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
     assert!(!unchanged(&before, &fs::metadata(&path).unwrap()));
 }
