@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use hashbrown::HashTable;
 
 use crate::fault;
 use crate::pack::PackWriter;
+use crate::sweep::Fanouts;
 use crate::{
     Area, Format, Hash, Prepared, SMALL_FILE_LIMIT, Staged, Store, StoreError, prepare_file,
+    unchanged,
 };
 
 /// Bulk writes with batched durability.
@@ -30,6 +32,9 @@ use crate::{
 pub struct Batch<'a> {
     store: &'a Store,
     state: Mutex<State>,
+    /// Per area, the fan-out directories there were when the batch first
+    /// looked for an object of its own (see [`Batch::known`]).
+    fanouts: [OnceLock<Fanouts>; 2],
 }
 
 #[derive(Default)]
@@ -129,6 +134,7 @@ impl<'a> Batch<'a> {
         Batch {
             store,
             state: Mutex::new(State::default()),
+            fanouts: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -139,11 +145,32 @@ impl<'a> Batch<'a> {
     }
 
     /// True if `hash` needs no write: already stored or already in this batch.
+    ///
+    /// An object of its own lies in a fan-out directory: where that
+    /// directory was absent when the batch first looked, it is not looked
+    /// up, so a build into an empty store makes no failing lookup per
+    /// object. A directory made since (by another writer: sysgen's lock
+    /// keeps them out of a build) can only make the batch store again
+    /// content it already holds: the same bytes renamed over the same name,
+    /// or a packed copy of an object also loose, which a crash can leave
+    /// too and every reader and gc take (docs/decisions.md, "Issue 14,
+    /// session 12").
     fn known(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
-        if self.state().has(hash, area) {
+        if self.state().has(hash, area) || self.store.contains_packed(hash, area)? {
             return Ok(true);
         }
-        self.store.contains(hash, area)
+        Ok(self.fanouts(area)?.has(hash) && self.store.contains_loose(hash, area))
+    }
+
+    /// The fan-out directories of `area` when first asked.
+    fn fanouts(&self, area: Area) -> Result<&Fanouts, StoreError> {
+        let cell = &self.fanouts[area.slot()];
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        // Two workers may both list it; either listing will do.
+        let found = self.store.fanouts(area)?;
+        Ok(cell.get_or_init(|| found))
     }
 
     /// Records a staged object; if another worker staged the same content
@@ -184,38 +211,56 @@ impl<'a> Batch<'a> {
 
     /// Stores the content of the regular file at `path`. A small file (up to
     /// [`crate::SMALL_FILE_LIMIT`]) is read once: hashed, checked for presence
-    /// and compressed from memory. A larger one is streamed twice (hash pass,
-    /// then compress pass, which is skipped if the content is present) so
-    /// memory does not grow with file size.
+    /// and compressed from memory. A larger one is streamed once, hashed as
+    /// it is compressed into a temp file, so memory does not grow with file
+    /// size; if its content turns out to be stored already, the temp file
+    /// is dropped (docs/decisions.md, "Issue 14, session 12").
     pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
-        let (hash, size, _) = self.put_file_stat(path, area)?;
+        let (hash, size, _) = self.put_prepared(path, area, prepare_file(path, None)?)?;
         Ok((hash, size))
     }
 
-    /// [`Batch::put_file`], with the metadata of the file it read, taken
-    /// through its handle once read: a caller that compares it with a stat
-    /// taken before knows whether the file changed while it was read,
+    /// [`Batch::put_file`] of a file whose size the caller's stat gave as
+    /// `expected` (it is not asked again: the file is read to its end
+    /// whatever it holds), with the metadata of the file it read, taken
+    /// through its handle once read: a caller that compares it with the
+    /// stat taken before knows whether the file changed while it was read,
     /// without looking its path up again.
     pub fn put_file_stat(
         &self,
         path: &Path,
         area: Area,
+        expected: u64,
     ) -> Result<(Hash, u64, Metadata), StoreError> {
-        match prepare_file(path)? {
+        self.put_prepared(path, area, prepare_file(path, Some(expected))?)
+    }
+
+    fn put_prepared(
+        &self,
+        path: &Path,
+        area: Area,
+        prepared: Prepared,
+    ) -> Result<(Hash, u64, Metadata), StoreError> {
+        match prepared {
             Prepared::Small(bytes, file) => {
                 let after = file.metadata().map_err(StoreError::io(path))?;
                 drop(file);
                 let hash = self.put_bytes(&bytes, area)?;
                 Ok((hash, bytes.len() as u64, after))
             }
-            Prepared::Large { file, hash, size } => {
+            Prepared::Large { file, before } => {
+                let size = before.len();
+                let (hash, staged) = self.store.stage_stream(&file, size, path, area, false)?;
+                let after = file.metadata().map_err(StoreError::io(path))?;
+                // As when it was read twice and the two reads disagreed:
+                // content that changed while read is refused, not stored
+                // torn (a small file is stored as its one read found it).
+                if !unchanged(&before, &after) {
+                    return Err(StoreError::Changed { path: path.into() });
+                }
                 if !self.known(&hash, area)? {
-                    let staged = self
-                        .store
-                        .stage_file(&hash, size, &file, path, area, false)?;
                     self.record(hash, area, size, staged);
                 }
-                let after = file.metadata().map_err(StoreError::io(path))?;
                 Ok((hash, size, after))
             }
         }

@@ -74,7 +74,7 @@ pub use fault::FaultPoint;
 pub use format::Format;
 pub use hash::{Hash, HashKeySet, KeyHasher, hash_file};
 pub use pack::DamagedPack;
-pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file};
+pub(crate) use write::{Prepared, Staged, TempFile, encode, finish_temp, prepare_file, unchanged};
 
 /// zstd level for objects at rest: -3, one of zstd's fast levels (its
 /// `--fast=3`), which also leaves literals without Huffman coding. zstd
@@ -262,10 +262,11 @@ impl Store {
 
     /// True if the object is stored (in a pack or as a file of its own).
     pub fn contains(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
-        if self.with_packs(area, |set| set.index.contains(hash))? {
-            return Ok(true);
-        }
-        Ok(self.contains_loose(hash, area))
+        Ok(self.contains_packed(hash, area)? || self.contains_loose(hash, area))
+    }
+
+    fn contains_packed(&self, hash: &Hash, area: Area) -> Result<bool, StoreError> {
+        self.with_packs(area, |set| set.index.contains(hash))
     }
 
     fn contains_loose(&self, hash: &Hash, area: Area) -> bool {
@@ -309,7 +310,7 @@ impl Store {
     /// Stores the content of the regular file at `path` (read from the host
     /// filesystem) durably right now; returns its hash and size.
     pub fn put_file(&self, path: &Path, area: Area) -> Result<(Hash, u64), StoreError> {
-        let (hash, size, staged) = match prepare_file(path)? {
+        let (hash, size, staged) = match prepare_file(path, None)? {
             Prepared::Small(bytes, _) => {
                 let hash = Hash::of(&bytes);
                 if self.contains(&hash, area)? {
@@ -318,7 +319,10 @@ impl Store {
                 let staged = self.stage_bytes(&hash, &bytes, area, true)?;
                 (hash, bytes.len() as u64, staged)
             }
-            Prepared::Large { file, hash, size } => {
+            Prepared::Large { mut file, .. } => {
+                // Hashed first: a one-off put of content already stored
+                // (a copy saved again) then writes and syncs nothing.
+                let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
                 if self.contains(&hash, area)? {
                     return Ok((hash, size));
                 }

@@ -126,23 +126,42 @@ pub(crate) fn frame(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Writes a raw-block frame of exactly `size` bytes to `inner` as they come:
-/// a full block is written once the next byte shows it is not the last.
+/// a full block is written once the next byte shows it is not the last,
+/// with its header in one write (and the frame's header with the first).
 pub(crate) struct FrameWriter<W: Write> {
     inner: W,
     size: u64,
     seen: u64,
+    /// What is not written yet: the frame's header until the first block
+    /// goes, room for the block's header at `at`, then the block's bytes.
     buf: Vec<u8>,
+    at: usize,
 }
 
 impl<W: Write> FrameWriter<W> {
-    pub(crate) fn new(mut inner: W, size: u64) -> io::Result<FrameWriter<W>> {
-        inner.write_all(&header(size))?;
-        Ok(FrameWriter {
+    pub(crate) fn new(inner: W, size: u64) -> FrameWriter<W> {
+        let mut buf = header(size);
+        let at = buf.len();
+        buf.reserve(3 + BLOCK);
+        buf.extend_from_slice(&[0; 3]);
+        FrameWriter {
             inner,
             size,
             seen: 0,
-            buf: Vec::with_capacity(BLOCK),
-        })
+            buf,
+            at,
+        }
+    }
+
+    /// The block held, written behind its header.
+    fn emit(&mut self, last: bool) -> io::Result<()> {
+        let len = self.buf.len() - self.at - 3;
+        self.buf[self.at..self.at + 3].copy_from_slice(&block_header(len, last));
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; 3]);
+        self.at = 0;
+        Ok(())
     }
 
     /// Writes the last block; fails if the content was not `size` bytes.
@@ -153,8 +172,7 @@ impl<W: Write> FrameWriter<W> {
                 "the content is not the size announced",
             ));
         }
-        self.inner.write_all(&block_header(self.buf.len(), true))?;
-        self.inner.write_all(&self.buf)?;
+        self.emit(true)?;
         Ok(self.inner)
     }
 }
@@ -170,12 +188,11 @@ impl<W: Write> Write for FrameWriter<W> {
                 "more content than the size announced",
             ));
         }
-        if self.buf.len() == BLOCK {
-            self.inner.write_all(&block_header(BLOCK, false))?;
-            self.inner.write_all(&self.buf)?;
-            self.buf.clear();
+        let room = |w: &Self| w.at + 3 + BLOCK - w.buf.len();
+        if room(self) == 0 {
+            self.emit(false)?;
         }
-        let n = data.len().min(BLOCK - self.buf.len());
+        let n = data.len().min(room(self));
         self.buf.extend_from_slice(&data[..n]);
         self.seen += n as u64;
         Ok(n)
@@ -242,7 +259,7 @@ mod tests {
         for len in SIZES {
             let plain = noise(len);
             for step in [1usize, 1000, BLOCK, BLOCK + 5] {
-                let mut w = FrameWriter::new(Vec::new(), len as u64).expect("header");
+                let mut w = FrameWriter::new(Vec::new(), len as u64);
                 for chunk in plain.chunks(step) {
                     w.write_all(chunk).expect("write");
                 }
@@ -257,10 +274,10 @@ mod tests {
 
     #[test]
     fn the_writer_refuses_content_of_another_size() {
-        let mut w = FrameWriter::new(Vec::new(), 10).expect("header");
+        let mut w = FrameWriter::new(Vec::new(), 10);
         w.write_all(b"12345").expect("write");
         assert!(w.finish().is_err());
-        let mut w = FrameWriter::new(Vec::new(), 3).expect("header");
+        let mut w = FrameWriter::new(Vec::new(), 3);
         assert!(w.write_all(b"1234").is_err());
     }
 }

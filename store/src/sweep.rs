@@ -5,7 +5,38 @@ use std::io;
 
 use crate::{Area, Hash, Store, StoreError};
 
+/// Which of an area's 256 fan-out directories exist: a bit each, by the
+/// hash's first byte.
+pub(crate) struct Fanouts([u64; 4]);
+
+impl Fanouts {
+    /// True if the fan-out directory of `hash` was there.
+    pub(crate) fn has(&self, hash: &Hash) -> bool {
+        let b = usize::from(hash.as_bytes()[0]);
+        self.0[b / 64] & (1 << (b % 64)) != 0
+    }
+}
+
 impl Store {
+    /// The fan-out directories of `area`, by one listing of it. Every name
+    /// of two lowercase hex digits counts, whatever it is: a name that is
+    /// not a directory of ours is refused when an object is looked up or
+    /// stored there, as before.
+    pub(crate) fn fanouts(&self, area: Area) -> Result<Fanouts, StoreError> {
+        let area_dir = self.area_dir(area);
+        let mut bits = [0u64; 4];
+        for entry in fs::read_dir(area_dir).map_err(StoreError::io(area_dir))? {
+            let name = entry.map_err(StoreError::io(area_dir))?.file_name();
+            if let [hi, lo] = name.as_encoded_bytes()
+                && let (Some(hi), Some(lo)) = (hex_digit(*hi), hex_digit(*lo))
+            {
+                let b = usize::from(hi * 16 + lo);
+                bits[b / 64] |= 1 << (b % 64);
+            }
+        }
+        Ok(Fanouts(bits))
+    }
+
     /// The objects of `area` that are files of their own (not packed),
     /// sorted.
     pub(crate) fn list_loose(&self, area: Area) -> Result<Vec<Hash>, StoreError> {
@@ -90,5 +121,14 @@ impl Store {
     /// (the files of their own are few, and found only by listing them).
     pub fn packed_count(&self, area: Area) -> Result<u64, StoreError> {
         self.with_packs(area, |set| set.index.len() as u64)
+    }
+}
+
+/// The value of a lowercase hex digit (the names `Hash::to_hex` makes).
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }

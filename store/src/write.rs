@@ -2,15 +2,15 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::{
     Area, Format, Hash, PRIVATE_FILE_MODE, SMALL_FILE_LIMIT, Store, StoreError, TEMP_COUNTER,
-    ZSTD_LEVEL, ensure_dir, fanout_slot, hash, raw, sync_dir,
+    ZSTD_LEVEL, ensure_dir, fanout_slot, raw, sync_dir,
 };
 
 /// A compressed object written to `tmp/`, not yet in its final place.
@@ -50,11 +50,8 @@ impl Drop for TempFile {
 pub(crate) enum Prepared {
     /// The bytes, and the file still open (for a stat of what was read).
     Small(Vec<u8>, File),
-    Large {
-        file: File,
-        hash: Hash,
-        size: u64,
-    },
+    /// Too large to hold: the file, at its start, and its `fstat` then.
+    Large { file: File, before: Metadata },
 }
 
 impl Store {
@@ -123,7 +120,26 @@ impl Store {
         sync: bool,
     ) -> Result<Staged, StoreError> {
         file.rewind().map_err(StoreError::io(path))?;
-        let (out, temp) = self.create_temp(&hash.to_hex()[..16])?;
+        let (read, staged) = self.stage_stream(file, size, path, area, sync)?;
+        if read != *hash {
+            // Dropping `staged` removes its temp file.
+            return Err(StoreError::Changed { path: path.into() });
+        }
+        Ok(staged)
+    }
+
+    /// Compresses the `size` bytes of the open file `file`, from its
+    /// position, into a temp file, hashing them as it reads: the content is
+    /// read once. Returns their hash. Content that is not `size` bytes long
+    /// means the file changed while read, and nothing is stored.
+    pub(crate) fn stage_stream(
+        &self,
+        file: &File,
+        size: u64,
+        path: &Path,
+        area: Area,
+        sync: bool,
+    ) -> Result<(Hash, Staged), StoreError> {
         // Samples decide how the whole is stored (see the `raw` module);
         // a plain store keeps every object as it is.
         let as_raw = self.format == Format::Plain
@@ -134,8 +150,11 @@ impl Store {
                     source: e,
                 },
             })?;
+        let (out, temp) = self.create_temp("stream")?;
+        // At most a byte more than announced is read: enough to tell that
+        // the file grew, without following a file that keeps growing.
         let mut source = HashingReader {
-            inner: file,
+            inner: file.take(size.saturating_add(1)),
             hasher: blake3::Hasher::new(),
             size: 0,
             failed: false,
@@ -150,17 +169,17 @@ impl Store {
         let copied = (|| {
             if self.format == Format::Plain {
                 let mut sink = sink;
-                io::copy(&mut source, &mut sink)?;
+                pump(&mut source, &mut sink)?;
                 return Ok(sink);
             }
             if as_raw {
-                let mut frame = raw::FrameWriter::new(sink, size)?;
-                io::copy(&mut source, &mut frame)?;
+                let mut frame = raw::FrameWriter::new(sink, size);
+                pump(&mut source, &mut frame)?;
                 return frame.finish();
             }
             let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
             encoder.set_pledged_src_size(Some(size))?;
-            io::copy(&mut source, &mut encoder)?;
+            pump(&mut source, &mut encoder)?;
             encoder.finish()
         })();
         let out = match copied {
@@ -182,12 +201,13 @@ impl Store {
             Err(_) if source.size != size => return Err(StoreError::Changed { path: path.into() }),
             Err(e) => return Err(StoreError::io(temp.path())(e)),
         };
-        if source.size != size || Hash::from(source.hasher.finalize()) != *hash {
+        if source.size != size {
             return Err(StoreError::Changed { path: path.into() });
         }
         let stored_len = out.metadata().map_err(StoreError::io(temp.path()))?.len();
         finish_temp(&out, area, sync).map_err(StoreError::io(temp.path()))?;
-        Ok(Staged { temp, stored_len })
+        let hash = Hash::from(source.hasher.finalize());
+        Ok((hash, Staged { temp, stored_len }))
     }
 
     /// Renames a staged temp file to its final name, creating the fan-out
@@ -232,26 +252,73 @@ impl Store {
     }
 }
 
-/// Opens `path` and reads it whole if small, or hashes it in a streaming pass
-/// if large (keeping it open for the compress pass).
-pub(crate) fn prepare_file(path: &Path) -> Result<Prepared, StoreError> {
+/// Opens `path` and reads it whole if small; a large file is left open at
+/// its start, with its metadata, to be streamed. `expected` is the file's
+/// size if the caller's stat of it gave it: the file is then not asked
+/// again (a `statx` per file). It is read to its end all the same, so a
+/// stale size changes only how it is read: one grown past
+/// [`SMALL_FILE_LIMIT`] is streamed as a large one.
+pub(crate) fn prepare_file(path: &Path, expected: Option<u64>) -> Result<Prepared, StoreError> {
     let mut file = File::open(path).map_err(StoreError::io(path))?;
-    let len = file.metadata().map_err(StoreError::io(path))?.len();
+    let stat = |file: &File| file.metadata().map_err(StoreError::io(path));
+    let (len, before) = match expected {
+        Some(len) => (len, None),
+        None => {
+            let before = stat(&file)?;
+            (before.len(), Some(before))
+        }
+    };
     if len <= SMALL_FILE_LIMIT {
         let mut bytes = Vec::with_capacity(len as usize);
         // Through `Take`, which reads to the end as `File` does but without
         // first asking the file its size and position again (a `statx` and
-        // an `lseek` per file; `len` is known).
+        // an `lseek` per file; `len` is known); and never more than a byte
+        // past the limit, so that memory does not follow a file that grew.
         Read::by_ref(&mut file)
-            .take(u64::MAX)
+            .take(SMALL_FILE_LIMIT + 1)
             .read_to_end(&mut bytes)
             .map_err(StoreError::io(path))?;
-        Ok(Prepared::Small(bytes, file))
-    } else {
-        let (hash, size) = hash::hash_reader(&mut file).map_err(StoreError::io(path))?;
-        Ok(Prepared::Large { file, hash, size })
+        if bytes.len() as u64 <= SMALL_FILE_LIMIT {
+            return Ok(Prepared::Small(bytes, file));
+        }
+        file.rewind().map_err(StoreError::io(path))?;
+        let before = stat(&file)?;
+        return Ok(Prepared::Large { file, before });
+    }
+    let before = match before {
+        Some(before) => before,
+        None => stat(&file)?,
+    };
+    Ok(Prepared::Large { file, before })
+}
+
+/// True if the metadata of a file taken before and after reading it say
+/// that it did not change meanwhile: the same size, modification and
+/// change times.
+pub(crate) fn unchanged(before: &Metadata, after: &Metadata) -> bool {
+    (before.size(), before.mtime(), before.mtime_nsec())
+        == (after.size(), after.mtime(), after.mtime_nsec())
+        && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
+}
+
+/// Copies `source` into `sink` in chunks of [`STREAM_CHUNK`]: `io::copy`'s
+/// 8 KiB made a `read` per 8 KiB of a large file, and gave BLAKE3 too
+/// little at a time to hash with its wide SIMD.
+fn pump(source: &mut impl Read, sink: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    loop {
+        match source.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => sink.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
+
+/// The chunk in which a large file is read, hashed and compressed: zstd's
+/// largest block, small enough to stay in a core's cache between the three.
+const STREAM_CHUNK: usize = 128 * 1024;
 
 thread_local! {
     // A zstd context costs more to set up than compressing a small file does;

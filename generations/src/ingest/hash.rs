@@ -149,7 +149,8 @@ pub(super) fn hash_source(
             record: false,
         });
     }
-    let (hash, size, after) = batch.put_file_stat(path, area)?;
+    // The size of the stat just taken: the store need not ask it again.
+    let (hash, size, after) = batch.put_file_stat(path, area, stat.size)?;
     // Recorded only if the file did not change while we read it: its
     // handle's stat once read is the one taken before (the same inode,
     // so the path named that content; a path replaced since names an inode

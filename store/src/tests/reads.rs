@@ -222,3 +222,109 @@ fn frame_without_content_size_is_read() {
     fs::write(&path, frame).unwrap();
     assert_eq!(store.read(&hash, Area::Public).unwrap(), data);
 }
+
+#[test]
+fn a_stale_expected_size_only_changes_how_a_file_is_read() {
+    // The caller's stat may be older than the file: one that grew past the
+    // small-file limit is streamed, one that shrank is read whole, and
+    // either way what is stored is what was read.
+    let (dir, store) = store();
+    let big = noise(SMALL_FILE_LIMIT as usize + 4096, 21);
+    let small = noise(5000, 22);
+    let (grew, shrank) = (dir.path().join("grew"), dir.path().join("shrank"));
+    fs::write(&grew, &big).unwrap();
+    fs::write(&shrank, &small).unwrap();
+    let batch = store.batch();
+    let (hash, size, after) = batch.put_file_stat(&grew, Area::Public, 10).unwrap();
+    assert_eq!((hash, size), (Hash::of(&big), big.len() as u64));
+    assert_eq!(after.len(), size);
+    let stale = 3 * SMALL_FILE_LIMIT;
+    let (hash, size, after) = batch.put_file_stat(&shrank, Area::Public, stale).unwrap();
+    assert_eq!((hash, size), (Hash::of(&small), small.len() as u64));
+    assert_eq!(after.len(), size);
+    assert_eq!(batch.commit().unwrap().objects_written, 2);
+    assert!(store.read(&Hash::of(&big), Area::Public).unwrap() == big);
+    assert_eq!(store.read(&Hash::of(&small), Area::Public).unwrap(), small);
+    assert_eq!(tmp_entries(&store), 0);
+}
+
+#[test]
+fn a_large_file_already_stored_is_read_once_and_not_kept() {
+    // Hashed while it is compressed: content found stored once hashed
+    // leaves neither a temp file nor a second object.
+    let (dir, store) = store();
+    let data = noise(2 * SMALL_FILE_LIMIT as usize, 23);
+    let path = dir.path().join("large");
+    fs::write(&path, &data).unwrap();
+    let (hash, size) = store.put_file(&path, Area::Public).unwrap();
+    let batch = store.batch();
+    assert_eq!(batch.put_file(&path, Area::Public).unwrap(), (hash, size));
+    assert_eq!(tmp_entries(&store), 0);
+    // Twice into the other area in one batch: the second copy is dropped.
+    assert_eq!(batch.put_file(&path, Area::Secret).unwrap(), (hash, size));
+    assert_eq!(batch.put_file(&path, Area::Secret).unwrap(), (hash, size));
+    assert_eq!(tmp_entries(&store), 1);
+    let outcome = batch.commit().unwrap();
+    assert_eq!((outcome.objects_written, outcome.bytes_in), (1, size));
+    assert_eq!(tmp_entries(&store), 0);
+    assert!(store.read(&hash, Area::Secret).unwrap() == data);
+}
+
+#[test]
+fn a_fanout_made_after_the_batch_looked_costs_a_second_copy_only() {
+    // A batch lists the fan-out directories once: an object stored as a
+    // file of its own since, by a one-off put, is not looked up, and the
+    // batch packs it again. Readers see one object, as after a crash
+    // that left an object both packed and loose.
+    let (_dir, store) = store();
+    let batch = store.batch();
+    batch.put_bytes(b"first", Area::Public).unwrap();
+    let data = noise(3000, 24);
+    let hash = store.put_bytes(&data, Area::Public).unwrap();
+    assert!(store.object_path(&hash, Area::Public).exists());
+    assert_eq!(batch.put_bytes(&data, Area::Public).unwrap(), hash);
+    assert_eq!(batch.commit().unwrap().objects_written, 2);
+    let listed = store.list(Area::Public).unwrap();
+    assert_eq!(listed.iter().filter(|h| **h == hash).count(), 1);
+    assert_eq!(store.read(&hash, Area::Public).unwrap(), data);
+    assert!(store.check(&hash, Area::Public).unwrap());
+    // A later batch, which finds the fan-out directory, sees it loose.
+    let batch = store.batch();
+    assert_eq!(batch.put_bytes(&data, Area::Public).unwrap(), hash);
+    assert_eq!(batch.commit().unwrap().objects_written, 0);
+}
+
+#[test]
+fn fanouts_are_the_names_of_two_lowercase_hex_digits() {
+    let (_dir, store) = store();
+    let objects = store.dir().join("objects");
+    for d in ["0a", "ff", "AB", "g0", "abc"] {
+        fs::create_dir(objects.join(d)).unwrap();
+    }
+    // Any such name counts, whatever it is: looking it up refuses it.
+    fs::write(objects.join("7e"), b"").unwrap();
+    let found = store.fanouts(Area::Public).unwrap();
+    let first = |b: u8| {
+        let mut bytes = [0u8; 32];
+        bytes[0] = b;
+        Hash::from_bytes(bytes)
+    };
+    let have: Vec<u8> = (0..=255u8).filter(|b| found.has(&first(*b))).collect();
+    assert_eq!(have, [0x0a, 0x7e, 0xff]);
+    assert!(!store.fanouts(Area::Secret).unwrap().has(&first(0x0a)));
+}
+
+#[test]
+fn a_file_written_between_two_stats_is_changed() {
+    // A large file is read once: its stats before and after the read are
+    // what tells that it changed meanwhile.
+    let (dir, _store) = store();
+    let path = dir.path().join("f");
+    fs::write(&path, b"one").unwrap();
+    let before = fs::metadata(&path).unwrap();
+    assert!(unchanged(&before, &fs::metadata(&path).unwrap()));
+    let file = fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert!(!unchanged(&before, &fs::metadata(&path).unwrap()));
+}
