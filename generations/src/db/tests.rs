@@ -11,45 +11,37 @@ fn nodes_survive_the_move_to_a_rowid_table() {
         .position(|m| m.contains("nodes_by_rowid"))
         .expect("the move is a migration");
     {
-        let conn = Connection::open(&path).unwrap();
-        for m in &MIGRATIONS[..before_move] {
-            conn.execute_batch(m).unwrap();
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {before_move}"))
-            .unwrap();
+        let conn = at_version(&path, before_move);
         let json = serde_json::to_vec(&Node::default()).unwrap();
         conn.execute(
             "INSERT INTO nodes (id, body) VALUES (?1, ?2)",
             params![Node::id_of(&json).0.as_bytes().as_slice(), json],
         )
         .unwrap();
-        let sql: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_master WHERE name = 'nodes'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let sql = nodes_schema(&conn);
         assert!(sql.contains("WITHOUT ROWID"), "{sql}");
     }
     let db = Db::open(&path).unwrap();
     // Moved, then re-encoded by migration 9 under its binary id.
     let id = Node::id_of(&Node::default().encode().expect("encodes"));
     assert_eq!(db.node(&id).unwrap(), Node::default());
-    let sql: String = db
-        .conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'nodes'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let sql = nodes_schema(&db.conn);
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
     let version: usize = db
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, MIGRATIONS.len());
+}
+
+/// The `CREATE TABLE` statement of the nodes table.
+fn nodes_schema(conn: &Connection) -> String {
+    conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE name = 'nodes'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 /// A node whose body no longer matches its id: what acts on nodes
@@ -87,16 +79,22 @@ fn on_disk(path: &Path) -> u64 {
         .sum()
 }
 
-/// A database as version `v` of the schema left it (migrations 1 to
-/// `v`, not opened through [`Db`]), holding the empty node in its
-/// binary encoding: the id of that node.
-pub(super) fn at_version_with_a_node(path: &Path, v: usize) -> NodeId {
+/// A database as version `v` of the schema left it: migrations 1 to `v`,
+/// not opened through [`Db`].
+pub(super) fn at_version(path: &Path, v: usize) -> Connection {
     let conn = Connection::open(path).unwrap();
     for m in &MIGRATIONS[..v] {
         conn.execute_batch(m).unwrap();
     }
     conn.execute_batch(&format!("PRAGMA user_version = {v}"))
         .unwrap();
+    conn
+}
+
+/// A database as version `v` of the schema left it (see [`at_version`]), holding the empty node in its
+/// binary encoding: the id of that node.
+pub(super) fn at_version_with_a_node(path: &Path, v: usize) -> NodeId {
+    let conn = at_version(path, v);
     let body = Node::default().encode().expect("encodes");
     let id = Node::id_of(&body);
     conn.execute(

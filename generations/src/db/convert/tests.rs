@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 use sysgen_schema::EntryPath;
 use sysgen_store::Hash;
 
-use super::super::migrations::{BINARY_NODES, MIGRATIONS};
+use super::super::migrations::BINARY_NODES;
 use crate::db::Db;
 use crate::manifest::{Entry, GenerationId, Manifest, Node, NodeId, NodeSource, walk};
 
@@ -73,12 +73,7 @@ fn manifest(root: NodeId, host: &str) -> Manifest {
 fn a_json_node_database_is_converted_and_keeps_its_generations() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("sysgen.db");
-    let conn = Connection::open(&path).expect("open");
-    for m in &MIGRATIONS[..BINARY_NODES - 1] {
-        conn.execute_batch(m).expect("migration");
-    }
-    conn.execute_batch(&format!("PRAGMA user_version = {}", BINARY_NODES - 1))
-        .expect("version");
+    let conn = crate::db::tests::at_version(&path, BINARY_NODES - 1);
     let t1 = entries(&[
         ("/etc", dir()),
         ("/etc/a", file("a", 0o644)),
@@ -167,12 +162,7 @@ fn a_json_node_database_is_converted_and_keeps_its_generations() {
 fn a_missing_node_under_a_manifest_fails_the_migration_and_changes_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("sysgen.db");
-    let conn = Connection::open(&path).expect("open");
-    for m in &MIGRATIONS[..BINARY_NODES - 1] {
-        conn.execute_batch(m).expect("migration");
-    }
-    conn.execute_batch(&format!("PRAGMA user_version = {}", BINARY_NODES - 1))
-        .expect("version");
+    let conn = crate::db::tests::at_version(&path, BINARY_NODES - 1);
     let root = json_tree(
         &conn,
         &entries(&[("/d", dir()), ("/d/f", file("f", 0o644))]),
